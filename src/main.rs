@@ -1,1 +1,184 @@
-fn main() {}
+//! Command line: `run` (the operator), `crd` (print or write the CRD), `plan` (offline render of
+//! the desired AWS state of a manifest).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use clap::{Parser, Subcommand};
+use delivery_operator::api::{self, DeliveryPipeline};
+use delivery_operator::aws::AwsFactory;
+use delivery_operator::controller::{self, Context, Settings};
+use delivery_operator::desired::{PipelineContext, plan};
+use delivery_operator::metrics::Metrics;
+use tracing::{error, info};
+
+#[derive(Parser)]
+#[command(name = "delivery-operator", version, about = "DeliveryPipeline operator for AWS")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator.
+    Run(RunArgs),
+    /// Print the CustomResourceDefinition, or write it into a directory.
+    Crd {
+        /// Directory to write `deliverypipelines.yaml` into; prints to stdout when absent.
+        #[arg(long)]
+        output_dir: Option<PathBuf>,
+    },
+    /// Render the desired AWS state of a DeliveryPipeline manifest, offline.
+    Plan {
+        /// Manifest file (YAML).
+        file: PathBuf,
+        /// AWS account to render for.
+        #[arg(long, default_value = "123456789012")]
+        account_id: String,
+        /// Region used when the manifest names none.
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Namespace to watch (repeatable); all namespaces when absent.
+    #[arg(long = "namespace", env = "WATCH_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Address of the metrics and health endpoint.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Seconds between drift checks of a pipeline that is in sync.
+    #[arg(long, env = "RESYNC_INTERVAL_SECONDS", default_value_t = 600)]
+    resync_interval_seconds: u64,
+    /// Seconds between retries of a pipeline stuck on a terminal error.
+    #[arg(long, env = "TERMINAL_RETRY_SECONDS", default_value_t = 300)]
+    terminal_retry_seconds: u64,
+    /// AWS endpoint override (an emulator or VPC endpoint); also read from AWS_ENDPOINT_URL.
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    aws_endpoint_url: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd { output_dir } => write_crd(output_dir),
+        Command::Plan { file, account_id, region } => print_plan(&file, account_id, region),
+        Command::Run(args) => run(args).await,
+    }
+}
+
+fn write_crd(output_dir: Option<PathBuf>) -> ExitCode {
+    let yaml = match api::crd_yaml() {
+        Ok(y) => y,
+        Err(e) => {
+            eprintln!("could not render the CRD: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match output_dir {
+        None => print!("{yaml}"),
+        Some(dir) => {
+            let path = dir.join("deliverypipelines.yaml");
+            if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, yaml)) {
+                eprintln!("could not write {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_plan(file: &PathBuf, account_id: String, region: String) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cannot read {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let dp: DeliveryPipeline = match serde_yaml::from_str(&text) {
+        Ok(dp) => dp,
+        Err(e) => {
+            eprintln!("{} is not a valid DeliveryPipeline: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let ctx = PipelineContext {
+        namespace: dp.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        name: dp.metadata.name.clone().unwrap_or_default(),
+        region: dp.spec.region.clone().unwrap_or(region),
+        spec: dp.spec,
+        account_id,
+    };
+    match serde_yaml::to_string(&plan::plan(&ctx)) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("could not render the plan: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,aws=warn,kube=warn".into());
+    if args.log_format == "json" {
+        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            error!(error = %e, "no Kubernetes configuration (kubeconfig or in-cluster)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let metrics = Arc::new(Metrics::default());
+    let aws = AwsFactory::new(args.aws_endpoint_url.clone(), metrics.clone()).await;
+    let settings = Settings {
+        namespaces: args.namespaces,
+        resync_interval: Duration::from_secs(args.resync_interval_seconds),
+        terminal_retry: Duration::from_secs(args.terminal_retry_seconds),
+        base_backoff: Duration::from_secs(2),
+        max_backoff: Duration::from_secs(300),
+        instance: std::env::var("POD_NAME").unwrap_or_else(|_| "delivery-operator".into()),
+    };
+    let ctx = Arc::new(Context::new(client, aws, metrics.clone(), settings));
+
+    let listener = match tokio::net::TcpListener::bind(args.metrics_addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            error!(error = %e, addr = %args.metrics_addr, "cannot listen for metrics");
+            return ExitCode::FAILURE;
+        }
+    };
+    let m = metrics.clone();
+    let router = Router::new()
+        .route("/metrics", get(move || async move { m.encode().unwrap_or_default() }))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            error!(error = %e, "metrics server stopped");
+        }
+    });
+    info!(addr = %args.metrics_addr, "delivery-operator started");
+    controller::run(ctx).await;
+    info!("delivery-operator stopped");
+    ExitCode::SUCCESS
+}

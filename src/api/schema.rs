@@ -1,0 +1,82 @@
+//! Hand-written schema fragments for fields whose validation schemars cannot express: each one
+//! bounds sizes (so the API server can bound the cost of CEL rules) and carries CEL rules whose
+//! messages tell the user exactly what is wrong.
+
+use schemars::{Schema, SchemaGenerator, json_schema};
+
+/// Regular expression for an email address: deliberately loose (local@domain.tld), as SNS
+/// accepts any address and confirms it by mail.
+const EMAIL_PATTERN: &str = r"^[^@\s]+@[^@\s]+\.[^@\s]+$";
+
+pub fn email_list(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "maxItems": 20,
+        "items": {
+            "type": "string",
+            "maxLength": 254,
+            "x-kubernetes-validations": [{
+                "rule": format!("self.matches('{EMAIL_PATTERN}')"),
+                "message": "must be an email address such as team@example.com"
+            }]
+        }
+    })
+}
+
+pub fn tag_map(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "maxProperties": 40,
+        "additionalProperties": {"type": "string", "maxLength": 256},
+        "x-kubernetes-validations": [
+            {
+                "rule": "self.all(k, k.size() <= 128 && !k.startsWith('aws:'))",
+                "message": "tag keys must be at most 128 characters and must not start with aws:"
+            },
+            {
+                "rule": r"self.all(k, k.matches('^[\\p{L}\\p{Z}\\p{N}_.:/=+@-]+$'))",
+                "message": "tag keys may contain only letters, digits, spaces and _ . : / = + - @"
+            }
+        ]
+    })
+}
+
+pub fn severity_map(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "maxProperties": 6,
+        "default": {"CRITICAL": 0},
+        "additionalProperties": {"type": "integer", "format": "int32", "minimum": 0},
+        "x-kubernetes-validations": [{
+            "rule": "self.all(k, k in ['CRITICAL', 'HIGH', 'MEDIUM', 'LOW', 'INFORMATIONAL', 'UNDEFINED'])",
+            "message": "imageScan.failOn keys must be ECR severities: CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL or UNDEFINED"
+        }]
+    })
+}
+
+pub fn env_vars(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "maxItems": 50,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["name"],
+        "items": {
+            "type": "object",
+            "required": ["name", "value"],
+            "properties": {
+                "name": {
+                    "type": "string",
+                    "description": "Variable name.",
+                    "minLength": 1,
+                    "maxLength": 255,
+                    "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"
+                },
+                "value": {"type": "string", "description": "Variable value.", "maxLength": 4096}
+            },
+            "x-kubernetes-validations": [{
+                "rule": "!self.name.startsWith('AWS_') && !self.name.startsWith('CODEBUILD_') && !self.name.startsWith('ECS_')",
+                "message": "environment variable names must not start with the reserved prefixes AWS_, CODEBUILD_ or ECS_"
+            }]
+        }
+    })
+}

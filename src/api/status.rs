@@ -1,0 +1,110 @@
+//! The `DeliveryPipeline` status: written only by the operator, through the status subresource.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Observed state of a DeliveryPipeline.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryPipelineStatus {
+    /// The `metadata.generation` the status was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// One condition per group of AWS resources, plus `Ready` (all of them are in the declared
+    /// state) and `Synced` (the last reconcile completed without error).
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// Identifiers of what the pipeline created, for use by people and other tools.
+    #[serde(default)]
+    pub outputs: Outputs,
+    /// Every AWS resource the pipeline owns.
+    #[serde(default)]
+    pub inventory: Vec<InventoryItem>,
+}
+
+/// A condition in the shape of Kubernetes' `metav1.Condition`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Condition type, e.g. `Ready` or `ArtifactStoreReady`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// CamelCase reason for the last transition.
+    pub reason: String,
+    /// What is wrong and what to do about it; empty when all is well.
+    #[serde(default)]
+    pub message: String,
+    /// When `status` last changed.
+    pub last_transition_time: String,
+    /// The `metadata.generation` this condition was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Identifiers of what the pipeline created.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Outputs {
+    /// AWS account of the pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// AWS region of the pipeline (recorded once, then kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Name of the CodePipeline pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline_name: Option<String>,
+    /// ARN of the CodePipeline pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline_arn: Option<String>,
+    /// URI of the ECR repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_repository_uri: Option<String>,
+    /// Name of the artifact bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_bucket: Option<String>,
+    /// ARN of the KMS key that encrypts artifacts, images and logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_arn: Option<String>,
+    /// ARN of the SNS topic for notifications and approvals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_topic_arn: Option<String>,
+    /// The staging environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staging: Option<EnvironmentOutputs>,
+    /// The production environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub production: Option<EnvironmentOutputs>,
+}
+
+/// Identifiers of one deployment environment.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentOutputs {
+    /// ECS cluster name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_name: Option<String>,
+    /// ECS service name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    /// ARN of the role the pipeline assumes to deploy into this environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_role_arn: Option<String>,
+}
+
+/// One AWS resource owned by the pipeline.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryItem {
+    /// Resource kind, e.g. `AWS::KMS::Key`.
+    pub kind: String,
+    /// Identifier: an ARN where the resource has one, else its name or ID.
+    pub id: String,
+    /// AWS account that holds it.
+    pub account: String,
+    /// AWS region that holds it (empty for global resources such as IAM roles).
+    pub region: String,
+}

@@ -1,0 +1,279 @@
+//! The pipeline's customer-managed KMS key, found by its alias.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_kms::Client;
+use aws_sdk_kms::types::{KeyMetadata, KeySpec, KeyState, KeyUsageType, Tag};
+
+use super::error::{AwsError, classify, code};
+use crate::desired::PipelineContext;
+use crate::desired::encryption_key::{DELETION_WINDOW_DAYS, EncryptionKey, encryption_key};
+use crate::desired::policy;
+use crate::desired::tags::{Ownership, ownership};
+use crate::engine::{Gone, Observation, OutputKey, Produced, SpecError, Subresource};
+
+pub struct EncryptionKeySubresource {
+    pub kms: Client,
+    pub ctx: PipelineContext,
+}
+
+pub struct Desired {
+    key: EncryptionKey,
+}
+
+pub struct Observed {
+    metadata: KeyMetadata,
+    rotation_enabled: bool,
+    rotation_period_days: Option<i32>,
+    policy: Option<serde_json::Value>,
+    tags: BTreeMap<String, String>,
+}
+
+impl Observed {
+    fn key_id(&self) -> &str {
+        self.metadata.key_id()
+    }
+}
+
+const KIND: &str = "AWS::KMS::Key";
+
+impl EncryptionKeySubresource {
+    fn produced(&self, key_arn: &str) -> Produced {
+        Produced::default()
+            .output(OutputKey::KmsKeyArn, key_arn)
+            .owns(KIND, key_arn, &self.ctx.account_id, &self.ctx.region)
+    }
+
+    async fn tags(&self, key_id: &str) -> Result<BTreeMap<String, String>, AwsError> {
+        let mut tags = BTreeMap::new();
+        let mut marker = None;
+        loop {
+            let out = self
+                .kms
+                .list_resource_tags()
+                .key_id(key_id)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| classify("kms:ListResourceTags", e))?;
+            for t in out.tags() {
+                tags.insert(t.tag_key().to_string(), t.tag_value().to_string());
+            }
+            marker = out.next_marker().map(str::to_string);
+            if !out.truncated() || marker.is_none() {
+                return Ok(tags);
+            }
+        }
+    }
+
+    async fn ensure_rotation(&self, key_id: &str, d: &EncryptionKey) -> Result<(), AwsError> {
+        self.kms
+            .enable_key_rotation()
+            .key_id(key_id)
+            .rotation_period_in_days(d.rotation_period_days)
+            .send()
+            .await
+            .map_err(|e| classify("kms:EnableKeyRotation", e))?;
+        Ok(())
+    }
+
+    async fn put_policy(&self, key_id: &str, d: &EncryptionKey) -> Result<(), AwsError> {
+        self.kms
+            .put_key_policy()
+            .key_id(key_id)
+            .policy_name("default")
+            .policy(d.policy.to_string())
+            .send()
+            .await
+            .map_err(|e| classify("kms:PutKeyPolicy", e))?;
+        Ok(())
+    }
+}
+
+fn kms_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, AwsError> {
+    tags.iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .tag_key(k)
+                .tag_value(v)
+                .build()
+                .map_err(|e| AwsError::terminal("InvalidTag", format!("tag {k}: {e}")))
+        })
+        .collect()
+}
+
+/// Desired tags that are missing or different on the resource.
+pub(crate) fn tag_drift(desired: &BTreeMap<String, String>, actual: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    desired.iter().filter(|(k, v)| actual.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+impl Subresource for EncryptionKeySubresource {
+    const CONDITION: &'static str = "EncryptionKeyReady";
+    const KIND: &'static str = "KMS key";
+    type Desired = Desired;
+    type Observed = Observed;
+
+    fn desired(&self, ctx: &PipelineContext, _upstream: &Produced) -> Result<Desired, SpecError> {
+        Ok(Desired { key: encryption_key(ctx) })
+    }
+
+    async fn observe(&self, d: &Desired) -> Result<Observation<Observed>, AwsError> {
+        let described = match self.kms.describe_key().key_id(&d.key.alias).send().await {
+            Ok(out) => out,
+            Err(e) if code(&e) == Some("NotFoundException") => return Ok(Observation::Absent),
+            Err(e) => return Err(classify("kms:DescribeKey", e)),
+        };
+        let Some(metadata) = described.key_metadata().cloned() else { return Ok(Observation::Absent) };
+        let key_id = metadata.key_id().to_string();
+        let tags = self.tags(&key_id).await?;
+        if let Ownership::Foreign(owner) = ownership(&self.ctx, &tags) {
+            return Err(AwsError::terminal(
+                "ResourceOwnedByAnotherPipeline",
+                format!("alias {} points at a key owned by {owner}; delete that alias or rename this pipeline", d.key.alias),
+            ));
+        }
+        let pending = metadata.key_state() == Some(&KeyState::PendingDeletion);
+        // A key pending deletion cannot report rotation or accept policy reads in AWS; it is
+        // restored (and then re-read) by `update`.
+        let (rotation_enabled, rotation_period_days, policy) = if pending {
+            (false, None, None)
+        } else {
+            let rotation = self
+                .kms
+                .get_key_rotation_status()
+                .key_id(&key_id)
+                .send()
+                .await
+                .map_err(|e| classify("kms:GetKeyRotationStatus", e))?;
+            let policy_text = self
+                .kms
+                .get_key_policy()
+                .key_id(&key_id)
+                .policy_name("default")
+                .send()
+                .await
+                .map_err(|e| classify("kms:GetKeyPolicy", e))?;
+            (
+                rotation.key_rotation_enabled(),
+                rotation.rotation_period_in_days(),
+                policy_text.policy().and_then(policy::parse),
+            )
+        };
+        let observed = Observed { metadata, rotation_enabled, rotation_period_days, policy, tags };
+        let up_to_date = observed.metadata.key_state() == Some(&KeyState::Enabled)
+            && observed.rotation_enabled
+            && observed.rotation_period_days.is_none_or(|p| p == d.key.rotation_period_days)
+            && observed.policy.as_ref().is_some_and(|p| policy::equivalent(p, &d.key.policy))
+            && observed.metadata.description() == Some(d.key.description.as_str())
+            && tag_drift(&d.key.tags, &observed.tags).is_empty();
+        let produced = self.produced(observed.metadata.arn().unwrap_or_default());
+        Ok(Observation::Present { observed, up_to_date, produced })
+    }
+
+    async fn create(&self, d: &Desired) -> Result<Produced, AwsError> {
+        // Tags go on with CreateKey so the key is recognisably ours from its first moment.
+        let created = self
+            .kms
+            .create_key()
+            .description(&d.key.description)
+            .policy(d.key.policy.to_string())
+            .key_usage(KeyUsageType::EncryptDecrypt)
+            .key_spec(KeySpec::SymmetricDefault)
+            .set_tags(Some(kms_tags(&d.key.tags)?))
+            .send()
+            .await
+            .map_err(|e| classify("kms:CreateKey", e))?;
+        let metadata = created
+            .key_metadata()
+            .ok_or_else(|| AwsError::Retryable { reason: "AwsCallFailed".into(), message: "kms:CreateKey returned no key".into() })?;
+        let key_id = metadata.key_id().to_string();
+        let arn = metadata.arn().unwrap_or_default().to_string();
+        // The alias right away: it is how the key is found again after a crash.
+        self.kms
+            .create_alias()
+            .alias_name(&d.key.alias)
+            .target_key_id(&key_id)
+            .send()
+            .await
+            .map_err(|e| classify("kms:CreateAlias", e))?;
+        self.ensure_rotation(&key_id, &d.key).await?;
+        Ok(self.produced(&arn))
+    }
+
+    async fn update(&self, d: &Desired, o: &Observed) -> Result<Produced, AwsError> {
+        let key_id = o.key_id();
+        let mut state = o.metadata.key_state().cloned();
+        if state == Some(KeyState::PendingDeletion) {
+            // Scheduled for deletion outside the operator (or a deletion interrupted before the
+            // alias went): restore the key, which keeps old artifacts readable, rather than
+            // making a second one.
+            self.kms
+                .cancel_key_deletion()
+                .key_id(key_id)
+                .send()
+                .await
+                .map_err(|e| classify("kms:CancelKeyDeletion", e))?;
+            state = Some(KeyState::Disabled);
+        }
+        if state == Some(KeyState::Disabled) {
+            self.kms.enable_key().key_id(key_id).send().await.map_err(|e| classify("kms:EnableKey", e))?;
+        } else if state != Some(KeyState::Enabled) {
+            return Err(AwsError::requeue(
+                "KeyNotUsable",
+                format!("KMS key {key_id} is in state {state:?}; waiting for it to become Enabled"),
+                std::time::Duration::from_secs(15),
+            ));
+        }
+        let restored = o.metadata.key_state() == Some(&KeyState::PendingDeletion);
+        if restored || !o.rotation_enabled || o.rotation_period_days.is_some_and(|p| p != d.key.rotation_period_days) {
+            self.ensure_rotation(key_id, &d.key).await?;
+        }
+        if restored || !o.policy.as_ref().is_some_and(|p| policy::equivalent(p, &d.key.policy)) {
+            self.put_policy(key_id, &d.key).await?;
+        }
+        if o.metadata.description() != Some(d.key.description.as_str()) {
+            self.kms
+                .update_key_description()
+                .key_id(key_id)
+                .description(&d.key.description)
+                .send()
+                .await
+                .map_err(|e| classify("kms:UpdateKeyDescription", e))?;
+        }
+        let drift = tag_drift(&d.key.tags, &o.tags);
+        if !drift.is_empty() {
+            self.kms
+                .tag_resource()
+                .key_id(key_id)
+                .set_tags(Some(kms_tags(&drift)?))
+                .send()
+                .await
+                .map_err(|e| classify("kms:TagResource", e))?;
+        }
+        Ok(self.produced(o.metadata.arn().unwrap_or_default()))
+    }
+
+    async fn delete(&self, d: &Desired, o: &Observed) -> Result<Gone, AwsError> {
+        if o.metadata.key_state() != Some(&KeyState::PendingDeletion) {
+            match self
+                .kms
+                .schedule_key_deletion()
+                .key_id(o.key_id())
+                .pending_window_in_days(DELETION_WINDOW_DAYS)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if code(&e) == Some("KMSInvalidStateException") => {}
+                Err(e) => return Err(classify("kms:ScheduleKeyDeletion", e)),
+            }
+        }
+        // Without the alias a re-created pipeline starts with a fresh key; the old one is gone
+        // after the waiting period. A key pending deletion counts as gone.
+        match self.kms.delete_alias().alias_name(&d.key.alias).send().await {
+            Ok(_) => Ok(Gone::Yes),
+            Err(e) if code(&e) == Some("NotFoundException") => Ok(Gone::Yes),
+            Err(e) => Err(classify("kms:DeleteAlias", e)),
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! kube-runtime wiring: watches DeliveryPipelines, runs the engine, writes status, events and
+//! metrics, and owns the finalizer and the requeue policy.
+
+mod status;
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use rand::Rng;
+use serde_json::json;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::api::{DeletionPolicy, DeliveryPipeline, FINALIZER};
+use crate::aws::{self, AwsError, AwsFactory, SessionKey};
+use crate::desired::PipelineContext;
+use crate::engine::{self, Action, OutputKey, Produced, StepError, StepOutcome};
+use crate::metrics::Metrics;
+
+/// Annotation whose change forces a reconcile (drift check) without a spec change.
+pub const RECONCILE_REQUEST_ANNOTATION: &str = "delivery-operator.dev/reconcile-requested-at";
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Namespaces to watch; empty means all.
+    pub namespaces: Vec<String>,
+    /// Drift check interval for pipelines that are in sync.
+    pub resync_interval: Duration,
+    /// Retry interval for terminal errors (bad spec, AccessDenied): slow, since a human must act.
+    pub terminal_retry: Duration,
+    /// First retry of a transient error; doubles per consecutive failure up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Name of this operator instance in events (the pod name in a cluster).
+    pub instance: String,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub aws: AwsFactory,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    pub settings: Settings,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API call failed: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Aws(#[from] AwsError),
+    #[error("deletion in progress: {0}")]
+    DeletionPending(String),
+    #[error("object has no namespace")]
+    NoNamespace,
+}
+
+impl Context {
+    pub fn new(client: Client, aws: AwsFactory, metrics: Arc<Metrics>, settings: Settings) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter { controller: "delivery-operator".into(), instance: Some(settings.instance.clone()) },
+        );
+        Self { client, aws, metrics, recorder, settings, failures: Mutex::new(HashMap::new()) }
+    }
+
+    /// Jittered exponential backoff for the n-th consecutive transient failure of `key`.
+    fn backoff(&self, key: &str) -> Duration {
+        let n = self
+            .failures
+            .lock()
+            .map(|mut f| {
+                let n = f.entry(key.to_string()).or_insert(0);
+                *n += 1;
+                *n
+            })
+            .unwrap_or(1);
+        let exp = self.settings.base_backoff.saturating_mul(1u32 << n.min(16).saturating_sub(1));
+        let capped = exp.min(self.settings.max_backoff);
+        let jitter = rand::rng().random_range(0.5..1.0);
+        capped.mul_f64(jitter)
+    }
+
+    fn succeeded(&self, key: &str) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(key);
+        }
+    }
+
+    async fn event(&self, dp: &DeliveryPipeline, type_: EventType, reason: &str, action: &str, note: String) {
+        let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+        if let Err(e) = self.recorder.publish(&event, &dp.object_ref(&())).await {
+            warn!(error = %e, "could not publish event");
+        }
+    }
+}
+
+/// What decides whether a watch event is worth a reconcile: spec changes (generation),
+/// deletion, finalizers, and the reconcile-request annotation. Status-only changes are not,
+/// so writing status never triggers another reconcile.
+fn reconcile_trigger(dp: &DeliveryPipeline) -> Option<u64> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    dp.meta().generation.hash(&mut h);
+    dp.meta().deletion_timestamp.is_some().hash(&mut h);
+    dp.finalizers().hash(&mut h);
+    dp.annotations().get(RECONCILE_REQUEST_ANNOTATION).hash(&mut h);
+    Some(h.finish())
+}
+
+/// Runs until a shutdown signal. One controller per watched namespace (or one for all), so the
+/// operator needs RBAC only where it works.
+pub async fn run(ctx: Arc<Context>) {
+    let apis: Vec<Api<DeliveryPipeline>> = if ctx.settings.namespaces.is_empty() {
+        vec![Api::all(ctx.client.clone())]
+    } else {
+        ctx.settings.namespaces.iter().map(|ns| Api::namespaced(ctx.client.clone(), ns)).collect()
+    };
+    let controllers = apis.into_iter().map(|api| {
+        let (reader, writer) = reflector::store();
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(reconcile_trigger, Default::default());
+        Controller::for_stream(stream, reader)
+            .shutdown_on_signal()
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    warn!(error = %e, "reconcile failed");
+                }
+            })
+    });
+    futures::future::join_all(controllers).await;
+}
+
+fn key_of(dp: &DeliveryPipeline) -> String {
+    format!("{}/{}", dp.namespace().unwrap_or_default(), dp.name_any())
+}
+
+async fn reconcile(dp: Arc<DeliveryPipeline>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let ns = dp.namespace().ok_or(Error::NoNamespace)?;
+    let span = info_span!("reconcile", namespace = %ns, name = %dp.name_any(), generation = dp.meta().generation);
+    async move {
+        let started = Instant::now();
+        let api: Api<DeliveryPipeline> = Api::namespaced(ctx.client.clone(), &ns);
+        let result = finalizer(&api, FINALIZER, dp, |event| async {
+            match event {
+                FinalizerEvent::Apply(dp) => apply(&dp, &api, &ctx).await,
+                FinalizerEvent::Cleanup(dp) => cleanup(&dp, &api, &ctx).await,
+            }
+        })
+        .await;
+        let (label, out) = match result {
+            Ok(action) => ("ok", Ok(action)),
+            Err(kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e)) => {
+                ("error", Err(e))
+            }
+            Err(kube::runtime::finalizer::Error::AddFinalizer(e) | kube::runtime::finalizer::Error::RemoveFinalizer(e)) => {
+                ("error", Err(Error::Kube(e)))
+            }
+            Err(other) => ("error", Err(Error::DeletionPending(other.to_string()))),
+        };
+        ctx.metrics.reconciled(label, started.elapsed().as_secs_f64());
+        out
+    }
+    .instrument(span)
+    .await
+}
+
+fn error_policy(dp: Arc<DeliveryPipeline>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    let after = match error {
+        Error::DeletionPending(_) => Duration::from_secs(5),
+        Error::Aws(AwsError::Terminal { .. }) => ctx.settings.terminal_retry,
+        Error::Aws(AwsError::Requeue { after, .. }) => *after,
+        _ => ctx.backoff(&key_of(&dp)),
+    };
+    warn!(namespace = dp.namespace().unwrap_or_default(), name = %dp.name_any(), error = %error, retry_in = ?after, "reconcile error");
+    Requeue::requeue(after)
+}
+
+/// The region a pipeline lives in: the spec's, else the one recorded when it was first
+/// reconciled, else the operator's own.
+fn region_of(dp: &DeliveryPipeline, aws: &AwsFactory) -> Option<String> {
+    dp.spec
+        .region
+        .clone()
+        .or_else(|| dp.status.as_ref().and_then(|s| s.outputs.region.clone()))
+        .or_else(|| aws.default_region())
+}
+
+fn session_key(dp: &DeliveryPipeline, region: String) -> SessionKey {
+    SessionKey {
+        region,
+        role_arn: dp.spec.credentials.as_ref().map(|c| c.role_arn.clone()),
+        external_id: dp.spec.credentials.as_ref().and_then(|c| c.external_id.clone()),
+    }
+}
+
+fn pipeline_context(dp: &DeliveryPipeline, account_id: &str, region: &str) -> PipelineContext {
+    PipelineContext {
+        namespace: dp.namespace().unwrap_or_default(),
+        name: dp.name_any(),
+        spec: dp.spec.clone(),
+        account_id: account_id.into(),
+        region: region.into(),
+    }
+}
+
+async fn apply(dp: &DeliveryPipeline, api: &Api<DeliveryPipeline>, ctx: &Context) -> Result<Requeue, Error> {
+    let key = key_of(dp);
+    let Some(region) = region_of(dp, &ctx.aws) else {
+        let err = AwsError::terminal(
+            "RegionUnknown",
+            "spec.region is not set and the operator has no default region; set spec.region or AWS_REGION for the operator",
+        );
+        status::write(api, dp, status::failed_before_aws(dp, &err)).await?;
+        return Ok(Requeue::requeue(ctx.settings.terminal_retry));
+    };
+    let session = match ctx.aws.session(&session_key(dp, region.clone())).await {
+        Ok(s) => s,
+        Err(err) => {
+            ctx.event(dp, EventType::Warning, err.reason(), "Reconcile", err.message().to_string()).await;
+            status::write(api, dp, status::failed_before_aws(dp, &err)).await?;
+            return Ok(requeue_for(&err, ctx, &key));
+        }
+    };
+    let pctx = pipeline_context(dp, &session.account_id, &region);
+    let seed = status::seed(dp).output(OutputKey::AccountId, &session.account_id).output(OutputKey::Region, &region);
+    let report = engine::apply(&aws::stages(&session, &pctx), &pctx, seed).await;
+
+    for step in &report.steps {
+        match &step.outcome {
+            StepOutcome::Done(Action::Created) => {
+                info!(resource = step.kind, "created");
+                ctx.event(dp, EventType::Normal, "Created", "Create", format!("created {}", step.kind)).await;
+            }
+            StepOutcome::Done(Action::Updated) => {
+                info!(resource = step.kind, "updated");
+                ctx.event(dp, EventType::Normal, "Updated", "Update", format!("updated {} to match the spec", step.kind)).await;
+            }
+            StepOutcome::Failed(e) => {
+                let (reason, message) = match e {
+                    StepError::Spec(s) => (s.reason.as_str(), s.message.clone()),
+                    StepError::Aws(a) => (a.reason(), a.message().to_string()),
+                };
+                warn!(resource = step.kind, reason, %message, "subresource failed");
+                ctx.event(dp, EventType::Warning, reason, "Reconcile", format!("{}: {message}", step.kind)).await;
+            }
+            _ => {}
+        }
+    }
+    let next = status::after_apply(dp, &report);
+    status::write(api, dp, next).await?;
+
+    // The most urgent error decides when to look again.
+    let errors: Vec<&StepError> = report.errors().collect();
+    if errors.is_empty() {
+        ctx.succeeded(&key);
+        return Ok(Requeue::requeue(ctx.settings.resync_interval));
+    }
+    let retry = errors
+        .iter()
+        .map(|e| match e {
+            StepError::Spec(_) => ctx.settings.terminal_retry,
+            StepError::Aws(a) => requeue_after(a, ctx, &key),
+        })
+        .min()
+        .unwrap_or(ctx.settings.terminal_retry);
+    Ok(Requeue::requeue(retry))
+}
+
+fn requeue_after(err: &AwsError, ctx: &Context, key: &str) -> Duration {
+    match err {
+        AwsError::Terminal { .. } => ctx.settings.terminal_retry,
+        AwsError::Retryable { .. } => ctx.backoff(key),
+        AwsError::Requeue { after, .. } => *after,
+    }
+}
+
+fn requeue_for(err: &AwsError, ctx: &Context, key: &str) -> Requeue {
+    Requeue::requeue(requeue_after(err, ctx, key))
+}
+
+async fn cleanup(dp: &DeliveryPipeline, api: &Api<DeliveryPipeline>, ctx: &Context) -> Result<Requeue, Error> {
+    if dp.spec.deletion_policy == DeletionPolicy::Retain {
+        ctx.event(dp, EventType::Normal, "Retained", "Delete", "deletionPolicy is Retain: AWS resources are left in place".into())
+            .await;
+        return Ok(Requeue::await_change());
+    }
+    let nothing_recorded = dp.status.as_ref().is_none_or(|s| s.inventory.is_empty());
+    let Some(region) = region_of(dp, &ctx.aws) else {
+        return if nothing_recorded { Ok(Requeue::await_change()) } else { Err(Error::Aws(AwsError::terminal("RegionUnknown", "region unknown"))) };
+    };
+    let session = match ctx.aws.session(&session_key(dp, region.clone())).await {
+        Ok(s) => s,
+        // Credentials that never worked created nothing: do not hold the object hostage.
+        Err(_) if nothing_recorded => {
+            ctx.event(dp, EventType::Normal, "Deleted", "Delete", "no AWS resources were recorded; nothing to delete".into()).await;
+            return Ok(Requeue::await_change());
+        }
+        Err(e) => {
+            status::write(api, dp, status::deleting(dp, &[], Some(&e))).await?;
+            return Err(Error::Aws(e));
+        }
+    };
+    let pctx = pipeline_context(dp, &session.account_id, &region);
+    let seed: Produced = status::seed(dp);
+    let report = engine::delete(&aws::stages(&session, &pctx), &pctx, seed).await;
+    if report.all_gone() {
+        info!("every AWS resource is gone");
+        ctx.event(dp, EventType::Normal, "Deleted", "Delete", "deleted every AWS resource of the pipeline".into()).await;
+        return Ok(Requeue::await_change());
+    }
+    let first_error = report.steps.iter().find_map(|(_, _, r)| match r {
+        Err(StepError::Aws(e)) => Some(e.clone()),
+        Err(StepError::Spec(s)) => Some(AwsError::terminal(s.reason.clone(), s.message.clone())),
+        Ok(_) => None,
+    });
+    status::write(api, dp, status::deleting(dp, &report.steps, first_error.as_ref())).await?;
+    Err(Error::DeletionPending(
+        first_error.map(|e| e.message().to_string()).unwrap_or_else(|| "waiting for AWS to finish deleting".into()),
+    ))
+}
+
+/// Asks for a reconcile now (used by tests and `kubectl annotate`).
+pub fn reconcile_request_patch(value: &str) -> Patch<serde_json::Value> {
+    Patch::Merge(json!({"metadata": {"annotations": {RECONCILE_REQUEST_ANNOTATION: value}}}))
+}
+
+pub fn object_ref(dp: &DeliveryPipeline) -> ObjectRef<DeliveryPipeline> {
+    ObjectRef::from_obj(dp)
+}
+
+pub fn status_patch_params() -> PatchParams {
+    PatchParams::default()
+}

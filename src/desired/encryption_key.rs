@@ -1,0 +1,190 @@
+//! Desired state of the pipeline's customer-managed KMS key.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::PipelineContext;
+use super::tags::tags;
+
+/// Days between automatic rotations (AWS default and minimum is 90; 365 is the usual choice).
+pub const ROTATION_PERIOD_DAYS: i32 = 365;
+/// AWS's minimum waiting period before a scheduled key deletion takes effect.
+pub const DELETION_WINDOW_DAYS: i32 = 7;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EncryptionKey {
+    pub alias: String,
+    pub description: String,
+    pub rotation_enabled: bool,
+    pub rotation_period_days: i32,
+    pub policy: Value,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Actions the account's principals (through IAM) need to administer and use the key. Listed
+/// rather than `kms:*` so the policy grants nothing that is not needed.
+const ADMIN_ACTIONS: &[&str] = &[
+    "kms:CancelKeyDeletion",
+    "kms:CreateAlias",
+    "kms:CreateGrant",
+    "kms:Decrypt",
+    "kms:DeleteAlias",
+    "kms:DescribeKey",
+    "kms:DisableKey",
+    "kms:DisableKeyRotation",
+    "kms:EnableKey",
+    "kms:EnableKeyRotation",
+    "kms:Encrypt",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:GetKeyPolicy",
+    "kms:GetKeyRotationStatus",
+    "kms:ListGrants",
+    "kms:ListKeyRotations",
+    "kms:ListResourceTags",
+    "kms:PutKeyPolicy",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+    "kms:RevokeGrant",
+    "kms:RotateKeyOnDemand",
+    "kms:ScheduleKeyDeletion",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:UpdateAlias",
+    "kms:UpdateKeyDescription",
+];
+
+const USE_ACTIONS: &[&str] = &[
+    "kms:Decrypt",
+    "kms:DescribeKey",
+    "kms:Encrypt",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+];
+
+pub fn encryption_key(ctx: &PipelineContext) -> EncryptionKey {
+    EncryptionKey {
+        alias: ctx.names().kms_alias(),
+        description: format!(
+            "Encrypts the artifacts, images, logs and notifications of delivery pipeline {}",
+            ctx.owner()
+        ),
+        rotation_enabled: true,
+        rotation_period_days: ROTATION_PERIOD_DAYS,
+        policy: key_policy(ctx),
+        tags: tags(ctx),
+    }
+}
+
+fn key_policy(ctx: &PipelineContext) -> Value {
+    let partition = ctx.partition();
+    let account = &ctx.account_id;
+    let region = &ctx.region;
+    let root = format!("arn:{partition}:iam::{account}:root");
+    let mut statements = vec![
+        json!({
+            "Sid": "AccountAdministration",
+            "Effect": "Allow",
+            "Principal": {"AWS": root},
+            "Action": ADMIN_ACTIONS,
+            "Resource": "*"
+        }),
+        json!({
+            "Sid": "PipelineServicesInAccount",
+            "Effect": "Allow",
+            "Principal": {"AWS": root},
+            "Action": USE_ACTIONS,
+            "Resource": "*",
+            "Condition": {
+                "StringEquals": {
+                    "kms:CallerAccount": account,
+                    "kms:ViaService": [
+                        format!("codebuild.{region}.amazonaws.com"),
+                        format!("codepipeline.{region}.amazonaws.com"),
+                        format!("ecr.{region}.amazonaws.com"),
+                        format!("s3.{region}.amazonaws.com"),
+                        format!("sns.{region}.amazonaws.com"),
+                    ]
+                }
+            }
+        }),
+        json!({
+            "Sid": "CloudWatchLogs",
+            "Effect": "Allow",
+            "Principal": {"Service": format!("logs.{region}.amazonaws.com")},
+            "Action": USE_ACTIONS,
+            "Resource": "*",
+            "Condition": {
+                "ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": format!("arn:{partition}:logs:{region}:{account}:log-group:*")
+                }
+            }
+        }),
+        json!({
+            "Sid": "EventsAndAlarmsPublishToTopic",
+            "Effect": "Allow",
+            "Principal": {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com"]},
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+            "Resource": "*",
+            "Condition": {"StringEquals": {"aws:SourceAccount": account}}
+        }),
+    ];
+    let environment_accounts = ctx.environment_accounts();
+    if !environment_accounts.is_empty() {
+        let principals: Vec<String> =
+            environment_accounts.iter().map(|a| format!("arn:{partition}:iam::{a}:root")).collect();
+        statements.push(json!({
+            "Sid": "EnvironmentAccountsReadArtifacts",
+            "Effect": "Allow",
+            "Principal": {"AWS": principals},
+            "Action": ["kms:Decrypt", "kms:DescribeKey"],
+            "Resource": "*"
+        }));
+    }
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::policy::allowed_actions;
+    use crate::desired::testing::{FULL, MINIMAL, context};
+
+    #[test]
+    fn key_rotates_yearly_and_is_named_by_alias() {
+        let key = encryption_key(&context(MINIMAL));
+        assert!(key.rotation_enabled);
+        assert_eq!(key.rotation_period_days, 365);
+        assert!(key.alias.starts_with("alias/delivery-operator/"));
+    }
+
+    #[test]
+    fn key_policy_golden_cross_account() {
+        let key = encryption_key(&context(FULL));
+        let golden: Value = serde_json::from_str(include_str!("../../tests/data/golden/kms-key-policy-cross-account.json")).expect("golden parses");
+        assert_eq!(key.policy, golden, "{}", serde_json::to_string_pretty(&key.policy).unwrap_or_default());
+    }
+
+    #[test]
+    fn single_account_key_policy_grants_no_other_account() {
+        let key = encryption_key(&context(MINIMAL));
+        let text = key.policy.to_string();
+        assert!(!text.contains("EnvironmentAccountsReadArtifacts"));
+        assert!(!text.contains("222222222222"));
+    }
+
+    #[test]
+    fn key_policy_has_no_wildcard_action() {
+        for manifest in [FULL, MINIMAL] {
+            let key = encryption_key(&context(manifest));
+            let actions = allowed_actions(&key.policy);
+            assert!(!actions.is_empty());
+            assert!(actions.iter().all(|a| !a.contains('*')), "{actions:?}");
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Pure desired-state rendering: spec -> names, tags, policies and settings of every AWS
+//! resource. No I/O happens here, so everything is unit-tested and the offline `plan` command
+//! shows exactly what the operator would create.
+
+pub mod artifact_store;
+pub mod encryption_key;
+pub mod names;
+pub mod plan;
+pub mod policy;
+pub mod tags;
+
+use crate::api::DeliveryPipelineSpec;
+
+/// Everything a renderer needs to know about one pipeline: who owns it and where it lives.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineContext {
+    pub namespace: String,
+    pub name: String,
+    pub spec: DeliveryPipelineSpec,
+    /// The AWS account the pipeline's own resources live in.
+    pub account_id: String,
+    /// The AWS region the pipeline's own resources live in.
+    pub region: String,
+}
+
+impl PipelineContext {
+    /// AWS partition of the region (`aws`, `aws-cn`, `aws-us-gov`).
+    pub fn partition(&self) -> &'static str {
+        partition_of(&self.region)
+    }
+
+    /// `namespace/name`, the value of the owner tag.
+    pub fn owner(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    pub fn names(&self) -> names::Names<'_> {
+        names::Names::new(self)
+    }
+
+    /// Accounts of the staging and production environments that differ from the pipeline's.
+    pub fn environment_accounts(&self) -> Vec<String> {
+        let mut accounts: Vec<String> = [&self.spec.environments.staging, &self.spec.environments.production]
+            .iter()
+            .filter_map(|e| e.account_id.clone())
+            .filter(|a| *a != self.account_id)
+            .collect();
+        accounts.sort();
+        accounts.dedup();
+        accounts
+    }
+}
+
+pub fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::PipelineContext;
+    use crate::api::DeliveryPipeline;
+
+    pub const FULL: &str = include_str!("../../examples/cross-account.yaml");
+    pub const MINIMAL: &str = include_str!("../../examples/minimal.yaml");
+
+    pub fn context(manifest: &str) -> PipelineContext {
+        let dp: DeliveryPipeline = serde_yaml::from_str(manifest).expect("example parses");
+        PipelineContext {
+            namespace: dp.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+            name: dp.metadata.name.clone().expect("example has a name"),
+            spec: dp.spec,
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Deterministic AWS resource names.
+//!
+//! Every name is `<readable part>-<hash>`: the readable part is `namespace-name-suffix`,
+//! truncated to fit the AWS limit of the resource kind; the hash is 8 hex characters of
+//! SHA-256 over the unambiguous `namespace/name/suffix` (plus account and region for globally
+//! unique S3 bucket names). The hash is always present, because joining with `-` alone is
+//! ambiguous (`a-b`/`c` and `a`/`b-c` both read `a-b-c`), so two pipelines never share a name,
+//! and a crashed create is found again under the same name.
+
+use sha2::{Digest, Sha256};
+
+use super::PipelineContext;
+
+const HASH_LEN: usize = 8;
+
+/// Names of one pipeline's AWS resources.
+pub struct Names<'a> {
+    ctx: &'a PipelineContext,
+}
+
+impl<'a> Names<'a> {
+    pub fn new(ctx: &'a PipelineContext) -> Self {
+        Self { ctx }
+    }
+
+    fn readable(&self) -> String {
+        sanitize(&format!("{}-{}-{}", self.ctx.namespace, self.ctx.name, self.ctx.spec.environment_suffix))
+    }
+
+    fn identity(&self) -> String {
+        format!("{}/{}/{}", self.ctx.namespace, self.ctx.name, self.ctx.spec.environment_suffix)
+    }
+
+    /// A name of at most `max_len` characters: readable part, the hash, then `suffix`.
+    fn fitted(&self, max_len: usize, suffix: &str, extra_identity: &str) -> String {
+        let hash = short_hash(&format!("{}{}", self.identity(), extra_identity));
+        let tail = if suffix.is_empty() { format!("-{hash}") } else { format!("-{hash}-{suffix}") };
+        let room = max_len.saturating_sub(tail.len());
+        let readable = self.readable();
+        let head = readable[..readable.len().min(room)].trim_end_matches('-');
+        format!("{head}{tail}")
+    }
+
+    /// The base name most resources share (also the CodePipeline name); at most 100 characters.
+    pub fn base(&self) -> String {
+        self.fitted(100, "", "")
+    }
+
+    /// KMS alias (without the `alias/` prefix rules: AWS allows 256 characters).
+    pub fn kms_alias(&self) -> String {
+        format!("alias/delivery-operator/{}", self.fitted(200, "", ""))
+    }
+
+    /// S3 bucket: 3-63 lowercase characters, globally unique across all AWS accounts, so the
+    /// account and region are part of the hash.
+    pub fn artifact_bucket(&self) -> String {
+        self.fitted(63, "artifacts", &format!("@{}/{}", self.ctx.account_id, self.ctx.region))
+    }
+
+    /// IAM role name (64 characters) for a role purpose such as `pipeline` or `build`.
+    pub fn role(&self, purpose: &str) -> String {
+        self.fitted(64, purpose, "")
+    }
+}
+
+/// Lowercase, only `[a-z0-9-]`, no leading/trailing or doubled dashes.
+fn sanitize(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        let c = c.to_ascii_lowercase();
+        let c = if c.is_ascii_alphanumeric() { c } else { '-' };
+        if c == '-' && (out.is_empty() || out.ends_with('-')) {
+            continue;
+        }
+        out.push(c);
+    }
+    out.trim_end_matches('-').to_string()
+}
+
+pub fn short_hash(input: &str) -> String {
+    let digest = Sha256::digest(input.as_bytes());
+    hex::encode(digest)[..HASH_LEN].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::testing::{FULL, context};
+
+    fn ctx(ns: &str, name: &str) -> PipelineContext {
+        let mut c = context(FULL);
+        c.namespace = ns.into();
+        c.name = name.into();
+        c
+    }
+
+    #[test]
+    fn names_are_deterministic_and_readable() {
+        let c = ctx("payments", "checkout");
+        assert_eq!(c.names().base(), "payments-checkout-prod-7d4ad4d4");
+        assert_eq!(c.names().base(), ctx("payments", "checkout").names().base());
+        assert_eq!(c.names().artifact_bucket(), "payments-checkout-prod-3c1ba8dd-artifacts");
+        assert_eq!(c.names().kms_alias(), "alias/delivery-operator/payments-checkout-prod-7d4ad4d4");
+    }
+
+    #[test]
+    fn ambiguous_joins_do_not_collide() {
+        let a = ctx("a-b", "c");
+        let b = ctx("a", "b-c");
+        assert_ne!(a.names().base(), b.names().base());
+        assert_ne!(a.names().artifact_bucket(), b.names().artifact_bucket());
+        assert_ne!(a.names().role("build"), b.names().role("build"));
+    }
+
+    #[test]
+    fn same_name_in_two_namespaces_differs() {
+        assert_ne!(ctx("team-a", "app").names().base(), ctx("team-b", "app").names().base());
+    }
+
+    #[test]
+    fn bucket_differs_per_account_and_region() {
+        let a = ctx("ns", "app");
+        let mut b = ctx("ns", "app");
+        b.account_id = "999999999999".into();
+        let mut r = ctx("ns", "app");
+        r.region = "eu-west-1".into();
+        assert_ne!(a.names().artifact_bucket(), b.names().artifact_bucket());
+        assert_ne!(a.names().artifact_bucket(), r.names().artifact_bucket());
+    }
+
+    #[test]
+    fn long_names_fit_aws_limits_and_stay_unique() {
+        let ns = "n".repeat(63);
+        let a = ctx(&ns, &"x".repeat(40));
+        let b = ctx(&ns, &format!("{}y", "x".repeat(39)));
+        for (name, limit) in [
+            (a.names().artifact_bucket(), 63),
+            (a.names().role("cross-account-deploy"), 64),
+            (a.names().base(), 100),
+        ] {
+            assert!(name.len() <= limit, "{name} is longer than {limit}");
+            assert!(!name.contains("--"), "{name}");
+        }
+        assert_ne!(a.names().artifact_bucket(), b.names().artifact_bucket());
+        assert_ne!(a.names().role("build"), b.names().role("build"));
+    }
+
+    #[test]
+    fn bucket_names_are_valid_s3_names() {
+        let c = ctx("Weird_NS", "App.Name");
+        let bucket = c.names().artifact_bucket();
+        assert!(bucket.len() >= 3 && bucket.len() <= 63);
+        assert!(bucket.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-'), "{bucket}");
+        assert!(!bucket.starts_with('-') && !bucket.ends_with('-'));
+    }
+
+    #[test]
+    fn sanitize_collapses_and_trims() {
+        assert_eq!(sanitize("A__b--c-"), "a-b-c");
+        assert_eq!(sanitize("-x"), "x");
+    }
+}
