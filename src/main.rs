@@ -72,6 +72,8 @@ struct RunArgs {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // kube and the AWS SDK both use rustls; pick its provider once for the whole process.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     match cli.command {
         Command::Crd { output_dir } => write_crd(output_dir),
         Command::Plan { file, account_id, region } => print_plan(&file, account_id, region),
@@ -151,7 +153,8 @@ async fn run(args: RunArgs) -> ExitCode {
     let metrics = Arc::new(Metrics::default());
     let aws = AwsFactory::new(args.aws_endpoint_url.clone(), metrics.clone()).await;
     let settings = Settings {
-        namespaces: args.namespaces,
+        // An empty WATCH_NAMESPACES (or stray commas) means all namespaces, not namespace "".
+        namespaces: args.namespaces.into_iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect(),
         resync_interval: Duration::from_secs(args.resync_interval_seconds),
         terminal_retry: Duration::from_secs(args.terminal_retry_seconds),
         base_backoff: Duration::from_secs(2),

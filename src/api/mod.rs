@@ -24,3 +24,65 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
         serde_yaml::to_string(&crd)?
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = include_str!("../../examples/minimal.yaml");
+    const FULL: &str = include_str!("../../examples/cross-account.yaml");
+
+    #[test]
+    fn committed_crd_is_current() {
+        let committed = include_str!("../../crds/deliverypipelines.yaml");
+        let generated = crd_yaml().unwrap_or_default();
+        assert!(
+            committed == generated,
+            "crds/deliverypipelines.yaml is stale: run `make crds` (cargo run -- crd --output-dir crds) and commit it"
+        );
+    }
+
+    #[test]
+    fn examples_round_trip_through_serde() {
+        for manifest in [MINIMAL, FULL] {
+            let dp: DeliveryPipeline = serde_yaml::from_str(manifest).expect("example parses");
+            let json = serde_json::to_value(&dp).expect("serializes");
+            let back: DeliveryPipeline = serde_json::from_value(json).expect("parses back");
+            assert_eq!(dp, back);
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let dp: DeliveryPipeline = serde_yaml::from_str(MINIMAL).expect("example parses");
+        let s = &dp.spec;
+        assert_eq!(s.build.timeout_minutes, 30);
+        assert_eq!(s.build.image, "aws/codebuild/standard:7.0");
+        assert_eq!(s.build.compute_type, ComputeType::BuildGeneral1Small);
+        assert_eq!(s.image_repository.tag_mutability, TagMutability::ImmutableExceptLatest);
+        assert_eq!(s.image_repository.keep_last_images, 10);
+        assert!(s.image_repository.scan_on_push);
+        assert_eq!(s.image_scan.fail_on.get("CRITICAL"), Some(&0));
+        assert_eq!(s.image_scan.fail_on.len(), 1);
+        assert_eq!(s.log_retention_days, 7);
+        assert!(s.restart_execution_on_update);
+        assert_eq!(s.deletion_policy, DeletionPolicy::Delete);
+        assert!(s.monitoring.failure_alarm && s.monitoring.success_alarm);
+        assert!(s.environments.staging.circuit_breaker_rollback);
+        assert_eq!(s.environments.staging.desired_count, 1);
+        assert_eq!(s.artifact_store.noncurrent_version_expiration_days, 30);
+        assert_eq!(s.artifact_store.abort_incomplete_upload_days, 7);
+        assert_eq!(s.container.name, "app");
+    }
+
+    #[test]
+    fn schema_carries_defaults_so_the_server_applies_them() {
+        let crd = serde_json::to_value(DeliveryPipeline::crd()).expect("crd serializes");
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+        assert_eq!(spec["logRetentionDays"]["default"], 7);
+        assert_eq!(spec["build"]["properties"]["timeoutMinutes"]["default"], 30);
+        assert_eq!(spec["imageRepository"]["properties"]["tagMutability"]["default"], "ImmutableExceptLatest");
+        assert_eq!(spec["imageScan"]["properties"]["failOn"]["default"]["CRITICAL"], 0);
+        assert_eq!(spec["deletionPolicy"]["default"], "Delete");
+    }
+}

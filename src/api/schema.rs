@@ -6,7 +6,7 @@ use schemars::{Schema, SchemaGenerator, json_schema};
 
 /// Regular expression for an email address: deliberately loose (local@domain.tld), as SNS
 /// accepts any address and confirms it by mail.
-const EMAIL_PATTERN: &str = r"^[^@\s]+@[^@\s]+\.[^@\s]+$";
+const EMAIL_PATTERN: &str = "^[^@ ]+@[^@ ]+[.][^@ ]+$";
 
 pub fn email_list(_: &mut SchemaGenerator) -> Schema {
     json_schema!({

@@ -97,10 +97,10 @@ mod tests {
     #[test]
     fn names_are_deterministic_and_readable() {
         let c = ctx("payments", "checkout");
-        assert_eq!(c.names().base(), "payments-checkout-prod-7d4ad4d4");
+        assert_eq!(c.names().base(), "payments-checkout-prod-cb8b1995");
         assert_eq!(c.names().base(), ctx("payments", "checkout").names().base());
-        assert_eq!(c.names().artifact_bucket(), "payments-checkout-prod-3c1ba8dd-artifacts");
-        assert_eq!(c.names().kms_alias(), "alias/delivery-operator/payments-checkout-prod-7d4ad4d4");
+        assert_eq!(c.names().artifact_bucket(), "payments-checkout-prod-379500e6-artifacts");
+        assert_eq!(c.names().kms_alias(), "alias/delivery-operator/payments-checkout-prod-cb8b1995");
     }
 
     #[test]

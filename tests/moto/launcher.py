@@ -7,6 +7,7 @@ Usage: launcher.py --port PORT [--host 127.0.0.1]
 """
 
 import argparse
+import importlib.metadata
 import json
 import os
 import sys
@@ -58,6 +59,52 @@ def fix_sts_assume_role_requires_role() -> None:
         )
 
     STSBackend.assume_role = assume_role
+
+
+# Root element of S3 REST-XML responses whose output has no payload member, from the "Response
+# Syntax" section of each operation in the Amazon S3 API Reference.
+S3_RESPONSE_ROOTS = {
+    "GetBucketVersioning": "VersioningConfiguration",
+    "GetBucketLifecycleConfiguration": "LifecycleConfiguration",
+    "GetBucketTagging": "Tagging",
+    "GetObjectTagging": "Tagging",
+    "GetBucketAcl": "AccessControlPolicy",
+    "GetObjectAcl": "AccessControlPolicy",
+    "GetBucketCors": "CORSConfiguration",
+    "GetBucketLogging": "BucketLoggingStatus",
+    "GetBucketNotificationConfiguration": "NotificationConfiguration",
+    "ListObjectVersions": "ListVersionsResult",
+    "ListObjects": "ListBucketResult",
+    "ListObjectsV2": "ListBucketResult",
+    "ListBuckets": "ListAllMyBucketsResult",
+    "DeleteObjects": "DeleteResult",
+    "CreateMultipartUpload": "InitiateMultipartUploadResult",
+    "CompleteMultipartUpload": "CompleteMultipartUploadResult",
+    "ListMultipartUploads": "ListMultipartUploadsResult",
+    "ListParts": "ListPartsResult",
+}
+
+
+def fix_s3_response_root_elements() -> None:
+    """AWS: S3 responses are rooted at the element the API reference names (e.g. GetBucketVersioning
+    returns <VersioningConfiguration>). moto 5.2's model-driven serializer roots them at
+    <GetBucketVersioningResponse>; botocore ignores the root, but SDKs that check it (the Rust
+    SDK) reject the response. Fix: use the documented root element."""
+    from moto.core.serialize import BaseXMLSerializer, S3Serializer
+
+    original = BaseXMLSerializer._serialized_result_to_response
+
+    def serialized_result_to_response(self, resp, result, shape, serialized_result):
+        root = S3_RESPONSE_ROOTS.get(self.operation_model.name)
+        if not isinstance(self, S3Serializer) or root is None or (shape is not None and "payload" in shape.serialization):
+            return original(self, resp, result, shape, serialized_result)
+        wrapper = {root: serialized_result}
+        self._serialize_namespace_attribute(wrapper[root])
+        resp["body"] = self._serialize_body(wrapper)
+        resp["headers"]["Content-Type"] = self.CONTENT_TYPE
+        return resp
+
+    BaseXMLSerializer._serialized_result_to_response = serialized_result_to_response
 
 
 def _required_external_id(document) -> "str | None":
@@ -129,12 +176,13 @@ def main() -> None:
     args = parser.parse_args()
 
     fix_sts_assume_role_requires_role()
+    fix_s3_response_root_elements()
     seed_member_accounts()
     seed_after_reset()
 
     from moto.server import main as moto_main
 
-    print(f"moto {moto.__version__} with fixes on {args.host}:{args.port}", flush=True)
+    print(f"moto {importlib.metadata.version('moto')} with fixes on {args.host}:{args.port}", flush=True)
     moto_main(["-H", args.host, "-p", str(args.port)])
 
 

@@ -1,1 +1,8 @@
+//! Integration and end-to-end tests against a real kube-apiserver (+ etcd) and moto over HTTP.
+//! One test binary: the control plane starts once per run (see `support`).
 
+mod admission;
+mod aws_emulator;
+mod control_plane;
+mod operator;
+mod support;

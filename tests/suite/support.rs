@@ -1,0 +1,282 @@
+//! Shared test support: the sandbox (kube-apiserver, etcd, moto), clients, unique names, and the
+//! operator as a separate process.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use delivery_operator::api::DeliveryPipeline;
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Environment of a running sandbox (the `env` file `scripts/sandbox` writes).
+pub struct Sandbox {
+    pub dir: PathBuf,
+    pub vars: BTreeMap<String, String>,
+}
+
+impl Sandbox {
+    pub fn var(&self, key: &str) -> String {
+        self.vars.get(key).cloned().unwrap_or_else(|| panic!("sandbox env lacks {key}"))
+    }
+
+    pub fn kubeconfig(&self, who: &str) -> PathBuf {
+        match who {
+            "admin" => self.dir.join("kubeconfig"),
+            other => self.dir.join(format!("kubeconfig-{other}")),
+        }
+    }
+
+    pub fn aws_endpoint(&self) -> String {
+        self.var("AWS_ENDPOINT_URL")
+    }
+
+    pub fn kubectl(&self) -> Command {
+        let mut c = Command::new(Path::new(&self.var("SANDBOX_BIN")).join("kubectl"));
+        c.env("KUBECONFIG", self.kubeconfig("admin"));
+        c
+    }
+}
+
+fn parse_env(path: &Path) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    text.lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+        .collect()
+}
+
+/// The sandbox: the one `make test` started (SANDBOX_DIR), or one started for this test binary
+/// with a watchdog that stops it when the binary exits.
+pub fn sandbox() -> &'static Sandbox {
+    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+    SANDBOX.get_or_init(|| {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let dir = match std::env::var("SANDBOX_DIR") {
+            Ok(d) if Path::new(&d).join("env").exists() => PathBuf::from(d),
+            _ => {
+                let dir = std::env::temp_dir().join(format!("delivery-operator-test-{}", std::process::id()));
+                let status = Command::new(repo_root().join("scripts/sandbox"))
+                    .args(["up", "--owner-pid", &std::process::id().to_string()])
+                    .env("SANDBOX_DIR", &dir)
+                    .status()
+                    .expect("run scripts/sandbox");
+                assert!(status.success(), "scripts/sandbox up failed");
+                dir
+            }
+        };
+        let sandbox = Sandbox { vars: parse_env(&dir.join("env")), dir };
+        let out = sandbox
+            .kubectl()
+            .args(["apply", "--server-side", "--force-conflicts", "-f"])
+            .arg(repo_root().join("crds/deliverypipelines.yaml"))
+            .output()
+            .expect("kubectl apply crd");
+        assert!(out.status.success(), "CRD install failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = sandbox
+            .kubectl()
+            .args(["wait", "--for=condition=Established", "--timeout=60s", "crd/deliverypipelines.pipelines.delivery-operator.dev"])
+            .output()
+            .expect("kubectl wait");
+        assert!(out.status.success(), "CRD not established: {}", String::from_utf8_lossy(&out.stderr));
+        // The operator runs as a service-account identity limited to the shipped RBAC.
+        let out = sandbox.kubectl().args(["apply", "-f"]).arg(repo_root().join("deploy/rbac.yaml")).output().expect("rbac");
+        assert!(out.status.success(), "RBAC install failed: {}", String::from_utf8_lossy(&out.stderr));
+        sandbox
+    })
+}
+
+pub async fn kube_client(who: &str) -> Client {
+    let sb = sandbox();
+    let kubeconfig = Kubeconfig::read_from(sb.kubeconfig(who)).expect("read kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("kube config");
+    Client::try_from(config).expect("kube client")
+}
+
+/// SDK configuration for moto in `account` (the default one, or a member account reached via
+/// its bootstrap role).
+pub async fn aws_config() -> SdkConfig {
+    let sb = sandbox();
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(sb.aws_endpoint())
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await
+}
+
+pub fn s3(config: &SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(config).force_path_style(true).build())
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    use rand::Rng;
+    let n: u32 = rand::rng().random_range(0..0xffffff);
+    format!("{prefix}-{n:06x}")
+}
+
+pub async fn create_namespace(client: &Client, name: &str) {
+    use k8s_openapi::api::core::v1::Namespace;
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("create namespace");
+}
+
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn condition<'a>(dp: &'a DeliveryPipeline, type_: &str) -> Option<&'a delivery_operator::api::Condition> {
+    dp.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// The operator binary, running as a separate process with the RBAC-limited identity.
+pub struct Operator {
+    child: Child,
+    pub metrics_url: String,
+}
+
+impl Operator {
+    pub fn start(namespace: &str, extra_env: &[(&str, &str)]) -> Self {
+        let sb = sandbox();
+        let port = free_port();
+        let log = std::fs::File::create(sb.dir.join(format!("operator-{namespace}.log"))).expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_delivery-operator"));
+        cmd.args(["run", "--namespace", namespace, "--metrics-addr", &format!("127.0.0.1:{port}")])
+            .env("KUBECONFIG", sb.kubeconfig("operator"))
+            .env("AWS_ENDPOINT_URL", sb.aws_endpoint())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "info,delivery_operator=debug")
+            .env_remove("AWS_PROFILE")
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start operator");
+        Self { child, metrics_url: format!("http://127.0.0.1:{port}/metrics") }
+    }
+
+    pub async fn metrics(&self) -> Metrics {
+        let text = eventually("operator metrics endpoint", Duration::from_secs(30), || async {
+            reqwest::get(&self.metrics_url).await.ok()?.text().await.ok()
+        })
+        .await;
+        Metrics::parse(&text)
+    }
+
+    /// Waits until no reconcile has finished for a while, and returns the metrics then.
+    pub async fn settled(&self) -> Metrics {
+        let mut last = self.metrics().await;
+        loop {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let now = self.metrics().await;
+            if now.reconciles() == last.reconciles() {
+                return now;
+            }
+            last = now;
+        }
+    }
+
+    /// Waits for the next reconcile to finish after `before`, and returns the metrics then.
+    pub async fn after_reconcile(&self, before: &Metrics) -> Metrics {
+        let target = before.reconciles() + 1.0;
+        eventually("a reconcile to finish", Duration::from_secs(60), || async {
+            let m = self.metrics().await;
+            (m.reconciles() >= target).then_some(m)
+        })
+        .await
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Prometheus samples: metric line (name + labels) -> value.
+#[derive(Debug, Clone)]
+pub struct Metrics(pub BTreeMap<String, f64>);
+
+impl Metrics {
+    fn parse(text: &str) -> Self {
+        Self(
+            text.lines()
+                .filter(|l| !l.starts_with('#') && !l.is_empty())
+                .filter_map(|l| l.rsplit_once(' '))
+                .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_string(), v)))
+                .collect(),
+        )
+    }
+
+    pub fn reconciles(&self) -> f64 {
+        self.0.iter().filter(|(k, _)| k.starts_with("delivery_operator_reconciles_total")).map(|(_, v)| v).sum()
+    }
+
+    /// AWS calls of `kind` ("read" or "write"), by `Service:Operation`.
+    pub fn aws_calls(&self, kind: &str) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        for (k, v) in &self.0 {
+            if !k.starts_with("delivery_operator_aws_api_calls_total{") || !k.contains(&format!("kind=\"{kind}\"")) {
+                continue;
+            }
+            let label = |name: &str| {
+                k.split(&format!("{name}=\"")).nth(1).and_then(|r| r.split('"').next()).unwrap_or("").to_string()
+            };
+            *out.entry(format!("{}:{}", label("service"), label("operation"))).or_insert(0.0) += v;
+        }
+        out
+    }
+
+    /// Calls of `kind` made since `before`, by operation (only those that changed).
+    pub fn calls_since(&self, before: &Metrics, kind: &str) -> BTreeMap<String, f64> {
+        let old = before.aws_calls(kind);
+        self.aws_calls(kind)
+            .into_iter()
+            .map(|(k, v)| {
+                let d = v - old.get(&k).copied().unwrap_or(0.0);
+                (k, d)
+            })
+            .filter(|(_, d)| *d != 0.0)
+            .collect()
+    }
+}
+
+/// A DeliveryPipeline from an example manifest, renamed into `namespace`.
+pub fn example(file: &str, namespace: &str, name: &str) -> DeliveryPipeline {
+    let text = std::fs::read_to_string(repo_root().join("examples").join(file)).expect("example");
+    let mut dp: DeliveryPipeline = serde_yaml::from_str(&text).expect("example parses");
+    dp.metadata.namespace = Some(namespace.into());
+    dp.metadata.name = Some(name.into());
+    dp
+}
