@@ -243,11 +243,12 @@ async fn apply(dp: &DeliveryPipeline, api: &Api<DeliveryPipeline>, ctx: &Context
         match &step.outcome {
             StepOutcome::Done(Action::Created) => {
                 info!(resource = step.kind, "created");
-                ctx.event(dp, EventType::Normal, "Created", "Create", format!("created {}", step.kind)).await;
+                ctx.event(dp, EventType::Normal, "Created", &action_name("Create", step.condition), format!("created {}", step.kind)).await;
             }
             StepOutcome::Done(Action::Updated) => {
                 info!(resource = step.kind, "updated");
-                ctx.event(dp, EventType::Normal, "Updated", "Update", format!("updated {} to match the spec", step.kind)).await;
+                ctx.event(dp, EventType::Normal, "Updated", &action_name("Update", step.condition), format!("updated {} to match the spec", step.kind))
+                    .await;
             }
             StepOutcome::Failed(e) => {
                 let (reason, message) = match e {
@@ -255,7 +256,8 @@ async fn apply(dp: &DeliveryPipeline, api: &Api<DeliveryPipeline>, ctx: &Context
                     StepError::Aws(a) => (a.reason(), a.message().to_string()),
                 };
                 warn!(resource = step.kind, reason, %message, "subresource failed");
-                ctx.event(dp, EventType::Warning, reason, "Reconcile", format!("{}: {message}", step.kind)).await;
+                ctx.event(dp, EventType::Warning, reason, &action_name("Reconcile", step.condition), format!("{}: {message}", step.kind))
+                    .await;
             }
             _ => {}
         }
@@ -278,6 +280,12 @@ async fn apply(dp: &DeliveryPipeline, api: &Api<DeliveryPipeline>, ctx: &Context
         .min()
         .unwrap_or(ctx.settings.terminal_retry);
     Ok(Requeue::requeue(retry))
+}
+
+/// Event action per subresource, e.g. `CreateEncryptionKey`: events are aggregated by action and
+/// reason, so each subresource needs its own action to keep its own event.
+fn action_name(verb: &str, condition: &str) -> String {
+    format!("{verb}{}", condition.trim_end_matches("Ready"))
 }
 
 fn requeue_after(err: &AwsError, ctx: &Context, key: &str) -> Duration {

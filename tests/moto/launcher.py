@@ -107,6 +107,94 @@ def fix_s3_response_root_elements() -> None:
     BaseXMLSerializer._serialized_result_to_response = serialized_result_to_response
 
 
+def fix_policy_conditions_scope_statements() -> None:
+    """AWS: a policy statement applies only when its Condition matches; a Deny whose condition
+    does not match denies nothing (IAM User Guide, "Policy evaluation logic"). moto returns
+    DENIED for any statement whose condition does not match, so a bucket policy with
+    `Deny s3:* when aws:SecureTransport is false` blocks every object call. Fix: a statement
+    whose condition does not match is neutral. The emulator listens on plain HTTP only as an
+    artefact of the test bed; S3 requests are evaluated as arriving over TLS, as the operator's
+    and every SDK's requests do in AWS."""
+    from moto.iam.access_control import IAMPolicy, IAMPolicyStatement, PermissionResult
+    from moto.s3.models import FakeBucket
+
+    original = IAMPolicyStatement.is_action_permitted
+
+    def is_action_permitted(self, action, resource="*", principal=None, incoming_condition_values=None):
+        condition = self._statement.get("Condition")
+        if condition and not _conditions_match(condition, incoming_condition_values or {}):
+            return PermissionResult.NEUTRAL
+        # The statement applies: let moto evaluate the rest without the condition it mis-reads.
+        unconditioned = IAMPolicyStatement({k: v for k, v in self._statement.items() if k != "Condition"})
+        return original(unconditioned, action, resource, principal, incoming_condition_values)
+
+    IAMPolicyStatement.is_action_permitted = is_action_permitted
+
+    def get_permission(self, action, resource):
+        if self.policy is None:
+            return PermissionResult.NEUTRAL
+        return IAMPolicy(self.policy.decode()).is_action_permitted(
+            action, resource, incoming_condition_values={"aws:SecureTransport": "true"}
+        )
+
+    FakeBucket.get_permission = get_permission
+
+
+def _conditions_match(condition, context) -> bool:
+    """Evaluates the condition operators the harness needs (Bool, String*, Arn*), as AWS does:
+    every operator and key must match; a key absent from the request context does not match."""
+    import fnmatch
+
+    for operator, keys in condition.items():
+        for key, expected in keys.items():
+            expected = expected if isinstance(expected, list) else [expected]
+            actual = context.get(key)
+            if actual is None:
+                return False
+            if operator in ("Bool", "StringEqualsIgnoreCase"):
+                ok = any(str(actual).lower() == str(e).lower() for e in expected)
+            elif operator == "StringEquals":
+                ok = any(str(actual) == str(e) for e in expected)
+            elif operator == "StringNotEquals":
+                ok = all(str(actual) != str(e) for e in expected)
+            elif operator in ("StringLike", "ArnLike", "ArnEquals"):
+                ok = any(fnmatch.fnmatchcase(str(actual), str(e)) for e in expected)
+            else:
+                return False
+            if not ok:
+                return False
+    return True
+
+
+def fix_kms_rotation_period() -> None:
+    """AWS: EnableKeyRotation takes RotationPeriodInDays (90-2560, default 365) and
+    GetKeyRotationStatus returns it (KMS API Reference). moto ignores the parameter and omits
+    the field. Fix: store and return it."""
+    import json as _json
+
+    from moto.kms.responses import KmsResponse
+
+    original_enable = KmsResponse.enable_key_rotation
+    original_status = KmsResponse.get_key_rotation_status
+
+    def enable_key_rotation(self):
+        result = original_enable(self)
+        key = self.kms_backend.keys[self.kms_backend.get_key_id(self._get_param("KeyId"))]
+        key.rotation_period_in_days = int(self._get_param("RotationPeriodInDays") or 365)
+        return result
+
+    def get_key_rotation_status(self):
+        body = _json.loads(original_status(self))
+        key = self.kms_backend.keys[self.kms_backend.get_key_id(self._get_param("KeyId"))]
+        if body.get("KeyRotationEnabled"):
+            body["RotationPeriodInDays"] = getattr(key, "rotation_period_in_days", 365)
+        body["KeyId"] = key.id
+        return _json.dumps(body)
+
+    KmsResponse.enable_key_rotation = enable_key_rotation
+    KmsResponse.get_key_rotation_status = get_key_rotation_status
+
+
 def _required_external_id(document) -> "str | None":
     try:
         doc = json.loads(document) if isinstance(document, str) else document
@@ -177,6 +265,8 @@ def main() -> None:
 
     fix_sts_assume_role_requires_role()
     fix_s3_response_root_elements()
+    fix_policy_conditions_scope_statements()
+    fix_kms_rotation_period()
     seed_member_accounts()
     seed_after_reset()
 
