@@ -18,7 +18,11 @@ use delivery_operator::metrics::Metrics;
 use tracing::{error, info};
 
 #[derive(Parser)]
-#[command(name = "delivery-operator", version, about = "DeliveryPipeline operator for AWS")]
+#[command(
+    name = "delivery-operator",
+    version,
+    about = "DeliveryPipeline operator for AWS"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -76,7 +80,11 @@ async fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     match cli.command {
         Command::Crd { output_dir } => write_crd(output_dir),
-        Command::Plan { file, account_id, region } => print_plan(&file, account_id, region),
+        Command::Plan {
+            file,
+            account_id,
+            region,
+        } => print_plan(&file, account_id, region),
         Command::Run(args) => run(args).await,
     }
 }
@@ -93,7 +101,8 @@ fn write_crd(output_dir: Option<PathBuf>) -> ExitCode {
         None => print!("{yaml}"),
         Some(dir) => {
             let path = dir.join("deliverypipelines.yaml");
-            if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, yaml)) {
+            if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, yaml))
+            {
                 eprintln!("could not write {}: {e}", path.display());
                 return ExitCode::FAILURE;
             }
@@ -118,7 +127,11 @@ fn print_plan(file: &PathBuf, account_id: String, region: String) -> ExitCode {
         }
     };
     let ctx = PipelineContext {
-        namespace: dp.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        namespace: dp
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
         name: dp.metadata.name.clone().unwrap_or_default(),
         region: dp.spec.region.clone().unwrap_or(region),
         spec: dp.spec,
@@ -137,9 +150,13 @@ fn print_plan(file: &PathBuf, account_id: String, region: String) -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,aws=warn,kube=warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,aws=warn,kube=warn".into());
     if args.log_format == "json" {
-        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
@@ -154,7 +171,12 @@ async fn run(args: RunArgs) -> ExitCode {
     let aws = AwsFactory::new(args.aws_endpoint_url.clone(), metrics.clone()).await;
     let settings = Settings {
         // An empty WATCH_NAMESPACES (or stray commas) means all namespaces, not namespace "".
-        namespaces: args.namespaces.into_iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect(),
+        namespaces: args
+            .namespaces
+            .into_iter()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect(),
         resync_interval: Duration::from_secs(args.resync_interval_seconds),
         terminal_retry: Duration::from_secs(args.terminal_retry_seconds),
         base_backoff: Duration::from_secs(2),
@@ -172,7 +194,10 @@ async fn run(args: RunArgs) -> ExitCode {
     };
     let m = metrics.clone();
     let router = Router::new()
-        .route("/metrics", get(move || async move { m.encode().unwrap_or_default() }))
+        .route(
+            "/metrics",
+            get(move || async move { m.encode().unwrap_or_default() }),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }));
     tokio::spawn(async move {

@@ -43,7 +43,11 @@ impl Default for Metrics {
         let reconciles = Family::<ReconcileLabels, Counter>::default();
         let reconcile_duration = Histogram::new(exponential_buckets(0.01, 2.0, 14));
         let aws_calls = Family::<AwsCallLabels, Counter>::default();
-        registry.register("reconciles", "Reconciles of DeliveryPipelines by result", reconciles.clone());
+        registry.register(
+            "reconciles",
+            "Reconciles of DeliveryPipelines by result",
+            reconciles.clone(),
+        );
         registry.register(
             "reconcile_duration_seconds",
             "Duration of one DeliveryPipeline reconcile",
@@ -54,7 +58,12 @@ impl Default for Metrics {
             "AWS API calls by service, operation, kind (read or write) and outcome",
             aws_calls.clone(),
         );
-        Self { registry, reconciles, reconcile_duration, aws_calls }
+        Self {
+            registry,
+            reconciles,
+            reconcile_duration,
+            aws_calls,
+        }
     }
 }
 
@@ -66,14 +75,22 @@ impl Metrics {
     }
 
     pub fn reconciled(&self, result: &str, seconds: f64) {
-        self.reconciles.get_or_create(&ReconcileLabels { result: result.into() }).inc();
+        self.reconciles
+            .get_or_create(&ReconcileLabels {
+                result: result.into(),
+            })
+            .inc();
         self.reconcile_duration.observe(seconds);
     }
 }
 
 /// Whether an operation only reads. Everything else counts as a write.
 pub fn is_read(operation: &str) -> bool {
-    ["Get", "Describe", "List", "Head", "Lookup", "BatchGet", "Search"].iter().any(|p| operation.starts_with(p))
+    [
+        "Get", "Describe", "List", "Head", "Lookup", "BatchGet", "Search",
+    ]
+    .iter()
+    .any(|p| operation.starts_with(p))
 }
 
 /// SDK interceptor that counts every call into [`Metrics::aws_calls`].
@@ -116,7 +133,12 @@ impl Intercept for CallCounter {
         let kind = if is_read(&operation) { "read" } else { "write" };
         self.metrics
             .aws_calls
-            .get_or_create(&AwsCallLabels { service, operation, kind: kind.into(), outcome: outcome.into() })
+            .get_or_create(&AwsCallLabels {
+                service,
+                operation,
+                kind: kind.into(),
+                outcome: outcome.into(),
+            })
             .inc();
         Ok(())
     }
@@ -128,10 +150,23 @@ mod tests {
 
     #[test]
     fn reads_and_writes_are_told_apart() {
-        for read in ["GetBucketPolicy", "DescribeKey", "ListResourceTags", "HeadBucket", "GetCallerIdentity"] {
+        for read in [
+            "GetBucketPolicy",
+            "DescribeKey",
+            "ListResourceTags",
+            "HeadBucket",
+            "GetCallerIdentity",
+        ] {
             assert!(is_read(read), "{read}");
         }
-        for write in ["CreateKey", "PutBucketPolicy", "EnableKeyRotation", "DeleteBucket", "AssumeRole", "TagResource"] {
+        for write in [
+            "CreateKey",
+            "PutBucketPolicy",
+            "EnableKeyRotation",
+            "DeleteBucket",
+            "AssumeRole",
+            "TagResource",
+        ] {
             assert!(!is_read(write), "{write}");
         }
     }
@@ -141,6 +176,9 @@ mod tests {
         let m = Metrics::default();
         m.reconciled("ok", 0.2);
         let text = m.encode().unwrap_or_default();
-        assert!(text.contains("delivery_operator_reconciles_total{result=\"ok\"} 1"), "{text}");
+        assert!(
+            text.contains("delivery_operator_reconciles_total{result=\"ok\"} 1"),
+            "{text}"
+        );
     }
 }

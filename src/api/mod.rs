@@ -59,7 +59,10 @@ mod tests {
         assert_eq!(s.build.timeout_minutes, 30);
         assert_eq!(s.build.image, "aws/codebuild/standard:7.0");
         assert_eq!(s.build.compute_type, ComputeType::BuildGeneral1Small);
-        assert_eq!(s.image_repository.tag_mutability, TagMutability::ImmutableExceptLatest);
+        assert_eq!(
+            s.image_repository.tag_mutability,
+            TagMutability::ImmutableExceptLatest
+        );
         assert_eq!(s.image_repository.keep_last_images, 10);
         assert!(s.image_repository.scan_on_push);
         assert_eq!(s.image_scan.fail_on.get("CRITICAL"), Some(&0));
@@ -81,8 +84,14 @@ mod tests {
         let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
         assert_eq!(spec["logRetentionDays"]["default"], 7);
         assert_eq!(spec["build"]["properties"]["timeoutMinutes"]["default"], 30);
-        assert_eq!(spec["imageRepository"]["properties"]["tagMutability"]["default"], "ImmutableExceptLatest");
-        assert_eq!(spec["imageScan"]["properties"]["failOn"]["default"]["CRITICAL"], 0);
+        assert_eq!(
+            spec["imageRepository"]["properties"]["tagMutability"]["default"],
+            "ImmutableExceptLatest"
+        );
+        assert_eq!(
+            spec["imageScan"]["properties"]["failOn"]["default"]["CRITICAL"],
+            0
+        );
         assert_eq!(spec["deletionPolicy"]["default"], "Delete");
     }
 }

@@ -18,6 +18,8 @@ use super::status::DeliveryPipelineStatus;
 /// staging deployment, manual approval and production deployment on ECS Fargate, with the
 /// encryption key, artifact store, image repository, IAM roles, network, notifications and
 /// alarms around it.
+// Several printer columns share `type_ = "string"`, which clippy mistakes for a repeated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "pipelines.delivery-operator.dev",
@@ -73,7 +75,10 @@ use super::status::DeliveryPipelineStatus;
 pub struct DeliveryPipelineSpec {
     /// Short environment name, e.g. `dev` or `prod`. Becomes the `Environment` tag and part of
     /// every AWS resource name. Immutable.
-    #[schemars(length(min = 1, max = 10), regex(pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 10),
+        regex(pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+    )]
     pub environment_suffix: String,
 
     /// Cost center recorded in the `CostCenter` tag of every AWS resource.
@@ -158,7 +163,10 @@ pub struct DeliveryPipelineSpec {
 #[serde(rename_all = "camelCase")]
 pub struct Credentials {
     /// IAM role the operator assumes for every AWS call of this pipeline.
-    #[schemars(length(max = 2048), regex(pattern = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$"))]
+    #[schemars(
+        length(max = 2048),
+        regex(pattern = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$")
+    )]
     pub role_arn: String,
 
     /// External ID required by the role's trust policy, if any. Not secret in AWS's model but
@@ -193,7 +201,10 @@ pub struct Source {
 #[serde(rename_all = "camelCase")]
 pub struct S3Source {
     /// Bucket name.
-    #[schemars(length(min = 3, max = 63), regex(pattern = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"))]
+    #[schemars(
+        length(min = 3, max = 63),
+        regex(pattern = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    )]
     pub bucket: String,
     /// Object key of the source archive, e.g. `checkout.zip`.
     #[schemars(length(min = 1, max = 1024))]
@@ -205,7 +216,12 @@ pub struct S3Source {
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionSource {
     /// ARN of the CodeConnections (or CodeStar Connections) connection.
-    #[schemars(length(max = 256), regex(pattern = r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:[0-9]{12}:connection/[0-9a-f-]+$"))]
+    #[schemars(
+        length(max = 256),
+        regex(
+            pattern = r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:[0-9]{12}:connection/[0-9a-f-]+$"
+        )
+    )]
     pub connection_arn: String,
     /// Full repository id, `owner/name`.
     #[schemars(length(min = 3, max = 256), regex(pattern = r"^[^/\s]+/[^\s]+$"))]
@@ -350,7 +366,10 @@ pub struct ImageScan {
 
 impl Default for ImageScan {
     fn default() -> Self {
-        Self { fail_on: defaults::fail_on(), timeout_minutes: defaults::scan_timeout_minutes() }
+        Self {
+            fail_on: defaults::fail_on(),
+            timeout_minutes: defaults::scan_timeout_minutes(),
+        }
     }
 }
 
@@ -383,7 +402,10 @@ impl Default for ArtifactStore {
 pub struct Container {
     /// Container name in the task definition.
     #[serde(default = "defaults::container_name")]
-    #[schemars(length(min = 1, max = 255), regex(pattern = r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$"))]
+    #[schemars(
+        length(min = 1, max = 255),
+        regex(pattern = r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$")
+    )]
     pub name: String,
     /// TCP port the container listens on.
     #[schemars(range(min = 1, max = 65535))]
@@ -447,7 +469,10 @@ pub struct Network {
 }]))]
 pub struct ManagedNetwork {
     /// IPv4 CIDR block of the VPC, e.g. `10.40.0.0/16`.
-    #[schemars(length(max = 18), regex(pattern = r"^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$"))]
+    #[schemars(
+        length(max = 18),
+        regex(pattern = r"^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$")
+    )]
     pub cidr: String,
     /// Number of availability zones, one public subnet in each.
     #[serde(default = "defaults::availability_zones")]
@@ -460,10 +485,16 @@ pub struct ManagedNetwork {
 #[serde(rename_all = "camelCase")]
 pub struct ExistingNetwork {
     /// Subnet IDs for the ECS services.
-    #[schemars(length(min = 1, max = 16), inner(length(max = 32), regex(pattern = r"^subnet-[0-9a-f]{8,17}$")))]
+    #[schemars(
+        length(min = 1, max = 16),
+        inner(length(max = 32), regex(pattern = r"^subnet-[0-9a-f]{8,17}$"))
+    )]
     pub subnet_ids: Vec<String>,
     /// Security group IDs for the ECS services.
-    #[schemars(length(min = 1, max = 5), inner(length(max = 32), regex(pattern = r"^sg-[0-9a-f]{8,17}$")))]
+    #[schemars(
+        length(min = 1, max = 5),
+        inner(length(max = 32), regex(pattern = r"^sg-[0-9a-f]{8,17}$"))
+    )]
     pub security_group_ids: Vec<String>,
     /// Give tasks a public IP (needed in public subnets without NAT to pull images).
     #[serde(default)]
@@ -505,7 +536,10 @@ pub struct Environment {
     /// Role in `accountId` that the operator assumes to create this environment's resources.
     /// Required when `accountId` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 2048), regex(pattern = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$"))]
+    #[schemars(
+        length(max = 2048),
+        regex(pattern = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$")
+    )]
     pub management_role_arn: Option<String>,
     /// Fargate task CPU units.
     #[schemars(extend("enum" = [256, 512, 1024, 2048, 4096, 8192, 16384]))]
@@ -572,7 +606,10 @@ pub struct Monitoring {
 
 impl Default for Monitoring {
     fn default() -> Self {
-        Self { failure_alarm: true, success_alarm: true }
+        Self {
+            failure_alarm: true,
+            success_alarm: true,
+        }
     }
 }
 

@@ -4,17 +4,21 @@ use std::collections::BTreeMap;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::types::{
-    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint, BucketVersioningStatus,
-    CreateBucketConfiguration, Delete, ExpirationStatus, LifecycleRule, LifecycleRuleFilter, NoncurrentVersionExpiration,
-    ObjectIdentifier, PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
-    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging, VersioningConfiguration,
+    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint,
+    BucketVersioningStatus, CreateBucketConfiguration, Delete, ExpirationStatus, LifecycleRule,
+    LifecycleRuleFilter, NoncurrentVersionExpiration, ObjectIdentifier,
+    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
+    VersioningConfiguration,
 };
 use aws_smithy_types::error::operation::BuildError;
 
 use super::encryption_key::tag_drift;
 use super::error::{AwsError, classify, code};
 use crate::desired::PipelineContext;
-use crate::desired::artifact_store::{ArtifactBucket, Lifecycle, RULE_ABORT_UPLOADS, RULE_NONCURRENT, artifact_bucket};
+use crate::desired::artifact_store::{
+    ArtifactBucket, Lifecycle, RULE_ABORT_UPLOADS, RULE_NONCURRENT, artifact_bucket,
+};
 use crate::desired::policy;
 use crate::desired::tags::{Ownership, ownership};
 use crate::engine::{Gone, Observation, OutputKey, Produced, SpecError, Subresource};
@@ -43,24 +47,31 @@ pub struct Observed {
 const KIND: &str = "AWS::S3::Bucket";
 
 fn build_err(e: BuildError) -> AwsError {
-    AwsError::terminal("InvalidRequest", format!("could not build an S3 request: {e}"))
+    AwsError::terminal(
+        "InvalidRequest",
+        format!("could not build an S3 request: {e}"),
+    )
 }
 
 impl ArtifactStoreSubresource {
     fn produced(&self, bucket: &str) -> Produced {
-        Produced::default().output(OutputKey::ArtifactBucket, bucket).owns(
-            KIND,
-            format!("arn:{}:s3:::{bucket}", self.ctx.partition()),
-            &self.ctx.account_id,
-            &self.ctx.region,
-        )
+        Produced::default()
+            .output(OutputKey::ArtifactBucket, bucket)
+            .owns(
+                KIND,
+                format!("arn:{}:s3:::{bucket}", self.ctx.partition()),
+                &self.ctx.account_id,
+                &self.ctx.region,
+            )
     }
 
     async fn read(&self, name: &str) -> Result<Observed, AwsError> {
         let mut o = Observed::default();
         match self.s3.get_bucket_encryption().bucket(name).send().await {
             Ok(out) => {
-                let rule = out.server_side_encryption_configuration().and_then(|c| c.rules().first());
+                let rule = out
+                    .server_side_encryption_configuration()
+                    .and_then(|c| c.rules().first());
                 o.bucket_key_enabled = rule.and_then(|r| r.bucket_key_enabled()).unwrap_or(false);
                 o.encryption_key = rule
                     .and_then(|r| r.apply_server_side_encryption_by_default())
@@ -70,8 +81,13 @@ impl ArtifactStoreSubresource {
             Err(e) if code(&e) == Some("ServerSideEncryptionConfigurationNotFoundError") => {}
             Err(e) => return Err(classify("s3:GetBucketEncryption", e)),
         }
-        let versioning =
-            self.s3.get_bucket_versioning().bucket(name).send().await.map_err(|e| classify("s3:GetBucketVersioning", e))?;
+        let versioning = self
+            .s3
+            .get_bucket_versioning()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(|e| classify("s3:GetBucketVersioning", e))?;
         o.versioning = versioning.status() == Some(&BucketVersioningStatus::Enabled);
         match self.s3.get_public_access_block().bucket(name).send().await {
             Ok(out) => {
@@ -85,7 +101,13 @@ impl ArtifactStoreSubresource {
             Err(e) if code(&e) == Some("NoSuchPublicAccessBlockConfiguration") => {}
             Err(e) => return Err(classify("s3:GetPublicAccessBlock", e)),
         }
-        match self.s3.get_bucket_lifecycle_configuration().bucket(name).send().await {
+        match self
+            .s3
+            .get_bucket_lifecycle_configuration()
+            .bucket(name)
+            .send()
+            .await
+        {
             Ok(out) => o.lifecycle = lifecycle_of(out.rules()),
             Err(e) if code(&e) == Some("NoSuchLifecycleConfiguration") => {}
             Err(e) => return Err(classify("s3:GetBucketLifecycleConfiguration", e)),
@@ -97,7 +119,11 @@ impl ArtifactStoreSubresource {
         }
         match self.s3.get_bucket_tagging().bucket(name).send().await {
             Ok(out) => {
-                o.tags = out.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect();
+                o.tags = out
+                    .tag_set()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .collect();
             }
             Err(e) if code(&e) == Some("NoSuchTagSet") => {}
             Err(e) => return Err(classify("s3:GetBucketTagging", e)),
@@ -151,7 +177,11 @@ impl ArtifactStoreSubresource {
         self.s3
             .put_bucket_versioning()
             .bucket(name)
-            .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
             .send()
             .await
             .map_err(|e| classify("s3:PutBucketVersioning", e))?;
@@ -187,7 +217,12 @@ impl ArtifactStoreSubresource {
         self.s3
             .put_bucket_lifecycle_configuration()
             .bucket(&d.name)
-            .lifecycle_configuration(BucketLifecycleConfiguration::builder().set_rules(Some(rules)).build().map_err(build_err)?)
+            .lifecycle_configuration(
+                BucketLifecycleConfiguration::builder()
+                    .set_rules(Some(rules))
+                    .build()
+                    .map_err(build_err)?,
+            )
             .send()
             .await
             .map_err(|e| classify("s3:PutBucketLifecycleConfiguration", e))?;
@@ -205,7 +240,11 @@ impl ArtifactStoreSubresource {
         Ok(())
     }
 
-    async fn put_tags(&self, d: &ArtifactBucket, existing: &BTreeMap<String, String>) -> Result<(), AwsError> {
+    async fn put_tags(
+        &self,
+        d: &ArtifactBucket,
+        existing: &BTreeMap<String, String>,
+    ) -> Result<(), AwsError> {
         // PutBucketTagging replaces the whole set: keep tags others added, override ours.
         let mut all = existing.clone();
         all.extend(d.tags.clone());
@@ -216,7 +255,12 @@ impl ArtifactStoreSubresource {
         self.s3
             .put_bucket_tagging()
             .bucket(&d.name)
-            .tagging(Tagging::builder().set_tag_set(Some(tags)).build().map_err(build_err)?)
+            .tagging(
+                Tagging::builder()
+                    .set_tag_set(Some(tags))
+                    .build()
+                    .map_err(build_err)?,
+            )
             .send()
             .await
             .map_err(|e| classify("s3:PutBucketTagging", e))?;
@@ -236,22 +280,40 @@ impl ArtifactStoreSubresource {
                 .map_err(|e| classify("s3:ListObjectVersions", e))?;
             let mut objects = Vec::new();
             for v in page.versions() {
-                objects.push((v.key().unwrap_or_default().to_string(), v.version_id().map(str::to_string)));
+                objects.push((
+                    v.key().unwrap_or_default().to_string(),
+                    v.version_id().map(str::to_string),
+                ));
             }
             for m in page.delete_markers() {
-                objects.push((m.key().unwrap_or_default().to_string(), m.version_id().map(str::to_string)));
+                objects.push((
+                    m.key().unwrap_or_default().to_string(),
+                    m.version_id().map(str::to_string),
+                ));
             }
             if objects.is_empty() {
                 return Ok(());
             }
             let ids = objects
                 .into_iter()
-                .map(|(key, version)| ObjectIdentifier::builder().key(key).set_version_id(version).build().map_err(build_err))
+                .map(|(key, version)| {
+                    ObjectIdentifier::builder()
+                        .key(key)
+                        .set_version_id(version)
+                        .build()
+                        .map_err(build_err)
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             self.s3
                 .delete_objects()
                 .bucket(name)
-                .delete(Delete::builder().set_objects(Some(ids)).quiet(true).build().map_err(build_err)?)
+                .delete(
+                    Delete::builder()
+                        .set_objects(Some(ids))
+                        .quiet(true)
+                        .build()
+                        .map_err(build_err)?,
+                )
                 .send()
                 .await
                 .map_err(|e| classify("s3:DeleteObjects", e))?;
@@ -261,10 +323,21 @@ impl ArtifactStoreSubresource {
 
 /// The lifecycle settings the operator manages, if both of its rules are present.
 fn lifecycle_of(rules: &[LifecycleRule]) -> Option<Lifecycle> {
-    let enabled = |id: &str| rules.iter().find(|r| r.id() == Some(id) && r.status() == &ExpirationStatus::Enabled);
-    let noncurrent = enabled(RULE_NONCURRENT)?.noncurrent_version_expiration()?.noncurrent_days()?;
-    let abort = enabled(RULE_ABORT_UPLOADS)?.abort_incomplete_multipart_upload()?.days_after_initiation()?;
-    Some(Lifecycle { noncurrent_version_expiration_days: noncurrent, abort_incomplete_upload_days: abort })
+    let enabled = |id: &str| {
+        rules
+            .iter()
+            .find(|r| r.id() == Some(id) && r.status() == &ExpirationStatus::Enabled)
+    };
+    let noncurrent = enabled(RULE_NONCURRENT)?
+        .noncurrent_version_expiration()?
+        .noncurrent_days()?;
+    let abort = enabled(RULE_ABORT_UPLOADS)?
+        .abort_incomplete_multipart_upload()?
+        .days_after_initiation()?;
+    Some(Lifecycle {
+        noncurrent_version_expiration_days: noncurrent,
+        abort_incomplete_upload_days: abort,
+    })
 }
 
 impl Subresource for ArtifactStoreSubresource {
@@ -275,18 +348,24 @@ impl Subresource for ArtifactStoreSubresource {
 
     fn desired(&self, ctx: &PipelineContext, upstream: &Produced) -> Result<Desired, SpecError> {
         let key = upstream.require(OutputKey::KmsKeyArn)?;
-        Ok(Desired { bucket: artifact_bucket(ctx, key) })
+        Ok(Desired {
+            bucket: artifact_bucket(ctx, key),
+        })
     }
 
     async fn observe(&self, d: &Desired) -> Result<Observation<Observed>, AwsError> {
         let name = &d.bucket.name;
         match self.s3.head_bucket().bucket(name).send().await {
             Ok(_) => {}
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => return Ok(Observation::Absent),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+                return Ok(Observation::Absent);
+            }
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
                 return Err(AwsError::terminal(
                     "BucketNameTaken",
-                    format!("S3 bucket {name} exists but belongs to someone else; this cannot happen by chance, check for a copy of this pipeline in another account"),
+                    format!(
+                        "S3 bucket {name} exists but belongs to someone else; this cannot happen by chance, check for a copy of this pipeline in another account"
+                    ),
                 ));
             }
             Err(e) => return Err(classify("s3:HeadBucket", e)),
@@ -304,9 +383,16 @@ impl Subresource for ArtifactStoreSubresource {
             && observed.versioning == b.versioning
             && observed.public_access_blocked == b.block_public_access
             && observed.lifecycle.as_ref() == Some(&b.lifecycle)
-            && observed.policy.as_ref().is_some_and(|p| policy::equivalent(p, &b.policy))
+            && observed
+                .policy
+                .as_ref()
+                .is_some_and(|p| policy::equivalent(p, &b.policy))
             && tag_drift(&b.tags, &observed.tags).is_empty();
-        Ok(Observation::Present { observed, up_to_date, produced: self.produced(name) })
+        Ok(Observation::Present {
+            observed,
+            up_to_date,
+            produced: self.produced(name),
+        })
     }
 
     async fn create(&self, d: &Desired) -> Result<Produced, AwsError> {
@@ -315,14 +401,19 @@ impl Subresource for ArtifactStoreSubresource {
         // us-east-1 is the one region that takes no location constraint.
         if b.region != "us-east-1" {
             request = request.create_bucket_configuration(
-                CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::from(b.region.as_str())).build(),
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(b.region.as_str()))
+                    .build(),
             );
         }
         match request.send().await {
             Ok(_) => {}
             Err(e) if code(&e) == Some("BucketAlreadyOwnedByYou") => {}
             Err(e) if code(&e) == Some("BucketAlreadyExists") => {
-                return Err(AwsError::terminal("BucketNameTaken", format!("S3 bucket name {} is taken in another account", b.name)));
+                return Err(AwsError::terminal(
+                    "BucketNameTaken",
+                    format!("S3 bucket name {} is taken in another account", b.name),
+                ));
             }
             Err(e) => return Err(classify("s3:CreateBucket", e)),
         }
@@ -344,7 +435,9 @@ impl Subresource for ArtifactStoreSubresource {
         if o.public_access_blocked != b.block_public_access {
             self.put_public_access_block(&b.name).await?;
         }
-        if o.encryption_key.as_deref() != Some(b.kms_key_arn.as_str()) || o.bucket_key_enabled != b.bucket_key_enabled {
+        if o.encryption_key.as_deref() != Some(b.kms_key_arn.as_str())
+            || o.bucket_key_enabled != b.bucket_key_enabled
+        {
             self.put_encryption(b).await?;
         }
         if o.versioning != b.versioning {
@@ -353,7 +446,11 @@ impl Subresource for ArtifactStoreSubresource {
         if o.lifecycle.as_ref() != Some(&b.lifecycle) {
             self.put_lifecycle(b).await?;
         }
-        if !o.policy.as_ref().is_some_and(|p| policy::equivalent(p, &b.policy)) {
+        if !o
+            .policy
+            .as_ref()
+            .is_some_and(|p| policy::equivalent(p, &b.policy))
+        {
             self.put_policy(b).await?;
         }
         Ok(self.produced(&b.name))

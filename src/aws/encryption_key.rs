@@ -103,8 +103,15 @@ fn kms_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, AwsError> {
 }
 
 /// Desired tags that are missing or different on the resource.
-pub(crate) fn tag_drift(desired: &BTreeMap<String, String>, actual: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    desired.iter().filter(|(k, v)| actual.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect()
+pub(crate) fn tag_drift(
+    desired: &BTreeMap<String, String>,
+    actual: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    desired
+        .iter()
+        .filter(|(k, v)| actual.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 impl Subresource for EncryptionKeySubresource {
@@ -114,7 +121,9 @@ impl Subresource for EncryptionKeySubresource {
     type Observed = Observed;
 
     fn desired(&self, ctx: &PipelineContext, _upstream: &Produced) -> Result<Desired, SpecError> {
-        Ok(Desired { key: encryption_key(ctx) })
+        Ok(Desired {
+            key: encryption_key(ctx),
+        })
     }
 
     async fn observe(&self, d: &Desired) -> Result<Observation<Observed>, AwsError> {
@@ -123,13 +132,18 @@ impl Subresource for EncryptionKeySubresource {
             Err(e) if code(&e) == Some("NotFoundException") => return Ok(Observation::Absent),
             Err(e) => return Err(classify("kms:DescribeKey", e)),
         };
-        let Some(metadata) = described.key_metadata().cloned() else { return Ok(Observation::Absent) };
+        let Some(metadata) = described.key_metadata().cloned() else {
+            return Ok(Observation::Absent);
+        };
         let key_id = metadata.key_id().to_string();
         let tags = self.tags(&key_id).await?;
         if let Ownership::Foreign(owner) = ownership(&self.ctx, &tags) {
             return Err(AwsError::terminal(
                 "ResourceOwnedByAnotherPipeline",
-                format!("alias {} points at a key owned by {owner}; delete that alias or rename this pipeline", d.key.alias),
+                format!(
+                    "alias {} points at a key owned by {owner}; delete that alias or rename this pipeline",
+                    d.key.alias
+                ),
             ));
         }
         let pending = metadata.key_state() == Some(&KeyState::PendingDeletion);
@@ -159,15 +173,30 @@ impl Subresource for EncryptionKeySubresource {
                 policy_text.policy().and_then(policy::parse),
             )
         };
-        let observed = Observed { metadata, rotation_enabled, rotation_period_days, policy, tags };
+        let observed = Observed {
+            metadata,
+            rotation_enabled,
+            rotation_period_days,
+            policy,
+            tags,
+        };
         let up_to_date = observed.metadata.key_state() == Some(&KeyState::Enabled)
             && observed.rotation_enabled
-            && observed.rotation_period_days.is_none_or(|p| p == d.key.rotation_period_days)
-            && observed.policy.as_ref().is_some_and(|p| policy::equivalent(p, &d.key.policy))
+            && observed
+                .rotation_period_days
+                .is_none_or(|p| p == d.key.rotation_period_days)
+            && observed
+                .policy
+                .as_ref()
+                .is_some_and(|p| policy::equivalent(p, &d.key.policy))
             && observed.metadata.description() == Some(d.key.description.as_str())
             && tag_drift(&d.key.tags, &observed.tags).is_empty();
         let produced = self.produced(observed.metadata.arn().unwrap_or_default());
-        Ok(Observation::Present { observed, up_to_date, produced })
+        Ok(Observation::Present {
+            observed,
+            up_to_date,
+            produced,
+        })
     }
 
     async fn create(&self, d: &Desired) -> Result<Produced, AwsError> {
@@ -183,9 +212,10 @@ impl Subresource for EncryptionKeySubresource {
             .send()
             .await
             .map_err(|e| classify("kms:CreateKey", e))?;
-        let metadata = created
-            .key_metadata()
-            .ok_or_else(|| AwsError::Retryable { reason: "AwsCallFailed".into(), message: "kms:CreateKey returned no key".into() })?;
+        let metadata = created.key_metadata().ok_or_else(|| AwsError::Retryable {
+            reason: "AwsCallFailed".into(),
+            message: "kms:CreateKey returned no key".into(),
+        })?;
         let key_id = metadata.key_id().to_string();
         let arn = metadata.arn().unwrap_or_default().to_string();
         // The alias right away: it is how the key is found again after a crash.
@@ -216,7 +246,12 @@ impl Subresource for EncryptionKeySubresource {
             state = Some(KeyState::Disabled);
         }
         if state == Some(KeyState::Disabled) {
-            self.kms.enable_key().key_id(key_id).send().await.map_err(|e| classify("kms:EnableKey", e))?;
+            self.kms
+                .enable_key()
+                .key_id(key_id)
+                .send()
+                .await
+                .map_err(|e| classify("kms:EnableKey", e))?;
         } else if state != Some(KeyState::Enabled) {
             return Err(AwsError::requeue(
                 "KeyNotUsable",
@@ -225,10 +260,19 @@ impl Subresource for EncryptionKeySubresource {
             ));
         }
         let restored = o.metadata.key_state() == Some(&KeyState::PendingDeletion);
-        if restored || !o.rotation_enabled || o.rotation_period_days.is_some_and(|p| p != d.key.rotation_period_days) {
+        if restored
+            || !o.rotation_enabled
+            || o.rotation_period_days
+                .is_some_and(|p| p != d.key.rotation_period_days)
+        {
             self.ensure_rotation(key_id, &d.key).await?;
         }
-        if restored || !o.policy.as_ref().is_some_and(|p| policy::equivalent(p, &d.key.policy)) {
+        if restored
+            || !o
+                .policy
+                .as_ref()
+                .is_some_and(|p| policy::equivalent(p, &d.key.policy))
+        {
             self.put_policy(key_id, &d.key).await?;
         }
         if o.metadata.description() != Some(d.key.description.as_str()) {
@@ -270,7 +314,13 @@ impl Subresource for EncryptionKeySubresource {
         }
         // Without the alias a re-created pipeline starts with a fresh key; the old one is gone
         // after the waiting period. A key pending deletion counts as gone.
-        match self.kms.delete_alias().alias_name(&d.key.alias).send().await {
+        match self
+            .kms
+            .delete_alias()
+            .alias_name(&d.key.alias)
+            .send()
+            .await
+        {
             Ok(_) => Ok(Gone::Yes),
             Err(e) if code(&e) == Some("NotFoundException") => Ok(Gone::Yes),
             Err(e) => Err(classify("kms:DeleteAlias", e)),

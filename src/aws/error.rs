@@ -18,27 +18,42 @@ pub enum AwsError {
     Retryable { reason: String, message: String },
     /// AWS is still working on something asynchronous: check again after `after`.
     #[error("{message}")]
-    Requeue { reason: String, message: String, after: Duration },
+    Requeue {
+        reason: String,
+        message: String,
+        after: Duration,
+    },
 }
 
 impl AwsError {
     pub fn terminal(reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Terminal { reason: reason.into(), message: message.into() }
+        Self::Terminal {
+            reason: reason.into(),
+            message: message.into(),
+        }
     }
 
     pub fn requeue(reason: impl Into<String>, message: impl Into<String>, after: Duration) -> Self {
-        Self::Requeue { reason: reason.into(), message: message.into(), after }
+        Self::Requeue {
+            reason: reason.into(),
+            message: message.into(),
+            after,
+        }
     }
 
     pub fn reason(&self) -> &str {
         match self {
-            Self::Terminal { reason, .. } | Self::Retryable { reason, .. } | Self::Requeue { reason, .. } => reason,
+            Self::Terminal { reason, .. }
+            | Self::Retryable { reason, .. }
+            | Self::Requeue { reason, .. } => reason,
         }
     }
 
     pub fn message(&self) -> &str {
         match self {
-            Self::Terminal { message, .. } | Self::Retryable { message, .. } | Self::Requeue { message, .. } => message,
+            Self::Terminal { message, .. }
+            | Self::Retryable { message, .. }
+            | Self::Requeue { message, .. } => message,
         }
     }
 }
@@ -112,17 +127,27 @@ where
             if ACCESS_DENIED.contains(&code.as_str()) {
                 AwsError::terminal(
                     "AccessDenied",
-                    format!("AWS denied {operation} ({code}: {detail}); grant the operator's IAM identity this permission"),
+                    format!(
+                        "AWS denied {operation} ({code}: {detail}); grant the operator's IAM identity this permission"
+                    ),
                 )
             } else if THROTTLED.contains(&code.as_str()) || status == 429 {
-                AwsError::Retryable { reason: "Throttled".into(), message: format!("{operation} was throttled ({code})") }
+                AwsError::Retryable {
+                    reason: "Throttled".into(),
+                    message: format!("{operation} was throttled ({code})"),
+                }
             } else if TRANSIENT.contains(&code.as_str()) || status >= 500 {
                 AwsError::Retryable {
                     reason: "AwsServerError".into(),
-                    message: format!("{operation} failed on the AWS side ({code}, HTTP {status}): {detail}"),
+                    message: format!(
+                        "{operation} failed on the AWS side ({code}, HTTP {status}): {detail}"
+                    ),
                 }
             } else {
-                AwsError::terminal("AwsRejectedRequest", format!("AWS rejected {operation} ({code}): {detail}"))
+                AwsError::terminal(
+                    "AwsRejectedRequest",
+                    format!("AWS rejected {operation} ({code}): {detail}"),
+                )
             }
         }
         _ => AwsError::Retryable {
@@ -141,4 +166,72 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_kms::operation::describe_key::DescribeKeyError;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    fn service_error(code: &str, status: u16) -> SdkError<DescribeKeyError, HttpResponse> {
+        let err = DescribeKeyError::generic(
+            ErrorMetadata::builder()
+                .code(code)
+                .message("details")
+                .build(),
+        );
+        let status = StatusCode::try_from(status)
+            .unwrap_or_else(|_| StatusCode::try_from(500).expect("500 is valid"));
+        SdkError::service_error(err, HttpResponse::new(status, SdkBody::empty()))
+    }
+
+    #[test]
+    fn access_denied_is_terminal_with_an_actionable_message() {
+        let e = classify("kms:CreateKey", service_error("AccessDeniedException", 400));
+        assert_eq!(e.reason(), "AccessDenied");
+        assert!(matches!(e, AwsError::Terminal { .. }));
+        assert!(
+            e.message().contains("kms:CreateKey") && e.message().contains("grant"),
+            "{}",
+            e.message()
+        );
+    }
+
+    #[test]
+    fn throttling_and_server_errors_are_retryable() {
+        for (code, status) in [
+            ("ThrottlingException", 400),
+            ("SlowDown", 503),
+            ("Whatever", 429),
+        ] {
+            let e = classify("op", service_error(code, status));
+            assert_eq!(e.reason(), "Throttled", "{code}");
+            assert!(matches!(e, AwsError::Retryable { .. }));
+        }
+        for (code, status) in [
+            ("InternalError", 500),
+            ("KMSInternalException", 500),
+            ("Unknown", 502),
+        ] {
+            let e = classify("op", service_error(code, status));
+            assert_eq!(e.reason(), "AwsServerError", "{code}");
+        }
+    }
+
+    #[test]
+    fn other_client_errors_are_terminal_and_name_the_code() {
+        let e = classify("s3:PutBucketPolicy", service_error("MalformedPolicy", 400));
+        assert_eq!(e.reason(), "AwsRejectedRequest");
+        assert!(e.message().contains("MalformedPolicy") && e.message().contains("details"));
+    }
+
+    #[test]
+    fn timeouts_are_retryable() {
+        let e = classify::<DescribeKeyError>("op", SdkError::timeout_error("slow"));
+        assert_eq!(e.reason(), "AwsUnreachable");
+        assert!(matches!(e, AwsError::Retryable { .. }));
+    }
 }

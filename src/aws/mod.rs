@@ -15,7 +15,13 @@ use crate::engine::Stages;
 /// Every subresource of a pipeline, in dependency order.
 pub fn stages(session: &AwsSession, ctx: &PipelineContext) -> Stages {
     vec![
-        vec![Box::new(encryption_key::EncryptionKeySubresource { kms: session.kms(), ctx: ctx.clone() })],
-        vec![Box::new(artifact_store::ArtifactStoreSubresource { s3: session.s3(), ctx: ctx.clone() })],
+        vec![Box::new(encryption_key::EncryptionKeySubresource {
+            kms: session.kms(),
+            ctx: ctx.clone(),
+        })],
+        vec![Box::new(artifact_store::ArtifactStoreSubresource {
+            s3: session.s3(),
+            ctx: ctx.clone(),
+        })],
     ]
 }

@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, error::CredentialsError, future};
+use aws_credential_types::provider::{
+    ProvideCredentials, SharedCredentialsProvider, error::CredentialsError, future,
+};
 
 use super::error::{AwsError, classify};
 use crate::metrics::{CallCounter, Metrics};
@@ -48,7 +50,12 @@ impl AwsFactory {
         }
         let base = loader.load().await;
         let endpoint_override = endpoint_url.is_some() || base.endpoint_url().is_some();
-        Self { base, endpoint_override, metrics, sessions: Mutex::new(HashMap::new()) }
+        Self {
+            base,
+            endpoint_override,
+            metrics,
+            sessions: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The operator's own region, used when a pipeline names none.
@@ -120,13 +127,19 @@ impl AwsFactory {
 }
 
 fn sts_client(config: &SdkConfig, counter: &CallCounter) -> aws_sdk_sts::Client {
-    aws_sdk_sts::Client::from_conf(aws_sdk_sts::config::Builder::from(config).interceptor(counter.clone()).build())
+    aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::config::Builder::from(config)
+            .interceptor(counter.clone())
+            .build(),
+    )
 }
 
 impl AwsSession {
     pub fn kms(&self) -> aws_sdk_kms::Client {
         aws_sdk_kms::Client::from_conf(
-            aws_sdk_kms::config::Builder::from(&self.config).interceptor(self.counter.clone()).build(),
+            aws_sdk_kms::config::Builder::from(&self.config)
+                .interceptor(self.counter.clone())
+                .build(),
         )
     }
 
@@ -162,7 +175,9 @@ struct AssumedRole {
 impl std::fmt::Debug for AssumedRole {
     // Never print credentials or the external ID.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AssumedRole").field("role_arn", &self.role_arn).finish_non_exhaustive()
+        f.debug_struct("AssumedRole")
+            .field("role_arn", &self.role_arn)
+            .finish_non_exhaustive()
     }
 }
 
@@ -170,11 +185,18 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
 impl AssumedRole {
     async fn assume(&self) -> Result<(Credentials, String), AssumeError> {
-        let mut request = self.sts.assume_role().role_arn(&self.role_arn).role_session_name("delivery-operator");
+        let mut request = self
+            .sts
+            .assume_role()
+            .role_arn(&self.role_arn)
+            .role_session_name("delivery-operator");
         if let Some(id) = &self.external_id {
             request = request.external_id(id);
         }
-        let out = request.send().await.map_err(|e| AssumeError::Aws(classify("sts:AssumeRole", e)))?;
+        let out = request
+            .send()
+            .await
+            .map_err(|e| AssumeError::Aws(classify("sts:AssumeRole", e)))?;
         let account = out
             .assumed_role_user()
             .and_then(|u| u.arn().split(':').nth(4).map(str::to_string))
@@ -198,7 +220,8 @@ impl AssumedRole {
 
     async fn current(&self) -> Result<Credentials, CredentialsError> {
         let fresh = self.cached.lock().ok().and_then(|c| c.clone()).filter(|c| {
-            c.expiry().is_none_or(|e| e > SystemTime::now() + REFRESH_MARGIN)
+            c.expiry()
+                .is_none_or(|e| e > SystemTime::now() + REFRESH_MARGIN)
         });
         if let Some(c) = fresh {
             return Ok(c);

@@ -69,9 +69,19 @@ impl Context {
     pub fn new(client: Client, aws: AwsFactory, metrics: Arc<Metrics>, settings: Settings) -> Self {
         let recorder = Recorder::new(
             client.clone(),
-            Reporter { controller: "delivery-operator".into(), instance: Some(settings.instance.clone()) },
+            Reporter {
+                controller: "delivery-operator".into(),
+                instance: Some(settings.instance.clone()),
+            },
         );
-        Self { client, aws, metrics, recorder, settings, failures: Mutex::new(HashMap::new()) }
+        Self {
+            client,
+            aws,
+            metrics,
+            recorder,
+            settings,
+            failures: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Jittered exponential backoff for the n-th consecutive transient failure of `key`.
@@ -85,7 +95,10 @@ impl Context {
                 *n
             })
             .unwrap_or(1);
-        let exp = self.settings.base_backoff.saturating_mul(1u32 << n.min(16).saturating_sub(1));
+        let exp = self
+            .settings
+            .base_backoff
+            .saturating_mul(1u32 << n.min(16).saturating_sub(1));
         let capped = exp.min(self.settings.max_backoff);
         let jitter = rand::rng().random_range(0.5..1.0);
         capped.mul_f64(jitter)
@@ -97,8 +110,21 @@ impl Context {
         }
     }
 
-    async fn event(&self, dp: &DeliveryPipeline, type_: EventType, reason: &str, action: &str, note: String) {
-        let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+    async fn event(
+        &self,
+        dp: &DeliveryPipeline,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
         if let Err(e) = self.recorder.publish(&event, &dp.object_ref(&())).await {
             warn!(error = %e, "could not publish event");
         }
@@ -113,7 +139,9 @@ fn reconcile_trigger(dp: &DeliveryPipeline) -> Option<u64> {
     dp.meta().generation.hash(&mut h);
     dp.meta().deletion_timestamp.is_some().hash(&mut h);
     dp.finalizers().hash(&mut h);
-    dp.annotations().get(RECONCILE_REQUEST_ANNOTATION).hash(&mut h);
+    dp.annotations()
+        .get(RECONCILE_REQUEST_ANNOTATION)
+        .hash(&mut h);
     Some(h.finish())
 }
 
@@ -123,7 +151,11 @@ pub async fn run(ctx: Arc<Context>) {
     let apis: Vec<Api<DeliveryPipeline>> = if ctx.settings.namespaces.is_empty() {
         vec![Api::all(ctx.client.clone())]
     } else {
-        ctx.settings.namespaces.iter().map(|ns| Api::namespaced(ctx.client.clone(), ns)).collect()
+        ctx.settings
+            .namespaces
+            .iter()
+            .map(|ns| Api::namespaced(ctx.client.clone(), ns))
+            .collect()
     };
     let controllers = apis.into_iter().map(|api| {
         let (reader, writer) = reflector::store();
@@ -163,15 +195,18 @@ async fn reconcile(dp: Arc<DeliveryPipeline>, ctx: Arc<Context>) -> Result<Reque
         .await;
         let (label, out) = match result {
             Ok(action) => ("ok", Ok(action)),
-            Err(kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e)) => {
-                ("error", Err(e))
-            }
-            Err(kube::runtime::finalizer::Error::AddFinalizer(e) | kube::runtime::finalizer::Error::RemoveFinalizer(e)) => {
-                ("error", Err(Error::Kube(e)))
-            }
+            Err(
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e),
+            ) => ("error", Err(e)),
+            Err(
+                kube::runtime::finalizer::Error::AddFinalizer(e)
+                | kube::runtime::finalizer::Error::RemoveFinalizer(e),
+            ) => ("error", Err(Error::Kube(e))),
             Err(other) => ("error", Err(Error::DeletionPending(other.to_string()))),
         };
-        ctx.metrics.reconciled(label, started.elapsed().as_secs_f64());
+        ctx.metrics
+            .reconciled(label, started.elapsed().as_secs_f64());
         out
     }
     .instrument(span)
@@ -203,7 +238,11 @@ fn session_key(dp: &DeliveryPipeline, region: String) -> SessionKey {
     SessionKey {
         region,
         role_arn: dp.spec.credentials.as_ref().map(|c| c.role_arn.clone()),
-        external_id: dp.spec.credentials.as_ref().and_then(|c| c.external_id.clone()),
+        external_id: dp
+            .spec
+            .credentials
+            .as_ref()
+            .and_then(|c| c.external_id.clone()),
     }
 }
 
@@ -217,7 +256,11 @@ fn pipeline_context(dp: &DeliveryPipeline, account_id: &str, region: &str) -> Pi
     }
 }
 
-async fn apply(dp: &DeliveryPipeline, api: &Api<DeliveryPipeline>, ctx: &Context) -> Result<Requeue, Error> {
+async fn apply(
+    dp: &DeliveryPipeline,
+    api: &Api<DeliveryPipeline>,
+    ctx: &Context,
+) -> Result<Requeue, Error> {
     let key = key_of(dp);
     let Some(region) = region_of(dp, &ctx.aws) else {
         let err = AwsError::terminal(
@@ -230,25 +273,47 @@ async fn apply(dp: &DeliveryPipeline, api: &Api<DeliveryPipeline>, ctx: &Context
     let session = match ctx.aws.session(&session_key(dp, region.clone())).await {
         Ok(s) => s,
         Err(err) => {
-            ctx.event(dp, EventType::Warning, err.reason(), "Reconcile", err.message().to_string()).await;
+            ctx.event(
+                dp,
+                EventType::Warning,
+                err.reason(),
+                "Reconcile",
+                err.message().to_string(),
+            )
+            .await;
             status::write(api, dp, status::failed_before_aws(dp, &err)).await?;
             return Ok(requeue_for(&err, ctx, &key));
         }
     };
     let pctx = pipeline_context(dp, &session.account_id, &region);
-    let seed = status::seed(dp).output(OutputKey::AccountId, &session.account_id).output(OutputKey::Region, &region);
+    let seed = status::seed(dp)
+        .output(OutputKey::AccountId, &session.account_id)
+        .output(OutputKey::Region, &region);
     let report = engine::apply(&aws::stages(&session, &pctx), &pctx, seed).await;
 
     for step in &report.steps {
         match &step.outcome {
             StepOutcome::Done(Action::Created) => {
                 info!(resource = step.kind, "created");
-                ctx.event(dp, EventType::Normal, "Created", &action_name("Create", step.condition), format!("created {}", step.kind)).await;
+                ctx.event(
+                    dp,
+                    EventType::Normal,
+                    "Created",
+                    &action_name("Create", step.condition),
+                    format!("created {}", step.kind),
+                )
+                .await;
             }
             StepOutcome::Done(Action::Updated) => {
                 info!(resource = step.kind, "updated");
-                ctx.event(dp, EventType::Normal, "Updated", &action_name("Update", step.condition), format!("updated {} to match the spec", step.kind))
-                    .await;
+                ctx.event(
+                    dp,
+                    EventType::Normal,
+                    "Updated",
+                    &action_name("Update", step.condition),
+                    format!("updated {} to match the spec", step.kind),
+                )
+                .await;
             }
             StepOutcome::Failed(e) => {
                 let (reason, message) = match e {
@@ -256,8 +321,14 @@ async fn apply(dp: &DeliveryPipeline, api: &Api<DeliveryPipeline>, ctx: &Context
                     StepError::Aws(a) => (a.reason(), a.message().to_string()),
                 };
                 warn!(resource = step.kind, reason, %message, "subresource failed");
-                ctx.event(dp, EventType::Warning, reason, &action_name("Reconcile", step.condition), format!("{}: {message}", step.kind))
-                    .await;
+                ctx.event(
+                    dp,
+                    EventType::Warning,
+                    reason,
+                    &action_name("Reconcile", step.condition),
+                    format!("{}: {message}", step.kind),
+                )
+                .await;
             }
             _ => {}
         }
@@ -300,21 +371,45 @@ fn requeue_for(err: &AwsError, ctx: &Context, key: &str) -> Requeue {
     Requeue::requeue(requeue_after(err, ctx, key))
 }
 
-async fn cleanup(dp: &DeliveryPipeline, api: &Api<DeliveryPipeline>, ctx: &Context) -> Result<Requeue, Error> {
+async fn cleanup(
+    dp: &DeliveryPipeline,
+    api: &Api<DeliveryPipeline>,
+    ctx: &Context,
+) -> Result<Requeue, Error> {
     if dp.spec.deletion_policy == DeletionPolicy::Retain {
-        ctx.event(dp, EventType::Normal, "Retained", "Delete", "deletionPolicy is Retain: AWS resources are left in place".into())
-            .await;
+        ctx.event(
+            dp,
+            EventType::Normal,
+            "Retained",
+            "Delete",
+            "deletionPolicy is Retain: AWS resources are left in place".into(),
+        )
+        .await;
         return Ok(Requeue::await_change());
     }
     let nothing_recorded = dp.status.as_ref().is_none_or(|s| s.inventory.is_empty());
     let Some(region) = region_of(dp, &ctx.aws) else {
-        return if nothing_recorded { Ok(Requeue::await_change()) } else { Err(Error::Aws(AwsError::terminal("RegionUnknown", "region unknown"))) };
+        return if nothing_recorded {
+            Ok(Requeue::await_change())
+        } else {
+            Err(Error::Aws(AwsError::terminal(
+                "RegionUnknown",
+                "region unknown",
+            )))
+        };
     };
     let session = match ctx.aws.session(&session_key(dp, region.clone())).await {
         Ok(s) => s,
         // Credentials that never worked created nothing: do not hold the object hostage.
         Err(_) if nothing_recorded => {
-            ctx.event(dp, EventType::Normal, "Deleted", "Delete", "no AWS resources were recorded; nothing to delete".into()).await;
+            ctx.event(
+                dp,
+                EventType::Normal,
+                "Deleted",
+                "Delete",
+                "no AWS resources were recorded; nothing to delete".into(),
+            )
+            .await;
             return Ok(Requeue::await_change());
         }
         Err(e) => {
@@ -327,7 +422,14 @@ async fn cleanup(dp: &DeliveryPipeline, api: &Api<DeliveryPipeline>, ctx: &Conte
     let report = engine::delete(&aws::stages(&session, &pctx), &pctx, seed).await;
     if report.all_gone() {
         info!("every AWS resource is gone");
-        ctx.event(dp, EventType::Normal, "Deleted", "Delete", "deleted every AWS resource of the pipeline".into()).await;
+        ctx.event(
+            dp,
+            EventType::Normal,
+            "Deleted",
+            "Delete",
+            "deleted every AWS resource of the pipeline".into(),
+        )
+        .await;
         return Ok(Requeue::await_change());
     }
     let first_error = report.steps.iter().find_map(|(_, _, r)| match r {
@@ -335,9 +437,16 @@ async fn cleanup(dp: &DeliveryPipeline, api: &Api<DeliveryPipeline>, ctx: &Conte
         Err(StepError::Spec(s)) => Some(AwsError::terminal(s.reason.clone(), s.message.clone())),
         Ok(_) => None,
     });
-    status::write(api, dp, status::deleting(dp, &report.steps, first_error.as_ref())).await?;
+    status::write(
+        api,
+        dp,
+        status::deleting(dp, &report.steps, first_error.as_ref()),
+    )
+    .await?;
     Err(Error::DeletionPending(
-        first_error.map(|e| e.message().to_string()).unwrap_or_else(|| "waiting for AWS to finish deleting".into()),
+        first_error
+            .map(|e| e.message().to_string())
+            .unwrap_or_else(|| "waiting for AWS to finish deleting".into()),
     ))
 }
 

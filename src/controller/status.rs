@@ -21,7 +21,10 @@ fn current(dp: &DeliveryPipeline) -> DeliveryPipelineStatus {
 /// Outputs recorded by earlier reconciles, so later stages and deletion know them.
 pub fn seed(dp: &DeliveryPipeline) -> Produced {
     let s = current(dp);
-    let mut p = Produced { outputs: Default::default(), inventory: Vec::new() };
+    let mut p = Produced {
+        outputs: Default::default(),
+        inventory: Vec::new(),
+    };
     let known = [
         (OutputKey::AccountId, s.outputs.account_id),
         (OutputKey::Region, s.outputs.region),
@@ -48,8 +51,14 @@ fn outputs(produced: &Produced, previous: &Outputs) -> Outputs {
         pipeline_arn: previous.pipeline_arn.clone(),
         image_repository_uri: previous.image_repository_uri.clone(),
         notification_topic_arn: previous.notification_topic_arn.clone(),
-        staging: previous.staging.clone().filter(|e| *e != EnvironmentOutputs::default()),
-        production: previous.production.clone().filter(|e| *e != EnvironmentOutputs::default()),
+        staging: previous
+            .staging
+            .clone()
+            .filter(|e| *e != EnvironmentOutputs::default()),
+        production: previous
+            .production
+            .clone()
+            .filter(|e| *e != EnvironmentOutputs::default()),
     }
 }
 
@@ -82,10 +91,27 @@ pub fn failed_before_aws(dp: &DeliveryPipeline, err: &AwsError) -> DeliveryPipel
         .conditions
         .iter()
         .filter(|c| c.type_ != crate::api::READY && c.type_ != crate::api::SYNCED)
-        .map(|c| State::new(&c.type_, UNKNOWN, "CredentialsUnavailable", "no AWS session could be established"))
+        .map(|c| {
+            State::new(
+                &c.type_,
+                UNKNOWN,
+                "CredentialsUnavailable",
+                "no AWS session could be established",
+            )
+        })
         .collect();
-    states.push(State::new(crate::api::READY, FALSE, err.reason(), err.message()));
-    states.push(State::new(crate::api::SYNCED, FALSE, err.reason(), err.message()));
+    states.push(State::new(
+        crate::api::READY,
+        FALSE,
+        err.reason(),
+        err.message(),
+    ));
+    states.push(State::new(
+        crate::api::SYNCED,
+        FALSE,
+        err.reason(),
+        err.message(),
+    ));
     DeliveryPipelineStatus {
         observed_generation: generation,
         conditions: conditions::merge(&old.conditions, &states, generation, &now()),
@@ -102,19 +128,34 @@ pub fn deleting(
     let generation = dp.meta().generation;
     let mut states: Vec<State> = steps
         .iter()
-        .filter_map(|(condition, kind, r)| match r {
-            Ok(Gone::Yes) => Some(State::new(condition, FALSE, "Deleted", format!("{kind} deleted"))),
-            Ok(Gone::Pending) => Some(State::new(condition, FALSE, "Deleting", format!("waiting for AWS to delete the {kind}"))),
-            Err(StepError::Aws(e)) => Some(State::new(condition, FALSE, e.reason(), e.message())),
-            Err(StepError::Spec(e)) => Some(State::new(condition, FALSE, &e.reason, &e.message)),
+        .map(|(condition, kind, r)| match r {
+            Ok(Gone::Yes) => State::new(condition, FALSE, "Deleted", format!("{kind} deleted")),
+            Ok(Gone::Pending) => State::new(
+                condition,
+                FALSE,
+                "Deleting",
+                format!("waiting for AWS to delete the {kind}"),
+            ),
+            Err(StepError::Aws(e)) => State::new(condition, FALSE, e.reason(), e.message()),
+            Err(StepError::Spec(e)) => State::new(condition, FALSE, &e.reason, &e.message),
         })
         .collect();
     let (reason, message) = match err {
         Some(e) => (e.reason().to_string(), e.message().to_string()),
         None => ("Deleting".to_string(), "deleting AWS resources".to_string()),
     };
-    states.push(State::new(crate::api::READY, FALSE, "Deleting", "the pipeline is being deleted"));
-    states.push(State::new(crate::api::SYNCED, if err.is_some() { FALSE } else { UNKNOWN }, &reason, message));
+    states.push(State::new(
+        crate::api::READY,
+        FALSE,
+        "Deleting",
+        "the pipeline is being deleted",
+    ));
+    states.push(State::new(
+        crate::api::SYNCED,
+        if err.is_some() { FALSE } else { UNKNOWN },
+        &reason,
+        message,
+    ));
     DeliveryPipelineStatus {
         observed_generation: generation,
         conditions: conditions::merge(&old.conditions, &states, generation, &now()),
@@ -123,11 +164,20 @@ pub fn deleting(
 }
 
 /// Writes `next` through the status subresource unless it equals what is stored.
-pub async fn write(api: &Api<DeliveryPipeline>, dp: &DeliveryPipeline, next: DeliveryPipelineStatus) -> Result<(), kube::Error> {
+pub async fn write(
+    api: &Api<DeliveryPipeline>,
+    dp: &DeliveryPipeline,
+    next: DeliveryPipelineStatus,
+) -> Result<(), kube::Error> {
     if dp.status.as_ref() == Some(&next) {
         return Ok(());
     }
     let patch = json!({"status": next});
-    api.patch_status(&dp.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    api.patch_status(
+        &dp.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
     Ok(())
 }

@@ -44,7 +44,10 @@ pub fn artifact_bucket(ctx: &PipelineContext, kms_key_arn: &str) -> ArtifactBuck
         versioning: true,
         block_public_access: true,
         lifecycle: Lifecycle {
-            noncurrent_version_expiration_days: ctx.spec.artifact_store.noncurrent_version_expiration_days,
+            noncurrent_version_expiration_days: ctx
+                .spec
+                .artifact_store
+                .noncurrent_version_expiration_days,
             abort_incomplete_upload_days: ctx.spec.artifact_store.abort_incomplete_upload_days,
         },
         tags: tags(ctx),
@@ -66,8 +69,10 @@ fn bucket_policy(ctx: &PipelineContext, bucket: &str) -> Value {
     })];
     let environment_accounts = ctx.environment_accounts();
     if !environment_accounts.is_empty() {
-        let principals: Vec<String> =
-            environment_accounts.iter().map(|a| format!("arn:{partition}:iam::{a}:root")).collect();
+        let principals: Vec<String> = environment_accounts
+            .iter()
+            .map(|a| format!("arn:{partition}:iam::{a}:root"))
+            .collect();
         statements.push(json!({
             "Sid": "EnvironmentAccountsReadArtifacts",
             "Effect": "Allow",
@@ -99,7 +104,13 @@ mod tests {
         let b = artifact_bucket(&context(MINIMAL), KEY);
         assert!(b.versioning && b.block_public_access && b.bucket_key_enabled);
         assert_eq!(b.kms_key_arn, KEY);
-        assert_eq!(b.lifecycle, Lifecycle { noncurrent_version_expiration_days: 30, abort_incomplete_upload_days: 7 });
+        assert_eq!(
+            b.lifecycle,
+            Lifecycle {
+                noncurrent_version_expiration_days: 30,
+                abort_incomplete_upload_days: 7
+            }
+        );
     }
 
     #[test]
@@ -108,15 +119,29 @@ mod tests {
         c.spec.artifact_store.noncurrent_version_expiration_days = 90;
         c.spec.artifact_store.abort_incomplete_upload_days = 2;
         let b = artifact_bucket(&c, KEY);
-        assert_eq!(b.lifecycle, Lifecycle { noncurrent_version_expiration_days: 90, abort_incomplete_upload_days: 2 });
+        assert_eq!(
+            b.lifecycle,
+            Lifecycle {
+                noncurrent_version_expiration_days: 90,
+                abort_incomplete_upload_days: 2
+            }
+        );
     }
 
     #[test]
     fn bucket_policy_golden_cross_account() {
         let c = context(FULL);
         let b = artifact_bucket(&c, KEY);
-        let golden: Value = serde_json::from_str(include_str!("../../tests/data/golden/bucket-policy-cross-account.json")).expect("golden parses");
-        assert_eq!(b.policy, golden, "{}", serde_json::to_string_pretty(&b.policy).unwrap_or_default());
+        let golden: Value = serde_json::from_str(include_str!(
+            "../../tests/data/golden/bucket-policy-cross-account.json"
+        ))
+        .expect("golden parses");
+        assert_eq!(
+            b.policy,
+            golden,
+            "{}",
+            serde_json::to_string_pretty(&b.policy).unwrap_or_default()
+        );
     }
 
     #[test]

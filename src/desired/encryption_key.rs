@@ -136,8 +136,10 @@ fn key_policy(ctx: &PipelineContext) -> Value {
     ];
     let environment_accounts = ctx.environment_accounts();
     if !environment_accounts.is_empty() {
-        let principals: Vec<String> =
-            environment_accounts.iter().map(|a| format!("arn:{partition}:iam::{a}:root")).collect();
+        let principals: Vec<String> = environment_accounts
+            .iter()
+            .map(|a| format!("arn:{partition}:iam::{a}:root"))
+            .collect();
         statements.push(json!({
             "Sid": "EnvironmentAccountsReadArtifacts",
             "Effect": "Allow",
@@ -166,8 +168,16 @@ mod tests {
     #[test]
     fn key_policy_golden_cross_account() {
         let key = encryption_key(&context(FULL));
-        let golden: Value = serde_json::from_str(include_str!("../../tests/data/golden/kms-key-policy-cross-account.json")).expect("golden parses");
-        assert_eq!(key.policy, golden, "{}", serde_json::to_string_pretty(&key.policy).unwrap_or_default());
+        let golden: Value = serde_json::from_str(include_str!(
+            "../../tests/data/golden/kms-key-policy-cross-account.json"
+        ))
+        .expect("golden parses");
+        assert_eq!(
+            key.policy,
+            golden,
+            "{}",
+            serde_json::to_string_pretty(&key.policy).unwrap_or_default()
+        );
     }
 
     #[test]

@@ -40,11 +40,14 @@ impl PipelineContext {
 
     /// Accounts of the staging and production environments that differ from the pipeline's.
     pub fn environment_accounts(&self) -> Vec<String> {
-        let mut accounts: Vec<String> = [&self.spec.environments.staging, &self.spec.environments.production]
-            .iter()
-            .filter_map(|e| e.account_id.clone())
-            .filter(|a| *a != self.account_id)
-            .collect();
+        let mut accounts: Vec<String> = [
+            &self.spec.environments.staging,
+            &self.spec.environments.production,
+        ]
+        .iter()
+        .filter_map(|e| e.account_id.clone())
+        .filter(|a| *a != self.account_id)
+        .collect();
         accounts.sort();
         accounts.dedup();
         accounts
@@ -72,7 +75,11 @@ pub(crate) mod testing {
     pub fn context(manifest: &str) -> PipelineContext {
         let dp: DeliveryPipeline = serde_yaml::from_str(manifest).expect("example parses");
         PipelineContext {
-            namespace: dp.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+            namespace: dp
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
             name: dp.metadata.name.clone().expect("example has a name"),
             spec: dp.spec,
             account_id: "123456789012".into(),

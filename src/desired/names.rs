@@ -24,17 +24,27 @@ impl<'a> Names<'a> {
     }
 
     fn readable(&self) -> String {
-        sanitize(&format!("{}-{}-{}", self.ctx.namespace, self.ctx.name, self.ctx.spec.environment_suffix))
+        sanitize(&format!(
+            "{}-{}-{}",
+            self.ctx.namespace, self.ctx.name, self.ctx.spec.environment_suffix
+        ))
     }
 
     fn identity(&self) -> String {
-        format!("{}/{}/{}", self.ctx.namespace, self.ctx.name, self.ctx.spec.environment_suffix)
+        format!(
+            "{}/{}/{}",
+            self.ctx.namespace, self.ctx.name, self.ctx.spec.environment_suffix
+        )
     }
 
     /// A name of at most `max_len` characters: readable part, the hash, then `suffix`.
     fn fitted(&self, max_len: usize, suffix: &str, extra_identity: &str) -> String {
         let hash = short_hash(&format!("{}{}", self.identity(), extra_identity));
-        let tail = if suffix.is_empty() { format!("-{hash}") } else { format!("-{hash}-{suffix}") };
+        let tail = if suffix.is_empty() {
+            format!("-{hash}")
+        } else {
+            format!("-{hash}-{suffix}")
+        };
         let room = max_len.saturating_sub(tail.len());
         let readable = self.readable();
         let head = readable[..readable.len().min(room)].trim_end_matches('-');
@@ -54,7 +64,11 @@ impl<'a> Names<'a> {
     /// S3 bucket: 3-63 lowercase characters, globally unique across all AWS accounts, so the
     /// account and region are part of the hash.
     pub fn artifact_bucket(&self) -> String {
-        self.fitted(63, "artifacts", &format!("@{}/{}", self.ctx.account_id, self.ctx.region))
+        self.fitted(
+            63,
+            "artifacts",
+            &format!("@{}/{}", self.ctx.account_id, self.ctx.region),
+        )
     }
 
     /// IAM role name (64 characters) for a role purpose such as `pipeline` or `build`.
@@ -99,8 +113,14 @@ mod tests {
         let c = ctx("payments", "checkout");
         assert_eq!(c.names().base(), "payments-checkout-prod-cb8b1995");
         assert_eq!(c.names().base(), ctx("payments", "checkout").names().base());
-        assert_eq!(c.names().artifact_bucket(), "payments-checkout-prod-379500e6-artifacts");
-        assert_eq!(c.names().kms_alias(), "alias/delivery-operator/payments-checkout-prod-cb8b1995");
+        assert_eq!(
+            c.names().artifact_bucket(),
+            "payments-checkout-prod-379500e6-artifacts"
+        );
+        assert_eq!(
+            c.names().kms_alias(),
+            "alias/delivery-operator/payments-checkout-prod-cb8b1995"
+        );
     }
 
     #[test]
@@ -114,7 +134,10 @@ mod tests {
 
     #[test]
     fn same_name_in_two_namespaces_differs() {
-        assert_ne!(ctx("team-a", "app").names().base(), ctx("team-b", "app").names().base());
+        assert_ne!(
+            ctx("team-a", "app").names().base(),
+            ctx("team-b", "app").names().base()
+        );
     }
 
     #[test]
@@ -150,7 +173,12 @@ mod tests {
         let c = ctx("Weird_NS", "App.Name");
         let bucket = c.names().artifact_bucket();
         assert!(bucket.len() >= 3 && bucket.len() <= 63);
-        assert!(bucket.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-'), "{bucket}");
+        assert!(
+            bucket
+                .chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-'),
+            "{bucket}"
+        );
         assert!(!bucket.starts_with('-') && !bucket.ends_with('-'));
     }
 

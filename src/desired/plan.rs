@@ -43,8 +43,15 @@ mod tests {
     fn plan_names_every_resource() {
         let p = plan(&context(FULL));
         assert_eq!(p.pipeline, "payments/checkout");
-        assert!(p.artifact_bucket.kms_key_arn.contains(&p.encryption_key.alias));
+        assert!(
+            p.artifact_bucket
+                .kms_key_arn
+                .contains(&p.encryption_key.alias)
+        );
         let yaml = serde_yaml::to_string(&p).unwrap_or_default();
-        assert!(yaml.contains("encryptionKey:") && yaml.contains("artifactBucket:"), "{yaml}");
+        assert!(
+            yaml.contains("encryptionKey:") && yaml.contains("artifactBucket:"),
+            "{yaml}"
+        );
     }
 }

@@ -11,7 +11,10 @@ use serde_json::{Map, Value, json};
 /// positions turned into lists, account-ID principals expanded, `Version` defaulted.
 pub fn normalize(doc: &Value) -> Value {
     let mut out = Map::new();
-    let version = doc.get("Version").and_then(Value::as_str).unwrap_or("2008-10-17");
+    let version = doc
+        .get("Version")
+        .and_then(Value::as_str)
+        .unwrap_or("2008-10-17");
     out.insert("Version".into(), json!(version));
     if let Some(id) = doc.get("Id") {
         out.insert("Id".into(), id.clone());
@@ -28,7 +31,9 @@ pub fn normalize(doc: &Value) -> Value {
 }
 
 fn normalize_statement(statement: &Value) -> Value {
-    let Some(fields) = statement.as_object() else { return statement.clone() };
+    let Some(fields) = statement.as_object() else {
+        return statement.clone();
+    };
     let mut out = Map::new();
     for (key, value) in fields {
         let v = match key.as_str() {
@@ -45,7 +50,14 @@ fn normalize_statement(statement: &Value) -> Value {
 fn string_set(value: &Value) -> Value {
     let mut items: Vec<String> = match value {
         Value::String(s) => vec![s.clone()],
-        Value::Array(a) => a.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect(),
+        Value::Array(a) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .collect(),
         other => return other.clone(),
     };
     items.sort();
@@ -64,7 +76,10 @@ fn normalize_principal(value: &Value) -> Value {
                             .iter()
                             .filter_map(Value::as_str)
                             .map(|id| {
-                                if kind == "AWS" && id.len() == 12 && id.chars().all(|c| c.is_ascii_digit()) {
+                                if kind == "AWS"
+                                    && id.len() == 12
+                                    && id.chars().all(|c| c.is_ascii_digit())
+                                {
                                     format!("arn:aws:iam::{id}:root")
                                 } else {
                                     id.to_string()
@@ -88,7 +103,9 @@ fn normalize_principal(value: &Value) -> Value {
 }
 
 fn normalize_condition(value: &Value) -> Value {
-    let Some(operators) = value.as_object() else { return value.clone() };
+    let Some(operators) = value.as_object() else {
+        return value.clone();
+    };
     let mut out = Map::new();
     for (operator, keys) in operators {
         let mut inner = Map::new();
@@ -184,7 +201,10 @@ mod tests {
     #[test]
     fn url_encoded_policies_parse() {
         let encoded = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%5D%7D";
-        assert_eq!(parse(encoded), Some(json!({"Version": "2012-10-17", "Statement": []})));
+        assert_eq!(
+            parse(encoded),
+            Some(json!({"Version": "2012-10-17", "Statement": []}))
+        );
         assert_eq!(parse("{\"a\":1}"), Some(json!({"a": 1})));
         assert_eq!(parse("not json"), None);
     }

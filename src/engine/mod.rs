@@ -6,7 +6,9 @@ pub mod subresource;
 
 use futures::future::join_all;
 
-pub use subresource::{Action, Gone, Observation, OutputKey, Produced, SpecError, Step, StepError, Subresource};
+pub use subresource::{
+    Action, Gone, Observation, OutputKey, Produced, SpecError, Step, StepError, Subresource,
+};
 
 use crate::desired::PipelineContext;
 
@@ -18,7 +20,9 @@ pub enum StepOutcome {
     Done(Action),
     Failed(StepError),
     /// Not attempted because an earlier stage failed.
-    Blocked { waiting_for: Vec<&'static str> },
+    Blocked {
+        waiting_for: Vec<&'static str>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -46,7 +50,10 @@ impl ApplyReport {
 /// Brings every subresource to its desired state. `seed` holds outputs known before the run
 /// (account, region, and what the last status recorded).
 pub async fn apply(stages: &Stages, ctx: &PipelineContext, seed: Produced) -> ApplyReport {
-    let mut report = ApplyReport { steps: Vec::new(), produced: seed };
+    let mut report = ApplyReport {
+        steps: Vec::new(),
+        produced: seed,
+    };
     let mut failed: Vec<&'static str> = Vec::new();
     for stage in stages {
         if !failed.is_empty() {
@@ -54,7 +61,9 @@ pub async fn apply(stages: &Stages, ctx: &PipelineContext, seed: Produced) -> Ap
                 report.steps.push(StepReport {
                     condition: step.condition(),
                     kind: step.kind(),
-                    outcome: StepOutcome::Blocked { waiting_for: failed.clone() },
+                    outcome: StepOutcome::Blocked {
+                        waiting_for: failed.clone(),
+                    },
                 });
             }
             continue;
@@ -72,7 +81,11 @@ pub async fn apply(stages: &Stages, ctx: &PipelineContext, seed: Produced) -> Ap
                     StepOutcome::Failed(e)
                 }
             };
-            report.steps.push(StepReport { condition: step.condition(), kind: step.kind(), outcome });
+            report.steps.push(StepReport {
+                condition: step.condition(),
+                kind: step.kind(),
+                outcome,
+            });
         }
     }
     report
@@ -86,7 +99,9 @@ pub struct DeleteReport {
 impl DeleteReport {
     /// True when AWS confirmed every subresource gone.
     pub fn all_gone(&self) -> bool {
-        self.steps.iter().all(|(_, _, r)| matches!(r, Ok(Gone::Yes)))
+        self.steps
+            .iter()
+            .all(|(_, _, r)| matches!(r, Ok(Gone::Yes)))
     }
 }
 

@@ -72,7 +72,11 @@ pub struct SpecError {
 /// What `observe` found.
 pub enum Observation<O> {
     Absent,
-    Present { observed: O, up_to_date: bool, produced: Produced },
+    Present {
+        observed: O,
+        up_to_date: bool,
+        produced: Produced,
+    },
 }
 
 /// Result of `delete`.
@@ -92,15 +96,29 @@ pub trait Subresource: Send + Sync {
     type Desired: Send + Sync;
     type Observed: Send + Sync;
 
-    fn desired(&self, ctx: &PipelineContext, upstream: &Produced) -> Result<Self::Desired, SpecError>;
-    fn observe(&self, desired: &Self::Desired) -> impl Future<Output = Result<Observation<Self::Observed>, AwsError>> + Send;
-    fn create(&self, desired: &Self::Desired) -> impl Future<Output = Result<Produced, AwsError>> + Send;
+    fn desired(
+        &self,
+        ctx: &PipelineContext,
+        upstream: &Produced,
+    ) -> Result<Self::Desired, SpecError>;
+    fn observe(
+        &self,
+        desired: &Self::Desired,
+    ) -> impl Future<Output = Result<Observation<Self::Observed>, AwsError>> + Send;
+    fn create(
+        &self,
+        desired: &Self::Desired,
+    ) -> impl Future<Output = Result<Produced, AwsError>> + Send;
     fn update(
         &self,
         desired: &Self::Desired,
         observed: &Self::Observed,
     ) -> impl Future<Output = Result<Produced, AwsError>> + Send;
-    fn delete(&self, desired: &Self::Desired, observed: &Self::Observed) -> impl Future<Output = Result<Gone, AwsError>> + Send;
+    fn delete(
+        &self,
+        desired: &Self::Desired,
+        observed: &Self::Observed,
+    ) -> impl Future<Output = Result<Gone, AwsError>> + Send;
 }
 
 /// What one reconcile of a subresource did.
@@ -122,10 +140,22 @@ pub enum StepError {
 pub trait Step: Send + Sync {
     fn condition(&self) -> &'static str;
     fn kind(&self) -> &'static str;
-    fn apply<'a>(&'a self, ctx: &'a PipelineContext, upstream: &'a Produced) -> BoxFuture<'a, Result<(Action, Produced), StepError>>;
+    fn apply<'a>(
+        &'a self,
+        ctx: &'a PipelineContext,
+        upstream: &'a Produced,
+    ) -> BoxFuture<'a, Result<(Action, Produced), StepError>>;
     /// Outputs of what exists now, without changing anything (used before deletion).
-    fn look<'a>(&'a self, ctx: &'a PipelineContext, upstream: &'a Produced) -> BoxFuture<'a, Result<Option<Produced>, StepError>>;
-    fn remove<'a>(&'a self, ctx: &'a PipelineContext, upstream: &'a Produced) -> BoxFuture<'a, Result<Gone, StepError>>;
+    fn look<'a>(
+        &'a self,
+        ctx: &'a PipelineContext,
+        upstream: &'a Produced,
+    ) -> BoxFuture<'a, Result<Option<Produced>, StepError>>;
+    fn remove<'a>(
+        &'a self,
+        ctx: &'a PipelineContext,
+        upstream: &'a Produced,
+    ) -> BoxFuture<'a, Result<Gone, StepError>>;
 }
 
 impl<S: Subresource> Step for S {
@@ -137,20 +167,42 @@ impl<S: Subresource> Step for S {
         S::KIND
     }
 
-    fn apply<'a>(&'a self, ctx: &'a PipelineContext, upstream: &'a Produced) -> BoxFuture<'a, Result<(Action, Produced), StepError>> {
+    fn apply<'a>(
+        &'a self,
+        ctx: &'a PipelineContext,
+        upstream: &'a Produced,
+    ) -> BoxFuture<'a, Result<(Action, Produced), StepError>> {
         Box::pin(async move {
             let desired = self.desired(ctx, upstream).map_err(StepError::Spec)?;
             match self.observe(&desired).await.map_err(StepError::Aws)? {
-                Observation::Absent => Ok((Action::Created, self.create(&desired).await.map_err(StepError::Aws)?)),
-                Observation::Present { up_to_date: true, produced, .. } => Ok((Action::Unchanged, produced)),
-                Observation::Present { observed, up_to_date: false, .. } => {
-                    Ok((Action::Updated, self.update(&desired, &observed).await.map_err(StepError::Aws)?))
-                }
+                Observation::Absent => Ok((
+                    Action::Created,
+                    self.create(&desired).await.map_err(StepError::Aws)?,
+                )),
+                Observation::Present {
+                    up_to_date: true,
+                    produced,
+                    ..
+                } => Ok((Action::Unchanged, produced)),
+                Observation::Present {
+                    observed,
+                    up_to_date: false,
+                    ..
+                } => Ok((
+                    Action::Updated,
+                    self.update(&desired, &observed)
+                        .await
+                        .map_err(StepError::Aws)?,
+                )),
             }
         })
     }
 
-    fn look<'a>(&'a self, ctx: &'a PipelineContext, upstream: &'a Produced) -> BoxFuture<'a, Result<Option<Produced>, StepError>> {
+    fn look<'a>(
+        &'a self,
+        ctx: &'a PipelineContext,
+        upstream: &'a Produced,
+    ) -> BoxFuture<'a, Result<Option<Produced>, StepError>> {
         Box::pin(async move {
             let desired = self.desired(ctx, upstream).map_err(StepError::Spec)?;
             match self.observe(&desired).await.map_err(StepError::Aws)? {
@@ -160,12 +212,19 @@ impl<S: Subresource> Step for S {
         })
     }
 
-    fn remove<'a>(&'a self, ctx: &'a PipelineContext, upstream: &'a Produced) -> BoxFuture<'a, Result<Gone, StepError>> {
+    fn remove<'a>(
+        &'a self,
+        ctx: &'a PipelineContext,
+        upstream: &'a Produced,
+    ) -> BoxFuture<'a, Result<Gone, StepError>> {
         Box::pin(async move {
             let desired = self.desired(ctx, upstream).map_err(StepError::Spec)?;
             match self.observe(&desired).await.map_err(StepError::Aws)? {
                 Observation::Absent => Ok(Gone::Yes),
-                Observation::Present { observed, .. } => self.delete(&desired, &observed).await.map_err(StepError::Aws),
+                Observation::Present { observed, .. } => self
+                    .delete(&desired, &observed)
+                    .await
+                    .map_err(StepError::Aws),
             }
         })
     }

@@ -9,7 +9,11 @@ use crate::support::{create_namespace, kube_client, repo_root, sandbox, unique};
 
 fn pipelines_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("pipelines.delivery-operator.dev", "v1alpha1", "DeliveryPipeline"),
+        &GroupVersionKind::gvk(
+            "pipelines.delivery-operator.dev",
+            "v1alpha1",
+            "DeliveryPipeline",
+        ),
         "deliverypipelines",
     )
 }
@@ -33,7 +37,10 @@ async fn every_invalid_manifest_is_rejected_with_its_message() {
     let ns = unique("admission");
     create_namespace(&client, &ns).await;
     let api: Api<DynamicObject> = Api::namespaced_with(client, &ns, &pipelines_resource());
-    let dry_run = PostParams { dry_run: true, ..Default::default() };
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
 
     let mut files: Vec<_> = std::fs::read_dir(repo_root().join("tests/data/invalid"))
         .expect("tests/data/invalid")
@@ -41,7 +48,11 @@ async fn every_invalid_manifest_is_rejected_with_its_message() {
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 30, "expected at least 30 invalid manifests, found {}", files.len());
+    assert!(
+        files.len() >= 30,
+        "expected at least 30 invalid manifests, found {}",
+        files.len()
+    );
 
     let mut failures = Vec::new();
     for file in &files {
@@ -53,24 +64,42 @@ async fn every_invalid_manifest_is_rejected_with_its_message() {
         }
         let result = if docs.len() == 2 {
             // An update: create the original for real, then submit the change.
-            let original = api.create(&PostParams::default(), &docs[0]).await.expect("original is valid");
+            let original = api
+                .create(&PostParams::default(), &docs[0])
+                .await
+                .expect("original is valid");
             let mut changed = docs[1].clone();
             changed.metadata.resource_version = original.metadata.resource_version.clone();
             let name = changed.metadata.name.clone().unwrap_or_default();
             let r = api.replace(&name, &dry_run, &changed).await;
-            api.delete(&name, &DeleteParams::default()).await.expect("cleanup");
+            api.delete(&name, &DeleteParams::default())
+                .await
+                .expect("cleanup");
             r
         } else {
             api.create(&dry_run, &docs[0]).await
         };
         match result {
             Err(kube::Error::Api(e)) if e.message.contains(&expected) => {}
-            Err(kube::Error::Api(e)) => failures.push(format!("{}: rejected, but with: {}", file.display(), e.message)),
+            Err(kube::Error::Api(e)) => failures.push(format!(
+                "{}: rejected, but with: {}",
+                file.display(),
+                e.message
+            )),
             Err(other) => failures.push(format!("{}: unexpected error {other}", file.display())),
-            Ok(_) => failures.push(format!("{}: ACCEPTED, expected rejection containing {expected:?}", file.display())),
+            Ok(_) => failures.push(format!(
+                "{}: ACCEPTED, expected rejection containing {expected:?}",
+                file.display()
+            )),
         }
     }
-    assert!(failures.is_empty(), "{} of {} manifests misbehaved:\n{}", failures.len(), files.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} manifests misbehaved:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -80,12 +109,19 @@ async fn every_example_is_accepted() {
     create_namespace(&client, &ns).await;
     let api: Api<DynamicObject> = Api::namespaced_with(client, &ns, &pipelines_resource());
     for file in ["minimal.yaml", "cross-account.yaml"] {
-        let text = std::fs::read_to_string(repo_root().join("examples").join(file)).expect("example");
+        let text =
+            std::fs::read_to_string(repo_root().join("examples").join(file)).expect("example");
         let mut doc = documents(&text).remove(0);
         doc.metadata.namespace = Some(ns.clone());
-        let stored = api.create(&PostParams::default(), &doc).await.unwrap_or_else(|e| panic!("{file} rejected: {e}"));
+        let stored = api
+            .create(&PostParams::default(), &doc)
+            .await
+            .unwrap_or_else(|e| panic!("{file} rejected: {e}"));
         // Server-side defaults are visible in the stored object.
-        assert_eq!(stored.data["spec"]["logRetentionDays"].as_i64().is_some(), true, "{file}");
+        assert!(
+            stored.data["spec"]["logRetentionDays"].as_i64().is_some(),
+            "{file}"
+        );
         assert_eq!(stored.data["spec"]["deletionPolicy"], "Delete", "{file}");
     }
 }
@@ -98,8 +134,15 @@ async fn kubectl_explain_shows_field_documentation() {
         .output()
         .expect("kubectl explain");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("Production: deployed after the manual approval"), "{text}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Production: deployed after the manual approval"),
+        "{text}"
+    );
     assert!(text.contains("managementRoleArn"), "{text}");
     assert!(text.contains("Fargate task CPU units"), "{text}");
 }

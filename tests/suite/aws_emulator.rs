@@ -9,7 +9,11 @@ use crate::support::{aws_config, s3, unique};
 async fn assume_role_moves_into_another_account_and_accounts_are_isolated() {
     let base = aws_config().await;
     let sts = aws_sdk_sts::Client::new(&base);
-    let me = sts.get_caller_identity().send().await.expect("GetCallerIdentity");
+    let me = sts
+        .get_caller_identity()
+        .send()
+        .await
+        .expect("GetCallerIdentity");
     assert_eq!(me.account(), Some("123456789012"));
 
     let assumed = sts
@@ -22,23 +26,52 @@ async fn assume_role_moves_into_another_account_and_accounts_are_isolated() {
     let c = assumed.credentials().expect("credentials");
     let member = base
         .to_builder()
-        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
-            c.access_key_id(),
-            c.secret_access_key(),
-            Some(c.session_token().to_string()),
-            None,
-            "assumed",
-        )))
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+                c.access_key_id(),
+                c.secret_access_key(),
+                Some(c.session_token().to_string()),
+                None,
+                "assumed",
+            )),
+        )
         .build();
-    let them = aws_sdk_sts::Client::new(&member).get_caller_identity().send().await.expect("identity");
+    let them = aws_sdk_sts::Client::new(&member)
+        .get_caller_identity()
+        .send()
+        .await
+        .expect("identity");
     assert_eq!(them.account(), Some("222222222222"));
 
     let bucket = unique("member-only");
-    s3(&member).create_bucket().bucket(&bucket).send().await.expect("create in member account");
-    let mine = s3(&base).list_buckets().send().await.expect("list in default account");
-    assert!(mine.buckets().iter().all(|b| b.name() != Some(bucket.as_str())), "bucket leaked across accounts");
-    let theirs = s3(&member).list_buckets().send().await.expect("list in member account");
-    assert!(theirs.buckets().iter().any(|b| b.name() == Some(bucket.as_str())));
+    s3(&member)
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("create in member account");
+    let mine = s3(&base)
+        .list_buckets()
+        .send()
+        .await
+        .expect("list in default account");
+    assert!(
+        mine.buckets()
+            .iter()
+            .all(|b| b.name() != Some(bucket.as_str())),
+        "bucket leaked across accounts"
+    );
+    let theirs = s3(&member)
+        .list_buckets()
+        .send()
+        .await
+        .expect("list in member account");
+    assert!(
+        theirs
+            .buckets()
+            .iter()
+            .any(|b| b.name() == Some(bucket.as_str()))
+    );
 }
 
 #[tokio::test]
@@ -61,7 +94,12 @@ async fn s3_configuration_reads_parse_in_the_rust_sdk() {
     // docs/testing.md). Without the fix the SDK fails to parse GetBucketVersioning.
     let client = s3(&aws_config().await);
     let bucket = unique("versioned");
-    client.create_bucket().bucket(&bucket).send().await.expect("create");
+    client
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("create");
     client
         .put_bucket_versioning()
         .bucket(&bucket)
@@ -73,8 +111,21 @@ async fn s3_configuration_reads_parse_in_the_rust_sdk() {
         .send()
         .await
         .expect("put versioning");
-    let v = client.get_bucket_versioning().bucket(&bucket).send().await.expect("get versioning parses");
-    assert_eq!(v.status(), Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled));
-    let versions = client.list_object_versions().bucket(&bucket).send().await.expect("list versions parses");
+    let v = client
+        .get_bucket_versioning()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("get versioning parses");
+    assert_eq!(
+        v.status(),
+        Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+    );
+    let versions = client
+        .list_object_versions()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("list versions parses");
     assert!(versions.versions().is_empty());
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
@@ -46,18 +48,27 @@ async fn crd_with_cel_rule_rejects_bad_objects_and_round_trips_good_ones() {
     let client = kube_client("admin").await;
     let group = format!("{}.test.dev", unique("cel"));
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &widget_crd(&group)).await.expect("create CRD");
+    crds.create(&PostParams::default(), &widget_crd(&group))
+        .await
+        .expect("create CRD");
     let name = format!("widgets.{group}");
     eventually("CRD established", Duration::from_secs(30), || async {
         let crd = crds.get(&name).await.ok()?;
-        let established = crd.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True");
+        let established = crd
+            .status?
+            .conditions?
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
         established.then_some(())
     })
     .await;
 
     let ns = unique("cel");
     create_namespace(&client, &ns).await;
-    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&group, "v1", "Widget"), "widgets");
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(&group, "v1", "Widget"),
+        "widgets",
+    );
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
     let object = |n: &str, min: i64, max: i64| -> DynamicObject {
         serde_json::from_value(json!({
@@ -70,48 +81,88 @@ async fn crd_with_cel_rule_rejects_bad_objects_and_round_trips_good_ones() {
     // The API server itself enforces the CEL rule, with the rule's message. Retried briefly:
     // a just-established CRD's validators may take a moment to load.
     let err = eventually("CEL rule enforced", Duration::from_secs(20), || async {
-        match api.create(&PostParams::default(), &object("bad", 5, 1)).await {
+        match api
+            .create(&PostParams::default(), &object("bad", 5, 1))
+            .await
+        {
             Err(kube::Error::Api(e)) => Some(e),
             _ => None,
         }
     })
     .await;
     assert_eq!(err.code, 422);
-    assert!(err.message.contains("min must not exceed max"), "{}", err.message);
+    assert!(
+        err.message.contains("min must not exceed max"),
+        "{}",
+        err.message
+    );
 
     // A valid object: create, watch, patch status through the subresource, see the change.
-    let created = api.create(&PostParams::default(), &object("good", 1, 5)).await.expect("create valid");
-    let rv = created.metadata.resource_version.clone().expect("resourceVersion");
-    let mut events = watcher(api.clone(), watcher::Config::default().fields("metadata.name=good"))
-        .applied_objects()
-        .boxed();
-    let first = tokio::time::timeout(Duration::from_secs(20), events.try_next()).await.expect("watch").expect("ok");
-    assert_eq!(first.and_then(|o| o.metadata.name), Some("good".to_string()));
-
-    api.patch_status("good", &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Ready"}})))
+    let created = api
+        .create(&PostParams::default(), &object("good", 1, 5))
         .await
-        .expect("status patch");
+        .expect("create valid");
+    let rv = created
+        .metadata
+        .resource_version
+        .clone()
+        .expect("resourceVersion");
+    let mut events = watcher(
+        api.clone(),
+        watcher::Config::default().fields("metadata.name=good"),
+    )
+    .applied_objects()
+    .boxed();
+    let first = tokio::time::timeout(Duration::from_secs(20), events.try_next())
+        .await
+        .expect("watch")
+        .expect("ok");
+    assert_eq!(
+        first.and_then(|o| o.metadata.name),
+        Some("good".to_string())
+    );
+
+    api.patch_status(
+        "good",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Ready"}})),
+    )
+    .await
+    .expect("status patch");
     let updated = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
-            if let Ok(Some(o)) = events.try_next().await {
-                if o.data["status"]["phase"] == "Ready" {
-                    return o;
-                }
+            if let Ok(Some(o)) = events.try_next().await
+                && o.data["status"]["phase"] == "Ready"
+            {
+                return o;
             }
         }
     })
     .await
     .expect("watch saw the status change");
-    assert_ne!(updated.metadata.resource_version, Some(rv), "resourceVersion advances");
-    assert_eq!(updated.data["spec"]["max"], 5, "spec unchanged by a status write");
+    assert_ne!(
+        updated.metadata.resource_version,
+        Some(rv),
+        "resourceVersion advances"
+    );
+    assert_eq!(
+        updated.data["spec"]["max"], 5,
+        "spec unchanged by a status write"
+    );
 
     // The status subresource ignores spec changes sent to it.
-    api.patch_status("good", &PatchParams::default(), &Patch::Merge(json!({"spec": {"max": 9}})))
-        .await
-        .expect("status patch with spec");
+    api.patch_status(
+        "good",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"max": 9}})),
+    )
+    .await
+    .expect("status patch with spec");
     let after = api.get("good").await.expect("get");
     assert_eq!(after.data["spec"]["max"], 5);
-    crds.delete(&name, &Default::default()).await.expect("delete CRD");
+    crds.delete(&name, &Default::default())
+        .await
+        .expect("delete CRD");
 }
 
 #[tokio::test]
@@ -120,7 +171,8 @@ async fn a_restricted_token_identity_gets_only_what_rbac_grants() {
     let restricted = kube_client("restricted").await;
     let ns = unique("rbac");
     create_namespace(&admin, &ns).await;
-    let pipelines: Api<delivery_operator::api::DeliveryPipeline> = Api::namespaced(restricted.clone(), &ns);
+    let pipelines: Api<delivery_operator::api::DeliveryPipeline> =
+        Api::namespaced(restricted.clone(), &ns);
 
     match pipelines.list(&Default::default()).await {
         Err(kube::Error::Api(e)) => assert_eq!(e.code, 403, "{}", e.message),
@@ -133,19 +185,31 @@ async fn a_restricted_token_identity_gets_only_what_rbac_grants() {
         "rules": [{"apiGroups": ["pipelines.delivery-operator.dev"], "resources": ["deliverypipelines"], "verbs": ["get", "list", "watch"]}]
     }))
     .expect("role");
-    Api::<ClusterRole>::all(admin.clone()).create(&PostParams::default(), &role).await.expect("create role");
+    Api::<ClusterRole>::all(admin.clone())
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("create role");
     let binding: RoleBinding = serde_json::from_value(json!({
         "metadata": {"name": "reader", "namespace": ns},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role_name},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "sandbox-restricted"}]
     }))
     .expect("binding");
-    Api::<RoleBinding>::namespaced(admin.clone(), &ns).create(&PostParams::default(), &binding).await.expect("bind");
+    Api::<RoleBinding>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("bind");
 
-    let listed = eventually("RBAC grant to take effect", Duration::from_secs(30), || async { pipelines.list(&Default::default()).await.ok() }).await;
+    let listed = eventually(
+        "RBAC grant to take effect",
+        Duration::from_secs(30),
+        || async { pipelines.list(&Default::default()).await.ok() },
+    )
+    .await;
     assert!(listed.items.is_empty());
     // Still nothing beyond the grant: no writes, no other namespace.
-    let other: Api<delivery_operator::api::DeliveryPipeline> = Api::namespaced(restricted.clone(), "default");
+    let other: Api<delivery_operator::api::DeliveryPipeline> =
+        Api::namespaced(restricted.clone(), "default");
     match other.list(&Default::default()).await {
         Err(kube::Error::Api(e)) => assert_eq!(e.code, 403),
         other => panic!("grant leaked into another namespace: {other:?}"),

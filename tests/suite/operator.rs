@@ -15,7 +15,10 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use crate::support::{Metrics, Operator, aws_config, condition, create_namespace, eventually, example, kube_client, s3, sandbox, unique};
+use crate::support::{
+    Metrics, Operator, aws_config, condition, create_namespace, eventually, example, kube_client,
+    s3, sandbox, unique,
+};
 
 const ACCOUNT: &str = "123456789012";
 const REGION: &str = "us-east-1";
@@ -41,25 +44,41 @@ fn kubectl_apply(dp: &DeliveryPipeline) {
         .spawn()
         .expect("kubectl");
     let yaml = serde_yaml::to_string(dp).expect("yaml");
-    child.stdin.take().expect("stdin").write_all(yaml.as_bytes()).expect("write manifest");
-    assert!(child.wait().expect("kubectl apply").success(), "kubectl apply failed");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(yaml.as_bytes())
+        .expect("write manifest");
+    assert!(
+        child.wait().expect("kubectl apply").success(),
+        "kubectl apply failed"
+    );
 }
 
 async fn wait_ready(api: &Api<DeliveryPipeline>, name: &str, generation: i64) -> DeliveryPipeline {
-    eventually(&format!("{name} Ready at generation {generation}"), WAIT, || async {
-        let dp = api.get(name).await.ok()?;
-        let ready = condition(&dp, "Ready")?;
-        let observed = dp.status.as_ref()?.observed_generation?;
-        (ready.status == "True" && observed == generation).then_some(dp)
-    })
+    eventually(
+        &format!("{name} Ready at generation {generation}"),
+        WAIT,
+        || async {
+            let dp = api.get(name).await.ok()?;
+            let ready = condition(&dp, "Ready")?;
+            let observed = dp.status.as_ref()?.observed_generation?;
+            (ready.status == "True" && observed == generation).then_some(dp)
+        },
+    )
     .await
 }
 
 async fn request_reconcile(api: &Api<DeliveryPipeline>, name: &str) {
     let value = unique("now");
-    api.patch(name, &PatchParams::default(), &delivery_operator::controller::reconcile_request_patch(&value))
-        .await
-        .expect("annotate");
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &delivery_operator::controller::reconcile_request_patch(&value),
+    )
+    .await
+    .expect("annotate");
 }
 
 fn counts(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
@@ -98,12 +117,20 @@ async fn minimal_pipeline_reaches_ready_with_every_aws_property_and_updates_mini
     kubectl_apply(&dp);
     let dp = wait_ready(&api, "hello", 1).await;
 
-    for c in ["EncryptionKeyReady", "ArtifactStoreReady", "Ready", "Synced"] {
+    for c in [
+        "EncryptionKeyReady",
+        "ArtifactStoreReady",
+        "Ready",
+        "Synced",
+    ] {
         let cond = condition(&dp, c).unwrap_or_else(|| panic!("{c} missing"));
         assert_eq!(cond.status, "True", "{c}: {cond:?}");
         assert_eq!(cond.observed_generation, Some(1));
     }
-    assert_eq!(dp.finalizers(), &[delivery_operator::api::FINALIZER.to_string()]);
+    assert_eq!(
+        dp.finalizers(),
+        &[delivery_operator::api::FINALIZER.to_string()]
+    );
     let status = dp.status.clone().expect("status");
     let outputs = &status.outputs;
     let ctx = ctx_of(&dp);
@@ -112,68 +139,180 @@ async fn minimal_pipeline_reaches_ready_with_every_aws_property_and_updates_mini
     let desired_bucket = artifact_store::artifact_bucket(&ctx, &key_arn);
     assert_eq!(outputs.account_id.as_deref(), Some(ACCOUNT));
     assert_eq!(outputs.region.as_deref(), Some(REGION));
-    assert_eq!(outputs.artifact_bucket.as_deref(), Some(desired_bucket.name.as_str()));
-    let kinds: Vec<(&str, &str)> = status.inventory.iter().map(|i| (i.kind.as_str(), i.id.as_str())).collect();
+    assert_eq!(
+        outputs.artifact_bucket.as_deref(),
+        Some(desired_bucket.name.as_str())
+    );
+    let kinds: Vec<(&str, &str)> = status
+        .inventory
+        .iter()
+        .map(|i| (i.kind.as_str(), i.id.as_str()))
+        .collect();
     assert_eq!(
         kinds,
-        vec![("AWS::KMS::Key", key_arn.as_str()), ("AWS::S3::Bucket", format!("arn:aws:s3:::{}", desired_bucket.name).as_str())]
+        vec![
+            ("AWS::KMS::Key", key_arn.as_str()),
+            (
+                "AWS::S3::Bucket",
+                format!("arn:aws:s3:::{}", desired_bucket.name).as_str()
+            )
+        ]
     );
 
     // KMS key, read back field by field.
     let aws = aws_config().await;
     let kms = aws_sdk_kms::Client::new(&aws);
-    let key = kms.describe_key().key_id(&desired_key.alias).send().await.expect("key found by alias");
+    let key = kms
+        .describe_key()
+        .key_id(&desired_key.alias)
+        .send()
+        .await
+        .expect("key found by alias");
     let meta = key.key_metadata().expect("metadata");
     assert_eq!(meta.arn(), Some(key_arn.as_str()));
     assert_eq!(meta.key_state(), Some(&KeyState::Enabled));
-    assert_eq!(meta.key_manager(), Some(&aws_sdk_kms::types::KeyManagerType::Customer));
+    assert_eq!(
+        meta.key_manager(),
+        Some(&aws_sdk_kms::types::KeyManagerType::Customer)
+    );
     assert_eq!(meta.description(), Some(desired_key.description.as_str()));
-    let rotation = kms.get_key_rotation_status().key_id(meta.key_id()).send().await.expect("rotation");
+    let rotation = kms
+        .get_key_rotation_status()
+        .key_id(meta.key_id())
+        .send()
+        .await
+        .expect("rotation");
     assert!(rotation.key_rotation_enabled());
     assert_eq!(rotation.rotation_period_in_days(), Some(365));
-    let key_policy = kms.get_key_policy().key_id(meta.key_id()).policy_name("default").send().await.expect("policy");
+    let key_policy = kms
+        .get_key_policy()
+        .key_id(meta.key_id())
+        .policy_name("default")
+        .send()
+        .await
+        .expect("policy");
     let key_policy = policy::parse(key_policy.policy().expect("policy text")).expect("policy json");
-    assert!(policy::equivalent(&key_policy, &desired_key.policy), "{key_policy}");
-    let tags = kms.list_resource_tags().key_id(meta.key_id()).send().await.expect("tags");
-    let tags: BTreeMap<_, _> = tags.tags().iter().map(|t| (t.tag_key().to_string(), t.tag_value().to_string())).collect();
-    assert_eq!(tags.get("ManagedBy").map(String::as_str), Some("delivery-operator"));
+    assert!(
+        policy::equivalent(&key_policy, &desired_key.policy),
+        "{key_policy}"
+    );
+    let tags = kms
+        .list_resource_tags()
+        .key_id(meta.key_id())
+        .send()
+        .await
+        .expect("tags");
+    let tags: BTreeMap<_, _> = tags
+        .tags()
+        .iter()
+        .map(|t| (t.tag_key().to_string(), t.tag_value().to_string()))
+        .collect();
+    assert_eq!(
+        tags.get("ManagedBy").map(String::as_str),
+        Some("delivery-operator")
+    );
     assert_eq!(tags.get("Environment").map(String::as_str), Some("dev"));
     assert_eq!(tags.get("CostCenter").map(String::as_str), Some("platform"));
-    assert_eq!(tags.get("delivery-operator.dev/owner"), Some(&format!("{ns}/hello")));
+    assert_eq!(
+        tags.get("delivery-operator.dev/owner"),
+        Some(&format!("{ns}/hello"))
+    );
 
     // Artifact bucket, read back field by field.
     let s3 = s3(&aws);
     let bucket = desired_bucket.name.as_str();
-    let enc = s3.get_bucket_encryption().bucket(bucket).send().await.expect("encryption");
-    let rule = &enc.server_side_encryption_configuration().expect("sse").rules()[0];
-    let default = rule.apply_server_side_encryption_by_default().expect("default");
+    let enc = s3
+        .get_bucket_encryption()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("encryption");
+    let rule = &enc
+        .server_side_encryption_configuration()
+        .expect("sse")
+        .rules()[0];
+    let default = rule
+        .apply_server_side_encryption_by_default()
+        .expect("default");
     assert_eq!(default.sse_algorithm(), &ServerSideEncryption::AwsKms);
     assert_eq!(default.kms_master_key_id(), Some(key_arn.as_str()));
     assert_eq!(rule.bucket_key_enabled(), Some(true));
-    let versioning = s3.get_bucket_versioning().bucket(bucket).send().await.expect("versioning");
+    let versioning = s3
+        .get_bucket_versioning()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("versioning");
     assert_eq!(versioning.status(), Some(&BucketVersioningStatus::Enabled));
-    let pab = s3.get_public_access_block().bucket(bucket).send().await.expect("public access block");
+    let pab = s3
+        .get_public_access_block()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("public access block");
     let pab = pab.public_access_block_configuration().expect("config");
     assert_eq!(
-        (pab.block_public_acls(), pab.ignore_public_acls(), pab.block_public_policy(), pab.restrict_public_buckets()),
+        (
+            pab.block_public_acls(),
+            pab.ignore_public_acls(),
+            pab.block_public_policy(),
+            pab.restrict_public_buckets()
+        ),
         (Some(true), Some(true), Some(true), Some(true))
     );
-    let bucket_policy = s3.get_bucket_policy().bucket(bucket).send().await.expect("bucket policy");
+    let bucket_policy = s3
+        .get_bucket_policy()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("bucket policy");
     let bucket_policy = policy::parse(bucket_policy.policy().expect("text")).expect("json");
-    assert!(policy::equivalent(&bucket_policy, &desired_bucket.policy), "{bucket_policy}");
-    let lifecycle = s3.get_bucket_lifecycle_configuration().bucket(bucket).send().await.expect("lifecycle");
-    let days = |id: &str| lifecycle.rules().iter().find(|r| r.id() == Some(id)).cloned().expect("rule");
-    assert_eq!(days(artifact_store::RULE_NONCURRENT).noncurrent_version_expiration().and_then(|n| n.noncurrent_days()), Some(30));
+    assert!(
+        policy::equivalent(&bucket_policy, &desired_bucket.policy),
+        "{bucket_policy}"
+    );
+    let lifecycle = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("lifecycle");
+    let days = |id: &str| {
+        lifecycle
+            .rules()
+            .iter()
+            .find(|r| r.id() == Some(id))
+            .cloned()
+            .expect("rule")
+    };
     assert_eq!(
-        days(artifact_store::RULE_ABORT_UPLOADS).abort_incomplete_multipart_upload().and_then(|a| a.days_after_initiation()),
+        days(artifact_store::RULE_NONCURRENT)
+            .noncurrent_version_expiration()
+            .and_then(|n| n.noncurrent_days()),
+        Some(30)
+    );
+    assert_eq!(
+        days(artifact_store::RULE_ABORT_UPLOADS)
+            .abort_incomplete_multipart_upload()
+            .and_then(|a| a.days_after_initiation()),
         Some(7)
     );
-    let bucket_tags = s3.get_bucket_tagging().bucket(bucket).send().await.expect("tags");
-    let bucket_tags: BTreeMap<_, _> = bucket_tags.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect();
+    let bucket_tags = s3
+        .get_bucket_tagging()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("tags");
+    let bucket_tags: BTreeMap<_, _> = bucket_tags
+        .tag_set()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
     assert_eq!(bucket_tags, desired_bucket.tags);
 
     // Events for what was created.
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(kube_client("admin").await, &ns);
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(kube_client("admin").await, &ns);
     let created: Vec<String> = events
         .list(&Default::default())
         .await
@@ -183,7 +322,11 @@ async fn minimal_pipeline_reaches_ready_with_every_aws_property_and_updates_mini
         .filter(|e| e.reason.as_deref() == Some("Created"))
         .filter_map(|e| e.note)
         .collect();
-    assert!(created.contains(&"created KMS key".to_string()) && created.contains(&"created S3 artifact bucket".to_string()), "{created:?}");
+    assert!(
+        created.contains(&"created KMS key".to_string())
+            && created.contains(&"created S3 artifact bucket".to_string()),
+        "{created:?}"
+    );
 
     // A reconcile with nothing to do: exactly one observation of each subresource, no writes,
     // and no status write (resourceVersion unchanged).
@@ -191,22 +334,52 @@ async fn minimal_pipeline_reaches_ready_with_every_aws_property_and_updates_mini
     let rv = api.get("hello").await.expect("get").resource_version();
     request_reconcile(&api, "hello").await;
     let after = operator.after_reconcile(&before).await;
-    assert_eq!(after.calls_since(&before, "write"), BTreeMap::new(), "a no-op reconcile wrote to AWS");
+    assert_eq!(
+        after.calls_since(&before, "write"),
+        BTreeMap::new(),
+        "a no-op reconcile wrote to AWS"
+    );
     assert_eq!(after.calls_since(&before, "read"), observe_reads());
     let unchanged = api.get("hello").await.expect("get");
-    assert_eq!(unchanged.metadata.annotations.as_ref().map(|a| a.len()), Some(2), "only our annotation and kubectl's");
-    assert_ne!(unchanged.resource_version(), rv, "the annotation itself is a write");
-    assert_eq!(unchanged.status, dp.status, "status is not rewritten when nothing changed");
+    assert_eq!(
+        unchanged.metadata.annotations.as_ref().map(|a| a.len()),
+        Some(2),
+        "only our annotation and kubectl's"
+    );
+    assert_ne!(
+        unchanged.resource_version(),
+        rv,
+        "the annotation itself is a write"
+    );
+    assert_eq!(
+        unchanged.status, dp.status,
+        "status is not rewritten when nothing changed"
+    );
 
     // Change the lifecycle: exactly one AWS write, and observedGeneration follows.
-    api.patch("hello", &PatchParams::default(), &Patch::Merge(json!({"spec": {"artifactStore": {"noncurrentVersionExpirationDays": 45}}})))
-        .await
-        .expect("patch spec");
+    api.patch(
+        "hello",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"artifactStore": {"noncurrentVersionExpirationDays": 45}}})),
+    )
+    .await
+    .expect("patch spec");
     let updated = wait_ready(&api, "hello", 2).await;
     let after_update = operator.after_reconcile(&after).await;
-    assert_eq!(after_update.calls_since(&after, "write"), counts(&[("S3:PutBucketLifecycleConfiguration", 1.0)]));
-    assert_eq!(updated.status.as_ref().and_then(|s| s.observed_generation), Some(2));
-    let lifecycle = s3.get_bucket_lifecycle_configuration().bucket(bucket).send().await.expect("lifecycle");
+    assert_eq!(
+        after_update.calls_since(&after, "write"),
+        counts(&[("S3:PutBucketLifecycleConfiguration", 1.0)])
+    );
+    assert_eq!(
+        updated.status.as_ref().and_then(|s| s.observed_generation),
+        Some(2)
+    );
+    let lifecycle = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("lifecycle");
     let noncurrent = lifecycle
         .rules()
         .iter()
@@ -234,8 +407,16 @@ async fn drift_in_aws_is_repaired_on_resync() {
     let bucket = outputs.artifact_bucket.expect("bucket");
 
     let before = operator.settled().await;
-    kms.disable_key_rotation().key_id(&key).send().await.expect("disable rotation");
-    s3.delete_bucket_policy().bucket(&bucket).send().await.expect("delete policy");
+    kms.disable_key_rotation()
+        .key_id(&key)
+        .send()
+        .await
+        .expect("disable rotation");
+    s3.delete_bucket_policy()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("delete policy");
     request_reconcile(&api, "drifty").await;
     let after = operator.after_reconcile(&before).await;
 
@@ -243,12 +424,30 @@ async fn drift_in_aws_is_repaired_on_resync() {
         after.calls_since(&before, "write"),
         counts(&[("KMS:EnableKeyRotation", 1.0), ("S3:PutBucketPolicy", 1.0)])
     );
-    assert!(kms.get_key_rotation_status().key_id(&key).send().await.expect("rotation").key_rotation_enabled());
-    let restored = s3.get_bucket_policy().bucket(&bucket).send().await.expect("policy restored");
+    assert!(
+        kms.get_key_rotation_status()
+            .key_id(&key)
+            .send()
+            .await
+            .expect("rotation")
+            .key_rotation_enabled()
+    );
+    let restored = s3
+        .get_bucket_policy()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("policy restored");
     let desired = artifact_store::artifact_bucket(&ctx_of(&dp), &key);
-    assert!(policy::equivalent(&policy::parse(restored.policy().unwrap_or_default()).expect("json"), &desired.policy));
+    assert!(policy::equivalent(
+        &policy::parse(restored.policy().unwrap_or_default()).expect("json"),
+        &desired.policy
+    ));
     let dp = api.get("drifty").await.expect("get");
-    assert_eq!(condition(&dp, "Ready").map(|c| c.status.as_str()), Some("True"));
+    assert_eq!(
+        condition(&dp, "Ready").map(|c| c.status.as_str()),
+        Some("True")
+    );
 }
 
 async fn gone(api: &Api<DeliveryPipeline>, name: &str) {
@@ -273,19 +472,43 @@ async fn deletion_removes_the_finalizer_only_after_aws_confirms() {
     let s3 = s3(&aws);
     // An artifact (with versions) must not stop the deletion.
     for body in ["v1", "v2"] {
-        s3.put_object().bucket(&bucket).key("artifact.zip").body(body.as_bytes().to_vec().into()).send().await.expect("put");
+        s3.put_object()
+            .bucket(&bucket)
+            .key("artifact.zip")
+            .body(body.as_bytes().to_vec().into())
+            .send()
+            .await
+            .expect("put");
     }
 
-    api.delete("doomed", &DeleteParams::default()).await.expect("delete");
+    api.delete("doomed", &DeleteParams::default())
+        .await
+        .expect("delete");
     gone(&api, "doomed").await;
 
     let head = s3.head_bucket().bucket(&bucket).send().await;
-    assert!(head.is_err_and(|e| e.raw_response().is_some_and(|r| r.status().as_u16() == 404)), "bucket still exists");
+    assert!(
+        head.is_err_and(|e| e.raw_response().is_some_and(|r| r.status().as_u16() == 404)),
+        "bucket still exists"
+    );
     let kms = aws_sdk_kms::Client::new(&aws);
-    let key_state = kms.describe_key().key_id(&key).send().await.expect("key is still described");
-    assert_eq!(key_state.key_metadata().and_then(|m| m.key_state()), Some(&KeyState::PendingDeletion));
+    let key_state = kms
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .expect("key is still described");
+    assert_eq!(
+        key_state.key_metadata().and_then(|m| m.key_state()),
+        Some(&KeyState::PendingDeletion)
+    );
     let alias = encryption_key::encryption_key(&ctx_of(&dp)).alias;
-    let err = kms.describe_key().key_id(&alias).send().await.expect_err("alias is gone");
+    let err = kms
+        .describe_key()
+        .key_id(&alias)
+        .send()
+        .await
+        .expect_err("alias is gone");
     assert_eq!(err.code(), Some("NotFoundException"));
 }
 
@@ -297,13 +520,28 @@ async fn retain_policy_keeps_aws_resources_and_releases_the_object() {
     kubectl_apply(&dp);
     let dp = wait_ready(&api, "kept", 1).await;
     let outputs = dp.status.clone().expect("status").outputs;
-    api.delete("kept", &DeleteParams::default()).await.expect("delete");
+    api.delete("kept", &DeleteParams::default())
+        .await
+        .expect("delete");
     gone(&api, "kept").await;
 
     let aws = aws_config().await;
-    s3(&aws).head_bucket().bucket(outputs.artifact_bucket.expect("bucket")).send().await.expect("bucket retained");
-    let key = aws_sdk_kms::Client::new(&aws).describe_key().key_id(outputs.kms_key_arn.expect("key")).send().await.expect("key");
-    assert_eq!(key.key_metadata().and_then(|m| m.key_state()), Some(&KeyState::Enabled));
+    s3(&aws)
+        .head_bucket()
+        .bucket(outputs.artifact_bucket.expect("bucket"))
+        .send()
+        .await
+        .expect("bucket retained");
+    let key = aws_sdk_kms::Client::new(&aws)
+        .describe_key()
+        .key_id(outputs.kms_key_arn.expect("key"))
+        .send()
+        .await
+        .expect("key");
+    assert_eq!(
+        key.key_metadata().and_then(|m| m.key_state()),
+        Some(&KeyState::Enabled)
+    );
 }
 
 #[tokio::test]
@@ -315,17 +553,44 @@ async fn same_name_in_two_namespaces_gets_distinct_aws_resources() {
     let _operator = Operator::start(&format!("{a},{b}"), &[]);
     let api_a: Api<DeliveryPipeline> = Api::namespaced(client.clone(), &a);
     let api_b: Api<DeliveryPipeline> = Api::namespaced(client.clone(), &b);
-    api_a.create(&PostParams::default(), &example("minimal.yaml", &a, "app")).await.expect("create a");
-    api_b.create(&PostParams::default(), &example("minimal.yaml", &b, "app")).await.expect("create b");
-    let (da, db) = (wait_ready(&api_a, "app", 1).await, wait_ready(&api_b, "app", 1).await);
-    let (oa, ob) = (da.status.expect("status").outputs, db.status.expect("status").outputs);
+    api_a
+        .create(&PostParams::default(), &example("minimal.yaml", &a, "app"))
+        .await
+        .expect("create a");
+    api_b
+        .create(&PostParams::default(), &example("minimal.yaml", &b, "app"))
+        .await
+        .expect("create b");
+    let (da, db) = (
+        wait_ready(&api_a, "app", 1).await,
+        wait_ready(&api_b, "app", 1).await,
+    );
+    let (oa, ob) = (
+        da.status.expect("status").outputs,
+        db.status.expect("status").outputs,
+    );
     assert_ne!(oa.artifact_bucket, ob.artifact_bucket);
     assert_ne!(oa.kms_key_arn, ob.kms_key_arn);
     let s3 = s3(&aws_config().await);
-    for bucket in [oa.artifact_bucket.expect("a"), ob.artifact_bucket.expect("b")] {
-        let tags = s3.get_bucket_tagging().bucket(&bucket).send().await.expect("tags");
-        let owner = tags.tag_set().iter().find(|t| t.key() == "delivery-operator.dev/owner").map(|t| t.value().to_string());
-        assert!(owner == Some(format!("{a}/app")) || owner == Some(format!("{b}/app")), "{owner:?}");
+    for bucket in [
+        oa.artifact_bucket.expect("a"),
+        ob.artifact_bucket.expect("b"),
+    ] {
+        let tags = s3
+            .get_bucket_tagging()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("tags");
+        let owner = tags
+            .tag_set()
+            .iter()
+            .find(|t| t.key() == "delivery-operator.dev/owner")
+            .map(|t| t.value().to_string());
+        assert!(
+            owner == Some(format!("{a}/app")) || owner == Some(format!("{b}/app")),
+            "{owner:?}"
+        );
     }
 }
 
@@ -334,8 +599,13 @@ async fn a_credentials_role_that_cannot_be_assumed_is_reported_and_creates_nothi
     let (ns, operator, api) = start("e2e-badrole").await;
     let mut dp = example("minimal.yaml", &ns, "lost");
     let role = format!("arn:aws:iam::{ACCOUNT}:role/no-such-role");
-    dp.spec.credentials = Some(delivery_operator::api::Credentials { role_arn: role.clone(), external_id: None });
-    api.create(&PostParams::default(), &dp).await.expect("create");
+    dp.spec.credentials = Some(delivery_operator::api::Credentials {
+        role_arn: role.clone(),
+        external_id: None,
+    });
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
 
     let stored = eventually("Ready=False with the credentials reason", WAIT, || async {
         let dp = api.get("lost").await.ok()?;
@@ -344,13 +614,28 @@ async fn a_credentials_role_that_cannot_be_assumed_is_reported_and_creates_nothi
     })
     .await;
     let ready = condition(&stored, "Ready").cloned().expect("ready");
-    assert!(ready.message.contains(&role) && ready.message.contains("trust policy"), "{}", ready.message);
-    assert_eq!(condition(&stored, "Synced").map(|c| c.reason.as_str()), Some("CredentialsRoleNotAssumable"));
-    assert!(stored.status.as_ref().is_some_and(|s| s.inventory.is_empty()));
+    assert!(
+        ready.message.contains(&role) && ready.message.contains("trust policy"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(
+        condition(&stored, "Synced").map(|c| c.reason.as_str()),
+        Some("CredentialsRoleNotAssumable")
+    );
+    assert!(
+        stored
+            .status
+            .as_ref()
+            .is_some_and(|s| s.inventory.is_empty())
+    );
 
     let metrics: Metrics = operator.settled().await;
     let writes = metrics.aws_calls("write");
-    assert!(writes.keys().all(|k| k == "STS:AssumeRole"), "wrote to AWS despite unusable credentials: {writes:?}");
+    assert!(
+        writes.keys().all(|k| k == "STS:AssumeRole"),
+        "wrote to AWS despite unusable credentials: {writes:?}"
+    );
     let ctx = ctx_of(&stored);
     let aws = aws_config().await;
     let err = aws_sdk_kms::Client::new(&aws)
@@ -361,9 +646,14 @@ async fn a_credentials_role_that_cannot_be_assumed_is_reported_and_creates_nothi
         .expect_err("no key was created");
     assert_eq!(err.code(), Some("NotFoundException"));
     let bucket = ctx.names().artifact_bucket();
-    assert!(s3(&aws).head_bucket().bucket(&bucket).send().await.is_err(), "a bucket was created");
+    assert!(
+        s3(&aws).head_bucket().bucket(&bucket).send().await.is_err(),
+        "a bucket was created"
+    );
 
     // Nothing was ever created, so deletion does not wait on AWS.
-    api.delete("lost", &DeleteParams::default()).await.expect("delete");
+    api.delete("lost", &DeleteParams::default())
+        .await
+        .expect("delete");
     gone(&api, "lost").await;
 }

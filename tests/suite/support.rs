@@ -26,7 +26,10 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn var(&self, key: &str) -> String {
-        self.vars.get(key).cloned().unwrap_or_else(|| panic!("sandbox env lacks {key}"))
+        self.vars
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| panic!("sandbox env lacks {key}"))
     }
 
     pub fn kubeconfig(&self, who: &str) -> PathBuf {
@@ -48,7 +51,8 @@ impl Sandbox {
 }
 
 fn parse_env(path: &Path) -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     text.lines()
         .filter_map(|l| l.strip_prefix("export "))
         .filter_map(|l| l.split_once('='))
@@ -65,7 +69,8 @@ pub fn sandbox() -> &'static Sandbox {
         let dir = match std::env::var("SANDBOX_DIR") {
             Ok(d) if Path::new(&d).join("env").exists() => PathBuf::from(d),
             _ => {
-                let dir = std::env::temp_dir().join(format!("delivery-operator-test-{}", std::process::id()));
+                let dir = std::env::temp_dir()
+                    .join(format!("delivery-operator-test-{}", std::process::id()));
                 let status = Command::new(repo_root().join("scripts/sandbox"))
                     .args(["up", "--owner-pid", &std::process::id().to_string()])
                     .env("SANDBOX_DIR", &dir)
@@ -75,23 +80,48 @@ pub fn sandbox() -> &'static Sandbox {
                 dir
             }
         };
-        let sandbox = Sandbox { vars: parse_env(&dir.join("env")), dir };
+        let sandbox = Sandbox {
+            vars: parse_env(&dir.join("env")),
+            dir,
+        };
         let out = sandbox
             .kubectl()
             .args(["apply", "--server-side", "--force-conflicts", "-f"])
             .arg(repo_root().join("crds/deliverypipelines.yaml"))
             .output()
             .expect("kubectl apply crd");
-        assert!(out.status.success(), "CRD install failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "CRD install failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let out = sandbox
             .kubectl()
-            .args(["wait", "--for=condition=Established", "--timeout=60s", "crd/deliverypipelines.pipelines.delivery-operator.dev"])
+            .args([
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/deliverypipelines.pipelines.delivery-operator.dev",
+            ])
             .output()
             .expect("kubectl wait");
-        assert!(out.status.success(), "CRD not established: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "CRD not established: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // The operator runs as a service-account identity limited to the shipped RBAC.
-        let out = sandbox.kubectl().args(["apply", "-f"]).arg(repo_root().join("deploy/rbac.yaml")).output().expect("rbac");
-        assert!(out.status.success(), "RBAC install failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = sandbox
+            .kubectl()
+            .args(["apply", "-f"])
+            .arg(repo_root().join("deploy/rbac.yaml"))
+            .output()
+            .expect("rbac");
+        assert!(
+            out.status.success(),
+            "RBAC install failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         sandbox
     })
 }
@@ -99,7 +129,9 @@ pub fn sandbox() -> &'static Sandbox {
 pub async fn kube_client(who: &str) -> Client {
     let sb = sandbox();
     let kubeconfig = Kubeconfig::read_from(sb.kubeconfig(who)).expect("read kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("kube config");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kube config");
     Client::try_from(config).expect("kube client")
 }
 
@@ -116,7 +148,11 @@ pub async fn aws_config() -> SdkConfig {
 }
 
 pub fn s3(config: &SdkConfig) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(config).force_path_style(true).build())
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(true)
+            .build(),
+    )
 }
 
 /// A name no other test uses.
@@ -128,8 +164,12 @@ pub fn unique(prefix: &str) -> String {
 
 pub async fn create_namespace(client: &Client, name: &str) {
     use k8s_openapi::api::core::v1::Namespace;
-    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("create namespace");
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
 }
 
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
@@ -142,13 +182,23 @@ where
         if let Some(v) = probe().await {
             return v;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-pub fn condition<'a>(dp: &'a DeliveryPipeline, type_: &str) -> Option<&'a delivery_operator::api::Condition> {
-    dp.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
+pub fn condition<'a>(
+    dp: &'a DeliveryPipeline,
+    type_: &str,
+) -> Option<&'a delivery_operator::api::Condition> {
+    dp.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
 }
 
 /// The operator binary, running as a separate process with the RBAC-limited identity.
@@ -161,30 +211,49 @@ impl Operator {
     pub fn start(namespace: &str, extra_env: &[(&str, &str)]) -> Self {
         let sb = sandbox();
         let port = free_port();
-        let log = std::fs::File::create(sb.dir.join(format!("operator-{namespace}.log"))).expect("log file");
+        let log = std::fs::File::create(sb.dir.join(format!("operator-{namespace}.log")))
+            .expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_delivery-operator"));
-        cmd.args(["run", "--namespace", namespace, "--metrics-addr", &format!("127.0.0.1:{port}")])
-            .env("KUBECONFIG", sb.kubeconfig("operator"))
-            .env("AWS_ENDPOINT_URL", sb.aws_endpoint())
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("RUST_LOG", "info,delivery_operator=debug")
-            .env_remove("AWS_PROFILE")
-            .stdout(Stdio::null())
-            .stderr(log);
+        cmd.args([
+            "run",
+            "--namespace",
+            namespace,
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("KUBECONFIG", sb.kubeconfig("operator"))
+        .env("AWS_ENDPOINT_URL", sb.aws_endpoint())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "info,delivery_operator=debug")
+        .env_remove("AWS_PROFILE")
+        .stdout(Stdio::null())
+        .stderr(log);
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start operator");
-        Self { child, metrics_url: format!("http://127.0.0.1:{port}/metrics") }
+        Self {
+            child,
+            metrics_url: format!("http://127.0.0.1:{port}/metrics"),
+        }
     }
 
     pub async fn metrics(&self) -> Metrics {
-        let text = eventually("operator metrics endpoint", Duration::from_secs(30), || async {
-            reqwest::get(&self.metrics_url).await.ok()?.text().await.ok()
-        })
+        let text = eventually(
+            "operator metrics endpoint",
+            Duration::from_secs(30),
+            || async {
+                reqwest::get(&self.metrics_url)
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()
+            },
+        )
         .await;
         Metrics::parse(&text)
     }
@@ -221,7 +290,10 @@ impl Drop for Operator {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// Prometheus samples: metric line (name + labels) -> value.
@@ -240,20 +312,31 @@ impl Metrics {
     }
 
     pub fn reconciles(&self) -> f64 {
-        self.0.iter().filter(|(k, _)| k.starts_with("delivery_operator_reconciles_total")).map(|(_, v)| v).sum()
+        self.0
+            .iter()
+            .filter(|(k, _)| k.starts_with("delivery_operator_reconciles_total"))
+            .map(|(_, v)| v)
+            .sum()
     }
 
     /// AWS calls of `kind` ("read" or "write"), by `Service:Operation`.
     pub fn aws_calls(&self, kind: &str) -> BTreeMap<String, f64> {
         let mut out = BTreeMap::new();
         for (k, v) in &self.0 {
-            if !k.starts_with("delivery_operator_aws_api_calls_total{") || !k.contains(&format!("kind=\"{kind}\"")) {
+            if !k.starts_with("delivery_operator_aws_api_calls_total{")
+                || !k.contains(&format!("kind=\"{kind}\""))
+            {
                 continue;
             }
             let label = |name: &str| {
-                k.split(&format!("{name}=\"")).nth(1).and_then(|r| r.split('"').next()).unwrap_or("").to_string()
+                k.split(&format!("{name}=\""))
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                    .unwrap_or("")
+                    .to_string()
             };
-            *out.entry(format!("{}:{}", label("service"), label("operation"))).or_insert(0.0) += v;
+            *out.entry(format!("{}:{}", label("service"), label("operation")))
+                .or_insert(0.0) += v;
         }
         out
     }
