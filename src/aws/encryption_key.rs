@@ -7,13 +7,16 @@ use aws_sdk_kms::types::{KeyMetadata, KeySpec, KeyState, KeyUsageType, Tag};
 
 use super::error::{AwsError, classify, code};
 use crate::desired::PipelineContext;
-use crate::desired::encryption_key::{DELETION_WINDOW_DAYS, EncryptionKey, encryption_key};
+use crate::desired::encryption_key::{
+    ALIAS_TAG, DELETION_WINDOW_DAYS, EncryptionKey, encryption_key,
+};
 use crate::desired::policy;
-use crate::desired::tags::{Ownership, ownership};
+use crate::desired::tags::{OWNER_KEY, Ownership, ownership};
 use crate::engine::{Gone, Observation, OutputKey, Produced, SpecError, Subresource};
 
 pub struct EncryptionKeySubresource {
     pub kms: Client,
+    pub tagging: aws_sdk_resourcegroupstagging::Client,
     pub ctx: PipelineContext,
 }
 
@@ -64,6 +67,68 @@ impl EncryptionKeySubresource {
                 return Ok(tags);
             }
         }
+    }
+
+    /// A usable key tagged for our alias but without it: made by a reconcile that crashed
+    /// between CreateKey and CreateAlias.
+    async fn find_orphan(&self, d: &EncryptionKey) -> Result<Option<String>, AwsError> {
+        use aws_sdk_resourcegroupstagging::types::TagFilter;
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .tagging
+                .get_resources()
+                .resource_type_filters("kms:key")
+                .tag_filters(TagFilter::builder().key(ALIAS_TAG).values(&d.alias).build())
+                .tag_filters(
+                    TagFilter::builder()
+                        .key(OWNER_KEY)
+                        .values(self.ctx.owner())
+                        .build(),
+                )
+                .set_pagination_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| classify("tag:GetResources", e))?;
+            for arn in out
+                .resource_tag_mapping_list()
+                .iter()
+                .filter_map(|m| m.resource_arn())
+            {
+                let described = self
+                    .kms
+                    .describe_key()
+                    .key_id(arn)
+                    .send()
+                    .await
+                    .map_err(|e| classify("kms:DescribeKey", e))?;
+                let usable = described
+                    .key_metadata()
+                    .and_then(|m| m.key_state())
+                    .is_some_and(|s| matches!(s, KeyState::Enabled | KeyState::Disabled));
+                if usable {
+                    return Ok(Some(arn.to_string()));
+                }
+            }
+            token = out
+                .pagination_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_string);
+            if token.is_none() {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn create_alias(&self, alias: &str, key_id: &str) -> Result<(), AwsError> {
+        self.kms
+            .create_alias()
+            .alias_name(alias)
+            .target_key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| classify("kms:CreateAlias", e))?;
+        Ok(())
     }
 
     async fn ensure_rotation(&self, key_id: &str, d: &EncryptionKey) -> Result<(), AwsError> {
@@ -200,6 +265,23 @@ impl Subresource for EncryptionKeySubresource {
     }
 
     async fn create(&self, d: &Desired) -> Result<Produced, AwsError> {
+        if let Some(orphan) = self.find_orphan(&d.key).await? {
+            // Adopt it: give it its alias, then bring it to the desired state like any key.
+            self.create_alias(&d.key.alias, &orphan).await?;
+            return match self.observe(d).await? {
+                Observation::Present {
+                    observed,
+                    up_to_date: false,
+                    ..
+                } => self.update(d, &observed).await,
+                Observation::Present { produced, .. } => Ok(produced),
+                Observation::Absent => Err(AwsError::requeue(
+                    "AliasNotVisibleYet",
+                    format!("alias {} was created but is not visible yet", d.key.alias),
+                    std::time::Duration::from_secs(5),
+                )),
+            };
+        }
         // Tags go on with CreateKey so the key is recognisably ours from its first moment.
         let created = self
             .kms
@@ -218,14 +300,8 @@ impl Subresource for EncryptionKeySubresource {
         })?;
         let key_id = metadata.key_id().to_string();
         let arn = metadata.arn().unwrap_or_default().to_string();
-        // The alias right away: it is how the key is found again after a crash.
-        self.kms
-            .create_alias()
-            .alias_name(&d.key.alias)
-            .target_key_id(&key_id)
-            .send()
-            .await
-            .map_err(|e| classify("kms:CreateAlias", e))?;
+        // The alias right away: it is how the key is found again.
+        self.create_alias(&d.key.alias, &key_id).await?;
         self.ensure_rotation(&key_id, &d.key).await?;
         Ok(self.produced(&arn))
     }

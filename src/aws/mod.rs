@@ -17,6 +17,7 @@ pub fn stages(session: &AwsSession, ctx: &PipelineContext) -> Stages {
     vec![
         vec![Box::new(encryption_key::EncryptionKeySubresource {
             kms: session.kms(),
+            tagging: session.tagging(),
             ctx: ctx.clone(),
         })],
         vec![Box::new(artifact_store::ArtifactStoreSubresource {

@@ -153,6 +153,14 @@ impl AwsSession {
         )
     }
 
+    pub fn tagging(&self) -> aws_sdk_resourcegroupstagging::Client {
+        aws_sdk_resourcegroupstagging::Client::from_conf(
+            aws_sdk_resourcegroupstagging::config::Builder::from(&self.config)
+                .interceptor(self.counter.clone())
+                .build(),
+        )
+    }
+
     pub fn sts(&self) -> aws_sdk_sts::Client {
         sts_client(&self.config, &self.counter)
     }

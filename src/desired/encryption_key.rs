@@ -67,9 +67,16 @@ const USE_ACTIONS: &[&str] = &[
     "kms:ReEncryptTo",
 ];
 
+/// Tag naming the alias a key was made for: how a key created just before a crash (before its
+/// alias) is found again instead of a second key being made.
+pub const ALIAS_TAG: &str = "delivery-operator.dev/kms-alias";
+
 pub fn encryption_key(ctx: &PipelineContext) -> EncryptionKey {
+    let alias = ctx.names().kms_alias();
+    let mut key_tags = tags(ctx);
+    key_tags.insert(ALIAS_TAG.into(), alias.clone());
     EncryptionKey {
-        alias: ctx.names().kms_alias(),
+        alias,
         description: format!(
             "Encrypts the artifacts, images, logs and notifications of delivery pipeline {}",
             ctx.owner()
@@ -77,7 +84,7 @@ pub fn encryption_key(ctx: &PipelineContext) -> EncryptionKey {
         rotation_enabled: true,
         rotation_period_days: ROTATION_PERIOD_DAYS,
         policy: key_policy(ctx),
-        tags: tags(ctx),
+        tags: key_tags,
     }
 }
 

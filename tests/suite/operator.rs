@@ -657,3 +657,110 @@ async fn a_credentials_role_that_cannot_be_assumed_is_reported_and_creates_nothi
         .expect("delete");
     gone(&api, "lost").await;
 }
+
+/// The writes of a first reconcile that creates everything.
+fn creation_writes(kms: &[(&str, f64)]) -> BTreeMap<String, f64> {
+    let mut all = counts(&[
+        ("S3:CreateBucket", 1.0),
+        ("S3:PutBucketTagging", 1.0),
+        ("S3:PutPublicAccessBlock", 1.0),
+        ("S3:PutBucketEncryption", 1.0),
+        ("S3:PutBucketVersioning", 1.0),
+        ("S3:PutBucketLifecycleConfiguration", 1.0),
+        ("S3:PutBucketPolicy", 1.0),
+    ]);
+    all.extend(counts(kms));
+    all
+}
+
+#[tokio::test]
+async fn a_key_left_by_a_crash_before_its_alias_is_adopted_not_duplicated() {
+    let client = kube_client("admin").await;
+    let ns = unique("e2e-crash");
+    create_namespace(&client, &ns).await;
+    let dp = example("minimal.yaml", &ns, "phoenix");
+    // What a reconcile that died between CreateKey and CreateAlias leaves behind.
+    let desired = encryption_key::encryption_key(&ctx_of(&dp));
+    let aws = aws_config().await;
+    let kms = aws_sdk_kms::Client::new(&aws);
+    let tags: Vec<aws_sdk_kms::types::Tag> = desired
+        .tags
+        .iter()
+        .map(|(k, v)| {
+            aws_sdk_kms::types::Tag::builder()
+                .tag_key(k)
+                .tag_value(v)
+                .build()
+                .expect("tag")
+        })
+        .collect();
+    let orphan = kms
+        .create_key()
+        .description(&desired.description)
+        .policy(desired.policy.to_string())
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .expect("orphan key");
+    let orphan_arn = orphan
+        .key_metadata()
+        .and_then(|m| m.arn())
+        .expect("arn")
+        .to_string();
+
+    let operator = Operator::start(&ns, &[]);
+    let api: Api<DeliveryPipeline> = Api::namespaced(client, &ns);
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    let ready = wait_ready(&api, "phoenix", 1).await;
+    assert_eq!(
+        ready.status.expect("status").outputs.kms_key_arn,
+        Some(orphan_arn.clone())
+    );
+
+    let metrics = operator.settled().await;
+    assert_eq!(
+        metrics.aws_calls("write"),
+        creation_writes(&[("KMS:CreateAlias", 1.0), ("KMS:EnableKeyRotation", 1.0)]),
+        "adoption must not create a second key"
+    );
+    let rotation = kms
+        .get_key_rotation_status()
+        .key_id(&orphan_arn)
+        .send()
+        .await
+        .expect("rotation");
+    assert!(rotation.key_rotation_enabled());
+}
+
+#[tokio::test]
+async fn first_reconcile_makes_exactly_the_creating_calls() {
+    let (ns, operator, api) = start("e2e-count").await;
+    api.create(
+        &PostParams::default(),
+        &example("minimal.yaml", &ns, "counted"),
+    )
+    .await
+    .expect("create");
+    wait_ready(&api, "counted", 1).await;
+    let metrics = operator.settled().await;
+    assert_eq!(
+        metrics.aws_calls("write"),
+        creation_writes(&[
+            ("KMS:CreateKey", 1.0),
+            ("KMS:CreateAlias", 1.0),
+            ("KMS:EnableKeyRotation", 1.0)
+        ])
+    );
+    // Reads: the identity once, the absent key and bucket observed once each, the orphan search.
+    assert_eq!(
+        metrics.aws_calls("read"),
+        counts(&[
+            ("STS:GetCallerIdentity", 1.0),
+            ("KMS:DescribeKey", 1.0),
+            ("Resource Groups Tagging API:GetResources", 1.0),
+            ("S3:HeadBucket", 1.0),
+        ])
+    );
+}
