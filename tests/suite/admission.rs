@@ -128,17 +128,22 @@ async fn every_example_is_accepted() {
 
 #[tokio::test]
 async fn kubectl_explain_shows_field_documentation() {
-    let out = sandbox()
-        .kubectl()
-        .args(["explain", "deliverypipeline.spec.environments.production"])
-        .output()
-        .expect("kubectl explain");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The API server publishes a new CRD's OpenAPI a few seconds after it is established.
+    let text = crate::support::eventually(
+        "kubectl explain to know the CRD",
+        std::time::Duration::from_secs(60),
+        || async {
+            let out = sandbox()
+                .kubectl()
+                .args(["explain", "deliverypipeline.spec.environments.production"])
+                .output()
+                .expect("kubectl explain");
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+        },
+    )
+    .await;
     assert!(
         text.contains("Production: deployed after the manual approval"),
         "{text}"
