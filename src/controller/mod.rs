@@ -51,6 +51,9 @@ pub struct Context {
     pub recorder: Recorder,
     pub settings: Settings,
     failures: Mutex<HashMap<String, u32>>,
+    /// Pipelines whose last reconcile ended with an AWS or spec error that was reported in
+    /// status (the reconcile itself returns Ok so the status write happens).
+    degraded: Mutex<HashMap<String, bool>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +84,7 @@ impl Context {
             recorder,
             settings,
             failures: Mutex::new(HashMap::new()),
+            degraded: Mutex::new(HashMap::new()),
         }
     }
 
@@ -108,6 +112,20 @@ impl Context {
         if let Ok(mut f) = self.failures.lock() {
             f.remove(key);
         }
+    }
+
+    fn mark_degraded(&self, key: &str) {
+        if let Ok(mut d) = self.degraded.lock() {
+            d.insert(key.to_string(), true);
+        }
+    }
+
+    fn take_degraded(&self, key: &str) -> bool {
+        self.degraded
+            .lock()
+            .ok()
+            .and_then(|mut d| d.remove(key))
+            .unwrap_or(false)
     }
 
     async fn event(
@@ -182,7 +200,9 @@ fn key_of(dp: &DeliveryPipeline) -> String {
 
 async fn reconcile(dp: Arc<DeliveryPipeline>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let ns = dp.namespace().ok_or(Error::NoNamespace)?;
-    let span = info_span!("reconcile", namespace = %ns, name = %dp.name_any(), generation = dp.meta().generation);
+    let name = dp.name_any();
+    let span =
+        info_span!("reconcile", namespace = %ns, name = %name, generation = dp.meta().generation);
     async move {
         let started = Instant::now();
         let api: Api<DeliveryPipeline> = Api::namespaced(ctx.client.clone(), &ns);
@@ -193,7 +213,9 @@ async fn reconcile(dp: Arc<DeliveryPipeline>, ctx: Arc<Context>) -> Result<Reque
             }
         })
         .await;
+        let key = format!("{ns}/{name}");
         let (label, out) = match result {
+            Ok(action) if ctx.take_degraded(&key) => ("error", Ok(action)),
             Ok(action) => ("ok", Ok(action)),
             Err(
                 kube::runtime::finalizer::Error::ApplyFailed(e)
@@ -268,6 +290,7 @@ async fn apply(
             "spec.region is not set and the operator has no default region; set spec.region or AWS_REGION for the operator",
         );
         status::write(api, dp, status::failed_before_aws(dp, &err)).await?;
+        ctx.mark_degraded(&key);
         return Ok(Requeue::requeue(ctx.settings.terminal_retry));
     };
     let session = match ctx.aws.session(&session_key(dp, region.clone())).await {
@@ -282,6 +305,7 @@ async fn apply(
             )
             .await;
             status::write(api, dp, status::failed_before_aws(dp, &err)).await?;
+            ctx.mark_degraded(&key);
             return Ok(requeue_for(&err, ctx, &key));
         }
     };
@@ -342,6 +366,7 @@ async fn apply(
         ctx.succeeded(&key);
         return Ok(Requeue::requeue(ctx.settings.resync_interval));
     }
+    ctx.mark_degraded(&key);
     let retry = errors
         .iter()
         .map(|e| match e {

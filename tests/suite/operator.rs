@@ -631,6 +631,16 @@ async fn a_credentials_role_that_cannot_be_assumed_is_reported_and_creates_nothi
     );
 
     let metrics: Metrics = operator.settled().await;
+    // One reconcile adds the finalizer; the next fails on credentials and is counted as an error.
+    let result = |r: &str| {
+        metrics
+            .0
+            .get(&format!(
+                "delivery_operator_reconciles_total{{result=\"{r}\"}}"
+            ))
+            .copied()
+    };
+    assert_eq!((result("ok"), result("error")), (Some(1.0), Some(1.0)));
     let writes = metrics.aws_calls("write");
     assert!(
         writes.keys().all(|k| k == "STS:AssumeRole"),
