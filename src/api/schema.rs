@@ -6,12 +6,14 @@ use schemars::{Schema, SchemaGenerator, json_schema};
 
 /// Regular expression for an email address: deliberately loose (local@domain.tld), as SNS
 /// accepts any address and confirms it by mail.
-const EMAIL_PATTERN: &str = "^[^@ ]+@[^@ ]+[.][^@ ]+$";
+/// Written for a CEL string literal: `\\s` reaches the regex engine as `\s`.
+const EMAIL_PATTERN: &str = r"^[^@\\s]+@[^@\\s]+[.][^@\\s]+$";
 
 pub fn email_list(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "array",
         "maxItems": 20,
+        "x-kubernetes-list-type": "set",
         "items": {
             "type": "string",
             "maxLength": 254,
@@ -30,8 +32,12 @@ pub fn tag_map(_: &mut SchemaGenerator) -> Schema {
         "additionalProperties": {"type": "string", "maxLength": 256},
         "x-kubernetes-validations": [
             {
-                "rule": "self.all(k, k.size() <= 128 && !k.startsWith('aws:'))",
-                "message": "tag keys must be at most 128 characters and must not start with aws:"
+                "rule": "self.all(k, k.size() <= 128 && !k.lowerAscii().startsWith('aws:'))",
+                "message": "tag keys must be at most 128 characters and must not start with aws: (in any case)"
+            },
+            {
+                "rule": r"self.all(k, self[k].matches('^[\\p{L}\\p{Z}\\p{N}_.:/=+@-]*$'))",
+                "message": "tag values may contain only letters, digits, spaces and _ . : / = + - @"
             },
             {
                 "rule": r"self.all(k, k.matches('^[\\p{L}\\p{Z}\\p{N}_.:/=+@-]+$'))",

@@ -64,8 +64,8 @@ use super::status::DeliveryPipelineStatus;
         "message": "environmentSuffix is immutable: it is part of every AWS resource name; create a new DeliveryPipeline instead"
     },
     {
-        "rule": "has(self.region) == has(oldSelf.region) && (!has(self.region) || self.region == oldSelf.region)",
-        "message": "region is immutable: the pipeline's AWS resources cannot move between regions; create a new DeliveryPipeline instead"
+        "rule": "!has(oldSelf.region) || (has(self.region) && self.region == oldSelf.region)",
+        "message": "region is immutable once set: the pipeline's AWS resources cannot move between regions; create a new DeliveryPipeline instead"
     },
     {
         "rule": "!has(self.tags) || self.tags.all(k, !(k in ['ManagedBy', 'Environment', 'CostCenter']) && !k.startsWith('delivery-operator.dev/'))",
@@ -82,7 +82,12 @@ pub struct DeliveryPipelineSpec {
     pub environment_suffix: String,
 
     /// Cost center recorded in the `CostCenter` tag of every AWS resource.
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(
+        length(min = 1, max = 256),
+        regex(
+            pattern = r"^[\p{L}\p{Z}\p{N}_.:/=+@-]*[\p{L}\p{N}_.:/=+@-][\p{L}\p{Z}\p{N}_.:/=+@-]*$"
+        )
+    )]
     pub cost_center: String,
 
     /// Extra tags added to every AWS resource. `ManagedBy`, `Environment`, `CostCenter` and the
@@ -199,6 +204,10 @@ pub struct Source {
 /// An S3 object source.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!self.bucket.contains('..') && !self.bucket.matches('^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$')",
+    "message": "source.s3.bucket is not a valid S3 bucket name (no '..', not an IP address)"
+}]))]
 pub struct S3Source {
     /// Bucket name.
     #[schemars(
@@ -227,7 +236,7 @@ pub struct ConnectionSource {
     #[schemars(length(min = 3, max = 256), regex(pattern = r"^[^/\s]+/[^\s]+$"))]
     pub repository: String,
     /// Branch to build.
-    #[schemars(length(min = 1, max = 255))]
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"^\S+$"))]
     pub branch: String,
 }
 
@@ -239,17 +248,21 @@ pub struct CodeCommitSource {
     #[schemars(length(min = 1, max = 100), regex(pattern = r"^[\w.-]+$"))]
     pub repository: String,
     /// Branch to build.
-    #[schemars(length(min = 1, max = 255))]
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"^\S+$"))]
     pub branch: String,
 }
 
 /// The image build (CodeBuild: docker build, push to ECR).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!self.dockerfile.split('/').exists(p, p == '..') && !self.context.split('/').exists(p, p == '..')",
+    "message": "build.dockerfile and build.context must stay inside the source (no '..')"
+}]))]
 pub struct Build {
     /// CodeBuild image the build runs in.
     #[serde(default = "defaults::build_image")]
-    #[schemars(length(min = 1, max = 512))]
+    #[schemars(length(min = 1, max = 512), regex(pattern = r"^\S+$"))]
     pub image: String,
     /// CodeBuild compute type.
     #[serde(default)]
@@ -430,9 +443,9 @@ pub struct HealthCheck {
     #[serde(default = "defaults::health_interval")]
     #[schemars(range(min = 5, max = 300))]
     pub interval_seconds: i32,
-    /// Seconds before a check counts as failed (2 to 120).
+    /// Seconds before a check counts as failed (2 to 60).
     #[serde(default = "defaults::health_timeout")]
-    #[schemars(range(min = 2, max = 120))]
+    #[schemars(range(min = 2, max = 60))]
     pub timeout_seconds: i32,
     /// Consecutive failures before the container is unhealthy (1 to 10).
     #[serde(default = "defaults::health_retries")]
@@ -463,10 +476,16 @@ pub struct Network {
 /// A VPC created and owned by the operator.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "int(self.cidr.split('/')[1]) >= 16 && int(self.cidr.split('/')[1]) <= 24",
-    "message": "network.managed.cidr must have a prefix length between /16 and /24"
-}]))]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "int(self.cidr.split('/')[1]) >= 16 && int(self.cidr.split('/')[1]) <= 24",
+        "message": "network.managed.cidr must have a prefix length between /16 and /24"
+    },
+    {
+        "rule": "isCIDR(self.cidr) && cidr(self.cidr).ip().family() == 4 && cidr(self.cidr) == cidr(self.cidr).masked()",
+        "message": "network.managed.cidr must be an IPv4 network address such as 10.40.0.0/16 (valid octets, no host bits set)"
+    }
+]))]
 pub struct ManagedNetwork {
     /// IPv4 CIDR block of the VPC, e.g. `10.40.0.0/16`.
     #[schemars(
@@ -489,12 +508,14 @@ pub struct ExistingNetwork {
         length(min = 1, max = 16),
         inner(length(max = 32), regex(pattern = r"^subnet-[0-9a-f]{8,17}$"))
     )]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub subnet_ids: Vec<String>,
     /// Security group IDs for the ECS services.
     #[schemars(
         length(min = 1, max = 5),
         inner(length(max = 32), regex(pattern = r"^sg-[0-9a-f]{8,17}$"))
     )]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub security_group_ids: Vec<String>,
     /// Give tasks a public IP (needed in public subnets without NAT to pull images).
     #[serde(default)]
@@ -515,6 +536,10 @@ pub struct Environments {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.managementRoleArn) || has(self.accountId)",
+        "message": "managementRoleArn needs accountId: it names the role to assume in that account"
+    },
     {
         "rule": "!has(self.accountId) || has(self.managementRoleArn)",
         "message": "managementRoleArn is required when accountId names another AWS account; leave accountId out to deploy into the pipeline's own account"

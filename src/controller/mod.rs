@@ -256,6 +256,30 @@ fn region_of(dp: &DeliveryPipeline, aws: &AwsFactory) -> Option<String> {
         .or_else(|| aws.default_region())
 }
 
+/// A pipeline's resources stay where they were first made: credentials that now resolve to
+/// another account, or a region added that differs from the recorded one, would build a second
+/// pipeline and orphan the first.
+fn placement_conflict(dp: &DeliveryPipeline, account_id: &str, region: &str) -> Option<AwsError> {
+    let recorded = &dp.status.as_ref()?.outputs;
+    if let Some(recorded_account) = recorded.account_id.as_deref().filter(|a| *a != account_id) {
+        return Some(AwsError::terminal(
+            "AccountChanged",
+            format!(
+                "this pipeline's AWS resources are in account {recorded_account}, but its credentials now resolve to account {account_id}; restore spec.credentials, or create a new DeliveryPipeline for the other account"
+            ),
+        ));
+    }
+    if let Some(recorded_region) = recorded.region.as_deref().filter(|r| *r != region) {
+        return Some(AwsError::terminal(
+            "RegionChanged",
+            format!(
+                "this pipeline's AWS resources are in {recorded_region}, but spec.region is {region}; set spec.region to {recorded_region}, or create a new DeliveryPipeline for {region}"
+            ),
+        ));
+    }
+    None
+}
+
 fn session_key(dp: &DeliveryPipeline, region: String) -> SessionKey {
     SessionKey {
         region,
@@ -309,6 +333,19 @@ async fn apply(
             return Ok(requeue_for(&err, ctx, &key));
         }
     };
+    if let Some(err) = placement_conflict(dp, &session.account_id, &region) {
+        ctx.event(
+            dp,
+            EventType::Warning,
+            err.reason(),
+            "Reconcile",
+            err.message().to_string(),
+        )
+        .await;
+        status::write(api, dp, status::failed_before_aws(dp, &err)).await?;
+        ctx.mark_degraded(&key);
+        return Ok(Requeue::requeue(ctx.settings.terminal_retry));
+    }
     let pctx = pipeline_context(dp, &session.account_id, &region);
     let seed = status::seed(dp)
         .output(OutputKey::AccountId, &session.account_id)
@@ -486,4 +523,61 @@ pub fn object_ref(dp: &DeliveryPipeline) -> ObjectRef<DeliveryPipeline> {
 
 pub fn status_patch_params() -> PatchParams {
     PatchParams::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{DeliveryPipelineStatus, Outputs};
+
+    fn pipeline(account: Option<&str>, region: Option<&str>) -> DeliveryPipeline {
+        let mut dp: DeliveryPipeline =
+            serde_yaml::from_str(include_str!("../../examples/minimal.yaml"))
+                .expect("example parses");
+        dp.status = Some(DeliveryPipelineStatus {
+            outputs: Outputs {
+                account_id: account.map(Into::into),
+                region: region.map(Into::into),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        dp
+    }
+
+    #[test]
+    fn first_reconcile_and_unchanged_placement_are_fine() {
+        assert_eq!(
+            placement_conflict(&pipeline(None, None), "111111111111", "us-east-1"),
+            None
+        );
+        assert_eq!(
+            placement_conflict(
+                &pipeline(Some("111111111111"), Some("us-east-1")),
+                "111111111111",
+                "us-east-1"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn moving_account_or_region_is_refused() {
+        let account = placement_conflict(
+            &pipeline(Some("111111111111"), Some("us-east-1")),
+            "222222222222",
+            "us-east-1",
+        );
+        assert_eq!(
+            account.as_ref().map(AwsError::reason),
+            Some("AccountChanged")
+        );
+        let region = placement_conflict(
+            &pipeline(Some("111111111111"), Some("us-east-1")),
+            "111111111111",
+            "eu-west-1",
+        );
+        assert_eq!(region.as_ref().map(AwsError::reason), Some("RegionChanged"));
+        assert!(region.is_some_and(|e| e.message().contains("set spec.region to us-east-1")));
+    }
 }
