@@ -27,7 +27,8 @@ pub struct AwsFactory {
     base: SdkConfig,
     endpoint_override: bool,
     metrics: Arc<Metrics>,
-    sessions: Mutex<HashMap<SessionKey, Arc<AwsSession>>>,
+    /// Held across creation, so pipelines reconciled at once share one identity lookup.
+    sessions: tokio::sync::Mutex<HashMap<SessionKey, Arc<AwsSession>>>,
 }
 
 /// An identity in one account and region, with clients for every service the operator uses.
@@ -54,7 +55,7 @@ impl AwsFactory {
             base,
             endpoint_override,
             metrics,
-            sessions: Mutex::new(HashMap::new()),
+            sessions: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -66,8 +67,9 @@ impl AwsFactory {
     /// A session for `key`, created (and its identity verified) on first use, then cached.
     /// Failures are not cached, so fixing a role's trust policy takes effect on the next try.
     pub async fn session(&self, key: &SessionKey) -> Result<Arc<AwsSession>, AwsError> {
-        if let Some(s) = self.sessions.lock().ok().and_then(|m| m.get(key).cloned()) {
-            return Ok(s);
+        let mut sessions = self.sessions.lock().await;
+        if let Some(s) = sessions.get(key) {
+            return Ok(s.clone());
         }
         let counter = CallCounter::new(self.metrics.clone());
         let region = Region::new(key.region.clone());
@@ -119,9 +121,7 @@ impl AwsFactory {
             endpoint_override: self.endpoint_override,
             counter,
         });
-        if let Ok(mut m) = self.sessions.lock() {
-            m.insert(key.clone(), session.clone());
-        }
+        sessions.insert(key.clone(), session.clone());
         Ok(session)
     }
 }
