@@ -86,13 +86,13 @@ impl AwsFactory {
                 };
                 // Assume once now: proves the role is usable and tells us its account.
                 let (credentials, account) = provider.assume().await.map_err(|e| match e {
-                    AssumeError::Aws(AwsError::Terminal { message, .. }) => AwsError::terminal(
+                    AwsError::Terminal { message, .. } => AwsError::terminal(
                         "CredentialsRoleNotAssumable",
                         format!(
                             "the operator cannot assume spec.credentials.roleArn {role_arn}: {message}. Check that the role exists and that its trust policy allows the operator's identity (and the externalId, if one is set)"
                         ),
                     ),
-                    AssumeError::Aws(other) => other,
+                    other => other,
                 })?;
                 if let Ok(mut c) = provider.cached.lock() {
                     *c = Some(credentials);
@@ -166,10 +166,6 @@ impl AwsSession {
     }
 }
 
-enum AssumeError {
-    Aws(AwsError),
-}
-
 /// Credentials from `sts:AssumeRole`, made through our own (counted) STS client and refreshed
 /// five minutes before they expire.
 #[derive(Clone)]
@@ -192,7 +188,7 @@ impl std::fmt::Debug for AssumedRole {
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
 impl AssumedRole {
-    async fn assume(&self) -> Result<(Credentials, String), AssumeError> {
+    async fn assume(&self) -> Result<(Credentials, String), AwsError> {
         let mut request = self
             .sts
             .assume_role()
@@ -204,16 +200,14 @@ impl AssumedRole {
         let out = request
             .send()
             .await
-            .map_err(|e| AssumeError::Aws(classify("sts:AssumeRole", e)))?;
+            .map_err(|e| classify("sts:AssumeRole", e))?;
         let account = out
             .assumed_role_user()
             .and_then(|u| u.arn().split(':').nth(4).map(str::to_string))
             .unwrap_or_default();
-        let c = out.credentials().ok_or_else(|| {
-            AssumeError::Aws(AwsError::Retryable {
-                reason: "AwsCallFailed".into(),
-                message: "sts:AssumeRole returned no credentials".into(),
-            })
+        let c = out.credentials().ok_or_else(|| AwsError::Retryable {
+            reason: "AwsCallFailed".into(),
+            message: "sts:AssumeRole returned no credentials".into(),
         })?;
         let expiry = SystemTime::try_from(*c.expiration()).ok();
         let creds = Credentials::new(
@@ -241,7 +235,7 @@ impl AssumedRole {
                 }
                 Ok(c)
             }
-            Err(AssumeError::Aws(e)) => Err(CredentialsError::provider_error(e)),
+            Err(e) => Err(CredentialsError::provider_error(e)),
         }
     }
 }

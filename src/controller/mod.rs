@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::reflector;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use rand::Rng;
@@ -515,14 +515,6 @@ async fn cleanup(
 /// Asks for a reconcile now (used by tests and `kubectl annotate`).
 pub fn reconcile_request_patch(value: &str) -> Patch<serde_json::Value> {
     Patch::Merge(json!({"metadata": {"annotations": {RECONCILE_REQUEST_ANNOTATION: value}}}))
-}
-
-pub fn object_ref(dp: &DeliveryPipeline) -> ObjectRef<DeliveryPipeline> {
-    ObjectRef::from_obj(dp)
-}
-
-pub fn status_patch_params() -> PatchParams {
-    PatchParams::default()
 }
 
 #[cfg(test)]
