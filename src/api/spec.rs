@@ -68,6 +68,10 @@ use super::status::DeliveryPipelineStatus;
         "message": "region is immutable once set: the pipeline's AWS resources cannot move between regions; create a new DeliveryPipeline instead"
     },
     {
+        "rule": "!has(self.region) || !has(self.source.connection) || self.source.connection.connectionArn.split(':')[3] == self.region",
+        "message": "source.connection.connectionArn must be a connection in spec.region: CodePipeline uses connections of its own region only"
+    },
+    {
         "rule": "!has(self.tags) || self.tags.all(k, !(k in ['ManagedBy', 'Environment', 'CostCenter']) && !k.startsWith('delivery-operator.dev/'))",
         "message": "tags must not set the reserved keys ManagedBy, Environment, CostCenter or delivery-operator.dev/*; use environmentSuffix and costCenter instead"
     }
