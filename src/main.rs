@@ -136,6 +136,7 @@ fn print_plan(file: &PathBuf, account_id: String, region: String) -> ExitCode {
         region: dp.spec.region.clone().unwrap_or(region),
         spec: dp.spec,
         account_id,
+        retired_tag_keys: Vec::new(),
     };
     match serde_yaml::to_string(&plan::plan(&ctx)) {
         Ok(yaml) => {

@@ -21,6 +21,10 @@ pub struct DeliveryPipelineStatus {
     /// Every AWS resource the pipeline owns.
     #[serde(default)]
     pub inventory: Vec<InventoryItem>,
+    /// Keys of `spec.tags` the operator has put on AWS resources; a key that leaves the spec is
+    /// removed from the resources.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub applied_tag_keys: Vec<String>,
 }
 
 /// A condition in the shape of Kubernetes' `metav1.Condition`.

@@ -20,7 +20,7 @@ use crate::desired::artifact_store::{
     ArtifactBucket, Lifecycle, RULE_ABORT_UPLOADS, RULE_NONCURRENT, artifact_bucket,
 };
 use crate::desired::policy;
-use crate::desired::tags::{Ownership, ownership};
+use crate::desired::tags::{Ownership, ownership, stale_tags};
 use crate::engine::{Gone, Observation, OutputKey, Produced, SpecError, Subresource};
 
 pub struct ArtifactStoreSubresource {
@@ -245,8 +245,12 @@ impl ArtifactStoreSubresource {
         d: &ArtifactBucket,
         existing: &BTreeMap<String, String>,
     ) -> Result<(), AwsError> {
-        // PutBucketTagging replaces the whole set: keep tags others added, override ours.
+        // PutBucketTagging replaces the whole set: keep tags others added, drop the keys the
+        // spec no longer has, override ours.
         let mut all = existing.clone();
+        for key in stale_tags(&self.ctx, existing) {
+            all.remove(&key);
+        }
         all.extend(d.tags.clone());
         let tags = all
             .iter()
@@ -387,7 +391,8 @@ impl Subresource for ArtifactStoreSubresource {
                 .policy
                 .as_ref()
                 .is_some_and(|p| policy::equivalent(p, &b.policy))
-            && tag_drift(&b.tags, &observed.tags).is_empty();
+            && tag_drift(&b.tags, &observed.tags).is_empty()
+            && stale_tags(&self.ctx, &observed.tags).is_empty();
         Ok(Observation::Present {
             observed,
             up_to_date,
@@ -429,7 +434,7 @@ impl Subresource for ArtifactStoreSubresource {
 
     async fn update(&self, d: &Desired, o: &Observed) -> Result<Produced, AwsError> {
         let b = &d.bucket;
-        if !tag_drift(&b.tags, &o.tags).is_empty() {
+        if !tag_drift(&b.tags, &o.tags).is_empty() || !stale_tags(&self.ctx, &o.tags).is_empty() {
             self.put_tags(b, &o.tags).await?;
         }
         if o.public_access_blocked != b.block_public_access {

@@ -11,7 +11,7 @@ use crate::desired::encryption_key::{
     ALIAS_TAG, DELETION_WINDOW_DAYS, EncryptionKey, encryption_key,
 };
 use crate::desired::policy;
-use crate::desired::tags::{OWNER_KEY, Ownership, ownership};
+use crate::desired::tags::{OWNER_KEY, Ownership, ownership, stale_tags};
 use crate::engine::{Gone, Observation, OutputKey, Produced, SpecError, Subresource};
 
 pub struct EncryptionKeySubresource {
@@ -255,7 +255,8 @@ impl Subresource for EncryptionKeySubresource {
                 .as_ref()
                 .is_some_and(|p| policy::equivalent(p, &d.key.policy))
             && observed.metadata.description() == Some(d.key.description.as_str())
-            && tag_drift(&d.key.tags, &observed.tags).is_empty();
+            && tag_drift(&d.key.tags, &observed.tags).is_empty()
+            && stale_tags(&self.ctx, &observed.tags).is_empty();
         let produced = self.produced(observed.metadata.arn().unwrap_or_default());
         Ok(Observation::Present {
             observed,
@@ -369,6 +370,16 @@ impl Subresource for EncryptionKeySubresource {
                 .send()
                 .await
                 .map_err(|e| classify("kms:TagResource", e))?;
+        }
+        let stale = stale_tags(&self.ctx, &o.tags);
+        if !stale.is_empty() {
+            self.kms
+                .untag_resource()
+                .key_id(key_id)
+                .set_tag_keys(Some(stale))
+                .send()
+                .await
+                .map_err(|e| classify("kms:UntagResource", e))?;
         }
         Ok(self.produced(o.metadata.arn().unwrap_or_default()))
     }

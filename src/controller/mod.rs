@@ -299,6 +299,17 @@ fn pipeline_context(dp: &DeliveryPipeline, account_id: &str, region: &str) -> Pi
         spec: dp.spec.clone(),
         account_id: account_id.into(),
         region: region.into(),
+        retired_tag_keys: dp
+            .status
+            .as_ref()
+            .map(|s| {
+                s.applied_tag_keys
+                    .iter()
+                    .filter(|k| !dp.spec.tags.contains_key(*k))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 

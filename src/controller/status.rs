@@ -74,11 +74,17 @@ pub fn after_apply(dp: &DeliveryPipeline, report: &ApplyReport) -> DeliveryPipel
         }
     }
     inventory.sort();
+    let completed = report.errors().next().is_none();
     DeliveryPipelineStatus {
         observed_generation: generation,
         conditions: conditions::merge(&old.conditions, &states, generation, &now()),
         outputs: outputs(&report.produced, &old.outputs),
         inventory,
+        applied_tag_keys: crate::desired::tags::applied_user_tag_keys(
+            &old.applied_tag_keys,
+            &dp.spec.tags,
+            completed,
+        ),
     }
 }
 

@@ -21,6 +21,8 @@ pub struct PipelineContext {
     pub account_id: String,
     /// The AWS region the pipeline's own resources live in.
     pub region: String,
+    /// User tag keys applied earlier that the spec no longer has: removed from every resource.
+    pub retired_tag_keys: Vec<String>,
 }
 
 impl PipelineContext {
@@ -84,6 +86,7 @@ pub(crate) mod testing {
             spec: dp.spec,
             account_id: "123456789012".into(),
             region: "us-east-1".into(),
+            retired_tag_keys: Vec::new(),
         }
     }
 }

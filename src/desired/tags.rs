@@ -21,6 +21,32 @@ pub fn tags(ctx: &PipelineContext) -> BTreeMap<String, String> {
     tags
 }
 
+/// Retired user tag keys present on a resource: to be removed.
+pub fn stale_tags(ctx: &PipelineContext, actual: &BTreeMap<String, String>) -> Vec<String> {
+    ctx.retired_tag_keys
+        .iter()
+        .filter(|k| actual.contains_key(*k))
+        .cloned()
+        .collect()
+}
+
+/// User tag keys the operator has applied and must remember, so that a key later removed from
+/// the spec is removed from AWS too (not left behind, as adding-only tagging would).
+pub fn applied_user_tag_keys(
+    previous: &[String],
+    spec_tags: &BTreeMap<String, String>,
+    completed: bool,
+) -> Vec<String> {
+    let mut keys: Vec<String> = spec_tags.keys().cloned().collect();
+    if !completed {
+        // Some resource may still carry a retired key: keep remembering it until a clean pass.
+        keys.extend(previous.iter().cloned());
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 /// Who owns an existing resource, judged from its tags.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ownership {
@@ -52,6 +78,24 @@ mod tests {
         assert_eq!(t["CostCenter"], "payments");
         assert_eq!(t["Team"], "payments");
         assert_eq!(t[OWNER_KEY], "payments/checkout");
+    }
+
+    #[test]
+    fn retired_keys_are_remembered_until_a_clean_pass() {
+        let spec = BTreeMap::from([("Team".to_string(), "a".to_string())]);
+        let previous = vec!["Owner".to_string(), "Team".to_string()];
+        assert_eq!(
+            applied_user_tag_keys(&previous, &spec, true),
+            vec!["Team".to_string()]
+        );
+        assert_eq!(applied_user_tag_keys(&previous, &spec, false), previous);
+        let mut c = context(FULL);
+        c.retired_tag_keys = vec!["Owner".into(), "Gone".into()];
+        let actual = BTreeMap::from([
+            ("Owner".to_string(), "x".to_string()),
+            ("Team".to_string(), "a".to_string()),
+        ]);
+        assert_eq!(stale_tags(&c, &actual), vec!["Owner".to_string()]);
     }
 
     #[test]

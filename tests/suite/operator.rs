@@ -31,6 +31,7 @@ fn ctx_of(dp: &DeliveryPipeline) -> PipelineContext {
         spec: dp.spec.clone(),
         account_id: ACCOUNT.into(),
         region: REGION.into(),
+        retired_tag_keys: Vec::new(),
     }
 }
 
@@ -773,4 +774,71 @@ async fn first_reconcile_makes_exactly_the_creating_calls() {
             ("S3:HeadBucket", 1.0),
         ])
     );
+}
+
+#[tokio::test]
+async fn a_tag_removed_from_the_spec_is_removed_from_aws() {
+    let (ns, operator, api) = start("e2e-tags").await;
+    let mut dp = example("minimal.yaml", &ns, "tagged");
+    dp.spec.tags = BTreeMap::from([
+        ("Team".to_string(), "payments".to_string()),
+        ("Tier".to_string(), "gold".to_string()),
+    ]);
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    let ready = wait_ready(&api, "tagged", 1).await;
+    let status = ready.status.clone().expect("status");
+    assert_eq!(
+        status.applied_tag_keys,
+        vec!["Team".to_string(), "Tier".to_string()]
+    );
+    let (key, bucket) = (
+        status.outputs.kms_key_arn.expect("key"),
+        status.outputs.artifact_bucket.expect("bucket"),
+    );
+
+    let before = operator.settled().await;
+    api.patch(
+        "tagged",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"tags": {"Tier": null}}})),
+    )
+    .await
+    .expect("drop a tag");
+    let updated = wait_ready(&api, "tagged", 2).await;
+    let after = operator.after_reconcile(&before).await;
+    assert_eq!(
+        after.calls_since(&before, "write"),
+        counts(&[("KMS:UntagResource", 1.0), ("S3:PutBucketTagging", 1.0)])
+    );
+    assert_eq!(
+        updated.status.expect("status").applied_tag_keys,
+        vec!["Team".to_string()]
+    );
+
+    let aws = aws_config().await;
+    let key_tags = aws_sdk_kms::Client::new(&aws)
+        .list_resource_tags()
+        .key_id(&key)
+        .send()
+        .await
+        .expect("tags");
+    let key_tags: Vec<&str> = key_tags.tags().iter().map(|t| t.tag_key()).collect();
+    assert!(
+        key_tags.contains(&"Team") && !key_tags.contains(&"Tier"),
+        "{key_tags:?}"
+    );
+    let bucket_tags = s3(&aws)
+        .get_bucket_tagging()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("tags");
+    let bucket_tags: Vec<&str> = bucket_tags.tag_set().iter().map(|t| t.key()).collect();
+    assert!(
+        bucket_tags.contains(&"Team") && !bucket_tags.contains(&"Tier"),
+        "{bucket_tags:?}"
+    );
+    assert!(bucket_tags.contains(&"ManagedBy"));
 }
