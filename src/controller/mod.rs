@@ -256,6 +256,28 @@ fn region_of(dp: &DeliveryPipeline, aws: &AwsFactory) -> Option<String> {
         .or_else(|| aws.default_region())
 }
 
+/// Nothing could be attempted in AWS (no region, unusable credentials, a moved account or
+/// region): say so in an event and in status, and retry according to the error's class.
+async fn not_attempted(
+    dp: &DeliveryPipeline,
+    api: &Api<DeliveryPipeline>,
+    ctx: &Context,
+    key: &str,
+    err: AwsError,
+) -> Result<Requeue, Error> {
+    ctx.event(
+        dp,
+        EventType::Warning,
+        err.reason(),
+        "Reconcile",
+        err.message().to_string(),
+    )
+    .await;
+    status::write(api, dp, status::failed_before_aws(dp, &err)).await?;
+    ctx.mark_degraded(key);
+    Ok(requeue_for(&err, ctx, key))
+}
+
 /// A pipeline's resources stay where they were first made: credentials that now resolve to
 /// another account, or a region added that differs from the recorded one, would build a second
 /// pipeline and orphan the first.
@@ -324,38 +346,14 @@ async fn apply(
             "RegionUnknown",
             "spec.region is not set and the operator has no default region; set spec.region or AWS_REGION for the operator",
         );
-        status::write(api, dp, status::failed_before_aws(dp, &err)).await?;
-        ctx.mark_degraded(&key);
-        return Ok(Requeue::requeue(ctx.settings.terminal_retry));
+        return not_attempted(dp, api, ctx, &key, err).await;
     };
     let session = match ctx.aws.session(&session_key(dp, region.clone())).await {
         Ok(s) => s,
-        Err(err) => {
-            ctx.event(
-                dp,
-                EventType::Warning,
-                err.reason(),
-                "Reconcile",
-                err.message().to_string(),
-            )
-            .await;
-            status::write(api, dp, status::failed_before_aws(dp, &err)).await?;
-            ctx.mark_degraded(&key);
-            return Ok(requeue_for(&err, ctx, &key));
-        }
+        Err(err) => return not_attempted(dp, api, ctx, &key, err).await,
     };
     if let Some(err) = placement_conflict(dp, &session.account_id, &region) {
-        ctx.event(
-            dp,
-            EventType::Warning,
-            err.reason(),
-            "Reconcile",
-            err.message().to_string(),
-        )
-        .await;
-        status::write(api, dp, status::failed_before_aws(dp, &err)).await?;
-        ctx.mark_degraded(&key);
-        return Ok(Requeue::requeue(ctx.settings.terminal_retry));
+        return not_attempted(dp, api, ctx, &key, err).await;
     }
     let pctx = pipeline_context(dp, &session.account_id, &region);
     let seed = status::seed(dp)

@@ -67,12 +67,8 @@ fn bucket_policy(ctx: &PipelineContext, bucket: &str) -> Value {
         "Resource": [bucket_arn, objects_arn],
         "Condition": {"Bool": {"aws:SecureTransport": "false"}}
     })];
-    let environment_accounts = ctx.environment_accounts();
-    if !environment_accounts.is_empty() {
-        let principals: Vec<String> = environment_accounts
-            .iter()
-            .map(|a| format!("arn:{partition}:iam::{a}:root"))
-            .collect();
+    let principals = ctx.environment_account_principals();
+    if !principals.is_empty() {
         statements.push(json!({
             "Sid": "EnvironmentAccountsReadArtifacts",
             "Effect": "Allow",

@@ -141,12 +141,8 @@ fn key_policy(ctx: &PipelineContext) -> Value {
             "Condition": {"StringEquals": {"aws:SourceAccount": account}}
         }),
     ];
-    let environment_accounts = ctx.environment_accounts();
-    if !environment_accounts.is_empty() {
-        let principals: Vec<String> = environment_accounts
-            .iter()
-            .map(|a| format!("arn:{partition}:iam::{a}:root"))
-            .collect();
+    let principals = ctx.environment_account_principals();
+    if !principals.is_empty() {
         statements.push(json!({
             "Sid": "EnvironmentAccountsReadArtifacts",
             "Effect": "Allow",

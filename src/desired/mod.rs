@@ -56,6 +56,16 @@ impl PipelineContext {
     }
 }
 
+impl PipelineContext {
+    /// Account root principals of the environment accounts, for resource policies.
+    pub fn environment_account_principals(&self) -> Vec<String> {
+        self.environment_accounts()
+            .iter()
+            .map(|a| format!("arn:{}:iam::{a}:root", self.partition()))
+            .collect()
+    }
+}
+
 pub fn partition_of(region: &str) -> &'static str {
     if region.starts_with("cn-") {
         "aws-cn"

@@ -103,6 +103,51 @@ fn observe_reads() -> BTreeMap<String, f64> {
     ])
 }
 
+async fn key_tags(kms: &aws_sdk_kms::Client, key: &str) -> BTreeMap<String, String> {
+    let out = kms
+        .list_resource_tags()
+        .key_id(key)
+        .send()
+        .await
+        .expect("key tags");
+    out.tags()
+        .iter()
+        .map(|t| (t.tag_key().to_string(), t.tag_value().to_string()))
+        .collect()
+}
+
+async fn bucket_tags(s3: &aws_sdk_s3::Client, bucket: &str) -> BTreeMap<String, String> {
+    let out = s3
+        .get_bucket_tagging()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("bucket tags");
+    out.tag_set()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect()
+}
+
+/// (noncurrent-version expiry, abort-incomplete-upload) days of the operator's lifecycle rules.
+async fn lifecycle_days(s3: &aws_sdk_s3::Client, bucket: &str) -> (Option<i32>, Option<i32>) {
+    let out = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("lifecycle");
+    let rule = |id: &str| out.rules().iter().find(|r| r.id() == Some(id)).cloned();
+    (
+        rule(artifact_store::RULE_NONCURRENT)
+            .and_then(|r| r.noncurrent_version_expiration()?.noncurrent_days()),
+        rule(artifact_store::RULE_ABORT_UPLOADS).and_then(|r| {
+            r.abort_incomplete_multipart_upload()?
+                .days_after_initiation()
+        }),
+    )
+}
+
 async fn start(prefix: &str) -> (String, Operator, Api<DeliveryPipeline>) {
     let client = kube_client("admin").await;
     let ns = unique(prefix);
@@ -197,17 +242,7 @@ async fn minimal_pipeline_reaches_ready_with_every_aws_property_and_updates_mini
         policy::equivalent(&key_policy, &desired_key.policy),
         "{key_policy}"
     );
-    let tags = kms
-        .list_resource_tags()
-        .key_id(meta.key_id())
-        .send()
-        .await
-        .expect("tags");
-    let tags: BTreeMap<_, _> = tags
-        .tags()
-        .iter()
-        .map(|t| (t.tag_key().to_string(), t.tag_value().to_string()))
-        .collect();
+    let tags = key_tags(&kms, meta.key_id()).await;
     assert_eq!(
         tags.get("ManagedBy").map(String::as_str),
         Some("delivery-operator")
@@ -272,44 +307,8 @@ async fn minimal_pipeline_reaches_ready_with_every_aws_property_and_updates_mini
         policy::equivalent(&bucket_policy, &desired_bucket.policy),
         "{bucket_policy}"
     );
-    let lifecycle = s3
-        .get_bucket_lifecycle_configuration()
-        .bucket(bucket)
-        .send()
-        .await
-        .expect("lifecycle");
-    let days = |id: &str| {
-        lifecycle
-            .rules()
-            .iter()
-            .find(|r| r.id() == Some(id))
-            .cloned()
-            .expect("rule")
-    };
-    assert_eq!(
-        days(artifact_store::RULE_NONCURRENT)
-            .noncurrent_version_expiration()
-            .and_then(|n| n.noncurrent_days()),
-        Some(30)
-    );
-    assert_eq!(
-        days(artifact_store::RULE_ABORT_UPLOADS)
-            .abort_incomplete_multipart_upload()
-            .and_then(|a| a.days_after_initiation()),
-        Some(7)
-    );
-    let bucket_tags = s3
-        .get_bucket_tagging()
-        .bucket(bucket)
-        .send()
-        .await
-        .expect("tags");
-    let bucket_tags: BTreeMap<_, _> = bucket_tags
-        .tag_set()
-        .iter()
-        .map(|t| (t.key().to_string(), t.value().to_string()))
-        .collect();
-    assert_eq!(bucket_tags, desired_bucket.tags);
+    assert_eq!(lifecycle_days(&s3, bucket).await, (Some(30), Some(7)));
+    assert_eq!(bucket_tags(&s3, bucket).await, desired_bucket.tags);
 
     // Events for what was created.
     let events: Api<k8s_openapi::api::events::v1::Event> =
@@ -375,19 +374,7 @@ async fn minimal_pipeline_reaches_ready_with_every_aws_property_and_updates_mini
         updated.status.as_ref().and_then(|s| s.observed_generation),
         Some(2)
     );
-    let lifecycle = s3
-        .get_bucket_lifecycle_configuration()
-        .bucket(bucket)
-        .send()
-        .await
-        .expect("lifecycle");
-    let noncurrent = lifecycle
-        .rules()
-        .iter()
-        .find(|r| r.id() == Some(artifact_store::RULE_NONCURRENT))
-        .and_then(|r| r.noncurrent_version_expiration())
-        .and_then(|n| n.noncurrent_days());
-    assert_eq!(noncurrent, Some(45));
+    assert_eq!(lifecycle_days(&s3, bucket).await, (Some(45), Some(7)));
     // The condition did not flap: its transition time is the original one.
     assert_eq!(
         condition(&updated, "ArtifactStoreReady").map(|c| c.last_transition_time.clone()),
@@ -577,17 +564,9 @@ async fn same_name_in_two_namespaces_gets_distinct_aws_resources() {
         oa.artifact_bucket.expect("a"),
         ob.artifact_bucket.expect("b"),
     ] {
-        let tags = s3
-            .get_bucket_tagging()
-            .bucket(&bucket)
-            .send()
+        let owner = bucket_tags(&s3, &bucket)
             .await
-            .expect("tags");
-        let owner = tags
-            .tag_set()
-            .iter()
-            .find(|t| t.key() == "delivery-operator.dev/owner")
-            .map(|t| t.value().to_string());
+            .remove("delivery-operator.dev/owner");
         assert!(
             owner == Some(format!("{a}/app")) || owner == Some(format!("{b}/app")),
             "{owner:?}"
@@ -818,27 +797,15 @@ async fn a_tag_removed_from_the_spec_is_removed_from_aws() {
     );
 
     let aws = aws_config().await;
-    let key_tags = aws_sdk_kms::Client::new(&aws)
-        .list_resource_tags()
-        .key_id(&key)
-        .send()
-        .await
-        .expect("tags");
-    let key_tags: Vec<&str> = key_tags.tags().iter().map(|t| t.tag_key()).collect();
+    let on_key = key_tags(&aws_sdk_kms::Client::new(&aws), &key).await;
     assert!(
-        key_tags.contains(&"Team") && !key_tags.contains(&"Tier"),
-        "{key_tags:?}"
+        on_key.contains_key("Team") && !on_key.contains_key("Tier"),
+        "{on_key:?}"
     );
-    let bucket_tags = s3(&aws)
-        .get_bucket_tagging()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("tags");
-    let bucket_tags: Vec<&str> = bucket_tags.tag_set().iter().map(|t| t.key()).collect();
+    let on_bucket = bucket_tags(&s3(&aws), &bucket).await;
     assert!(
-        bucket_tags.contains(&"Team") && !bucket_tags.contains(&"Tier"),
-        "{bucket_tags:?}"
+        on_bucket.contains_key("Team") && !on_bucket.contains_key("Tier"),
+        "{on_bucket:?}"
     );
-    assert!(bucket_tags.contains(&"ManagedBy"));
+    assert!(on_bucket.contains_key("ManagedBy"));
 }
