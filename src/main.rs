@@ -65,6 +65,9 @@ struct RunArgs {
     /// Seconds between retries of a pipeline stuck on a terminal error.
     #[arg(long, env = "TERMINAL_RETRY_SECONDS", default_value_t = 300)]
     terminal_retry_seconds: u64,
+    /// Pipelines reconciled at once (per watched namespace).
+    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 8)]
+    max_concurrent_reconciles: u16,
     /// AWS endpoint override (an emulator or VPC endpoint); also read from AWS_ENDPOINT_URL.
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     aws_endpoint_url: Option<String>,
@@ -183,6 +186,7 @@ async fn run(args: RunArgs) -> ExitCode {
         base_backoff: Duration::from_secs(2),
         max_backoff: Duration::from_secs(300),
         instance: std::env::var("POD_NAME").unwrap_or_else(|_| "delivery-operator".into()),
+        max_concurrent_reconciles: args.max_concurrent_reconciles,
     };
     let ctx = Arc::new(Context::new(client, aws, metrics.clone(), settings));
 

@@ -42,6 +42,8 @@ pub struct Settings {
     pub max_backoff: Duration,
     /// Name of this operator instance in events (the pod name in a cluster).
     pub instance: String,
+    /// Pipelines reconciled at once (per watched namespace); bounds the AWS request rate.
+    pub max_concurrent_reconciles: u16,
 }
 
 pub struct Context {
@@ -183,6 +185,10 @@ pub async fn run(ctx: Arc<Context>) {
             .applied_objects()
             .predicate_filter(reconcile_trigger, Default::default());
         Controller::for_stream(stream, reader)
+            .with_config(
+                kube::runtime::controller::Config::default()
+                    .concurrency(ctx.settings.max_concurrent_reconciles),
+            )
             .shutdown_on_signal()
             .run(reconcile, error_policy, ctx.clone())
             .for_each(|result| async move {
