@@ -68,6 +68,8 @@ pub enum Error {
     DeletionPending(String),
     #[error("object has no namespace")]
     NoNamespace,
+    #[error("finalizer handling failed: {0}")]
+    Finalizer(String),
 }
 
 impl Context {
@@ -207,6 +209,7 @@ fn key_of(dp: &DeliveryPipeline) -> String {
 async fn reconcile(dp: Arc<DeliveryPipeline>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let ns = dp.namespace().ok_or(Error::NoNamespace)?;
     let name = dp.name_any();
+    let key = key_of(&dp);
     let span =
         info_span!("reconcile", namespace = %ns, name = %name, generation = dp.meta().generation);
     async move {
@@ -219,7 +222,6 @@ async fn reconcile(dp: Arc<DeliveryPipeline>, ctx: Arc<Context>) -> Result<Reque
             }
         })
         .await;
-        let key = format!("{ns}/{name}");
         let (label, out) = match result {
             Ok(action) if ctx.take_degraded(&key) => ("error", Ok(action)),
             Ok(action) => ("ok", Ok(action)),
@@ -231,7 +233,7 @@ async fn reconcile(dp: Arc<DeliveryPipeline>, ctx: Arc<Context>) -> Result<Reque
                 kube::runtime::finalizer::Error::AddFinalizer(e)
                 | kube::runtime::finalizer::Error::RemoveFinalizer(e),
             ) => ("error", Err(Error::Kube(e))),
-            Err(other) => ("error", Err(Error::DeletionPending(other.to_string()))),
+            Err(other) => ("error", Err(Error::Finalizer(other.to_string()))),
         };
         ctx.metrics
             .reconciled(label, started.elapsed().as_secs_f64());
