@@ -46,6 +46,23 @@ pub struct Observed {
 
 const KIND: &str = "AWS::S3::Bucket";
 
+/// Which settings differ from the desired ones; each maps to one S3 write.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Drift {
+    tags: bool,
+    public_access: bool,
+    encryption: bool,
+    versioning: bool,
+    lifecycle: bool,
+    policy: bool,
+}
+
+impl Drift {
+    fn any(&self) -> bool {
+        *self != Drift::default()
+    }
+}
+
 fn build_err(e: BuildError) -> AwsError {
     AwsError::terminal(
         "InvalidRequest",
@@ -54,6 +71,22 @@ fn build_err(e: BuildError) -> AwsError {
 }
 
 impl ArtifactStoreSubresource {
+    fn drift(&self, b: &ArtifactBucket, o: &Observed) -> Drift {
+        Drift {
+            tags: !tag_drift(&b.tags, &o.tags).is_empty()
+                || !stale_tags(&self.ctx, &o.tags).is_empty(),
+            public_access: o.public_access_blocked != b.block_public_access,
+            encryption: o.encryption_key.as_deref() != Some(b.kms_key_arn.as_str())
+                || o.bucket_key_enabled != b.bucket_key_enabled,
+            versioning: o.versioning != b.versioning,
+            lifecycle: o.lifecycle.as_ref() != Some(&b.lifecycle),
+            policy: !o
+                .policy
+                .as_ref()
+                .is_some_and(|p| policy::equivalent(p, &b.policy)),
+        }
+    }
+
     fn produced(&self, bucket: &str) -> Produced {
         Produced::default()
             .output(OutputKey::ArtifactBucket, bucket)
@@ -381,18 +414,7 @@ impl Subresource for ArtifactStoreSubresource {
                 format!("S3 bucket {name} is owned by {owner}"),
             ));
         }
-        let b = &d.bucket;
-        let up_to_date = observed.encryption_key.as_deref() == Some(b.kms_key_arn.as_str())
-            && observed.bucket_key_enabled == b.bucket_key_enabled
-            && observed.versioning == b.versioning
-            && observed.public_access_blocked == b.block_public_access
-            && observed.lifecycle.as_ref() == Some(&b.lifecycle)
-            && observed
-                .policy
-                .as_ref()
-                .is_some_and(|p| policy::equivalent(p, &b.policy))
-            && tag_drift(&b.tags, &observed.tags).is_empty()
-            && stale_tags(&self.ctx, &observed.tags).is_empty();
+        let up_to_date = !self.drift(&d.bucket, &observed).any();
         Ok(Observation::Present {
             observed,
             up_to_date,
@@ -434,28 +456,23 @@ impl Subresource for ArtifactStoreSubresource {
 
     async fn update(&self, d: &Desired, o: &Observed) -> Result<Produced, AwsError> {
         let b = &d.bucket;
-        if !tag_drift(&b.tags, &o.tags).is_empty() || !stale_tags(&self.ctx, &o.tags).is_empty() {
+        let drift = self.drift(b, o);
+        if drift.tags {
             self.put_tags(b, &o.tags).await?;
         }
-        if o.public_access_blocked != b.block_public_access {
+        if drift.public_access {
             self.put_public_access_block(&b.name).await?;
         }
-        if o.encryption_key.as_deref() != Some(b.kms_key_arn.as_str())
-            || o.bucket_key_enabled != b.bucket_key_enabled
-        {
+        if drift.encryption {
             self.put_encryption(b).await?;
         }
-        if o.versioning != b.versioning {
+        if drift.versioning {
             self.put_versioning(&b.name).await?;
         }
-        if o.lifecycle.as_ref() != Some(&b.lifecycle) {
+        if drift.lifecycle {
             self.put_lifecycle(b).await?;
         }
-        if !o
-            .policy
-            .as_ref()
-            .is_some_and(|p| policy::equivalent(p, &b.policy))
-        {
+        if drift.policy {
             self.put_policy(b).await?;
         }
         Ok(self.produced(&b.name))

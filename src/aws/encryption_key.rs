@@ -40,7 +40,45 @@ impl Observed {
 
 const KIND: &str = "AWS::KMS::Key";
 
+/// How the key differs from the desired one.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Drift {
+    /// Not Enabled (disabled, or pending deletion).
+    state: bool,
+    rotation: bool,
+    policy: bool,
+    description: bool,
+    missing_tags: BTreeMap<String, String>,
+    stale_tags: Vec<String>,
+}
+
+impl Drift {
+    fn any(&self) -> bool {
+        *self != Drift::default()
+    }
+}
+
 impl EncryptionKeySubresource {
+    /// A key coming back from pending deletion reports no rotation or policy; both are rewritten.
+    fn drift(&self, d: &EncryptionKey, o: &Observed) -> Drift {
+        let pending = o.metadata.key_state() == Some(&KeyState::PendingDeletion);
+        Drift {
+            state: o.metadata.key_state() != Some(&KeyState::Enabled),
+            rotation: pending
+                || !o.rotation_enabled
+                || o.rotation_period_days
+                    .is_some_and(|p| p != d.rotation_period_days),
+            policy: pending
+                || !o
+                    .policy
+                    .as_ref()
+                    .is_some_and(|p| policy::equivalent(p, &d.policy)),
+            description: o.metadata.description() != Some(d.description.as_str()),
+            missing_tags: tag_drift(&d.tags, &o.tags),
+            stale_tags: stale_tags(&self.ctx, &o.tags),
+        }
+    }
+
     fn produced(&self, key_arn: &str) -> Produced {
         Produced::default()
             .output(OutputKey::KmsKeyArn, key_arn)
@@ -245,18 +283,7 @@ impl Subresource for EncryptionKeySubresource {
             policy,
             tags,
         };
-        let up_to_date = observed.metadata.key_state() == Some(&KeyState::Enabled)
-            && observed.rotation_enabled
-            && observed
-                .rotation_period_days
-                .is_none_or(|p| p == d.key.rotation_period_days)
-            && observed
-                .policy
-                .as_ref()
-                .is_some_and(|p| policy::equivalent(p, &d.key.policy))
-            && observed.metadata.description() == Some(d.key.description.as_str())
-            && tag_drift(&d.key.tags, &observed.tags).is_empty()
-            && stale_tags(&self.ctx, &observed.tags).is_empty();
+        let up_to_date = !self.drift(&d.key, &observed).any();
         let produced = self.produced(observed.metadata.arn().unwrap_or_default());
         Ok(Observation::Present {
             observed,
@@ -336,23 +363,14 @@ impl Subresource for EncryptionKeySubresource {
                 std::time::Duration::from_secs(15),
             ));
         }
-        let restored = o.metadata.key_state() == Some(&KeyState::PendingDeletion);
-        if restored
-            || !o.rotation_enabled
-            || o.rotation_period_days
-                .is_some_and(|p| p != d.key.rotation_period_days)
-        {
+        let drift = self.drift(&d.key, o);
+        if drift.rotation {
             self.ensure_rotation(key_id, &d.key).await?;
         }
-        if restored
-            || !o
-                .policy
-                .as_ref()
-                .is_some_and(|p| policy::equivalent(p, &d.key.policy))
-        {
+        if drift.policy {
             self.put_policy(key_id, &d.key).await?;
         }
-        if o.metadata.description() != Some(d.key.description.as_str()) {
+        if drift.description {
             self.kms
                 .update_key_description()
                 .key_id(key_id)
@@ -361,22 +379,20 @@ impl Subresource for EncryptionKeySubresource {
                 .await
                 .map_err(|e| classify("kms:UpdateKeyDescription", e))?;
         }
-        let drift = tag_drift(&d.key.tags, &o.tags);
-        if !drift.is_empty() {
+        if !drift.missing_tags.is_empty() {
             self.kms
                 .tag_resource()
                 .key_id(key_id)
-                .set_tags(Some(kms_tags(&drift)?))
+                .set_tags(Some(kms_tags(&drift.missing_tags)?))
                 .send()
                 .await
                 .map_err(|e| classify("kms:TagResource", e))?;
         }
-        let stale = stale_tags(&self.ctx, &o.tags);
-        if !stale.is_empty() {
+        if !drift.stale_tags.is_empty() {
             self.kms
                 .untag_resource()
                 .key_id(key_id)
-                .set_tag_keys(Some(stale))
+                .set_tag_keys(Some(drift.stale_tags))
                 .send()
                 .await
                 .map_err(|e| classify("kms:UntagResource", e))?;
