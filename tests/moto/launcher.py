@@ -195,6 +195,21 @@ def fix_kms_rotation_period() -> None:
     KmsResponse.get_key_rotation_status = get_key_rotation_status
 
 
+def fix_kms_key_state_calls_accept_arns() -> None:
+    """AWS: EnableKey, DisableKey, CancelKeyDeletion and ScheduleKeyDeletion take a key ID or a key
+    ARN (KMS API Reference, KeyId). moto indexes its key table with the raw value, so an ARN
+    fails with an internal error. Fix: resolve the ARN to the key ID first."""
+    from moto.kms.models import KmsBackend
+
+    for name in ("enable_key", "disable_key", "cancel_key_deletion", "schedule_key_deletion"):
+        original = getattr(KmsBackend, name)
+
+        def resolved(self, key_id, *args, _original=original, **kwargs):
+            return _original(self, self.get_key_id(key_id), *args, **kwargs)
+
+        setattr(KmsBackend, name, resolved)
+
+
 def _required_external_id(document) -> "str | None":
     try:
         doc = json.loads(document) if isinstance(document, str) else document
@@ -262,11 +277,14 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
+    if sys.prefix == sys.base_prefix:
+        sys.exit("launcher.py must run in the pinned moto virtualenv (scripts/toolchain builds it)")
 
     fix_sts_assume_role_requires_role()
     fix_s3_response_root_elements()
     fix_policy_conditions_scope_statements()
     fix_kms_rotation_period()
+    fix_kms_key_state_calls_accept_arns()
     seed_member_accounts()
     seed_after_reset()
 

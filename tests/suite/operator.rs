@@ -809,3 +809,54 @@ async fn a_tag_removed_from_the_spec_is_removed_from_aws() {
     );
     assert!(on_bucket.contains_key("ManagedBy"));
 }
+
+#[tokio::test]
+async fn a_key_scheduled_for_deletion_by_hand_is_restored() {
+    let (ns, operator, api) = start("e2e-restore").await;
+    api.create(
+        &PostParams::default(),
+        &example("minimal.yaml", &ns, "saved"),
+    )
+    .await
+    .expect("create");
+    let dp = wait_ready(&api, "saved", 1).await;
+    let key = dp.status.expect("status").outputs.kms_key_arn.expect("key");
+    let kms = aws_sdk_kms::Client::new(&aws_config().await);
+
+    let before = operator.settled().await;
+    kms.schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .expect("schedule deletion");
+    request_reconcile(&api, "saved").await;
+    let after = operator.after_reconcile(&before).await;
+
+    // AWS leaves a key whose deletion was cancelled Disabled: cancel, enable, then rewrite the
+    // rotation and policy it could not report while pending.
+    assert_eq!(
+        after.calls_since(&before, "write"),
+        counts(&[
+            ("KMS:CancelKeyDeletion", 1.0),
+            ("KMS:EnableKey", 1.0),
+            ("KMS:EnableKeyRotation", 1.0),
+            ("KMS:PutKeyPolicy", 1.0),
+        ])
+    );
+    let described = kms
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .expect("describe");
+    assert_eq!(
+        described.key_metadata().and_then(|m| m.key_state()),
+        Some(&KeyState::Enabled)
+    );
+    let dp = api.get("saved").await.expect("get");
+    assert_eq!(
+        condition(&dp, "EncryptionKeyReady").map(|c| c.status.as_str()),
+        Some("True")
+    );
+}
