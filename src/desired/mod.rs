@@ -54,9 +54,7 @@ impl PipelineContext {
         accounts.dedup();
         accounts
     }
-}
 
-impl PipelineContext {
     /// Account root principals of the environment accounts, for resource policies.
     pub fn environment_account_principals(&self) -> Vec<String> {
         self.environment_accounts()
