@@ -860,3 +860,44 @@ async fn a_key_scheduled_for_deletion_by_hand_is_restored() {
         Some("True")
     );
 }
+
+#[tokio::test]
+async fn switching_a_deleting_pipeline_to_retain_releases_it() {
+    let (ns, operator, api) = start("e2e-release").await;
+    api.create(
+        &PostParams::default(),
+        &example("minimal.yaml", &ns, "stuck"),
+    )
+    .await
+    .expect("create");
+    let dp = wait_ready(&api, "stuck", 1).await;
+    let bucket = dp
+        .status
+        .expect("status")
+        .outputs
+        .artifact_bucket
+        .expect("bucket");
+    // With the operator away, the deletion cannot progress: the finalizer holds the object.
+    drop(operator);
+    api.delete("stuck", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let held = api.get("stuck").await.expect("still there");
+    assert!(held.metadata.deletion_timestamp.is_some());
+    api.patch(
+        "stuck",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"deletionPolicy": "Retain"}})),
+    )
+    .await
+    .expect("switch to Retain while deleting");
+
+    let _operator = Operator::start(&ns, &[]);
+    gone(&api, "stuck").await;
+    s3(&aws_config().await)
+        .head_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("bucket retained");
+}
