@@ -13,14 +13,13 @@ use aws_sdk_s3::types::{
 };
 use aws_smithy_types::error::operation::BuildError;
 
-use super::encryption_key::tag_drift;
 use super::error::{AwsError, classify, code};
 use crate::desired::PipelineContext;
 use crate::desired::artifact_store::{
     ArtifactBucket, Lifecycle, RULE_ABORT_UPLOADS, RULE_NONCURRENT, artifact_bucket,
 };
 use crate::desired::policy;
-use crate::desired::tags::{Ownership, ownership, stale_tags};
+use crate::desired::tags::{Ownership, ownership, stale_tags, tag_drift};
 use crate::engine::{Gone, Observation, OutputKey, Produced, SpecError, Subresource};
 
 pub struct ArtifactStoreSubresource {

@@ -11,7 +11,7 @@ use crate::desired::encryption_key::{
     ALIAS_TAG, DELETION_WINDOW_DAYS, EncryptionKey, encryption_key,
 };
 use crate::desired::policy;
-use crate::desired::tags::{OWNER_KEY, Ownership, ownership, stale_tags};
+use crate::desired::tags::{OWNER_KEY, Ownership, ownership, stale_tags, tag_drift};
 use crate::engine::{Gone, Observation, OutputKey, Produced, SpecError, Subresource};
 
 pub struct EncryptionKeySubresource {
@@ -202,18 +202,6 @@ fn kms_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, AwsError> {
                 .build()
                 .map_err(|e| AwsError::terminal("InvalidTag", format!("tag {k}: {e}")))
         })
-        .collect()
-}
-
-/// Desired tags that are missing or different on the resource.
-pub(crate) fn tag_drift(
-    desired: &BTreeMap<String, String>,
-    actual: &BTreeMap<String, String>,
-) -> BTreeMap<String, String> {
-    desired
-        .iter()
-        .filter(|(k, v)| actual.get(*k) != Some(*v))
-        .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
 

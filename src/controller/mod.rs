@@ -394,17 +394,18 @@ async fn apply(
                 .await;
             }
             StepOutcome::Failed(e) => {
-                let (reason, message) = match e {
-                    StepError::Spec(s) => (s.reason.as_str(), s.message.clone()),
-                    StepError::Aws(a) => (a.reason(), a.message().to_string()),
-                };
-                warn!(resource = step.kind, reason, %message, "subresource failed");
+                warn!(
+                    resource = step.kind,
+                    reason = e.reason(),
+                    message = e.message(),
+                    "subresource failed"
+                );
                 ctx.event(
                     dp,
                     EventType::Warning,
-                    reason,
+                    e.reason(),
                     &action_name("Reconcile", step.condition),
-                    format!("{}: {message}", step.kind),
+                    format!("{}: {}", step.kind, e.message()),
                 )
                 .await;
             }
@@ -423,10 +424,7 @@ async fn apply(
     ctx.mark_degraded(&key);
     let retry = errors
         .iter()
-        .map(|e| match e {
-            StepError::Spec(_) => ctx.settings.terminal_retry,
-            StepError::Aws(a) => requeue_after(a, ctx, &key),
-        })
+        .map(|e| requeue_after(&e.to_aws(), ctx, &key))
         .min()
         .unwrap_or(ctx.settings.terminal_retry);
     Ok(Requeue::requeue(retry))
@@ -511,11 +509,10 @@ async fn cleanup(
         .await;
         return Ok(Requeue::await_change());
     }
-    let first_error = report.steps.iter().find_map(|(_, _, r)| match r {
-        Err(StepError::Aws(e)) => Some(e.clone()),
-        Err(StepError::Spec(s)) => Some(AwsError::terminal(s.reason.clone(), s.message.clone())),
-        Ok(_) => None,
-    });
+    let first_error = report
+        .steps
+        .iter()
+        .find_map(|(_, _, r)| r.as_ref().err().map(StepError::to_aws));
     status::write(
         api,
         dp,

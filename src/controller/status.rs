@@ -142,8 +142,7 @@ pub fn deleting(
                 "Deleting",
                 format!("waiting for AWS to delete the {kind}"),
             ),
-            Err(StepError::Aws(e)) => State::new(condition, FALSE, e.reason(), e.message()),
-            Err(StepError::Spec(e)) => State::new(condition, FALSE, &e.reason, &e.message),
+            Err(e) => State::new(condition, FALSE, e.reason(), e.message()),
         })
         .collect();
     let (reason, message) = match err {

@@ -21,6 +21,18 @@ pub fn tags(ctx: &PipelineContext) -> BTreeMap<String, String> {
     tags
 }
 
+/// Desired tags that are missing or different on a resource.
+pub fn tag_drift(
+    desired: &BTreeMap<String, String>,
+    actual: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    desired
+        .iter()
+        .filter(|(k, v)| actual.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// Retired user tag keys present on a resource: to be removed.
 pub fn stale_tags(ctx: &PipelineContext, actual: &BTreeMap<String, String>) -> Vec<String> {
     ctx.retired_tag_keys

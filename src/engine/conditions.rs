@@ -61,8 +61,7 @@ pub fn from_apply(report: &ApplyReport) -> Vec<State> {
     let first_error = report.errors().next();
     states.push(match first_error {
         None => State::new(SYNCED, TRUE, "ReconcileSucceeded", ""),
-        Some(StepError::Spec(e)) => State::new(SYNCED, FALSE, &e.reason, &e.message),
-        Some(StepError::Aws(e)) => State::new(SYNCED, FALSE, e.reason(), e.message()),
+        Some(e) => State::new(SYNCED, FALSE, e.reason(), e.message()),
     });
     states
 }

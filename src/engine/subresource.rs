@@ -136,6 +136,30 @@ pub enum StepError {
     Aws(AwsError),
 }
 
+impl StepError {
+    pub fn reason(&self) -> &str {
+        match self {
+            StepError::Spec(e) => &e.reason,
+            StepError::Aws(e) => e.reason(),
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            StepError::Spec(e) => &e.message,
+            StepError::Aws(e) => e.message(),
+        }
+    }
+
+    /// As an AWS error class: a spec error is terminal until the spec changes.
+    pub fn to_aws(&self) -> AwsError {
+        match self {
+            StepError::Spec(e) => AwsError::terminal(e.reason.clone(), e.message.clone()),
+            StepError::Aws(e) => e.clone(),
+        }
+    }
+}
+
 /// Object-safe form of [`Subresource`], so the engine can hold a list of different ones.
 pub trait Step: Send + Sync {
     fn condition(&self) -> &'static str;
