@@ -32,13 +32,14 @@ pub struct AwsFactory {
 }
 
 /// An identity in one account and region, with clients for every service the operator uses.
+/// Clients are built once per session and shared (they are cheap handles to one connection pool).
 pub struct AwsSession {
     pub account_id: String,
     pub region: String,
     pub partition: &'static str,
-    config: SdkConfig,
-    endpoint_override: bool,
-    counter: CallCounter,
+    kms: aws_sdk_kms::Client,
+    s3: aws_sdk_s3::Client,
+    tagging: aws_sdk_resourcegroupstagging::Client,
 }
 
 impl AwsFactory {
@@ -117,9 +118,23 @@ impl AwsFactory {
             account_id,
             partition: crate::desired::partition_of(&key.region),
             region: key.region.clone(),
-            config,
-            endpoint_override: self.endpoint_override,
-            counter,
+            kms: aws_sdk_kms::Client::from_conf(
+                aws_sdk_kms::config::Builder::from(&config)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&config)
+                    // Emulators and VPC endpoints on a bare host need path-style addressing.
+                    .force_path_style(self.endpoint_override)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+            tagging: aws_sdk_resourcegroupstagging::Client::from_conf(
+                aws_sdk_resourcegroupstagging::config::Builder::from(&config)
+                    .interceptor(counter)
+                    .build(),
+            ),
         });
         sessions.insert(key.clone(), session.clone());
         Ok(session)
@@ -136,33 +151,15 @@ fn sts_client(config: &SdkConfig, counter: &CallCounter) -> aws_sdk_sts::Client 
 
 impl AwsSession {
     pub fn kms(&self) -> aws_sdk_kms::Client {
-        aws_sdk_kms::Client::from_conf(
-            aws_sdk_kms::config::Builder::from(&self.config)
-                .interceptor(self.counter.clone())
-                .build(),
-        )
+        self.kms.clone()
     }
 
     pub fn s3(&self) -> aws_sdk_s3::Client {
-        aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&self.config)
-                // Emulators and VPC endpoints on a bare host need path-style addressing.
-                .force_path_style(self.endpoint_override)
-                .interceptor(self.counter.clone())
-                .build(),
-        )
+        self.s3.clone()
     }
 
     pub fn tagging(&self) -> aws_sdk_resourcegroupstagging::Client {
-        aws_sdk_resourcegroupstagging::Client::from_conf(
-            aws_sdk_resourcegroupstagging::config::Builder::from(&self.config)
-                .interceptor(self.counter.clone())
-                .build(),
-        )
-    }
-
-    pub fn sts(&self) -> aws_sdk_sts::Client {
-        sts_client(&self.config, &self.counter)
+        self.tagging.clone()
     }
 }
 
