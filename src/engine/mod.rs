@@ -108,9 +108,10 @@ impl DeleteReport {
 /// Deletes every subresource, dependents first. A stage is only deleted once every later stage
 /// is confirmed gone, so nothing is left pointing at a deleted dependency.
 pub async fn delete(stages: &Stages, ctx: &PipelineContext, seed: Produced) -> DeleteReport {
-    // Outputs of what exists (e.g. the key ARN the bucket's desired state names).
+    // Outputs of what exists (e.g. the key ARN the bucket's desired state names). Nothing
+    // depends on the last stage, and `remove` observes it anyway, so it is not looked at twice.
     let mut upstream = seed;
-    for stage in stages {
+    for stage in stages.iter().take(stages.len().saturating_sub(1)) {
         let found = join_all(stage.iter().map(|step| step.look(ctx, &upstream))).await;
         for produced in found.into_iter().flatten().flatten() {
             upstream.merge(produced);
