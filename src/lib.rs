@@ -1,13 +1,17 @@
 //! delivery-operator: a Kubernetes operator that turns a `DeliveryPipeline` resource into a
 //! complete container delivery pipeline in AWS and keeps it in that state.
 //!
-//! Layout: [`api`] (the CRD types), [`desired`] (pure rendering of the desired AWS state),
-//! [`aws`] (one module per AWS subresource behind [`engine::Subresource`]), [`engine`]
-//! (ordering, conditions, deletion), [`controller`] (kube-runtime wiring), [`metrics`].
+//! Layout, in the direction data flows: [`api`] (the CRD types) -> [`desired`] (names, tags,
+//! policies shared by every group) -> [`groups`] (one folder per group of AWS resources:
+//! desired, diff, AWS calls, behind one trait, and the one registry) -> [`engine`] (the
+//! dependency graph, concurrency, in-progress, deletion, conditions; knows neither AWS nor the
+//! API) -> [`controller`] (sessions, engine run, status, events). [`aws`] holds sessions and
+//! error classification; [`metrics`] the Prometheus metrics.
 
 pub mod api;
 pub mod aws;
 pub mod controller;
 pub mod desired;
 pub mod engine;
+pub mod groups;
 pub mod metrics;

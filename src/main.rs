@@ -71,6 +71,14 @@ struct RunArgs {
     /// AWS endpoint override (an emulator or VPC endpoint); also read from AWS_ENDPOINT_URL.
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     aws_endpoint_url: Option<String>,
+    /// Role ARN patterns (`*` matches anything) that pipelines may name in spec.credentials
+    /// and environments; empty: any role.
+    #[arg(
+        long = "allowed-role-arn",
+        env = "ALLOWED_ROLE_ARNS",
+        value_delimiter = ','
+    )]
+    allowed_role_arns: Vec<String>,
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -172,7 +180,18 @@ async fn run(args: RunArgs) -> ExitCode {
         }
     };
     let metrics = Arc::new(Metrics::default());
-    let aws = AwsFactory::new(args.aws_endpoint_url.clone(), metrics.clone()).await;
+    let allowed_roles = args
+        .allowed_role_arns
+        .iter()
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let aws = AwsFactory::new(
+        args.aws_endpoint_url.clone(),
+        metrics.clone(),
+        allowed_roles,
+    )
+    .await;
     let settings = Settings {
         // An empty WATCH_NAMESPACES (or stray commas) means all namespaces, not namespace "".
         namespaces: args

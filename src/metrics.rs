@@ -93,7 +93,7 @@ pub fn is_read(operation: &str) -> bool {
     .any(|p| operation.starts_with(p))
 }
 
-/// SDK interceptor that counts every call into [`Metrics::aws_calls`].
+/// SDK interceptor that counts every attempt of every call into [`Metrics::aws_calls`].
 #[derive(Clone)]
 pub struct CallCounter {
     metrics: Arc<Metrics>,
@@ -116,7 +116,9 @@ impl Intercept for CallCounter {
         "CallCounter"
     }
 
-    fn read_after_execution(
+    // Per attempt, not per operation: a call the SDK retried twice counts three times, as AWS
+    // (and the emulator's request record) sees it.
+    fn read_after_attempt(
         &self,
         context: &FinalizerInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
@@ -126,10 +128,11 @@ impl Intercept for CallCounter {
             .load::<Metadata>()
             .map(|m| (m.service().to_string(), m.name().to_string()))
             .unwrap_or_else(|| ("unknown".into(), "unknown".into()));
-        let outcome = match context.output_or_error() {
-            Some(Ok(_)) => "success",
-            _ => "error",
+        let succeeded = match context.output_or_error() {
+            Some(result) => result.is_ok(),
+            None => context.response().is_some_and(|r| r.status().is_success()),
         };
+        let outcome = if succeeded { "success" } else { "error" };
         let kind = if is_read(&operation) { "read" } else { "write" };
         self.metrics
             .aws_calls

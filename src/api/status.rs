@@ -111,4 +111,7 @@ pub struct InventoryItem {
     pub account: String,
     /// AWS region that holds it (empty for global resources such as IAM roles).
     pub region: String,
+    /// The condition of the group that owns it, e.g. `StagingLogGroupsReady`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }

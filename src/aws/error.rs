@@ -1,62 +1,11 @@
-//! AWS error classification: what the engine should do about a failed call.
-
-use std::time::Duration;
+//! AWS error classification: what the engine should do about a failed call, as an
+//! [`engine::Failure`](crate::engine::Failure) (which carries no SDK types).
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-/// A failed AWS interaction, classified by what to do next.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum AwsError {
-    /// Will not succeed until something changes (the spec, IAM permissions, a conflicting
-    /// resource): reported in a condition and retried slowly.
-    #[error("{message}")]
-    Terminal { reason: String, message: String },
-    /// Transient (throttling, 5xx, network): retried with jittered exponential backoff.
-    #[error("{message}")]
-    Retryable { reason: String, message: String },
-    /// AWS is still working on something asynchronous: check again after `after`.
-    #[error("{message}")]
-    Requeue {
-        reason: String,
-        message: String,
-        after: Duration,
-    },
-}
-
-impl AwsError {
-    pub fn terminal(reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Terminal {
-            reason: reason.into(),
-            message: message.into(),
-        }
-    }
-
-    pub fn requeue(reason: impl Into<String>, message: impl Into<String>, after: Duration) -> Self {
-        Self::Requeue {
-            reason: reason.into(),
-            message: message.into(),
-            after,
-        }
-    }
-
-    pub fn reason(&self) -> &str {
-        match self {
-            Self::Terminal { reason, .. }
-            | Self::Retryable { reason, .. }
-            | Self::Requeue { reason, .. } => reason,
-        }
-    }
-
-    pub fn message(&self) -> &str {
-        match self {
-            Self::Terminal { message, .. }
-            | Self::Retryable { message, .. }
-            | Self::Requeue { message, .. } => message,
-        }
-    }
-}
+use crate::engine::{Class, Failure};
 
 const ACCESS_DENIED: &[&str] = &[
     "AccessDenied",
@@ -105,18 +54,18 @@ pub fn code<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Option<
 }
 
 /// Classifies a failed SDK call. `operation` names what was attempted, for the message.
-pub fn classify<E>(operation: &str, err: SdkError<E, HttpResponse>) -> AwsError
+pub fn classify<E>(operation: &str, err: SdkError<E, HttpResponse>) -> Failure
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            AwsError::Retryable {
-                reason: "AwsUnreachable".into(),
-                message: format!("{operation} could not reach AWS: {}", error_chain(&err)),
-            }
+            Failure::retryable(
+                "AwsUnreachable",
+                format!("{operation} could not reach AWS: {}", error_chain(&err)),
+            )
         }
-        SdkError::ConstructionFailure(_) => AwsError::terminal(
+        SdkError::ConstructionFailure(_) => Failure::terminal(
             "InvalidRequest",
             format!("{operation} could not be sent: {}", error_chain(&err)),
         ),
@@ -125,35 +74,80 @@ where
             let code = service.err().code().unwrap_or("Unknown").to_string();
             let detail = service.err().message().unwrap_or("no message").to_string();
             if ACCESS_DENIED.contains(&code.as_str()) {
-                AwsError::terminal(
+                Failure::terminal(
                     "AccessDenied",
                     format!(
                         "AWS denied {operation} ({code}: {detail}); grant the operator's IAM identity this permission"
                     ),
                 )
             } else if THROTTLED.contains(&code.as_str()) || status == 429 {
-                AwsError::Retryable {
-                    reason: "Throttled".into(),
-                    message: format!("{operation} was throttled ({code})"),
-                }
+                Failure::retryable("Throttled", format!("{operation} was throttled ({code})"))
             } else if TRANSIENT.contains(&code.as_str()) || status >= 500 {
-                AwsError::Retryable {
-                    reason: "AwsServerError".into(),
-                    message: format!(
-                        "{operation} failed on the AWS side ({code}, HTTP {status}): {detail}"
-                    ),
-                }
+                Failure::retryable(
+                    "AwsServerError",
+                    format!("{operation} failed on the AWS side ({code}, HTTP {status}): {detail}"),
+                )
             } else {
-                AwsError::terminal(
+                Failure::terminal(
                     "AwsRejectedRequest",
                     format!("AWS rejected {operation} ({code}): {detail}"),
                 )
             }
         }
-        _ => AwsError::Retryable {
-            reason: "AwsCallFailed".into(),
-            message: format!("{operation} failed: {}", error_chain(&err)),
-        },
+        _ => Failure::retryable(
+            "AwsCallFailed",
+            format!("{operation} failed: {}", error_chain(&err)),
+        ),
+    }
+}
+
+/// `.aws("kms:CreateKey")` on an SDK result: classifies the error with the operation named.
+pub trait AwsResultExt<T> {
+    fn aws(self, operation: &str) -> Result<T, Failure>;
+    /// As [`aws`](Self::aws), with the class of chosen error codes overridden: e.g. IAM's
+    /// eventual consistency (`InvalidParameterValueException` right after a role is created)
+    /// is in progress, not a bad request.
+    fn aws_with(self, operation: &str, overrides: &[(&str, Class)]) -> Result<T, Failure>;
+}
+
+impl<T, E> AwsResultExt<T> for Result<T, SdkError<E, HttpResponse>>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    fn aws(self, operation: &str) -> Result<T, Failure> {
+        self.map_err(|e| classify(operation, e))
+    }
+
+    fn aws_with(self, operation: &str, overrides: &[(&str, Class)]) -> Result<T, Failure> {
+        self.map_err(|e| {
+            let override_class = code(&e).and_then(|c| {
+                overrides
+                    .iter()
+                    .find(|(o, _)| *o == c)
+                    .map(|(_, class)| *class)
+            });
+            let mut failure = classify(operation, e);
+            if let Some(class) = override_class {
+                failure.class = class;
+            }
+            failure
+        })
+    }
+}
+
+/// The result of a read, with "not found" (the codes given) as `None`.
+pub fn found<T, E>(
+    result: Result<T, SdkError<E, HttpResponse>>,
+    operation: &str,
+    not_found: &[&str],
+) -> Result<Option<T>, Failure>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if code(&e).is_some_and(|c| not_found.contains(&c)) => Ok(None),
+        Err(e) => Err(classify(operation, e)),
     }
 }
 
@@ -191,12 +185,12 @@ mod tests {
     #[test]
     fn access_denied_is_terminal_with_an_actionable_message() {
         let e = classify("kms:CreateKey", service_error("AccessDeniedException", 400));
-        assert_eq!(e.reason(), "AccessDenied");
-        assert!(matches!(e, AwsError::Terminal { .. }));
+        assert_eq!(e.reason, "AccessDenied");
+        assert_eq!(e.class, Class::Terminal);
         assert!(
-            e.message().contains("kms:CreateKey") && e.message().contains("grant"),
+            e.message.contains("kms:CreateKey") && e.message.contains("grant"),
             "{}",
-            e.message()
+            e.message
         );
     }
 
@@ -208,8 +202,8 @@ mod tests {
             ("Whatever", 429),
         ] {
             let e = classify("op", service_error(code, status));
-            assert_eq!(e.reason(), "Throttled", "{code}");
-            assert!(matches!(e, AwsError::Retryable { .. }));
+            assert_eq!(e.reason, "Throttled", "{code}");
+            assert_eq!(e.class, Class::Retryable);
         }
         for (code, status) in [
             ("InternalError", 500),
@@ -217,21 +211,21 @@ mod tests {
             ("Unknown", 502),
         ] {
             let e = classify("op", service_error(code, status));
-            assert_eq!(e.reason(), "AwsServerError", "{code}");
+            assert_eq!(e.reason, "AwsServerError", "{code}");
         }
     }
 
     #[test]
     fn other_client_errors_are_terminal_and_name_the_code() {
         let e = classify("s3:PutBucketPolicy", service_error("MalformedPolicy", 400));
-        assert_eq!(e.reason(), "AwsRejectedRequest");
-        assert!(e.message().contains("MalformedPolicy") && e.message().contains("details"));
+        assert_eq!(e.reason, "AwsRejectedRequest");
+        assert!(e.message.contains("MalformedPolicy") && e.message.contains("details"));
     }
 
     #[test]
     fn timeouts_are_retryable() {
         let e = classify::<DescribeKeyError>("op", SdkError::timeout_error("slow"));
-        assert_eq!(e.reason(), "AwsUnreachable");
-        assert!(matches!(e, AwsError::Retryable { .. }));
+        assert_eq!(e.reason, "AwsUnreachable");
+        assert_eq!(e.class, Class::Retryable);
     }
 }

@@ -1,8 +1,9 @@
-//! AWS sessions: SDK configuration per (credentials, region), with optional role assumption,
-//! an endpoint override for emulators, and the call counter on every client.
+//! AWS sessions: SDK configuration per identity chain and region, built once per key (a
+//! per-key once-cell, so one slow AssumeRole stalls only the pipelines that need that role), with
+//! an endpoint override for emulators and the call counter on every client, built lazily.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -10,16 +11,39 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::{
     ProvideCredentials, SharedCredentialsProvider, error::CredentialsError, future,
 };
+use futures::future::BoxFuture;
+use tokio::sync::OnceCell;
 
-use super::error::{AwsError, classify};
+use super::error::AwsResultExt;
+use crate::engine::{Class, Failure};
 use crate::metrics::{CallCounter, Metrics};
 
-/// Which identity a session acts as.
+/// One role assumption in a chain.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Assume {
+    pub role_arn: String,
+    /// Always set by the operator (the user's, or one derived from the pipeline's namespace):
+    /// a role trusting the operator for one namespace cannot be used from another.
+    pub external_id: String,
+}
+
+/// Which identity a session acts as: the operator's own, then each role of `chain` assumed from
+/// the previous identity (role chaining), in `region`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SessionKey {
     pub region: String,
-    pub role_arn: Option<String>,
-    pub external_id: Option<String>,
+    pub chain: Vec<Assume>,
+}
+
+impl SessionKey {
+    fn parent(&self) -> Option<SessionKey> {
+        let mut chain = self.chain.clone();
+        chain.pop()?;
+        Some(SessionKey {
+            region: self.region.clone(),
+            chain,
+        })
+    }
 }
 
 /// Builds and caches sessions. One per operator process.
@@ -27,25 +51,85 @@ pub struct AwsFactory {
     base: SdkConfig,
     endpoint_override: bool,
     metrics: Arc<Metrics>,
-    /// Held across creation, so pipelines reconciled at once share one identity lookup.
-    sessions: tokio::sync::Mutex<HashMap<SessionKey, Arc<AwsSession>>>,
+    /// Role ARN patterns (`*` matches any run of characters) pipelines may name; empty: any.
+    allowed_roles: Vec<String>,
+    sessions: Mutex<HashMap<SessionKey, Arc<OnceCell<Arc<AwsSession>>>>>,
 }
 
-/// An identity in one account and region, with clients for every service the operator uses.
-/// Clients are built once per session and shared (they are cheap handles to one connection pool).
+/// An identity in one account and region. Clients are built on first use and shared (they are
+/// cheap handles to one connection pool); every one carries the call counter.
 pub struct AwsSession {
     pub account_id: String,
     pub region: String,
     pub partition: &'static str,
-    kms: aws_sdk_kms::Client,
-    s3: aws_sdk_s3::Client,
-    tagging: aws_sdk_resourcegroupstagging::Client,
+    config: SdkConfig,
+    counter: CallCounter,
+    path_style_s3: bool,
+    clients: Clients,
+}
+
+/// Declares a lazily built client per service: a field of `Clients` and an accessor on
+/// `AwsSession`, each with the call counter.
+macro_rules! clients {
+    ($($name:ident: $sdk:ident),* $(,)?) => {
+        #[derive(Default)]
+        struct Clients {
+            s3: OnceLock<aws_sdk_s3::Client>,
+            $($name: OnceLock<$sdk::Client>,)*
+        }
+
+        impl AwsSession {
+            $(
+                pub fn $name(&self) -> $sdk::Client {
+                    self.clients
+                        .$name
+                        .get_or_init(|| {
+                            $sdk::Client::from_conf(
+                                $sdk::config::Builder::from(&self.config)
+                                    .interceptor(self.counter.clone())
+                                    .build(),
+                            )
+                        })
+                        .clone()
+                }
+            )*
+        }
+    };
+}
+
+clients!(
+    kms: aws_sdk_kms,
+    sts: aws_sdk_sts,
+    sns: aws_sdk_sns,
+    logs: aws_sdk_cloudwatchlogs,
+    tagging: aws_sdk_resourcegroupstagging,
+);
+
+impl AwsSession {
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        self.clients
+            .s3
+            .get_or_init(|| {
+                aws_sdk_s3::Client::from_conf(
+                    aws_sdk_s3::config::Builder::from(&self.config)
+                        // Emulators and VPC endpoints on a bare host need path-style addressing.
+                        .force_path_style(self.path_style_s3)
+                        .interceptor(self.counter.clone())
+                        .build(),
+                )
+            })
+            .clone()
+    }
 }
 
 impl AwsFactory {
     /// Loads the default credential chain and region. `endpoint_url` points every client at an
     /// emulator (or a VPC endpoint); it also comes from `AWS_ENDPOINT_URL`.
-    pub async fn new(endpoint_url: Option<String>, metrics: Arc<Metrics>) -> Self {
+    pub async fn new(
+        endpoint_url: Option<String>,
+        metrics: Arc<Metrics>,
+        allowed_roles: Vec<String>,
+    ) -> Self {
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         if let Some(url) = &endpoint_url {
             loader = loader.endpoint_url(url);
@@ -56,7 +140,8 @@ impl AwsFactory {
             base,
             endpoint_override,
             metrics,
-            sessions: tokio::sync::Mutex::new(HashMap::new()),
+            allowed_roles,
+            sessions: Mutex::new(HashMap::new()),
         }
     }
 
@@ -65,36 +150,52 @@ impl AwsFactory {
         self.base.region().map(|r| r.to_string())
     }
 
+    /// Whether the operator's `--allowed-role-arn` patterns admit `role_arn`.
+    pub fn role_allowed(&self, role_arn: &str) -> bool {
+        self.allowed_roles.is_empty() || self.allowed_roles.iter().any(|p| glob(p, role_arn))
+    }
+
     /// A session for `key`, created (and its identity verified) on first use, then cached.
     /// Failures are not cached, so fixing a role's trust policy takes effect on the next try.
-    pub async fn session(&self, key: &SessionKey) -> Result<Arc<AwsSession>, AwsError> {
-        let mut sessions = self.sessions.lock().await;
-        if let Some(s) = sessions.get(key) {
-            return Ok(s.clone());
-        }
-        let counter = CallCounter::new(self.metrics.clone());
-        let region = Region::new(key.region.clone());
-        let regional = self.base.to_builder().region(region.clone()).build();
-        let sts = sts_client(&regional, &counter);
+    pub fn session<'a>(
+        &'a self,
+        key: &'a SessionKey,
+    ) -> BoxFuture<'a, Result<Arc<AwsSession>, Failure>> {
+        Box::pin(async move {
+            let cell = match self.sessions.lock() {
+                Ok(mut sessions) => sessions.entry(key.clone()).or_default().clone(),
+                Err(_) => Arc::new(OnceCell::new()),
+            };
+            cell.get_or_try_init(|| self.build(key)).await.cloned()
+        })
+    }
 
-        let (config, account_id) = match &key.role_arn {
-            Some(role_arn) => {
+    async fn build(&self, key: &SessionKey) -> Result<Arc<AwsSession>, Failure> {
+        let counter = CallCounter::new(self.metrics.clone());
+        let regional = self
+            .base
+            .to_builder()
+            .region(Region::new(key.region.clone()))
+            .build();
+        let (config, account_id) = match (key.parent(), key.chain.last()) {
+            (Some(parent_key), Some(assume)) => {
+                if !self.role_allowed(&assume.role_arn) {
+                    return Err(Failure::terminal(
+                        "RoleNotAllowed",
+                        format!(
+                            "role {} is not admitted by the operator's --allowed-role-arn patterns; ask the operator's administrators",
+                            assume.role_arn
+                        ),
+                    ));
+                }
+                let parent = self.session(&parent_key).await?;
                 let provider = AssumedRole {
-                    sts: sts.clone(),
-                    role_arn: role_arn.clone(),
-                    external_id: key.external_id.clone(),
+                    sts: parent.sts(),
+                    assume: assume.clone(),
                     cached: Arc::new(Mutex::new(None)),
                 };
                 // Assume once now: proves the role is usable and tells us its account.
-                let (credentials, account) = provider.assume().await.map_err(|e| match e {
-                    AwsError::Terminal { message, .. } => AwsError::terminal(
-                        "CredentialsRoleNotAssumable",
-                        format!(
-                            "the operator cannot assume spec.credentials.roleArn {role_arn}: {message}. Check that the role exists and that its trust policy allows the operator's identity (and the externalId, if one is set)"
-                        ),
-                    ),
-                    other => other,
-                })?;
+                let (credentials, account) = provider.assume().await?;
                 if let Ok(mut c) = provider.cached.lock() {
                     *c = Some(credentials);
                 }
@@ -104,72 +205,54 @@ impl AwsFactory {
                     .build();
                 (config, account)
             }
-            None => {
+            _ => {
+                let sts = aws_sdk_sts::Client::from_conf(
+                    aws_sdk_sts::config::Builder::from(&regional)
+                        .interceptor(counter.clone())
+                        .build(),
+                );
                 let identity = sts
                     .get_caller_identity()
                     .send()
                     .await
-                    .map_err(|e| classify("sts:GetCallerIdentity", e))?;
+                    .aws("sts:GetCallerIdentity")?;
                 let account = identity.account().unwrap_or_default().to_string();
                 (regional, account)
             }
         };
-        let session = Arc::new(AwsSession {
+        Ok(Arc::new(AwsSession {
             account_id,
             partition: crate::desired::partition_of(&key.region),
             region: key.region.clone(),
-            kms: aws_sdk_kms::Client::from_conf(
-                aws_sdk_kms::config::Builder::from(&config)
-                    .interceptor(counter.clone())
-                    .build(),
-            ),
-            s3: aws_sdk_s3::Client::from_conf(
-                aws_sdk_s3::config::Builder::from(&config)
-                    // Emulators and VPC endpoints on a bare host need path-style addressing.
-                    .force_path_style(self.endpoint_override)
-                    .interceptor(counter.clone())
-                    .build(),
-            ),
-            tagging: aws_sdk_resourcegroupstagging::Client::from_conf(
-                aws_sdk_resourcegroupstagging::config::Builder::from(&config)
-                    .interceptor(counter)
-                    .build(),
-            ),
-        });
-        sessions.insert(key.clone(), session.clone());
-        Ok(session)
+            config,
+            counter,
+            path_style_s3: self.endpoint_override,
+            clients: Clients::default(),
+        }))
     }
 }
 
-fn sts_client(config: &SdkConfig, counter: &CallCounter) -> aws_sdk_sts::Client {
-    aws_sdk_sts::Client::from_conf(
-        aws_sdk_sts::config::Builder::from(config)
-            .interceptor(counter.clone())
-            .build(),
-    )
-}
-
-impl AwsSession {
-    pub fn kms(&self) -> aws_sdk_kms::Client {
-        self.kms.clone()
-    }
-
-    pub fn s3(&self) -> aws_sdk_s3::Client {
-        self.s3.clone()
-    }
-
-    pub fn tagging(&self) -> aws_sdk_resourcegroupstagging::Client {
-        self.tagging.clone()
+/// `*` matches any run of characters; everything else literally.
+fn glob(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, rest)) => {
+            let Some(tail) = text.strip_prefix(head) else {
+                return false;
+            };
+            (0..=tail.len())
+                .filter(|&i| tail.is_char_boundary(i))
+                .any(|i| glob(rest, &tail[i..]))
+        }
     }
 }
 
-/// Credentials from `sts:AssumeRole`, made through our own (counted) STS client and refreshed
-/// five minutes before they expire.
+/// Credentials from `sts:AssumeRole`, made through the parent identity's (counted) STS client
+/// and refreshed five minutes before they expire.
 #[derive(Clone)]
 struct AssumedRole {
     sts: aws_sdk_sts::Client,
-    role_arn: String,
-    external_id: Option<String>,
+    assume: Assume,
     cached: Arc<Mutex<Option<Credentials>>>,
 }
 
@@ -177,7 +260,7 @@ impl std::fmt::Debug for AssumedRole {
     // Never print credentials or the external ID.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AssumedRole")
-            .field("role_arn", &self.role_arn)
+            .field("role_arn", &self.assume.role_arn)
             .finish_non_exhaustive()
     }
 }
@@ -185,26 +268,33 @@ impl std::fmt::Debug for AssumedRole {
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
 impl AssumedRole {
-    async fn assume(&self) -> Result<(Credentials, String), AwsError> {
-        let mut request = self
+    async fn assume(&self) -> Result<(Credentials, String), Failure> {
+        let role_arn = &self.assume.role_arn;
+        let out = self
             .sts
             .assume_role()
-            .role_arn(&self.role_arn)
-            .role_session_name("delivery-operator");
-        if let Some(id) = &self.external_id {
-            request = request.external_id(id);
-        }
-        let out = request
+            .role_arn(role_arn)
+            .role_session_name("delivery-operator")
+            .external_id(&self.assume.external_id)
             .send()
             .await
-            .map_err(|e| classify("sts:AssumeRole", e))?;
+            .aws("sts:AssumeRole")
+            .map_err(|e| match e.class {
+                Class::Terminal => Failure::terminal(
+                    "RoleNotAssumable",
+                    format!(
+                        "the operator cannot assume {role_arn}: {}. Check that the role exists and that its trust policy allows the identity assuming it and requires this pipeline's external ID (docs/security.md)",
+                        e.message
+                    ),
+                ),
+                _ => e,
+            })?;
         let account = out
             .assumed_role_user()
             .and_then(|u| u.arn().split(':').nth(4).map(str::to_string))
             .unwrap_or_default();
-        let c = out.credentials().ok_or_else(|| AwsError::Retryable {
-            reason: "AwsCallFailed".into(),
-            message: "sts:AssumeRole returned no credentials".into(),
+        let c = out.credentials().ok_or_else(|| {
+            Failure::retryable("AwsCallFailed", "sts:AssumeRole returned no credentials")
         })?;
         let expiry = SystemTime::try_from(*c.expiration()).ok();
         let creds = Credentials::new(
@@ -243,5 +333,24 @@ impl ProvideCredentials for AssumedRole {
         Self: 'a,
     {
         future::ProvideCredentials::new(self.current())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn role_patterns_match_with_wildcards() {
+        assert!(glob(
+            "arn:aws:iam::*:role/delivery-*",
+            "arn:aws:iam::111111111111:role/delivery-x"
+        ));
+        assert!(!glob(
+            "arn:aws:iam::*:role/delivery-*",
+            "arn:aws:iam::111111111111:role/admin"
+        ));
+        assert!(glob("exact", "exact"));
+        assert!(!glob("exact", "exactly"));
     }
 }

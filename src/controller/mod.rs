@@ -1,7 +1,10 @@
 //! kube-runtime wiring: watches DeliveryPipelines, runs the engine, writes status, events and
 //! metrics, and owns the finalizer and the requeue policy.
 
+mod sessions;
 mod status;
+
+pub use sessions::default_external_id;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -21,9 +24,10 @@ use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::api::{DeletionPolicy, DeliveryPipeline, FINALIZER};
-use crate::aws::{self, AwsError, AwsFactory, SessionKey};
+use crate::aws::AwsFactory;
 use crate::desired::PipelineContext;
-use crate::engine::{self, Action, OutputKey, Produced, StepError, StepOutcome};
+use crate::engine::{self, Action, Class, Failure, Outcome, Removal, Report};
+use crate::groups;
 use crate::metrics::Metrics;
 
 /// Annotation whose change forces a reconcile (drift check) without a spec change.
@@ -63,7 +67,9 @@ pub enum Error {
     #[error("Kubernetes API call failed: {0}")]
     Kube(#[from] kube::Error),
     #[error("{0}")]
-    Aws(#[from] AwsError),
+    Aws(#[from] Failure),
+    #[error("the group registry is inconsistent: {0}")]
+    Graph(#[from] engine::GraphError),
     #[error("deletion in progress: {0}")]
     DeletionPending(String),
     #[error("object has no namespace")]
@@ -246,8 +252,7 @@ async fn reconcile(dp: Arc<DeliveryPipeline>, ctx: Arc<Context>) -> Result<Reque
 fn error_policy(dp: Arc<DeliveryPipeline>, error: &Error, ctx: Arc<Context>) -> Requeue {
     let after = match error {
         Error::DeletionPending(_) => Duration::from_secs(5),
-        Error::Aws(AwsError::Terminal { .. }) => ctx.settings.terminal_retry,
-        Error::Aws(AwsError::Requeue { after, .. }) => *after,
+        Error::Aws(f) => requeue_after(f, &ctx, &key_of(&dp)),
         _ => ctx.backoff(&key_of(&dp)),
     };
     warn!(namespace = dp.namespace().unwrap_or_default(), name = %dp.name_any(), error = %error, retry_in = ?after, "reconcile error");
@@ -271,28 +276,28 @@ async fn not_attempted(
     api: &Api<DeliveryPipeline>,
     ctx: &Context,
     key: &str,
-    err: AwsError,
+    err: Failure,
 ) -> Result<Requeue, Error> {
     ctx.event(
         dp,
         EventType::Warning,
-        err.reason(),
+        &err.reason,
         "Reconcile",
-        err.message().to_string(),
+        err.message.clone(),
     )
     .await;
     status::write(api, dp, status::failed_before_aws(dp, &err)).await?;
     ctx.mark_degraded(key);
-    Ok(requeue_for(&err, ctx, key))
+    Ok(Requeue::requeue(requeue_after(&err, ctx, key)))
 }
 
 /// A pipeline's resources stay where they were first made: credentials that now resolve to
 /// another account, or a region added that differs from the recorded one, would build a second
 /// pipeline and orphan the first.
-fn placement_conflict(dp: &DeliveryPipeline, account_id: &str, region: &str) -> Option<AwsError> {
+fn placement_conflict(dp: &DeliveryPipeline, account_id: &str, region: &str) -> Option<Failure> {
     let recorded = &dp.status.as_ref()?.outputs;
     if let Some(recorded_account) = recorded.account_id.as_deref().filter(|a| *a != account_id) {
-        return Some(AwsError::terminal(
+        return Some(Failure::terminal(
             "AccountChanged",
             format!(
                 "this pipeline's AWS resources are in account {recorded_account}, but its credentials now resolve to account {account_id}; restore spec.credentials, or create a new DeliveryPipeline for the other account"
@@ -300,7 +305,7 @@ fn placement_conflict(dp: &DeliveryPipeline, account_id: &str, region: &str) -> 
         ));
     }
     if let Some(recorded_region) = recorded.region.as_deref().filter(|r| *r != region) {
-        return Some(AwsError::terminal(
+        return Some(Failure::terminal(
             "RegionChanged",
             format!(
                 "this pipeline's AWS resources are in {recorded_region}, but spec.region is {region}; set spec.region to {recorded_region}, or create a new DeliveryPipeline for {region}"
@@ -308,18 +313,6 @@ fn placement_conflict(dp: &DeliveryPipeline, account_id: &str, region: &str) -> 
         ));
     }
     None
-}
-
-fn session_key(dp: &DeliveryPipeline, region: String) -> SessionKey {
-    SessionKey {
-        region,
-        role_arn: dp.spec.credentials.as_ref().map(|c| c.role_arn.clone()),
-        external_id: dp
-            .spec
-            .credentials
-            .as_ref()
-            .and_then(|c| c.external_id.clone()),
-    }
 }
 
 fn pipeline_context(dp: &DeliveryPipeline, account_id: &str, region: &str) -> PipelineContext {
@@ -343,109 +336,115 @@ fn pipeline_context(dp: &DeliveryPipeline, account_id: &str, region: &str) -> Pi
     }
 }
 
+/// Events for what a run did: Normal for changes, Warning for errors; nothing for steps that
+/// are unchanged or still in progress.
+async fn publish_events(dp: &DeliveryPipeline, ctx: &Context, report: &Report) {
+    for step in &report.steps {
+        let (type_, reason, verb, note) = match &step.outcome {
+            Outcome::Applied(a) if a.action == Action::Created => (
+                EventType::Normal,
+                "Created".to_string(),
+                "Create",
+                format!("created {}", step.kind),
+            ),
+            Outcome::Applied(a) if a.action == Action::Updated => (
+                EventType::Normal,
+                "Updated".to_string(),
+                "Update",
+                format!("updated {} to match the spec", step.kind),
+            ),
+            Outcome::Removed(Removal::Gone) if !step.wanted => (
+                EventType::Normal,
+                "Deleted".to_string(),
+                "Delete",
+                format!("deleted {}: the spec no longer asks for it", step.kind),
+            ),
+            Outcome::Failed(f) if f.is_error() => {
+                warn!(resource = %step.kind, reason = %f.reason, message = %f.message, "group failed");
+                (
+                    EventType::Warning,
+                    f.reason.clone(),
+                    "Reconcile",
+                    format!("{}: {}", step.kind, f.message),
+                )
+            }
+            _ => continue,
+        };
+        info!(resource = %step.kind, %reason, "{note}");
+        ctx.event(
+            dp,
+            type_,
+            &reason,
+            &action_name(verb, &step.condition),
+            note,
+        )
+        .await;
+    }
+}
+
 async fn apply(
     dp: &DeliveryPipeline,
     api: &Api<DeliveryPipeline>,
     ctx: &Context,
 ) -> Result<Requeue, Error> {
     let key = key_of(dp);
+    let namespace = dp.namespace().unwrap_or_default();
     let Some(region) = region_of(dp, &ctx.aws) else {
-        let err = AwsError::terminal(
+        let err = Failure::terminal(
             "RegionUnknown",
             "spec.region is not set and the operator has no default region; set spec.region or AWS_REGION for the operator",
         );
         return not_attempted(dp, api, ctx, &key, err).await;
     };
-    let session = match ctx.aws.session(&session_key(dp, region.clone())).await {
+    // context -> sessions -> engine run -> one status computation -> one write
+    let pipeline = match sessions::pipeline(&ctx.aws, dp, &namespace, &region).await {
         Ok(s) => s,
         Err(err) => return not_attempted(dp, api, ctx, &key, err).await,
     };
-    if let Some(err) = placement_conflict(dp, &session.account_id, &region) {
+    if let Some(err) = placement_conflict(dp, &pipeline.account_id, &region) {
         return not_attempted(dp, api, ctx, &key, err).await;
     }
-    let pctx = pipeline_context(dp, &session.account_id, &region);
-    let seed = status::seed(dp)
-        .output(OutputKey::AccountId, &session.account_id)
-        .output(OutputKey::Region, &region);
-    let report = engine::apply(&aws::stages(&session, &pctx), &pctx, seed).await;
-
-    for step in &report.steps {
-        match &step.outcome {
-            StepOutcome::Done(Action::Created) => {
-                info!(resource = step.kind, "created");
-                ctx.event(
-                    dp,
-                    EventType::Normal,
-                    "Created",
-                    &action_name("Create", step.condition),
-                    format!("created {}", step.kind),
-                )
-                .await;
-            }
-            StepOutcome::Done(Action::Updated) => {
-                info!(resource = step.kind, "updated");
-                ctx.event(
-                    dp,
-                    EventType::Normal,
-                    "Updated",
-                    &action_name("Update", step.condition),
-                    format!("updated {} to match the spec", step.kind),
-                )
-                .await;
-            }
-            StepOutcome::Failed(e) => {
-                warn!(
-                    resource = step.kind,
-                    reason = e.reason(),
-                    message = e.message(),
-                    "subresource failed"
-                );
-                ctx.event(
-                    dp,
-                    EventType::Warning,
-                    e.reason(),
-                    &action_name("Reconcile", step.condition),
-                    format!("{}: {}", step.kind, e.message()),
-                )
-                .await;
-            }
-            _ => {}
-        }
-    }
-    let next = status::after_apply(dp, &report);
-    status::write(api, dp, next).await?;
-
-    // The most urgent error decides when to look again.
-    let errors: Vec<&StepError> = report.errors().collect();
-    if errors.is_empty() {
-        ctx.succeeded(&key);
-        return Ok(Requeue::requeue(ctx.settings.resync_interval));
-    }
-    ctx.mark_degraded(&key);
-    let retry = errors
-        .iter()
-        .map(|e| requeue_after(&e.to_aws(), ctx, &key))
-        .min()
-        .unwrap_or(ctx.settings.terminal_retry);
-    Ok(Requeue::requeue(retry))
+    let pctx = pipeline_context(dp, &pipeline.account_id, &region);
+    let seed = groups::seed(&pipeline.account_id, &region);
+    let sessions = sessions::all(&ctx.aws, dp, &namespace, &region, pipeline).await;
+    let steps = groups::as_steps(groups::steps(&pctx, &sessions));
+    let report = engine::apply(&steps, seed).await?;
+    publish_events(dp, ctx, &report).await;
+    status::write(api, dp, status::after_apply(dp, &report)).await?;
+    Ok(Requeue::requeue(next_look(&report, ctx, &key)))
 }
 
-/// Event action per subresource, e.g. `CreateEncryptionKey`: events are aggregated by action and
-/// reason, so each subresource needs its own action to keep its own event.
+/// When to look again: the most urgent error, else the soonest step in progress, else the
+/// drift-check interval.
+fn next_look(report: &Report, ctx: &Context, key: &str) -> Duration {
+    let errors: Vec<&Failure> = report.errors().collect();
+    if errors.is_empty() {
+        ctx.succeeded(key);
+        return engine::conditions::soonest_progress(report)
+            .map_or(ctx.settings.resync_interval, |p| {
+                p.min(ctx.settings.resync_interval)
+            });
+    }
+    ctx.mark_degraded(key);
+    errors
+        .iter()
+        .map(|e| requeue_after(e, ctx, key))
+        .min()
+        .unwrap_or(ctx.settings.terminal_retry)
+}
+
+/// Event action per group, e.g. `CreateEncryptionKey`: events are aggregated by action and
+/// reason, so each group needs its own action to keep its own event.
 fn action_name(verb: &str, condition: &str) -> String {
     format!("{verb}{}", condition.trim_end_matches("Ready"))
 }
 
-fn requeue_after(err: &AwsError, ctx: &Context, key: &str) -> Duration {
-    match err {
-        AwsError::Terminal { .. } => ctx.settings.terminal_retry,
-        AwsError::Retryable { .. } => ctx.backoff(key),
-        AwsError::Requeue { after, .. } => *after,
+fn requeue_after(err: &Failure, ctx: &Context, key: &str) -> Duration {
+    match err.class {
+        Class::Terminal => ctx.settings.terminal_retry,
+        Class::Retryable => ctx.backoff(key),
+        Class::InProgress(after) => after,
     }
-}
-
-fn requeue_for(err: &AwsError, ctx: &Context, key: &str) -> Requeue {
-    Requeue::requeue(requeue_after(err, ctx, key))
 }
 
 async fn cleanup(
@@ -464,18 +463,19 @@ async fn cleanup(
         .await;
         return Ok(Requeue::await_change());
     }
+    let namespace = dp.namespace().unwrap_or_default();
     let nothing_recorded = dp.status.as_ref().is_none_or(|s| s.inventory.is_empty());
     let Some(region) = region_of(dp, &ctx.aws) else {
         return if nothing_recorded {
             Ok(Requeue::await_change())
         } else {
-            Err(Error::Aws(AwsError::terminal(
+            Err(Error::Aws(Failure::terminal(
                 "RegionUnknown",
                 "region unknown",
             )))
         };
     };
-    let session = match ctx.aws.session(&session_key(dp, region.clone())).await {
+    let pipeline = match sessions::pipeline(&ctx.aws, dp, &namespace, &region).await {
         Ok(s) => s,
         // Credentials that never worked created nothing: do not hold the object hostage.
         Err(_) if nothing_recorded => {
@@ -490,13 +490,16 @@ async fn cleanup(
             return Ok(Requeue::await_change());
         }
         Err(e) => {
-            status::write(api, dp, status::deleting(dp, &[], Some(&e))).await?;
+            status::write(api, dp, status::deleting(dp, None, Some(&e))).await?;
             return Err(Error::Aws(e));
         }
     };
-    let pctx = pipeline_context(dp, &session.account_id, &region);
-    let seed: Produced = status::seed(dp);
-    let report = engine::delete(&aws::stages(&session, &pctx), &pctx, seed).await;
+    let pctx = pipeline_context(dp, &pipeline.account_id, &region);
+    let sessions = sessions::all(&ctx.aws, dp, &namespace, &region, pipeline).await;
+    let steps = groups::as_steps(groups::steps(&pctx, &sessions));
+    // Deletion works from identity (names, tags): it needs no other step's outputs, so it
+    // completes whatever partial state the pipeline is in.
+    let report = engine::delete(&steps).await?;
     if report.all_gone() {
         info!("every AWS resource is gone");
         ctx.event(
@@ -509,19 +512,16 @@ async fn cleanup(
         .await;
         return Ok(Requeue::await_change());
     }
-    let first_error = report
-        .steps
-        .iter()
-        .find_map(|(_, _, r)| r.as_ref().err().map(StepError::to_aws));
+    let first_error = report.errors().next().cloned();
     status::write(
         api,
         dp,
-        status::deleting(dp, &report.steps, first_error.as_ref()),
+        status::deleting(dp, Some(&report), first_error.as_ref()),
     )
     .await?;
     Err(Error::DeletionPending(
         first_error
-            .map(|e| e.message().to_string())
+            .map(|e| e.message)
             .unwrap_or_else(|| "waiting for AWS to finish deleting".into()),
     ))
 }
@@ -575,7 +575,7 @@ mod tests {
             "us-east-1",
         );
         assert_eq!(
-            account.as_ref().map(AwsError::reason),
+            account.as_ref().map(|e| e.reason.as_str()),
             Some("AccountChanged")
         );
         let region = placement_conflict(
@@ -583,7 +583,10 @@ mod tests {
             "111111111111",
             "eu-west-1",
         );
-        assert_eq!(region.as_ref().map(AwsError::reason), Some("RegionChanged"));
-        assert!(region.is_some_and(|e| e.message().contains("set spec.region to us-east-1")));
+        assert_eq!(
+            region.as_ref().map(|e| e.reason.as_str()),
+            Some("RegionChanged")
+        );
+        assert!(region.is_some_and(|e| e.message.contains("set spec.region to us-east-1")));
     }
 }

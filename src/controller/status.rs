@@ -1,14 +1,19 @@
-//! Building and writing `status`. Written only when it differs from what is stored.
+//! Status, computed purely from the run report and the stored status, and written only when it
+//! differs.
+
+use std::collections::BTreeSet;
 
 use chrono::{SecondsFormat, Utc};
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use crate::api::{DeliveryPipeline, DeliveryPipelineStatus, EnvironmentOutputs, Outputs};
-use crate::aws::AwsError;
+use crate::api::{
+    Condition, DeliveryPipeline, DeliveryPipelineStatus, InventoryItem, Outputs, READY, SYNCED,
+};
 use crate::engine::conditions::{self, FALSE, State, UNKNOWN};
-use crate::engine::{ApplyReport, Gone, OutputKey, Produced, StepError};
+use crate::engine::{Failure, Report, Values};
+use crate::groups::keys;
 
 fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -18,68 +23,101 @@ fn current(dp: &DeliveryPipeline) -> DeliveryPipelineStatus {
     dp.status.clone().unwrap_or_default()
 }
 
-/// Outputs recorded by earlier reconciles, so later stages and deletion know them.
-pub fn seed(dp: &DeliveryPipeline) -> Produced {
-    let s = current(dp);
-    let mut p = Produced {
-        outputs: Default::default(),
-        inventory: Vec::new(),
-    };
-    let known = [
-        (OutputKey::AccountId, s.outputs.account_id),
-        (OutputKey::Region, s.outputs.region),
-        (OutputKey::KmsKeyArn, s.outputs.kms_key_arn),
-        (OutputKey::ArtifactBucket, s.outputs.artifact_bucket),
-    ];
-    for (k, v) in known {
-        if let Some(v) = v {
-            p.outputs.insert(k, v);
+/// Merges states into existing conditions: `lastTransitionTime` changes only when `status`
+/// does; conditions not mentioned are kept unless listed in `drop`.
+pub fn merge(
+    existing: &[Condition],
+    states: &[State],
+    drop: &[String],
+    generation: Option<i64>,
+    now: &str,
+) -> Vec<Condition> {
+    let mut out: Vec<Condition> = existing
+        .iter()
+        .filter(|c| !drop.contains(&c.type_))
+        .cloned()
+        .collect();
+    for state in states {
+        let next = |last_transition_time: String| Condition {
+            type_: state.type_.clone(),
+            status: state.status.into(),
+            reason: state.reason.clone(),
+            message: state.message.clone(),
+            last_transition_time,
+            observed_generation: generation,
+        };
+        match out.iter_mut().find(|c| c.type_ == state.type_) {
+            Some(c) if c.status == state.status => *c = next(c.last_transition_time.clone()),
+            Some(c) => *c = next(now.to_string()),
+            None => out.push(next(now.to_string())),
         }
     }
-    p
+    out
 }
 
-fn outputs(produced: &Produced, previous: &Outputs) -> Outputs {
-    let get = |k: OutputKey| produced.outputs.get(&k).cloned();
+/// Outputs from this run's values; where a step did not complete, what was recorded before.
+fn outputs(values: &Values, previous: &Outputs) -> Outputs {
+    let get = |k, old: &Option<String>| values.get(&k).cloned().or_else(|| old.clone());
     Outputs {
-        account_id: get(OutputKey::AccountId),
-        region: get(OutputKey::Region),
-        kms_key_arn: get(OutputKey::KmsKeyArn),
-        artifact_bucket: get(OutputKey::ArtifactBucket),
-        // Filled in by the subresources that produce them.
-        pipeline_name: previous.pipeline_name.clone(),
-        pipeline_arn: previous.pipeline_arn.clone(),
-        image_repository_uri: previous.image_repository_uri.clone(),
-        notification_topic_arn: previous.notification_topic_arn.clone(),
-        staging: previous
-            .staging
-            .clone()
-            .filter(|e| *e != EnvironmentOutputs::default()),
-        production: previous
-            .production
-            .clone()
-            .filter(|e| *e != EnvironmentOutputs::default()),
+        account_id: get(keys::ACCOUNT_ID, &previous.account_id),
+        region: get(keys::REGION, &previous.region),
+        kms_key_arn: get(keys::KMS_KEY_ARN, &previous.kms_key_arn),
+        artifact_bucket: get(keys::ARTIFACT_BUCKET, &previous.artifact_bucket),
+        notification_topic_arn: get(
+            keys::NOTIFICATION_TOPIC_ARN,
+            &previous.notification_topic_arn,
+        ),
+        ..previous.clone()
     }
 }
 
-pub fn after_apply(dp: &DeliveryPipeline, report: &ApplyReport) -> DeliveryPipelineStatus {
+/// What the pipeline owns: what completed steps report now, plus what earlier reconciles
+/// recorded for steps that did not complete (so nothing is forgotten while it may exist).
+fn inventory(report: &Report, previous: &[InventoryItem]) -> Vec<InventoryItem> {
+    let incomplete: BTreeSet<&str> = report
+        .steps
+        .iter()
+        .filter(|s| !s.completed())
+        .map(|s| s.condition.as_str())
+        .collect();
+    let mut items: Vec<InventoryItem> = report
+        .steps
+        .iter()
+        .flat_map(|s| {
+            s.owned().iter().map(|o| InventoryItem {
+                kind: o.kind.clone(),
+                id: o.id.clone(),
+                account: o.account.clone(),
+                region: o.region.clone(),
+                group: Some(s.condition.clone()),
+            })
+        })
+        .collect();
+    for old in previous {
+        let keep = match &old.group {
+            Some(g) => incomplete.contains(g.as_str()),
+            // Recorded before items named their group: kept until a fully clean pass.
+            None => !incomplete.is_empty(),
+        };
+        if keep && !items.contains(old) {
+            items.push(old.clone());
+        }
+    }
+    items.sort();
+    items.dedup();
+    items
+}
+
+pub fn after_apply(dp: &DeliveryPipeline, report: &Report) -> DeliveryPipelineStatus {
     let old = current(dp);
     let generation = dp.meta().generation;
-    let states = conditions::from_apply(report);
-    let mut inventory = report.produced.inventory.clone();
-    // Keep what earlier reconciles recorded for subresources that failed this time.
-    for item in &old.inventory {
-        if !inventory.contains(item) {
-            inventory.push(item.clone());
-        }
-    }
-    inventory.sort();
-    let completed = report.errors().next().is_none();
+    let (states, dropped) = conditions::from_apply(report);
+    let completed = report.steps.iter().all(|s| s.completed());
     DeliveryPipelineStatus {
         observed_generation: generation,
-        conditions: conditions::merge(&old.conditions, &states, generation, &now()),
-        outputs: outputs(&report.produced, &old.outputs),
-        inventory,
+        conditions: merge(&old.conditions, &states, &dropped, generation, &now()),
+        outputs: outputs(&report.values, &old.outputs),
+        inventory: inventory(report, &old.inventory),
         applied_tag_keys: crate::desired::tags::applied_user_tag_keys(
             &old.applied_tag_keys,
             &dp.spec.tags,
@@ -88,15 +126,15 @@ pub fn after_apply(dp: &DeliveryPipeline, report: &ApplyReport) -> DeliveryPipel
     }
 }
 
-/// Nothing could be attempted (no region, credentials unusable): every subresource is
-/// Unknown, and Ready/Synced say why.
-pub fn failed_before_aws(dp: &DeliveryPipeline, err: &AwsError) -> DeliveryPipelineStatus {
+/// Nothing could be attempted (no region, credentials unusable): every group is Unknown, and
+/// Ready/Synced say why.
+pub fn failed_before_aws(dp: &DeliveryPipeline, err: &Failure) -> DeliveryPipelineStatus {
     let old = current(dp);
     let generation = dp.meta().generation;
     let mut states: Vec<State> = old
         .conditions
         .iter()
-        .filter(|c| c.type_ != crate::api::READY && c.type_ != crate::api::SYNCED)
+        .filter(|c| c.type_ != READY && c.type_ != SYNCED)
         .map(|c| {
             State::new(
                 &c.type_,
@@ -106,64 +144,50 @@ pub fn failed_before_aws(dp: &DeliveryPipeline, err: &AwsError) -> DeliveryPipel
             )
         })
         .collect();
-    states.push(State::new(
-        crate::api::READY,
-        FALSE,
-        err.reason(),
-        err.message(),
-    ));
-    states.push(State::new(
-        crate::api::SYNCED,
-        FALSE,
-        err.reason(),
-        err.message(),
-    ));
+    states.push(State::new(READY, FALSE, &err.reason, &err.message));
+    states.push(State::new(SYNCED, FALSE, &err.reason, &err.message));
     DeliveryPipelineStatus {
         observed_generation: generation,
-        conditions: conditions::merge(&old.conditions, &states, generation, &now()),
+        conditions: merge(&old.conditions, &states, &[], generation, &now()),
         ..old
     }
 }
 
+/// During deletion: what each group is waiting for, or why it failed.
 pub fn deleting(
     dp: &DeliveryPipeline,
-    steps: &[(&'static str, &'static str, Result<Gone, StepError>)],
-    err: Option<&AwsError>,
+    report: Option<&Report>,
+    err: Option<&Failure>,
 ) -> DeliveryPipelineStatus {
     let old = current(dp);
     let generation = dp.meta().generation;
-    let mut states: Vec<State> = steps
-        .iter()
-        .map(|(condition, kind, r)| match r {
-            Ok(Gone::Yes) => State::new(condition, FALSE, "Deleted", format!("{kind} deleted")),
-            Ok(Gone::Pending) => State::new(
-                condition,
+    let mut states = report.map(conditions::from_delete).unwrap_or_default();
+    if let Some(e) = err {
+        states.retain(|s| s.type_ != SYNCED);
+        states.push(State::new(SYNCED, FALSE, &e.reason, &e.message));
+        if !states.iter().any(|s| s.type_ == READY) {
+            states.push(State::new(
+                READY,
                 FALSE,
                 "Deleting",
-                format!("waiting for AWS to delete the {kind}"),
-            ),
-            Err(e) => State::new(condition, FALSE, e.reason(), e.message()),
-        })
-        .collect();
-    let (reason, message) = match err {
-        Some(e) => (e.reason().to_string(), e.message().to_string()),
-        None => ("Deleting".to_string(), "deleting AWS resources".to_string()),
-    };
-    states.push(State::new(
-        crate::api::READY,
-        FALSE,
-        "Deleting",
-        "the pipeline is being deleted",
-    ));
-    states.push(State::new(
-        crate::api::SYNCED,
-        if err.is_some() { FALSE } else { UNKNOWN },
-        &reason,
-        message,
-    ));
+                "the pipeline is being deleted",
+            ));
+        }
+    }
     DeliveryPipelineStatus {
         observed_generation: generation,
-        conditions: conditions::merge(&old.conditions, &states, generation, &now()),
+        conditions: merge(&old.conditions, &states, &[], generation, &now()),
+        inventory: match report {
+            Some(r) => inventory(r, &old.inventory)
+                .into_iter()
+                .filter(|i| {
+                    !r.steps
+                        .iter()
+                        .any(|s| s.completed() && i.group.as_deref() == Some(s.condition.as_str()))
+                })
+                .collect(),
+            None => old.inventory.clone(),
+        },
         ..old
     }
 }
@@ -185,4 +209,103 @@ pub async fn write(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Action, Applied, Outcome, Owned, StepReport};
+
+    fn item(id: &str, group: &str) -> InventoryItem {
+        InventoryItem {
+            kind: "k".into(),
+            id: id.into(),
+            account: "1".into(),
+            region: "r".into(),
+            group: Some(group.into()),
+        }
+    }
+
+    fn applied(condition: &str, ids: &[&str]) -> StepReport {
+        StepReport {
+            condition: condition.into(),
+            kind: "thing".into(),
+            wanted: true,
+            outcome: Outcome::Applied(Applied {
+                action: Action::Unchanged,
+                values: Values::new(),
+                owned: ids
+                    .iter()
+                    .map(|id| Owned {
+                        kind: "k".into(),
+                        id: id.to_string(),
+                        account: "1".into(),
+                        region: "r".into(),
+                    })
+                    .collect(),
+                progress: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn inventory_shrinks_with_what_completed_steps_report() {
+        let report = Report {
+            steps: vec![applied("A", &["a1"])],
+            values: Values::new(),
+        };
+        let previous = vec![item("a1", "A"), item("a2", "A")];
+        assert_eq!(inventory(&report, &previous), vec![item("a1", "A")]);
+    }
+
+    #[test]
+    fn inventory_of_a_failed_step_is_kept() {
+        let failed = StepReport {
+            condition: "B".into(),
+            kind: "thing".into(),
+            wanted: true,
+            outcome: Outcome::Failed(Failure::terminal("AccessDenied", "no")),
+        };
+        let report = Report {
+            steps: vec![applied("A", &["a1"]), failed],
+            values: Values::new(),
+        };
+        let previous = vec![item("b1", "B")];
+        assert_eq!(
+            inventory(&report, &previous),
+            vec![item("a1", "A"), item("b1", "B")]
+        );
+    }
+
+    #[test]
+    fn transition_time_changes_only_with_status_and_dropped_conditions_leave() {
+        let first = merge(
+            &[],
+            &[
+                State::new("A", "True", "InSync", ""),
+                State::new("Gone", "True", "InSync", ""),
+            ],
+            &[],
+            Some(1),
+            "t1",
+        );
+        let same = merge(
+            &first,
+            &[State::new("A", "True", "InSync", "")],
+            &["Gone".to_string()],
+            Some(2),
+            "t2",
+        );
+        assert_eq!(same.len(), 1);
+        assert_eq!(same[0].last_transition_time, "t1");
+        assert_eq!(same[0].observed_generation, Some(2));
+        let flipped = merge(
+            &same,
+            &[State::new("A", FALSE, "X", "x")],
+            &[],
+            Some(2),
+            "t3",
+        );
+        assert_eq!(flipped[0].last_transition_time, "t3");
+    }
 }

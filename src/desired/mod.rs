@@ -2,14 +2,46 @@
 //! resource. No I/O happens here, so everything is unit-tested and the offline `plan` command
 //! shows exactly what the operator would create.
 
-pub mod artifact_store;
-pub mod encryption_key;
 pub mod names;
 pub mod plan;
 pub mod policy;
 pub mod tags;
 
-use crate::api::DeliveryPipelineSpec;
+use crate::api::{DeliveryPipelineSpec, Environment};
+
+/// A deployment environment: per-environment groups have one instance each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Env {
+    Staging,
+    Production,
+}
+
+impl Env {
+    pub const ALL: [Env; 2] = [Env::Staging, Env::Production];
+
+    /// Lower case, as in `spec.environments.<name>` and scoped keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            Env::Staging => "staging",
+            Env::Production => "production",
+        }
+    }
+
+    /// Capitalised, as in condition types (`StagingLogGroupsReady`).
+    pub fn title(self) -> &'static str {
+        match self {
+            Env::Staging => "Staging",
+            Env::Production => "Production",
+        }
+    }
+
+    pub fn spec(self, spec: &DeliveryPipelineSpec) -> &Environment {
+        match self {
+            Env::Staging => &spec.environments.staging,
+            Env::Production => &spec.environments.production,
+        }
+    }
+}
 
 /// Everything a renderer needs to know about one pipeline: who owns it and where it lives.
 #[derive(Clone, Debug, PartialEq)]

@@ -56,6 +56,17 @@ impl<'a> Names<'a> {
         self.fitted(100, "", "")
     }
 
+    /// Prefix of every CloudWatch log group of one scope (`pipeline`, `staging`, `production`),
+    /// so each scope's log groups are found (and removed) as a collection.
+    pub fn log_group_prefix(&self, scope: &str) -> String {
+        format!("/delivery-operator/{}/{scope}/", self.base())
+    }
+
+    /// SNS topic for pipeline notifications (256 characters allowed).
+    pub fn notification_topic(&self) -> String {
+        self.fitted(256, "notifications", "")
+    }
+
     /// KMS alias (without the `alias/` prefix rules: AWS allows 256 characters).
     pub fn kms_alias(&self) -> String {
         format!("alias/delivery-operator/{}", self.fitted(200, "", ""))

@@ -1,11 +1,13 @@
-//! The offline plan: the desired state of every AWS resource of a manifest, without a cluster
-//! or AWS. Values AWS assigns at creation are shown as placeholders.
+//! The offline plan: the desired state of every group of a manifest, without a cluster or AWS.
+//! It iterates the same registry the controller runs; values AWS assigns at creation are shown
+//! as placeholders.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use super::PipelineContext;
-use super::artifact_store::{ArtifactBucket, artifact_bucket};
-use super::encryption_key::{EncryptionKey, encryption_key};
+use crate::groups::{self, Placement, Sessions};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -13,24 +15,30 @@ pub struct Plan {
     pub pipeline: String,
     pub account_id: String,
     pub region: String,
-    pub encryption_key: EncryptionKey,
-    pub artifact_bucket: ArtifactBucket,
+    /// Condition type of each group instance -> its desired state.
+    pub groups: BTreeMap<String, serde_json::Value>,
 }
 
 pub fn plan(ctx: &PipelineContext) -> Plan {
-    let key_placeholder = format!(
-        "arn:{}:kms:{}:{}:key/<assigned at creation; found by {}>",
-        ctx.partition(),
-        ctx.region,
-        ctx.account_id,
-        ctx.names().kms_alias()
-    );
+    let at = Placement {
+        account_id: ctx.account_id.clone(),
+        region: ctx.region.clone(),
+        partition: ctx.partition(),
+    };
+    let groups = groups::steps(ctx, &Sessions::offline())
+        .iter()
+        .map(|step| {
+            let rendered = step
+                .plan(&at)
+                .unwrap_or_else(|e| serde_json::json!({"error": e.message}));
+            (step.condition().to_string(), rendered)
+        })
+        .collect();
     Plan {
         pipeline: ctx.owner(),
         account_id: ctx.account_id.clone(),
         region: ctx.region.clone(),
-        encryption_key: encryption_key(ctx),
-        artifact_bucket: artifact_bucket(ctx, &key_placeholder),
+        groups,
     }
 }
 
@@ -40,18 +48,37 @@ mod tests {
     use crate::desired::testing::{FULL, context};
 
     #[test]
-    fn plan_names_every_resource() {
+    fn plan_renders_every_registered_group() {
         let p = plan(&context(FULL));
         assert_eq!(p.pipeline, "payments/checkout");
+        for condition in [
+            "EncryptionKeyReady",
+            "ArtifactStoreReady",
+            "NotificationsReady",
+            "LogGroupsReady",
+            "StagingLogGroupsReady",
+            "ProductionLogGroupsReady",
+        ] {
+            let group = p.groups.get(condition);
+            assert!(
+                group.is_some_and(|g| g.get("error").is_none()),
+                "{condition}: {group:?}"
+            );
+        }
+        let bucket = &p.groups["ArtifactStoreReady"];
         assert!(
-            p.artifact_bucket
-                .kms_key_arn
-                .contains(&p.encryption_key.alias)
+            bucket["kmsKeyArn"]
+                .as_str()
+                .is_some_and(|k| k.contains("KmsKeyArn"))
         );
-        let yaml = serde_yaml::to_string(&p).unwrap_or_default();
-        assert!(
-            yaml.contains("encryptionKey:") && yaml.contains("artifactBucket:"),
-            "{yaml}"
-        );
+    }
+
+    #[test]
+    fn the_registry_forms_a_valid_graph() {
+        let c = context(FULL);
+        let steps = crate::groups::as_steps(crate::groups::steps(&c, &Sessions::offline()));
+        let seed = crate::groups::seed("123456789012", "us-east-1");
+        let graph = crate::engine::Graph::build(&steps, &seed.keys().copied().collect());
+        assert!(graph.is_ok(), "{:?}", graph.err());
     }
 }

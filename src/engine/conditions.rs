@@ -1,9 +1,13 @@
-//! Turning engine reports into status conditions. Pure: unit-tested without AWS or Kubernetes.
+//! Turning a run report into status conditions. Pure: unit-tested without AWS or Kubernetes.
 
-use crate::api::{Condition, READY, SYNCED};
+use std::collections::BTreeMap;
 
-use super::{ApplyReport, StepError, StepOutcome};
+use super::failure::Class;
+use super::run::{Outcome, Report, StepReport};
+use super::step::Removal;
 
+pub const READY: &str = "Ready";
+pub const SYNCED: &str = "Synced";
 pub const TRUE: &str = "True";
 pub const FALSE: &str = "False";
 pub const UNKNOWN: &str = "Unknown";
@@ -33,42 +37,119 @@ impl State {
     }
 }
 
-/// States of the subresource conditions, `Ready` and `Synced` after an apply.
-pub fn from_apply(report: &ApplyReport) -> Vec<State> {
+/// How bad a state is, for merging steps that share a condition (worst wins).
+fn severity(step: &StepReport) -> u8 {
+    match &step.outcome {
+        Outcome::Applied(a) if a.progress.is_none() => 0,
+        Outcome::Removed(Removal::Gone) => 0,
+        Outcome::Applied(_) | Outcome::Removed(Removal::Pending(_)) => 1,
+        Outcome::Failed(f) if !f.is_error() => 1,
+        Outcome::Blocked { .. } => 2,
+        Outcome::Failed(_) => 3,
+    }
+}
+
+/// The state of one step's condition; None for an unwanted step that is gone (its condition
+/// leaves the status).
+fn state_of(step: &StepReport) -> Option<State> {
+    let c = step.condition.as_str();
+    Some(match &step.outcome {
+        Outcome::Applied(a) => match &a.progress {
+            None => State::new(c, TRUE, "InSync", ""),
+            Some(p) => State::new(c, FALSE, &p.reason, format!("{}: {}", step.kind, p.message)),
+        },
+        Outcome::Failed(f) => {
+            State::new(c, FALSE, &f.reason, format!("{}: {}", step.kind, f.message))
+        }
+        Outcome::Blocked { waiting_for } if waiting_for.is_empty() => {
+            State::new(c, UNKNOWN, "DependencyNotReady", "not attempted")
+        }
+        Outcome::Blocked { waiting_for } => State::new(
+            c,
+            UNKNOWN,
+            "DependencyNotReady",
+            format!("waiting for {}", waiting_for.join(", ")),
+        ),
+        Outcome::Removed(Removal::Gone) if !step.wanted => return None,
+        Outcome::Removed(Removal::Gone) => {
+            State::new(c, FALSE, "Deleted", format!("{} deleted", step.kind))
+        }
+        Outcome::Removed(Removal::Pending(what)) => {
+            State::new(c, FALSE, "Deleting", format!("{}: {what}", step.kind))
+        }
+    })
+}
+
+/// One state per condition type, worst step wins; and the condition types that leave.
+fn per_condition(report: &Report) -> (Vec<State>, Vec<String>) {
+    let mut worst: BTreeMap<&str, (u8, Option<State>)> = BTreeMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    for step in &report.steps {
+        let sev = severity(step);
+        let state = state_of(step);
+        match worst.get(step.condition.as_str()) {
+            None => {
+                order.push(&step.condition);
+                worst.insert(&step.condition, (sev, state));
+            }
+            // A dropped (gone, unwanted) state never hides a live one of the same type.
+            Some((old, old_state)) if sev > *old || (old_state.is_none() && state.is_some()) => {
+                worst.insert(&step.condition, (sev, state));
+            }
+            Some(_) => {}
+        }
+    }
+    let mut states = Vec::new();
+    let mut dropped = Vec::new();
+    for c in order {
+        match worst.remove(c) {
+            Some((_, Some(s))) => states.push(s),
+            _ => dropped.push(c.to_string()),
+        }
+    }
+    (states, dropped)
+}
+
+/// States of the step conditions, `Ready` and `Synced` after an apply run, plus the condition
+/// types to remove (groups the spec no longer wants, now gone).
+pub fn from_apply(report: &Report) -> (Vec<State>, Vec<String>) {
+    let (mut states, dropped) = per_condition(report);
+    let ready = ready(&states);
+    states.push(ready);
+    states.push(match report.errors().next() {
+        None => State::new(SYNCED, TRUE, "ReconcileSucceeded", ""),
+        Some(e) => State::new(SYNCED, FALSE, &e.reason, &e.message),
+    });
+    (states, dropped)
+}
+
+/// States after a delete run.
+pub fn from_delete(report: &Report) -> Vec<State> {
     let mut states: Vec<State> = report
         .steps
         .iter()
-        .map(|step| match &step.outcome {
-            StepOutcome::Done(_) => State::new(step.condition, TRUE, "InSync", ""),
-            StepOutcome::Failed(StepError::Spec(e)) => {
-                State::new(step.condition, FALSE, &e.reason, &e.message)
-            }
-            StepOutcome::Failed(StepError::Aws(e)) => State::new(
-                step.condition,
-                FALSE,
-                e.reason(),
-                format!("{}: {}", step.kind, e.message()),
-            ),
-            StepOutcome::Blocked { waiting_for } => State::new(
-                step.condition,
-                UNKNOWN,
-                "DependencyNotReady",
-                format!("waiting for {}", waiting_for.join(", ")),
-            ),
+        .filter_map(|s| {
+            let mut deleting = s.clone();
+            deleting.wanted = true;
+            state_of(&deleting)
         })
         .collect();
-    states.push(ready(&states));
-    let first_error = report.errors().next();
-    states.push(match first_error {
-        None => State::new(SYNCED, TRUE, "ReconcileSucceeded", ""),
-        Some(e) => State::new(SYNCED, FALSE, e.reason(), e.message()),
+    states.push(State::new(
+        READY,
+        FALSE,
+        "Deleting",
+        "the pipeline is being deleted",
+    ));
+    states.push(match report.errors().next() {
+        Some(e) => State::new(SYNCED, FALSE, &e.reason, &e.message),
+        None => State::new(SYNCED, UNKNOWN, "Deleting", "deleting AWS resources"),
     });
     states
 }
 
 /// `Ready` is True only when every other condition is.
-pub fn ready(subresources: &[State]) -> State {
-    let not_ready: Vec<String> = subresources
+pub fn ready(conditions: &[State]) -> State {
+    let not_ready: Vec<String> = conditions
         .iter()
         .filter(|s| s.status != TRUE)
         .map(|s| format!("{} ({})", s.type_, s.reason))
@@ -85,119 +166,19 @@ pub fn ready(subresources: &[State]) -> State {
     }
 }
 
-/// Merges new states into existing conditions: `lastTransitionTime` changes only when
-/// `status` does; conditions not mentioned are kept.
-pub fn merge(
-    existing: &[Condition],
-    states: &[State],
-    generation: Option<i64>,
-    now: &str,
-) -> Vec<Condition> {
-    let mut out: Vec<Condition> = existing.to_vec();
-    for state in states {
-        let next = |last_transition_time: String| Condition {
-            type_: state.type_.clone(),
-            status: state.status.into(),
-            reason: state.reason.clone(),
-            message: state.message.clone(),
-            last_transition_time,
-            observed_generation: generation,
-        };
-        match out.iter_mut().find(|c| c.type_ == state.type_) {
-            Some(c) if c.status == state.status => *c = next(c.last_transition_time.clone()),
-            Some(c) => *c = next(now.to_string()),
-            None => out.push(next(now.to_string())),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::aws::AwsError;
-    use crate::engine::{Action, StepReport};
-
-    fn report(outcomes: Vec<(&'static str, StepOutcome)>) -> ApplyReport {
-        ApplyReport {
-            steps: outcomes
-                .into_iter()
-                .map(|(c, outcome)| StepReport {
-                    condition: c,
-                    kind: "thing",
-                    outcome,
-                })
-                .collect(),
-            produced: Default::default(),
-        }
-    }
-
-    #[test]
-    fn all_done_is_ready_and_synced() {
-        let states = from_apply(&report(vec![
-            ("AReady", StepOutcome::Done(Action::Created)),
-            ("BReady", StepOutcome::Done(Action::Unchanged)),
-        ]));
-        let ready = states.iter().find(|s| s.type_ == READY).cloned();
-        assert_eq!(
-            ready,
-            Some(State::new(READY, TRUE, "AllResourcesReady", ""))
-        );
-        assert!(states.iter().all(|s| s.status == TRUE));
-    }
-
-    #[test]
-    fn a_failed_child_makes_ready_false_and_blocks_dependents() {
-        let err = AwsError::terminal("AccessDenied", "AWS denied kms:CreateKey");
-        let states = from_apply(&report(vec![
-            ("AReady", StepOutcome::Failed(StepError::Aws(err))),
-            (
-                "BReady",
-                StepOutcome::Blocked {
-                    waiting_for: vec!["AReady"],
-                },
-            ),
-        ]));
-        let get = |t: &str| {
-            states
-                .iter()
-                .find(|s| s.type_ == t)
-                .cloned()
-                .unwrap_or_else(|| State::new(t, UNKNOWN, "missing", ""))
-        };
-        assert_eq!(get("AReady").status, FALSE);
-        assert_eq!(get("AReady").reason, "AccessDenied");
-        assert_eq!(get("BReady").status, UNKNOWN);
-        assert_eq!(get(READY).status, FALSE);
-        assert_eq!(
-            get(READY).message,
-            "not ready: AReady (AccessDenied), BReady (DependencyNotReady)"
-        );
-        assert_eq!(get(SYNCED).reason, "AccessDenied");
-    }
-
-    #[test]
-    fn transition_time_changes_only_with_status() {
-        let first = merge(
-            &[],
-            &[State::new("AReady", TRUE, "InSync", "")],
-            Some(1),
-            "t1",
-        );
-        let same = merge(
-            &first,
-            &[State::new("AReady", TRUE, "InSync", "")],
-            Some(2),
-            "t2",
-        );
-        assert_eq!(same[0].last_transition_time, "t1");
-        assert_eq!(same[0].observed_generation, Some(2));
-        let flipped = merge(
-            &same,
-            &[State::new("AReady", FALSE, "AccessDenied", "x")],
-            Some(2),
-            "t3",
-        );
-        assert_eq!(flipped[0].last_transition_time, "t3");
-    }
+/// When to look again: the soonest in-progress step, if any.
+pub fn soonest_progress(report: &Report) -> Option<std::time::Duration> {
+    report
+        .steps
+        .iter()
+        .filter_map(|s| match &s.outcome {
+            Outcome::Applied(a) => a.progress.as_ref().map(|p| p.after),
+            Outcome::Failed(f) => match f.class {
+                Class::InProgress(after) => Some(after),
+                _ => None,
+            },
+            Outcome::Removed(Removal::Pending(_)) => Some(std::time::Duration::from_secs(10)),
+            _ => None,
+        })
+        .min()
 }

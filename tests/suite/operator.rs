@@ -10,7 +10,9 @@ use aws_sdk_kms::types::KeyState;
 use aws_sdk_s3::types::{BucketVersioningStatus, ServerSideEncryption};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use delivery_operator::api::{DeletionPolicy, DeliveryPipeline};
-use delivery_operator::desired::{PipelineContext, artifact_store, encryption_key, policy};
+use delivery_operator::desired::{PipelineContext, policy};
+use delivery_operator::groups::artifact_store::desired as artifact_store;
+use delivery_operator::groups::encryption_key::desired as encryption_key;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -308,7 +310,7 @@ async fn minimal_pipeline_reaches_ready_with_every_aws_property_and_updates_mini
         "{bucket_policy}"
     );
     assert_eq!(lifecycle_days(&s3, bucket).await, (Some(30), Some(7)));
-    assert_eq!(bucket_tags(&s3, bucket).await, desired_bucket.tags);
+    assert_eq!(bucket_tags(&s3, bucket).await, desired_bucket.tags.tags);
 
     // Events for what was created.
     let events: Api<k8s_openapi::api::events::v1::Event> =
@@ -674,6 +676,7 @@ async fn a_key_left_by_a_crash_before_its_alias_is_adopted_not_duplicated() {
     let aws = aws_config().await;
     let kms = aws_sdk_kms::Client::new(&aws);
     let tags: Vec<aws_sdk_kms::types::Tag> = desired
+        .tags
         .tags
         .iter()
         .map(|(k, v)| {

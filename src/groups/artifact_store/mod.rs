@@ -1,5 +1,8 @@
 //! The versioned, KMS-encrypted artifact bucket.
 
+pub mod desired;
+pub mod diff;
+
 use std::collections::BTreeMap;
 
 use aws_sdk_s3::Client;
@@ -13,92 +16,47 @@ use aws_sdk_s3::types::{
 };
 use aws_smithy_types::error::operation::BuildError;
 
-use super::error::{AwsError, classify, code};
-use crate::desired::PipelineContext;
-use crate::desired::artifact_store::{
+use self::desired::{
     ArtifactBucket, Lifecycle, RULE_ABORT_UPLOADS, RULE_NONCURRENT, artifact_bucket,
 };
+use self::diff::{BucketView, Change};
+use super::kit::{TagPlan, check_owner};
+use super::{Group, Placement, Produced, keys};
+use crate::aws::{AwsResultExt, AwsSession, classify, code};
+use crate::desired::PipelineContext;
 use crate::desired::policy;
-use crate::desired::tags::{Ownership, ownership, stale_tags, tag_drift};
-use crate::engine::{Gone, Observation, OutputKey, Produced, SpecError, Subresource};
-
-pub struct ArtifactStoreSubresource {
-    pub s3: Client,
-    pub ctx: PipelineContext,
-}
-
-pub struct Desired {
-    bucket: ArtifactBucket,
-}
-
-/// What the bucket looks like now; `None` where the setting is absent.
-#[derive(Debug, Default)]
-pub struct Observed {
-    encryption_key: Option<String>,
-    bucket_key_enabled: bool,
-    versioning: bool,
-    public_access_blocked: bool,
-    lifecycle: Option<Lifecycle>,
-    policy: Option<serde_json::Value>,
-    tags: BTreeMap<String, String>,
-}
+use crate::engine::{Failure, Key, Removal, Values};
 
 const KIND: &str = "AWS::S3::Bucket";
 
-/// Which settings differ from the desired ones; each maps to one S3 write.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Drift {
-    tags: bool,
-    public_access: bool,
-    encryption: bool,
-    versioning: bool,
-    lifecycle: bool,
-    policy: bool,
+pub struct ArtifactStore {
+    ctx: PipelineContext,
 }
 
-impl Drift {
-    fn any(&self) -> bool {
-        *self != Drift::default()
+impl ArtifactStore {
+    pub fn new(ctx: &PipelineContext) -> Self {
+        Self { ctx: ctx.clone() }
+    }
+
+    fn name(&self) -> String {
+        self.ctx.names().artifact_bucket()
     }
 }
 
-fn build_err(e: BuildError) -> AwsError {
-    AwsError::terminal(
+fn build_err(e: BuildError) -> Failure {
+    Failure::terminal(
         "InvalidRequest",
         format!("could not build an S3 request: {e}"),
     )
 }
 
-impl ArtifactStoreSubresource {
-    fn drift(&self, b: &ArtifactBucket, o: &Observed) -> Drift {
-        Drift {
-            tags: !tag_drift(&b.tags, &o.tags).is_empty()
-                || !stale_tags(&self.ctx, &o.tags).is_empty(),
-            public_access: o.public_access_blocked != b.block_public_access,
-            encryption: o.encryption_key.as_deref() != Some(b.kms_key_arn.as_str())
-                || o.bucket_key_enabled != b.bucket_key_enabled,
-            versioning: o.versioning != b.versioning,
-            lifecycle: o.lifecycle.as_ref() != Some(&b.lifecycle),
-            policy: !o
-                .policy
-                .as_ref()
-                .is_some_and(|p| policy::equivalent(p, &b.policy)),
-        }
-    }
+struct S3Calls<'a> {
+    s3: &'a Client,
+}
 
-    fn produced(&self, bucket: &str) -> Produced {
-        Produced::default()
-            .output(OutputKey::ArtifactBucket, bucket)
-            .owns(
-                KIND,
-                format!("arn:{}:s3:::{bucket}", self.ctx.partition()),
-                &self.ctx.account_id,
-                &self.ctx.region,
-            )
-    }
-
-    async fn read(&self, name: &str) -> Result<Observed, AwsError> {
-        let mut o = Observed::default();
+impl S3Calls<'_> {
+    async fn read(&self, name: &str) -> Result<BucketView, Failure> {
+        let mut o = BucketView::default();
         match self.s3.get_bucket_encryption().bucket(name).send().await {
             Ok(out) => {
                 let rule = out
@@ -119,7 +77,7 @@ impl ArtifactStoreSubresource {
             .bucket(name)
             .send()
             .await
-            .map_err(|e| classify("s3:GetBucketVersioning", e))?;
+            .aws("s3:GetBucketVersioning")?;
         o.versioning = versioning.status() == Some(&BucketVersioningStatus::Enabled);
         match self.s3.get_public_access_block().bucket(name).send().await {
             Ok(out) => {
@@ -163,7 +121,7 @@ impl ArtifactStoreSubresource {
         Ok(o)
     }
 
-    async fn put_public_access_block(&self, name: &str) -> Result<(), AwsError> {
+    async fn put_public_access_block(&self, name: &str) -> Result<(), Failure> {
         let config = PublicAccessBlockConfiguration::builder()
             .block_public_acls(true)
             .ignore_public_acls(true)
@@ -176,11 +134,11 @@ impl ArtifactStoreSubresource {
             .public_access_block_configuration(config)
             .send()
             .await
-            .map_err(|e| classify("s3:PutPublicAccessBlock", e))?;
+            .aws("s3:PutPublicAccessBlock")?;
         Ok(())
     }
 
-    async fn put_encryption(&self, d: &ArtifactBucket) -> Result<(), AwsError> {
+    async fn put_encryption(&self, d: &ArtifactBucket) -> Result<(), Failure> {
         let default = ServerSideEncryptionByDefault::builder()
             .sse_algorithm(ServerSideEncryption::AwsKms)
             .kms_master_key_id(&d.kms_key_arn)
@@ -201,11 +159,11 @@ impl ArtifactStoreSubresource {
             .server_side_encryption_configuration(config)
             .send()
             .await
-            .map_err(|e| classify("s3:PutBucketEncryption", e))?;
+            .aws("s3:PutBucketEncryption")?;
         Ok(())
     }
 
-    async fn put_versioning(&self, name: &str) -> Result<(), AwsError> {
+    async fn put_versioning(&self, name: &str) -> Result<(), Failure> {
         self.s3
             .put_bucket_versioning()
             .bucket(name)
@@ -216,11 +174,11 @@ impl ArtifactStoreSubresource {
             )
             .send()
             .await
-            .map_err(|e| classify("s3:PutBucketVersioning", e))?;
+            .aws("s3:PutBucketVersioning")?;
         Ok(())
     }
 
-    async fn put_lifecycle(&self, d: &ArtifactBucket) -> Result<(), AwsError> {
+    async fn put_lifecycle(&self, d: &ArtifactBucket) -> Result<(), Failure> {
         let everything = || LifecycleRuleFilter::builder().prefix("").build();
         let rules = vec![
             LifecycleRule::builder()
@@ -257,40 +215,36 @@ impl ArtifactStoreSubresource {
             )
             .send()
             .await
-            .map_err(|e| classify("s3:PutBucketLifecycleConfiguration", e))?;
+            .aws("s3:PutBucketLifecycleConfiguration")?;
         Ok(())
     }
 
-    async fn put_policy(&self, d: &ArtifactBucket) -> Result<(), AwsError> {
+    async fn put_policy(&self, d: &ArtifactBucket) -> Result<(), Failure> {
         self.s3
             .put_bucket_policy()
             .bucket(&d.name)
             .policy(d.policy.to_string())
             .send()
             .await
-            .map_err(|e| classify("s3:PutBucketPolicy", e))?;
+            .aws("s3:PutBucketPolicy")?;
         Ok(())
     }
 
     async fn put_tags(
         &self,
-        d: &ArtifactBucket,
+        name: &str,
+        plan: &TagPlan,
         existing: &BTreeMap<String, String>,
-    ) -> Result<(), AwsError> {
-        // PutBucketTagging replaces the whole set: keep tags others added, drop the keys the
-        // spec no longer has, override ours.
-        let mut all = existing.clone();
-        for key in stale_tags(&self.ctx, existing) {
-            all.remove(&key);
-        }
-        all.extend(d.tags.clone());
-        let tags = all
+    ) -> Result<(), Failure> {
+        // PutBucketTagging replaces the whole set.
+        let tags = plan
+            .whole_set(existing)
             .iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(build_err))
             .collect::<Result<Vec<_>, _>>()?;
         self.s3
             .put_bucket_tagging()
-            .bucket(&d.name)
+            .bucket(name)
             .tagging(
                 Tagging::builder()
                     .set_tag_set(Some(tags))
@@ -299,12 +253,31 @@ impl ArtifactStoreSubresource {
             )
             .send()
             .await
-            .map_err(|e| classify("s3:PutBucketTagging", e))?;
+            .aws("s3:PutBucketTagging")?;
+        Ok(())
+    }
+
+    async fn apply(
+        &self,
+        d: &ArtifactBucket,
+        existing_tags: &BTreeMap<String, String>,
+        changes: Vec<Change>,
+    ) -> Result<(), Failure> {
+        for change in changes {
+            match change {
+                Change::Tags(plan) => self.put_tags(&d.name, &plan, existing_tags).await?,
+                Change::PublicAccessBlock => self.put_public_access_block(&d.name).await?,
+                Change::Encryption => self.put_encryption(d).await?,
+                Change::Versioning => self.put_versioning(&d.name).await?,
+                Change::Lifecycle => self.put_lifecycle(d).await?,
+                Change::Policy => self.put_policy(d).await?,
+            }
+        }
         Ok(())
     }
 
     /// Deletes every object version and delete marker, a page at a time.
-    async fn empty(&self, name: &str) -> Result<(), AwsError> {
+    async fn empty(&self, name: &str) -> Result<(), Failure> {
         loop {
             let page = self
                 .s3
@@ -313,7 +286,7 @@ impl ArtifactStoreSubresource {
                 .max_keys(1000)
                 .send()
                 .await
-                .map_err(|e| classify("s3:ListObjectVersions", e))?;
+                .aws("s3:ListObjectVersions")?;
             let mut objects = Vec::new();
             for v in page.versions() {
                 objects.push((
@@ -352,7 +325,7 @@ impl ArtifactStoreSubresource {
                 )
                 .send()
                 .await
-                .map_err(|e| classify("s3:DeleteObjects", e))?;
+                .aws("s3:DeleteObjects")?;
         }
     }
 }
@@ -376,54 +349,64 @@ fn lifecycle_of(rules: &[LifecycleRule]) -> Option<Lifecycle> {
     })
 }
 
-impl Subresource for ArtifactStoreSubresource {
-    const CONDITION: &'static str = "ArtifactStoreReady";
-    const KIND: &'static str = "S3 artifact bucket";
-    type Desired = Desired;
-    type Observed = Observed;
+impl Group for ArtifactStore {
+    type Desired = ArtifactBucket;
+    type Observed = BucketView;
+    type Change = Change;
 
-    fn desired(&self, ctx: &PipelineContext, upstream: &Produced) -> Result<Desired, SpecError> {
-        let key = upstream.require(OutputKey::KmsKeyArn)?;
-        Ok(Desired {
-            bucket: artifact_bucket(ctx, key),
-        })
+    fn condition(&self) -> String {
+        "ArtifactStoreReady".into()
     }
 
-    async fn observe(&self, d: &Desired) -> Result<Observation<Observed>, AwsError> {
-        let name = &d.bucket.name;
-        match self.s3.head_bucket().bucket(name).send().await {
+    fn kind(&self) -> &'static str {
+        "S3 artifact bucket"
+    }
+
+    fn needs(&self) -> Vec<Key> {
+        vec![keys::KMS_KEY_ARN]
+    }
+
+    fn provides(&self) -> Vec<Key> {
+        vec![keys::ARTIFACT_BUCKET]
+    }
+
+    fn desired(&self, _at: &Placement, inputs: &Values) -> Result<ArtifactBucket, Failure> {
+        let key = inputs
+            .get(&keys::KMS_KEY_ARN)
+            .ok_or_else(|| Failure::terminal("MissingInput", "the KMS key ARN is not known yet"))?;
+        Ok(artifact_bucket(&self.ctx, key))
+    }
+
+    async fn observe(&self, aws: &AwsSession) -> Result<Option<BucketView>, Failure> {
+        let name = self.name();
+        let s3 = aws.s3();
+        match s3.head_bucket().bucket(&name).send().await {
             Ok(_) => {}
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
-                return Ok(Observation::Absent);
+                return Ok(None);
             }
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
-                return Err(AwsError::terminal(
+                return Err(Failure::terminal(
                     "BucketNameTaken",
                     format!(
-                        "S3 bucket {name} exists but belongs to someone else; this cannot happen by chance, check for a copy of this pipeline in another account"
+                        "S3 bucket {name} exists but belongs to another account; this cannot happen by chance, check for a copy of this pipeline in another account"
                     ),
                 ));
             }
             Err(e) => return Err(classify("s3:HeadBucket", e)),
         }
-        let observed = self.read(name).await?;
-        if let Ownership::Foreign(owner) = ownership(&self.ctx, &observed.tags) {
-            return Err(AwsError::terminal(
-                "ResourceOwnedByAnotherPipeline",
-                format!("S3 bucket {name} is owned by {owner}"),
-            ));
-        }
-        let up_to_date = !self.drift(&d.bucket, &observed).any();
-        Ok(Observation::Present {
-            observed,
-            up_to_date,
-            produced: self.produced(name),
-        })
+        let view = S3Calls { s3: &s3 }.read(&name).await?;
+        check_owner(&self.ctx, &format!("S3 bucket {name}"), &view.tags)?;
+        Ok(Some(view))
     }
 
-    async fn create(&self, d: &Desired) -> Result<Produced, AwsError> {
-        let b = &d.bucket;
-        let mut request = self.s3.create_bucket().bucket(&b.name);
+    fn diff(desired: &ArtifactBucket, observed: &BucketView) -> Vec<Change> {
+        diff::diff(desired, observed)
+    }
+
+    async fn create(&self, aws: &AwsSession, b: &ArtifactBucket) -> Result<Produced, Failure> {
+        let s3 = aws.s3();
+        let mut request = s3.create_bucket().bucket(&b.name);
         // us-east-1 is the one region that takes no location constraint.
         if b.region != "us-east-1" {
             request = request.create_bucket_configuration(
@@ -436,55 +419,48 @@ impl Subresource for ArtifactStoreSubresource {
             Ok(_) => {}
             Err(e) if code(&e) == Some("BucketAlreadyOwnedByYou") => {}
             Err(e) if code(&e) == Some("BucketAlreadyExists") => {
-                return Err(AwsError::terminal(
+                return Err(Failure::terminal(
                     "BucketNameTaken",
                     format!("S3 bucket name {} is taken in another account", b.name),
                 ));
             }
             Err(e) => return Err(classify("s3:CreateBucket", e)),
         }
-        // Tags first: from now on the bucket is recognisably ours.
-        self.put_tags(b, &BTreeMap::new()).await?;
-        self.put_public_access_block(&b.name).await?;
-        self.put_encryption(b).await?;
-        self.put_versioning(&b.name).await?;
-        self.put_lifecycle(b).await?;
-        self.put_policy(b).await?;
-        Ok(self.produced(&b.name))
+        S3Calls { s3: &s3 }
+            .apply(b, &BTreeMap::new(), diff::all(b))
+            .await?;
+        Ok(self.produced(&Placement::of(aws), b, &BucketView::default()))
     }
 
-    async fn update(&self, d: &Desired, o: &Observed) -> Result<Produced, AwsError> {
-        let b = &d.bucket;
-        let drift = self.drift(b, o);
-        if drift.tags {
-            self.put_tags(b, &o.tags).await?;
-        }
-        if drift.public_access {
-            self.put_public_access_block(&b.name).await?;
-        }
-        if drift.encryption {
-            self.put_encryption(b).await?;
-        }
-        if drift.versioning {
-            self.put_versioning(&b.name).await?;
-        }
-        if drift.lifecycle {
-            self.put_lifecycle(b).await?;
-        }
-        if drift.policy {
-            self.put_policy(b).await?;
-        }
-        Ok(self.produced(&b.name))
+    async fn update(
+        &self,
+        aws: &AwsSession,
+        d: &ArtifactBucket,
+        o: &BucketView,
+        changes: Vec<Change>,
+    ) -> Result<(), Failure> {
+        S3Calls { s3: &aws.s3() }.apply(d, &o.tags, changes).await
     }
 
-    async fn delete(&self, d: &Desired, _o: &Observed) -> Result<Gone, AwsError> {
-        self.empty(&d.bucket.name).await?;
-        match self.s3.delete_bucket().bucket(&d.bucket.name).send().await {
-            Ok(_) => Ok(Gone::Yes),
-            Err(e) if code(&e) == Some("NoSuchBucket") => Ok(Gone::Yes),
+    async fn delete(&self, aws: &AwsSession, _o: BucketView) -> Result<Removal, Failure> {
+        let s3 = aws.s3();
+        let name = self.name();
+        S3Calls { s3: &s3 }.empty(&name).await?;
+        match s3.delete_bucket().bucket(&name).send().await {
+            Ok(_) => Ok(Removal::Gone),
+            Err(e) if code(&e) == Some("NoSuchBucket") => Ok(Removal::Gone),
             // An object written between emptying and deleting: empty again next time.
-            Err(e) if code(&e) == Some("BucketNotEmpty") => Ok(Gone::Pending),
+            Err(e) if code(&e) == Some("BucketNotEmpty") => Ok(Removal::Pending(
+                "objects were written while the bucket was emptied".into(),
+            )),
             Err(e) => Err(classify("s3:DeleteBucket", e)),
         }
+    }
+
+    fn produced(&self, at: &Placement, _d: &ArtifactBucket, _o: &BucketView) -> Produced {
+        let name = self.name();
+        Produced::default()
+            .value(keys::ARTIFACT_BUCKET, &name)
+            .owns(KIND, format!("arn:{}:s3:::{name}", at.partition), at)
     }
 }

@@ -1,12 +1,10 @@
 //! Desired state of the pipeline's customer-managed KMS key.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::PipelineContext;
-use super::tags::tags;
+use crate::desired::PipelineContext;
+use crate::groups::kit::DesiredTags;
 
 /// Days between automatic rotations (AWS default and minimum is 90; 365 is the usual choice).
 pub const ROTATION_PERIOD_DAYS: i32 = 365;
@@ -21,7 +19,7 @@ pub struct EncryptionKey {
     pub rotation_enabled: bool,
     pub rotation_period_days: i32,
     pub policy: Value,
-    pub tags: BTreeMap<String, String>,
+    pub tags: DesiredTags,
 }
 
 /// Actions the account's principals (through IAM) need to administer and use the key. Listed
@@ -73,8 +71,7 @@ pub const ALIAS_TAG: &str = "delivery-operator.dev/kms-alias";
 
 pub fn encryption_key(ctx: &PipelineContext) -> EncryptionKey {
     let alias = ctx.names().kms_alias();
-    let mut key_tags = tags(ctx);
-    key_tags.insert(ALIAS_TAG.into(), alias.clone());
+    let key_tags = DesiredTags::of(ctx).with(ALIAS_TAG, &alias);
     EncryptionKey {
         alias,
         description: format!(
@@ -172,7 +169,7 @@ mod tests {
     fn key_policy_golden_cross_account() {
         let key = encryption_key(&context(FULL));
         let golden: Value = serde_json::from_str(include_str!(
-            "../../tests/data/golden/kms-key-policy-cross-account.json"
+            "../../../tests/data/golden/kms-key-policy-cross-account.json"
         ))
         .expect("golden parses");
         assert_eq!(

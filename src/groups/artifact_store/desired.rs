@@ -1,12 +1,10 @@
 //! Desired state of the versioned, KMS-encrypted artifact bucket.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::PipelineContext;
-use super::tags::tags;
+use crate::desired::PipelineContext;
+use crate::groups::kit::DesiredTags;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -20,7 +18,7 @@ pub struct ArtifactBucket {
     pub block_public_access: bool,
     pub lifecycle: Lifecycle,
     pub policy: Value,
-    pub tags: BTreeMap<String, String>,
+    pub tags: DesiredTags,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -50,7 +48,7 @@ pub fn artifact_bucket(ctx: &PipelineContext, kms_key_arn: &str) -> ArtifactBuck
                 .noncurrent_version_expiration_days,
             abort_incomplete_upload_days: ctx.spec.artifact_store.abort_incomplete_upload_days,
         },
-        tags: tags(ctx),
+        tags: DesiredTags::of(ctx),
     }
 }
 
@@ -129,7 +127,7 @@ mod tests {
         let c = context(FULL);
         let b = artifact_bucket(&c, KEY);
         let golden: Value = serde_json::from_str(include_str!(
-            "../../tests/data/golden/bucket-policy-cross-account.json"
+            "../../../tests/data/golden/bucket-policy-cross-account.json"
         ))
         .expect("golden parses");
         assert_eq!(

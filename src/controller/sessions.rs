@@ -1,0 +1,128 @@
+//! The AWS sessions one pipeline needs: its own (from `spec.credentials`, or the operator's
+//! identity), and one per environment in another account, assumed from the pipeline's session
+//! (role chaining). Every AssumeRole carries an external ID.
+
+use std::sync::Arc;
+
+use crate::api::DeliveryPipeline;
+use crate::aws::{Assume, AwsFactory, AwsSession, SessionKey};
+use crate::desired::Env;
+use crate::engine::Failure;
+use crate::groups::Sessions;
+
+/// The external ID the operator sends when the spec names none: derived from the namespace,
+/// so a role trusted for one namespace's pipelines cannot be used from another namespace (the
+/// confused-deputy problem; see docs/security.md).
+pub fn default_external_id(namespace: &str) -> String {
+    format!("delivery-operator:{namespace}")
+}
+
+fn pipeline_key(dp: &DeliveryPipeline, namespace: &str, region: &str) -> SessionKey {
+    SessionKey {
+        region: region.to_string(),
+        chain: dp
+            .spec
+            .credentials
+            .iter()
+            .map(|c| Assume {
+                role_arn: c.role_arn.clone(),
+                external_id: c
+                    .external_id
+                    .clone()
+                    .unwrap_or_else(|| default_external_id(namespace)),
+            })
+            .collect(),
+    }
+}
+
+/// Opens the pipeline's session; its failure means nothing can be attempted.
+pub async fn pipeline(
+    aws: &AwsFactory,
+    dp: &DeliveryPipeline,
+    namespace: &str,
+    region: &str,
+) -> Result<Arc<AwsSession>, Failure> {
+    aws.session(&pipeline_key(dp, namespace, region))
+        .await
+        .map_err(|e| match &dp.spec.credentials {
+            Some(c) if e.reason == "RoleNotAssumable" || e.reason == "RoleNotAllowed" => Failure {
+                reason: "CredentialsRoleNotAssumable".into(),
+                message: format!("spec.credentials.roleArn {}: {}", c.role_arn, e.message),
+                class: e.class,
+            },
+            _ => e,
+        })
+}
+
+/// Opens every environment's session (concurrently); a failure affects only that
+/// environment's steps.
+pub async fn all(
+    aws: &AwsFactory,
+    dp: &DeliveryPipeline,
+    namespace: &str,
+    region: &str,
+    pipeline: Arc<AwsSession>,
+) -> Sessions {
+    let base = pipeline_key(dp, namespace, region);
+    let environment = |env: Env| {
+        let base = base.clone();
+        let pipeline = pipeline.clone();
+        async move {
+            let spec = env.spec(&dp.spec);
+            let Some(role_arn) = spec.management_role_arn.clone() else {
+                return Ok(pipeline);
+            };
+            let mut key = base;
+            key.chain.push(Assume {
+                role_arn: role_arn.clone(),
+                external_id: default_external_id(namespace),
+            });
+            let session = aws.session(&key).await.map_err(|e| {
+                e.context(&format!(
+                    "spec.environments.{}.managementRoleArn {role_arn}",
+                    env.name()
+                ))
+            })?;
+            match &spec.account_id {
+                Some(account) if *account != session.account_id => Err(Failure::terminal(
+                    "EnvironmentAccountMismatch",
+                    format!(
+                        "spec.environments.{}.managementRoleArn {role_arn} resolved to account {}, not accountId {account}",
+                        env.name(),
+                        session.account_id
+                    ),
+                )),
+                _ => Ok(session),
+            }
+        }
+    };
+    let (staging, production) =
+        futures::join!(environment(Env::Staging), environment(Env::Production));
+    Sessions {
+        pipeline: Ok(pipeline),
+        staging,
+        production,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_assumption_carries_an_external_id() {
+        let mut dp: DeliveryPipeline =
+            serde_yaml::from_str(include_str!("../../examples/minimal.yaml")).expect("example");
+        dp.spec.credentials = Some(crate::api::Credentials {
+            role_arn: "arn:aws:iam::111111111111:role/x".into(),
+            external_id: None,
+        });
+        let key = pipeline_key(&dp, "team-a", "us-east-1");
+        assert_eq!(key.chain.len(), 1);
+        assert_eq!(key.chain[0].external_id, "delivery-operator:team-a");
+        assert_ne!(
+            pipeline_key(&dp, "team-b", "us-east-1").chain[0].external_id,
+            key.chain[0].external_id
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! How the observed KMS key differs from the desired one. Pure.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::desired::EncryptionKey;
+use crate::desired::policy;
+use crate::groups::kit::TagPlan;
+
+/// The key's state in KMS, as far as the diff cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyState {
+    Enabled,
+    Disabled,
+    PendingDeletion,
+    /// Creating, Updating, Unavailable, ...: AWS is working on it.
+    Other,
+}
+
+/// The observed key, reduced to what is compared.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyView {
+    pub state: KeyState,
+    pub description: String,
+    pub rotation_enabled: bool,
+    pub rotation_period_days: Option<i32>,
+    pub policy: Option<Value>,
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// Scheduled for deletion outside the operator: restore (old artifacts stay readable).
+    CancelDeletion,
+    Enable,
+    Rotation,
+    Policy,
+    Description,
+    Tags(TagPlan),
+}
+
+pub fn diff(d: &EncryptionKey, o: &KeyView) -> Vec<Change> {
+    let mut changes = Vec::new();
+    // A key pending deletion reports no rotation or policy; both are rewritten once restored.
+    let pending = o.state == KeyState::PendingDeletion;
+    if pending {
+        changes.push(Change::CancelDeletion);
+    }
+    if matches!(o.state, KeyState::PendingDeletion | KeyState::Disabled) {
+        changes.push(Change::Enable);
+    }
+    if pending
+        || !o.rotation_enabled
+        || o.rotation_period_days
+            .is_some_and(|p| p != d.rotation_period_days)
+    {
+        changes.push(Change::Rotation);
+    }
+    if pending
+        || !o
+            .policy
+            .as_ref()
+            .is_some_and(|p| policy::equivalent(p, &d.policy))
+    {
+        changes.push(Change::Policy);
+    }
+    if o.description != d.description {
+        changes.push(Change::Description);
+    }
+    let tags = d.tags.plan(&o.tags);
+    if !tags.is_empty() {
+        changes.push(Change::Tags(tags));
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::testing::{MINIMAL, context};
+    use crate::groups::encryption_key::desired::encryption_key;
+
+    fn in_sync(d: &EncryptionKey) -> KeyView {
+        KeyView {
+            state: KeyState::Enabled,
+            description: d.description.clone(),
+            rotation_enabled: true,
+            rotation_period_days: Some(d.rotation_period_days),
+            policy: Some(d.policy.clone()),
+            tags: d.tags.tags.clone(),
+        }
+    }
+
+    #[test]
+    fn an_equal_key_has_no_changes_even_with_reordered_policy_and_extra_tags() {
+        let d = encryption_key(&context(MINIMAL));
+        let mut o = in_sync(&d);
+        if let Some(statements) = o
+            .policy
+            .as_mut()
+            .and_then(|p| p["Statement"].as_array_mut())
+        {
+            statements.reverse();
+        }
+        o.tags.insert("AddedByHand".into(), "x".into());
+        // AWS may leave the period out when it is the default.
+        o.rotation_period_days = None;
+        assert_eq!(diff(&d, &o), vec![]);
+    }
+
+    #[test]
+    fn a_key_pending_deletion_is_restored_and_rewritten() {
+        let d = encryption_key(&context(MINIMAL));
+        let mut o = in_sync(&d);
+        o.state = KeyState::PendingDeletion;
+        o.rotation_enabled = false;
+        o.policy = None;
+        assert_eq!(
+            diff(&d, &o),
+            vec![
+                Change::CancelDeletion,
+                Change::Enable,
+                Change::Rotation,
+                Change::Policy
+            ]
+        );
+    }
+
+    #[test]
+    fn each_drifted_setting_is_one_change() {
+        let d = encryption_key(&context(MINIMAL));
+        let mut o = in_sync(&d);
+        o.rotation_period_days = Some(90);
+        o.description = "changed".into();
+        o.tags.remove("CostCenter");
+        let changes = diff(&d, &o);
+        assert_eq!(changes.len(), 3, "{changes:?}");
+        assert!(changes.contains(&Change::Rotation) && changes.contains(&Change::Description));
+    }
+}

@@ -1,0 +1,414 @@
+//! The pipeline's customer-managed KMS key, found by its alias.
+
+pub mod desired;
+pub mod diff;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_kms::types::{KeySpec, KeyState as KmsKeyState, KeyUsageType, Tag};
+
+use self::desired::{ALIAS_TAG, DELETION_WINDOW_DAYS, EncryptionKey as Desired, encryption_key};
+use self::diff::{Change, KeyState, KeyView};
+use super::kit::check_owner;
+use super::{Group, Placement, Produced, keys};
+use crate::aws::{AwsResultExt, AwsSession, code, found};
+use crate::desired::PipelineContext;
+use crate::desired::policy;
+use crate::desired::tags::OWNER_KEY;
+use crate::engine::{Failure, Key, Removal, Values};
+
+const KIND: &str = "AWS::KMS::Key";
+
+pub struct EncryptionKey {
+    ctx: PipelineContext,
+}
+
+impl EncryptionKey {
+    pub fn new(ctx: &PipelineContext) -> Self {
+        Self { ctx: ctx.clone() }
+    }
+
+    fn alias(&self) -> String {
+        self.ctx.names().kms_alias()
+    }
+}
+
+/// The key as KMS reports it.
+pub struct Observed {
+    key_id: String,
+    arn: String,
+    view: KeyView,
+}
+
+fn state_of(s: Option<&KmsKeyState>) -> KeyState {
+    match s {
+        Some(KmsKeyState::Enabled) => KeyState::Enabled,
+        Some(KmsKeyState::Disabled) => KeyState::Disabled,
+        Some(KmsKeyState::PendingDeletion) => KeyState::PendingDeletion,
+        _ => KeyState::Other,
+    }
+}
+
+fn kms_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, Failure> {
+    tags.iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .tag_key(k)
+                .tag_value(v)
+                .build()
+                .map_err(|e| Failure::terminal("InvalidTag", format!("tag {k}: {e}")))
+        })
+        .collect()
+}
+
+async fn key_tags(
+    kms: &aws_sdk_kms::Client,
+    key_id: &str,
+) -> Result<BTreeMap<String, String>, Failure> {
+    let mut tags = BTreeMap::new();
+    let mut marker = None;
+    loop {
+        let out = kms
+            .list_resource_tags()
+            .key_id(key_id)
+            .set_marker(marker)
+            .send()
+            .await
+            .aws("kms:ListResourceTags")?;
+        for t in out.tags() {
+            tags.insert(t.tag_key().to_string(), t.tag_value().to_string());
+        }
+        marker = out.next_marker().map(str::to_string);
+        if !out.truncated() || marker.is_none() {
+            return Ok(tags);
+        }
+    }
+}
+
+impl EncryptionKey {
+    /// A usable key tagged for our alias but without it: made by a reconcile that crashed
+    /// between CreateKey and CreateAlias.
+    async fn find_orphan(&self, aws: &AwsSession, alias: &str) -> Result<Option<String>, Failure> {
+        use aws_sdk_resourcegroupstagging::types::TagFilter;
+        let mut token: Option<String> = None;
+        loop {
+            let out = aws
+                .tagging()
+                .get_resources()
+                .resource_type_filters("kms:key")
+                .tag_filters(TagFilter::builder().key(ALIAS_TAG).values(alias).build())
+                .tag_filters(
+                    TagFilter::builder()
+                        .key(OWNER_KEY)
+                        .values(self.ctx.owner())
+                        .build(),
+                )
+                .set_pagination_token(token.clone())
+                .send()
+                .await
+                .aws("tag:GetResources")?;
+            for arn in out
+                .resource_tag_mapping_list()
+                .iter()
+                .filter_map(|m| m.resource_arn())
+            {
+                let described = aws
+                    .kms()
+                    .describe_key()
+                    .key_id(arn)
+                    .send()
+                    .await
+                    .aws("kms:DescribeKey")?;
+                let usable = matches!(
+                    state_of(described.key_metadata().and_then(|m| m.key_state())),
+                    KeyState::Enabled | KeyState::Disabled
+                );
+                if usable {
+                    return Ok(Some(arn.to_string()));
+                }
+            }
+            token = out
+                .pagination_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_string);
+            if token.is_none() {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn create_alias(
+        &self,
+        aws: &AwsSession,
+        alias: &str,
+        key_id: &str,
+    ) -> Result<(), Failure> {
+        aws.kms()
+            .create_alias()
+            .alias_name(alias)
+            .target_key_id(key_id)
+            .send()
+            .await
+            .aws("kms:CreateAlias")?;
+        Ok(())
+    }
+
+    async fn enable_rotation(
+        &self,
+        aws: &AwsSession,
+        key_id: &str,
+        d: &Desired,
+    ) -> Result<(), Failure> {
+        aws.kms()
+            .enable_key_rotation()
+            .key_id(key_id)
+            .rotation_period_in_days(d.rotation_period_days)
+            .send()
+            .await
+            .aws("kms:EnableKeyRotation")?;
+        Ok(())
+    }
+}
+
+impl Group for EncryptionKey {
+    type Desired = Desired;
+    type Observed = Observed;
+    type Change = Change;
+
+    fn condition(&self) -> String {
+        "EncryptionKeyReady".into()
+    }
+
+    fn kind(&self) -> &'static str {
+        "KMS key"
+    }
+
+    fn provides(&self) -> Vec<Key> {
+        vec![keys::KMS_KEY_ARN]
+    }
+
+    fn desired(&self, _at: &Placement, _inputs: &Values) -> Result<Desired, Failure> {
+        Ok(encryption_key(&self.ctx))
+    }
+
+    async fn observe(&self, aws: &AwsSession) -> Result<Option<Observed>, Failure> {
+        let kms = aws.kms();
+        let alias = self.alias();
+        let Some(described) = found(
+            kms.describe_key().key_id(&alias).send().await,
+            "kms:DescribeKey",
+            &["NotFoundException"],
+        )?
+        else {
+            return Ok(None);
+        };
+        let Some(metadata) = described.key_metadata() else {
+            return Ok(None);
+        };
+        let key_id = metadata.key_id().to_string();
+        let tags = key_tags(&kms, &key_id).await?;
+        check_owner(
+            &self.ctx,
+            &format!("the KMS key behind alias {alias}"),
+            &tags,
+        )?;
+        let state = state_of(metadata.key_state());
+        // A key pending deletion cannot report rotation or accept policy reads in AWS; it is
+        // restored (and then rewritten) by `update`.
+        let (rotation_enabled, rotation_period_days, policy) = if state == KeyState::PendingDeletion
+        {
+            (false, None, None)
+        } else {
+            let rotation = kms
+                .get_key_rotation_status()
+                .key_id(&key_id)
+                .send()
+                .await
+                .aws("kms:GetKeyRotationStatus")?;
+            let policy_text = kms
+                .get_key_policy()
+                .key_id(&key_id)
+                .policy_name("default")
+                .send()
+                .await
+                .aws("kms:GetKeyPolicy")?;
+            (
+                rotation.key_rotation_enabled(),
+                rotation.rotation_period_in_days(),
+                policy_text.policy().and_then(policy::parse),
+            )
+        };
+        Ok(Some(Observed {
+            arn: metadata.arn().unwrap_or_default().to_string(),
+            view: KeyView {
+                state,
+                description: metadata.description().unwrap_or_default().to_string(),
+                rotation_enabled,
+                rotation_period_days,
+                policy,
+                tags,
+            },
+            key_id,
+        }))
+    }
+
+    fn diff(desired: &Desired, observed: &Observed) -> Vec<Change> {
+        diff::diff(desired, &observed.view)
+    }
+
+    fn progress(&self, o: &Observed) -> Option<crate::engine::Progress> {
+        (o.view.state == KeyState::Other).then(|| crate::engine::Progress {
+            reason: "KeyNotUsable".into(),
+            message: format!("KMS key {} is not Enabled yet; waiting for KMS", o.key_id),
+            after: Duration::from_secs(15),
+        })
+    }
+
+    async fn create(&self, aws: &AwsSession, d: &Desired) -> Result<Produced, Failure> {
+        let at = Placement::of(aws);
+        if let Some(orphan) = self.find_orphan(aws, &d.alias).await? {
+            // Adopt it: give it its alias, then bring it to the desired state like any key.
+            self.create_alias(aws, &d.alias, &orphan).await?;
+            let Some(observed) = self.observe(aws).await? else {
+                return Err(Failure::in_progress(
+                    "AliasNotVisibleYet",
+                    format!("alias {} was created but is not visible yet", d.alias),
+                    Duration::from_secs(5),
+                ));
+            };
+            let changes = diff::diff(d, &observed.view);
+            if !changes.is_empty() {
+                self.update(aws, d, &observed, changes).await?;
+            }
+            return Ok(self.produced(&at, d, &observed));
+        }
+        // Tags go on with CreateKey so the key is recognisably ours from its first moment.
+        let created = aws
+            .kms()
+            .create_key()
+            .description(&d.description)
+            .policy(d.policy.to_string())
+            .key_usage(KeyUsageType::EncryptDecrypt)
+            .key_spec(KeySpec::SymmetricDefault)
+            .set_tags(Some(kms_tags(&d.tags.tags)?))
+            .send()
+            .await
+            .aws("kms:CreateKey")?;
+        let metadata = created
+            .key_metadata()
+            .ok_or_else(|| Failure::retryable("AwsCallFailed", "kms:CreateKey returned no key"))?;
+        let key_id = metadata.key_id().to_string();
+        let arn = metadata.arn().unwrap_or_default().to_string();
+        // The alias right away: it is how the key is found again.
+        self.create_alias(aws, &d.alias, &key_id).await?;
+        self.enable_rotation(aws, &key_id, d).await?;
+        Ok(Produced::default()
+            .value(keys::KMS_KEY_ARN, &arn)
+            .owns(KIND, arn, &at))
+    }
+
+    async fn update(
+        &self,
+        aws: &AwsSession,
+        d: &Desired,
+        o: &Observed,
+        changes: Vec<Change>,
+    ) -> Result<(), Failure> {
+        let kms = aws.kms();
+        let key_id = o.key_id.as_str();
+        if o.view.state == KeyState::Other {
+            return Err(Failure::in_progress(
+                "KeyNotUsable",
+                format!("KMS key {key_id} is not Enabled yet; waiting for KMS"),
+                Duration::from_secs(15),
+            ));
+        }
+        for change in changes {
+            match change {
+                Change::CancelDeletion => {
+                    kms.cancel_key_deletion()
+                        .key_id(key_id)
+                        .send()
+                        .await
+                        .aws("kms:CancelKeyDeletion")?;
+                }
+                Change::Enable => {
+                    kms.enable_key()
+                        .key_id(key_id)
+                        .send()
+                        .await
+                        .aws("kms:EnableKey")?;
+                }
+                Change::Rotation => self.enable_rotation(aws, key_id, d).await?,
+                Change::Policy => {
+                    kms.put_key_policy()
+                        .key_id(key_id)
+                        .policy_name("default")
+                        .policy(d.policy.to_string())
+                        .send()
+                        .await
+                        .aws("kms:PutKeyPolicy")?;
+                }
+                Change::Description => {
+                    kms.update_key_description()
+                        .key_id(key_id)
+                        .description(&d.description)
+                        .send()
+                        .await
+                        .aws("kms:UpdateKeyDescription")?;
+                }
+                Change::Tags(plan) => {
+                    if !plan.set.is_empty() {
+                        kms.tag_resource()
+                            .key_id(key_id)
+                            .set_tags(Some(kms_tags(&plan.set)?))
+                            .send()
+                            .await
+                            .aws("kms:TagResource")?;
+                    }
+                    if !plan.remove.is_empty() {
+                        kms.untag_resource()
+                            .key_id(key_id)
+                            .set_tag_keys(Some(plan.remove))
+                            .send()
+                            .await
+                            .aws("kms:UntagResource")?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, aws: &AwsSession, o: Observed) -> Result<Removal, Failure> {
+        let kms = aws.kms();
+        if o.view.state != KeyState::PendingDeletion {
+            match kms
+                .schedule_key_deletion()
+                .key_id(&o.key_id)
+                .pending_window_in_days(DELETION_WINDOW_DAYS)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if code(&e) == Some("KMSInvalidStateException") => {}
+                Err(e) => return Err(crate::aws::classify("kms:ScheduleKeyDeletion", e)),
+            }
+        }
+        // Without the alias a re-created pipeline starts with a fresh key; the old one is gone
+        // after the waiting period. A key pending deletion counts as gone.
+        found(
+            kms.delete_alias().alias_name(self.alias()).send().await,
+            "kms:DeleteAlias",
+            &["NotFoundException"],
+        )?;
+        Ok(Removal::Gone)
+    }
+
+    fn produced(&self, at: &Placement, _d: &Desired, o: &Observed) -> Produced {
+        Produced::default()
+            .value(keys::KMS_KEY_ARN, &o.arn)
+            .owns(KIND, &o.arn, at)
+    }
+}

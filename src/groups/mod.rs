@@ -1,0 +1,303 @@
+//! Every group of AWS resources a pipeline owns, behind one trait ([`Group`]), and the one
+//! registry ([`steps`]) that the controller and the offline plan iterate.
+//!
+//! A group is a folder: `desired.rs` (pure rendering from the spec), `diff.rs` (pure
+//! comparison with what AWS has), and `mod.rs` (the AWS calls: observe, create, update,
+//! delete). Per-environment groups are instances, each with its own condition, outputs and
+//! session. `docs/architecture.md` has the checklist for adding one.
+
+pub mod artifact_store;
+pub mod encryption_key;
+pub mod keys;
+pub mod kit;
+pub mod log_groups;
+pub mod notifications;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+use crate::aws::AwsSession;
+use crate::desired::{Env, PipelineContext};
+use crate::engine::{Action, Applied, Failure, Key, Owned, Progress, Removal, Step, Values};
+
+/// Where a group instance's resources live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub account_id: String,
+    pub region: String,
+    pub partition: &'static str,
+}
+
+impl Placement {
+    pub fn of(session: &AwsSession) -> Self {
+        Self {
+            account_id: session.account_id.clone(),
+            region: session.region.clone(),
+            partition: session.partition,
+        }
+    }
+}
+
+/// Values and owned resources a group hands to the engine.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Produced {
+    pub values: Values,
+    pub owned: Vec<Owned>,
+}
+
+impl Produced {
+    pub fn value(mut self, key: Key, value: impl Into<String>) -> Self {
+        self.values.insert(key, value.into());
+        self
+    }
+
+    pub fn owns(mut self, kind: &str, id: impl Into<String>, at: &Placement) -> Self {
+        self.owned.push(Owned {
+            kind: kind.into(),
+            id: id.into(),
+            account: at.account_id.clone(),
+            region: at.region.clone(),
+        });
+        self
+    }
+}
+
+/// One group of AWS resources. The group value itself holds only identity (the pipeline
+/// context, the environment): I/O methods get the session, so an instance whose session
+/// could not be made still has its condition, needs and provides.
+///
+/// Contracts: `observe` has no side effects and works from identity alone (names, tags);
+/// `create` is safe to repeat after a partial failure (it finds what an interrupted create
+/// left); `update` applies exactly the `diff`; `delete` is safe to repeat.
+pub trait Group: Send + Sync + 'static {
+    type Desired: Send + Sync + Serialize;
+    type Observed: Send + Sync;
+    type Change: Send + Sync + std::fmt::Debug;
+
+    /// The status condition, e.g. `EncryptionKeyReady` or `StagingLogGroupsReady`.
+    fn condition(&self) -> String;
+    /// What it is, for events and messages.
+    fn kind(&self) -> &'static str;
+    fn needs(&self) -> Vec<Key> {
+        Vec::new()
+    }
+    fn provides(&self) -> Vec<Key> {
+        Vec::new()
+    }
+    /// False when the spec no longer asks for this group: its resources are deleted.
+    fn wanted(&self) -> bool {
+        true
+    }
+    /// Pure: the desired state from the spec, where it lives, and upstream values.
+    fn desired(&self, at: &Placement, inputs: &Values) -> Result<Self::Desired, Failure>;
+    fn observe(
+        &self,
+        aws: &AwsSession,
+    ) -> impl Future<Output = Result<Option<Self::Observed>, Failure>> + Send;
+    /// Pure: what must change to bring `observed` to `desired` (empty: in sync).
+    fn diff(desired: &Self::Desired, observed: &Self::Observed) -> Vec<Self::Change>;
+    fn create(
+        &self,
+        aws: &AwsSession,
+        desired: &Self::Desired,
+    ) -> impl Future<Output = Result<Produced, Failure>> + Send;
+    fn update(
+        &self,
+        aws: &AwsSession,
+        desired: &Self::Desired,
+        observed: &Self::Observed,
+        changes: Vec<Self::Change>,
+    ) -> impl Future<Output = Result<(), Failure>> + Send;
+    fn delete(
+        &self,
+        aws: &AwsSession,
+        observed: Self::Observed,
+    ) -> impl Future<Output = Result<Removal, Failure>> + Send;
+    /// Outputs and owned resources once `observed` is in the desired state (after an update,
+    /// collections hold exactly the desired members).
+    fn produced(
+        &self,
+        at: &Placement,
+        desired: &Self::Desired,
+        observed: &Self::Observed,
+    ) -> Produced;
+    /// Exists but not settled yet (e.g. a service rolling out).
+    fn progress(&self, _observed: &Self::Observed) -> Option<Progress> {
+        None
+    }
+}
+
+/// A step the controller runs and the offline plan renders.
+pub trait GroupStep: Step {
+    /// The desired state, as the offline plan shows it (upstream values as placeholders).
+    fn plan(&self, at: &Placement) -> Result<serde_json::Value, Failure>;
+}
+
+/// A group with the session its instance acts through (or why there is none).
+pub struct Instance<G: Group> {
+    group: G,
+    condition: String,
+    session: Result<Arc<AwsSession>, Failure>,
+}
+
+impl<G: Group> Instance<G> {
+    pub fn boxed(group: G, session: Result<Arc<AwsSession>, Failure>) -> Box<dyn GroupStep> {
+        Box::new(Self {
+            condition: group.condition(),
+            group,
+            session,
+        })
+    }
+
+    fn session(&self) -> Result<&AwsSession, Failure> {
+        self.session.as_deref().map_err(Clone::clone)
+    }
+
+    async fn run_apply(&self, inputs: &Values) -> Result<Applied, Failure> {
+        let aws = self.session()?;
+        let at = Placement::of(aws);
+        let desired = self.group.desired(&at, inputs)?;
+        let (action, produced, progress) = match self.group.observe(aws).await? {
+            None => (
+                Action::Created,
+                self.group.create(aws, &desired).await?,
+                None,
+            ),
+            Some(observed) => {
+                let changes = G::diff(&desired, &observed);
+                let action = if changes.is_empty() {
+                    Action::Unchanged
+                } else {
+                    tracing::debug!(kind = self.group.kind(), ?changes, "updating");
+                    self.group.update(aws, &desired, &observed, changes).await?;
+                    Action::Updated
+                };
+                (
+                    action,
+                    self.group.produced(&at, &desired, &observed),
+                    self.group.progress(&observed),
+                )
+            }
+        };
+        Ok(Applied {
+            action,
+            values: produced.values,
+            owned: produced.owned,
+            progress,
+        })
+    }
+
+    async fn run_delete(&self) -> Result<Removal, Failure> {
+        let aws = self.session()?;
+        match self.group.observe(aws).await? {
+            None => Ok(Removal::Gone),
+            Some(observed) => self.group.delete(aws, observed).await,
+        }
+    }
+}
+
+impl<G: Group> Step for Instance<G> {
+    fn condition(&self) -> &str {
+        &self.condition
+    }
+    fn kind(&self) -> &str {
+        self.group.kind()
+    }
+    fn needs(&self) -> Vec<Key> {
+        self.group.needs()
+    }
+    fn provides(&self) -> Vec<Key> {
+        self.group.provides()
+    }
+    fn wanted(&self) -> bool {
+        self.group.wanted()
+    }
+    fn apply<'a>(&'a self, inputs: &'a Values) -> BoxFuture<'a, Result<Applied, Failure>> {
+        Box::pin(self.run_apply(inputs))
+    }
+    fn delete(&self) -> BoxFuture<'_, Result<Removal, Failure>> {
+        Box::pin(self.run_delete())
+    }
+}
+
+impl<G: Group> GroupStep for Instance<G> {
+    fn plan(&self, at: &Placement) -> Result<serde_json::Value, Failure> {
+        let placeholders: Values = self
+            .group
+            .needs()
+            .into_iter()
+            .map(|k| (k, format!("<{k}: known after the step that provides it>")))
+            .collect();
+        let desired = self.group.desired(at, &placeholders)?;
+        serde_json::to_value(&desired)
+            .map_err(|e| Failure::terminal("PlanFailed", format!("cannot render: {e}")))
+    }
+}
+
+/// The sessions of one reconcile: the pipeline's, and each environment's (the pipeline's own
+/// when the environment is in the pipeline account).
+#[derive(Clone)]
+pub struct Sessions {
+    pub pipeline: Result<Arc<AwsSession>, Failure>,
+    pub staging: Result<Arc<AwsSession>, Failure>,
+    pub production: Result<Arc<AwsSession>, Failure>,
+}
+
+impl Sessions {
+    pub fn pipeline(&self) -> Result<Arc<AwsSession>, Failure> {
+        self.pipeline.clone()
+    }
+
+    /// No AWS at all: for the offline plan, which only renders desired states.
+    pub fn offline() -> Self {
+        let none = Err(Failure::terminal(
+            "Offline",
+            "the offline plan makes no AWS calls",
+        ));
+        Self {
+            pipeline: none.clone(),
+            staging: none.clone(),
+            production: none,
+        }
+    }
+
+    pub fn environment(&self, env: Env) -> Result<Arc<AwsSession>, Failure> {
+        match env {
+            Env::Staging => self.staging.clone(),
+            Env::Production => self.production.clone(),
+        }
+    }
+}
+
+/// Groups of the pipeline's own account, in no particular order (the engine orders them).
+pub fn steps(ctx: &PipelineContext, sessions: &Sessions) -> Vec<Box<dyn GroupStep>> {
+    let mut steps = vec![
+        Instance::boxed(encryption_key::EncryptionKey::new(ctx), sessions.pipeline()),
+        Instance::boxed(artifact_store::ArtifactStore::new(ctx), sessions.pipeline()),
+        Instance::boxed(notifications::Notifications::new(ctx), sessions.pipeline()),
+        Instance::boxed(log_groups::LogGroups::pipeline(ctx), sessions.pipeline()),
+    ];
+    for env in Env::ALL {
+        steps.push(Instance::boxed(
+            log_groups::LogGroups::environment(ctx, env),
+            sessions.environment(env),
+        ));
+    }
+    steps
+}
+
+/// The same steps as the engine takes them.
+pub fn as_steps(steps: Vec<Box<dyn GroupStep>>) -> Vec<Box<dyn Step>> {
+    steps.into_iter().map(|s| s as Box<dyn Step>).collect()
+}
+
+/// Values known before any step runs.
+pub fn seed(account_id: &str, region: &str) -> Values {
+    Values::from([
+        (keys::ACCOUNT_ID, account_id.to_string()),
+        (keys::REGION, region.to_string()),
+    ])
+}

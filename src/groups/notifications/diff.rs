@@ -1,0 +1,110 @@
+//! How the observed topic differs from the desired one. Pure.
+
+use std::collections::BTreeMap;
+
+use super::desired::Topic;
+use crate::groups::kit::{TagPlan, collection_plan};
+
+/// `SubscriptionArn` of a subscription the recipient has not confirmed yet: AWS gives no ARN,
+/// so it cannot be unsubscribed; AWS removes it when the confirmation expires.
+pub const PENDING: &str = "PendingConfirmation";
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TopicView {
+    pub kms_key_arn: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    /// E-mail endpoint -> subscription ARN (or [`PENDING`]).
+    pub subscriptions: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    Key,
+    Tags(TagPlan),
+    Subscribe(String),
+    Unsubscribe { email: String, arn: String },
+}
+
+pub fn diff(d: &Topic, o: &TopicView) -> Vec<Change> {
+    let mut changes = Vec::new();
+    if o.kms_key_arn.as_deref() != Some(d.kms_key_arn.as_str()) {
+        changes.push(Change::Key);
+    }
+    let tags = d.tags.plan(&o.tags);
+    if !tags.is_empty() {
+        changes.push(Change::Tags(tags));
+    }
+    let wanted: BTreeMap<&String, ()> = d.emails.iter().map(|e| (e, ())).collect();
+    let present: BTreeMap<&String, &String> = o.subscriptions.iter().collect();
+    let plan = collection_plan(&wanted, &present, |_, _| false);
+    changes.extend(
+        plan.create
+            .into_iter()
+            .map(|e| Change::Subscribe(e.clone())),
+    );
+    changes.extend(
+        plan.delete
+            .into_iter()
+            .filter(|e| o.subscriptions[*e] != PENDING)
+            .map(|e| Change::Unsubscribe {
+                email: e.clone(),
+                arn: o.subscriptions[e].clone(),
+            }),
+    );
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::testing::{FULL, context};
+    use crate::groups::notifications::desired::topic;
+
+    fn in_sync(d: &Topic) -> TopicView {
+        TopicView {
+            kms_key_arn: Some(d.kms_key_arn.clone()),
+            tags: d.tags.tags.clone(),
+            subscriptions: d
+                .emails
+                .iter()
+                .map(|e| (e.clone(), format!("arn:aws:sns:us-east-1:1:t:{e}")))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn in_sync_topic_has_no_changes() {
+        let d = topic(&context(FULL), "arn:aws:kms:us-east-1:123456789012:key/k");
+        assert_eq!(diff(&d, &in_sync(&d)), vec![]);
+    }
+
+    #[test]
+    fn a_removed_email_is_unsubscribed_and_a_new_one_subscribed() {
+        let mut d = topic(&context(FULL), "arn:aws:kms:us-east-1:123456789012:key/k");
+        let mut o = in_sync(&d);
+        o.subscriptions.insert(
+            "gone@example.com".into(),
+            "arn:aws:sns:us-east-1:1:t:gone".into(),
+        );
+        d.emails.insert("new@example.com".into());
+        assert_eq!(
+            diff(&d, &o),
+            vec![
+                Change::Subscribe("new@example.com".into()),
+                Change::Unsubscribe {
+                    email: "gone@example.com".into(),
+                    arn: "arn:aws:sns:us-east-1:1:t:gone".into()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unconfirmed_unwanted_subscription_is_left_to_expire() {
+        let d = topic(&context(FULL), "arn:aws:kms:us-east-1:123456789012:key/k");
+        let mut o = in_sync(&d);
+        o.subscriptions
+            .insert("pending@example.com".into(), PENDING.into());
+        assert_eq!(diff(&d, &o), vec![]);
+    }
+}

@@ -1,0 +1,272 @@
+//! The notification topic (SNS, encrypted with the pipeline's key) and its e-mail
+//! subscriptions, an owned collection.
+
+pub mod desired;
+pub mod diff;
+
+use std::collections::BTreeMap;
+
+use self::desired::{Topic, topic};
+use self::diff::{Change, TopicView};
+use super::kit::check_owner;
+use super::{Group, Placement, Produced, keys};
+use crate::aws::{AwsResultExt, AwsSession, found};
+use crate::desired::PipelineContext;
+use crate::engine::{Failure, Key, Removal, Values};
+
+const KIND: &str = "AWS::SNS::Topic";
+const SUBSCRIPTION_KIND: &str = "AWS::SNS::Subscription";
+
+pub struct Notifications {
+    ctx: PipelineContext,
+}
+
+impl Notifications {
+    pub fn new(ctx: &PipelineContext) -> Self {
+        Self { ctx: ctx.clone() }
+    }
+
+    fn arn(&self, at: &Placement) -> String {
+        format!(
+            "arn:{}:sns:{}:{}:{}",
+            at.partition,
+            at.region,
+            at.account_id,
+            self.ctx.names().notification_topic()
+        )
+    }
+}
+
+pub struct Observed {
+    arn: String,
+    view: TopicView,
+}
+
+async fn subscribe(aws: &AwsSession, topic_arn: &str, email: &str) -> Result<(), Failure> {
+    aws.sns()
+        .subscribe()
+        .topic_arn(topic_arn)
+        .protocol("email")
+        .endpoint(email)
+        .return_subscription_arn(true)
+        .send()
+        .await
+        .aws("sns:Subscribe")?;
+    Ok(())
+}
+
+impl Group for Notifications {
+    type Desired = Topic;
+    type Observed = Observed;
+    type Change = Change;
+
+    fn condition(&self) -> String {
+        "NotificationsReady".into()
+    }
+
+    fn kind(&self) -> &'static str {
+        "SNS notification topic"
+    }
+
+    fn needs(&self) -> Vec<Key> {
+        vec![keys::KMS_KEY_ARN]
+    }
+
+    fn provides(&self) -> Vec<Key> {
+        vec![keys::NOTIFICATION_TOPIC_ARN]
+    }
+
+    fn desired(&self, _at: &Placement, inputs: &Values) -> Result<Topic, Failure> {
+        let key = inputs
+            .get(&keys::KMS_KEY_ARN)
+            .ok_or_else(|| Failure::terminal("MissingInput", "the KMS key ARN is not known yet"))?;
+        Ok(topic(&self.ctx, key))
+    }
+
+    async fn observe(&self, aws: &AwsSession) -> Result<Option<Observed>, Failure> {
+        let sns = aws.sns();
+        let arn = self.arn(&Placement::of(aws));
+        let Some(attributes) = found(
+            sns.get_topic_attributes().topic_arn(&arn).send().await,
+            "sns:GetTopicAttributes",
+            &["NotFound", "NotFoundException"],
+        )?
+        else {
+            return Ok(None);
+        };
+        let tags: BTreeMap<String, String> = sns
+            .list_tags_for_resource()
+            .resource_arn(&arn)
+            .send()
+            .await
+            .aws("sns:ListTagsForResource")?
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect();
+        check_owner(&self.ctx, &format!("SNS topic {arn}"), &tags)?;
+        let mut subscriptions = BTreeMap::new();
+        let mut token = None;
+        loop {
+            let page = sns
+                .list_subscriptions_by_topic()
+                .topic_arn(&arn)
+                .set_next_token(token)
+                .send()
+                .await
+                .aws("sns:ListSubscriptionsByTopic")?;
+            for s in page.subscriptions() {
+                if let (Some("email"), Some(endpoint), Some(sub_arn)) =
+                    (s.protocol(), s.endpoint(), s.subscription_arn())
+                {
+                    subscriptions.insert(endpoint.to_string(), sub_arn.to_string());
+                }
+            }
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        let kms_key_arn = attributes
+            .attributes()
+            .and_then(|a| a.get("KmsMasterKeyId"))
+            .cloned();
+        Ok(Some(Observed {
+            arn,
+            view: TopicView {
+                kms_key_arn,
+                tags,
+                subscriptions,
+            },
+        }))
+    }
+
+    fn diff(desired: &Topic, observed: &Observed) -> Vec<Change> {
+        diff::diff(desired, &observed.view)
+    }
+
+    async fn create(&self, aws: &AwsSession, d: &Topic) -> Result<Produced, Failure> {
+        let tags = d
+            .tags
+            .tags
+            .iter()
+            .map(|(k, v)| {
+                aws_sdk_sns::types::Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .map_err(|e| Failure::terminal("InvalidTag", format!("tag {k}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // CreateTopic is idempotent for the same name and attributes.
+        let created = aws
+            .sns()
+            .create_topic()
+            .name(&d.name)
+            .attributes("KmsMasterKeyId", &d.kms_key_arn)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .aws("sns:CreateTopic")?;
+        let arn = created
+            .topic_arn()
+            .map(str::to_string)
+            .unwrap_or_else(|| self.arn(&Placement::of(aws)));
+        for email in &d.emails {
+            subscribe(aws, &arn, email).await?;
+        }
+        let at = Placement::of(aws);
+        Ok(self.produced(
+            &at,
+            d,
+            &Observed {
+                arn,
+                view: TopicView::default(),
+            },
+        ))
+    }
+
+    async fn update(
+        &self,
+        aws: &AwsSession,
+        d: &Topic,
+        o: &Observed,
+        changes: Vec<Change>,
+    ) -> Result<(), Failure> {
+        let sns = aws.sns();
+        for change in changes {
+            match change {
+                Change::Key => {
+                    sns.set_topic_attributes()
+                        .topic_arn(&o.arn)
+                        .attribute_name("KmsMasterKeyId")
+                        .attribute_value(&d.kms_key_arn)
+                        .send()
+                        .await
+                        .aws("sns:SetTopicAttributes")?;
+                }
+                Change::Tags(plan) => {
+                    if !plan.set.is_empty() {
+                        let tags = plan
+                            .set
+                            .iter()
+                            .map(|(k, v)| {
+                                aws_sdk_sns::types::Tag::builder()
+                                    .key(k)
+                                    .value(v)
+                                    .build()
+                                    .map_err(|e| {
+                                        Failure::terminal("InvalidTag", format!("tag {k}: {e}"))
+                                    })
+                            })
+                            .collect::<Result<Vec<_>, _>>()?;
+                        sns.tag_resource()
+                            .resource_arn(&o.arn)
+                            .set_tags(Some(tags))
+                            .send()
+                            .await
+                            .aws("sns:TagResource")?;
+                    }
+                    if !plan.remove.is_empty() {
+                        sns.untag_resource()
+                            .resource_arn(&o.arn)
+                            .set_tag_keys(Some(plan.remove))
+                            .send()
+                            .await
+                            .aws("sns:UntagResource")?;
+                    }
+                }
+                Change::Subscribe(email) => subscribe(aws, &o.arn, &email).await?,
+                Change::Unsubscribe { arn, .. } => {
+                    found(
+                        sns.unsubscribe().subscription_arn(&arn).send().await,
+                        "sns:Unsubscribe",
+                        &["NotFound", "NotFoundException"],
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, aws: &AwsSession, o: Observed) -> Result<Removal, Failure> {
+        // Deleting a topic deletes its subscriptions.
+        found(
+            aws.sns().delete_topic().topic_arn(&o.arn).send().await,
+            "sns:DeleteTopic",
+            &["NotFound", "NotFoundException"],
+        )?;
+        Ok(Removal::Gone)
+    }
+
+    fn produced(&self, at: &Placement, d: &Topic, o: &Observed) -> Produced {
+        let mut produced = Produced::default()
+            .value(keys::NOTIFICATION_TOPIC_ARN, &o.arn)
+            .owns(KIND, &o.arn, at);
+        // Subscriptions are recorded by endpoint: their ARNs are unknown until confirmed.
+        for email in &d.emails {
+            produced = produced.owns(SUBSCRIPTION_KIND, format!("{}|email|{email}", o.arn), at);
+        }
+        produced
+    }
+}
