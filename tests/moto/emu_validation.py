@@ -40,7 +40,9 @@ def error_code(service_name: str) -> str:
         return "InvalidParameterValue"
     if service_name in QUERY_CODES:
         return QUERY_CODES[service_name]
-    if protocol == "query":
+    if protocol == "query" or "query" in model.metadata.get("protocols", []):
+        # Query services, and JSON services compatible with their query past (CloudWatch,
+        # awsQueryCompatible), answer with the query error code.
         return "ValidationError"
     names = set(model.shape_names)
     if "ValidationException" in names:
@@ -50,17 +52,52 @@ def error_code(service_name: str) -> str:
     return "ValidationException"
 
 
+# Java Unicode classes Python's `re` lacks, outside and inside a character class. Inside a class
+# letters become \w (letters, digits, underscore): looser than AWS, never stricter.
+_UNICODE_CLASSES = {
+    "L": ("[^\\W\\d_]", "\\w"),
+    "N": ("\\d", "\\d"),
+    "Z": ("\\s", "\\s"),
+    "Alpha": ("[A-Za-z]", "A-Za-z"),
+    "Alnum": ("[A-Za-z0-9]", "A-Za-z0-9"),
+    "ASCII": ("[\\x00-\\x7f]", "\\x00-\\x7f"),
+}
+
+
+def _translate(pattern: str) -> str:
+    out = []
+    in_class = False
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and pattern.startswith("\\p{", i):
+            end = pattern.index("}", i)
+            name = pattern[i + 3 : end]
+            if name not in _UNICODE_CLASSES:
+                raise re.error(f"unsupported class \\p{{{name}}}")
+            out.append(_UNICODE_CLASSES[name][1 if in_class else 0])
+            i = end + 1
+            continue
+        if c == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if c == "[" and not in_class:
+            in_class = True
+        elif c == "]" and in_class:
+            in_class = False
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
 @functools.cache
 def _compiled(pattern: str):
-    """Java regular expressions (the models' dialect) mostly compile in Python. The ones that do
-    not (\\p{...} classes, possessive quantifiers) are not checked; `uncheckable_patterns` counts
-    them for docs/testing.md."""
-    translated = pattern.replace(r"\p{L}", r"[^\W\d_]").replace(r"\p{N}", r"\d").replace(r"\p{Z}", r"\s")
-    translated = translated.replace(r"\p{Alpha}", "[A-Za-z]").replace(r"\p{Alnum}", "[A-Za-z0-9]")
-    translated = translated.replace(r"\p{Punct}", r"""[!-/:-@\[-`{-~]""").replace(r"\p{ASCII}", r"[\x00-\x7f]")
+    """Java regular expressions (the models' dialect) mostly compile in Python once the Unicode
+    classes are translated. Any that still do not are not checked (UNCHECKABLE lists them)."""
     try:
-        return re.compile(translated, re.DOTALL)
-    except re.error:
+        return re.compile(_translate(pattern), re.DOTALL)
+    except (re.error, ValueError):
         UNCHECKABLE.add(pattern)
         return None
 

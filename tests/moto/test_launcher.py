@@ -46,7 +46,8 @@ def client(service: str, access_key: str = "testing", secret: str = "testing", t
         aws_access_key_id=access_key,
         aws_secret_access_key=secret,
         aws_session_token=token,
-        config=Config(retries={"mode": "standard", "max_attempts": 1}),
+        # Client-side validation off: the requests must reach the emulator for it to judge them.
+        config=Config(retries={"mode": "standard", "max_attempts": 1}, parameter_validation=False),
     )
 
 
@@ -221,15 +222,15 @@ class AssumeRole(unittest.TestCase):
         return arn
 
     def member(self, account):
-        creds = client("sts").assume_role(RoleArn=f"arn:aws:iam::{account}:role/delivery-bootstrap", RoleSessionName="t")["Credentials"]
+        creds = client("sts").assume_role(RoleArn=f"arn:aws:iam::{account}:role/delivery-bootstrap", RoleSessionName="session")["Credentials"]
         return creds
 
     def test_trusted_caller_succeeds_and_uses_the_session(self):
         iam = client("iam")
         arn = self.role(iam, [{"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{DEFAULT}:root"}, "Action": "sts:AssumeRole"}])
-        creds = client("sts").assume_role(RoleArn=arn, RoleSessionName="s")["Credentials"]
+        creds = client("sts").assume_role(RoleArn=arn, RoleSessionName="session")["Credentials"]
         who = session_client("sts", creds).get_caller_identity()
-        self.assertEqual(who["Arn"], f"arn:aws:sts::{DEFAULT}:assumed-role/{arn.split('/')[-1]}/s")
+        self.assertEqual(who["Arn"], f"arn:aws:sts::{DEFAULT}:assumed-role/{arn.split('/')[-1]}/session")
 
     def test_untrusted_account_is_denied(self):
         # A role in 111111111111 that trusts only 222222222222.
@@ -238,11 +239,11 @@ class AssumeRole(unittest.TestCase):
         from botocore.exceptions import ClientError
 
         with self.assertRaises(ClientError) as ctx:
-            client("sts").assume_role(RoleArn=arn, RoleSessionName="s")
+            client("sts").assume_role(RoleArn=arn, RoleSessionName="session")
         self.assertEqual(ctx.exception.response["Error"]["Code"], "AccessDenied")
         self.assertEqual(ctx.exception.response["ResponseMetadata"]["HTTPStatusCode"], 403)
         # ... and 222222222222 may.
-        creds = session_client("sts", self.member("222222222222")).assume_role(RoleArn=arn, RoleSessionName="s")["Credentials"]
+        creds = session_client("sts", self.member("222222222222")).assume_role(RoleArn=arn, RoleSessionName="session")["Credentials"]
         self.assertEqual(session_client("sts", creds).get_caller_identity()["Account"], "111111111111")
 
     def test_external_id_must_match(self):
@@ -252,9 +253,9 @@ class AssumeRole(unittest.TestCase):
         arn = self.role(iam, [{"Effect": "Allow", "Principal": {"AWS": DEFAULT}, "Action": "sts:AssumeRole", "Condition": {"StringEquals": {"sts:ExternalId": "expected-id"}}}])
         for kwargs in ({}, {"ExternalId": "wrong-id-1"}):
             with self.assertRaises(ClientError, msg=str(kwargs)) as ctx:
-                client("sts").assume_role(RoleArn=arn, RoleSessionName="s", **kwargs)
+                client("sts").assume_role(RoleArn=arn, RoleSessionName="session", **kwargs)
             self.assertEqual(ctx.exception.response["Error"]["Code"], "AccessDenied")
-        client("sts").assume_role(RoleArn=arn, RoleSessionName="s", ExternalId="expected-id")
+        client("sts").assume_role(RoleArn=arn, RoleSessionName="session", ExternalId="expected-id")
 
     def test_session_tags_need_sts_tag_session(self):
         from botocore.exceptions import ClientError
@@ -262,10 +263,10 @@ class AssumeRole(unittest.TestCase):
         iam = client("iam")
         arn = self.role(iam, [{"Effect": "Allow", "Principal": {"AWS": DEFAULT}, "Action": "sts:AssumeRole"}])
         with self.assertRaises(ClientError) as ctx:
-            client("sts").assume_role(RoleArn=arn, RoleSessionName="s", Tags=[{"Key": "team", "Value": "a"}])
+            client("sts").assume_role(RoleArn=arn, RoleSessionName="session", Tags=[{"Key": "team", "Value": "a"}])
         self.assertEqual(ctx.exception.response["Error"]["Code"], "AccessDenied")
         arn = self.role(iam, [{"Effect": "Allow", "Principal": {"AWS": DEFAULT}, "Action": ["sts:AssumeRole", "sts:TagSession"]}])
-        client("sts").assume_role(RoleArn=arn, RoleSessionName="s", Tags=[{"Key": "team", "Value": "a"}])
+        client("sts").assume_role(RoleArn=arn, RoleSessionName="session", Tags=[{"Key": "team", "Value": "a"}])
 
     def test_explicit_deny_wins_and_conditions_on_the_principal(self):
         from botocore.exceptions import ClientError
@@ -278,12 +279,12 @@ class AssumeRole(unittest.TestCase):
                 {"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole", "Condition": {"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::111111111111:role/*"}}},
             ],
         )
-        client("sts").assume_role(RoleArn=arn, RoleSessionName="s")
+        client("sts").assume_role(RoleArn=arn, RoleSessionName="session")
         with self.assertRaises(ClientError) as ctx:
-            session_client("sts", self.member("111111111111")).assume_role(RoleArn=arn, RoleSessionName="s")
+            session_client("sts", self.member("111111111111")).assume_role(RoleArn=arn, RoleSessionName="session")
         self.assertEqual(ctx.exception.response["Error"]["Code"], "AccessDenied")
         with self.assertRaises(ClientError):
-            session_client("sts", self.member("222222222222")).assume_role(RoleArn=arn, RoleSessionName="s")
+            session_client("sts", self.member("222222222222")).assume_role(RoleArn=arn, RoleSessionName="session")
 
     def test_role_chaining_lands_in_the_right_account(self):
         # management -> 111111111111 bootstrap -> a role in 222222222222 that trusts
@@ -299,7 +300,7 @@ class AssumeRole(unittest.TestCase):
         from botocore.exceptions import ClientError
 
         with self.assertRaises(ClientError):
-            client("sts").assume_role(RoleArn=arn, RoleSessionName="s")
+            client("sts").assume_role(RoleArn=arn, RoleSessionName="session")
 
 
 @unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")

@@ -11,9 +11,13 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use delivery_operator::metrics::{CallCounter, Metrics as OperatorMetrics};
 
 use crate::emulator::{
-    Fault, calls_by, config_with_key, count, counts_by, inject, unique_access_key,
+    Fault, calls_by, clear_calls, clear_faults_for, config_with_key, count, counts_by, inject,
+    unique_access_key,
 };
-use crate::support::{Metrics, assert_metrics_match_record, aws_config, s3, unique};
+use crate::support::{
+    Metrics, Operator, assert_metrics_match_record, aws_config, condition, create_namespace,
+    eventually, example, kube_client, s3, unique,
+};
 
 /// HTTP status of a failed SDK call (0 when there was no response).
 fn status<E>(
@@ -545,6 +549,22 @@ async fn a_throttling_fault_is_retried_by_the_sdk_and_every_attempt_is_recorded(
         .map(|c| (c.status, c.dropped))
         .collect();
     assert_eq!(sts, vec![(0, true), (200, false)]);
+
+    // Faults stay until used up or cleared.
+    inject(Fault {
+        service: Some("STS".into()),
+        access_key: Some(key.clone()),
+        error_code: Some("InternalFailure".into()),
+        http_status: Some(500),
+        ..Fault::default()
+    })
+    .await;
+    clear_faults_for(&key).await;
+    aws_sdk_sts::Client::new(&config_with_key(&key).await)
+        .get_caller_identity()
+        .send()
+        .await
+        .expect("no fault left");
 }
 
 #[tokio::test]
@@ -604,7 +624,11 @@ async fn the_call_record_matches_an_sdk_call_counter_and_catches_a_difference() 
         count(&calls, "write"),
         [("S3:CreateBucket".to_string(), 1.0)].into_iter().collect()
     );
-    assert!(calls.iter().all(|c| c.account == "123456789012"));
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.account == "123456789012" && c.access_key == key && c.origin_key == key)
+    );
 
     // A call the counter did not see is a difference the helper reports.
     aws_sdk_kms::Client::new(&config)
@@ -617,4 +641,41 @@ async fn the_call_record_matches_an_sdk_call_counter_and_catches_a_difference() 
     ))
     .await;
     assert!(result.is_err(), "an uncounted ListKeys must be reported");
+
+    clear_calls(&key).await;
+    assert!(calls_by(&key).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_operators_call_metric_matches_the_emulators_record() {
+    use kube::api::{Api, PostParams};
+    let client = kube_client("admin").await;
+    let ns = unique("record");
+    create_namespace(&client, &ns).await;
+    let operator = Operator::start(&ns, &[]);
+    let api: Api<delivery_operator::api::DeliveryPipeline> = Api::namespaced(client, &ns);
+    api.create(&PostParams::default(), &example("minimal.yaml", &ns, "p"))
+        .await
+        .expect("create pipeline");
+    eventually(
+        "the pipeline Ready",
+        std::time::Duration::from_secs(120),
+        || async {
+            let dp = api.get("p").await.ok()?;
+            (condition(&dp, "Ready")?.status == "True").then_some(())
+        },
+    )
+    .await;
+    operator.settled().await;
+    let calls = calls_by(&operator.access_key).await;
+    assert!(
+        calls.iter().any(|c| c.service == "KMS") && calls.iter().any(|c| c.service == "S3"),
+        "{calls:#?}"
+    );
+    let rejected: Vec<_> = calls.iter().filter(|c| c.rejected.is_some()).collect();
+    assert!(
+        rejected.is_empty(),
+        "the operator sent requests AWS would reject: {rejected:#?}"
+    );
+    operator.assert_calls_match_record().await;
 }

@@ -14,6 +14,7 @@ use crate::support::sandbox;
 
 /// One request as the emulator received it.
 #[derive(Debug, Clone, Deserialize)]
+#[allow(dead_code)] // every field shows in assertion messages ({:?}); not every test reads each
 pub struct Recorded {
     pub seq: u64,
     /// botocore serviceId, equal to the Rust SDK's metadata service name ("KMS", "S3", "STS").
@@ -96,6 +97,7 @@ pub async fn inject(fault: Fault) -> String {
 }
 
 /// Removes every fault (all tests'). Prefer [`clear_faults_for`] in tests that run in parallel.
+#[allow(dead_code)] // for serial tests and debugging; parallel tests use clear_faults_for
 pub async fn clear_faults() {
     send(reqwest::Client::new().delete(url("faults"))).await;
 }
