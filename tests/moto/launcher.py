@@ -257,6 +257,29 @@ def fix_s3_policy_denial_is_access_denied() -> None:
     S3Response._key_response = _key_response
 
 
+def fix_s3_create_bucket_name_taken_by_another_account() -> None:
+    """AWS: CreateBucket with a name another account owns fails with 409 BucketAlreadyExists
+    ("The requested bucket name is not available. The bucket namespace is shared by all users of
+    the system."; Amazon S3 API Reference, CreateBucket, Errors). With cross-account bucket
+    access refused, moto's CreateBucket looks the existing bucket up to tell "yours" from
+    "theirs", is refused, and answers AccessDenied. Fix: answer BucketAlreadyExists for a name
+    another account owns before that lookup."""
+    from moto.s3.exceptions import BucketAlreadyExists
+    from moto.s3.models import s3_backends
+    from moto.s3.responses import S3Response
+
+    original = S3Response._bucket_response_put
+
+    def _bucket_response_put(self, request, bucket_name, querystring):
+        if not querystring:  # CreateBucket: PUT /{Bucket} without a subresource
+            owner = s3_backends.bucket_accounts.get(bucket_name)
+            if owner is not None and owner[1] != self.get_current_account():
+                raise BucketAlreadyExists(bucket=bucket_name)
+        return original(self, request, bucket_name, querystring)
+
+    S3Response._bucket_response_put = _bucket_response_put
+
+
 def fix_kms_rotation_period() -> None:
     """AWS: EnableKeyRotation takes RotationPeriodInDays (90-2560, default 365) and
     GetKeyRotationStatus returns it (KMS API Reference). moto ignores the parameter and omits
@@ -378,6 +401,7 @@ def main() -> None:
     fix_s3_response_root_elements()
     fix_policy_conditions_scope_statements()
     fix_s3_policy_denial_is_access_denied()
+    fix_s3_create_bucket_name_taken_by_another_account()
     fix_kms_rotation_period()
     fix_kms_key_state_calls_accept_arns()
     seed_member_accounts()

@@ -21,7 +21,10 @@ use crate::support::{
 
 /// HTTP status of a failed SDK call (0 when there was no response).
 fn status<E>(
-    err: &aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>,
+    err: &aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::http::Response,
+    >,
 ) -> u16 {
     err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0)
 }
@@ -218,7 +221,8 @@ async fn kms_requests_outside_the_model_get_aws_validation_errors() {
     assert_eq!(err.code(), Some("ValidationException"), "{err:?}");
 
     // At the limits, the same calls pass.
-    let at_limit = format!("alias/{}", "a".repeat(250));
+    let stem = unique("a");
+    let at_limit = format!("alias/{stem}{}", "a".repeat(250 - stem.len()));
     assert_eq!(at_limit.len(), 256);
     kms.create_alias()
         .alias_name(&at_limit)
@@ -246,7 +250,11 @@ async fn kms_requests_outside_the_model_get_aws_validation_errors() {
     let calls = calls_by(&key_id).await;
     let rejected: Vec<_> = calls.iter().filter(|c| c.rejected.is_some()).collect();
     assert_eq!(rejected.len(), 3, "{calls:#?}");
-    assert!(rejected.iter().all(|c| c.status == 400 && c.service == "KMS"));
+    assert!(
+        rejected
+            .iter()
+            .all(|c| c.status == 400 && c.service == "KMS")
+    );
     assert_eq!(rejected[0].operation, "CreateAlias");
 }
 
@@ -279,7 +287,7 @@ async fn sts_requests_outside_the_model_get_aws_validation_errors() {
             "{err:?}"
         );
     }
-    let at_limits = format!("{}+=,.@-_", "s".repeat(56));
+    let at_limits = format!("{}+=,.@-_", "s".repeat(57));
     assert_eq!(at_limits.len(), 64);
     sts.assume_role()
         .role_arn(role)
@@ -287,7 +295,9 @@ async fn sts_requests_outside_the_model_get_aws_validation_errors() {
         .duration_seconds(900)
         .send()
         .await
-        .expect("a 64-character session name of every allowed character, 900 s, is within the model");
+        .expect(
+            "a 64-character session name of every allowed character, 900 s, is within the model",
+        );
 }
 
 #[tokio::test]
@@ -420,7 +430,11 @@ async fn another_accounts_bucket_is_refused_as_in_aws() {
         .send()
         .await
         .expect_err("HeadBucket on another account's bucket");
-    assert_eq!(status(&err), 403, "AWS answers 403, not 200 or 404: {err:?}");
+    assert_eq!(
+        status(&err),
+        403,
+        "AWS answers 403, not 200 or 404: {err:?}"
+    );
     let err = s3(&base)
         .get_bucket_policy()
         .bucket(&bucket)

@@ -166,9 +166,7 @@ pub async fn config_with_key(access_key: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(sandbox().aws_endpoint())
-        .credentials_provider(Credentials::new(
-            access_key, "testing", None, None, "test",
-        ))
+        .credentials_provider(Credentials::new(access_key, "testing", None, None, "test"))
         .load()
         .await
 }
