@@ -1,7 +1,10 @@
 """Starts moto_server with targeted fixes for where moto deviates from AWS.
 
-Every fix cites the AWS behaviour it restores and is listed in docs/testing.md. Fixes only make
-moto stricter or more complete; none of them makes the emulator accept something AWS rejects.
+Every fix cites the AWS behaviour it restores and is listed in docs/testing.md. In front of moto
+sits the harness (emu_harness.py): request validation against the AWS service models
+(emu_validation.py), an independent record of every call, and fault injection, with control
+endpoints under /_harness/. Policy conditions and role trust policies are evaluated by
+emu_policy.py.
 
 Usage: launcher.py --port PORT [--host 127.0.0.1]
 """
@@ -10,10 +13,18 @@ import argparse
 import importlib.metadata
 import json
 import os
+import signal
 import sys
 
-import moto
-from moto.core.exceptions import ServiceException
+# Read by moto when a request arrives; set before anything else so no code path sees the default.
+os.environ["MOTO_S3_ALLOW_CROSSACCOUNT_ACCESS"] = "false"
+os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "false")
+
+import moto  # noqa: E402,F401
+from moto.core.exceptions import ServiceException  # noqa: E402
+
+import emu_policy  # noqa: E402
+from emu_harness import CURRENT, Harness, log, session_issued  # noqa: E402
 
 # Accounts that exist in every test run, as in an AWS Organization whose member accounts carry a
 # bootstrap role the management account may assume. Tests that need "another account" use these.
@@ -26,39 +37,104 @@ class AccessDenied(ServiceException):
     code = "AccessDenied"
 
 
-def fix_sts_assume_role_requires_role() -> None:
-    """AWS: sts:AssumeRole fails with AccessDenied ("User: ... is not authorized to perform:
-    sts:AssumeRole on resource: ...") unless the role exists and its trust policy admits the
-    caller (https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html, Errors).
-    moto returns credentials for any ARN, so a misconfigured credentials role would never fail.
-    Fix: the role must exist in its account, and an ExternalId required by the trust policy
-    must match."""
+def caller_of(access_key: str) -> "emu_policy.Caller":
+    """The identity AWS authenticates for an access key: a role session moto issued (its role, in
+    the role's account), an IAM user's key, or otherwise (the test key `testing`, any unknown key)
+    the default account's root/admin identity."""
+    from moto.iam.models import get_account_id_from, iam_backends
+    from moto.sts.models import sts_backends
+
+    account = get_account_id_from(access_key) if access_key else DEFAULT_ACCOUNT
+    session = sts_backends[account]["aws"].get_assumed_role_from_access_key(access_key)
+    if session is not None:
+        role_name = session.role_arn.split("/")[-1]
+        return emu_policy.Caller(
+            session.account_id,
+            f"arn:aws:sts::{session.account_id}:assumed-role/{role_name}/{session.session_name}",
+            session.role_arn,
+            session.user_id,
+        )
+    user = iam_backends[account]["aws"].get_user_from_access_key_id(access_key)
+    if user is not None:
+        return emu_policy.Caller(account, user.arn, None, user.id)
+    return emu_policy.Caller(account, f"arn:aws:iam::{account}:root", None, account)
+
+
+def fix_sts_assume_role_evaluates_trust_policy() -> None:
+    """AWS: sts:AssumeRole fails with AccessDenied ("User: ARN is not authorized to perform:
+    sts:AssumeRole on resource: ROLE") unless the role exists and its trust policy allows the
+    caller (https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html, Errors;
+    IAM User Guide, "Policy evaluation logic", "Principal", "Condition"): the Principal must name
+    the caller (its account, its user, its role for a role session, or "*"), the Action must
+    cover sts:AssumeRole (and sts:TagSession when session tags are passed), every Condition must
+    match the request context (sts:ExternalId, sts:RoleSessionName, aws:PrincipalAccount,
+    aws:PrincipalArn, aws:RequestTag/*, aws:TagKeys), and no matching Deny may exist. moto
+    returns credentials for any ARN, existing or not. Fix: evaluate the trust policy against
+    the caller the request's access key identifies (role chaining: a role session is the
+    caller of the next AssumeRole)."""
     from moto.iam.models import iam_backends
-    from moto.sts.models import STSBackend
+    from moto.sts.responses import TokenResponse
 
-    original = STSBackend.assume_role
+    original = TokenResponse.assume_role
 
-    def assume_role(self, region_name, role_session_name, role_arn, policy, duration, external_id):
-        parts = role_arn.split(":")
+    def assume_role(self):
+        role_arn = self._get_param("RoleArn") or ""
+        ident = getattr(CURRENT, "ident", None)
+        access_key = ident.access_key if ident is not None else self.get_access_key()
+        caller = caller_of(access_key)
         denied = AccessDenied(
-            f"User: arn:aws:sts::{self.account_id}:assumed-role/caller is not authorized to "
-            f"perform: sts:AssumeRole on resource: {role_arn}"
+            f"User: {caller.arn} is not authorized to perform: sts:AssumeRole on resource: {role_arn}"
         )
+        parts = role_arn.split(":")
         if len(parts) < 6 or not parts[5].startswith("role/"):
+            log(f"AssumeRole denied: {role_arn} is not a role ARN")
             raise denied
-        account, partition = parts[4], parts[1]
         try:
-            role = iam_backends[account][partition].get_role_by_arn(role_arn)
+            role = iam_backends[parts[4]][parts[1]].get_role_by_arn(role_arn)
         except Exception:
+            log(f"AssumeRole denied: {role_arn} does not exist")
             raise denied
-        required = _required_external_id(role.assume_role_policy_document)
-        if required is not None and required != external_id:
-            raise denied
-        return original(
-            self, region_name, role_session_name, role_arn, policy, duration, external_id
+        tags = self._get_param("Tags") or []
+        context = caller.context()
+        context["sts:RoleSessionName"] = self._get_param("RoleSessionName")
+        if self._get_param("ExternalId") is not None:
+            context["sts:ExternalId"] = self._get_param("ExternalId")
+        if self._get_param("SourceIdentity") is not None:
+            context["sts:SourceIdentity"] = self._get_param("SourceIdentity")
+        for tag in tags:
+            context[f"aws:RequestTag/{tag['Key']}"] = tag["Value"]
+        if tags:
+            context["aws:TagKeys"] = [t["Key"] for t in tags]
+        actions = ["sts:AssumeRole"] + (["sts:TagSession"] if tags else [])
+        allowed, reason = emu_policy.evaluate(
+            role.assume_role_policy_document, caller, actions, context, with_principal=True
         )
+        if not allowed:
+            log(f"AssumeRole denied: {caller.arn} -> {role_arn}: {reason}")
+            raise denied
+        result = original(self)
+        session_issued(access_key, result.result["Credentials"].access_key_id)
+        return result
 
-    STSBackend.assume_role = assume_role
+    TokenResponse.assume_role = assume_role
+
+
+def fix_sts_access_denied_status() -> None:
+    """AWS: STS answers AccessDenied with HTTP 403 (STS API Reference, AssumeRole, Errors; AWS
+    common errors: AccessDeniedException 403). moto serialises the harness's AccessDenied with
+    400. Fix: 403."""
+    from moto.sts.responses import TokenResponse
+
+    original = TokenResponse.call_action
+
+    def call_action(self):
+        status, headers, body = original(self)
+        if status == 400 and b"<Code>AccessDenied</Code>" in (body.encode() if isinstance(body, str) else body or b""):
+            status = 403
+            headers["status"] = 403
+        return status, headers, body
+
+    TokenResponse.call_action = call_action
 
 
 # Root element of S3 REST-XML responses whose output has no payload member, from the "Response
@@ -109,12 +185,17 @@ def fix_s3_response_root_elements() -> None:
 
 def fix_policy_conditions_scope_statements() -> None:
     """AWS: a policy statement applies only when its Condition matches; a Deny whose condition
-    does not match denies nothing (IAM User Guide, "Policy evaluation logic"). moto returns
-    DENIED for any statement whose condition does not match, so a bucket policy with
-    `Deny s3:* when aws:SecureTransport is false` blocks every object call. Fix: a statement
-    whose condition does not match is neutral. The emulator listens on plain HTTP only as an
-    artefact of the test bed; S3 requests are evaluated as arriving over TLS, as the operator's
-    and every SDK's requests do in AWS."""
+    does not match denies nothing, one whose condition matches denies (IAM User Guide, "Policy
+    evaluation logic", "Condition operators", "Condition keys that are not present": negated
+    operators match an absent key, ...IfExists matches an absent key, Null tests presence).
+    moto returns DENIED for any statement whose condition does not match and ignores Bool, so a
+    bucket policy with `Deny s3:* when aws:SecureTransport is false` blocks every object call.
+    Fix: conditions are evaluated by emu_policy (every documented operator; an unknown one is an
+    error, HTTP 500, never "neutral"), against the request context: aws:SecureTransport (the
+    emulator listens on plain HTTP only as an artefact of the test bed; requests are evaluated as
+    arriving over TLS, as every SDK's do in AWS), aws:PrincipalAccount, aws:PrincipalArn,
+    aws:userid, and S3's s3:x-amz-server-side-encryption(-aws-kms-key-id) and s3:x-amz-acl
+    request headers."""
     from moto.iam.access_control import IAMPolicy, IAMPolicyStatement, PermissionResult
     from moto.s3.models import FakeBucket
 
@@ -122,7 +203,7 @@ def fix_policy_conditions_scope_statements() -> None:
 
     def is_action_permitted(self, action, resource="*", principal=None, incoming_condition_values=None):
         condition = self._statement.get("Condition")
-        if condition and not _conditions_match(condition, incoming_condition_values or {}):
+        if condition and not emu_policy.conditions_match(condition, incoming_condition_values or {}):
             return PermissionResult.NEUTRAL
         # The statement applies: let moto evaluate the rest without the condition it mis-reads.
         unconditioned = IAMPolicyStatement({k: v for k, v in self._statement.items() if k != "Condition"})
@@ -134,36 +215,69 @@ def fix_policy_conditions_scope_statements() -> None:
         if self.policy is None:
             return PermissionResult.NEUTRAL
         return IAMPolicy(self.policy.decode()).is_action_permitted(
-            action, resource, incoming_condition_values={"aws:SecureTransport": "true"}
+            action, resource, incoming_condition_values=request_context()
         )
 
     FakeBucket.get_permission = get_permission
 
 
-def _conditions_match(condition, context) -> bool:
-    """Evaluates the condition operators the harness needs (Bool, String*, Arn*), as AWS does:
-    every operator and key must match; a key absent from the request context does not match."""
-    import fnmatch
+def request_context() -> dict:
+    """Global and S3 condition keys of the request being served (IAM User Guide, "AWS global
+    condition context keys"; Amazon S3 User Guide, "Condition keys")."""
+    context = {"aws:SecureTransport": "true"}
+    ident = getattr(CURRENT, "ident", None)
+    if ident is None:
+        return context
+    caller = caller_of(ident.access_key)
+    context.update(caller.context())
+    context["aws:RequestedRegion"] = ident.region
+    headers = ident.headers or {}
+    for header in ("x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id", "x-amz-acl"):
+        if header in headers:
+            context[f"s3:{header}"] = headers[header]
+    return context
 
-    for operator, keys in condition.items():
-        for key, expected in keys.items():
-            expected = expected if isinstance(expected, list) else [expected]
-            actual = context.get(key)
-            if actual is None:
-                return False
-            if operator in ("Bool", "StringEqualsIgnoreCase"):
-                ok = any(str(actual).lower() == str(e).lower() for e in expected)
-            elif operator == "StringEquals":
-                ok = any(str(actual) == str(e) for e in expected)
-            elif operator == "StringNotEquals":
-                ok = all(str(actual) != str(e) for e in expected)
-            elif operator in ("StringLike", "ArnLike", "ArnEquals"):
-                ok = any(fnmatch.fnmatchcase(str(actual), str(e)) for e in expected)
-            else:
-                return False
-            if not ok:
-                return False
-    return True
+
+def fix_s3_policy_denial_is_access_denied() -> None:
+    """AWS: a request a bucket policy denies gets 403 with an XML error body, Code AccessDenied
+    (Amazon S3 API Reference, "Error responses", AccessDenied). moto answers object requests
+    denied by a bucket policy with 403 and an empty body, which SDKs cannot classify. Fix: raise
+    S3's AccessDenied (HEAD keeps its bodiless 403, as in AWS)."""
+    from moto.s3.exceptions import AccessDeniedByLock
+    from moto.s3.responses import S3Response
+
+    original = S3Response._key_response
+
+    def _key_response(self, request, full_url):
+        response = original(self, request, full_url)
+        if isinstance(response, tuple) and len(response) == 3 and response[0] == 403 and not response[2] and request.method != "HEAD":
+            raise AccessDeniedByLock()
+        return response
+
+    S3Response._key_response = _key_response
+
+
+def fix_s3_create_bucket_name_taken_by_another_account() -> None:
+    """AWS: CreateBucket with a name another account owns fails with 409 BucketAlreadyExists
+    ("The requested bucket name is not available. The bucket namespace is shared by all users of
+    the system."; Amazon S3 API Reference, CreateBucket, Errors). With cross-account bucket
+    access refused, moto's CreateBucket looks the existing bucket up to tell "yours" from
+    "theirs", is refused, and answers AccessDenied. Fix: answer BucketAlreadyExists for a name
+    another account owns before that lookup."""
+    from moto.s3.exceptions import BucketAlreadyExists
+    from moto.s3.models import s3_backends
+    from moto.s3.responses import S3Response
+
+    original = S3Response._bucket_response_put
+
+    def _bucket_response_put(self, request, bucket_name, querystring):
+        if not querystring:  # CreateBucket: PUT /{Bucket} without a subresource
+            owner = s3_backends.bucket_accounts.get(bucket_name)
+            if owner is not None and owner[1] != self.get_current_account():
+                raise BucketAlreadyExists(bucket=bucket_name)
+        return original(self, request, bucket_name, querystring)
+
+    S3Response._bucket_response_put = _bucket_response_put
 
 
 def fix_kms_rotation_period() -> None:
@@ -208,20 +322,6 @@ def fix_kms_key_state_calls_accept_arns() -> None:
             return _original(self, self.get_key_id(key_id), *args, **kwargs)
 
         setattr(KmsBackend, name, resolved)
-
-
-def _required_external_id(document) -> "str | None":
-    try:
-        doc = json.loads(document) if isinstance(document, str) else document
-    except ValueError:
-        return None
-    for statement in doc.get("Statement", []):
-        condition = statement.get("Condition", {})
-        for operator in ("StringEquals", "StringLike"):
-            value = condition.get(operator, {}).get("sts:ExternalId")
-            if value is not None:
-                return value if isinstance(value, str) else value[0]
-    return None
 
 
 def seed_member_accounts() -> None:
@@ -272,6 +372,22 @@ def seed_after_reset() -> None:
     moto_api_backend.reset = reset
 
 
+def serve(host: str, port: int) -> None:
+    """moto_server's own WSGI application and request handler, with the harness in front."""
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import run_simple
+
+    os.environ.setdefault("MOTO_PORT", str(port))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    app = DomainDispatcherApplication(create_backend_app)
+    app.debug = True
+    run_simple(host, port, Harness(app), threaded=True, request_handler=MotoRequestHandler)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
@@ -280,20 +396,20 @@ def main() -> None:
     if sys.prefix == sys.base_prefix:
         sys.exit("launcher.py must run in the pinned moto virtualenv (scripts/toolchain builds it)")
 
-    fix_sts_assume_role_requires_role()
+    fix_sts_assume_role_evaluates_trust_policy()
+    fix_sts_access_denied_status()
     fix_s3_response_root_elements()
     fix_policy_conditions_scope_statements()
+    fix_s3_policy_denial_is_access_denied()
+    fix_s3_create_bucket_name_taken_by_another_account()
     fix_kms_rotation_period()
     fix_kms_key_state_calls_accept_arns()
     seed_member_accounts()
     seed_after_reset()
 
-    from moto.server import main as moto_main
-
-    print(f"moto {importlib.metadata.version('moto')} with fixes on {args.host}:{args.port}", flush=True)
-    moto_main(["-H", args.host, "-p", str(args.port)])
+    print(f"moto {importlib.metadata.version('moto')} with fixes and the harness on {args.host}:{args.port}", flush=True)
+    serve(args.host, args.port)
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "false")
     sys.exit(main())

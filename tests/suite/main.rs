@@ -4,5 +4,6 @@
 mod admission;
 mod aws_emulator;
 mod control_plane;
+mod emulator;
 mod operator;
 mod support;

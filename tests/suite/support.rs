@@ -205,12 +205,16 @@ pub fn condition<'a>(
 pub struct Operator {
     child: Child,
     pub metrics_url: String,
+    /// The AWS access-key ID this process signs with, its own: the emulator's record of this
+    /// key ([`crate::emulator::calls_by`]) is every call this operator made.
+    pub access_key: String,
 }
 
 impl Operator {
     pub fn start(namespace: &str, extra_env: &[(&str, &str)]) -> Self {
         let sb = sandbox();
         let port = free_port();
+        let access_key = crate::emulator::unique_access_key();
         let log = std::fs::File::create(sb.dir.join(format!("operator-{namespace}.log")))
             .expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_delivery-operator"));
@@ -223,7 +227,7 @@ impl Operator {
         ])
         .env("KUBECONFIG", sb.kubeconfig("operator"))
         .env("AWS_ENDPOINT_URL", sb.aws_endpoint())
-        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_ACCESS_KEY_ID", &access_key)
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", "us-east-1")
         .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -238,7 +242,15 @@ impl Operator {
         Self {
             child,
             metrics_url: format!("http://127.0.0.1:{port}/metrics"),
+            access_key,
         }
+    }
+
+    /// Fails unless the operator's own call metric equals the emulator's record of this
+    /// process's access key, per `Service:Operation` and kind, every attempt counted.
+    pub async fn assert_calls_match_record(&self) {
+        let metrics = self.metrics().await;
+        assert_metrics_match_record(&metrics, &self.access_key).await;
     }
 
     pub async fn metrics(&self) -> Metrics {
@@ -296,12 +308,37 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Fails unless `metrics` (a `delivery_operator_aws_api_calls_total` exposition) counts exactly
+/// what the emulator recorded for `access_key`, for reads and writes.
+pub async fn assert_metrics_match_record(metrics: &Metrics, access_key: &str) {
+    let calls = crate::emulator::calls_by(access_key).await;
+    let mut differences = Vec::new();
+    for kind in ["read", "write"] {
+        let counted = metrics.aws_calls(kind);
+        let recorded = crate::emulator::count(&calls, kind);
+        let keys: std::collections::BTreeSet<&String> =
+            counted.keys().chain(recorded.keys()).collect();
+        for k in keys {
+            let c = counted.get(k).copied().unwrap_or(0.0);
+            let r = recorded.get(k).copied().unwrap_or(0.0);
+            if c != r {
+                differences.push(format!("{kind} {k}: metric {c}, emulator {r}"));
+            }
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "the call metric disagrees with the emulator's record for {access_key}:\n  {}",
+        differences.join("\n  ")
+    );
+}
+
 /// Prometheus samples: metric line (name + labels) -> value.
 #[derive(Debug, Clone)]
 pub struct Metrics(pub BTreeMap<String, f64>);
 
 impl Metrics {
-    fn parse(text: &str) -> Self {
+    pub fn parse(text: &str) -> Self {
         Self(
             text.lines()
                 .filter(|l| !l.starts_with('#') && !l.is_empty())

@@ -1,0 +1,416 @@
+"""The harness in front of moto: a WSGI layer that sees every request before moto does.
+
+- identifies each request as AWS would (service, operation, account, access key);
+- validates it against the service model (emu_validation) and answers a violation with the
+  service's own validation error, in its protocol;
+- records it (`GET /_harness/requests?access_key=X`, `DELETE` clears), independently of what the
+  client believes it sent;
+- injects faults chosen by a test (`POST /_harness/faults`, `GET` lists, `DELETE` clears).
+
+Control endpoints live under /_harness/, next to moto's own /moto-api/.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import random
+import re
+import socket
+import sys
+import threading
+import time
+import traceback
+import uuid
+from typing import Any
+from urllib.parse import parse_qs
+from xml.sax.saxutils import escape
+
+import emu_validation
+from emu_policy import UnsupportedPolicy
+
+DEFAULT_ACCOUNT = "123456789012"
+CREDENTIAL = re.compile(r"Credential=([A-Za-z0-9]+)/")
+
+# The request being served on this thread (the policy evaluator reads the caller from it).
+CURRENT = threading.local()
+
+# Role-session access key -> the long-term key it was (transitively) assumed from, so that the
+# record of one client includes the calls it made in other accounts through role sessions.
+ORIGINS: dict[str, str] = {}
+
+
+def session_issued(caller_key: str, session_key: str) -> None:
+    ORIGINS[session_key] = ORIGINS.get(caller_key, caller_key)
+
+
+def log(message: str) -> None:
+    print(f"harness: {message}", file=sys.stderr, flush=True)
+
+
+class Identity:
+    def __init__(self) -> None:
+        self.service_name: str | None = None  # botocore name, e.g. "kms"
+        self.service_id = ""  # botocore serviceId, e.g. "KMS" (the Rust SDK's metadata name)
+        self.operation = ""
+        self.operation_model = None
+        self.protocol = ""
+        self.params: dict[str, Any] | None = None
+        self.parse_error: str | None = None
+        self.access_key = ""
+        self.account = DEFAULT_ACCOUNT
+        self.region = "us-east-1"
+        self.method = ""
+        self.path = ""
+        self.query = ""
+        self.headers: dict[str, str] = {}
+
+
+def _access_key(environ: dict[str, Any]) -> str:
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    m = CREDENTIAL.search(auth)
+    if m:
+        return m.group(1)
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    credential = (query.get("X-Amz-Credential") or [""])[0]
+    return credential.split("/")[0] if credential else ""
+
+
+def _region(environ: dict[str, Any]) -> str:
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    m = re.search(r"Credential=[^/]+/\d+/([^/]+)/", auth)
+    return m.group(1) if m else "us-east-1"
+
+
+class Harness:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+        self.records: list[dict[str, Any]] = []
+        self.faults: list[dict[str, Any]] = []
+        self.seq = itertools.count(1)
+
+    # ---------------------------------------------------------------- identification
+
+    def identify(self, environ: dict[str, Any], body: bytes) -> Identity:
+        from moto.core.parse import PROTOCOL_PARSERS
+        from moto.core.request import Request, determine_request_protocol
+        from moto.core.responses import boto3_service_name
+        from moto.core.routing import get_service_router
+        from moto.core.utils import get_service_model
+        from moto.iam.models import get_account_id_from
+
+        ident = Identity()
+        ident.method = environ.get("REQUEST_METHOD", "")
+        ident.path = environ.get("PATH_INFO", "")
+        ident.query = environ.get("QUERY_STRING", "")
+        ident.headers = {
+            k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_") and isinstance(v, str)
+        }
+        ident.access_key = _access_key(environ)
+        ident.region = _region(environ)
+        if ident.access_key:
+            ident.account = get_account_id_from(ident.access_key)
+
+        env = dict(environ)
+        env["wsgi.input"] = io.BytesIO(body)
+        try:
+            backend = self.app.get_application(env).service
+        except Exception as e:  # noqa: BLE001
+            ident.parse_error = f"no backend: {e}"
+            return ident
+        name = boto3_service_name.get(backend, backend)
+        try:
+            service_model = get_service_model(name)
+        except Exception:  # noqa: BLE001  (moto-internal backends have no AWS model)
+            return ident
+        ident.service_name = name
+        ident.service_id = service_model.metadata.get("serviceId", name)
+        env = dict(environ)
+        env["wsgi.input"] = io.BytesIO(body)
+        request = Request(env)
+        try:
+            operation, uri_params = get_service_router(name).match(request)
+        except Exception as e:  # noqa: BLE001
+            ident.parse_error = f"no operation matched: {type(e).__name__}"
+            return ident
+        ident.operation = operation.name
+        ident.operation_model = operation
+        try:
+            ident.protocol = determine_request_protocol(service_model, request.content_type)
+        except NotImplementedError:
+            ident.protocol = service_model.protocol
+        try:
+            parser = PROTOCOL_PARSERS[ident.protocol](operation)
+            ident.params = parser.parse(
+                {
+                    "method": request.method,
+                    "values": request.values,
+                    "headers": request.headers,
+                    "body": request.data,
+                    "url_path": request.path,
+                    "url_params": uri_params,
+                }
+            )
+        except Exception as e:  # noqa: BLE001
+            ident.parse_error = f"{type(e).__name__}: {e}"
+        return ident
+
+    # ---------------------------------------------------------------- responses
+
+    def error(self, start_response, ident: Identity, code: str, message: str, status: int, sender: bool = True):
+        request_id = str(uuid.uuid4())
+        protocol = ident.protocol or "rest-xml"
+        headers = [("x-amzn-RequestId", request_id)]
+        if protocol in ("json", "rest-json"):
+            body = json.dumps({"__type": code, "message": message}).encode()
+            content_type = "application/x-amz-json-1.1" if protocol == "json" else "application/json"
+            headers += [("Content-Type", content_type), ("x-amzn-ErrorType", code)]
+            model = emu_validation.botocore_model(ident.service_name) if ident.service_name else None
+            if model is not None and model.metadata.get("awsQueryCompatible") is not None:
+                headers.append(("x-amzn-query-error", f"{code};{'Sender' if sender else 'Receiver'}"))
+        elif protocol == "query":
+            model = emu_validation.botocore_model(ident.service_name) if ident.service_name else None
+            namespace = (model.metadata.get("xmlNamespace") if model is not None else None) or ""
+            body = (
+                f'<ErrorResponse xmlns="{escape(namespace)}"><Error>'
+                f"<Type>{'Sender' if sender else 'Receiver'}</Type><Code>{escape(code)}</Code>"
+                f"<Message>{escape(message)}</Message></Error><RequestId>{request_id}</RequestId>"
+                "</ErrorResponse>"
+            ).encode()
+            headers.append(("Content-Type", "text/xml"))
+        elif protocol == "ec2":
+            body = (
+                f"<Response><Errors><Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
+                f"</Error></Errors><RequestID>{request_id}</RequestID></Response>"
+            ).encode()
+            headers.append(("Content-Type", "text/xml"))
+        else:  # rest-xml (S3)
+            body = (
+                '<?xml version="1.0" encoding="UTF-8"?>\n'
+                f"<Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
+                f"<RequestId>{request_id}</RequestId></Error>"
+            ).encode()
+            headers += [("Content-Type", "application/xml"), ("x-amz-request-id", request_id)]
+        if ident.method == "HEAD":
+            body = b""
+        headers.append(("Content-Length", str(len(body))))
+        start_response(f"{status} {_reason(status)}", headers)
+        return [body]
+
+    # ---------------------------------------------------------------- faults
+
+    def take_fault(self, ident: Identity, body: bytes) -> dict[str, Any] | None:
+        haystack = None
+        with self.lock:
+            for fault in list(self.faults):
+                if fault.get("service") and fault["service"] != ident.service_id:
+                    continue
+                if fault.get("operation") and fault["operation"] != ident.operation:
+                    continue
+                if fault.get("account") and fault["account"] != ident.account:
+                    continue
+                if fault.get("access_key") and fault["access_key"] != ident.access_key:
+                    continue
+                if fault.get("resource"):
+                    if haystack is None:
+                        from urllib.parse import unquote
+
+                        haystack = unquote(ident.path) + "?" + unquote(ident.query) + "\n" + body.decode("utf-8", "replace")
+                    if fault["resource"] not in haystack:
+                        continue
+                if fault.get("fraction") is not None and random.random() >= float(fault["fraction"]):
+                    continue
+                if fault.get("count") is not None:
+                    fault["count"] -= 1
+                    if fault["count"] <= 0:
+                        self.faults.remove(fault)
+                fault["hits"] = fault.get("hits", 0) + 1
+                return dict(fault)
+        return None
+
+    # ---------------------------------------------------------------- WSGI
+
+    def __call__(self, environ: dict[str, Any], start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_harness/"):
+            return self.control(environ, start_response)
+        if path.startswith("/moto-api") or path == "/favicon.ico":
+            return self.app(environ, start_response)
+
+        body = _buffer(environ)
+        try:
+            ident = self.identify(environ, body)
+        except Exception:  # noqa: BLE001
+            log("could not identify request:\n" + traceback.format_exc())
+            ident = Identity()
+            ident.method = environ.get("REQUEST_METHOD", "")
+            ident.path = path
+        record = {
+            "seq": next(self.seq),
+            "time": time.time(),
+            "service": ident.service_id,
+            "operation": ident.operation,
+            "account": ident.account,
+            "access_key": ident.access_key,
+            "origin_key": ORIGINS.get(ident.access_key, ident.access_key),
+            "region": ident.region,
+            "method": ident.method,
+            "path": ident.path,
+            "status": 0,
+            "injected": False,
+            "rejected": None,
+            "dropped": False,
+            "validated": ident.params is not None,
+        }
+        with self.lock:
+            self.records.append(record)
+        if ident.service_name and ident.params is None:
+            log(f"not validated ({ident.parse_error}): {ident.service_id} {ident.operation} {ident.method} {ident.path}")
+
+        fault = self.take_fault(ident, body)
+        if fault is not None:
+            if fault.get("latency_ms"):
+                time.sleep(float(fault["latency_ms"]) / 1000.0)
+            if fault.get("drop_connection"):
+                record.update(injected=True, dropped=True)
+                log(f"fault: dropping connection for {ident.service_id}:{ident.operation}")
+                return _drop(environ, start_response)
+            if fault.get("error_code"):
+                status = int(fault.get("http_status") or 400)
+                record.update(injected=True, status=status)
+                log(f"fault: {ident.service_id}:{ident.operation} -> {fault['error_code']} ({status})")
+                return self.error(
+                    start_response,
+                    ident,
+                    fault["error_code"],
+                    fault.get("message") or f"Injected by the test harness: {fault['error_code']}",
+                    status,
+                    sender=status < 500,
+                )
+
+        if ident.params is not None:
+            violations = emu_validation.validate(ident.service_name, ident.operation, ident.params)
+            if violations:
+                code, status, message = self.validation_error(ident, violations)
+                record.update(status=status, rejected=message)
+                log(
+                    f"REJECTED {ident.service_id}:{ident.operation} from {ident.access_key or '-'} "
+                    f"(account {ident.account}) as AWS would: {code}: {message}"
+                )
+                return self.error(start_response, ident, code, message, status)
+
+        def recording_start_response(status, headers, exc_info=None):
+            record["status"] = int(status.split(" ", 1)[0])
+            return start_response(status, headers, exc_info)
+
+        CURRENT.ident = ident
+        try:
+            return self.app(environ, recording_start_response)
+        except UnsupportedPolicy as e:
+            log(f"ERROR: unsupported policy while serving {ident.service_id}:{ident.operation}: {e}")
+            record["status"] = 500
+            return self.error(start_response, ident, "InternalFailure", f"test harness: {e}", 500, sender=False)
+        finally:
+            CURRENT.ident = None
+
+    def validation_error(self, ident: Identity, violations) -> tuple[str, int, str]:
+        message = emu_validation.message(violations)
+        if ident.service_name == "s3":
+            # S3 answers schema violations of an XML body with MalformedXML, and bad header or
+            # query values with InvalidArgument (Amazon S3 API Reference, "Error responses").
+            payload = (ident.operation_model.input_shape.serialization or {}).get("payload") if ident.operation_model else None
+            in_body = payload and any(v.path.split(".")[0] == payload[:1].lower() + payload[1:] for v in violations)
+            return ("MalformedXML" if in_body else "InvalidArgument"), 400, message
+        if ident.service_name == "ec2" and all(v.missing for v in violations):
+            return "MissingParameter", 400, message
+        return emu_validation.error_code(ident.service_name), 400, message
+
+    # ---------------------------------------------------------------- control endpoints
+
+    def control(self, environ: dict[str, Any], start_response):
+        method = environ.get("REQUEST_METHOD", "GET")
+        path = environ.get("PATH_INFO", "")
+        query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+        body = _buffer(environ)
+
+        def reply(status: int, payload: Any):
+            data = json.dumps(payload).encode()
+            start_response(f"{status} {_reason(status)}", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+            return [data]
+
+        def selected(item: dict[str, Any]) -> bool:
+            return all(str(item.get(k)) == v for k, v in query.items() if k in ("access_key", "origin_key", "account", "service", "operation", "id"))
+
+        with self.lock:
+            if path == "/_harness/requests":
+                if method == "GET":
+                    return reply(200, [r for r in self.records if selected(r)])
+                if method == "DELETE":
+                    self.records = [r for r in self.records if not selected(r)]
+                    return reply(200, {"ok": True})
+            if path == "/_harness/faults":
+                if method == "GET":
+                    return reply(200, [f for f in self.faults if selected(f)])
+                if method == "DELETE":
+                    self.faults = [f for f in self.faults if not selected(f)]
+                    return reply(200, {"ok": True})
+                if method == "POST":
+                    try:
+                        fault = json.loads(body or b"{}")
+                    except ValueError as e:
+                        return reply(400, {"error": f"fault is not JSON: {e}"})
+                    known = {"service", "operation", "account", "access_key", "resource", "error_code", "http_status", "message", "count", "fraction", "latency_ms", "drop_connection"}
+                    unknown = set(fault) - known
+                    if unknown:
+                        return reply(400, {"error": f"unknown fault fields {sorted(unknown)}"})
+                    if not (fault.get("error_code") or fault.get("latency_ms") or fault.get("drop_connection")):
+                        return reply(400, {"error": "a fault needs error_code, latency_ms or drop_connection"})
+                    fault["id"] = str(uuid.uuid4())
+                    fault["hits"] = 0
+                    self.faults.append(fault)
+                    log(f"fault added: {fault}")
+                    return reply(200, fault)
+        return reply(404, {"error": f"no harness endpoint {method} {path}"})
+
+
+def _buffer(environ: dict[str, Any]) -> bytes:
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return b""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > 0:
+        body = stream.read(length)
+    elif environ.get("wsgi.input_terminated"):
+        body = stream.read()
+    else:
+        body = b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    if environ.get("wsgi.input_terminated") and "CONTENT_LENGTH" not in environ:
+        environ["CONTENT_LENGTH"] = str(len(body))
+    return body
+
+
+def _drop(environ: dict[str, Any], start_response):
+    """Closes the connection without a response, as a network failure would."""
+    sock = environ.get("werkzeug.socket")
+    start_response("500 Internal Server Error", [("Content-Length", "0")])
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    return []
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"

@@ -1,0 +1,330 @@
+"""The harness (launcher.py, emu_*.py) against a running emulator, with boto3, for the services
+the Rust test crate has no SDK for: model validation answers each service's own error in its
+protocol, role trust policies are evaluated as AWS evaluates them, policy conditions, and the
+call record. Run with the moto virtualenv's interpreter against a running sandbox:
+
+    AWS_ENDPOINT_URL=http://127.0.0.1:PORT ~/.cache/delivery-operator/moto-5.2.5/bin/python \\
+        -m unittest -v tests/moto/test_launcher.py
+
+(scripts/test does this after the sandbox is up.) The policy-evaluator unit tests need no
+emulator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import unittest
+import urllib.request
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import emu_policy  # noqa: E402
+
+ENDPOINT = os.environ.get("AWS_ENDPOINT_URL")
+DEFAULT = "123456789012"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def key() -> str:
+    return "AKIAPY" + uuid.uuid4().hex[:14].upper()
+
+
+def client(service: str, access_key: str = "testing", secret: str = "testing", token: str | None = None):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        service,
+        endpoint_url=ENDPOINT,
+        region_name="us-east-1",
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret,
+        aws_session_token=token,
+        # Client-side validation off: the requests must reach the emulator for it to judge them.
+        config=Config(retries={"mode": "standard", "max_attempts": 1}, parameter_validation=False),
+    )
+
+
+def session_client(service: str, creds: dict):
+    return client(service, creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"])
+
+
+def trust(statements: list[dict]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def records(access_key: str) -> list[dict]:
+    with urllib.request.urlopen(f"{ENDPOINT}/_harness/requests?origin_key={access_key}") as r:
+        return json.loads(r.read())
+
+
+class ConditionOperators(unittest.TestCase):
+    """emu_policy against the IAM User Guide's condition-operator rules (no emulator needed)."""
+
+    def test_negated_operators_match_an_absent_key(self):
+        for op in ("StringNotEquals", "StringNotLike", "ArnNotEquals", "ArnNotLike", "StringNotEqualsIgnoreCase", "NumericNotEquals", "NotIpAddress"):
+            self.assertTrue(emu_policy.conditions_match({op: {"k": "v"}}, {}), op)
+            self.assertFalse(emu_policy.conditions_match({op.replace("Not", "", 1) if op != "NotIpAddress" else "IpAddress": {"k": "v"}}, {}), op)
+
+    def test_negated_operators_with_a_present_key(self):
+        self.assertFalse(emu_policy.conditions_match({"StringNotEquals": {"k": ["a", "b"]}}, {"k": "b"}))
+        self.assertTrue(emu_policy.conditions_match({"StringNotEquals": {"k": ["a", "b"]}}, {"k": "c"}))
+        self.assertFalse(emu_policy.conditions_match({"ArnNotLike": {"k": "arn:aws:iam::*:role/x"}}, {"k": "arn:aws:iam::111111111111:role/x"}))
+
+    def test_if_exists_and_null(self):
+        self.assertTrue(emu_policy.conditions_match({"StringEqualsIfExists": {"k": "v"}}, {}))
+        self.assertFalse(emu_policy.conditions_match({"StringEqualsIfExists": {"k": "v"}}, {"k": "w"}))
+        self.assertTrue(emu_policy.conditions_match({"Null": {"k": "true"}}, {}))
+        self.assertFalse(emu_policy.conditions_match({"Null": {"k": "true"}}, {"k": "x"}))
+        self.assertTrue(emu_policy.conditions_match({"Null": {"k": "false"}}, {"k": "x"}))
+
+    def test_like_uses_only_star_and_question_mark(self):
+        self.assertTrue(emu_policy.conditions_match({"StringLike": {"k": "a*c?"}}, {"k": "abbbcd"}))
+        self.assertFalse(emu_policy.conditions_match({"StringLike": {"k": "[a]"}}, {"k": "a"}))
+        self.assertTrue(emu_policy.conditions_match({"ArnLike": {"k": "arn:aws:iam::*:role/*"}}, {"k": "arn:aws:iam::1:role/r"}))
+        self.assertFalse(emu_policy.conditions_match({"ArnLike": {"k": "arn:aws:iam::*:role/*"}}, {"k": "arn:aws:sts::1:assumed-role/r"}))
+
+    def test_set_operators(self):
+        self.assertTrue(emu_policy.conditions_match({"ForAllValues:StringEquals": {"aws:TagKeys": ["a", "b"]}}, {"aws:TagKeys": ["a"]}))
+        self.assertFalse(emu_policy.conditions_match({"ForAllValues:StringEquals": {"aws:TagKeys": ["a"]}}, {"aws:TagKeys": ["a", "c"]}))
+        self.assertTrue(emu_policy.conditions_match({"ForAnyValue:StringEquals": {"aws:TagKeys": ["c"]}}, {"aws:TagKeys": ["a", "c"]}))
+        self.assertFalse(emu_policy.conditions_match({"ForAnyValue:StringEquals": {"aws:TagKeys": ["c"]}}, {}))
+
+    def test_unknown_operators_raise(self):
+        for op in ("StringEqualz", "Maybe:StringEquals", "NullIfExists"):
+            with self.assertRaises(emu_policy.UnsupportedPolicy, msg=op):
+                emu_policy.conditions_match({op: {"k": "v"}}, {"k": "v"})
+
+    def test_explicit_deny_wins(self):
+        caller = emu_policy.Caller(DEFAULT, f"arn:aws:iam::{DEFAULT}:root")
+        doc = {
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"AWS": DEFAULT}, "Action": "sts:AssumeRole"},
+                {"Effect": "Deny", "Principal": "*", "Action": "sts:*", "Condition": {"StringNotEquals": {"aws:PrincipalAccount": "999999999999"}}},
+            ]
+        }
+        allowed, reason = emu_policy.evaluate(doc, caller, ["sts:AssumeRole"], caller.context(), with_principal=True)
+        self.assertFalse(allowed, reason)
+
+
+@unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
+class ModelValidation(unittest.TestCase):
+    """A request outside the service model gets the service's own error; one at the limits passes."""
+
+    def assertRejected(self, call, code, member, status=400):
+        from botocore.exceptions import ClientError
+
+        with self.assertRaises(ClientError) as ctx:
+            call()
+        error = ctx.exception.response["Error"]
+        self.assertEqual(error["Code"], code, ctx.exception.response)
+        self.assertEqual(ctx.exception.response["ResponseMetadata"]["HTTPStatusCode"], status)
+        if member:
+            self.assertIn(f"'{member}'", error.get("Message", ""), error)
+
+    def test_iam(self):
+        iam = client("iam")
+        doc = trust([{"Effect": "Allow", "Principal": {"AWS": DEFAULT}, "Action": "sts:AssumeRole"}])
+        self.assertRejected(lambda: iam.create_role(RoleName="r" * 65, AssumeRolePolicyDocument=doc), "ValidationError", "roleName")
+        self.assertRejected(lambda: iam.create_role(RoleName="has space", AssumeRolePolicyDocument=doc), "ValidationError", "roleName")
+        self.assertRejected(lambda: iam.create_role(RoleName=unique("r"), AssumeRolePolicyDocument=doc, MaxSessionDuration=3599), "ValidationError", "maxSessionDuration")
+        name = unique("r") + "+=,.@_-"
+        name = name + "x" * (64 - len(name))
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=doc, MaxSessionDuration=43200)
+        iam.delete_role(RoleName=name)
+
+    def test_ecr(self):
+        ecr = client("ecr")
+        self.assertRejected(lambda: ecr.create_repository(repositoryName="UPPER"), "ValidationException", "repositoryName")
+        self.assertRejected(lambda: ecr.create_repository(repositoryName="a" * 257), "ValidationException", "repositoryName")
+        name = unique("ns") + "/" + "a" * 200
+        ecr.create_repository(repositoryName=name)
+        ecr.delete_repository(repositoryName=name)
+
+    def test_ecs(self):
+        ecs = client("ecs")
+        self.assertRejected(
+            lambda: ecs.create_cluster(clusterName=unique("c"), tags=[{"key": "k" * 129, "value": "v"}]),
+            "InvalidParameterException",
+            "tags.1.member.key",
+        )
+        self.assertRejected(
+            lambda: ecs.register_task_definition(family=unique("f"), containerDefinitions=[], networkMode="bridgy"),
+            "InvalidParameterException",
+            "networkMode",
+        )
+        ecs.create_cluster(clusterName=unique("c"), tags=[{"key": "k" * 128, "value": "v" * 256}])
+
+    def test_codebuild(self):
+        codebuild = client("codebuild")
+        base = dict(
+            source={"type": "CODEPIPELINE"},
+            artifacts={"type": "CODEPIPELINE"},
+            environment={"type": "LINUX_CONTAINER", "image": "aws/codebuild/standard:7.0", "computeType": "BUILD_GENERAL1_SMALL"},
+            serviceRole=f"arn:aws:iam::{DEFAULT}:role/build",
+        )
+        self.assertRejected(lambda: codebuild.create_project(name="-bad", **base), "ValidationException", "name")
+        self.assertRejected(lambda: codebuild.create_project(name=unique("p"), timeoutInMinutes=4, **base), "ValidationException", "timeoutInMinutes")
+
+    def test_codepipeline(self):
+        codepipeline = client("codepipeline")
+        self.assertRejected(lambda: codepipeline.get_pipeline_state(name="has space"), "ValidationException", "name")
+        self.assertRejected(lambda: codepipeline.get_pipeline(name="p" * 101), "ValidationException", "name")
+
+    def test_logs(self):
+        logs = client("logs")
+        self.assertRejected(lambda: logs.create_log_group(logGroupName="has space"), "ValidationException", "logGroupName")
+        self.assertRejected(lambda: logs.create_log_group(logGroupName="/x" * 257), "ValidationException", "logGroupName")
+        name = "/" + unique("g") + "/" + "a" * 400
+        logs.create_log_group(logGroupName=name, tags={"k": "v"})
+        logs.put_retention_policy(logGroupName=name, retentionInDays=30)
+
+    def test_sns(self):
+        sns = client("sns")
+        self.assertRejected(lambda: sns.create_topic(Name=unique("t"), Tags=[{"Key": "k" * 129, "Value": "v"}]), "InvalidParameter", "tags.1.member.key")
+        sns.create_topic(Name=unique("t"), Tags=[{"Key": "k" * 128, "Value": "v" * 256}])
+
+    def test_eventbridge(self):
+        events = client("events")
+        self.assertRejected(lambda: events.put_rule(Name="r" * 65, EventPattern="{}"), "ValidationException", "name")
+        self.assertRejected(lambda: events.put_rule(Name=unique("r"), EventPattern="{}", State="ON"), "ValidationException", "state")
+        rule = unique("r")
+        rule = rule + "x" * (64 - len(rule))
+        events.put_rule(Name=rule, EventPattern='{"source":["aws.codepipeline"]}', State="ENABLED")
+        self.assertRejected(lambda: events.put_targets(Rule=rule, Targets=[]), "ValidationException", "targets")
+
+    def test_cloudwatch(self):
+        cloudwatch = client("cloudwatch")
+        alarm = dict(MetricName="m", Namespace="n", Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=1.0, ComparisonOperator="GreaterThanThreshold")
+        self.assertRejected(lambda: cloudwatch.put_metric_alarm(AlarmName="a" * 256, **alarm), "ValidationError", "alarmName")
+        self.assertRejected(lambda: cloudwatch.put_metric_alarm(AlarmName=unique("a"), AlarmActions=["arn:x"] * 6, **alarm), "ValidationError", "alarmActions")
+        cloudwatch.put_metric_alarm(AlarmName="a" * 255, AlarmActions=["arn:aws:sns:us-east-1:123456789012:t"] * 5, **alarm)
+
+    def test_ec2(self):
+        ec2 = client("ec2")
+        self.assertRejected(lambda: ec2.create_vpc(CidrBlock="10.0.0.0/16", InstanceTenancy="shared-ish"), "InvalidParameterValue", None)
+        ec2.create_vpc(CidrBlock="10.0.0.0/16", InstanceTenancy="default")
+
+
+@unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
+class AssumeRole(unittest.TestCase):
+    """sts:AssumeRole evaluates the trust policy against the caller, as AWS does."""
+
+    def role(self, account_client, statements, name=None):
+        name = name or unique("role")
+        arn = account_client.create_role(RoleName=name, AssumeRolePolicyDocument=trust(statements))["Role"]["Arn"]
+        return arn
+
+    def member(self, account):
+        creds = client("sts").assume_role(RoleArn=f"arn:aws:iam::{account}:role/delivery-bootstrap", RoleSessionName="session")["Credentials"]
+        return creds
+
+    def test_trusted_caller_succeeds_and_uses_the_session(self):
+        iam = client("iam")
+        arn = self.role(iam, [{"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{DEFAULT}:root"}, "Action": "sts:AssumeRole"}])
+        creds = client("sts").assume_role(RoleArn=arn, RoleSessionName="session")["Credentials"]
+        who = session_client("sts", creds).get_caller_identity()
+        self.assertEqual(who["Arn"], f"arn:aws:sts::{DEFAULT}:assumed-role/{arn.split('/')[-1]}/session")
+
+    def test_untrusted_account_is_denied(self):
+        # A role in 111111111111 that trusts only 222222222222.
+        iam_111 = session_client("iam", self.member("111111111111"))
+        arn = self.role(iam_111, [{"Effect": "Allow", "Principal": {"AWS": "222222222222"}, "Action": "sts:AssumeRole"}])
+        from botocore.exceptions import ClientError
+
+        with self.assertRaises(ClientError) as ctx:
+            client("sts").assume_role(RoleArn=arn, RoleSessionName="session")
+        self.assertEqual(ctx.exception.response["Error"]["Code"], "AccessDenied")
+        self.assertEqual(ctx.exception.response["ResponseMetadata"]["HTTPStatusCode"], 403)
+        # ... and 222222222222 may.
+        creds = session_client("sts", self.member("222222222222")).assume_role(RoleArn=arn, RoleSessionName="session")["Credentials"]
+        self.assertEqual(session_client("sts", creds).get_caller_identity()["Account"], "111111111111")
+
+    def test_external_id_must_match(self):
+        from botocore.exceptions import ClientError
+
+        iam = client("iam")
+        arn = self.role(iam, [{"Effect": "Allow", "Principal": {"AWS": DEFAULT}, "Action": "sts:AssumeRole", "Condition": {"StringEquals": {"sts:ExternalId": "expected-id"}}}])
+        for kwargs in ({}, {"ExternalId": "wrong-id-1"}):
+            with self.assertRaises(ClientError, msg=str(kwargs)) as ctx:
+                client("sts").assume_role(RoleArn=arn, RoleSessionName="session", **kwargs)
+            self.assertEqual(ctx.exception.response["Error"]["Code"], "AccessDenied")
+        client("sts").assume_role(RoleArn=arn, RoleSessionName="session", ExternalId="expected-id")
+
+    def test_session_tags_need_sts_tag_session(self):
+        from botocore.exceptions import ClientError
+
+        iam = client("iam")
+        arn = self.role(iam, [{"Effect": "Allow", "Principal": {"AWS": DEFAULT}, "Action": "sts:AssumeRole"}])
+        with self.assertRaises(ClientError) as ctx:
+            client("sts").assume_role(RoleArn=arn, RoleSessionName="session", Tags=[{"Key": "team", "Value": "a"}])
+        self.assertEqual(ctx.exception.response["Error"]["Code"], "AccessDenied")
+        arn = self.role(iam, [{"Effect": "Allow", "Principal": {"AWS": DEFAULT}, "Action": ["sts:AssumeRole", "sts:TagSession"]}])
+        client("sts").assume_role(RoleArn=arn, RoleSessionName="session", Tags=[{"Key": "team", "Value": "a"}])
+
+    def test_explicit_deny_wins_and_conditions_on_the_principal(self):
+        from botocore.exceptions import ClientError
+
+        iam = client("iam")
+        arn = self.role(
+            iam,
+            [
+                {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole", "Condition": {"StringEquals": {"aws:PrincipalAccount": [DEFAULT, "111111111111"]}}},
+                {"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole", "Condition": {"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::111111111111:role/*"}}},
+            ],
+        )
+        client("sts").assume_role(RoleArn=arn, RoleSessionName="session")
+        with self.assertRaises(ClientError) as ctx:
+            session_client("sts", self.member("111111111111")).assume_role(RoleArn=arn, RoleSessionName="session")
+        self.assertEqual(ctx.exception.response["Error"]["Code"], "AccessDenied")
+        with self.assertRaises(ClientError):
+            session_client("sts", self.member("222222222222")).assume_role(RoleArn=arn, RoleSessionName="session")
+
+    def test_role_chaining_lands_in_the_right_account(self):
+        # management -> 111111111111 bootstrap -> a role in 222222222222 that trusts
+        # 111111111111's bootstrap role (by role ARN) -> the caller is in 222222222222.
+        iam_222 = session_client("iam", self.member("222222222222"))
+        arn = self.role(iam_222, [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111111111111:role/delivery-bootstrap"}, "Action": "sts:AssumeRole"}])
+        first = self.member("111111111111")
+        second = session_client("sts", first).assume_role(RoleArn=arn, RoleSessionName="chained")["Credentials"]
+        who = session_client("sts", second).get_caller_identity()
+        self.assertEqual(who["Account"], "222222222222")
+        self.assertTrue(who["Arn"].endswith(f"assumed-role/{arn.split('/')[-1]}/chained"), who)
+        # The management account itself is not that role.
+        from botocore.exceptions import ClientError
+
+        with self.assertRaises(ClientError):
+            client("sts").assume_role(RoleArn=arn, RoleSessionName="session")
+
+
+@unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
+class Record(unittest.TestCase):
+    def test_every_request_is_recorded_with_its_service_id_operation_and_status(self):
+        k = key()
+        client("logs", k).describe_log_groups()
+        client("events", k).list_rules()
+        client("ecr", k).describe_repositories()
+        from botocore.exceptions import ClientError
+
+        with self.assertRaises(ClientError):
+            client("iam", k).get_role(RoleName=unique("missing"))
+        seen = [(r["service"], r["operation"], r["status"], r["account"]) for r in records(k)]
+        self.assertEqual(
+            seen,
+            [
+                ("CloudWatch Logs", "DescribeLogGroups", 200, DEFAULT),
+                ("EventBridge", "ListRules", 200, DEFAULT),
+                ("ECR", "DescribeRepositories", 200, DEFAULT),
+                ("IAM", "GetRole", 404, DEFAULT),
+            ],
+        )
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,172 @@
+//! Test-side client of the emulator harness (`tests/moto/emu_harness.py`): the independent
+//! record of every AWS call the emulator received, and fault injection.
+//!
+//! Tests run in parallel against one emulator, so scope faults and record queries by access
+//! key: give each client under test its own key ([`unique_access_key`]).
+
+use std::collections::BTreeMap;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use serde::{Deserialize, Serialize};
+
+use crate::support::sandbox;
+
+/// One request as the emulator received it.
+#[derive(Debug, Clone, Deserialize)]
+#[allow(dead_code)] // every field shows in assertion messages ({:?}); not every test reads each
+pub struct Recorded {
+    pub seq: u64,
+    /// botocore serviceId, equal to the Rust SDK's metadata service name ("KMS", "S3", "STS").
+    pub service: String,
+    pub operation: String,
+    pub account: String,
+    /// Access key ID from the SigV4 Authorization header.
+    pub access_key: String,
+    /// The long-term key a role-session key was (transitively) assumed from; the key itself
+    /// otherwise. Records are selected by this key.
+    pub origin_key: String,
+    pub method: String,
+    pub path: String,
+    /// HTTP status returned (0 when the connection was dropped).
+    pub status: u16,
+    /// A fault injected by the harness answered this request.
+    pub injected: bool,
+    pub dropped: bool,
+    /// The model-validation message, when the harness rejected the request as AWS would.
+    pub rejected: Option<String>,
+}
+
+/// A fault to inject. Unset fields match anything; `error_code` answers with that AWS error in
+/// the service's protocol; `latency_ms` delays the request; `drop_connection` closes the socket
+/// without a response. `count` limits it to the next N matching calls, `fraction` to a share of
+/// them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Fault {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_key: Option<String>,
+    /// A substring of the request (path, query or body), e.g. a resource name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fraction: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub drop_connection: bool,
+}
+
+fn url(path: &str) -> String {
+    format!("{}/_harness/{path}", sandbox().aws_endpoint())
+}
+
+async fn send(request: reqwest::RequestBuilder) -> String {
+    let response = request.send().await.expect("harness endpoint reachable");
+    let status = response.status();
+    let text = response.text().await.expect("harness response body");
+    assert!(status.is_success(), "harness answered {status}: {text}");
+    text
+}
+
+/// Installs a fault; returns its id.
+pub async fn inject(fault: Fault) -> String {
+    let body = serde_json::to_string(&fault).expect("fault serialises");
+    let text = send(
+        reqwest::Client::new()
+            .post(url("faults"))
+            .header("content-type", "application/json")
+            .body(body),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&text).expect("fault reply is JSON");
+    v["id"].as_str().expect("fault id").to_string()
+}
+
+/// Removes every fault (all tests'). Prefer [`clear_faults_for`] in tests that run in parallel.
+#[allow(dead_code)] // for serial tests and debugging; parallel tests use clear_faults_for
+pub async fn clear_faults() {
+    send(reqwest::Client::new().delete(url("faults"))).await;
+}
+
+/// Removes the faults scoped to `access_key`.
+pub async fn clear_faults_for(access_key: &str) {
+    send(
+        reqwest::Client::new()
+            .delete(url("faults"))
+            .query(&[("access_key", access_key)]),
+    )
+    .await;
+}
+
+/// Every request made with `access_key` or with role sessions assumed from it, in arrival order.
+pub async fn calls_by(access_key: &str) -> Vec<Recorded> {
+    let text = send(
+        reqwest::Client::new()
+            .get(url("requests"))
+            .query(&[("origin_key", access_key)]),
+    )
+    .await;
+    serde_json::from_str(&text).expect("record parses")
+}
+
+/// Forgets the record of `access_key`.
+pub async fn clear_calls(access_key: &str) {
+    send(
+        reqwest::Client::new()
+            .delete(url("requests"))
+            .query(&[("origin_key", access_key)]),
+    )
+    .await;
+}
+
+/// Attempts of `kind` ("read" or "write", by [`delivery_operator::metrics::is_read`]) made with
+/// `access_key`, by `Service:Operation`: every attempt counts, failed, injected and retried ones
+/// included.
+pub async fn counts_by(access_key: &str, kind: &str) -> BTreeMap<String, f64> {
+    count(&calls_by(access_key).await, kind)
+}
+
+/// [`counts_by`] over an already fetched record.
+pub fn count(calls: &[Recorded], kind: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for c in calls {
+        let read = delivery_operator::metrics::is_read(&c.operation);
+        if (kind == "read") == read {
+            *out.entry(format!("{}:{}", c.service, c.operation))
+                .or_insert(0.0) += 1.0;
+        }
+    }
+    out
+}
+
+/// An access-key ID no other client uses. Unknown keys act as the default account's
+/// administrator in the emulator, as the shared `testing` key does.
+pub fn unique_access_key() -> String {
+    use rand::Rng;
+    let n: u64 = rand::rng().random_range(0..(1u64 << 56));
+    format!("AKIAOP{n:014X}")
+}
+
+/// SDK configuration for the emulator's default account, signed with `access_key`.
+pub async fn config_with_key(access_key: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(sandbox().aws_endpoint())
+        .credentials_provider(Credentials::new(access_key, "testing", None, None, "test"))
+        .load()
+        .await
+}
