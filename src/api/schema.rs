@@ -3,6 +3,7 @@
 //! messages tell the user exactly what is wrong.
 
 use schemars::{Schema, SchemaGenerator, json_schema};
+use serde_json::json;
 
 /// Regular expression for an email address: deliberately loose (local@domain.tld), as SNS
 /// accepts any address and confirms it by mail.
@@ -29,11 +30,11 @@ pub fn tag_map(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "object",
         "maxProperties": 40,
-        "additionalProperties": {"type": "string", "maxLength": 256},
+        "additionalProperties": {"type": "string", "maxLength": 255},
         "x-kubernetes-validations": [
             {
-                "rule": "self.all(k, k.size() <= 128 && !k.lowerAscii().startsWith('aws:'))",
-                "message": "tag keys must be at most 128 characters and must not start with aws: (in any case)"
+                "rule": "self.all(k, k.size() <= 127 && !k.lowerAscii().startsWith('aws:'))",
+                "message": "tag keys must be at most 127 characters and must not start with aws: (in any case)"
             },
             {
                 "rule": r"self.all(k, self[k].matches('^[\\p{L}\\p{Z}\\p{N}_.:/=+@-]*$'))",
@@ -60,29 +61,42 @@ pub fn severity_map(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-pub fn env_vars(_: &mut SchemaGenerator) -> Schema {
+/// Build environment variables: CodeBuild reserves names starting with `CODEBUILD_`.
+pub fn build_env_vars(_: &mut SchemaGenerator) -> Schema {
+    env_vars(Some(json!([{
+        "rule": "!self.name.startsWith('CODEBUILD_')",
+        "message": "build environment variable names must not start with CODEBUILD_, which CodeBuild reserves"
+    }])))
+}
+
+/// Container environment variables: ECS reserves no names (a container may set `AWS_REGION`).
+pub fn container_env_vars(_: &mut SchemaGenerator) -> Schema {
+    env_vars(None)
+}
+
+fn env_vars(rules: Option<serde_json::Value>) -> Schema {
+    let mut item = json!({
+        "type": "object",
+        "required": ["name", "value"],
+        "properties": {
+            "name": {
+                "type": "string",
+                "description": "Variable name.",
+                "minLength": 1,
+                "maxLength": 255,
+                "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"
+            },
+            "value": {"type": "string", "description": "Variable value.", "maxLength": 4096}
+        }
+    });
+    if let Some(rules) = rules {
+        item["x-kubernetes-validations"] = rules;
+    }
     json_schema!({
         "type": "array",
         "maxItems": 50,
         "x-kubernetes-list-type": "map",
         "x-kubernetes-list-map-keys": ["name"],
-        "items": {
-            "type": "object",
-            "required": ["name", "value"],
-            "properties": {
-                "name": {
-                    "type": "string",
-                    "description": "Variable name.",
-                    "minLength": 1,
-                    "maxLength": 255,
-                    "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"
-                },
-                "value": {"type": "string", "description": "Variable value.", "maxLength": 4096}
-            },
-            "x-kubernetes-validations": [{
-                "rule": "!self.name.startsWith('AWS_') && !self.name.startsWith('CODEBUILD_') && !self.name.startsWith('ECS_')",
-                "message": "environment variable names must not start with the reserved prefixes AWS_, CODEBUILD_ or ECS_"
-            }]
-        }
+        "items": item
     })
 }

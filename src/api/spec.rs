@@ -85,9 +85,10 @@ pub struct DeliveryPipelineSpec {
     )]
     pub environment_suffix: String,
 
-    /// Cost center recorded in the `CostCenter` tag of every AWS resource.
+    /// Cost center recorded in the `CostCenter` tag of every AWS resource. At most 255
+    /// characters (CodeBuild's tag value limit, the strictest of the services tagged).
     #[schemars(
-        length(min = 1, max = 256),
+        length(min = 1, max = 255),
         regex(
             pattern = r"^[\p{L}\p{Z}\p{N}_.:/=+@-]*[\p{L}\p{N}_.:/=+@-][\p{L}\p{Z}\p{N}_.:/=+@-]*$"
         )
@@ -95,7 +96,9 @@ pub struct DeliveryPipelineSpec {
     pub cost_center: String,
 
     /// Extra tags added to every AWS resource. `ManagedBy`, `Environment`, `CostCenter` and the
-    /// owner tags are always added by the operator and cannot be set here.
+    /// owner tags are always added by the operator and cannot be set here. Keys are at most 127
+    /// and values at most 255 characters (CodeBuild's limits, the strictest of the services
+    /// tagged).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "schema::tag_map")]
     pub tags: BTreeMap<String, String>,
@@ -178,10 +181,10 @@ pub struct Credentials {
     )]
     pub role_arn: String,
 
-    /// External ID required by the role's trust policy, if any. Not secret in AWS's model but
-    /// never logged.
+    /// External ID required by the role's trust policy, if any: 2 to 1224 letters, digits and
+    /// `_+=,.@:/-` (STS's limits). Not secret in AWS's model but never logged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 2, max = 1224))]
+    #[schemars(length(min = 2, max = 1224), regex(pattern = r"^[\w+=,.@:/-]*$"))]
     pub external_id: Option<String>,
 }
 
@@ -219,8 +222,9 @@ pub struct S3Source {
         regex(pattern = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     )]
     pub bucket: String,
-    /// Object key of the source archive, e.g. `checkout.zip`.
-    #[schemars(length(min = 1, max = 1024))]
+    /// Object key of the source archive, e.g. `checkout.zip`. At most 1000 characters
+    /// (CodePipeline's limit for action configuration values).
+    #[schemars(length(min = 1, max = 1000))]
     pub object_key: String,
 }
 
@@ -271,9 +275,9 @@ pub struct Build {
     /// CodeBuild compute type.
     #[serde(default)]
     pub compute_type: ComputeType,
-    /// Build timeout in minutes (5 to 480).
+    /// Build timeout in minutes (5 to 2160, CodeBuild's limits).
     #[serde(default = "defaults::build_timeout_minutes")]
-    #[schemars(range(min = 5, max = 480))]
+    #[schemars(range(min = 5, max = 2160))]
     pub timeout_minutes: i32,
     /// Path of the Dockerfile, relative to the source root.
     #[serde(default = "defaults::dockerfile")]
@@ -283,9 +287,10 @@ pub struct Build {
     #[serde(default = "defaults::context")]
     #[schemars(length(min = 1, max = 1024), regex(pattern = r"^[^/]"))]
     pub context: String,
-    /// Plain-text environment variables of the build. Do not put secrets here.
+    /// Plain-text environment variables of the build. Do not put secrets here. Names starting
+    /// with `CODEBUILD_` are reserved by CodeBuild.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "schema::env_vars")]
+    #[schemars(schema_with = "schema::build_env_vars")]
     pub environment: Vec<EnvVar>,
 }
 
@@ -375,9 +380,10 @@ pub struct ImageScan {
     #[serde(default = "defaults::fail_on")]
     #[schemars(schema_with = "schema::severity_map")]
     pub fail_on: BTreeMap<String, i32>,
-    /// How long the gate waits for the scan to complete, in minutes.
+    /// How long the gate waits for the scan to complete, in minutes (5 to 2160: the timeout of
+    /// the gate's CodeBuild project).
     #[serde(default = "defaults::scan_timeout_minutes")]
-    #[schemars(range(min = 5, max = 480))]
+    #[schemars(range(min = 5, max = 2160))]
     pub timeout_minutes: i32,
 }
 
@@ -394,13 +400,13 @@ impl Default for ImageScan {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ArtifactStore {
-    /// Days after which noncurrent object versions expire.
+    /// Days after which noncurrent object versions expire (at least 1).
     #[serde(default = "defaults::noncurrent_version_expiration_days")]
-    #[schemars(range(min = 1, max = 3650))]
+    #[schemars(range(min = 1))]
     pub noncurrent_version_expiration_days: i32,
-    /// Days after which incomplete multipart uploads are aborted.
+    /// Days after which incomplete multipart uploads are aborted (at least 1).
     #[serde(default = "defaults::abort_incomplete_upload_days")]
-    #[schemars(range(min = 1, max = 365))]
+    #[schemars(range(min = 1))]
     pub abort_incomplete_upload_days: i32,
 }
 
@@ -417,12 +423,10 @@ impl Default for ArtifactStore {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Container {
-    /// Container name in the task definition.
+    /// Container name in the task definition: up to 255 letters, digits, underscores and
+    /// hyphens (ECS's rule).
     #[serde(default = "defaults::container_name")]
-    #[schemars(
-        length(min = 1, max = 255),
-        regex(pattern = r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$")
-    )]
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"^[a-zA-Z0-9_-]+$"))]
     pub name: String,
     /// TCP port the container listens on.
     #[schemars(range(min = 1, max = 65535))]
@@ -582,11 +586,11 @@ pub struct Environment {
     pub desired_count: i32,
     /// Seconds ECS ignores failing health checks after a task starts.
     #[serde(default = "defaults::health_check_grace_period")]
-    #[schemars(range(min = 0, max = 7200))]
+    #[schemars(range(min = 0))]
     pub health_check_grace_period_seconds: i32,
     /// Plain-text environment variables of the container. Do not put secrets here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "schema::env_vars")]
+    #[schemars(schema_with = "schema::container_env_vars")]
     pub environment: Vec<EnvVar>,
     /// Roll back automatically when a deployment fails (ECS deployment circuit breaker).
     #[serde(default = "defaults::yes")]
@@ -601,13 +605,14 @@ pub struct Approval {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "schema::email_list")]
     pub notify_emails: Vec<String>,
-    /// Text shown to the approver.
+    /// Text shown to the approver (1 to 1000 characters, CodePipeline's limits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 800))]
+    #[schemars(length(min = 1, max = 1000))]
     pub custom_data: Option<String>,
-    /// Link shown to the approver, e.g. a release checklist.
+    /// Link shown to the approver, e.g. a release checklist. At most 1000 characters
+    /// (CodePipeline's limit for action configuration values).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
+    #[schemars(length(max = 1000), regex(pattern = r"^https?://[^\s]+$"))]
     pub external_entity_link: Option<String>,
 }
 

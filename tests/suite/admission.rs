@@ -1,6 +1,7 @@
 //! Admission: every invalid manifest under tests/data/invalid is rejected by the real API
-//! server with its expected message; every example is accepted; `kubectl explain` shows the
-//! field documentation.
+//! server with its expected message; every manifest under tests/data/valid (values AWS accepts
+//! at the edge of its bounds) and every example is accepted; `kubectl explain` shows the field
+//! documentation.
 
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 use serde::Deserialize;
@@ -96,6 +97,47 @@ async fn every_invalid_manifest_is_rejected_with_its_message() {
     assert!(
         failures.is_empty(),
         "{} of {} manifests misbehaved:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
+}
+
+/// Values at the edge of what AWS accepts (tests/bounds/aws_bounds.yaml maps each field to its
+/// AWS member): each relaxed rule has a manifest here, so a bound cannot silently tighten again.
+#[tokio::test]
+async fn every_valid_manifest_is_accepted() {
+    let client = kube_client("admin").await;
+    let ns = unique("valid");
+    create_namespace(&client, &ns).await;
+    let api: Api<DynamicObject> = Api::namespaced_with(client, &ns, &pipelines_resource());
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let mut files: Vec<_> = std::fs::read_dir(repo_root().join("tests/data/valid"))
+        .expect("tests/data/valid")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 7,
+        "expected at least 7 valid manifests, found {}",
+        files.len()
+    );
+    let mut failures = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read manifest");
+        let mut doc = documents(&text).remove(0);
+        doc.metadata.namespace = Some(ns.clone());
+        if let Err(e) = api.create(&dry_run, &doc).await {
+            failures.push(format!("{}: REJECTED: {e}", file.display()));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} valid manifests were rejected:\n{}",
         failures.len(),
         files.len(),
         failures.join("\n")
