@@ -5,5 +5,6 @@ mod admission;
 mod aws_emulator;
 mod control_plane;
 mod emulator;
+mod engine;
 mod operator;
 mod support;
