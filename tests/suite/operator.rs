@@ -88,9 +88,54 @@ fn counts(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
     pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
 
-/// The reads of one reconcile of an up-to-date pipeline: each subresource observed once.
-fn observe_reads() -> BTreeMap<String, f64> {
-    counts(&[
+/// The group a call belongs to: each group uses its own AWS services (the key also searches
+/// the tagging API for a key orphaned by a crash); STS is the session.
+fn group_of(call: &str) -> &'static str {
+    match call.split(':').next().unwrap_or_default() {
+        "KMS" | "Resource Groups Tagging API" => "EncryptionKey",
+        "S3" => "ArtifactStore",
+        "SNS" => "Notifications",
+        "CloudWatch Logs" => "LogGroups",
+        "STS" => "Session",
+        _ => "Unknown",
+    }
+}
+
+/// Calls split by group, so each group's exact counts are asserted on their own.
+fn by_group(calls: BTreeMap<String, f64>) -> BTreeMap<&'static str, BTreeMap<String, f64>> {
+    let mut out: BTreeMap<&'static str, BTreeMap<String, f64>> = BTreeMap::new();
+    for (call, n) in calls {
+        out.entry(group_of(&call)).or_default().insert(call, n);
+    }
+    out
+}
+
+fn groups(
+    pairs: &[(&'static str, &[(&str, f64)])],
+) -> BTreeMap<&'static str, BTreeMap<String, f64>> {
+    pairs
+        .iter()
+        .filter(|(_, calls)| !calls.is_empty())
+        .map(|(g, calls)| (*g, counts(calls)))
+        .collect()
+}
+
+/// Log group calls for the minimal example: build and scan in the pipeline account, one
+/// application log group per environment (both environments in the pipeline account).
+const LOG_GROUPS_CREATE: &[(&str, f64)] = &[
+    ("CloudWatch Logs:CreateLogGroup", 4.0),
+    ("CloudWatch Logs:PutRetentionPolicy", 4.0),
+];
+
+/// The reads of one reconcile of an up-to-date pipeline: each group observed once.
+fn observe_reads() -> BTreeMap<&'static str, BTreeMap<String, f64>> {
+    by_group(counts(&[
+        ("SNS:GetTopicAttributes", 1.0),
+        ("SNS:ListTagsForResource", 1.0),
+        ("SNS:ListSubscriptionsByTopic", 1.0),
+        // Three scopes listed (pipeline, staging, production); four log groups' tags read.
+        ("CloudWatch Logs:DescribeLogGroups", 3.0),
+        ("CloudWatch Logs:ListTagsForResource", 4.0),
         ("KMS:DescribeKey", 1.0),
         ("KMS:GetKeyPolicy", 1.0),
         ("KMS:GetKeyRotationStatus", 1.0),
@@ -102,7 +147,7 @@ fn observe_reads() -> BTreeMap<String, f64> {
         ("S3:GetBucketVersioning", 1.0),
         ("S3:GetPublicAccessBlock", 1.0),
         ("S3:HeadBucket", 1.0),
-    ])
+    ]))
 }
 
 async fn key_tags(kms: &aws_sdk_kms::Client, key: &str) -> BTreeMap<String, String> {
@@ -194,8 +239,23 @@ async fn minimal_pipeline_reaches_ready_with_every_aws_property_and_updates_mini
     let kinds: Vec<(&str, &str)> = status
         .inventory
         .iter()
+        .filter(|i| i.kind == "AWS::KMS::Key" || i.kind == "AWS::S3::Bucket")
         .map(|i| (i.kind.as_str(), i.id.as_str()))
         .collect();
+    let log_groups = status
+        .inventory
+        .iter()
+        .filter(|i| i.kind == "AWS::Logs::LogGroup")
+        .count();
+    assert_eq!(log_groups, 4, "{:?}", status.inventory);
+    assert_eq!(
+        status
+            .inventory
+            .iter()
+            .filter(|i| i.kind == "AWS::SNS::Topic")
+            .count(),
+        1
+    );
     assert_eq!(
         kinds,
         vec![
@@ -341,7 +401,10 @@ async fn minimal_pipeline_reaches_ready_with_every_aws_property_and_updates_mini
         BTreeMap::new(),
         "a no-op reconcile wrote to AWS"
     );
-    assert_eq!(after.calls_since(&before, "read"), observe_reads());
+    assert_eq!(
+        by_group(after.calls_since(&before, "read")),
+        observe_reads()
+    );
     let unchanged = api.get("hello").await.expect("get");
     assert_eq!(
         unchanged.metadata.annotations.as_ref().map(|a| a.len()),
@@ -650,19 +713,26 @@ async fn a_credentials_role_that_cannot_be_assumed_is_reported_and_creates_nothi
     gone(&api, "lost").await;
 }
 
-/// The writes of a first reconcile that creates everything.
-fn creation_writes(kms: &[(&str, f64)]) -> BTreeMap<String, f64> {
-    let mut all = counts(&[
-        ("S3:CreateBucket", 1.0),
-        ("S3:PutBucketTagging", 1.0),
-        ("S3:PutPublicAccessBlock", 1.0),
-        ("S3:PutBucketEncryption", 1.0),
-        ("S3:PutBucketVersioning", 1.0),
-        ("S3:PutBucketLifecycleConfiguration", 1.0),
-        ("S3:PutBucketPolicy", 1.0),
-    ]);
-    all.extend(counts(kms));
-    all
+/// The writes of a first reconcile that creates everything, per group; `kms` differs between
+/// a fresh key and an adopted one.
+fn creation_writes(kms: &[(&str, f64)]) -> BTreeMap<&'static str, BTreeMap<String, f64>> {
+    groups(&[
+        ("EncryptionKey", kms),
+        (
+            "ArtifactStore",
+            &[
+                ("S3:CreateBucket", 1.0),
+                ("S3:PutBucketTagging", 1.0),
+                ("S3:PutPublicAccessBlock", 1.0),
+                ("S3:PutBucketEncryption", 1.0),
+                ("S3:PutBucketVersioning", 1.0),
+                ("S3:PutBucketLifecycleConfiguration", 1.0),
+                ("S3:PutBucketPolicy", 1.0),
+            ],
+        ),
+        ("Notifications", &[("SNS:CreateTopic", 1.0)]),
+        ("LogGroups", LOG_GROUPS_CREATE),
+    ])
 }
 
 #[tokio::test]
@@ -714,7 +784,7 @@ async fn a_key_left_by_a_crash_before_its_alias_is_adopted_not_duplicated() {
 
     let metrics = operator.settled().await;
     assert_eq!(
-        metrics.aws_calls("write"),
+        by_group(metrics.aws_calls("write")),
         creation_writes(&[("KMS:CreateAlias", 1.0), ("KMS:EnableKeyRotation", 1.0)]),
         "adoption must not create a second key"
     );
@@ -739,23 +809,32 @@ async fn first_reconcile_makes_exactly_the_creating_calls() {
     wait_ready(&api, "counted", 1).await;
     let metrics = operator.settled().await;
     assert_eq!(
-        metrics.aws_calls("write"),
+        by_group(metrics.aws_calls("write")),
         creation_writes(&[
             ("KMS:CreateKey", 1.0),
             ("KMS:CreateAlias", 1.0),
             ("KMS:EnableKeyRotation", 1.0)
         ])
     );
-    // Reads: the identity once, the absent key and bucket observed once each, the orphan search.
+    // Reads: the identity once, each absent group observed once, the orphan-key search.
     assert_eq!(
-        metrics.aws_calls("read"),
-        counts(&[
-            ("STS:GetCallerIdentity", 1.0),
-            ("KMS:DescribeKey", 1.0),
-            ("Resource Groups Tagging API:GetResources", 1.0),
-            ("S3:HeadBucket", 1.0),
+        by_group(metrics.aws_calls("read")),
+        groups(&[
+            ("Session", &[("STS:GetCallerIdentity", 1.0)]),
+            (
+                "EncryptionKey",
+                &[
+                    ("KMS:DescribeKey", 1.0),
+                    ("Resource Groups Tagging API:GetResources", 1.0),
+                ],
+            ),
+            ("ArtifactStore", &[("S3:HeadBucket", 1.0)]),
+            ("Notifications", &[("SNS:GetTopicAttributes", 1.0)]),
+            ("LogGroups", &[("CloudWatch Logs:DescribeLogGroups", 3.0)]),
         ])
     );
+    // The emulator's own record of this operator's requests says the same.
+    operator.assert_calls_match_record().await;
 }
 
 #[tokio::test]
@@ -791,8 +870,13 @@ async fn a_tag_removed_from_the_spec_is_removed_from_aws() {
     let updated = wait_ready(&api, "tagged", 2).await;
     let after = operator.after_reconcile(&before).await;
     assert_eq!(
-        after.calls_since(&before, "write"),
-        counts(&[("KMS:UntagResource", 1.0), ("S3:PutBucketTagging", 1.0)])
+        by_group(after.calls_since(&before, "write")),
+        groups(&[
+            ("EncryptionKey", &[("KMS:UntagResource", 1.0)]),
+            ("ArtifactStore", &[("S3:PutBucketTagging", 1.0)]),
+            ("Notifications", &[("SNS:UntagResource", 1.0)]),
+            ("LogGroups", &[("CloudWatch Logs:UntagResource", 4.0)]),
+        ])
     );
     assert_eq!(
         updated.status.expect("status").applied_tag_keys,
