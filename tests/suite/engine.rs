@@ -346,3 +346,54 @@ async fn a_role_trusting_another_namespace_is_refused_and_its_own_namespace_work
     op_a.assert_calls_match_record().await;
     op_b.assert_calls_match_record().await;
 }
+
+#[tokio::test]
+async fn a_bucket_name_taken_in_another_account_is_reported_not_adopted() {
+    let (ns, _operator, api) = start("e2e-taken").await;
+    let dp = example("minimal.yaml", &ns, "squatted");
+    let ctx = delivery_operator::desired::PipelineContext {
+        namespace: ns.clone(),
+        name: "squatted".into(),
+        spec: dp.spec.clone(),
+        account_id: "123456789012".into(),
+        region: "us-east-1".into(),
+        retired_tag_keys: Vec::new(),
+    };
+    let name = ctx.names().artifact_bucket();
+    // Someone else's account owns the name first.
+    let foreign = member_config("222222222222").await;
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&foreign)
+            .force_path_style(true)
+            .build(),
+    )
+    .create_bucket()
+    .bucket(&name)
+    .send()
+    .await
+    .expect("bucket in the other account");
+
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    let dp = wait_for(&api, "squatted", "BucketNameTaken", |dp| {
+        condition(dp, "ArtifactStoreReady").is_some_and(|c| c.reason == "BucketNameTaken")
+    })
+    .await;
+    let c = condition(&dp, "ArtifactStoreReady")
+        .cloned()
+        .expect("condition");
+    assert_eq!(c.status, "False");
+    assert!(c.message.contains(&name), "{}", c.message);
+    // The key does not depend on the bucket: it is Ready.
+    assert_eq!(
+        status_of(&dp, "EncryptionKeyReady").as_deref(),
+        Some("True")
+    );
+    assert!(
+        dp.status
+            .as_ref()
+            .is_some_and(|s| s.inventory.iter().all(|i| i.kind != "AWS::S3::Bucket")),
+        "a foreign bucket must not be recorded as ours"
+    );
+}
