@@ -7,7 +7,18 @@ use serde::Serialize;
 
 use crate::desired::PipelineContext;
 use crate::desired::tags::{OWNER_KEY, tags};
-use crate::engine::Failure;
+use crate::engine::{Failure, Key, Values};
+
+/// An upstream value a group's desired state needs. The engine runs a step only once its
+/// inputs are known, so a missing one is a bug in the group's declared needs.
+pub fn input(inputs: &Values, key: Key) -> Result<&str, Failure> {
+    inputs.get(&key).map(String::as_str).ok_or_else(|| {
+        Failure::terminal(
+            "MissingInput",
+            format!("{key} is not known; the group does not declare it as a need"),
+        )
+    })
+}
 
 /// Tags a resource must carry, and user keys that left the spec (to be removed).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

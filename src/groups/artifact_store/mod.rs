@@ -371,9 +371,7 @@ impl Group for ArtifactStore {
     }
 
     fn desired(&self, _at: &Placement, inputs: &Values) -> Result<ArtifactBucket, Failure> {
-        let key = inputs
-            .get(&keys::KMS_KEY_ARN)
-            .ok_or_else(|| Failure::terminal("MissingInput", "the KMS key ARN is not known yet"))?;
+        let key = super::kit::input(inputs, keys::KMS_KEY_ARN)?;
         Ok(artifact_bucket(&self.ctx, key))
     }
 

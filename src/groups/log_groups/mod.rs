@@ -148,9 +148,7 @@ impl Group for LogGroups {
     fn desired(&self, _at: &Placement, inputs: &Values) -> Result<Desired, Failure> {
         match self.env {
             None => {
-                let key = inputs.get(&keys::KMS_KEY_ARN).ok_or_else(|| {
-                    Failure::terminal("MissingInput", "the KMS key ARN is not known yet")
-                })?;
+                let key = super::kit::input(inputs, keys::KMS_KEY_ARN)?;
                 Ok(desired::pipeline(&self.ctx, key))
             }
             Some(env) => Ok(desired::environment(&self.ctx, env)),

@@ -42,6 +42,18 @@ pub struct Observed {
     view: TopicView,
 }
 
+fn sns_tags(tags: &BTreeMap<String, String>) -> Result<Vec<aws_sdk_sns::types::Tag>, Failure> {
+    tags.iter()
+        .map(|(k, v)| {
+            aws_sdk_sns::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| Failure::terminal("InvalidTag", format!("tag {k}: {e}")))
+        })
+        .collect()
+}
+
 async fn subscribe(aws: &AwsSession, topic_arn: &str, email: &str) -> Result<(), Failure> {
     aws.sns()
         .subscribe()
@@ -77,9 +89,7 @@ impl Group for Notifications {
     }
 
     fn desired(&self, _at: &Placement, inputs: &Values) -> Result<Topic, Failure> {
-        let key = inputs
-            .get(&keys::KMS_KEY_ARN)
-            .ok_or_else(|| Failure::terminal("MissingInput", "the KMS key ARN is not known yet"))?;
+        let key = super::kit::input(inputs, keys::KMS_KEY_ARN)?;
         Ok(topic(&self.ctx, key))
     }
 
@@ -146,18 +156,7 @@ impl Group for Notifications {
     }
 
     async fn create(&self, aws: &AwsSession, d: &Topic) -> Result<Produced, Failure> {
-        let tags = d
-            .tags
-            .tags
-            .iter()
-            .map(|(k, v)| {
-                aws_sdk_sns::types::Tag::builder()
-                    .key(k)
-                    .value(v)
-                    .build()
-                    .map_err(|e| Failure::terminal("InvalidTag", format!("tag {k}: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let tags = sns_tags(&d.tags.tags)?;
         // CreateTopic is idempotent for the same name and attributes.
         let created = aws
             .sns()
@@ -207,19 +206,7 @@ impl Group for Notifications {
                 }
                 Change::Tags(plan) => {
                     if !plan.set.is_empty() {
-                        let tags = plan
-                            .set
-                            .iter()
-                            .map(|(k, v)| {
-                                aws_sdk_sns::types::Tag::builder()
-                                    .key(k)
-                                    .value(v)
-                                    .build()
-                                    .map_err(|e| {
-                                        Failure::terminal("InvalidTag", format!("tag {k}: {e}"))
-                                    })
-                            })
-                            .collect::<Result<Vec<_>, _>>()?;
+                        let tags = sns_tags(&plan.set)?;
                         sns.tag_resource()
                             .resource_arn(&o.arn)
                             .set_tags(Some(tags))
