@@ -24,10 +24,10 @@ use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::api::{DeletionPolicy, DeliveryPipeline, FINALIZER};
-use crate::aws::AwsFactory;
+use crate::aws::{AwsFactory, AwsSession};
 use crate::desired::PipelineContext;
 use crate::engine::{self, Action, Class, Failure, Outcome, Removal, Report};
-use crate::groups;
+use crate::groups::{self, GroupStep};
 use crate::metrics::Metrics;
 
 /// Annotation whose change forces a reconcile (drift check) without a spec change.
@@ -336,6 +336,20 @@ fn pipeline_context(dp: &DeliveryPipeline, account_id: &str, region: &str) -> Pi
     }
 }
 
+/// Every group instance of the pipeline, each with the session of the account it lives in
+/// (an environment whose role cannot be assumed carries that failure instead).
+async fn group_steps(
+    dp: &DeliveryPipeline,
+    ctx: &Context,
+    namespace: &str,
+    region: &str,
+    pipeline: Arc<AwsSession>,
+) -> Vec<Box<dyn GroupStep>> {
+    let pctx = pipeline_context(dp, &pipeline.account_id, region);
+    let sessions = sessions::all(&ctx.aws, dp, namespace, region, pipeline).await;
+    groups::steps(&pctx, &sessions)
+}
+
 /// Events for what a run did: Normal for changes, Warning for errors; nothing for steps that
 /// are unchanged or still in progress.
 async fn publish_events(dp: &DeliveryPipeline, ctx: &Context, report: &Report) {
@@ -404,10 +418,8 @@ async fn apply(
     if let Some(err) = placement_conflict(dp, &pipeline.account_id, &region) {
         return not_attempted(dp, api, ctx, &key, err).await;
     }
-    let pctx = pipeline_context(dp, &pipeline.account_id, &region);
     let seed = groups::seed(&pipeline.account_id, &region);
-    let sessions = sessions::all(&ctx.aws, dp, &namespace, &region, pipeline).await;
-    let steps = groups::as_steps(groups::steps(&pctx, &sessions));
+    let steps = group_steps(dp, ctx, &namespace, &region, pipeline).await;
     let report = engine::apply(&steps, seed).await?;
     publish_events(dp, ctx, &report).await;
     status::write(api, dp, status::after_apply(dp, &report)).await?;
@@ -490,13 +502,11 @@ async fn cleanup(
             return Ok(Requeue::await_change());
         }
         Err(e) => {
-            status::write(api, dp, status::deleting(dp, None, Some(&e))).await?;
+            status::write(api, dp, status::deletion_blocked(dp, &e)).await?;
             return Err(Error::Aws(e));
         }
     };
-    let pctx = pipeline_context(dp, &pipeline.account_id, &region);
-    let sessions = sessions::all(&ctx.aws, dp, &namespace, &region, pipeline).await;
-    let steps = groups::as_steps(groups::steps(&pctx, &sessions));
+    let steps = group_steps(dp, ctx, &namespace, &region, pipeline).await;
     // Deletion works from identity (names, tags): it needs no other step's outputs, so it
     // completes whatever partial state the pipeline is in.
     let report = engine::delete(&steps).await?;
@@ -512,13 +522,8 @@ async fn cleanup(
         .await;
         return Ok(Requeue::await_change());
     }
+    status::write(api, dp, status::deleting(dp, &report)).await?;
     let first_error = report.errors().next().cloned();
-    status::write(
-        api,
-        dp,
-        status::deleting(dp, Some(&report), first_error.as_ref()),
-    )
-    .await?;
     Err(Error::DeletionPending(
         first_error
             .map(|e| e.message)

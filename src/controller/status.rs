@@ -154,40 +154,34 @@ pub fn failed_before_aws(dp: &DeliveryPipeline, err: &Failure) -> DeliveryPipeli
 }
 
 /// During deletion: what each group is waiting for, or why it failed.
-pub fn deleting(
-    dp: &DeliveryPipeline,
-    report: Option<&Report>,
-    err: Option<&Failure>,
-) -> DeliveryPipelineStatus {
+pub fn deleting(dp: &DeliveryPipeline, report: &Report) -> DeliveryPipelineStatus {
     let old = current(dp);
     let generation = dp.meta().generation;
-    let mut states = report.map(conditions::from_delete).unwrap_or_default();
-    if let Some(e) = err {
-        states.retain(|s| s.type_ != SYNCED);
-        states.push(State::new(SYNCED, FALSE, &e.reason, &e.message));
-        if !states.iter().any(|s| s.type_ == READY) {
-            states.push(State::new(
-                READY,
-                FALSE,
-                "Deleting",
-                "the pipeline is being deleted",
-            ));
-        }
+    DeliveryPipelineStatus {
+        observed_generation: generation,
+        conditions: merge(
+            &old.conditions,
+            &conditions::from_delete(report),
+            &[],
+            generation,
+            &now(),
+        ),
+        inventory: inventory(report, &old.inventory),
+        ..old
     }
+}
+
+/// Deletion could not start (no session): `Synced` says why; everything else is as it was.
+pub fn deletion_blocked(dp: &DeliveryPipeline, err: &Failure) -> DeliveryPipelineStatus {
+    let old = current(dp);
+    let generation = dp.meta().generation;
+    let states = [
+        State::new(READY, FALSE, "Deleting", "the pipeline is being deleted"),
+        State::new(SYNCED, FALSE, &err.reason, &err.message),
+    ];
     DeliveryPipelineStatus {
         observed_generation: generation,
         conditions: merge(&old.conditions, &states, &[], generation, &now()),
-        inventory: match report {
-            Some(r) => inventory(r, &old.inventory)
-                .into_iter()
-                .filter(|i| {
-                    !r.steps
-                        .iter()
-                        .any(|s| s.completed() && i.group.as_deref() == Some(s.condition.as_str()))
-                })
-                .collect(),
-            None => old.inventory.clone(),
-        },
         ..old
     }
 }

@@ -76,7 +76,7 @@ mod tests {
     #[test]
     fn the_registry_forms_a_valid_graph() {
         let c = context(FULL);
-        let steps = crate::groups::as_steps(crate::groups::steps(&c, &Sessions::offline()));
+        let steps = crate::groups::steps(&c, &Sessions::offline());
         let seed = crate::groups::seed("123456789012", "us-east-1");
         let graph = crate::engine::Graph::build(&steps, &seed.keys().copied().collect());
         assert!(graph.is_ok(), "{:?}", graph.err());

@@ -49,9 +49,9 @@ fn severity(step: &StepReport) -> u8 {
     }
 }
 
-/// The state of one step's condition; None for an unwanted step that is gone (its condition
-/// leaves the status).
-fn state_of(step: &StepReport) -> Option<State> {
+/// The state of one step's condition. During an apply run (`deleting` false) an unwanted step
+/// that is gone has none: its condition leaves the status.
+fn state_of(step: &StepReport, deleting: bool) -> Option<State> {
     let c = step.condition.as_str();
     Some(match &step.outcome {
         Outcome::Applied(a) => match &a.progress {
@@ -70,7 +70,7 @@ fn state_of(step: &StepReport) -> Option<State> {
             "DependencyNotReady",
             format!("waiting for {}", waiting_for.join(", ")),
         ),
-        Outcome::Removed(Removal::Gone) if !step.wanted => return None,
+        Outcome::Removed(Removal::Gone) if !deleting && !step.wanted => return None,
         Outcome::Removed(Removal::Gone) => {
             State::new(c, FALSE, "Deleted", format!("{} deleted", step.kind))
         }
@@ -86,7 +86,7 @@ fn per_condition(report: &Report) -> (Vec<State>, Vec<String>) {
     let mut order: Vec<&str> = Vec::new();
     for step in &report.steps {
         let sev = severity(step);
-        let state = state_of(step);
+        let state = state_of(step, false);
         match worst.get(step.condition.as_str()) {
             None => {
                 order.push(&step.condition);
@@ -128,11 +128,7 @@ pub fn from_delete(report: &Report) -> Vec<State> {
     let mut states: Vec<State> = report
         .steps
         .iter()
-        .filter_map(|s| {
-            let mut deleting = s.clone();
-            deleting.wanted = true;
-            state_of(&deleting)
-        })
+        .filter_map(|s| state_of(s, true))
         .collect();
     states.push(State::new(
         READY,

@@ -31,7 +31,10 @@ pub struct Graph {
 
 impl Graph {
     /// Builds the graph. `seeded` are keys known before the run (account, region).
-    pub fn build(steps: &[Box<dyn Step>], seeded: &BTreeSet<Key>) -> Result<Self, GraphError> {
+    pub fn build<S: Step + ?Sized>(
+        steps: &[Box<S>],
+        seeded: &BTreeSet<Key>,
+    ) -> Result<Self, GraphError> {
         let mut providers: BTreeMap<Key, usize> = BTreeMap::new();
         for (i, step) in steps.iter().enumerate() {
             for key in step.provides() {
@@ -72,7 +75,7 @@ impl Graph {
         Ok(graph)
     }
 
-    fn check_acyclic(&self, steps: &[Box<dyn Step>]) -> Result<(), GraphError> {
+    fn check_acyclic<S: Step + ?Sized>(&self, steps: &[Box<S>]) -> Result<(), GraphError> {
         // Kahn's algorithm: whatever cannot be ordered is on a cycle.
         let mut remaining: Vec<usize> = self.depends_on.iter().map(BTreeSet::len).collect();
         let mut ready: Vec<usize> = (0..steps.len()).filter(|&i| remaining[i] == 0).collect();

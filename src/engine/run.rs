@@ -87,7 +87,9 @@ impl Report {
 type Running<'a, T> = FuturesUnordered<BoxFuture<'a, (usize, T)>>;
 
 /// Brings every wanted step to its desired state and deletes the unwanted ones.
-pub async fn apply(steps: &[Box<dyn Step>], seed: Values) -> Result<Report, GraphError> {
+/// Generic over the step type so callers may pass any trait object that has `Step` as a
+/// supertrait.
+pub async fn apply<S: Step + ?Sized>(steps: &[Box<S>], seed: Values) -> Result<Report, GraphError> {
     let graph = Graph::build(steps, &seed.keys().copied().collect())?;
     let mut values = seed;
     let mut outcomes: Vec<Option<Outcome>> = vec![None; steps.len()];
@@ -114,6 +116,8 @@ pub async fn apply(steps: &[Box<dyn Step>], seed: Values) -> Result<Report, Grap
                     }
                 }
                 if !waiting_for.is_empty() {
+                    // A step may need several keys of one provider.
+                    waiting_for.sort();
                     waiting_for.dedup();
                     started[i] = true;
                     outcomes[i] = Some(Outcome::Blocked { waiting_for });
@@ -165,7 +169,7 @@ pub async fn apply(steps: &[Box<dyn Step>], seed: Values) -> Result<Report, Grap
 
 /// Deletes every step, dependents first: a step is deleted only once every step that needs it
 /// is confirmed gone, so nothing is left pointing at a deleted dependency.
-pub async fn delete(steps: &[Box<dyn Step>]) -> Result<Report, GraphError> {
+pub async fn delete<S: Step + ?Sized>(steps: &[Box<S>]) -> Result<Report, GraphError> {
     // Deletion works from identity: needs are not resolved, so no seed is required.
     let seeded = steps.iter().flat_map(|s| s.needs()).collect();
     let graph = Graph::build(steps, &seeded)?;
@@ -189,8 +193,8 @@ pub async fn delete(steps: &[Box<dyn Step>]) -> Result<Report, GraphError> {
 }
 
 /// Deletes the steps in `which`, each after its dependents within `which` are gone.
-async fn remove(
-    steps: &[Box<dyn Step>],
+async fn remove<S: Step + ?Sized>(
+    steps: &[Box<S>],
     graph: &Graph,
     which: &BTreeSet<usize>,
 ) -> BTreeMap<usize, Outcome> {

@@ -289,11 +289,6 @@ pub fn steps(ctx: &PipelineContext, sessions: &Sessions) -> Vec<Box<dyn GroupSte
     steps
 }
 
-/// The same steps as the engine takes them.
-pub fn as_steps(steps: Vec<Box<dyn GroupStep>>) -> Vec<Box<dyn Step>> {
-    steps.into_iter().map(|s| s as Box<dyn Step>).collect()
-}
-
 /// Values known before any step runs.
 pub fn seed(account_id: &str, region: &str) -> Values {
     Values::from([

@@ -22,7 +22,7 @@ use self::desired::{
 use self::diff::{BucketView, Change};
 use super::kit::{TagPlan, check_owner};
 use super::{Group, Placement, Produced, keys};
-use crate::aws::{AwsResultExt, AwsSession, classify, code};
+use crate::aws::{AwsResultExt, AwsSession, classify, code, found};
 use crate::desired::PipelineContext;
 use crate::desired::policy;
 use crate::engine::{Failure, Key, Removal, Values};
@@ -50,283 +50,272 @@ fn build_err(e: BuildError) -> Failure {
     )
 }
 
-struct S3Calls<'a> {
-    s3: &'a Client,
-}
-
-impl S3Calls<'_> {
-    async fn read(&self, name: &str) -> Result<BucketView, Failure> {
-        let mut o = BucketView::default();
-        match self.s3.get_bucket_encryption().bucket(name).send().await {
-            Ok(out) => {
-                let rule = out
-                    .server_side_encryption_configuration()
-                    .and_then(|c| c.rules().first());
-                o.bucket_key_enabled = rule.and_then(|r| r.bucket_key_enabled()).unwrap_or(false);
-                o.encryption_key = rule
-                    .and_then(|r| r.apply_server_side_encryption_by_default())
-                    .filter(|d| d.sse_algorithm() == &ServerSideEncryption::AwsKms)
-                    .and_then(|d| d.kms_master_key_id().map(str::to_string));
-            }
-            Err(e) if code(&e) == Some("ServerSideEncryptionConfigurationNotFoundError") => {}
-            Err(e) => return Err(classify("s3:GetBucketEncryption", e)),
-        }
-        let versioning = self
-            .s3
-            .get_bucket_versioning()
+/// The bucket's settings; a setting S3 reports as absent ("NoSuch...") is `None`/false.
+async fn read(s3: &Client, name: &str) -> Result<BucketView, Failure> {
+    let encryption = found(
+        s3.get_bucket_encryption().bucket(name).send().await,
+        "s3:GetBucketEncryption",
+        &["ServerSideEncryptionConfigurationNotFoundError"],
+    )?;
+    let rule = encryption
+        .as_ref()
+        .and_then(|out| out.server_side_encryption_configuration())
+        .and_then(|c| c.rules().first());
+    let versioning = s3
+        .get_bucket_versioning()
+        .bucket(name)
+        .send()
+        .await
+        .aws("s3:GetBucketVersioning")?;
+    let public_access = found(
+        s3.get_public_access_block().bucket(name).send().await,
+        "s3:GetPublicAccessBlock",
+        &["NoSuchPublicAccessBlockConfiguration"],
+    )?;
+    let lifecycle = found(
+        s3.get_bucket_lifecycle_configuration()
             .bucket(name)
             .send()
-            .await
-            .aws("s3:GetBucketVersioning")?;
-        o.versioning = versioning.status() == Some(&BucketVersioningStatus::Enabled);
-        match self.s3.get_public_access_block().bucket(name).send().await {
-            Ok(out) => {
-                o.public_access_blocked = out.public_access_block_configuration().is_some_and(|c| {
-                    c.block_public_acls() == Some(true)
-                        && c.ignore_public_acls() == Some(true)
-                        && c.block_public_policy() == Some(true)
-                        && c.restrict_public_buckets() == Some(true)
-                })
-            }
-            Err(e) if code(&e) == Some("NoSuchPublicAccessBlockConfiguration") => {}
-            Err(e) => return Err(classify("s3:GetPublicAccessBlock", e)),
-        }
-        match self
-            .s3
-            .get_bucket_lifecycle_configuration()
-            .bucket(name)
-            .send()
-            .await
-        {
-            Ok(out) => o.lifecycle = lifecycle_of(out.rules()),
-            Err(e) if code(&e) == Some("NoSuchLifecycleConfiguration") => {}
-            Err(e) => return Err(classify("s3:GetBucketLifecycleConfiguration", e)),
-        }
-        match self.s3.get_bucket_policy().bucket(name).send().await {
-            Ok(out) => o.policy = out.policy().and_then(policy::parse),
-            Err(e) if code(&e) == Some("NoSuchBucketPolicy") => {}
-            Err(e) => return Err(classify("s3:GetBucketPolicy", e)),
-        }
-        match self.s3.get_bucket_tagging().bucket(name).send().await {
-            Ok(out) => {
-                o.tags = out
-                    .tag_set()
+            .await,
+        "s3:GetBucketLifecycleConfiguration",
+        &["NoSuchLifecycleConfiguration"],
+    )?;
+    let policy = found(
+        s3.get_bucket_policy().bucket(name).send().await,
+        "s3:GetBucketPolicy",
+        &["NoSuchBucketPolicy"],
+    )?;
+    let tags = found(
+        s3.get_bucket_tagging().bucket(name).send().await,
+        "s3:GetBucketTagging",
+        &["NoSuchTagSet"],
+    )?;
+    Ok(BucketView {
+        bucket_key_enabled: rule.and_then(|r| r.bucket_key_enabled()).unwrap_or(false),
+        encryption_key: rule
+            .and_then(|r| r.apply_server_side_encryption_by_default())
+            .filter(|d| d.sse_algorithm() == &ServerSideEncryption::AwsKms)
+            .and_then(|d| d.kms_master_key_id().map(str::to_string)),
+        versioning: versioning.status() == Some(&BucketVersioningStatus::Enabled),
+        public_access_blocked: public_access
+            .as_ref()
+            .and_then(|out| out.public_access_block_configuration())
+            .is_some_and(|c| {
+                c.block_public_acls() == Some(true)
+                    && c.ignore_public_acls() == Some(true)
+                    && c.block_public_policy() == Some(true)
+                    && c.restrict_public_buckets() == Some(true)
+            }),
+        lifecycle: lifecycle.and_then(|out| lifecycle_of(out.rules())),
+        policy: policy.and_then(|out| out.policy().and_then(policy::parse)),
+        tags: tags
+            .map(|out| {
+                out.tag_set()
                     .iter()
                     .map(|t| (t.key().to_string(), t.value().to_string()))
-                    .collect();
-            }
-            Err(e) if code(&e) == Some("NoSuchTagSet") => {}
-            Err(e) => return Err(classify("s3:GetBucketTagging", e)),
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+async fn put_public_access_block(s3: &Client, name: &str) -> Result<(), Failure> {
+    let config = PublicAccessBlockConfiguration::builder()
+        .block_public_acls(true)
+        .ignore_public_acls(true)
+        .block_public_policy(true)
+        .restrict_public_buckets(true)
+        .build();
+    s3.put_public_access_block()
+        .bucket(name)
+        .public_access_block_configuration(config)
+        .send()
+        .await
+        .aws("s3:PutPublicAccessBlock")?;
+    Ok(())
+}
+
+async fn put_encryption(s3: &Client, d: &ArtifactBucket) -> Result<(), Failure> {
+    let default = ServerSideEncryptionByDefault::builder()
+        .sse_algorithm(ServerSideEncryption::AwsKms)
+        .kms_master_key_id(&d.kms_key_arn)
+        .build()
+        .map_err(build_err)?;
+    let config = ServerSideEncryptionConfiguration::builder()
+        .rules(
+            ServerSideEncryptionRule::builder()
+                .apply_server_side_encryption_by_default(default)
+                .bucket_key_enabled(d.bucket_key_enabled)
+                .build(),
+        )
+        .build()
+        .map_err(build_err)?;
+    s3.put_bucket_encryption()
+        .bucket(&d.name)
+        .server_side_encryption_configuration(config)
+        .send()
+        .await
+        .aws("s3:PutBucketEncryption")?;
+    Ok(())
+}
+
+async fn put_versioning(s3: &Client, name: &str) -> Result<(), Failure> {
+    s3.put_bucket_versioning()
+        .bucket(name)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .aws("s3:PutBucketVersioning")?;
+    Ok(())
+}
+
+async fn put_lifecycle(s3: &Client, d: &ArtifactBucket) -> Result<(), Failure> {
+    let everything = || LifecycleRuleFilter::builder().prefix("").build();
+    let rules = vec![
+        LifecycleRule::builder()
+            .id(RULE_NONCURRENT)
+            .status(ExpirationStatus::Enabled)
+            .filter(everything())
+            .noncurrent_version_expiration(
+                NoncurrentVersionExpiration::builder()
+                    .noncurrent_days(d.lifecycle.noncurrent_version_expiration_days)
+                    .build(),
+            )
+            .build()
+            .map_err(build_err)?,
+        LifecycleRule::builder()
+            .id(RULE_ABORT_UPLOADS)
+            .status(ExpirationStatus::Enabled)
+            .filter(everything())
+            .abort_incomplete_multipart_upload(
+                AbortIncompleteMultipartUpload::builder()
+                    .days_after_initiation(d.lifecycle.abort_incomplete_upload_days)
+                    .build(),
+            )
+            .build()
+            .map_err(build_err)?,
+    ];
+    s3.put_bucket_lifecycle_configuration()
+        .bucket(&d.name)
+        .lifecycle_configuration(
+            BucketLifecycleConfiguration::builder()
+                .set_rules(Some(rules))
+                .build()
+                .map_err(build_err)?,
+        )
+        .send()
+        .await
+        .aws("s3:PutBucketLifecycleConfiguration")?;
+    Ok(())
+}
+
+async fn put_policy(s3: &Client, d: &ArtifactBucket) -> Result<(), Failure> {
+    s3.put_bucket_policy()
+        .bucket(&d.name)
+        .policy(d.policy.to_string())
+        .send()
+        .await
+        .aws("s3:PutBucketPolicy")?;
+    Ok(())
+}
+
+async fn put_tags(
+    s3: &Client,
+    name: &str,
+    plan: &TagPlan,
+    existing: &BTreeMap<String, String>,
+) -> Result<(), Failure> {
+    // PutBucketTagging replaces the whole set.
+    let tags = plan
+        .whole_set(existing)
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(build_err))
+        .collect::<Result<Vec<_>, _>>()?;
+    s3.put_bucket_tagging()
+        .bucket(name)
+        .tagging(
+            Tagging::builder()
+                .set_tag_set(Some(tags))
+                .build()
+                .map_err(build_err)?,
+        )
+        .send()
+        .await
+        .aws("s3:PutBucketTagging")?;
+    Ok(())
+}
+
+async fn apply_changes(
+    s3: &Client,
+    d: &ArtifactBucket,
+    existing_tags: &BTreeMap<String, String>,
+    changes: Vec<Change>,
+) -> Result<(), Failure> {
+    for change in changes {
+        match change {
+            Change::Tags(plan) => put_tags(s3, &d.name, &plan, existing_tags).await?,
+            Change::PublicAccessBlock => put_public_access_block(s3, &d.name).await?,
+            Change::Encryption => put_encryption(s3, d).await?,
+            Change::Versioning => put_versioning(s3, &d.name).await?,
+            Change::Lifecycle => put_lifecycle(s3, d).await?,
+            Change::Policy => put_policy(s3, d).await?,
         }
-        Ok(o)
     }
+    Ok(())
+}
 
-    async fn put_public_access_block(&self, name: &str) -> Result<(), Failure> {
-        let config = PublicAccessBlockConfiguration::builder()
-            .block_public_acls(true)
-            .ignore_public_acls(true)
-            .block_public_policy(true)
-            .restrict_public_buckets(true)
-            .build();
-        self.s3
-            .put_public_access_block()
+/// Deletes every object version and delete marker, a page at a time.
+async fn empty(s3: &Client, name: &str) -> Result<(), Failure> {
+    loop {
+        let page = s3
+            .list_object_versions()
             .bucket(name)
-            .public_access_block_configuration(config)
+            .max_keys(1000)
             .send()
             .await
-            .aws("s3:PutPublicAccessBlock")?;
-        Ok(())
-    }
-
-    async fn put_encryption(&self, d: &ArtifactBucket) -> Result<(), Failure> {
-        let default = ServerSideEncryptionByDefault::builder()
-            .sse_algorithm(ServerSideEncryption::AwsKms)
-            .kms_master_key_id(&d.kms_key_arn)
-            .build()
-            .map_err(build_err)?;
-        let config = ServerSideEncryptionConfiguration::builder()
-            .rules(
-                ServerSideEncryptionRule::builder()
-                    .apply_server_side_encryption_by_default(default)
-                    .bucket_key_enabled(d.bucket_key_enabled)
-                    .build(),
-            )
-            .build()
-            .map_err(build_err)?;
-        self.s3
-            .put_bucket_encryption()
-            .bucket(&d.name)
-            .server_side_encryption_configuration(config)
-            .send()
-            .await
-            .aws("s3:PutBucketEncryption")?;
-        Ok(())
-    }
-
-    async fn put_versioning(&self, name: &str) -> Result<(), Failure> {
-        self.s3
-            .put_bucket_versioning()
-            .bucket(name)
-            .versioning_configuration(
-                VersioningConfiguration::builder()
-                    .status(BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await
-            .aws("s3:PutBucketVersioning")?;
-        Ok(())
-    }
-
-    async fn put_lifecycle(&self, d: &ArtifactBucket) -> Result<(), Failure> {
-        let everything = || LifecycleRuleFilter::builder().prefix("").build();
-        let rules = vec![
-            LifecycleRule::builder()
-                .id(RULE_NONCURRENT)
-                .status(ExpirationStatus::Enabled)
-                .filter(everything())
-                .noncurrent_version_expiration(
-                    NoncurrentVersionExpiration::builder()
-                        .noncurrent_days(d.lifecycle.noncurrent_version_expiration_days)
-                        .build(),
-                )
-                .build()
-                .map_err(build_err)?,
-            LifecycleRule::builder()
-                .id(RULE_ABORT_UPLOADS)
-                .status(ExpirationStatus::Enabled)
-                .filter(everything())
-                .abort_incomplete_multipart_upload(
-                    AbortIncompleteMultipartUpload::builder()
-                        .days_after_initiation(d.lifecycle.abort_incomplete_upload_days)
-                        .build(),
-                )
-                .build()
-                .map_err(build_err)?,
-        ];
-        self.s3
-            .put_bucket_lifecycle_configuration()
-            .bucket(&d.name)
-            .lifecycle_configuration(
-                BucketLifecycleConfiguration::builder()
-                    .set_rules(Some(rules))
+            .aws("s3:ListObjectVersions")?;
+        let mut objects = Vec::new();
+        for v in page.versions() {
+            objects.push((
+                v.key().unwrap_or_default().to_string(),
+                v.version_id().map(str::to_string),
+            ));
+        }
+        for m in page.delete_markers() {
+            objects.push((
+                m.key().unwrap_or_default().to_string(),
+                m.version_id().map(str::to_string),
+            ));
+        }
+        if objects.is_empty() {
+            return Ok(());
+        }
+        let ids = objects
+            .into_iter()
+            .map(|(key, version)| {
+                ObjectIdentifier::builder()
+                    .key(key)
+                    .set_version_id(version)
                     .build()
-                    .map_err(build_err)?,
-            )
-            .send()
-            .await
-            .aws("s3:PutBucketLifecycleConfiguration")?;
-        Ok(())
-    }
-
-    async fn put_policy(&self, d: &ArtifactBucket) -> Result<(), Failure> {
-        self.s3
-            .put_bucket_policy()
-            .bucket(&d.name)
-            .policy(d.policy.to_string())
-            .send()
-            .await
-            .aws("s3:PutBucketPolicy")?;
-        Ok(())
-    }
-
-    async fn put_tags(
-        &self,
-        name: &str,
-        plan: &TagPlan,
-        existing: &BTreeMap<String, String>,
-    ) -> Result<(), Failure> {
-        // PutBucketTagging replaces the whole set.
-        let tags = plan
-            .whole_set(existing)
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(build_err))
+                    .map_err(build_err)
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        self.s3
-            .put_bucket_tagging()
+        s3.delete_objects()
             .bucket(name)
-            .tagging(
-                Tagging::builder()
-                    .set_tag_set(Some(tags))
+            .delete(
+                Delete::builder()
+                    .set_objects(Some(ids))
+                    .quiet(true)
                     .build()
                     .map_err(build_err)?,
             )
             .send()
             .await
-            .aws("s3:PutBucketTagging")?;
-        Ok(())
-    }
-
-    async fn apply(
-        &self,
-        d: &ArtifactBucket,
-        existing_tags: &BTreeMap<String, String>,
-        changes: Vec<Change>,
-    ) -> Result<(), Failure> {
-        for change in changes {
-            match change {
-                Change::Tags(plan) => self.put_tags(&d.name, &plan, existing_tags).await?,
-                Change::PublicAccessBlock => self.put_public_access_block(&d.name).await?,
-                Change::Encryption => self.put_encryption(d).await?,
-                Change::Versioning => self.put_versioning(&d.name).await?,
-                Change::Lifecycle => self.put_lifecycle(d).await?,
-                Change::Policy => self.put_policy(d).await?,
-            }
-        }
-        Ok(())
-    }
-
-    /// Deletes every object version and delete marker, a page at a time.
-    async fn empty(&self, name: &str) -> Result<(), Failure> {
-        loop {
-            let page = self
-                .s3
-                .list_object_versions()
-                .bucket(name)
-                .max_keys(1000)
-                .send()
-                .await
-                .aws("s3:ListObjectVersions")?;
-            let mut objects = Vec::new();
-            for v in page.versions() {
-                objects.push((
-                    v.key().unwrap_or_default().to_string(),
-                    v.version_id().map(str::to_string),
-                ));
-            }
-            for m in page.delete_markers() {
-                objects.push((
-                    m.key().unwrap_or_default().to_string(),
-                    m.version_id().map(str::to_string),
-                ));
-            }
-            if objects.is_empty() {
-                return Ok(());
-            }
-            let ids = objects
-                .into_iter()
-                .map(|(key, version)| {
-                    ObjectIdentifier::builder()
-                        .key(key)
-                        .set_version_id(version)
-                        .build()
-                        .map_err(build_err)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            self.s3
-                .delete_objects()
-                .bucket(name)
-                .delete(
-                    Delete::builder()
-                        .set_objects(Some(ids))
-                        .quiet(true)
-                        .build()
-                        .map_err(build_err)?,
-                )
-                .send()
-                .await
-                .aws("s3:DeleteObjects")?;
-        }
+            .aws("s3:DeleteObjects")?;
     }
 }
 
@@ -393,7 +382,7 @@ impl Group for ArtifactStore {
             }
             Err(e) => return Err(classify("s3:HeadBucket", e)),
         }
-        let view = S3Calls { s3: &s3 }.read(&name).await?;
+        let view = read(&s3, &name).await?;
         check_owner(&self.ctx, &format!("S3 bucket {name}"), &view.tags)?;
         Ok(Some(view))
     }
@@ -424,9 +413,7 @@ impl Group for ArtifactStore {
             }
             Err(e) => return Err(classify("s3:CreateBucket", e)),
         }
-        S3Calls { s3: &s3 }
-            .apply(b, &BTreeMap::new(), diff::all(b))
-            .await?;
+        apply_changes(&s3, b, &BTreeMap::new(), diff::all(b)).await?;
         Ok(self.produced(&Placement::of(aws), b, &BucketView::default()))
     }
 
@@ -437,13 +424,13 @@ impl Group for ArtifactStore {
         o: &BucketView,
         changes: Vec<Change>,
     ) -> Result<(), Failure> {
-        S3Calls { s3: &aws.s3() }.apply(d, &o.tags, changes).await
+        apply_changes(&aws.s3(), d, &o.tags, changes).await
     }
 
     async fn delete(&self, aws: &AwsSession, _o: BucketView) -> Result<Removal, Failure> {
         let s3 = aws.s3();
         let name = self.name();
-        S3Calls { s3: &s3 }.empty(&name).await?;
+        empty(&s3, &name).await?;
         match s3.delete_bucket().bucket(&name).send().await {
             Ok(_) => Ok(Removal::Gone),
             Err(e) if code(&e) == Some("NoSuchBucket") => Ok(Removal::Gone),

@@ -12,11 +12,11 @@ use self::desired::{ALIAS_TAG, DELETION_WINDOW_DAYS, EncryptionKey as Desired, e
 use self::diff::{Change, KeyState, KeyView};
 use super::kit::check_owner;
 use super::{Group, Placement, Produced, keys};
-use crate::aws::{AwsResultExt, AwsSession, code, found};
+use crate::aws::{AwsResultExt, AwsSession, classify, code, found};
 use crate::desired::PipelineContext;
 use crate::desired::policy;
 use crate::desired::tags::OWNER_KEY;
-use crate::engine::{Failure, Key, Removal, Values};
+use crate::engine::{Failure, Key, Progress, Removal, Values};
 
 const KIND: &str = "AWS::KMS::Key";
 
@@ -47,6 +47,15 @@ fn state_of(s: Option<&KmsKeyState>) -> KeyState {
         Some(KmsKeyState::Disabled) => KeyState::Disabled,
         Some(KmsKeyState::PendingDeletion) => KeyState::PendingDeletion,
         _ => KeyState::Other,
+    }
+}
+
+/// A key KMS is still working on (Creating, Updating, ...).
+fn not_usable_yet(key_id: &str) -> Progress {
+    Progress {
+        reason: "KeyNotUsable".into(),
+        message: format!("KMS key {key_id} is not Enabled yet; waiting for KMS"),
+        after: Duration::from_secs(15),
     }
 }
 
@@ -257,12 +266,8 @@ impl Group for EncryptionKey {
         diff::diff(desired, &observed.view)
     }
 
-    fn progress(&self, o: &Observed) -> Option<crate::engine::Progress> {
-        (o.view.state == KeyState::Other).then(|| crate::engine::Progress {
-            reason: "KeyNotUsable".into(),
-            message: format!("KMS key {} is not Enabled yet; waiting for KMS", o.key_id),
-            after: Duration::from_secs(15),
-        })
+    fn progress(&self, o: &Observed) -> Option<Progress> {
+        (o.view.state == KeyState::Other).then(|| not_usable_yet(&o.key_id))
     }
 
     async fn create(&self, aws: &AwsSession, d: &Desired) -> Result<Produced, Failure> {
@@ -318,11 +323,9 @@ impl Group for EncryptionKey {
         let kms = aws.kms();
         let key_id = o.key_id.as_str();
         if o.view.state == KeyState::Other {
-            return Err(Failure::in_progress(
-                "KeyNotUsable",
-                format!("KMS key {key_id} is not Enabled yet; waiting for KMS"),
-                Duration::from_secs(15),
-            ));
+            // KMS refuses writes to a key that is still being created or updated.
+            let p = not_usable_yet(key_id);
+            return Err(Failure::in_progress(p.reason, p.message, p.after));
         }
         for change in changes {
             match change {
@@ -393,7 +396,7 @@ impl Group for EncryptionKey {
             {
                 Ok(_) => {}
                 Err(e) if code(&e) == Some("KMSInvalidStateException") => {}
-                Err(e) => return Err(crate::aws::classify("kms:ScheduleKeyDeletion", e)),
+                Err(e) => return Err(classify("kms:ScheduleKeyDeletion", e)),
             }
         }
         // Without the alias a re-created pipeline starts with a fresh key; the old one is gone

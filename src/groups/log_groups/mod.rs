@@ -10,7 +10,7 @@ use self::desired::LogGroups as Desired;
 use self::diff::{Change, ObservedLogGroup};
 use super::kit::check_owner;
 use super::{Group, Placement, Produced, keys};
-use crate::aws::{AwsResultExt, AwsSession, found};
+use crate::aws::{AwsResultExt, AwsSession, classify, code, found};
 use crate::desired::{Env, PipelineContext};
 use crate::engine::{Failure, Key, Removal, Values};
 
@@ -195,9 +195,8 @@ impl Group for LogGroups {
                     {
                         Ok(_) => {}
                         // Made by an interrupted earlier attempt: settle it below.
-                        Err(e)
-                            if crate::aws::code(&e) == Some("ResourceAlreadyExistsException") => {}
-                        Err(e) => return Err(crate::aws::classify("logs:CreateLogGroup", e)),
+                        Err(e) if code(&e) == Some("ResourceAlreadyExistsException") => {}
+                        Err(e) => return Err(classify("logs:CreateLogGroup", e)),
                     }
                     logs.put_retention_policy()
                         .log_group_name(&name)

@@ -16,6 +16,9 @@ use crate::engine::{Failure, Key, Removal, Values};
 
 const KIND: &str = "AWS::SNS::Topic";
 const SUBSCRIPTION_KIND: &str = "AWS::SNS::Subscription";
+/// SNS's error code for a topic or subscription that does not exist (`NotFoundException` in
+/// the API reference; the query protocol answers with code `NotFound`).
+const NOT_FOUND: &[&str] = &["NotFound"];
 
 pub struct Notifications {
     ctx: PipelineContext,
@@ -99,7 +102,7 @@ impl Group for Notifications {
         let Some(attributes) = found(
             sns.get_topic_attributes().topic_arn(&arn).send().await,
             "sns:GetTopicAttributes",
-            &["NotFound", "NotFoundException"],
+            NOT_FOUND,
         )?
         else {
             return Ok(None);
@@ -228,7 +231,7 @@ impl Group for Notifications {
                     found(
                         sns.unsubscribe().subscription_arn(&arn).send().await,
                         "sns:Unsubscribe",
-                        &["NotFound", "NotFoundException"],
+                        NOT_FOUND,
                     )?;
                 }
             }
@@ -241,7 +244,7 @@ impl Group for Notifications {
         found(
             aws.sns().delete_topic().topic_arn(&o.arn).send().await,
             "sns:DeleteTopic",
-            &["NotFound", "NotFoundException"],
+            NOT_FOUND,
         )?;
         Ok(Removal::Gone)
     }
