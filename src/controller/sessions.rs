@@ -45,10 +45,10 @@ pub async fn pipeline(
     aws.session(&pipeline_key(dp, namespace, region))
         .await
         .map_err(|e| match &dp.spec.credentials {
+            // The spec field names the role the user must fix.
             Some(c) if e.reason == "RoleNotAssumable" || e.reason == "RoleNotAllowed" => Failure {
                 reason: "CredentialsRoleNotAssumable".into(),
-                message: format!("spec.credentials.roleArn {}: {}", c.role_arn, e.message),
-                class: e.class,
+                ..e.context(&format!("spec.credentials.roleArn {}", c.role_arn))
             },
             _ => e,
         })
