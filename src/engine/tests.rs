@@ -118,6 +118,14 @@ impl Step for Fake {
     }
 }
 
+fn outcome_of(report: &Report, condition: &str) -> Option<Outcome> {
+    report
+        .steps
+        .iter()
+        .find(|s| s.condition == condition)
+        .map(|s| s.outcome.clone())
+}
+
 fn journal() -> Arc<Mutex<Vec<String>>> {
     Arc::new(Mutex::new(Vec::new()))
 }
@@ -206,13 +214,7 @@ async fn a_failure_blocks_only_its_dependents() {
         Fake::new("independent", &[SEED], &[C], &j),
     ]);
     let report = apply(&steps, seed()).await.expect("graph");
-    let outcome = |name: &str| {
-        report
-            .steps
-            .iter()
-            .find(|s| s.condition == name)
-            .map(|s| s.outcome.clone())
-    };
+    let outcome = |name: &str| outcome_of(&report, name);
     assert!(matches!(outcome("a"), Some(Outcome::Failed(_))));
     assert_eq!(
         outcome("b"),
@@ -284,13 +286,7 @@ async fn deletion_runs_dependents_first_and_waits_for_them() {
         "a deleted before b was gone: {log:?}"
     );
     assert!(!report.all_gone());
-    let outcome = |name: &str| {
-        report
-            .steps
-            .iter()
-            .find(|s| s.condition == name)
-            .map(|s| s.outcome.clone())
-    };
+    let outcome = |name: &str| outcome_of(&report, name);
     assert_eq!(
         outcome("a"),
         Some(Outcome::Blocked {

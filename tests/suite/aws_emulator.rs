@@ -4,9 +4,6 @@
 
 use std::sync::Arc;
 
-use aws_config::SdkConfig;
-use aws_credential_types::Credentials;
-use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use delivery_operator::metrics::{CallCounter, Metrics as OperatorMetrics};
 
@@ -15,8 +12,8 @@ use crate::emulator::{
     unique_access_key,
 };
 use crate::support::{
-    Metrics, Operator, assert_metrics_match_record, aws_config, condition, create_namespace,
-    eventually, example, kube_client, s3, unique,
+    Metrics, Operator, assert_metrics_match_record, assume_role, aws_config, condition,
+    create_namespace, eventually, example, kube_client, member_config, s3, unique,
 };
 
 /// HTTP status of a failed SDK call (0 when there was no response).
@@ -27,27 +24,6 @@ fn status<E>(
     >,
 ) -> u16 {
     err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0)
-}
-
-/// `base` acting as a role session: AssumeRole with `base`'s credentials.
-async fn assume(base: &SdkConfig, role_arn: &str) -> SdkConfig {
-    let assumed = aws_sdk_sts::Client::new(base)
-        .assume_role()
-        .role_arn(role_arn)
-        .role_session_name("test")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("AssumeRole {role_arn}: {e:?}"));
-    let c = assumed.credentials().expect("credentials");
-    base.to_builder()
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            c.access_key_id(),
-            c.secret_access_key(),
-            Some(c.session_token().to_string()),
-            None,
-            "assumed",
-        )))
-        .build()
 }
 
 #[tokio::test]
@@ -61,24 +37,7 @@ async fn assume_role_moves_into_another_account_and_accounts_are_isolated() {
         .expect("GetCallerIdentity");
     assert_eq!(me.account(), Some("123456789012"));
 
-    let assumed = sts
-        .assume_role()
-        .role_arn("arn:aws:iam::222222222222:role/delivery-bootstrap")
-        .role_session_name("test")
-        .send()
-        .await
-        .expect("AssumeRole into the member account");
-    let c = assumed.credentials().expect("credentials");
-    let member = base
-        .to_builder()
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            c.access_key_id(),
-            c.secret_access_key(),
-            Some(c.session_token().to_string()),
-            None,
-            "assumed",
-        )))
-        .build();
+    let member = member_config("222222222222").await;
     let them = aws_sdk_sts::Client::new(&member)
         .get_caller_identity()
         .send()
@@ -372,7 +331,7 @@ async fn s3_requests_outside_the_model_get_aws_errors() {
 async fn a_member_account_session_cannot_assume_a_role_trusted_only_by_the_management_account() {
     let base = aws_config().await;
     // Each delivery-bootstrap role trusts arn:aws:iam::123456789012:root only.
-    let member = assume(&base, "arn:aws:iam::111111111111:role/delivery-bootstrap").await;
+    let member = assume_role(&base, "arn:aws:iam::111111111111:role/delivery-bootstrap").await;
     let err = aws_sdk_sts::Client::new(&member)
         .assume_role()
         .role_arn("arn:aws:iam::222222222222:role/delivery-bootstrap")
@@ -388,7 +347,7 @@ async fn a_member_account_session_cannot_assume_a_role_trusted_only_by_the_manag
         "AWS names the caller: {err:?}"
     );
     // The management account itself still may.
-    let second = assume(&base, "arn:aws:iam::222222222222:role/delivery-bootstrap").await;
+    let second = assume_role(&base, "arn:aws:iam::222222222222:role/delivery-bootstrap").await;
     let who = aws_sdk_sts::Client::new(&second)
         .get_caller_identity()
         .send()
@@ -400,7 +359,7 @@ async fn a_member_account_session_cannot_assume_a_role_trusted_only_by_the_manag
 #[tokio::test]
 async fn another_accounts_bucket_is_refused_as_in_aws() {
     let base = aws_config().await;
-    let member = assume(&base, "arn:aws:iam::333333333333:role/delivery-bootstrap").await;
+    let member = assume_role(&base, "arn:aws:iam::333333333333:role/delivery-bootstrap").await;
     let bucket = unique("theirs");
     s3(&member)
         .create_bucket()

@@ -6,8 +6,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_credential_types::Credentials;
-use aws_credential_types::provider::SharedCredentialsProvider;
 use delivery_operator::api::{Credentials as SpecCredentials, DeliveryPipeline};
 use delivery_operator::controller::default_external_id;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -15,18 +13,11 @@ use serde_json::json;
 
 use crate::emulator::{Fault, clear_faults_for, inject};
 use crate::support::{
-    Operator, aws_config, condition, create_namespace, eventually, example, kube_client, unique,
+    Operator, aws_config, condition, create_namespace, eventually, example, gone, kube_client,
+    member_config, s3, start, unique,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
-
-async fn start(prefix: &str) -> (String, Operator, Api<DeliveryPipeline>) {
-    let client = kube_client("admin").await;
-    let ns = unique(prefix);
-    create_namespace(&client, &ns).await;
-    let operator = Operator::start(&ns, &[]);
-    (ns.clone(), operator, Api::namespaced(client, &ns))
-}
 
 async fn wait_for(
     api: &Api<DeliveryPipeline>,
@@ -43,38 +34,6 @@ async fn wait_for(
 
 fn status_of(dp: &DeliveryPipeline, type_: &str) -> Option<String> {
     condition(dp, type_).map(|c| c.status.clone())
-}
-
-async fn gone(api: &Api<DeliveryPipeline>, name: &str) {
-    eventually(&format!("{name} deleted"), WAIT, || async {
-        match api.get(name).await {
-            Err(kube::Error::Api(e)) if e.code == 404 => Some(()),
-            _ => None,
-        }
-    })
-    .await
-}
-
-/// Credentials of the bootstrap role in a member account (what an administrator would use).
-async fn member_config(account: &str) -> aws_config::SdkConfig {
-    let base = aws_config().await;
-    let assumed = aws_sdk_sts::Client::new(&base)
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/delivery-bootstrap"))
-        .role_session_name("test-admin")
-        .send()
-        .await
-        .expect("assume the member account's bootstrap role");
-    let c = assumed.credentials().expect("credentials");
-    base.to_builder()
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            c.access_key_id(),
-            c.secret_access_key(),
-            Some(c.session_token().to_string()),
-            None,
-            "member",
-        )))
-        .build()
 }
 
 #[tokio::test]
@@ -362,16 +321,12 @@ async fn a_bucket_name_taken_in_another_account_is_reported_not_adopted() {
     let name = ctx.names().artifact_bucket();
     // Someone else's account owns the name first.
     let foreign = member_config("222222222222").await;
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&foreign)
-            .force_path_style(true)
-            .build(),
-    )
-    .create_bucket()
-    .bucket(&name)
-    .send()
-    .await
-    .expect("bucket in the other account");
+    s3(&foreign)
+        .create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .expect("bucket in the other account");
 
     api.create(&PostParams::default(), &dp)
         .await

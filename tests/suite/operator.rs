@@ -18,8 +18,8 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::support::{
-    Metrics, Operator, aws_config, condition, create_namespace, eventually, example, kube_client,
-    s3, sandbox, unique,
+    Metrics, Operator, aws_config, condition, create_namespace, eventually, example, gone,
+    kube_client, s3, sandbox, start, unique,
 };
 
 const ACCOUNT: &str = "123456789012";
@@ -193,14 +193,6 @@ async fn lifecycle_days(s3: &aws_sdk_s3::Client, bucket: &str) -> (Option<i32>, 
                 .days_after_initiation()
         }),
     )
-}
-
-async fn start(prefix: &str) -> (String, Operator, Api<DeliveryPipeline>) {
-    let client = kube_client("admin").await;
-    let ns = unique(prefix);
-    create_namespace(&client, &ns).await;
-    let operator = Operator::start(&ns, &[]);
-    (ns.clone(), operator, Api::namespaced(client, &ns))
 }
 
 #[tokio::test]
@@ -501,16 +493,6 @@ async fn drift_in_aws_is_repaired_on_resync() {
         condition(&dp, "Ready").map(|c| c.status.as_str()),
         Some("True")
     );
-}
-
-async fn gone(api: &Api<DeliveryPipeline>, name: &str) {
-    eventually(&format!("{name} deleted"), WAIT, || async {
-        match api.get(name).await {
-            Err(kube::Error::Api(e)) if e.code == 404 => Some(()),
-            _ => None,
-        }
-    })
-    .await
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use delivery_operator::api::DeliveryPipeline;
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -147,6 +148,36 @@ pub async fn aws_config() -> SdkConfig {
         .await
 }
 
+/// `base` acting as a role session: AssumeRole with `base`'s credentials.
+pub async fn assume_role(base: &SdkConfig, role_arn: &str) -> SdkConfig {
+    let assumed = aws_sdk_sts::Client::new(base)
+        .assume_role()
+        .role_arn(role_arn)
+        .role_session_name("test")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("AssumeRole {role_arn}: {e:?}"));
+    let c = assumed.credentials().expect("credentials");
+    base.to_builder()
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_string()),
+            None,
+            "assumed",
+        )))
+        .build()
+}
+
+/// An administrator of a member account: its bootstrap role, assumed from the default account.
+pub async fn member_config(account: &str) -> SdkConfig {
+    assume_role(
+        &aws_config().await,
+        &format!("arn:aws:iam::{account}:role/delivery-bootstrap"),
+    )
+    .await
+}
+
 pub fn s3(config: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(config)
@@ -170,6 +201,30 @@ pub async fn create_namespace(client: &Client, name: &str) {
         .create(&PostParams::default(), &ns)
         .await
         .expect("create namespace");
+}
+
+/// A fresh namespace with an operator watching it.
+pub async fn start(prefix: &str) -> (String, Operator, Api<DeliveryPipeline>) {
+    let client = kube_client("admin").await;
+    let ns = unique(prefix);
+    create_namespace(&client, &ns).await;
+    let operator = Operator::start(&ns, &[]);
+    (ns.clone(), operator, Api::namespaced(client, &ns))
+}
+
+/// Waits until the object is gone from the API server (its finalizer released).
+pub async fn gone(api: &Api<DeliveryPipeline>, name: &str) {
+    eventually(
+        &format!("{name} deleted"),
+        Duration::from_secs(90),
+        || async {
+            match api.get(name).await {
+                Err(kube::Error::Api(e)) if e.code == 404 => Some(()),
+                _ => None,
+            }
+        },
+    )
+    .await
 }
 
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
