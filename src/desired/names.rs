@@ -9,7 +9,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::PipelineContext;
+use super::{Env, PipelineContext};
 
 const HASH_LEN: usize = 8;
 
@@ -85,6 +85,36 @@ impl<'a> Names<'a> {
     /// IAM role name (64 characters) for a role purpose such as `pipeline` or `build`.
     pub fn role(&self, purpose: &str) -> String {
         self.fitted(64, purpose, "")
+    }
+
+    /// IAM role of one environment (`staging-exec`, `production-task`, `staging-deploy`).
+    pub fn environment_role(&self, env: Env, purpose: &str) -> String {
+        self.role(&format!("{}-{purpose}", env.name()))
+    }
+
+    /// SNS topic for manual approval requests.
+    pub fn approval_topic(&self) -> String {
+        self.fitted(256, "approval", "")
+    }
+
+    /// ECR repository: lowercase, at most 256 characters.
+    pub fn image_repository(&self) -> String {
+        format!("delivery-operator/{}", self.fitted(200, "", ""))
+    }
+
+    /// CodeBuild project (255 characters) for a purpose: `build` or `scan`.
+    pub fn project(&self, purpose: &str) -> String {
+        self.fitted(150, purpose, "")
+    }
+
+    /// ECS cluster (255 characters) of an environment.
+    pub fn cluster(&self, env: Env) -> String {
+        self.fitted(200, env.name(), "")
+    }
+
+    /// ECS service (255 characters) of an environment.
+    pub fn service(&self, env: Env) -> String {
+        self.fitted(200, env.name(), "")
     }
 }
 

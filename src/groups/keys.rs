@@ -11,3 +11,15 @@ pub const NOTIFICATION_TOPIC_ARN: Key = Key::new("NotificationTopicArn");
 pub const APPLICATION_LOG_GROUP: Key = Key::new("ApplicationLogGroup");
 pub const BUILD_LOG_GROUP: Key = Key::new("BuildLogGroup");
 pub const SCAN_LOG_GROUP: Key = Key::new("ScanLogGroup");
+pub const APPROVAL_TOPIC_ARN: Key = Key::new("ApprovalTopicArn");
+pub const REPOSITORY_ARN: Key = Key::new("RepositoryArn");
+pub const REPOSITORY_URI: Key = Key::new("RepositoryUri");
+/// Pipeline account roles.
+pub const PIPELINE_ROLE_ARN: Key = Key::new("PipelineRoleArn");
+pub const BUILD_ROLE_ARN: Key = Key::new("BuildRoleArn");
+pub const SCAN_ROLE_ARN: Key = Key::new("ScanRoleArn");
+/// Per environment (`.scoped(env.name())`), in that environment's account.
+pub const EXECUTION_ROLE_ARN: Key = Key::new("ExecutionRoleArn");
+pub const TASK_ROLE_ARN: Key = Key::new("TaskRoleArn");
+/// Per environment in another account: the role the pipeline assumes to deploy there.
+pub const DEPLOY_ROLE_ARN: Key = Key::new("DeployRoleArn");
