@@ -48,7 +48,16 @@ enum Command {
         /// Region used when the manifest names none.
         #[arg(long, default_value = "us-east-1")]
         region: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Yaml)]
+        output: PlanFormat,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PlanFormat {
+    Yaml,
+    Json,
 }
 
 #[derive(clap::Args)]
@@ -95,7 +104,8 @@ async fn main() -> ExitCode {
             file,
             account_id,
             region,
-        } => print_plan(&file, account_id, region),
+            output,
+        } => print_plan(&file, account_id, region, output),
         Command::Run(args) => run(args).await,
     }
 }
@@ -122,7 +132,7 @@ fn write_crd(output_dir: Option<PathBuf>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn print_plan(file: &PathBuf, account_id: String, region: String) -> ExitCode {
+fn print_plan(file: &PathBuf, account_id: String, region: String, output: PlanFormat) -> ExitCode {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) => {
@@ -149,9 +159,16 @@ fn print_plan(file: &PathBuf, account_id: String, region: String) -> ExitCode {
         account_id,
         retired_tag_keys: Vec::new(),
     };
-    match serde_yaml::to_string(&plan::plan(&ctx)) {
-        Ok(yaml) => {
-            print!("{yaml}");
+    let plan = plan::plan(&ctx);
+    let rendered = match output {
+        PlanFormat::Yaml => serde_yaml::to_string(&plan).map_err(|e| e.to_string()),
+        PlanFormat::Json => serde_json::to_string_pretty(&plan)
+            .map(|json| json + "\n")
+            .map_err(|e| e.to_string()),
+    };
+    match rendered {
+        Ok(text) => {
+            print!("{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {

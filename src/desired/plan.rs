@@ -1,12 +1,19 @@
 //! The offline plan: the desired state of every group of a manifest, without a cluster or AWS.
-//! It iterates the same registry the controller runs; values AWS assigns at creation are shown
-//! as placeholders.
+//! It iterates the same registry the controller runs. Outputs known before creation
+//! (deterministic names and ARNs) are filled in; values AWS assigns are placeholders.
+//!
+//! `policies` lists every policy document of the plan with its kind, so independent checkers
+//! (tests/iam) can judge them without knowing each group's shape. The kind follows the field
+//! name: `trustPolicy` (who may assume a role), `inlinePolicies` (what a role may do), and
+//! `policy` (a resource policy: key, bucket, topic, repository).
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use serde_json::Value;
 
 use super::PipelineContext;
+use crate::engine::Values;
 use crate::groups::{self, Placement, Sessions};
 
 #[derive(Debug, Serialize)]
@@ -16,29 +23,116 @@ pub struct Plan {
     pub account_id: String,
     pub region: String,
     /// Condition type of each group instance -> its desired state.
-    pub groups: BTreeMap<String, serde_json::Value>,
+    pub groups: BTreeMap<String, Value>,
+    pub policies: Vec<PolicyDocument>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyKind {
+    Identity,
+    Trust,
+    Resource,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PolicyDocument {
+    pub group: String,
+    /// The account the policy lives in.
+    pub account: String,
+    pub kind: PolicyKind,
+    /// `role/inline-policy` (identity), `role` (trust), or the resource's name.
+    pub name: String,
+    pub document: Value,
 }
 
 pub fn plan(ctx: &PipelineContext) -> Plan {
-    let at = Placement {
-        account_id: ctx.account_id.clone(),
+    let steps = groups::steps(ctx, &Sessions::offline());
+    let placement_of = |step: &dyn groups::GroupStep| Placement {
+        account_id: step
+            .environment()
+            .and_then(|env| env.spec(&ctx.spec).account_id.clone())
+            .unwrap_or_else(|| ctx.account_id.clone()),
         region: ctx.region.clone(),
         partition: ctx.partition(),
     };
-    let groups = groups::steps(ctx, &Sessions::offline())
-        .iter()
-        .map(|step| {
-            let rendered = step
-                .plan(&at)
-                .unwrap_or_else(|e| serde_json::json!({"error": e.message}));
-            (step.condition().to_string(), rendered)
-        })
-        .collect();
+    let mut known: Values = groups::seed(&ctx.account_id, &ctx.region);
+    for step in &steps {
+        known.extend(step.predicted(&placement_of(step.as_ref())));
+    }
+    let mut groups = BTreeMap::new();
+    let mut policies = Vec::new();
+    for step in &steps {
+        let at = placement_of(step.as_ref());
+        let condition = step.condition().to_string();
+        let rendered = match step.plan(&at, &known) {
+            Ok(desired) => desired,
+            Err(e) => serde_json::json!({"error": e.message}),
+        };
+        collect_policies(&condition, &at.account_id, &rendered, "", &mut policies);
+        // Steps sharing a condition (one environment's parts) render under one entry.
+        match groups.remove(&condition) {
+            None => groups.insert(condition, rendered),
+            Some(Value::Array(mut parts)) => {
+                parts.push(rendered);
+                groups.insert(condition, Value::Array(parts))
+            }
+            Some(first) => groups.insert(condition, Value::Array(vec![first, rendered])),
+        };
+    }
     Plan {
         pipeline: ctx.owner(),
         account_id: ctx.account_id.clone(),
         region: ctx.region.clone(),
         groups,
+        policies,
+    }
+}
+
+/// Walks a rendered desired state for policy documents; `owner` is the name of the nearest
+/// enclosing object (a role, a bucket, a key alias).
+fn collect_policies(
+    group: &str,
+    account: &str,
+    value: &Value,
+    owner: &str,
+    out: &mut Vec<PolicyDocument>,
+) {
+    match value {
+        Value::Object(fields) => {
+            let owner = ["name", "alias", "topicName"]
+                .iter()
+                .find_map(|f| fields.get(*f).and_then(Value::as_str))
+                .unwrap_or(owner);
+            let document = |kind, name: String, document: &Value| PolicyDocument {
+                group: group.to_string(),
+                account: account.to_string(),
+                kind,
+                name,
+                document: document.clone(),
+            };
+            for (field, child) in fields {
+                match field.as_str() {
+                    "trustPolicy" => out.push(document(PolicyKind::Trust, owner.into(), child)),
+                    "policy" if child.get("Statement").is_some() => {
+                        out.push(document(PolicyKind::Resource, owner.into(), child))
+                    }
+                    "inlinePolicies" => {
+                        for (policy, doc) in child.as_object().into_iter().flatten() {
+                            let name = format!("{owner}/{policy}");
+                            out.push(document(PolicyKind::Identity, name, doc));
+                        }
+                    }
+                    _ => collect_policies(group, account, child, owner, out),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                collect_policies(group, account, item, owner, out);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -69,8 +163,21 @@ mod tests {
         assert!(
             bucket["kmsKeyArn"]
                 .as_str()
-                .is_some_and(|k| k.contains("KmsKeyArn"))
+                .is_some_and(|k| k.ends_with(":key/KNOWN-AFTER-CREATE"))
         );
+    }
+
+    #[test]
+    fn plan_lists_resource_policies_in_their_accounts() {
+        let p = plan(&context(FULL));
+        let key_policy = p
+            .policies
+            .iter()
+            .find(|d| d.group == "EncryptionKeyReady")
+            .expect("the key policy is listed");
+        assert_eq!(key_policy.kind, PolicyKind::Resource);
+        assert_eq!(key_policy.account, "123456789012");
+        assert!(key_policy.name.starts_with("alias/delivery-operator/"));
     }
 
     #[test]

@@ -91,6 +91,15 @@ pub trait Group: Send + Sync + 'static {
     fn wanted(&self) -> bool {
         true
     }
+    /// The environment whose account this instance lives in (None: the pipeline account).
+    fn environment(&self) -> Option<Env> {
+        None
+    }
+    /// Outputs known before creation (deterministic names and ARNs), so the offline plan
+    /// renders real values; values AWS assigns are shown as placeholders.
+    fn predicted(&self, _at: &Placement) -> Values {
+        Values::new()
+    }
     /// Pure: the desired state from the spec, where it lives, and upstream values.
     fn desired(&self, at: &Placement, inputs: &Values) -> Result<Self::Desired, Failure>;
     fn observe(
@@ -132,8 +141,11 @@ pub trait Group: Send + Sync + 'static {
 
 /// A step the controller runs and the offline plan renders.
 pub trait GroupStep: Step {
-    /// The desired state, as the offline plan shows it (upstream values as placeholders).
-    fn plan(&self, at: &Placement) -> Result<serde_json::Value, Failure>;
+    fn environment(&self) -> Option<Env>;
+    fn predicted(&self, at: &Placement) -> Values;
+    /// The desired state, as the offline plan shows it: `known` holds the predicted outputs of
+    /// every step; other inputs are shown as placeholders.
+    fn plan(&self, at: &Placement, known: &Values) -> Result<serde_json::Value, Failure>;
 }
 
 /// A group with the session its instance acts through (or why there is none).
@@ -224,14 +236,28 @@ impl<G: Group> Step for Instance<G> {
 }
 
 impl<G: Group> GroupStep for Instance<G> {
-    fn plan(&self, at: &Placement) -> Result<serde_json::Value, Failure> {
-        let placeholders: Values = self
+    fn environment(&self) -> Option<Env> {
+        self.group.environment()
+    }
+
+    fn predicted(&self, at: &Placement) -> Values {
+        self.group.predicted(at)
+    }
+
+    fn plan(&self, at: &Placement, known: &Values) -> Result<serde_json::Value, Failure> {
+        let inputs: Values = self
             .group
             .needs()
             .into_iter()
-            .map(|k| (k, format!("<{k}: known after the step that provides it>")))
+            .map(|k| {
+                let value = known
+                    .get(&k)
+                    .cloned()
+                    .unwrap_or_else(|| format!("<{k}: known after the step that provides it>"));
+                (k, value)
+            })
             .collect();
-        let desired = self.group.desired(at, &placeholders)?;
+        let desired = self.group.desired(at, &inputs)?;
         serde_json::to_value(&desired)
             .map_err(|e| Failure::terminal("PlanFailed", format!("cannot render: {e}")))
     }

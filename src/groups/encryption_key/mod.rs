@@ -197,6 +197,14 @@ impl Group for EncryptionKey {
         vec![keys::KMS_KEY_ARN]
     }
 
+    fn predicted(&self, at: &Placement) -> Values {
+        let arn = format!(
+            "arn:{}:kms:{}:{}:key/KNOWN-AFTER-CREATE",
+            at.partition, at.region, at.account_id
+        );
+        Values::from([(keys::KMS_KEY_ARN, arn)])
+    }
+
     fn desired(&self, _at: &Placement, _inputs: &Values) -> Result<Desired, Failure> {
         Ok(encryption_key(&self.ctx))
     }

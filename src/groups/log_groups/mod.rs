@@ -131,6 +131,10 @@ impl Group for LogGroups {
         }
     }
 
+    fn environment(&self) -> Option<Env> {
+        self.env
+    }
+
     fn needs(&self) -> Vec<Key> {
         match self.env {
             None => vec![keys::KMS_KEY_ARN],
