@@ -595,6 +595,17 @@ pub struct Environment {
     /// Roll back automatically when a deployment fails (ECS deployment circuit breaker).
     #[serde(default = "defaults::yes")]
     pub circuit_breaker_rollback: bool,
+    /// Managed policies attached to the application's task role, which has no permissions
+    /// otherwise. AWS managed (`arn:aws:iam::aws:policy/...`) or in this environment's account.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 10),
+        inner(
+            length(max = 2048),
+            regex(pattern = r"^arn:aws[a-z-]*:iam::(aws|[0-9]{12}):policy/[\w+=,.@/-]{1,512}$")
+        )
+    )]
+    pub task_role_policy_arns: Vec<String>,
 }
 
 /// The manual approval before production.
