@@ -73,7 +73,15 @@ where
             let status = service.raw().status().as_u16();
             let code = service.err().code().unwrap_or("Unknown").to_string();
             let detail = service.err().message().unwrap_or("no message").to_string();
-            if ACCESS_DENIED.contains(&code.as_str()) {
+            if names_unseen_principal(&detail) {
+                Failure::in_progress(
+                    "WaitingForIamPropagation",
+                    format!(
+                        "{operation}: AWS does not see a principal of the policy yet ({code}: {detail}); roles take seconds to become usable after they are created"
+                    ),
+                    IAM_PROPAGATION_RETRY,
+                )
+            } else if ACCESS_DENIED.contains(&code.as_str()) {
                 Failure::terminal(
                     "AccessDenied",
                     format!(
@@ -99,6 +107,19 @@ where
             format!("{operation} failed: {}", error_chain(&err)),
         ),
     }
+}
+
+/// How soon to look again while IAM propagates a new role.
+const IAM_PROPAGATION_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A policy names a principal AWS cannot resolve. Every principal the operator writes is a role
+/// it created earlier in the same reconcile graph, so this is IAM's eventual consistency (a new
+/// role is not visible to other services for a few seconds), not a bad request. AWS words it
+/// per service: IAM and S3 "Invalid principal in policy", KMS "...one or more invalid
+/// principals", ECR "Invalid repository policy provided" is not principal-specific and so is
+/// not matched.
+fn names_unseen_principal(message: &str) -> bool {
+    message.to_ascii_lowercase().contains("invalid principal")
 }
 
 /// `.aws("kms:CreateKey")` on an SDK result: classifies the error with the operation named.

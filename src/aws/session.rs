@@ -102,6 +102,7 @@ clients!(
     sts: aws_sdk_sts,
     sns: aws_sdk_sns,
     logs: aws_sdk_cloudwatchlogs,
+    iam: aws_sdk_iam,
     tagging: aws_sdk_resourcegroupstagging,
 );
 

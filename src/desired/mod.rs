@@ -2,6 +2,7 @@
 //! resource. No I/O happens here, so everything is unit-tested and the offline `plan` command
 //! shows exactly what the operator would create.
 
+pub mod arns;
 pub mod names;
 pub mod plan;
 pub mod policy;
@@ -85,6 +86,24 @@ impl PipelineContext {
         accounts.sort();
         accounts.dedup();
         accounts
+    }
+
+    /// The account an environment lives in (the pipeline's unless `accountId` says otherwise).
+    pub fn environment_account(&self, env: Env) -> String {
+        env.spec(&self.spec)
+            .account_id
+            .clone()
+            .unwrap_or_else(|| self.account_id.clone())
+    }
+
+    /// True when the environment lives in another account than the pipeline: it then has a
+    /// deploy role the pipeline assumes, and resource policies grant its roles.
+    pub fn is_cross_account(&self, env: Env) -> bool {
+        self.environment_account(env) != self.account_id
+    }
+
+    pub fn arns(&self) -> arns::Arns<'_> {
+        arns::Arns::new(self)
     }
 
     /// Account root principals of the environment accounts, for resource policies.

@@ -51,6 +51,12 @@ impl<'a> Names<'a> {
         format!("{head}{tail}")
     }
 
+    /// `-<hash>-`: the part every fitted name of this pipeline contains, so a policy can match
+    /// all of one kind of resource (rules, alarms) with one pattern.
+    pub fn identity_tag(&self) -> String {
+        format!("-{}-", short_hash(&self.identity()))
+    }
+
     /// The base name most resources share (also the CodePipeline name); at most 100 characters.
     pub fn base(&self) -> String {
         self.fitted(100, "", "")

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod kit;
 pub mod log_groups;
 pub mod notifications;
+pub mod roles;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -302,13 +303,32 @@ impl Sessions {
 pub fn steps(ctx: &PipelineContext, sessions: &Sessions) -> Vec<Box<dyn GroupStep>> {
     let mut steps = vec![
         Instance::boxed(encryption_key::EncryptionKey::new(ctx), sessions.pipeline()),
+        Instance::boxed(
+            encryption_key::key_policy::KeyPolicy::new(ctx),
+            sessions.pipeline(),
+        ),
         Instance::boxed(artifact_store::ArtifactStore::new(ctx), sessions.pipeline()),
-        Instance::boxed(notifications::Notifications::new(ctx), sessions.pipeline()),
+        Instance::boxed(
+            notifications::TopicGroup::notifications(ctx),
+            sessions.pipeline(),
+        ),
+        Instance::boxed(
+            notifications::TopicGroup::approval(ctx),
+            sessions.pipeline(),
+        ),
         Instance::boxed(log_groups::LogGroups::pipeline(ctx), sessions.pipeline()),
     ];
+    steps.push(Instance::boxed(
+        roles::RoleSet::pipeline(ctx),
+        sessions.pipeline(),
+    ));
     for env in Env::ALL {
         steps.push(Instance::boxed(
             log_groups::LogGroups::environment(ctx, env),
+            sessions.environment(env),
+        ));
+        steps.push(Instance::boxed(
+            roles::RoleSet::environment(ctx, env),
             sessions.environment(env),
         ));
     }

@@ -3,8 +3,9 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::desired::PipelineContext;
+use crate::desired::{Env, PipelineContext};
 use crate::groups::kit::DesiredTags;
+use crate::groups::roles::desired::DEPLOY;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -52,6 +53,16 @@ pub fn artifact_bucket(ctx: &PipelineContext, kms_key_arn: &str) -> ArtifactBuck
     }
 }
 
+/// Roles in other accounts that read artifacts: each cross-account environment's deploy role
+/// (the ECS deploy action reads the image definitions). Specific roles, never account roots.
+pub fn artifact_readers(ctx: &PipelineContext) -> Vec<String> {
+    Env::ALL
+        .into_iter()
+        .filter(|env| ctx.is_cross_account(*env))
+        .map(|env| ctx.arns().environment_role(env, DEPLOY))
+        .collect()
+}
+
 fn bucket_policy(ctx: &PipelineContext, bucket: &str) -> Value {
     let partition = ctx.partition();
     let bucket_arn = format!("arn:{partition}:s3:::{bucket}");
@@ -65,21 +76,14 @@ fn bucket_policy(ctx: &PipelineContext, bucket: &str) -> Value {
         "Resource": [bucket_arn, objects_arn],
         "Condition": {"Bool": {"aws:SecureTransport": "false"}}
     })];
-    let principals = ctx.environment_account_principals();
-    if !principals.is_empty() {
+    let readers = artifact_readers(ctx);
+    if !readers.is_empty() {
         statements.push(json!({
-            "Sid": "EnvironmentAccountsReadArtifacts",
+            "Sid": "EnvironmentDeployRolesReadArtifacts",
             "Effect": "Allow",
-            "Principal": {"AWS": principals},
+            "Principal": {"AWS": readers},
             "Action": ["s3:GetObject", "s3:GetObjectVersion"],
             "Resource": objects_arn
-        }));
-        statements.push(json!({
-            "Sid": "EnvironmentAccountsListArtifacts",
-            "Effect": "Allow",
-            "Principal": {"AWS": principals},
-            "Action": ["s3:GetBucketLocation", "s3:ListBucket"],
-            "Resource": bucket_arn
         }));
     }
     json!({"Version": "2012-10-17", "Statement": statements})

@@ -3,8 +3,9 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::desired::PipelineContext;
+use crate::desired::{Env, PipelineContext};
 use crate::groups::kit::DesiredTags;
+use crate::groups::roles::desired as roles;
 
 /// Days between automatic rotations (AWS default and minimum is 90; 365 is the usual choice).
 pub const ROTATION_PERIOD_DAYS: i32 = 365;
@@ -18,7 +19,10 @@ pub struct EncryptionKey {
     pub description: String,
     pub rotation_enabled: bool,
     pub rotation_period_days: i32,
-    pub policy: Value,
+    /// The policy the key is created with: without the grants to environment roles, which
+    /// may not exist yet (KMS rejects a policy naming an unknown principal). The key policy
+    /// step owns the policy from then on.
+    pub initial_policy: Value,
     pub tags: DesiredTags,
 }
 
@@ -80,12 +84,30 @@ pub fn encryption_key(ctx: &PipelineContext) -> EncryptionKey {
         ),
         rotation_enabled: true,
         rotation_period_days: ROTATION_PERIOD_DAYS,
-        policy: key_policy(ctx),
+        initial_policy: key_policy(ctx, &[]),
         tags: key_tags,
     }
 }
 
-fn key_policy(ctx: &PipelineContext) -> Value {
+/// Roles in other accounts that use the key: each cross-account environment's deploy role
+/// (reads artifacts) and task execution role (pulls images encrypted with it).
+pub fn environment_roles(ctx: &PipelineContext) -> Vec<String> {
+    let arns = ctx.arns();
+    Env::ALL
+        .into_iter()
+        .filter(|env| ctx.is_cross_account(*env))
+        .flat_map(|env| {
+            [
+                arns.environment_role(env, roles::DEPLOY),
+                arns.environment_role(env, roles::EXECUTION),
+            ]
+        })
+        .collect()
+}
+
+/// The key policy: administration and service use in this account, and decryption for
+/// `environment_roles` (specific roles, never another account's root).
+pub fn key_policy(ctx: &PipelineContext, environment_roles: &[String]) -> Value {
     let partition = ctx.partition();
     let account = &ctx.account_id;
     let region = &ctx.region;
@@ -138,12 +160,11 @@ fn key_policy(ctx: &PipelineContext) -> Value {
             "Condition": {"StringEquals": {"aws:SourceAccount": account}}
         }),
     ];
-    let principals = ctx.environment_account_principals();
-    if !principals.is_empty() {
+    if !environment_roles.is_empty() {
         statements.push(json!({
-            "Sid": "EnvironmentAccountsReadArtifacts",
+            "Sid": "EnvironmentRolesDecrypt",
             "Effect": "Allow",
-            "Principal": {"AWS": principals},
+            "Principal": {"AWS": environment_roles},
             "Action": ["kms:Decrypt", "kms:DescribeKey"],
             "Resource": "*"
         }));
@@ -167,32 +188,49 @@ mod tests {
 
     #[test]
     fn key_policy_golden_cross_account() {
-        let key = encryption_key(&context(FULL));
+        let c = context(FULL);
+        let policy = key_policy(&c, &environment_roles(&c));
         let golden: Value = serde_json::from_str(include_str!(
             "../../../tests/data/golden/kms-key-policy-cross-account.json"
         ))
         .expect("golden parses");
         assert_eq!(
-            key.policy,
+            policy,
             golden,
             "{}",
-            serde_json::to_string_pretty(&key.policy).unwrap_or_default()
+            serde_json::to_string_pretty(&policy).unwrap_or_default()
         );
     }
 
     #[test]
+    fn cross_account_grants_name_the_environment_roles_only() {
+        let c = context(FULL);
+        let roles = environment_roles(&c);
+        assert_eq!(roles.len(), 4, "{roles:?}");
+        assert!(
+            roles
+                .iter()
+                .all(|r| r.contains(":role/") && !r.ends_with(":root"))
+        );
+        // The initial policy names none of them: they may not exist when the key is made.
+        let key = encryption_key(&c);
+        assert!(!key.initial_policy.to_string().contains(":role/"));
+    }
+
+    #[test]
     fn single_account_key_policy_grants_no_other_account() {
-        let key = encryption_key(&context(MINIMAL));
-        let text = key.policy.to_string();
-        assert!(!text.contains("EnvironmentAccountsReadArtifacts"));
+        let c = context(MINIMAL);
+        assert!(environment_roles(&c).is_empty());
+        let text = key_policy(&c, &environment_roles(&c)).to_string();
+        assert!(!text.contains("EnvironmentRolesDecrypt"));
         assert!(!text.contains("222222222222"));
     }
 
     #[test]
     fn key_policy_has_no_wildcard_action() {
         for manifest in [FULL, MINIMAL] {
-            let key = encryption_key(&context(manifest));
-            let actions = allowed_actions(&key.policy);
+            let c = context(manifest);
+            let actions = allowed_actions(&key_policy(&c, &environment_roles(&c)));
             assert!(!actions.is_empty());
             assert!(actions.iter().all(|a| !a.contains('*')), "{actions:?}");
         }

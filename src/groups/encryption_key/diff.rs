@@ -2,10 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-
 use super::desired::EncryptionKey;
-use crate::desired::policy;
 use crate::groups::kit::TagPlan;
 
 /// The key's state in KMS, as far as the diff cares.
@@ -25,7 +22,6 @@ pub struct KeyView {
     pub description: String,
     pub rotation_enabled: bool,
     pub rotation_period_days: Option<i32>,
-    pub policy: Option<Value>,
     pub tags: BTreeMap<String, String>,
 }
 
@@ -35,14 +31,14 @@ pub enum Change {
     CancelDeletion,
     Enable,
     Rotation,
-    Policy,
     Description,
     Tags(TagPlan),
 }
 
 pub fn diff(d: &EncryptionKey, o: &KeyView) -> Vec<Change> {
     let mut changes = Vec::new();
-    // A key pending deletion reports no rotation or policy; both are rewritten once restored.
+    // A key pending deletion reports no rotation; it is rewritten once restored (its policy by
+    // the key policy step, which runs after this one).
     let pending = o.state == KeyState::PendingDeletion;
     if pending {
         changes.push(Change::CancelDeletion);
@@ -56,14 +52,6 @@ pub fn diff(d: &EncryptionKey, o: &KeyView) -> Vec<Change> {
             .is_some_and(|p| p != d.rotation_period_days)
     {
         changes.push(Change::Rotation);
-    }
-    if pending
-        || !o
-            .policy
-            .as_ref()
-            .is_some_and(|p| policy::equivalent(p, &d.policy))
-    {
-        changes.push(Change::Policy);
     }
     if o.description != d.description {
         changes.push(Change::Description);
@@ -87,22 +75,14 @@ mod tests {
             description: d.description.clone(),
             rotation_enabled: true,
             rotation_period_days: Some(d.rotation_period_days),
-            policy: Some(d.policy.clone()),
             tags: d.tags.tags.clone(),
         }
     }
 
     #[test]
-    fn an_equal_key_has_no_changes_even_with_reordered_policy_and_extra_tags() {
+    fn an_equal_key_has_no_changes_even_with_extra_tags() {
         let d = encryption_key(&context(MINIMAL));
         let mut o = in_sync(&d);
-        if let Some(statements) = o
-            .policy
-            .as_mut()
-            .and_then(|p| p["Statement"].as_array_mut())
-        {
-            statements.reverse();
-        }
         o.tags.insert("AddedByHand".into(), "x".into());
         // AWS may leave the period out when it is the default.
         o.rotation_period_days = None;
@@ -115,15 +95,9 @@ mod tests {
         let mut o = in_sync(&d);
         o.state = KeyState::PendingDeletion;
         o.rotation_enabled = false;
-        o.policy = None;
         assert_eq!(
             diff(&d, &o),
-            vec![
-                Change::CancelDeletion,
-                Change::Enable,
-                Change::Rotation,
-                Change::Policy
-            ]
+            vec![Change::CancelDeletion, Change::Enable, Change::Rotation]
         );
     }
 

@@ -2,6 +2,7 @@
 
 pub mod desired;
 pub mod diff;
+pub mod key_policy;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,7 +15,6 @@ use super::kit::check_owner;
 use super::{Group, Placement, Produced, keys};
 use crate::aws::{AwsResultExt, AwsSession, classify, code, found};
 use crate::desired::PipelineContext;
-use crate::desired::policy;
 use crate::desired::tags::OWNER_KEY;
 use crate::engine::{Failure, Key, Progress, Removal, Values};
 
@@ -231,11 +231,10 @@ impl Group for EncryptionKey {
             &tags,
         )?;
         let state = state_of(metadata.key_state());
-        // A key pending deletion cannot report rotation or accept policy reads in AWS; it is
-        // restored (and then rewritten) by `update`.
-        let (rotation_enabled, rotation_period_days, policy) = if state == KeyState::PendingDeletion
-        {
-            (false, None, None)
+        // A key pending deletion cannot report rotation in AWS; it is restored (and then
+        // rewritten) by `update`.
+        let (rotation_enabled, rotation_period_days) = if state == KeyState::PendingDeletion {
+            (false, None)
         } else {
             let rotation = kms
                 .get_key_rotation_status()
@@ -243,17 +242,9 @@ impl Group for EncryptionKey {
                 .send()
                 .await
                 .aws("kms:GetKeyRotationStatus")?;
-            let policy_text = kms
-                .get_key_policy()
-                .key_id(&key_id)
-                .policy_name("default")
-                .send()
-                .await
-                .aws("kms:GetKeyPolicy")?;
             (
                 rotation.key_rotation_enabled(),
                 rotation.rotation_period_in_days(),
-                policy_text.policy().and_then(policy::parse),
             )
         };
         Ok(Some(Observed {
@@ -263,7 +254,6 @@ impl Group for EncryptionKey {
                 description: metadata.description().unwrap_or_default().to_string(),
                 rotation_enabled,
                 rotation_period_days,
-                policy,
                 tags,
             },
             key_id,
@@ -301,7 +291,7 @@ impl Group for EncryptionKey {
             .kms()
             .create_key()
             .description(&d.description)
-            .policy(d.policy.to_string())
+            .policy(d.initial_policy.to_string())
             .key_usage(KeyUsageType::EncryptDecrypt)
             .key_spec(KeySpec::SymmetricDefault)
             .set_tags(Some(kms_tags(&d.tags.tags)?))
@@ -352,15 +342,6 @@ impl Group for EncryptionKey {
                         .aws("kms:EnableKey")?;
                 }
                 Change::Rotation => self.enable_rotation(aws, key_id, d).await?,
-                Change::Policy => {
-                    kms.put_key_policy()
-                        .key_id(key_id)
-                        .policy_name("default")
-                        .policy(d.policy.to_string())
-                        .send()
-                        .await
-                        .aws("kms:PutKeyPolicy")?;
-                }
                 Change::Description => {
                     kms.update_key_description()
                         .key_id(key_id)

@@ -2,7 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::Value;
+
 use super::desired::Topic;
+use crate::desired::policy::equivalent;
 use crate::groups::kit::{TagPlan, collection_plan};
 
 /// `SubscriptionArn` of a subscription the recipient has not confirmed yet: AWS gives no ARN,
@@ -12,6 +15,7 @@ pub const PENDING: &str = "PendingConfirmation";
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TopicView {
     pub kms_key_arn: Option<String>,
+    pub policy: Option<Value>,
     pub tags: BTreeMap<String, String>,
     /// E-mail endpoint -> subscription ARN (or [`PENDING`]).
     pub subscriptions: BTreeMap<String, String>,
@@ -20,6 +24,7 @@ pub struct TopicView {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {
     Key,
+    Policy,
     Tags(TagPlan),
     Subscribe(String),
     Unsubscribe { email: String, arn: String },
@@ -29,6 +34,9 @@ pub fn diff(d: &Topic, o: &TopicView) -> Vec<Change> {
     let mut changes = Vec::new();
     if o.kms_key_arn.as_deref() != Some(d.kms_key_arn.as_str()) {
         changes.push(Change::Key);
+    }
+    if !o.policy.as_ref().is_some_and(|p| equivalent(p, &d.policy)) {
+        changes.push(Change::Policy);
     }
     let tags = d.tags.plan(&o.tags);
     if !tags.is_empty() {
@@ -58,11 +66,12 @@ pub fn diff(d: &Topic, o: &TopicView) -> Vec<Change> {
 mod tests {
     use super::*;
     use crate::desired::testing::{FULL, context};
-    use crate::groups::notifications::desired::topic;
+    use crate::groups::notifications::desired::{Purpose, topic};
 
     fn in_sync(d: &Topic) -> TopicView {
         TopicView {
             kms_key_arn: Some(d.kms_key_arn.clone()),
+            policy: Some(d.policy.clone()),
             tags: d.tags.tags.clone(),
             subscriptions: d
                 .emails
@@ -74,13 +83,21 @@ mod tests {
 
     #[test]
     fn in_sync_topic_has_no_changes() {
-        let d = topic(&context(FULL), "arn:aws:kms:us-east-1:123456789012:key/k");
+        let d = topic(
+            &context(FULL),
+            Purpose::Notifications,
+            "arn:aws:kms:us-east-1:123456789012:key/k",
+        );
         assert_eq!(diff(&d, &in_sync(&d)), vec![]);
     }
 
     #[test]
     fn a_removed_email_is_unsubscribed_and_a_new_one_subscribed() {
-        let mut d = topic(&context(FULL), "arn:aws:kms:us-east-1:123456789012:key/k");
+        let mut d = topic(
+            &context(FULL),
+            Purpose::Notifications,
+            "arn:aws:kms:us-east-1:123456789012:key/k",
+        );
         let mut o = in_sync(&d);
         o.subscriptions.insert(
             "gone@example.com".into(),
@@ -101,7 +118,11 @@ mod tests {
 
     #[test]
     fn an_unconfirmed_unwanted_subscription_is_left_to_expire() {
-        let d = topic(&context(FULL), "arn:aws:kms:us-east-1:123456789012:key/k");
+        let d = topic(
+            &context(FULL),
+            Purpose::Notifications,
+            "arn:aws:kms:us-east-1:123456789012:key/k",
+        );
         let mut o = in_sync(&d);
         o.subscriptions
             .insert("pending@example.com".into(), PENDING.into());

@@ -1,17 +1,18 @@
-//! The notification topic (SNS, encrypted with the pipeline's key) and its e-mail
-//! subscriptions, an owned collection.
+//! The notifications and approval topics (SNS, encrypted with the pipeline's key), their topic
+//! policies and their e-mail subscriptions, an owned collection. One instance per topic.
 
 pub mod desired;
 pub mod diff;
 
 use std::collections::BTreeMap;
 
-use self::desired::{Topic, topic};
+use self::desired::{Purpose, Topic, topic};
 use self::diff::{Change, TopicView};
 use super::kit::check_owner;
 use super::{Group, Placement, Produced, keys};
 use crate::aws::{AwsResultExt, AwsSession, found};
 use crate::desired::PipelineContext;
+use crate::desired::policy::parse;
 use crate::engine::{Failure, Key, Removal, Values};
 
 const KIND: &str = "AWS::SNS::Topic";
@@ -20,23 +21,42 @@ const SUBSCRIPTION_KIND: &str = "AWS::SNS::Subscription";
 /// the API reference; the query protocol answers with code `NotFound`).
 const NOT_FOUND: &[&str] = &["NotFound"];
 
-pub struct Notifications {
+pub struct TopicGroup {
     ctx: PipelineContext,
+    purpose: Purpose,
 }
 
-impl Notifications {
-    pub fn new(ctx: &PipelineContext) -> Self {
-        Self { ctx: ctx.clone() }
+impl TopicGroup {
+    pub fn notifications(ctx: &PipelineContext) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            purpose: Purpose::Notifications,
+        }
+    }
+
+    pub fn approval(ctx: &PipelineContext) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            purpose: Purpose::Approval,
+        }
     }
 
     fn arn(&self, at: &Placement) -> String {
+        let name = match self.purpose {
+            Purpose::Notifications => self.ctx.names().notification_topic(),
+            Purpose::Approval => self.ctx.names().approval_topic(),
+        };
         format!(
-            "arn:{}:sns:{}:{}:{}",
-            at.partition,
-            at.region,
-            at.account_id,
-            self.ctx.names().notification_topic()
+            "arn:{}:sns:{}:{}:{name}",
+            at.partition, at.region, at.account_id
         )
+    }
+
+    fn output(&self) -> Key {
+        match self.purpose {
+            Purpose::Notifications => keys::NOTIFICATION_TOPIC_ARN,
+            Purpose::Approval => keys::APPROVAL_TOPIC_ARN,
+        }
     }
 }
 
@@ -70,17 +90,23 @@ async fn subscribe(aws: &AwsSession, topic_arn: &str, email: &str) -> Result<(),
     Ok(())
 }
 
-impl Group for Notifications {
+impl Group for TopicGroup {
     type Desired = Topic;
     type Observed = Observed;
     type Change = Change;
 
     fn condition(&self) -> String {
-        "NotificationsReady".into()
+        match self.purpose {
+            Purpose::Notifications => "NotificationsReady".into(),
+            Purpose::Approval => "ApprovalTopicReady".into(),
+        }
     }
 
     fn kind(&self) -> &'static str {
-        "SNS notification topic"
+        match self.purpose {
+            Purpose::Notifications => "SNS notifications topic",
+            Purpose::Approval => "SNS approval topic",
+        }
     }
 
     fn needs(&self) -> Vec<Key> {
@@ -88,12 +114,16 @@ impl Group for Notifications {
     }
 
     fn provides(&self) -> Vec<Key> {
-        vec![keys::NOTIFICATION_TOPIC_ARN]
+        vec![self.output()]
+    }
+
+    fn predicted(&self, at: &Placement) -> Values {
+        Values::from([(self.output(), self.arn(at))])
     }
 
     fn desired(&self, _at: &Placement, inputs: &Values) -> Result<Topic, Failure> {
         let key = super::kit::input(inputs, keys::KMS_KEY_ARN)?;
-        Ok(topic(&self.ctx, key))
+        Ok(topic(&self.ctx, self.purpose, key))
     }
 
     async fn observe(&self, aws: &AwsSession) -> Result<Option<Observed>, Failure> {
@@ -140,14 +170,14 @@ impl Group for Notifications {
                 break;
             }
         }
-        let kms_key_arn = attributes
-            .attributes()
-            .and_then(|a| a.get("KmsMasterKeyId"))
-            .cloned();
+        let attribute = |name: &str| attributes.attributes().and_then(|a| a.get(name));
+        let kms_key_arn = attribute("KmsMasterKeyId").cloned();
+        let policy = attribute("Policy").and_then(|text| parse(text));
         Ok(Some(Observed {
             arn,
             view: TopicView {
                 kms_key_arn,
+                policy,
                 tags,
                 subscriptions,
             },
@@ -166,6 +196,7 @@ impl Group for Notifications {
             .create_topic()
             .name(&d.name)
             .attributes("KmsMasterKeyId", &d.kms_key_arn)
+            .attributes("Policy", d.policy.to_string())
             .set_tags(Some(tags))
             .send()
             .await
@@ -203,6 +234,15 @@ impl Group for Notifications {
                         .topic_arn(&o.arn)
                         .attribute_name("KmsMasterKeyId")
                         .attribute_value(&d.kms_key_arn)
+                        .send()
+                        .await
+                        .aws("sns:SetTopicAttributes")?;
+                }
+                Change::Policy => {
+                    sns.set_topic_attributes()
+                        .topic_arn(&o.arn)
+                        .attribute_name("Policy")
+                        .attribute_value(d.policy.to_string())
                         .send()
                         .await
                         .aws("sns:SetTopicAttributes")?;
@@ -251,7 +291,7 @@ impl Group for Notifications {
 
     fn produced(&self, at: &Placement, d: &Topic, o: &Observed) -> Produced {
         let mut produced = Produced::default()
-            .value(keys::NOTIFICATION_TOPIC_ARN, &o.arn)
+            .value(self.output(), &o.arn)
             .owns(KIND, &o.arn, at);
         // Subscriptions are recorded by endpoint: their ARNs are unknown until confirmed.
         for email in &d.emails {

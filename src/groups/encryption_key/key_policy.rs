@@ -1,0 +1,147 @@
+//! The key policy, as its own step of the `EncryptionKeyReady` condition. It runs after the
+//! environment roles it grants exist (KMS rejects a policy naming an unknown principal), while
+//! those roles need the key's ARN: the key is created first with the policy minus those grants,
+//! then this step owns the whole policy.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::desired::{environment_roles, key_policy};
+use crate::aws::{AwsResultExt, AwsSession, found};
+use crate::desired::policy::{equivalent, parse};
+use crate::desired::{Env, PipelineContext};
+use crate::engine::{Failure, Key, Removal, Values};
+use crate::groups::{Group, Placement, Produced, keys};
+
+pub struct KeyPolicy {
+    ctx: PipelineContext,
+}
+
+impl KeyPolicy {
+    pub fn new(ctx: &PipelineContext) -> Self {
+        Self { ctx: ctx.clone() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Desired {
+    pub alias: String,
+    pub key_arn: String,
+    pub policy: Value,
+}
+
+pub struct Observed {
+    key_id: String,
+    policy: Option<Value>,
+}
+
+#[derive(Debug)]
+pub struct Rewrite;
+
+impl Group for KeyPolicy {
+    type Desired = Desired;
+    type Observed = Observed;
+    type Change = Rewrite;
+
+    fn condition(&self) -> String {
+        "EncryptionKeyReady".into()
+    }
+
+    fn kind(&self) -> &'static str {
+        "KMS key policy"
+    }
+
+    fn needs(&self) -> Vec<Key> {
+        let mut needs = vec![keys::KMS_KEY_ARN];
+        for env in Env::ALL {
+            if self.ctx.is_cross_account(env) {
+                needs.push(keys::DEPLOY_ROLE_ARN.scoped(env.name()));
+                needs.push(keys::EXECUTION_ROLE_ARN.scoped(env.name()));
+            }
+        }
+        needs
+    }
+
+    fn desired(&self, _at: &Placement, inputs: &Values) -> Result<Desired, Failure> {
+        Ok(Desired {
+            alias: self.ctx.names().kms_alias(),
+            key_arn: crate::groups::kit::input(inputs, keys::KMS_KEY_ARN)?.to_string(),
+            policy: key_policy(&self.ctx, &environment_roles(&self.ctx)),
+        })
+    }
+
+    async fn observe(&self, aws: &AwsSession) -> Result<Option<Observed>, Failure> {
+        let kms = aws.kms();
+        // GetKeyPolicy takes no alias: resolve it first.
+        let Some(described) = found(
+            kms.describe_key()
+                .key_id(self.ctx.names().kms_alias())
+                .send()
+                .await,
+            "kms:DescribeKey",
+            &["NotFoundException"],
+        )?
+        else {
+            return Ok(None);
+        };
+        let Some(key_id) = described.key_metadata().map(|m| m.key_id().to_string()) else {
+            return Ok(None);
+        };
+        let policy = kms
+            .get_key_policy()
+            .key_id(&key_id)
+            .policy_name("default")
+            .send()
+            .await
+            .aws("kms:GetKeyPolicy")?
+            .policy()
+            .and_then(parse);
+        Ok(Some(Observed { key_id, policy }))
+    }
+
+    fn diff(desired: &Desired, observed: &Observed) -> Vec<Rewrite> {
+        match &observed.policy {
+            Some(actual) if equivalent(actual, &desired.policy) => Vec::new(),
+            _ => vec![Rewrite],
+        }
+    }
+
+    /// The key step ran just before; an alias not visible yet is KMS catching up.
+    async fn create(&self, _aws: &AwsSession, d: &Desired) -> Result<Produced, Failure> {
+        Err(Failure::in_progress(
+            "KeyNotVisibleYet",
+            format!("KMS does not resolve {} yet", d.alias),
+            Duration::from_secs(5),
+        ))
+    }
+
+    async fn update(
+        &self,
+        aws: &AwsSession,
+        d: &Desired,
+        o: &Observed,
+        _changes: Vec<Rewrite>,
+    ) -> Result<(), Failure> {
+        aws.kms()
+            .put_key_policy()
+            .key_id(&o.key_id)
+            .policy_name("default")
+            .policy(d.policy.to_string())
+            .send()
+            .await
+            .aws("kms:PutKeyPolicy")?;
+        Ok(())
+    }
+
+    /// The key step schedules the key's deletion, policy included.
+    async fn delete(&self, _aws: &AwsSession, _o: Observed) -> Result<Removal, Failure> {
+        Ok(Removal::Gone)
+    }
+
+    fn produced(&self, _at: &Placement, _d: &Desired, _o: &Observed) -> Produced {
+        Produced::default()
+    }
+}

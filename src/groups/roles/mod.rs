@@ -1,0 +1,407 @@
+//! IAM roles, as an owned collection per account: the pipeline account's pipeline, build and
+//! scan roles, and each environment's execution, task and (cross-account) deploy roles in that
+//! environment's account. Each role has one trust policy and at most one inline policy.
+
+pub mod desired;
+pub mod diff;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use self::desired::{DEPLOY, EXECUTION, PIPELINE, Roles, TASK};
+use self::diff::{Change, ObservedRole};
+use super::kit::check_owner;
+use super::{Group, Placement, Produced, keys};
+use crate::aws::{AwsResultExt, AwsSession, found};
+use crate::desired::policy::parse;
+use crate::desired::{Env, PipelineContext};
+use crate::engine::{Failure, Key, Removal, Values};
+
+const KIND: &str = "AWS::IAM::Role";
+const NOT_FOUND: &[&str] = &["NoSuchEntity"];
+
+pub struct RoleSet {
+    ctx: PipelineContext,
+    /// None: the pipeline account's roles.
+    env: Option<Env>,
+}
+
+impl RoleSet {
+    pub fn pipeline(ctx: &PipelineContext) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            env: None,
+        }
+    }
+
+    pub fn environment(ctx: &PipelineContext, env: Env) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            env: Some(env),
+        }
+    }
+
+    /// The output key of each role this instance may own, by role name.
+    fn outputs(&self) -> Vec<(String, Key)> {
+        let names = self.ctx.names();
+        match self.env {
+            None => vec![
+                (names.role(PIPELINE), keys::PIPELINE_ROLE_ARN),
+                (names.role(desired::BUILDER), keys::BUILD_ROLE_ARN),
+                (names.role(desired::SCANNER), keys::SCAN_ROLE_ARN),
+            ],
+            Some(env) => {
+                let scope = env.name();
+                vec![
+                    (
+                        names.environment_role(env, EXECUTION),
+                        keys::EXECUTION_ROLE_ARN.scoped(scope),
+                    ),
+                    (
+                        names.environment_role(env, TASK),
+                        keys::TASK_ROLE_ARN.scoped(scope),
+                    ),
+                    (
+                        names.environment_role(env, DEPLOY),
+                        keys::DEPLOY_ROLE_ARN.scoped(scope),
+                    ),
+                ]
+            }
+        }
+    }
+
+    fn has_deploy_role(&self) -> bool {
+        self.env.is_some_and(|env| self.ctx.is_cross_account(env))
+    }
+}
+
+type Observed = BTreeMap<String, ObservedRole>;
+
+fn iam_tags(tags: &BTreeMap<String, String>) -> Result<Vec<aws_sdk_iam::types::Tag>, Failure> {
+    tags.iter()
+        .map(|(k, v)| {
+            aws_sdk_iam::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| Failure::terminal("InvalidTag", format!("tag {k}: {e}")))
+        })
+        .collect()
+}
+
+fn policy_text(operation: &str, text: &str) -> Result<serde_json::Value, Failure> {
+    parse(text).ok_or_else(|| {
+        Failure::terminal(
+            "UnreadablePolicy",
+            format!("{operation} returned a policy that is not JSON"),
+        )
+    })
+}
+
+async fn observe_role(aws: &AwsSession, name: &str) -> Result<Option<ObservedRole>, Failure> {
+    let iam = aws.iam();
+    let Some(got) = found(
+        iam.get_role().role_name(name).send().await,
+        "iam:GetRole",
+        NOT_FOUND,
+    )?
+    else {
+        return Ok(None);
+    };
+    let Some(role) = got.role() else {
+        return Ok(None);
+    };
+    let mut observed = ObservedRole {
+        arn: role.arn().to_string(),
+        description: role.description().unwrap_or_default().to_string(),
+        trust_policy: match role.assume_role_policy_document() {
+            Some(text) => policy_text("iam:GetRole", text)?,
+            None => serde_json::Value::Null,
+        },
+        tags: role
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect(),
+        ..ObservedRole::default()
+    };
+    // A role has at most a handful of inline and attached policies; one page each (the
+    // defaults are 100) holds them all.
+    let inline = iam
+        .list_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .aws("iam:ListRolePolicies")?;
+    for policy in inline.policy_names() {
+        let got = iam
+            .get_role_policy()
+            .role_name(name)
+            .policy_name(policy)
+            .send()
+            .await
+            .aws("iam:GetRolePolicy")?;
+        observed.inline_policies.insert(
+            policy.clone(),
+            policy_text("iam:GetRolePolicy", got.policy_document())?,
+        );
+    }
+    observed.managed_policy_arns = iam
+        .list_attached_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .aws("iam:ListAttachedRolePolicies")?
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn().map(str::to_string))
+        .collect::<BTreeSet<_>>();
+    Ok(Some(observed))
+}
+
+/// Removes a role's policies, then the role (IAM refuses to delete a role with policies).
+async fn delete_role(aws: &AwsSession, name: &str, o: &ObservedRole) -> Result<(), Failure> {
+    let iam = aws.iam();
+    for arn in &o.managed_policy_arns {
+        found(
+            iam.detach_role_policy()
+                .role_name(name)
+                .policy_arn(arn)
+                .send()
+                .await,
+            "iam:DetachRolePolicy",
+            NOT_FOUND,
+        )?;
+    }
+    for policy in o.inline_policies.keys() {
+        found(
+            iam.delete_role_policy()
+                .role_name(name)
+                .policy_name(policy)
+                .send()
+                .await,
+            "iam:DeleteRolePolicy",
+            NOT_FOUND,
+        )?;
+    }
+    found(
+        iam.delete_role().role_name(name).send().await,
+        "iam:DeleteRole",
+        NOT_FOUND,
+    )?;
+    Ok(())
+}
+
+impl Group for RoleSet {
+    type Desired = Roles;
+    type Observed = Observed;
+    type Change = Change;
+
+    fn condition(&self) -> String {
+        match self.env {
+            None => "RolesReady".into(),
+            Some(env) => format!("{}RolesReady", env.title()),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.env {
+            None => "pipeline, build and scan IAM roles",
+            Some(Env::Staging) => "staging IAM roles",
+            Some(Env::Production) => "production IAM roles",
+        }
+    }
+
+    fn environment(&self) -> Option<Env> {
+        self.env
+    }
+
+    fn needs(&self) -> Vec<Key> {
+        let mut needs = vec![keys::KMS_KEY_ARN];
+        // The deploy role's trust names the pipeline role, which must exist first.
+        if self.has_deploy_role() {
+            needs.push(keys::PIPELINE_ROLE_ARN);
+        }
+        needs
+    }
+
+    fn provides(&self) -> Vec<Key> {
+        let mut provides: Vec<Key> = self.outputs().into_iter().map(|(_, k)| k).collect();
+        if self.env.is_some() && !self.has_deploy_role() {
+            provides.pop();
+        }
+        provides
+    }
+
+    fn predicted(&self, at: &Placement) -> Values {
+        let arns = self.ctx.arns();
+        self.outputs()
+            .into_iter()
+            .filter(|(_, key)| self.provides().contains(key))
+            .map(|(name, key)| (key, arns.role(&at.account_id, &name)))
+            .collect()
+    }
+
+    fn desired(&self, _at: &Placement, inputs: &Values) -> Result<Roles, Failure> {
+        let key = super::kit::input(inputs, keys::KMS_KEY_ARN)?;
+        Ok(match self.env {
+            None => desired::pipeline(&self.ctx, key),
+            Some(env) => desired::environment(&self.ctx, env, key),
+        })
+    }
+
+    async fn observe(&self, aws: &AwsSession) -> Result<Option<Observed>, Failure> {
+        let mut observed = Observed::new();
+        for (name, _) in self.outputs() {
+            if let Some(role) = observe_role(aws, &name).await? {
+                check_owner(&self.ctx, &format!("IAM role {name}"), &role.tags)?;
+                observed.insert(name, role);
+            }
+        }
+        Ok((!observed.is_empty()).then_some(observed))
+    }
+
+    fn diff(desired: &Roles, observed: &Observed) -> Vec<Change> {
+        diff::diff(desired, observed)
+    }
+
+    async fn create(&self, aws: &AwsSession, d: &Roles) -> Result<Produced, Failure> {
+        let none = Observed::new();
+        self.update(aws, d, &none, diff::diff(d, &none)).await?;
+        Ok(self.produced(&Placement::of(aws), d, &none))
+    }
+
+    async fn update(
+        &self,
+        aws: &AwsSession,
+        d: &Roles,
+        o: &Observed,
+        changes: Vec<Change>,
+    ) -> Result<(), Failure> {
+        let iam = aws.iam();
+        let role = |name: &str| d.roles.iter().find(|r| r.name == name);
+        for change in changes {
+            match change {
+                Change::Create(name) => {
+                    let Some(r) = role(&name) else { continue };
+                    iam.create_role()
+                        .role_name(&r.name)
+                        .description(&r.description)
+                        .assume_role_policy_document(r.trust_policy.to_string())
+                        .set_tags(Some(iam_tags(&r.tags.tags)?))
+                        .send()
+                        .await
+                        .aws("iam:CreateRole")?;
+                }
+                Change::Trust(name) => {
+                    let Some(r) = role(&name) else { continue };
+                    iam.update_assume_role_policy()
+                        .role_name(&r.name)
+                        .policy_document(r.trust_policy.to_string())
+                        .send()
+                        .await
+                        .aws("iam:UpdateAssumeRolePolicy")?;
+                }
+                Change::Description(name) => {
+                    let Some(r) = role(&name) else { continue };
+                    iam.update_role()
+                        .role_name(&r.name)
+                        .description(&r.description)
+                        .send()
+                        .await
+                        .aws("iam:UpdateRole")?;
+                }
+                Change::PutPolicy { role: name, policy } => {
+                    let Some(document) = role(&name).and_then(|r| r.inline_policies.get(&policy))
+                    else {
+                        continue;
+                    };
+                    iam.put_role_policy()
+                        .role_name(&name)
+                        .policy_name(&policy)
+                        .policy_document(document.to_string())
+                        .send()
+                        .await
+                        .aws("iam:PutRolePolicy")?;
+                }
+                Change::DeletePolicy { role: name, policy } => {
+                    found(
+                        iam.delete_role_policy()
+                            .role_name(&name)
+                            .policy_name(&policy)
+                            .send()
+                            .await,
+                        "iam:DeleteRolePolicy",
+                        NOT_FOUND,
+                    )?;
+                }
+                Change::Attach {
+                    role: name,
+                    policy_arn,
+                } => {
+                    iam.attach_role_policy()
+                        .role_name(&name)
+                        .policy_arn(&policy_arn)
+                        .send()
+                        .await
+                        .aws("iam:AttachRolePolicy")?;
+                }
+                Change::Detach {
+                    role: name,
+                    policy_arn,
+                } => {
+                    found(
+                        iam.detach_role_policy()
+                            .role_name(&name)
+                            .policy_arn(&policy_arn)
+                            .send()
+                            .await,
+                        "iam:DetachRolePolicy",
+                        NOT_FOUND,
+                    )?;
+                }
+                Change::Tags { role: name, plan } => {
+                    if !plan.set.is_empty() {
+                        iam.tag_role()
+                            .role_name(&name)
+                            .set_tags(Some(iam_tags(&plan.set)?))
+                            .send()
+                            .await
+                            .aws("iam:TagRole")?;
+                    }
+                    if !plan.remove.is_empty() {
+                        iam.untag_role()
+                            .role_name(&name)
+                            .set_tag_keys(Some(plan.remove))
+                            .send()
+                            .await
+                            .aws("iam:UntagRole")?;
+                    }
+                }
+                Change::Delete(name) => {
+                    if let Some(observed) = o.get(&name) {
+                        delete_role(aws, &name, observed).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, aws: &AwsSession, o: Observed) -> Result<Removal, Failure> {
+        for (name, role) in &o {
+            delete_role(aws, name, role).await?;
+        }
+        Ok(Removal::Gone)
+    }
+
+    fn produced(&self, at: &Placement, d: &Roles, _o: &Observed) -> Produced {
+        let outputs: BTreeMap<String, Key> = self.outputs().into_iter().collect();
+        d.roles.iter().fold(Produced::default(), |produced, role| {
+            let produced = produced.owns(KIND, &role.arn, at);
+            match outputs.get(&role.name) {
+                Some(key) => produced.value(*key, &role.arn),
+                None => produced,
+            }
+        })
+    }
+}
