@@ -186,8 +186,9 @@ async fn a_staging_role_that_cannot_be_assumed_fails_only_staging() {
         .expect("create");
     let dp = wait_for(&api, "split", "staging failure and the rest Ready", |dp| {
         status_of(dp, "StagingLogGroupsReady").as_deref() == Some("False")
-            && status_of(dp, "EncryptionKeyReady").as_deref() == Some("True")
-            && status_of(dp, "ArtifactStoreReady").as_deref() == Some("True")
+            && status_of(dp, "NotificationsReady").as_deref() == Some("True")
+            && status_of(dp, "RolesReady").as_deref() == Some("True")
+            && status_of(dp, "ProductionRolesReady").as_deref() == Some("True")
     })
     .await;
     let staging = condition(&dp, "StagingLogGroupsReady")
@@ -203,13 +204,28 @@ async fn a_staging_role_that_cannot_be_assumed_fails_only_staging() {
         staging.message
     );
     for fine in [
-        "EncryptionKeyReady",
-        "ArtifactStoreReady",
         "NotificationsReady",
+        "ApprovalTopicReady",
         "LogGroupsReady",
+        "RolesReady",
         "ProductionLogGroupsReady",
+        "ProductionRolesReady",
     ] {
         assert_eq!(status_of(&dp, fine).as_deref(), Some("True"), "{fine}");
+    }
+    // The key and bucket policies grant staging's roles, so they wait for them, and say so.
+    for blocked in ["EncryptionKeyReady", "ArtifactStoreReady"] {
+        let c = condition(&dp, blocked).cloned().expect(blocked);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("Unknown", "DependencyNotReady"),
+            "{blocked}"
+        );
+        assert!(
+            c.message.contains("StagingRolesReady"),
+            "{blocked}: {}",
+            c.message
+        );
     }
     assert_eq!(status_of(&dp, "Ready").as_deref(), Some("False"));
     // Every inventory item names the account it is in: all in the pipeline's.

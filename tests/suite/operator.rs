@@ -96,6 +96,7 @@ fn group_of(call: &str) -> &'static str {
         "S3" => "ArtifactStore",
         "SNS" => "Notifications",
         "CloudWatch Logs" => "LogGroups",
+        "IAM" => "Roles",
         "STS" => "Session",
         _ => "Unknown",
     }
@@ -127,18 +128,31 @@ const LOG_GROUPS_CREATE: &[(&str, f64)] = &[
     ("CloudWatch Logs:PutRetentionPolicy", 4.0),
 ];
 
+/// Role calls for the minimal example: pipeline, build and scan roles; execution and task role
+/// per environment (no deploy roles: one account). Task roles have no inline policy.
+const ROLES_CREATE: &[(&str, f64)] = &[("IAM:CreateRole", 7.0), ("IAM:PutRolePolicy", 5.0)];
+
 /// The reads of one reconcile of an up-to-date pipeline: each group observed once.
 fn observe_reads() -> BTreeMap<&'static str, BTreeMap<String, f64>> {
     by_group(counts(&[
-        ("SNS:GetTopicAttributes", 1.0),
-        ("SNS:ListTagsForResource", 1.0),
-        ("SNS:ListSubscriptionsByTopic", 1.0),
+        // Two topics: notifications and approval.
+        ("SNS:GetTopicAttributes", 2.0),
+        ("SNS:ListTagsForResource", 2.0),
+        ("SNS:ListSubscriptionsByTopic", 2.0),
         // Three scopes listed (pipeline, staging, production); four log groups' tags read.
         ("CloudWatch Logs:DescribeLogGroups", 3.0),
         ("CloudWatch Logs:ListTagsForResource", 4.0),
-        ("KMS:DescribeKey", 1.0),
+        // The key step and the key policy step each resolve the alias.
+        ("KMS:DescribeKey", 2.0),
         ("KMS:GetKeyPolicy", 1.0),
         ("KMS:GetKeyRotationStatus", 1.0),
+        // Seven roles, five with an inline policy.
+        // Nine names looked up (each environment's deploy role too, to remove one no longer
+        // wanted), seven found.
+        ("IAM:GetRole", 9.0),
+        ("IAM:ListRolePolicies", 7.0),
+        ("IAM:GetRolePolicy", 5.0),
+        ("IAM:ListAttachedRolePolicies", 7.0),
         ("KMS:ListResourceTags", 1.0),
         ("S3:GetBucketEncryption", 1.0),
         ("S3:GetBucketLifecycleConfiguration", 1.0),
@@ -246,7 +260,7 @@ async fn minimal_pipeline_reaches_ready_with_every_aws_property_and_updates_mini
             .iter()
             .filter(|i| i.kind == "AWS::SNS::Topic")
             .count(),
-        1
+        2
     );
     assert_eq!(
         kinds,
@@ -715,8 +729,9 @@ fn creation_writes(kms: &[(&str, f64)]) -> BTreeMap<&'static str, BTreeMap<Strin
                 ("S3:PutBucketPolicy", 1.0),
             ],
         ),
-        ("Notifications", &[("SNS:CreateTopic", 1.0)]),
+        ("Notifications", &[("SNS:CreateTopic", 2.0)]),
         ("LogGroups", LOG_GROUPS_CREATE),
+        ("Roles", ROLES_CREATE),
     ])
 }
 
@@ -809,13 +824,17 @@ async fn first_reconcile_makes_exactly_the_creating_calls() {
             (
                 "EncryptionKey",
                 &[
-                    ("KMS:DescribeKey", 1.0),
+                    // The key step finds no key; the key policy step then finds the new
+                    // one and reads its policy (already as desired: one account).
+                    ("KMS:DescribeKey", 2.0),
+                    ("KMS:GetKeyPolicy", 1.0),
                     ("Resource Groups Tagging API:GetResources", 1.0),
                 ],
             ),
             ("ArtifactStore", &[("S3:HeadBucket", 1.0)]),
-            ("Notifications", &[("SNS:GetTopicAttributes", 1.0)]),
+            ("Notifications", &[("SNS:GetTopicAttributes", 2.0)]),
             ("LogGroups", &[("CloudWatch Logs:DescribeLogGroups", 3.0)]),
+            ("Roles", &[("IAM:GetRole", 9.0)]),
         ])
     );
     // The emulator's own record of this operator's requests says the same.
@@ -859,8 +878,9 @@ async fn a_tag_removed_from_the_spec_is_removed_from_aws() {
         groups(&[
             ("EncryptionKey", &[("KMS:UntagResource", 1.0)]),
             ("ArtifactStore", &[("S3:PutBucketTagging", 1.0)]),
-            ("Notifications", &[("SNS:UntagResource", 1.0)]),
+            ("Notifications", &[("SNS:UntagResource", 2.0)]),
             ("LogGroups", &[("CloudWatch Logs:UntagResource", 4.0)]),
+            ("Roles", &[("IAM:UntagRole", 7.0)]),
         ])
     );
     assert_eq!(
@@ -906,14 +926,14 @@ async fn a_key_scheduled_for_deletion_by_hand_is_restored() {
     let after = operator.after_reconcile(&before).await;
 
     // AWS leaves a key whose deletion was cancelled Disabled: cancel, enable, then rewrite the
-    // rotation and policy it could not report while pending.
+    // rotation it could not report while pending. The policy survived (the key policy step
+    // reads it after the restore and finds it as desired).
     assert_eq!(
         after.calls_since(&before, "write"),
         counts(&[
             ("KMS:CancelKeyDeletion", 1.0),
             ("KMS:EnableKey", 1.0),
             ("KMS:EnableKeyRotation", 1.0),
-            ("KMS:PutKeyPolicy", 1.0),
         ])
     );
     let described = kms
