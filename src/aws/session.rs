@@ -102,6 +102,7 @@ clients!(
     sts: aws_sdk_sts,
     sns: aws_sdk_sns,
     logs: aws_sdk_cloudwatchlogs,
+    ecr: aws_sdk_ecr,
     tagging: aws_sdk_resourcegroupstagging,
 );
 
