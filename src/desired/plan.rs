@@ -55,6 +55,7 @@ mod tests {
             "EncryptionKeyReady",
             "ArtifactStoreReady",
             "NotificationsReady",
+            "ImageRepositoryReady",
             "LogGroupsReady",
             "StagingLogGroupsReady",
             "ProductionLogGroupsReady",
@@ -70,6 +71,16 @@ mod tests {
             bucket["kmsKeyArn"]
                 .as_str()
                 .is_some_and(|k| k.contains("KmsKeyArn"))
+        );
+        let repository = &p.groups["ImageRepositoryReady"];
+        assert!(
+            repository["kmsKeyArn"]
+                .as_str()
+                .is_some_and(|k| k.contains("KmsKeyArn"))
+        );
+        assert!(
+            repository["policy"].is_object(),
+            "cross-account: {repository}"
         );
     }
 
