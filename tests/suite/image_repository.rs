@@ -19,15 +19,11 @@ use serde_json::{Value, json};
 
 use crate::emulator::{calls_by, count};
 use crate::support::{
-    ACCOUNT, Operator, REGION, aws_config, condition, ctx_of, eventually, example, gone,
+    ACCOUNT, Operator, REGION, aws_config, condition, counts, ctx_of, eventually, example, gone,
     member_config, request_reconcile, start, wait_ready,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
-
-fn counts(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
-    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
-}
 
 /// The reads of one observation of the repository.
 const OBSERVE: &[(&str, f64)] = &[

@@ -18,7 +18,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::support::{
-    ACCOUNT, Metrics, Operator, REGION, aws_config, condition, create_namespace, ctx_of,
+    ACCOUNT, Metrics, Operator, REGION, aws_config, condition, counts, create_namespace, ctx_of,
     eventually, example, gone, kube_client, request_reconcile, s3, sandbox, start, unique,
     wait_ready,
 };
@@ -45,10 +45,6 @@ fn kubectl_apply(dp: &DeliveryPipeline) {
         child.wait().expect("kubectl apply").success(),
         "kubectl apply failed"
     );
-}
-
-fn counts(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
-    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
 
 /// The group a call belongs to: each group uses its own AWS services (the key also searches

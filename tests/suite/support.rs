@@ -503,3 +503,9 @@ pub async fn request_reconcile(api: &Api<DeliveryPipeline>, name: &str) {
     .await
     .expect("annotate");
 }
+
+/// Call counts by `Service:Operation`, as [`Metrics::aws_calls`] and the emulator's record give
+/// them.
+pub fn counts(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
