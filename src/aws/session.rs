@@ -103,6 +103,7 @@ clients!(
     sns: aws_sdk_sns,
     logs: aws_sdk_cloudwatchlogs,
     iam: aws_sdk_iam,
+    ecr: aws_sdk_ecr,
     tagging: aws_sdk_resourcegroupstagging,
 );
 

@@ -63,6 +63,7 @@ fn outputs(values: &Values, previous: &Outputs) -> Outputs {
         region: get(keys::REGION, &previous.region),
         kms_key_arn: get(keys::KMS_KEY_ARN, &previous.kms_key_arn),
         artifact_bucket: get(keys::ARTIFACT_BUCKET, &previous.artifact_bucket),
+        image_repository_uri: get(keys::REPOSITORY_URI, &previous.image_repository_uri),
         notification_topic_arn: get(
             keys::NOTIFICATION_TOPIC_ARN,
             &previous.notification_topic_arn,

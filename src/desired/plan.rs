@@ -149,9 +149,14 @@ mod tests {
             "EncryptionKeyReady",
             "ArtifactStoreReady",
             "NotificationsReady",
+            "ApprovalTopicReady",
+            "ImageRepositoryReady",
             "LogGroupsReady",
+            "RolesReady",
             "StagingLogGroupsReady",
+            "StagingRolesReady",
             "ProductionLogGroupsReady",
+            "ProductionRolesReady",
         ] {
             let group = p.groups.get(condition);
             assert!(
@@ -164,6 +169,16 @@ mod tests {
             bucket["kmsKeyArn"]
                 .as_str()
                 .is_some_and(|k| k.ends_with(":key/KNOWN-AFTER-CREATE"))
+        );
+        let repository = &p.groups["ImageRepositoryReady"];
+        assert!(
+            repository["kmsKeyArn"]
+                .as_str()
+                .is_some_and(|k| k.ends_with(":key/KNOWN-AFTER-CREATE"))
+        );
+        assert!(
+            repository["policy"].is_object(),
+            "cross-account: {repository}"
         );
     }
 

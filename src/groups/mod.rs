@@ -8,6 +8,7 @@
 
 pub mod artifact_store;
 pub mod encryption_key;
+pub mod image_repository;
 pub mod keys;
 pub mod kit;
 pub mod log_groups;
@@ -314,6 +315,10 @@ pub fn steps(ctx: &PipelineContext, sessions: &Sessions) -> Vec<Box<dyn GroupSte
         ),
         Instance::boxed(
             notifications::TopicGroup::approval(ctx),
+            sessions.pipeline(),
+        ),
+        Instance::boxed(
+            image_repository::ImageRepository::new(ctx),
             sessions.pipeline(),
         ),
         Instance::boxed(log_groups::LogGroups::pipeline(ctx), sessions.pipeline()),

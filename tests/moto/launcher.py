@@ -13,6 +13,7 @@ import argparse
 import importlib.metadata
 import json
 import os
+import re
 import signal
 import sys
 
@@ -324,6 +325,175 @@ def fix_kms_key_state_calls_accept_arns() -> None:
         setattr(KmsBackend, name, resolved)
 
 
+class KmsException(ServiceException):
+    code = "KmsException"
+
+
+class ImageTagAlreadyExistsException(ServiceException):
+    code = "ImageTagAlreadyExistsException"
+
+
+def kms_key_problem(key: str, account: str, region: str) -> str | None:
+    """Why ECR could not use KMS key `key` (an ID, alias or ARN) for a repository in `account`
+    and `region`, or None when it can."""
+    from moto.kms.models import kms_backends
+
+    if key.startswith("arn:"):
+        parts = key.split(":")
+        if len(parts) < 6:
+            return f"Invalid KMS key '{key}'"
+        if parts[3] != region:
+            return f"KMS key '{key}' is not in the repository's Region {region}"
+        account = parts[4]
+    try:
+        found = kms_backends[account][region].describe_key(key)
+    except Exception:
+        return f"Error from KMS: key '{key}' does not exist (NotFoundException)"
+    if found.key_state != "Enabled":
+        return f"Error from KMS: key '{key}' is {found.key_state} (KMSInvalidStateException)"
+    return None
+
+
+def fix_ecr_kms_key_must_exist() -> None:
+    """AWS: a repository created with encryptionType KMS is encrypted with the key in kmsKey,
+    which "must exist in the same Region as the repository" (ECR API Reference,
+    EncryptionConfiguration, kmsKey); ECR creates a grant on it at creation, and a key that does
+    not exist or cannot be used (disabled, pending deletion) fails CreateRepository with
+    KmsException (ECR API Reference, CreateRepository, Errors: KmsException, "The operation
+    failed due to a KMS exception"). moto stores any string as the key. Fix: resolve the key in
+    KMS (the key ARN's account, the repository's Region) and answer KmsException when it is
+    missing, in another Region, or not Enabled."""
+    from moto.ecr.models import ECRBackend
+
+    original = ECRBackend.create_repository
+
+    def create_repository(self, *args, **kwargs):
+        config = kwargs.get("encryption_config") if "encryption_config" in kwargs else (args[2] if len(args) > 2 else None)
+        config = config or {}
+        key = config.get("kmsKey")
+        if config.get("encryptionType") in ("KMS", "KMS_DSSE") and key:
+            problem = kms_key_problem(key, self.account_id, self.region_name)
+            if problem:
+                log(f"CreateRepository refused: {problem}")
+                raise KmsException(problem)
+        return original(self, *args, **kwargs)
+
+    ECRBackend.create_repository = create_repository
+
+
+IAM_PRINCIPAL = re.compile(r"arn:(aws[a-z-]*):iam::([0-9]{12}):(role|user)/(?:[^/]+/)*([^/]+)")
+
+
+def aws_principals(document: dict) -> list[str]:
+    """Every `AWS` principal (and NotPrincipal) a policy document names."""
+    statements = document.get("Statement", [])
+    if isinstance(statements, dict):
+        statements = [statements]
+    names = []
+    for statement in statements:
+        for field in ("Principal", "NotPrincipal"):
+            principal = statement.get(field) if isinstance(statement, dict) else None
+            if isinstance(principal, dict):
+                value = principal.get("AWS", [])
+                names.extend([value] if isinstance(value, str) else value)
+    return [n for n in names if isinstance(n, str)]
+
+
+def fix_ecr_repository_policy_principals_must_exist() -> None:
+    """AWS: a role or user ARN in a resource-based policy is turned into that principal's unique
+    ID when the policy is saved, so the principal must exist (IAM User Guide, "AWS JSON policy
+    elements: Principal", IAM role principals and IAM user principals); SetRepositoryPolicy
+    with a role or user that does not exist fails with InvalidParameterException (ECR API
+    Reference, SetRepositoryPolicy, Errors), message "Invalid parameter at 'PolicyText' failed
+    to satisfy constraint: 'Principal not found'". moto accepts any ARN. Fix: every IAM role or
+    user ARN among the policy's AWS principals must exist in its account (account IDs, account
+    roots, "*" and service principals are not looked up)."""
+    from moto.ecr.exceptions import InvalidParameterException
+    from moto.ecr.models import ECRBackend
+    from moto.iam.models import iam_backends
+
+    original = ECRBackend.set_repository_policy
+
+    def exists(partition: str, account: str, kind: str, name: str, arn: str) -> bool:
+        backend = iam_backends[account][partition]
+        try:
+            if kind == "role":
+                backend.get_role_by_arn(arn)
+            else:
+                backend.get_user(name)
+            return True
+        except Exception:
+            return False
+
+    def set_repository_policy(self, registry_id, repository_name, policy_text):
+        try:
+            document = json.loads(policy_text)
+        except (TypeError, ValueError):
+            document = None  # malformed: moto's own validation answers
+        if isinstance(document, dict):
+            for arn in aws_principals(document):
+                match = IAM_PRINCIPAL.fullmatch(arn)
+                if match and not exists(*match.groups(), arn):
+                    log(f"SetRepositoryPolicy refused: principal {arn} does not exist")
+                    raise InvalidParameterException(
+                        "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Principal not found'"
+                    )
+        return original(self, registry_id, repository_name, policy_text)
+
+    ECRBackend.set_repository_policy = set_repository_policy
+
+
+def wildcard_match(pattern: str, text: str) -> bool:
+    """ECR's WILDCARD filter: the whole text, `*` standing for any run of characters."""
+    return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), text) is not None
+
+
+def tag_is_immutable(repository, tag: str) -> bool:
+    excluded = any(wildcard_match(f["filter"], tag) for f in repository.image_tag_mutability_exclusion_filters or [])
+    mode = str(getattr(repository.image_tag_mutability, "value", repository.image_tag_mutability))
+    return (
+        mode == "IMMUTABLE"
+        or (mode == "IMMUTABLE_WITH_EXCLUSION" and not excluded)
+        or (mode == "MUTABLE_WITH_EXCLUSION" and excluded)
+    )
+
+
+def fix_ecr_tag_mutability_exclusions_are_wildcards() -> None:
+    """AWS: an exclusion filter of type WILDCARD matches a whole tag, `*` standing for any run of
+    characters (ECR User Guide, "Preventing image tags from being overwritten": tag names, or
+    wildcards (*) to match similar tags; ECR API Reference, ImageTagMutabilityExclusionFilter:
+    filterType WILDCARD, filter pattern ^[0-9a-zA-Z._*-]{1,128}$). Under IMMUTABLE every tag is
+    immutable, under IMMUTABLE_WITH_EXCLUSION every tag but the excluded ones, under
+    MUTABLE_WITH_EXCLUSION only the excluded ones; pushing another image under an existing
+    immutable tag fails with ImageTagAlreadyExistsException (ECR API Reference, PutImage,
+    Errors). moto matches filters as regular-expression prefixes (`latest` exempts
+    `latest-rc`; `dev-*` means "dev" and dashes; `*-dev` is an internal error) and answers
+    ImageAlreadyExistsException. Fix: whole-tag wildcard matching and AWS's error; re-pushing
+    the same manifest under its own tag stays ImageAlreadyExistsException, as in AWS."""
+    from moto.ecr.models import ECRBackend
+
+    original_put_image = ECRBackend.put_image
+
+    def resolve_image_tag_mutability(self, repository, proposed_image_tag):
+        # The images holding the tag (moved to the new image by put_image); immutability is
+        # decided in put_image below, where the manifest is known.
+        return [i for i in repository.images if proposed_image_tag in i.image_tags]
+
+    def put_image(self, repository_name, image_manifest, image_tag, *args, **kwargs):
+        repository = self.repositories.get(repository_name)
+        if repository is not None and image_tag:
+            holders = [i for i in repository.images if image_tag in i.image_tags]
+            if holders and all(i.image_manifest != image_manifest for i in holders) and tag_is_immutable(repository, image_tag):
+                raise ImageTagAlreadyExistsException(
+                    f"The image tag '{image_tag}' already exists in the '{repository_name}' repository "
+                    "and cannot be overwritten because the tag is immutable."
+                )
+        return original_put_image(self, repository_name, image_manifest, image_tag, *args, **kwargs)
+
+    ECRBackend._resolve_image_tag_mutability = resolve_image_tag_mutability
+    ECRBackend.put_image = put_image
+
+
 def seed_member_accounts() -> None:
     """Member accounts with a bootstrap role trusted by the default account (what AWS
     Organizations' OrganizationAccountAccessRole provides), so tests can act in them."""
@@ -404,6 +574,9 @@ def main() -> None:
     fix_s3_create_bucket_name_taken_by_another_account()
     fix_kms_rotation_period()
     fix_kms_key_state_calls_accept_arns()
+    fix_ecr_kms_key_must_exist()
+    fix_ecr_repository_policy_principals_must_exist()
+    fix_ecr_tag_mutability_exclusions_are_wildcards()
     seed_member_accounts()
     seed_after_reset()
 

@@ -303,6 +303,100 @@ class AssumeRole(unittest.TestCase):
             client("sts").assume_role(RoleArn=arn, RoleSessionName="session")
 
 
+def image_manifest(size: int) -> str:
+    """A minimal Docker image manifest; `size` makes distinct manifests."""
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": size, "digest": "sha256:" + "a" * 64},
+            "layers": [],
+        }
+    )
+
+
+@unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
+class Ecr(unittest.TestCase):
+    """The ECR fixes: the KMS key of an encrypted repository must be usable, repository-policy
+    principals must exist, and tag-mutability exclusion filters are whole-tag wildcards."""
+
+    def assertCode(self, call, code):
+        from botocore.exceptions import ClientError
+
+        with self.assertRaises(ClientError) as ctx:
+            call()
+        self.assertEqual(ctx.exception.response["Error"]["Code"], code, ctx.exception.response)
+        self.assertEqual(ctx.exception.response["ResponseMetadata"]["HTTPStatusCode"], 400)
+        return ctx.exception.response["Error"].get("Message", "")
+
+    def test_a_kms_key_that_cannot_be_used_is_a_kms_exception(self):
+        ecr, kms = client("ecr"), client("kms")
+        key = kms.create_key()["KeyMetadata"]["Arn"]
+        kms_config = lambda k: {"encryptionType": "KMS", "kmsKey": k}  # noqa: E731
+        missing = f"arn:aws:kms:us-east-1:{DEFAULT}:key/00000000-0000-0000-0000-000000000000"
+        self.assertCode(lambda: ecr.create_repository(repositoryName=unique("r"), encryptionConfiguration=kms_config(missing)), "KmsException")
+        other_region = key.replace(":us-east-1:", ":eu-west-1:")
+        self.assertCode(lambda: ecr.create_repository(repositoryName=unique("r"), encryptionConfiguration=kms_config(other_region)), "KmsException")
+        kms.disable_key(KeyId=key)
+        self.assertCode(lambda: ecr.create_repository(repositoryName=unique("r"), encryptionConfiguration=kms_config(key)), "KmsException")
+        kms.enable_key(KeyId=key)
+        repo = ecr.create_repository(repositoryName=unique("r"), encryptionConfiguration=kms_config(key))["repository"]
+        self.assertEqual(repo["encryptionConfiguration"], {"encryptionType": "KMS", "kmsKey": key})
+        # Without a key ECR uses its AWS managed key; AES256 needs none.
+        ecr.create_repository(repositoryName=unique("r"), encryptionConfiguration={"encryptionType": "KMS"})
+        ecr.create_repository(repositoryName=unique("r"), encryptionConfiguration={"encryptionType": "AES256"})
+
+    def test_repository_policy_principals_must_exist(self):
+        ecr, iam = client("ecr"), client("iam")
+        name = unique("r")
+        ecr.create_repository(repositoryName=name)
+        policy = lambda principal: json.dumps(  # noqa: E731
+            {"Version": "2012-10-17", "Statement": [{"Sid": "Pull", "Effect": "Allow", "Principal": {"AWS": principal}, "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]}]}
+        )
+        role = unique("puller")
+        message = self.assertCode(lambda: ecr.set_repository_policy(repositoryName=name, policyText=policy([f"arn:aws:iam::{DEFAULT}:role/{role}"])), "InvalidParameterException")
+        self.assertIn("Principal not found", message)
+        self.assertCode(lambda: ecr.set_repository_policy(repositoryName=name, policyText=policy("arn:aws:iam::222222222222:role/" + role)), "InvalidParameterException")
+        self.assertCode(lambda: ecr.get_repository_policy(repositoryName=name), "RepositoryPolicyNotFoundException")
+        # Once the role exists (with a path, in another account too) the policy is accepted.
+        arn = iam.create_role(RoleName=role, Path="/delivery/", AssumeRolePolicyDocument=trust([]))["Role"]["Arn"]
+        ecr.set_repository_policy(repositoryName=name, policyText=policy([arn, "arn:aws:iam::222222222222:role/delivery-bootstrap"]))
+        # Accounts, account roots and "*" are not looked up.
+        ecr.set_repository_policy(repositoryName=name, policyText=policy(["222222222222", "arn:aws:iam::333333333333:root"]))
+        ecr.set_repository_policy(repositoryName=name, policyText=policy("*"))
+
+    def test_exclusion_filters_are_whole_tag_wildcards(self):
+        ecr = client("ecr")
+        name = unique("r")
+        ecr.create_repository(
+            repositoryName=name,
+            imageTagMutability="IMMUTABLE_WITH_EXCLUSION",
+            imageTagMutabilityExclusionFilters=[{"filterType": "WILDCARD", "filter": "latest"}, {"filterType": "WILDCARD", "filter": "*-dev"}],
+        )
+        for tag in ("latest", "feature-dev"):
+            ecr.put_image(repositoryName=name, imageManifest=image_manifest(1), imageTag=tag)
+            ecr.put_image(repositoryName=name, imageManifest=image_manifest(2), imageTag=tag)
+        for tag in ("v1", "latest-rc", "dev"):
+            ecr.put_image(repositoryName=name, imageManifest=image_manifest(1), imageTag=tag)
+            self.assertCode(lambda: ecr.put_image(repositoryName=name, imageManifest=image_manifest(2), imageTag=tag), "ImageTagAlreadyExistsException")
+        # The same manifest under its own tag is "already exists", as in AWS.
+        self.assertCode(lambda: ecr.put_image(repositoryName=name, imageManifest=image_manifest(1), imageTag="v1"), "ImageAlreadyExistsException")
+        # MUTABLE_WITH_EXCLUSION: only the excluded tags are immutable.
+        ecr.put_image_tag_mutability(repositoryName=name, imageTagMutability="MUTABLE_WITH_EXCLUSION", imageTagMutabilityExclusionFilters=[{"filterType": "WILDCARD", "filter": "release-*"}])
+        ecr.put_image(repositoryName=name, imageManifest=image_manifest(3), imageTag="v1")
+        ecr.put_image(repositoryName=name, imageManifest=image_manifest(1), imageTag="release-1")
+        self.assertCode(lambda: ecr.put_image(repositoryName=name, imageManifest=image_manifest(2), imageTag="release-1"), "ImageTagAlreadyExistsException")
+
+    def test_force_delete_removes_a_repository_with_images(self):
+        ecr = client("ecr")
+        name = unique("r")
+        ecr.create_repository(repositoryName=name)
+        ecr.put_image(repositoryName=name, imageManifest=image_manifest(1), imageTag="v1")
+        self.assertCode(lambda: ecr.delete_repository(repositoryName=name), "RepositoryNotEmptyException")
+        ecr.delete_repository(repositoryName=name, force=True)
+        self.assertCode(lambda: ecr.describe_repositories(repositoryNames=[name]), "RepositoryNotFoundException")
+
+
 @unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
 class Record(unittest.TestCase):
     def test_every_request_is_recorded_with_its_service_id_operation_and_status(self):

@@ -6,5 +6,6 @@ mod aws_emulator;
 mod control_plane;
 mod emulator;
 mod engine;
+mod image_repository;
 mod operator;
 mod support;

@@ -10,7 +10,7 @@ use aws_sdk_kms::types::KeyState;
 use aws_sdk_s3::types::{BucketVersioningStatus, ServerSideEncryption};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use delivery_operator::api::{DeletionPolicy, DeliveryPipeline};
-use delivery_operator::desired::{PipelineContext, policy};
+use delivery_operator::desired::policy;
 use delivery_operator::groups::artifact_store::desired as artifact_store;
 use delivery_operator::groups::encryption_key::desired as encryption_key;
 use kube::ResourceExt;
@@ -18,24 +18,12 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::support::{
-    Metrics, Operator, aws_config, condition, create_namespace, eventually, example, gone,
-    kube_client, s3, sandbox, start, unique,
+    ACCOUNT, Metrics, Operator, REGION, aws_config, condition, counts, create_namespace, ctx_of,
+    eventually, example, gone, kube_client, request_reconcile, s3, sandbox, start, unique,
+    wait_ready,
 };
 
-const ACCOUNT: &str = "123456789012";
-const REGION: &str = "us-east-1";
 const WAIT: Duration = Duration::from_secs(90);
-
-fn ctx_of(dp: &DeliveryPipeline) -> PipelineContext {
-    PipelineContext {
-        namespace: dp.namespace().unwrap_or_default(),
-        name: dp.name_any(),
-        spec: dp.spec.clone(),
-        account_id: ACCOUNT.into(),
-        region: REGION.into(),
-        retired_tag_keys: Vec::new(),
-    }
-}
 
 /// Applies a pipeline with `kubectl apply`, as a user would.
 fn kubectl_apply(dp: &DeliveryPipeline) {
@@ -59,35 +47,6 @@ fn kubectl_apply(dp: &DeliveryPipeline) {
     );
 }
 
-async fn wait_ready(api: &Api<DeliveryPipeline>, name: &str, generation: i64) -> DeliveryPipeline {
-    eventually(
-        &format!("{name} Ready at generation {generation}"),
-        WAIT,
-        || async {
-            let dp = api.get(name).await.ok()?;
-            let ready = condition(&dp, "Ready")?;
-            let observed = dp.status.as_ref()?.observed_generation?;
-            (ready.status == "True" && observed == generation).then_some(dp)
-        },
-    )
-    .await
-}
-
-async fn request_reconcile(api: &Api<DeliveryPipeline>, name: &str) {
-    let value = unique("now");
-    api.patch(
-        name,
-        &PatchParams::default(),
-        &delivery_operator::controller::reconcile_request_patch(&value),
-    )
-    .await
-    .expect("annotate");
-}
-
-fn counts(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
-    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
-}
-
 /// The group a call belongs to: each group uses its own AWS services (the key also searches
 /// the tagging API for a key orphaned by a crash); STS is the session.
 fn group_of(call: &str) -> &'static str {
@@ -97,6 +56,7 @@ fn group_of(call: &str) -> &'static str {
         "SNS" => "Notifications",
         "CloudWatch Logs" => "LogGroups",
         "IAM" => "Roles",
+        "ECR" => "ImageRepository",
         "STS" => "Session",
         _ => "Unknown",
     }
@@ -161,6 +121,10 @@ fn observe_reads() -> BTreeMap<&'static str, BTreeMap<String, f64>> {
         ("S3:GetBucketVersioning", 1.0),
         ("S3:GetPublicAccessBlock", 1.0),
         ("S3:HeadBucket", 1.0),
+        ("ECR:DescribeRepositories", 1.0),
+        ("ECR:ListTagsForResource", 1.0),
+        ("ECR:GetLifecyclePolicy", 1.0),
+        ("ECR:GetRepositoryPolicy", 1.0),
     ]))
 }
 
@@ -594,6 +558,12 @@ async fn retain_policy_keeps_aws_resources_and_releases_the_object() {
         key.key_metadata().and_then(|m| m.key_state()),
         Some(&KeyState::Enabled)
     );
+    aws_sdk_ecr::Client::new(&aws)
+        .describe_repositories()
+        .repository_names(ctx_of(&dp).names().image_repository())
+        .send()
+        .await
+        .expect("image repository retained");
 }
 
 #[tokio::test]
@@ -732,6 +702,13 @@ fn creation_writes(kms: &[(&str, f64)]) -> BTreeMap<&'static str, BTreeMap<Strin
         ("Notifications", &[("SNS:CreateTopic", 2.0)]),
         ("LogGroups", LOG_GROUPS_CREATE),
         ("Roles", ROLES_CREATE),
+        (
+            "ImageRepository",
+            &[
+                ("ECR:CreateRepository", 1.0),
+                ("ECR:PutLifecyclePolicy", 1.0),
+            ],
+        ),
     ])
 }
 
@@ -835,6 +812,7 @@ async fn first_reconcile_makes_exactly_the_creating_calls() {
             ("Notifications", &[("SNS:GetTopicAttributes", 2.0)]),
             ("LogGroups", &[("CloudWatch Logs:DescribeLogGroups", 3.0)]),
             ("Roles", &[("IAM:GetRole", 9.0)]),
+            ("ImageRepository", &[("ECR:DescribeRepositories", 1.0)]),
         ])
     );
     // The emulator's own record of this operator's requests says the same.
@@ -881,6 +859,7 @@ async fn a_tag_removed_from_the_spec_is_removed_from_aws() {
             ("Notifications", &[("SNS:UntagResource", 2.0)]),
             ("LogGroups", &[("CloudWatch Logs:UntagResource", 4.0)]),
             ("Roles", &[("IAM:UntagRole", 7.0)]),
+            ("ImageRepository", &[("ECR:UntagResource", 1.0)]),
         ])
     );
     assert_eq!(

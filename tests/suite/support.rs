@@ -11,9 +11,10 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use delivery_operator::api::DeliveryPipeline;
-use kube::api::{Api, PostParams};
+use delivery_operator::desired::PipelineContext;
+use kube::api::{Api, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::{Client, Config, ResourceExt};
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -454,4 +455,57 @@ pub fn example(file: &str, namespace: &str, name: &str) -> DeliveryPipeline {
     dp.metadata.namespace = Some(namespace.into());
     dp.metadata.name = Some(name.into());
     dp
+}
+
+/// The emulator's default account and the operator's region in every test.
+pub const ACCOUNT: &str = "123456789012";
+pub const REGION: &str = "us-east-1";
+
+/// The rendering context of a pipeline the operator runs in the default account.
+pub fn ctx_of(dp: &DeliveryPipeline) -> PipelineContext {
+    PipelineContext {
+        namespace: dp.namespace().unwrap_or_default(),
+        name: dp.name_any(),
+        spec: dp.spec.clone(),
+        account_id: ACCOUNT.into(),
+        region: REGION.into(),
+        retired_tag_keys: Vec::new(),
+    }
+}
+
+/// Waits until `name` is Ready for `generation`, and returns it then.
+pub async fn wait_ready(
+    api: &Api<DeliveryPipeline>,
+    name: &str,
+    generation: i64,
+) -> DeliveryPipeline {
+    eventually(
+        &format!("{name} Ready at generation {generation}"),
+        Duration::from_secs(90),
+        || async {
+            let dp = api.get(name).await.ok()?;
+            let ready = condition(&dp, "Ready")?;
+            let observed = dp.status.as_ref()?.observed_generation?;
+            (ready.status == "True" && observed == generation).then_some(dp)
+        },
+    )
+    .await
+}
+
+/// Asks the operator for a reconcile of `name` now.
+pub async fn request_reconcile(api: &Api<DeliveryPipeline>, name: &str) {
+    let value = unique("now");
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &delivery_operator::controller::reconcile_request_patch(&value),
+    )
+    .await
+    .expect("annotate");
+}
+
+/// Call counts by `Service:Operation`, as [`Metrics::aws_calls`] and the emulator's record give
+/// them.
+pub fn counts(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
