@@ -67,15 +67,24 @@ pub struct Outputs {
     /// URI of the ECR repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_repository_uri: Option<String>,
+    /// ARN of the ECR repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_repository_arn: Option<String>,
     /// Name of the artifact bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_bucket: Option<String>,
     /// ARN of the KMS key that encrypts artifacts, images and logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms_key_arn: Option<String>,
-    /// ARN of the SNS topic for notifications and approvals.
+    /// ARN of the SNS topic for pipeline events and alarms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification_topic_arn: Option<String>,
+    /// ARN of the SNS topic for manual approval requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_topic_arn: Option<String>,
+    /// ARN of the pipeline's (CodePipeline's) IAM role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline_role_arn: Option<String>,
     /// The staging environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staging: Option<EnvironmentOutputs>,
@@ -94,9 +103,16 @@ pub struct EnvironmentOutputs {
     /// ECS service name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_name: Option<String>,
-    /// ARN of the role the pipeline assumes to deploy into this environment.
+    /// ARN of the role the pipeline assumes to deploy into this environment (only when the
+    /// environment is in another account).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy_role_arn: Option<String>,
+    /// ARN of the application's ECS task execution role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_role_arn: Option<String>,
+    /// ARN of the application's ECS task role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_role_arn: Option<String>,
 }
 
 /// One AWS resource owned by the pipeline.

@@ -116,10 +116,16 @@ const IAM_PROPAGATION_RETRY: std::time::Duration = std::time::Duration::from_sec
 /// it created earlier in the same reconcile graph, so this is IAM's eventual consistency (a new
 /// role is not visible to other services for a few seconds), not a bad request. AWS words it
 /// per service: IAM and S3 "Invalid principal in policy", KMS "...one or more invalid
-/// principals", ECR "Invalid repository policy provided" is not principal-specific and so is
-/// not matched.
+/// principals", ECR "...'Principal not found'", SNS "Policy Error: PrincipalNotFound".
 fn names_unseen_principal(message: &str) -> bool {
-    message.to_ascii_lowercase().contains("invalid principal")
+    let message = message.to_ascii_lowercase();
+    [
+        "invalid principal",
+        "principal not found",
+        "principalnotfound",
+    ]
+    .iter()
+    .any(|phrase| message.contains(phrase))
 }
 
 /// `.aws("kms:CreateKey")` on an SDK result: classifies the error with the operation named.
@@ -192,12 +198,16 @@ mod tests {
     use aws_smithy_types::error::ErrorMetadata;
 
     fn service_error(code: &str, status: u16) -> SdkError<DescribeKeyError, HttpResponse> {
-        let err = DescribeKeyError::generic(
-            ErrorMetadata::builder()
-                .code(code)
-                .message("details")
-                .build(),
-        );
+        service_error_with(code, status, "details")
+    }
+
+    fn service_error_with(
+        code: &str,
+        status: u16,
+        message: &str,
+    ) -> SdkError<DescribeKeyError, HttpResponse> {
+        let err =
+            DescribeKeyError::generic(ErrorMetadata::builder().code(code).message(message).build());
         let status = StatusCode::try_from(status)
             .unwrap_or_else(|_| StatusCode::try_from(500).expect("500 is valid"));
         SdkError::service_error(err, HttpResponse::new(status, SdkBody::empty()))
@@ -241,6 +251,39 @@ mod tests {
         let e = classify("s3:PutBucketPolicy", service_error("MalformedPolicy", 400));
         assert_eq!(e.reason, "AwsRejectedRequest");
         assert!(e.message.contains("MalformedPolicy") && e.message.contains("details"));
+    }
+
+    #[test]
+    fn a_principal_aws_does_not_see_yet_is_iam_propagation_in_progress() {
+        for (code, message) in [
+            (
+                "MalformedPolicyDocument",
+                "Invalid principal in policy: \"AWS\":\"arn:aws:iam::1:role/x\"",
+            ),
+            (
+                "MalformedPolicyDocumentException",
+                "Policy contains a statement with one or more invalid principals.",
+            ),
+            ("MalformedPolicy", "Invalid principal in policy"),
+            (
+                "InvalidParameterException",
+                "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Principal not found'",
+            ),
+            (
+                "InvalidParameter",
+                "Invalid parameter: Policy Error: PrincipalNotFound",
+            ),
+        ] {
+            let e = classify("op", service_error_with(code, 400, message));
+            assert_eq!(e.reason, "WaitingForIamPropagation", "{code}");
+            assert!(matches!(e.class, Class::InProgress(_)), "{code}");
+        }
+        // Any other malformed policy is a real rejection.
+        let e = classify(
+            "iam:PutRolePolicy",
+            service_error_with("MalformedPolicyDocument", 400, "Syntax errors in policy."),
+        );
+        assert_eq!(e.reason, "AwsRejectedRequest");
     }
 
     #[test]

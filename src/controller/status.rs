@@ -9,10 +9,12 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use crate::api::{
-    Condition, DeliveryPipeline, DeliveryPipelineStatus, InventoryItem, Outputs, READY, SYNCED,
+    Condition, DeliveryPipeline, DeliveryPipelineStatus, EnvironmentOutputs, InventoryItem,
+    Outputs, READY, SYNCED,
 };
+use crate::desired::Env;
 use crate::engine::conditions::{self, FALSE, State, UNKNOWN};
-use crate::engine::{Failure, Report, Values};
+use crate::engine::{Failure, Key, Report, Values};
 use crate::groups::keys;
 
 fn now() -> String {
@@ -64,12 +66,38 @@ fn outputs(values: &Values, previous: &Outputs) -> Outputs {
         kms_key_arn: get(keys::KMS_KEY_ARN, &previous.kms_key_arn),
         artifact_bucket: get(keys::ARTIFACT_BUCKET, &previous.artifact_bucket),
         image_repository_uri: get(keys::REPOSITORY_URI, &previous.image_repository_uri),
+        image_repository_arn: get(keys::REPOSITORY_ARN, &previous.image_repository_arn),
         notification_topic_arn: get(
             keys::NOTIFICATION_TOPIC_ARN,
             &previous.notification_topic_arn,
         ),
+        approval_topic_arn: get(keys::APPROVAL_TOPIC_ARN, &previous.approval_topic_arn),
+        pipeline_role_arn: get(keys::PIPELINE_ROLE_ARN, &previous.pipeline_role_arn),
+        staging: environment_outputs(values, Env::Staging, previous.staging.as_ref()),
+        production: environment_outputs(values, Env::Production, previous.production.as_ref()),
         ..previous.clone()
     }
+}
+
+fn environment_outputs(
+    values: &Values,
+    env: Env,
+    previous: Option<&EnvironmentOutputs>,
+) -> Option<EnvironmentOutputs> {
+    let previous = previous.cloned().unwrap_or_default();
+    let get = |k: Key, old: &Option<String>| {
+        values
+            .get(&k.scoped(env.name()))
+            .cloned()
+            .or_else(|| old.clone())
+    };
+    let outputs = EnvironmentOutputs {
+        deploy_role_arn: get(keys::DEPLOY_ROLE_ARN, &previous.deploy_role_arn),
+        execution_role_arn: get(keys::EXECUTION_ROLE_ARN, &previous.execution_role_arn),
+        task_role_arn: get(keys::TASK_ROLE_ARN, &previous.task_role_arn),
+        ..previous
+    };
+    (outputs != EnvironmentOutputs::default()).then_some(outputs)
 }
 
 /// What the pipeline owns: what completed steps report now, plus what earlier reconciles

@@ -123,6 +123,25 @@ pub async fn calls_by(access_key: &str) -> Vec<Recorded> {
     serde_json::from_str(&text).expect("record parses")
 }
 
+/// The sequence number of the last request recorded for `access_key` (0: none yet).
+pub async fn last_seq(access_key: &str) -> u64 {
+    calls_by(access_key)
+        .await
+        .iter()
+        .map(|c| c.seq)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Requests of `access_key` recorded after request `since`.
+pub async fn calls_after(access_key: &str, since: u64) -> Vec<Recorded> {
+    calls_by(access_key)
+        .await
+        .into_iter()
+        .filter(|c| c.seq > since)
+        .collect()
+}
+
 /// Forgets the record of `access_key`.
 pub async fn clear_calls(access_key: &str) {
     send(

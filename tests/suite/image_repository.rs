@@ -17,7 +17,7 @@ use delivery_operator::groups::image_repository::desired::{self as desired, pull
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-use crate::emulator::{calls_by, count};
+use crate::emulator::{self, count};
 use crate::support::{
     ACCOUNT, Operator, REGION, aws_config, condition, counts, ctx_of, eventually, example, gone,
     request_reconcile, start, wait_ready,
@@ -35,20 +35,15 @@ const OBSERVE: &[(&str, f64)] = &[
 
 /// The last request the emulator recorded for this operator.
 async fn last_seq(operator: &Operator) -> u64 {
-    calls_by(&operator.access_key)
-        .await
-        .iter()
-        .map(|c| c.seq)
-        .max()
-        .unwrap_or(0)
+    emulator::last_seq(&operator.access_key).await
 }
 
 /// ECR calls of `kind` the emulator recorded for this operator after request `since`.
 async fn ecr_calls(operator: &Operator, kind: &str, since: u64) -> BTreeMap<String, f64> {
-    let calls: Vec<_> = calls_by(&operator.access_key)
+    let calls: Vec<_> = emulator::calls_after(&operator.access_key, since)
         .await
         .into_iter()
-        .filter(|c| c.service == "ECR" && c.seq > since)
+        .filter(|c| c.service == "ECR")
         .collect();
     count(&calls, kind)
 }

@@ -1,0 +1,643 @@
+//! End to end, the pipeline's identities and what they reach: IAM roles with their trust and
+//! inline policies, the notifications and approval topics with their policies and
+//! subscriptions, the key and bucket policies granting environment roles, log groups. The
+//! cross-account example spans three emulated accounts; every resource is read back in the
+//! account it belongs to, and deletion is checked by listing each service in each account.
+//! Call counts come from the emulator's own record of the operator's requests.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use delivery_operator::api::DeliveryPipeline;
+use delivery_operator::desired::{Env, PipelineContext, policy};
+use delivery_operator::groups::artifact_store::desired as artifact_store;
+use delivery_operator::groups::encryption_key::desired as encryption_key;
+use delivery_operator::groups::notifications::desired::{Purpose, topic};
+use delivery_operator::groups::roles::desired::{self as roles, Role};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::emulator::{self, Fault, Recorded, count, inject};
+use crate::support::{
+    ACCOUNT, aws_config, condition, counts, ctx_of, eventually, example, gone, member_config,
+    request_reconcile, s3, start, wait_ready,
+};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// Calls of `kind` by account, then `Service:Operation`.
+fn by_account(calls: &[Recorded], kind: &str) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let mut accounts: BTreeMap<String, Vec<Recorded>> = BTreeMap::new();
+    for c in calls {
+        accounts
+            .entry(c.account.clone())
+            .or_default()
+            .push(c.clone());
+    }
+    accounts
+        .into_iter()
+        .map(|(account, calls)| (account, count(&calls, kind)))
+        .filter(|(_, calls)| !calls.is_empty())
+        .collect()
+}
+
+async fn config_for(account: &str) -> SdkConfig {
+    if account == ACCOUNT {
+        aws_config().await
+    } else {
+        member_config(account).await
+    }
+}
+
+/// Every desired role with the account it belongs in.
+fn desired_roles(ctx: &PipelineContext, key: &str) -> Vec<(String, Role)> {
+    let mut all: Vec<(String, Role)> = roles::pipeline(ctx, key)
+        .roles
+        .into_iter()
+        .map(|r| (ctx.account_id.clone(), r))
+        .collect();
+    for env in Env::ALL {
+        let account = ctx.environment_account(env);
+        all.extend(
+            roles::environment(ctx, env, key)
+                .roles
+                .into_iter()
+                .map(|r| (account.clone(), r)),
+        );
+    }
+    all
+}
+
+fn parsed(text: Option<&str>) -> Value {
+    policy::parse(text.unwrap_or_default()).unwrap_or(Value::Null)
+}
+
+/// Reads a role back and compares trust, description, inline and managed policies and tags.
+async fn assert_role_matches(iam: &aws_sdk_iam::Client, want: &Role) {
+    let got = iam
+        .get_role()
+        .role_name(&want.name)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("role {}: {e:?}", want.name));
+    let role = got.role().expect("role");
+    assert_eq!(role.arn(), want.arn);
+    assert_eq!(role.description(), Some(want.description.as_str()));
+    let trust = parsed(role.assume_role_policy_document());
+    assert!(
+        policy::equivalent(&trust, &want.trust_policy),
+        "{}: trust {trust}",
+        want.name
+    );
+    let tags: BTreeMap<&str, &str> = role.tags().iter().map(|t| (t.key(), t.value())).collect();
+    for (k, v) in &want.tags.tags {
+        assert_eq!(
+            tags.get(k.as_str()),
+            Some(&v.as_str()),
+            "{}: tag {k}",
+            want.name
+        );
+    }
+    let names: BTreeSet<String> = iam
+        .list_role_policies()
+        .role_name(&want.name)
+        .send()
+        .await
+        .expect("list role policies")
+        .policy_names()
+        .iter()
+        .cloned()
+        .collect();
+    assert_eq!(
+        names,
+        want.inline_policies
+            .keys()
+            .cloned()
+            .collect::<BTreeSet<_>>(),
+        "{}",
+        want.name
+    );
+    for (name, document) in &want.inline_policies {
+        let got = iam
+            .get_role_policy()
+            .role_name(&want.name)
+            .policy_name(name)
+            .send()
+            .await
+            .expect("inline policy");
+        let got = parsed(Some(got.policy_document()));
+        assert!(
+            policy::equivalent(&got, document),
+            "{}/{name}: {got}",
+            want.name
+        );
+    }
+    let attached: BTreeSet<String> = iam
+        .list_attached_role_policies()
+        .role_name(&want.name)
+        .send()
+        .await
+        .expect("attached policies")
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn().map(str::to_string))
+        .collect();
+    assert_eq!(attached, want.managed_policy_arns, "{}", want.name);
+}
+
+async fn subscribers(sns: &aws_sdk_sns::Client, topic_arn: &str) -> BTreeSet<String> {
+    sns.list_subscriptions_by_topic()
+        .topic_arn(topic_arn)
+        .send()
+        .await
+        .expect("subscriptions")
+        .subscriptions()
+        .iter()
+        .filter_map(|s| s.endpoint().map(str::to_string))
+        .collect()
+}
+
+/// Reads both topics back: encryption, policy, subscribers.
+async fn assert_topics_match(ctx: &PipelineContext, key: &str) {
+    let sns = aws_sdk_sns::Client::new(&aws_config().await);
+    for purpose in [Purpose::Notifications, Purpose::Approval] {
+        let want = topic(ctx, purpose, key);
+        let attributes = sns
+            .get_topic_attributes()
+            .topic_arn(&want.arn)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("topic {}: {e:?}", want.arn));
+        let attributes = attributes.attributes().cloned().unwrap_or_default();
+        assert_eq!(
+            attributes.get("KmsMasterKeyId").map(String::as_str),
+            Some(key)
+        );
+        let got = parsed(attributes.get("Policy").map(String::as_str));
+        assert!(policy::equivalent(&got, &want.policy), "{purpose:?}: {got}");
+        assert_eq!(
+            subscribers(&sns, &want.arn).await,
+            want.emails,
+            "{purpose:?}"
+        );
+    }
+}
+
+async fn retention(logs: &aws_sdk_cloudwatchlogs::Client, prefix: &str) -> BTreeMap<String, i32> {
+    logs.describe_log_groups()
+        .log_group_name_prefix(prefix)
+        .send()
+        .await
+        .expect("log groups")
+        .log_groups()
+        .iter()
+        .map(|g| {
+            (
+                g.log_group_name().unwrap_or_default().to_string(),
+                g.retention_in_days().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// What of this pipeline each service still lists in `account`, by listing (not by trusting
+/// the inventory): roles, topics, buckets, key aliases, log groups, repositories.
+async fn leftovers(ctx: &PipelineContext, account: &str) -> Vec<String> {
+    let config = config_for(account).await;
+    let names = ctx.names();
+    let mark = names.identity_tag();
+    let mut left = Vec::new();
+    let iam = aws_sdk_iam::Client::new(&config);
+    let roles = iam.list_roles().send().await.expect("list roles");
+    left.extend(
+        roles
+            .roles()
+            .iter()
+            .map(|r| r.role_name().to_string())
+            .filter(|n| n.contains(&mark)),
+    );
+    let sns = aws_sdk_sns::Client::new(&config);
+    let topics = sns.list_topics().send().await.expect("list topics");
+    left.extend(
+        topics
+            .topics()
+            .iter()
+            .filter_map(|t| t.topic_arn().map(str::to_string))
+            .filter(|a| a.contains(&mark)),
+    );
+    let buckets = s3(&config).list_buckets().send().await.expect("buckets");
+    left.extend(
+        buckets
+            .buckets()
+            .iter()
+            .filter_map(|b| b.name().map(str::to_string))
+            .filter(|b| *b == names.artifact_bucket()),
+    );
+    let kms = aws_sdk_kms::Client::new(&config);
+    let aliases = kms.list_aliases().send().await.expect("aliases");
+    left.extend(
+        aliases
+            .aliases()
+            .iter()
+            .filter_map(|a| a.alias_name().map(str::to_string))
+            .filter(|a| *a == names.kms_alias()),
+    );
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+    let prefix = format!("/delivery-operator/{}/", names.base());
+    left.extend(retention(&logs, &prefix).await.into_keys());
+    let ecr = aws_sdk_ecr::Client::new(&config);
+    let repositories = ecr
+        .describe_repositories()
+        .send()
+        .await
+        .expect("repositories");
+    left.extend(
+        repositories
+            .repositories()
+            .iter()
+            .filter_map(|r| r.repository_name().map(str::to_string))
+            .filter(|r| *r == names.image_repository()),
+    );
+    left
+}
+
+fn all_conditions_true(dp: &DeliveryPipeline) {
+    let conditions = &dp.status.as_ref().expect("status").conditions;
+    let not_true: Vec<String> = conditions
+        .iter()
+        .filter(|c| c.status != "True")
+        .map(|c| format!("{}={} {}: {}", c.type_, c.status, c.reason, c.message))
+        .collect();
+    assert!(not_true.is_empty(), "{not_true:#?}");
+}
+
+/// The reads one up-to-date reconcile makes in each environment account: its application log
+/// group (listed, tags read), and three role names looked up (execution, task, deploy), each
+/// found with its inline policies (execution and deploy have one) and attachments.
+fn environment_observe_reads() -> BTreeMap<String, f64> {
+    counts(&[
+        ("CloudWatch Logs:DescribeLogGroups", 1.0),
+        ("CloudWatch Logs:ListTagsForResource", 1.0),
+        ("IAM:GetRole", 3.0),
+        ("IAM:ListRolePolicies", 3.0),
+        ("IAM:GetRolePolicy", 2.0),
+        ("IAM:ListAttachedRolePolicies", 3.0),
+    ])
+}
+
+#[tokio::test]
+async fn cross_account_pipeline_puts_each_resource_in_its_account_and_deletion_leaves_nothing() {
+    let (ns, operator, api) = start("e2e-xacct").await;
+    let dp = example("cross-account.yaml", &ns, "spread");
+    let ctx = ctx_of(&dp);
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    let ready = wait_ready(&api, "spread", 1).await;
+    all_conditions_true(&ready);
+    let status = ready.status.clone().expect("status");
+    let key = status.outputs.kms_key_arn.clone().expect("key output");
+    let arns = ctx.arns();
+    assert_eq!(
+        status.outputs.approval_topic_arn.as_deref(),
+        Some(arns.approval_topic().as_str())
+    );
+    assert_eq!(
+        status.outputs.pipeline_role_arn.as_deref(),
+        Some(arns.pipeline_role(roles::PIPELINE).as_str())
+    );
+    let production = status
+        .outputs
+        .production
+        .clone()
+        .expect("production outputs");
+    assert_eq!(
+        production.deploy_role_arn.as_deref(),
+        Some(
+            arns.environment_role(Env::Production, roles::DEPLOY)
+                .as_str()
+        )
+    );
+
+    // Every role, in its own account, exactly as rendered (trust, inline, managed, tags).
+    for (account, role) in desired_roles(&ctx, &key) {
+        let iam = aws_sdk_iam::Client::new(&config_for(&account).await);
+        assert_role_matches(&iam, &role).await;
+    }
+    assert_topics_match(&ctx, &key).await;
+    // The key and bucket policies grant the environments' roles, never their accounts' roots.
+    let kms = aws_sdk_kms::Client::new(&aws_config().await);
+    let key_policy = kms
+        .get_key_policy()
+        .key_id(&key)
+        .policy_name("default")
+        .send()
+        .await
+        .expect("key policy");
+    let key_policy = parsed(key_policy.policy());
+    let want = encryption_key::key_policy(&ctx, &encryption_key::environment_roles(&ctx));
+    assert!(policy::equivalent(&key_policy, &want), "{key_policy}");
+    let bucket = status.outputs.artifact_bucket.clone().expect("bucket");
+    let bucket_policy = s3(&aws_config().await)
+        .get_bucket_policy()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("bucket policy");
+    let bucket_policy = parsed(bucket_policy.policy());
+    let want = artifact_store::artifact_bucket(&ctx, &key).policy;
+    assert!(policy::equivalent(&bucket_policy, &want), "{bucket_policy}");
+    for text in [key_policy.to_string(), bucket_policy.to_string()] {
+        assert!(!text.contains("222222222222:root") && !text.contains("333333333333:root"));
+    }
+    // Application log groups live in the environments' accounts.
+    for env in Env::ALL {
+        let logs =
+            aws_sdk_cloudwatchlogs::Client::new(&config_for(&ctx.environment_account(env)).await);
+        let groups = retention(&logs, &ctx.names().log_group_prefix(env.name())).await;
+        assert_eq!(
+            groups.values().copied().collect::<Vec<_>>(),
+            vec![14],
+            "{env:?}"
+        );
+    }
+
+    // A resync with nothing to do: no writes anywhere, and exactly the observing reads.
+    let settled = operator.settled().await;
+    let since = emulator::last_seq(&operator.access_key).await;
+    request_reconcile(&api, "spread").await;
+    operator.after_reconcile(&settled).await;
+    let calls = emulator::calls_after(&operator.access_key, since).await;
+    assert_eq!(
+        by_account(&calls, "write"),
+        BTreeMap::new(),
+        "a no-op resync writes"
+    );
+    let reads = by_account(&calls, "read");
+    for account in ["222222222222", "333333333333"] {
+        assert_eq!(
+            reads.get(account),
+            Some(&environment_observe_reads()),
+            "{account}"
+        );
+    }
+    assert_eq!(
+        reads.get(ACCOUNT),
+        Some(&counts(&[
+            ("KMS:DescribeKey", 2.0),
+            ("KMS:GetKeyPolicy", 1.0),
+            ("KMS:GetKeyRotationStatus", 1.0),
+            ("KMS:ListResourceTags", 1.0),
+            ("S3:HeadBucket", 1.0),
+            ("S3:GetBucketEncryption", 1.0),
+            ("S3:GetBucketLifecycleConfiguration", 1.0),
+            ("S3:GetBucketPolicy", 1.0),
+            ("S3:GetBucketTagging", 1.0),
+            ("S3:GetBucketVersioning", 1.0),
+            ("S3:GetPublicAccessBlock", 1.0),
+            ("SNS:GetTopicAttributes", 2.0),
+            ("SNS:ListTagsForResource", 2.0),
+            ("SNS:ListSubscriptionsByTopic", 2.0),
+            ("CloudWatch Logs:DescribeLogGroups", 1.0),
+            ("CloudWatch Logs:ListTagsForResource", 2.0),
+            ("IAM:GetRole", 3.0),
+            ("IAM:ListRolePolicies", 3.0),
+            ("IAM:GetRolePolicy", 3.0),
+            ("IAM:ListAttachedRolePolicies", 3.0),
+            ("ECR:DescribeRepositories", 1.0),
+            ("ECR:ListTagsForResource", 1.0),
+            ("ECR:GetLifecyclePolicy", 1.0),
+            ("ECR:GetRepositoryPolicy", 1.0),
+        ])),
+        "pipeline account"
+    );
+
+    api.delete("spread", &DeleteParams::default())
+        .await
+        .expect("delete");
+    gone(&api, "spread").await;
+    for account in [ACCOUNT, "222222222222", "333333333333"] {
+        assert_eq!(
+            leftovers(&ctx, account).await,
+            Vec::<String>::new(),
+            "{account}"
+        );
+    }
+    operator.assert_calls_match_record().await;
+}
+
+#[tokio::test]
+async fn one_field_changes_make_exactly_the_needed_writes() {
+    let (ns, operator, api) = start("e2e-onefield").await;
+    let mut dp = example("minimal.yaml", &ns, "tuned");
+    dp.spec.notifications.emails = vec!["a@example.com".into(), "b@example.com".into()];
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    wait_ready(&api, "tuned", 1).await;
+    let ctx = ctx_of(&dp);
+
+    // Retention: one PutRetentionPolicy per log group (build, scan, two applications).
+    let since = emulator::last_seq(&operator.access_key).await;
+    api.patch(
+        "tuned",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"logRetentionDays": 90}})),
+    )
+    .await
+    .expect("patch retention");
+    wait_ready(&api, "tuned", 2).await;
+    operator.settled().await;
+    let calls = emulator::calls_after(&operator.access_key, since).await;
+    assert_eq!(
+        count(&calls, "write"),
+        counts(&[("CloudWatch Logs:PutRetentionPolicy", 4.0)])
+    );
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&aws_config().await);
+    let prefix = format!("/delivery-operator/{}/", ctx.names().base());
+    let all = retention(&logs, &prefix).await;
+    assert_eq!(all.len(), 4);
+    assert!(all.values().all(|days| *days == 90), "{all:?}");
+
+    // One address added and one removed: one Subscribe and one Unsubscribe.
+    let since = emulator::last_seq(&operator.access_key).await;
+    api.patch(
+        "tuned",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"spec": {"notifications": {"emails": ["a@example.com", "c@example.com"]}}}),
+        ),
+    )
+    .await
+    .expect("patch emails");
+    wait_ready(&api, "tuned", 3).await;
+    operator.settled().await;
+    let calls = emulator::calls_after(&operator.access_key, since).await;
+    assert_eq!(
+        count(&calls, "write"),
+        counts(&[("SNS:Subscribe", 1.0), ("SNS:Unsubscribe", 1.0)])
+    );
+    let sns = aws_sdk_sns::Client::new(&aws_config().await);
+    assert_eq!(
+        subscribers(&sns, &ctx.arns().notification_topic()).await,
+        BTreeSet::from(["a@example.com".to_string(), "c@example.com".to_string()])
+    );
+}
+
+#[tokio::test]
+async fn hand_edits_to_policies_subscriptions_and_retention_are_restored() {
+    let (ns, operator, api) = start("e2e-handedit").await;
+    let mut dp = example("minimal.yaml", &ns, "edited");
+    dp.spec.notifications.emails = vec!["ops@example.com".into()];
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    let ready = wait_ready(&api, "edited", 1).await;
+    let ctx = ctx_of(&dp);
+    let key = ready
+        .status
+        .and_then(|s| s.outputs.kms_key_arn)
+        .expect("key");
+    let config = aws_config().await;
+    let iam = aws_sdk_iam::Client::new(&config);
+    let sns = aws_sdk_sns::Client::new(&config);
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+    let settled = operator.settled().await;
+
+    // By hand: the build role may now do anything; the subscriber is removed; the build log
+    // group keeps its logs forever.
+    let build = ctx.names().role(roles::BUILDER);
+    iam.put_role_policy()
+        .role_name(&build)
+        .policy_name(roles::BUILDER)
+        .policy_document(
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("widen the build role");
+    let topic_arn = ctx.arns().notification_topic();
+    let subscription = sns
+        .list_subscriptions_by_topic()
+        .topic_arn(&topic_arn)
+        .send()
+        .await
+        .expect("subscriptions")
+        .subscriptions()
+        .first()
+        .and_then(|s| s.subscription_arn().map(str::to_string))
+        .expect("one subscription");
+    sns.unsubscribe()
+        .subscription_arn(&subscription)
+        .send()
+        .await
+        .expect("unsubscribe by hand");
+    let build_logs = format!("{}build", ctx.names().log_group_prefix("pipeline"));
+    logs.delete_retention_policy()
+        .log_group_name(&build_logs)
+        .send()
+        .await
+        .expect("retention removed by hand");
+
+    let since = emulator::last_seq(&operator.access_key).await;
+    request_reconcile(&api, "edited").await;
+    operator.after_reconcile(&settled).await;
+    let calls = emulator::calls_after(&operator.access_key, since).await;
+    assert_eq!(
+        count(&calls, "write"),
+        counts(&[
+            ("IAM:PutRolePolicy", 1.0),
+            ("SNS:Subscribe", 1.0),
+            ("CloudWatch Logs:PutRetentionPolicy", 1.0),
+        ])
+    );
+    let build_role = roles::pipeline(&ctx, &key)
+        .roles
+        .into_iter()
+        .find(|r| r.name == build)
+        .expect("build role rendered");
+    assert_role_matches(&iam, &build_role).await;
+    assert_eq!(
+        subscribers(&sns, &topic_arn).await,
+        BTreeSet::from(["ops@example.com".to_string()])
+    );
+    assert_eq!(
+        retention(&logs, &build_logs).await.get(&build_logs),
+        Some(&ctx.spec.log_retention_days)
+    );
+}
+
+#[tokio::test]
+async fn a_role_not_yet_visible_to_iam_is_waited_for_not_failed() {
+    let (ns, operator, api) = start("e2e-iamlag").await;
+    let dp = example("cross-account.yaml", &ns, "lagging");
+    let ctx = ctx_of(&dp);
+    // Right after the pipeline role is created, IAM in the staging account does not resolve it
+    // yet: the deploy role's trust policy is refused once, as AWS words it.
+    let deploy = ctx.names().environment_role(Env::Staging, roles::DEPLOY);
+    inject(Fault {
+        service: Some("IAM".into()),
+        operation: Some("CreateRole".into()),
+        // The operator acts in the staging account through an assumed-role session; the
+        // role name (unique to this test's namespace) scopes the fault to this pipeline.
+        account: Some("222222222222".into()),
+        resource: Some(deploy.clone()),
+        error_code: Some("MalformedPolicyDocument".into()),
+        http_status: Some(400),
+        message: Some(format!(
+            "Invalid principal in policy: \"AWS\":\"{}\"",
+            ctx.arns().pipeline_role(roles::PIPELINE)
+        )),
+        count: Some(1),
+        ..Fault::default()
+    })
+    .await;
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    let waiting = eventually("staging roles waiting for IAM", WAIT, || async {
+        let dp = api.get("lagging").await.ok()?;
+        condition(&dp, "StagingRolesReady")
+            .filter(|c| c.reason == "WaitingForIamPropagation")
+            .cloned()
+    })
+    .await;
+    assert_eq!(waiting.status, "False");
+    assert!(waiting.message.contains("seconds"), "{}", waiting.message);
+    let ready = wait_ready(&api, "lagging", 1).await;
+    all_conditions_true(&ready);
+    let staging = aws_sdk_iam::Client::new(&member_config("222222222222").await);
+    let role = staging
+        .get_role()
+        .role_name(&deploy)
+        .send()
+        .await
+        .expect("the deploy role exists once IAM caught up");
+    assert!(role.role().is_some());
+    // In progress is not an error: no Warning event was published for it.
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(crate::support::kube_client("admin").await, &ns);
+    let warnings: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .filter_map(|e| e.message)
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .all(|m| !m.contains("WaitingForIamPropagation") && !m.contains("Invalid principal")),
+        "{warnings:?}"
+    );
+    // The refused attempt is one more CreateRole in the staging account, counted like any.
+    operator.assert_calls_match_record().await;
+    api.delete("lagging", &DeleteParams::default())
+        .await
+        .expect("delete");
+    gone(&api, "lagging").await;
+}
