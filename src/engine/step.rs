@@ -40,6 +40,9 @@ pub struct Applied {
     pub values: Values,
     pub owned: Vec<Owned>,
     pub progress: Option<Progress>,
+    /// Something the user should know about a step that is in sync (its condition's message),
+    /// e.g. a removed subscriber AWS cannot unsubscribe until the confirmation expires.
+    pub note: Option<String>,
 }
 
 /// Result of a successful delete.

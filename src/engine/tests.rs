@@ -94,6 +94,7 @@ impl Step for Fake {
                     .collect(),
                 owned: Vec::new(),
                 progress: None,
+                note: None,
             };
             match &self.behaviour {
                 Behaviour::Ok => Ok(applied),

@@ -139,6 +139,10 @@ pub trait Group: Send + Sync + 'static {
     fn progress(&self, _observed: &Self::Observed) -> Option<Progress> {
         None
     }
+    /// In sync, with something the user should know (shown in the condition's message).
+    fn note(&self, _desired: &Self::Desired, _observed: &Self::Observed) -> Option<String> {
+        None
+    }
 }
 
 /// A step the controller runs and the offline plan renders.
@@ -174,10 +178,11 @@ impl<G: Group> Instance<G> {
         let aws = self.session()?;
         let at = Placement::of(aws);
         let desired = self.group.desired(&at, inputs)?;
-        let (action, produced, progress) = match self.group.observe(aws).await? {
+        let (action, produced, progress, note) = match self.group.observe(aws).await? {
             None => (
                 Action::Created,
                 self.group.create(aws, &desired).await?,
+                None,
                 None,
             ),
             Some(observed) => {
@@ -193,6 +198,7 @@ impl<G: Group> Instance<G> {
                     action,
                     self.group.produced(&at, &desired, &observed),
                     self.group.progress(&observed),
+                    self.group.note(&desired, &observed),
                 )
             }
         };
@@ -201,6 +207,7 @@ impl<G: Group> Instance<G> {
             values: produced.values,
             owned: produced.owned,
             progress,
+            note,
         })
     }
 

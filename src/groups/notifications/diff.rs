@@ -30,6 +30,16 @@ pub enum Change {
     Unsubscribe { email: String, arn: String },
 }
 
+/// Subscribers no longer wanted whose confirmation is pending: AWS gives them no subscription
+/// ARN, so they cannot be unsubscribed; AWS deletes them when the confirmation expires.
+pub fn unremovable(d: &Topic, o: &TopicView) -> Vec<String> {
+    o.subscriptions
+        .iter()
+        .filter(|(email, arn)| *arn == PENDING && !d.emails.contains(*email))
+        .map(|(email, _)| email.clone())
+        .collect()
+}
+
 pub fn diff(d: &Topic, o: &TopicView) -> Vec<Change> {
     let mut changes = Vec::new();
     if o.kms_key_arn.as_deref() != Some(d.kms_key_arn.as_str()) {
@@ -127,5 +137,6 @@ mod tests {
         o.subscriptions
             .insert("pending@example.com".into(), PENDING.into());
         assert_eq!(diff(&d, &o), vec![]);
+        assert_eq!(unremovable(&d, &o), vec!["pending@example.com".to_string()]);
     }
 }

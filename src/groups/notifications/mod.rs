@@ -289,6 +289,16 @@ impl Group for TopicGroup {
         Ok(Removal::Gone)
     }
 
+    fn note(&self, d: &Topic, o: &Observed) -> Option<String> {
+        let waiting = diff::unremovable(d, &o.view);
+        (!waiting.is_empty()).then(|| {
+            format!(
+                "removed subscribers {} have not confirmed; AWS cannot unsubscribe a pending confirmation and deletes it when it expires (3 days)",
+                waiting.join(", ")
+            )
+        })
+    }
+
     fn produced(&self, at: &Placement, d: &Topic, o: &Observed) -> Produced {
         let mut produced = Produced::default()
             .value(self.output(), &o.arn)
