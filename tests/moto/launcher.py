@@ -560,6 +560,16 @@ def fix_sns_topic_policy_principals_must_exist() -> None:
     SNSBackend.set_topic_attribute = set_topic_attribute
 
 
+# IAM character quotas (IAM User Guide, "IAM and AWS STS quotas", IAM and STS character limits);
+# IAM does not count white space against them.
+ROLE_TRUST_POLICY_QUOTA = 2048
+ROLE_INLINE_POLICIES_QUOTA = 10240
+
+
+def iam_policy_size(document: str | None) -> int:
+    return len(re.sub(r"\s", "", document or ""))
+
+
 def fix_iam_trust_policy_principals_must_exist() -> None:
     """AWS: a role's trust policy is a resource-based policy; a role or user ARN among its
     principals is turned into the principal's unique ID, so it must exist (IAM User Guide, "AWS
@@ -590,6 +600,56 @@ def fix_iam_trust_policy_principals_must_exist() -> None:
 
     IAMBackend.create_role = create_role
     IAMBackend.update_assume_role_policy = update_assume_role_policy
+
+
+def fix_iam_role_policy_size_quotas() -> None:
+    """AWS (IAM User Guide, "IAM and AWS STS quotas", IAM and STS character limits): a role trust
+    policy can't exceed 2,048 characters, and the aggregate size of all of a role's inline
+    policies can't exceed 10,240 characters; IAM does not count white space. Past them,
+    CreateRole and UpdateAssumeRolePolicy fail with LimitExceeded (HTTP 409; IAM API Reference,
+    CreateRole, UpdateAssumeRolePolicy, Errors: "The request was rejected because it attempted
+    to create resources beyond the current AWS account limits"), message "Cannot exceed quota
+    for ACLSizePerRole: 2048", and PutRolePolicy with LimitExceeded (HTTP 409; PutRolePolicy,
+    Errors), "Maximum policy size of 10240 bytes exceeded for role <name>". moto reports both
+    quotas in GetAccountSummary (AssumeRolePolicySizeQuota, RolePolicySizeQuota) but enforces
+    neither. Fix: enforce both, white space not counted; a PutRolePolicy that replaces an inline
+    policy counts the new document instead of the old."""
+    from moto.iam.exceptions import LimitExceededException
+    from moto.iam.models import IAMBackend
+
+    original_create = IAMBackend.create_role
+    original_update = IAMBackend.update_assume_role_policy
+    original_put = IAMBackend.put_role_policy
+
+    def check_trust(operation, role_name, document):
+        size = iam_policy_size(document)
+        if size > ROLE_TRUST_POLICY_QUOTA:
+            log(f"{operation} refused: trust policy of {role_name} is {size} characters without white space")
+            raise LimitExceededException(f"Cannot exceed quota for ACLSizePerRole: {ROLE_TRUST_POLICY_QUOTA}")
+
+    def create_role(self, role_name, assume_role_policy_document, *args, **kwargs):
+        check_trust("CreateRole", role_name, assume_role_policy_document)
+        return original_create(self, role_name, assume_role_policy_document, *args, **kwargs)
+
+    def update_assume_role_policy(self, role_name, policy_document):
+        self.get_role(role_name)  # NoSuchEntity first
+        check_trust("UpdateAssumeRolePolicy", role_name, policy_document)
+        return original_update(self, role_name, policy_document)
+
+    def put_role_policy(self, role_name, policy_name, policy_json):
+        role = self.get_role(role_name)
+        others = sum(iam_policy_size(doc) for name, doc in role.policies.items() if name != policy_name)
+        size = others + iam_policy_size(policy_json)
+        if size > ROLE_INLINE_POLICIES_QUOTA:
+            log(f"PutRolePolicy refused: inline policies of {role_name} would be {size} characters without white space")
+            raise LimitExceededException(
+                f"Maximum policy size of {ROLE_INLINE_POLICIES_QUOTA} bytes exceeded for role {role_name}"
+            )
+        return original_put(self, role_name, policy_name, policy_json)
+
+    IAMBackend.create_role = create_role
+    IAMBackend.update_assume_role_policy = update_assume_role_policy
+    IAMBackend.put_role_policy = put_role_policy
 
 
 def wildcard_match(pattern: str, text: str) -> bool:
@@ -729,6 +789,7 @@ def main() -> None:
     fix_s3_bucket_policy_principals_must_exist()
     fix_sns_topic_policy_principals_must_exist()
     fix_iam_trust_policy_principals_must_exist()
+    fix_iam_role_policy_size_quotas()
     fix_ecr_tag_mutability_exclusions_are_wildcards()
     seed_member_accounts()
     seed_after_reset()

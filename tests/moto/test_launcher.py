@@ -497,6 +497,66 @@ class PolicyPrincipals(ServiceErrors, unittest.TestCase):
         sns.create_topic(Name=unique("topic"), Attributes={"Policy": policy})
 
 
+def without_white_space(document: str) -> int:
+    return len("".join(document.split()))
+
+
+def document_of_size(size: int, build) -> str:
+    """build(pad) rendered with `pad` grown so the document is `size` characters without white
+    space (and, indented, far longer with it)."""
+    base = without_white_space(build(""))
+    assert size >= base, f"the smallest such document is {base} characters"
+    document = build("x" * (size - base))
+    assert without_white_space(document) == size
+    return document
+
+
+@unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
+class IamRoleQuotas(ServiceErrors, unittest.TestCase):
+    """IAM's character quotas for a role (white space not counted)."""
+
+    def trust_of_size(self, size: int) -> str:
+        return document_of_size(
+            size,
+            lambda pad: json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": DEFAULT}, "Action": "sts:AssumeRole", "Condition": {"StringEquals": {"sts:ExternalId": pad}}}]},
+                indent=8,
+            ),
+        )
+
+    def inline_of_size(self, size: int) -> str:
+        return document_of_size(
+            size,
+            lambda pad: json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{pad}"}]}, indent=8),
+        )
+
+    def test_trust_policy_at_most_2048_characters(self):
+        iam = client("iam")
+        at_quota, over = self.trust_of_size(2048), self.trust_of_size(2049)
+        self.assertGreater(len(at_quota), 2048)  # white space is not counted
+        name = unique("r")
+        message = self.assertError(lambda: iam.create_role(RoleName=name, AssumeRolePolicyDocument=over), "LimitExceeded", 409)
+        self.assertEqual(message, "Cannot exceed quota for ACLSizePerRole: 2048")
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=at_quota)
+        self.assertError(lambda: iam.update_assume_role_policy(RoleName=name, PolicyDocument=over), "LimitExceeded", 409)
+        iam.update_assume_role_policy(RoleName=name, PolicyDocument=at_quota)
+
+    def test_inline_policies_of_a_role_at_most_10240_characters_together(self):
+        iam = client("iam")
+        name = unique("r")
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust([]))
+        iam.put_role_policy(RoleName=name, PolicyName="a", PolicyDocument=self.inline_of_size(6000))
+        iam.put_role_policy(RoleName=name, PolicyName="b", PolicyDocument=self.inline_of_size(4240))
+        message = self.assertError(lambda: iam.put_role_policy(RoleName=name, PolicyName="c", PolicyDocument=self.inline_of_size(200)), "LimitExceeded", 409)
+        self.assertEqual(message, f"Maximum policy size of 10240 bytes exceeded for role {name}")
+        # Replacing a policy counts its new document instead of the old one.
+        iam.put_role_policy(RoleName=name, PolicyName="b", PolicyDocument=self.inline_of_size(4240))
+        self.assertError(lambda: iam.put_role_policy(RoleName=name, PolicyName="b", PolicyDocument=self.inline_of_size(4241)), "LimitExceeded", 409)
+        iam.delete_role_policy(RoleName=name, PolicyName="b")
+        iam.put_role_policy(RoleName=name, PolicyName="c", PolicyDocument=self.inline_of_size(200))
+        self.assertEqual(sorted(iam.list_role_policies(RoleName=name)["PolicyNames"]), ["a", "c"])
+
+
 @unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
 class Record(unittest.TestCase):
     def test_every_request_is_recorded_with_its_service_id_operation_and_status(self):
