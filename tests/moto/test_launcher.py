@@ -513,7 +513,7 @@ def document_of_size(size: int, build) -> str:
 
 @unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
 class IamRoleQuotas(ServiceErrors, unittest.TestCase):
-    """IAM's character quotas for a role (white space not counted)."""
+    """IAM's character quotas for a role (white space not counted) and its DeleteConflict."""
 
     def trust_of_size(self, size: int) -> str:
         return document_of_size(
@@ -555,6 +555,22 @@ class IamRoleQuotas(ServiceErrors, unittest.TestCase):
         iam.delete_role_policy(RoleName=name, PolicyName="b")
         iam.put_role_policy(RoleName=name, PolicyName="c", PolicyDocument=self.inline_of_size(200))
         self.assertEqual(sorted(iam.list_role_policies(RoleName=name)["PolicyNames"]), ["a", "c"])
+
+    def test_delete_role_with_policies_is_a_delete_conflict(self):
+        # moto enforces this itself; asserted so that a moto upgrade that loses it is noticed.
+        iam = client("iam")
+        name = unique("r")
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust([]))
+        iam.put_role_policy(RoleName=name, PolicyName="inline", PolicyDocument=self.inline_of_size(200))
+        message = self.assertError(lambda: iam.delete_role(RoleName=name), "DeleteConflict", 409)
+        self.assertEqual(message, "Cannot delete entity, must delete policies first.")
+        iam.delete_role_policy(RoleName=name, PolicyName="inline")
+        policy_arn = iam.create_policy(PolicyName=unique("p"), PolicyDocument=self.inline_of_size(200))["Policy"]["Arn"]
+        iam.attach_role_policy(RoleName=name, PolicyArn=policy_arn)
+        message = self.assertError(lambda: iam.delete_role(RoleName=name), "DeleteConflict", 409)
+        self.assertEqual(message, "Cannot delete entity, must detach all policies first.")
+        iam.detach_role_policy(RoleName=name, PolicyArn=policy_arn)
+        iam.delete_role(RoleName=name)
 
 
 @unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
