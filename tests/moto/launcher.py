@@ -399,6 +399,50 @@ def aws_principals(document: dict) -> list[str]:
     return [n for n in names if isinstance(n, str)]
 
 
+def principal_exists(arn: str) -> bool:
+    """Whether an IAM role or user ARN names a role or user that exists, looked up in the ARN's
+    own account (moto keeps one IAM backend per account): the whole ARN, path included, as AWS
+    resolves it to the principal's unique ID. Anything else (account IDs, account roots, "*",
+    session ARNs) is not looked up and counts as existing."""
+    from moto.iam.models import iam_backends
+
+    match = IAM_PRINCIPAL.fullmatch(arn)
+    if match is None:
+        return True
+    partition, account, kind, _name = match.groups()
+    try:
+        backend = iam_backends[account][partition]
+    except Exception:
+        return False
+    if kind == "role":
+        return any(role.arn == arn for role in backend.get_roles())
+    return any(user.arn == arn for user in backend.users.values())
+
+
+def missing_principal(policy) -> str | None:
+    """The first IAM role or user ARN among a policy document's AWS principals that does not exist
+    in its account, or None. `policy` is the document as sent (str or bytes) or parsed; one that
+    is not a JSON object is left to moto's own validation."""
+    if isinstance(policy, (bytes, bytearray)):
+        policy = policy.decode("utf-8", "replace")
+    if isinstance(policy, str):
+        try:
+            policy = json.loads(policy)
+        except ValueError:
+            return None
+    if not isinstance(policy, dict):
+        return None
+    return next((arn for arn in aws_principals(policy) if not principal_exists(arn)), None)
+
+
+def refuse_missing_principal(operation: str, policy, error) -> None:
+    """Raises error(arn) when the policy names an IAM role or user that does not exist."""
+    arn = missing_principal(policy)
+    if arn is not None:
+        log(f"{operation} refused: principal {arn} does not exist")
+        raise error(arn)
+
+
 def fix_ecr_repository_policy_principals_must_exist() -> None:
     """AWS: a role or user ARN in a resource-based policy is turned into that principal's unique
     ID when the policy is saved, so the principal must exist (IAM User Guide, "AWS JSON policy
@@ -410,37 +454,202 @@ def fix_ecr_repository_policy_principals_must_exist() -> None:
     roots, "*" and service principals are not looked up)."""
     from moto.ecr.exceptions import InvalidParameterException
     from moto.ecr.models import ECRBackend
-    from moto.iam.models import iam_backends
 
     original = ECRBackend.set_repository_policy
 
-    def exists(partition: str, account: str, kind: str, name: str, arn: str) -> bool:
-        backend = iam_backends[account][partition]
-        try:
-            if kind == "role":
-                backend.get_role_by_arn(arn)
-            else:
-                backend.get_user(name)
-            return True
-        except Exception:
-            return False
-
     def set_repository_policy(self, registry_id, repository_name, policy_text):
-        try:
-            document = json.loads(policy_text)
-        except (TypeError, ValueError):
-            document = None  # malformed: moto's own validation answers
-        if isinstance(document, dict):
-            for arn in aws_principals(document):
-                match = IAM_PRINCIPAL.fullmatch(arn)
-                if match and not exists(*match.groups(), arn):
-                    log(f"SetRepositoryPolicy refused: principal {arn} does not exist")
-                    raise InvalidParameterException(
-                        "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Principal not found'"
-                    )
+        refuse_missing_principal(
+            "SetRepositoryPolicy",
+            policy_text,
+            lambda arn: InvalidParameterException(
+                "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Principal not found'"
+            ),
+        )
         return original(self, registry_id, repository_name, policy_text)
 
     ECRBackend.set_repository_policy = set_repository_policy
+
+
+class MalformedPolicyDocumentException(ServiceException):
+    code = "MalformedPolicyDocumentException"
+
+
+def fix_kms_key_policy_principals_must_exist() -> None:
+    """AWS: "The principals in the key policy must exist and be visible to KMS" (KMS API
+    Reference, CreateKey and PutKeyPolicy, request parameter Policy); a key policy naming a role
+    or user that does not exist fails with MalformedPolicyDocumentException ("The request was
+    rejected because the specified policy is not syntactically or semantically correct"; same
+    pages, Errors), message "Policy contains a statement with one or more invalid principals.".
+    moto stores any policy. Fix: every IAM role or user ARN among the policy's AWS principals
+    must exist in its account, for CreateKey with a Policy and for PutKeyPolicy."""
+    from moto.kms.models import KmsBackend
+
+    original_create = KmsBackend.create_key
+    original_put = KmsBackend.put_key_policy
+
+    def invalid(arn):
+        return MalformedPolicyDocumentException("Policy contains a statement with one or more invalid principals.")
+
+    def create_key(self, policy, *args, **kwargs):
+        refuse_missing_principal("CreateKey", policy, invalid)
+        return original_create(self, policy, *args, **kwargs)
+
+    def put_key_policy(self, key_id, policy):
+        refuse_missing_principal("PutKeyPolicy", policy, invalid)
+        return original_put(self, key_id, policy)
+
+    KmsBackend.create_key = create_key
+    KmsBackend.put_key_policy = put_key_policy
+
+
+def fix_s3_bucket_policy_principals_must_exist() -> None:
+    """AWS: PutBucketPolicy with a Principal that is not valid, including an IAM user or role that
+    does not exist (or was deleted), fails with HTTP 400 MalformedPolicy, "Invalid principal in
+    policy" (Amazon S3 API Reference, "Error responses", MalformedPolicy: "This happens when the
+    policy is not valid"; AWS Knowledge Center, "Why do I get the error 'Invalid principal in
+    policy' when I try to update my Amazon S3 bucket policy?"; IAM User Guide, "AWS JSON policy
+    elements: Principal"). moto stores any policy. Fix: every IAM role or user ARN among the
+    policy's AWS principals must exist in its account."""
+    from moto.s3.exceptions import S3ClientError
+    from moto.s3.models import S3Backend
+
+    original = S3Backend.put_bucket_policy
+
+    def put_bucket_policy(self, bucket_name, policy):
+        self.get_bucket(bucket_name)  # NoSuchBucket first
+        refuse_missing_principal(
+            "PutBucketPolicy", policy, lambda arn: S3ClientError("MalformedPolicy", "Invalid principal in policy")
+        )
+        return original(self, bucket_name, policy)
+
+    S3Backend.put_bucket_policy = put_bucket_policy
+
+
+def fix_sns_topic_policy_principals_must_exist() -> None:
+    """AWS: a topic policy naming an IAM role or user that does not exist is refused with
+    InvalidParameter (HTTP 400; SNS API Reference, CreateTopic and SetTopicAttributes, Errors:
+    "Indicates that a request parameter does not comply with the associated constraints"),
+    message "Invalid parameter: Policy Error: PrincipalNotFound"; the principal must exist
+    because a resource policy stores its unique ID (IAM User Guide, "AWS JSON policy elements:
+    Principal"). moto stores any policy. Fix: every IAM role or user ARN among the AWS principals
+    of the Policy attribute must exist in its account, for CreateTopic (Attributes.Policy) and
+    SetTopicAttributes (AttributeName=Policy)."""
+    from moto.sns.exceptions import SNSInvalidParameter
+    from moto.sns.models import SNSBackend
+
+    original_create = SNSBackend.create_topic
+    original_set = SNSBackend.set_topic_attribute
+
+    def invalid(arn):
+        return SNSInvalidParameter("Invalid parameter: Policy Error: PrincipalNotFound")
+
+    def create_topic(self, name, attributes=None, tags=None):
+        policy = (attributes or {}).get("Policy")
+        if policy is not None:
+            refuse_missing_principal("CreateTopic", policy, invalid)
+        return original_create(self, name, attributes, tags)
+
+    def set_topic_attribute(self, topic_arn, attribute_name, attribute_value):
+        # SetTopicAttributes passes the name through camelcase_to_underscores: Policy -> policy.
+        if attribute_name in ("policy", "Policy"):
+            self.get_topic(topic_arn)  # NotFound first, as in AWS
+            refuse_missing_principal("SetTopicAttributes", attribute_value, invalid)
+        return original_set(self, topic_arn, attribute_name, attribute_value)
+
+    SNSBackend.create_topic = create_topic
+    SNSBackend.set_topic_attribute = set_topic_attribute
+
+
+# IAM character quotas (IAM User Guide, "IAM and AWS STS quotas", IAM and STS character limits);
+# IAM does not count white space against them.
+ROLE_TRUST_POLICY_QUOTA = 2048
+ROLE_INLINE_POLICIES_QUOTA = 10240
+
+
+def iam_policy_size(document: str | None) -> int:
+    return len(re.sub(r"\s", "", document or ""))
+
+
+def fix_iam_trust_policy_principals_must_exist() -> None:
+    """AWS: a role's trust policy is a resource-based policy; a role or user ARN among its
+    principals is turned into the principal's unique ID, so it must exist (IAM User Guide, "AWS
+    JSON policy elements: Principal"; "Roles terms and concepts": if the principal is deleted
+    the policy shows its unique ID). CreateRole and UpdateAssumeRolePolicy with one that does
+    not exist fail with MalformedPolicyDocument (HTTP 400; IAM API Reference, CreateRole and
+    UpdateAssumeRolePolicy, Errors: "The request was rejected because the policy document was
+    malformed"), message `Invalid principal in policy: "AWS":"<arn>"`. moto accepts any ARN.
+    Fix: every IAM role or user ARN among the trust policy's AWS principals must exist in its
+    account."""
+    from moto.iam.exceptions import MalformedPolicyDocument
+    from moto.iam.models import IAMBackend
+
+    original_create = IAMBackend.create_role
+    original_update = IAMBackend.update_assume_role_policy
+
+    def invalid(arn):
+        return MalformedPolicyDocument(f'Invalid principal in policy: "AWS":"{arn}"')
+
+    def create_role(self, role_name, assume_role_policy_document, *args, **kwargs):
+        refuse_missing_principal("CreateRole", assume_role_policy_document, invalid)
+        return original_create(self, role_name, assume_role_policy_document, *args, **kwargs)
+
+    def update_assume_role_policy(self, role_name, policy_document):
+        self.get_role(role_name)  # NoSuchEntity first
+        refuse_missing_principal("UpdateAssumeRolePolicy", policy_document, invalid)
+        return original_update(self, role_name, policy_document)
+
+    IAMBackend.create_role = create_role
+    IAMBackend.update_assume_role_policy = update_assume_role_policy
+
+
+def fix_iam_role_policy_size_quotas() -> None:
+    """AWS (IAM User Guide, "IAM and AWS STS quotas", IAM and STS character limits): a role trust
+    policy can't exceed 2,048 characters, and the aggregate size of all of a role's inline
+    policies can't exceed 10,240 characters; IAM does not count white space. Past them,
+    CreateRole and UpdateAssumeRolePolicy fail with LimitExceeded (HTTP 409; IAM API Reference,
+    CreateRole, UpdateAssumeRolePolicy, Errors: "The request was rejected because it attempted
+    to create resources beyond the current AWS account limits"), message "Cannot exceed quota
+    for ACLSizePerRole: 2048", and PutRolePolicy with LimitExceeded (HTTP 409; PutRolePolicy,
+    Errors), "Maximum policy size of 10240 bytes exceeded for role <name>". moto reports both
+    quotas in GetAccountSummary (AssumeRolePolicySizeQuota, RolePolicySizeQuota) but enforces
+    neither. Fix: enforce both, white space not counted; a PutRolePolicy that replaces an inline
+    policy counts the new document instead of the old."""
+    from moto.iam.exceptions import LimitExceededException
+    from moto.iam.models import IAMBackend
+
+    original_create = IAMBackend.create_role
+    original_update = IAMBackend.update_assume_role_policy
+    original_put = IAMBackend.put_role_policy
+
+    def check_trust(operation, role_name, document):
+        size = iam_policy_size(document)
+        if size > ROLE_TRUST_POLICY_QUOTA:
+            log(f"{operation} refused: trust policy of {role_name} is {size} characters without white space")
+            raise LimitExceededException(f"Cannot exceed quota for ACLSizePerRole: {ROLE_TRUST_POLICY_QUOTA}")
+
+    def create_role(self, role_name, assume_role_policy_document, *args, **kwargs):
+        check_trust("CreateRole", role_name, assume_role_policy_document)
+        return original_create(self, role_name, assume_role_policy_document, *args, **kwargs)
+
+    def update_assume_role_policy(self, role_name, policy_document):
+        self.get_role(role_name)  # NoSuchEntity first
+        check_trust("UpdateAssumeRolePolicy", role_name, policy_document)
+        return original_update(self, role_name, policy_document)
+
+    def put_role_policy(self, role_name, policy_name, policy_json):
+        role = self.get_role(role_name)
+        others = sum(iam_policy_size(doc) for name, doc in role.policies.items() if name != policy_name)
+        size = others + iam_policy_size(policy_json)
+        if size > ROLE_INLINE_POLICIES_QUOTA:
+            log(f"PutRolePolicy refused: inline policies of {role_name} would be {size} characters without white space")
+            raise LimitExceededException(
+                f"Maximum policy size of {ROLE_INLINE_POLICIES_QUOTA} bytes exceeded for role {role_name}"
+            )
+        return original_put(self, role_name, policy_name, policy_json)
+
+    IAMBackend.create_role = create_role
+    IAMBackend.update_assume_role_policy = update_assume_role_policy
+    IAMBackend.put_role_policy = put_role_policy
 
 
 def wildcard_match(pattern: str, text: str) -> bool:
@@ -576,6 +785,11 @@ def main() -> None:
     fix_kms_key_state_calls_accept_arns()
     fix_ecr_kms_key_must_exist()
     fix_ecr_repository_policy_principals_must_exist()
+    fix_kms_key_policy_principals_must_exist()
+    fix_s3_bucket_policy_principals_must_exist()
+    fix_sns_topic_policy_principals_must_exist()
+    fix_iam_trust_policy_principals_must_exist()
+    fix_iam_role_policy_size_quotas()
     fix_ecr_tag_mutability_exclusions_are_wildcards()
     seed_member_accounts()
     seed_after_reset()

@@ -397,6 +397,182 @@ class Ecr(unittest.TestCase):
         self.assertCode(lambda: ecr.describe_repositories(repositoryNames=[name]), "RepositoryNotFoundException")
 
 
+def allow(principal, action: str, resource: str = "*", **extra) -> str:
+    """A resource policy with one Allow statement for an AWS principal (an ARN or a list)."""
+    statement = {"Sid": "Grant", "Effect": "Allow", "Principal": {"AWS": principal}, "Action": action, "Resource": resource, **extra}
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def member_session(account: str) -> dict:
+    return client("sts").assume_role(RoleArn=f"arn:aws:iam::{account}:role/delivery-bootstrap", RoleSessionName="session")["Credentials"]
+
+
+class ServiceErrors:
+    def assertError(self, call, code, status=400):
+        from botocore.exceptions import ClientError
+
+        with self.assertRaises(ClientError) as ctx:
+            call()
+        self.assertEqual(ctx.exception.response["Error"]["Code"], code, ctx.exception.response)
+        self.assertEqual(ctx.exception.response["ResponseMetadata"]["HTTPStatusCode"], status, ctx.exception.response)
+        return ctx.exception.response["Error"].get("Message", "")
+
+
+@unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
+class PolicyPrincipals(ServiceErrors, unittest.TestCase):
+    """A key, bucket, topic or trust policy naming an IAM role or user that does not exist is
+    refused with the service's own error; once the role or user exists, in the account its ARN
+    names, the same request succeeds. Accounts, roots and "*" are not looked up."""
+
+    def missing_role(self, account: str = DEFAULT) -> tuple[str, str]:
+        name = unique("grantee")
+        return name, f"arn:aws:iam::{account}:role/{name}"
+
+    def test_kms_create_key_and_put_key_policy(self):
+        kms, iam = client("kms"), client("iam")
+        name, arn = self.missing_role()
+        policy = allow([f"arn:aws:iam::{DEFAULT}:root", arn], "kms:*")
+        message = self.assertError(lambda: kms.create_key(Policy=policy), "MalformedPolicyDocumentException")
+        self.assertEqual(message, "Policy contains a statement with one or more invalid principals.")
+        key = kms.create_key()["KeyMetadata"]["KeyId"]
+        self.assertError(lambda: kms.put_key_policy(KeyId=key, PolicyName="default", Policy=policy), "MalformedPolicyDocumentException")
+        self.assertNotIn(arn, kms.get_key_policy(KeyId=key, PolicyName="default")["Policy"])
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust([]))
+        kms.create_key(Policy=policy)
+        kms.put_key_policy(KeyId=key, PolicyName="default", Policy=policy)
+        self.assertIn(arn, kms.get_key_policy(KeyId=key, PolicyName="default")["Policy"])
+        # The ARN's account decides: a role of that name in the default account does not make
+        # 222222222222's exist; 222222222222's own bootstrap role does.
+        other = f"arn:aws:iam::222222222222:role/{name}"
+        self.assertError(lambda: kms.put_key_policy(KeyId=key, PolicyName="default", Policy=allow(other, "kms:*")), "MalformedPolicyDocumentException")
+        kms.put_key_policy(KeyId=key, PolicyName="default", Policy=allow(["222222222222", "arn:aws:iam::222222222222:role/delivery-bootstrap"], "kms:*"))
+
+    def test_s3_put_bucket_policy(self):
+        s3, iam = client("s3"), client("iam")
+        bucket = unique("bucket")
+        s3.create_bucket(Bucket=bucket)
+        name, arn = self.missing_role()
+        user = unique("user")
+        user_arn = f"arn:aws:iam::{DEFAULT}:user/{user}"
+        policy = lambda principal: allow(principal, "s3:GetObject", f"arn:aws:s3:::{bucket}/*")  # noqa: E731
+        message = self.assertError(lambda: s3.put_bucket_policy(Bucket=bucket, Policy=policy(arn)), "MalformedPolicy")
+        self.assertEqual(message, "Invalid principal in policy")
+        self.assertError(lambda: s3.put_bucket_policy(Bucket=bucket, Policy=policy(user_arn)), "MalformedPolicy")
+        self.assertError(lambda: s3.get_bucket_policy(Bucket=bucket), "NoSuchBucketPolicy", 404)
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust([]))
+        iam.create_user(UserName=user)
+        s3.put_bucket_policy(Bucket=bucket, Policy=policy([arn, user_arn, "*", f"arn:aws:iam::{DEFAULT}:root"]))
+        self.assertIn(arn, s3.get_bucket_policy(Bucket=bucket)["Policy"])
+
+    def test_iam_create_role_and_update_assume_role_policy(self):
+        iam = client("iam")
+        name, arn = self.missing_role("111111111111")
+        statement = {"Effect": "Allow", "Principal": {"AWS": arn}, "Action": "sts:AssumeRole"}
+        trusting = unique("trusting")
+        message = self.assertError(lambda: iam.create_role(RoleName=trusting, AssumeRolePolicyDocument=trust([statement])), "MalformedPolicyDocument")
+        self.assertEqual(message, f'Invalid principal in policy: "AWS":"{arn}"')
+        self.assertError(lambda: iam.get_role(RoleName=trusting), "NoSuchEntity", 404)
+        iam.create_role(RoleName=trusting, AssumeRolePolicyDocument=trust([{"Effect": "Allow", "Principal": {"AWS": "111111111111"}, "Action": "sts:AssumeRole"}]))
+        self.assertError(lambda: iam.update_assume_role_policy(RoleName=trusting, PolicyDocument=trust([statement])), "MalformedPolicyDocument")
+        # The same name in the default account is another role.
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust([]))
+        self.assertError(lambda: iam.update_assume_role_policy(RoleName=trusting, PolicyDocument=trust([statement])), "MalformedPolicyDocument")
+        session_client("iam", member_session("111111111111")).create_role(RoleName=name, AssumeRolePolicyDocument=trust([]))
+        iam.update_assume_role_policy(RoleName=trusting, PolicyDocument=trust([statement]))
+        iam.create_role(RoleName=unique("trusting"), AssumeRolePolicyDocument=trust([statement]))
+
+    def test_sns_create_topic_and_set_topic_attributes(self):
+        sns, iam = client("sns"), client("iam")
+        name, arn = self.missing_role()
+        topic = unique("topic")
+        policy = allow(arn, "sns:Publish", f"arn:aws:sns:us-east-1:{DEFAULT}:{topic}")
+        message = self.assertError(lambda: sns.create_topic(Name=topic, Attributes={"Policy": policy}), "InvalidParameter")
+        self.assertEqual(message, "Invalid parameter: Policy Error: PrincipalNotFound")
+        topic_arn = sns.create_topic(Name=topic)["TopicArn"]
+        self.assertError(lambda: sns.set_topic_attributes(TopicArn=topic_arn, AttributeName="Policy", AttributeValue=policy), "InvalidParameter")
+        self.assertNotIn(arn, sns.get_topic_attributes(TopicArn=topic_arn)["Attributes"]["Policy"])
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust([]))
+        sns.set_topic_attributes(TopicArn=topic_arn, AttributeName="Policy", AttributeValue=policy)
+        self.assertIn(arn, sns.get_topic_attributes(TopicArn=topic_arn)["Attributes"]["Policy"])
+        sns.create_topic(Name=unique("topic"), Attributes={"Policy": policy})
+
+
+def without_white_space(document: str) -> int:
+    return len("".join(document.split()))
+
+
+def document_of_size(size: int, build) -> str:
+    """build(pad) rendered with `pad` grown so the document is `size` characters without white
+    space (and, indented, far longer with it)."""
+    base = without_white_space(build(""))
+    assert size >= base, f"the smallest such document is {base} characters"
+    document = build("x" * (size - base))
+    assert without_white_space(document) == size
+    return document
+
+
+@unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
+class IamRoleQuotas(ServiceErrors, unittest.TestCase):
+    """IAM's character quotas for a role (white space not counted) and its DeleteConflict."""
+
+    def trust_of_size(self, size: int) -> str:
+        return document_of_size(
+            size,
+            lambda pad: json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": DEFAULT}, "Action": "sts:AssumeRole", "Condition": {"StringEquals": {"sts:ExternalId": pad}}}]},
+                indent=8,
+            ),
+        )
+
+    def inline_of_size(self, size: int) -> str:
+        return document_of_size(
+            size,
+            lambda pad: json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{pad}"}]}, indent=8),
+        )
+
+    def test_trust_policy_at_most_2048_characters(self):
+        iam = client("iam")
+        at_quota, over = self.trust_of_size(2048), self.trust_of_size(2049)
+        self.assertGreater(len(at_quota), 2048)  # white space is not counted
+        name = unique("r")
+        message = self.assertError(lambda: iam.create_role(RoleName=name, AssumeRolePolicyDocument=over), "LimitExceeded", 409)
+        self.assertEqual(message, "Cannot exceed quota for ACLSizePerRole: 2048")
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=at_quota)
+        self.assertError(lambda: iam.update_assume_role_policy(RoleName=name, PolicyDocument=over), "LimitExceeded", 409)
+        iam.update_assume_role_policy(RoleName=name, PolicyDocument=at_quota)
+
+    def test_inline_policies_of_a_role_at_most_10240_characters_together(self):
+        iam = client("iam")
+        name = unique("r")
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust([]))
+        iam.put_role_policy(RoleName=name, PolicyName="a", PolicyDocument=self.inline_of_size(6000))
+        iam.put_role_policy(RoleName=name, PolicyName="b", PolicyDocument=self.inline_of_size(4240))
+        message = self.assertError(lambda: iam.put_role_policy(RoleName=name, PolicyName="c", PolicyDocument=self.inline_of_size(200)), "LimitExceeded", 409)
+        self.assertEqual(message, f"Maximum policy size of 10240 bytes exceeded for role {name}")
+        # Replacing a policy counts its new document instead of the old one.
+        iam.put_role_policy(RoleName=name, PolicyName="b", PolicyDocument=self.inline_of_size(4240))
+        self.assertError(lambda: iam.put_role_policy(RoleName=name, PolicyName="b", PolicyDocument=self.inline_of_size(4241)), "LimitExceeded", 409)
+        iam.delete_role_policy(RoleName=name, PolicyName="b")
+        iam.put_role_policy(RoleName=name, PolicyName="c", PolicyDocument=self.inline_of_size(200))
+        self.assertEqual(sorted(iam.list_role_policies(RoleName=name)["PolicyNames"]), ["a", "c"])
+
+    def test_delete_role_with_policies_is_a_delete_conflict(self):
+        # moto enforces this itself; asserted so that a moto upgrade that loses it is noticed.
+        iam = client("iam")
+        name = unique("r")
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust([]))
+        iam.put_role_policy(RoleName=name, PolicyName="inline", PolicyDocument=self.inline_of_size(200))
+        message = self.assertError(lambda: iam.delete_role(RoleName=name), "DeleteConflict", 409)
+        self.assertEqual(message, "Cannot delete entity, must delete policies first.")
+        iam.delete_role_policy(RoleName=name, PolicyName="inline")
+        policy_arn = iam.create_policy(PolicyName=unique("p"), PolicyDocument=self.inline_of_size(200))["Policy"]["Arn"]
+        iam.attach_role_policy(RoleName=name, PolicyArn=policy_arn)
+        message = self.assertError(lambda: iam.delete_role(RoleName=name), "DeleteConflict", 409)
+        self.assertEqual(message, "Cannot delete entity, must detach all policies first.")
+        iam.detach_role_policy(RoleName=name, PolicyArn=policy_arn)
+        iam.delete_role(RoleName=name)
+
+
 @unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
 class Record(unittest.TestCase):
     def test_every_request_is_recorded_with_its_service_id_operation_and_status(self):
