@@ -62,11 +62,38 @@ pub fn severity_map(_: &mut SchemaGenerator) -> Schema {
 }
 
 /// Build environment variables: CodeBuild reserves names starting with `CODEBUILD_`.
+/// Variables the operator sets on the build project (read by the build script); the user's
+/// build environment must not shadow them.
+pub const OPERATOR_BUILD_VARIABLES: &[&str] = &[
+    "AWS_ACCOUNT_ID",
+    "AWS_REGION",
+    "BUILD_CONTEXT",
+    "CONTAINER_NAME",
+    "DOCKERFILE",
+    "IMAGE_TAG",
+    "REPOSITORY_URI",
+    "TAG_LATEST",
+];
+
 pub fn build_env_vars(_: &mut SchemaGenerator) -> Schema {
-    env_vars(Some(json!([{
-        "rule": "!self.name.startsWith('CODEBUILD_')",
-        "message": "build environment variable names must not start with CODEBUILD_, which CodeBuild reserves"
-    }])))
+    let reserved = OPERATOR_BUILD_VARIABLES
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    env_vars(Some(json!([
+        {
+            "rule": "!self.name.startsWith('CODEBUILD_')",
+            "message": "build environment variable names must not start with CODEBUILD_, which CodeBuild reserves"
+        },
+        {
+            "rule": format!("!(self.name in [{reserved}])"),
+            "message": format!(
+                "build environment variable names must not be one the operator sets ({})",
+                OPERATOR_BUILD_VARIABLES.join(", ")
+            )
+        }
+    ])))
 }
 
 /// Container environment variables: ECS reserves no names (a container may set `AWS_REGION`).
