@@ -116,13 +116,16 @@ const IAM_PROPAGATION_RETRY: std::time::Duration = std::time::Duration::from_sec
 /// it created earlier in the same reconcile graph, so this is IAM's eventual consistency (a new
 /// role is not visible to other services for a few seconds), not a bad request. AWS words it
 /// per service: IAM and S3 "Invalid principal in policy", KMS "...one or more invalid
-/// principals", ECR "...'Principal not found'", SNS "Policy Error: PrincipalNotFound".
+/// principals", ECR "...'Principal not found'", SNS "Policy Error: PrincipalNotFound"; and a
+/// service that cannot yet assume a role it was just given, CodeBuild "CodeBuild is not
+/// authorized to perform: sts:AssumeRole on <role>".
 fn names_unseen_principal(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
     [
         "invalid principal",
         "principal not found",
         "principalnotfound",
+        "not authorized to perform: sts:assumerole",
     ]
     .iter()
     .any(|phrase| message.contains(phrase))
@@ -272,6 +275,10 @@ mod tests {
             (
                 "InvalidParameter",
                 "Invalid parameter: Policy Error: PrincipalNotFound",
+            ),
+            (
+                "InvalidInputException",
+                "CodeBuild is not authorized to perform: sts:AssumeRole on arn:aws:iam::1:role/x",
             ),
         ] {
             let e = classify("op", service_error_with(code, 400, message));

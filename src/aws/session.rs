@@ -104,6 +104,7 @@ clients!(
     logs: aws_sdk_cloudwatchlogs,
     iam: aws_sdk_iam,
     ecr: aws_sdk_ecr,
+    codebuild: aws_sdk_codebuild,
     tagging: aws_sdk_resourcegroupstagging,
 );
 

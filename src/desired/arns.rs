@@ -76,6 +76,10 @@ impl<'a> Arns<'a> {
         )
     }
 
+    pub fn report_group(&self, name: &str) -> String {
+        self.regional("codebuild", &format!("report-group/{name}"))
+    }
+
     /// Report groups CodeBuild creates for a project's reports (`<project>-<report name>`).
     pub fn report_groups(&self, purpose: &str) -> String {
         self.regional(

@@ -108,9 +108,16 @@ impl<'a> Names<'a> {
         format!("delivery-operator/{}", self.fitted(200, "", ""))
     }
 
-    /// CodeBuild project (255 characters) for a purpose: `build` or `scan`.
+    /// CodeBuild project for a purpose: `build` or `scan`. CodeBuild allows 255 characters;
+    /// 100 leaves room for the report group named after the project (128).
     pub fn project(&self, purpose: &str) -> String {
-        self.fitted(150, purpose, "")
+        self.fitted(100, purpose, "")
+    }
+
+    /// The scan's report group: `<scan project>-findings`, so the scan role's report-group
+    /// permission (`<project>-*`) covers it.
+    pub fn report_group(&self) -> String {
+        format!("{}-findings", self.project("scan"))
     }
 
     /// ECS cluster (255 characters) of an environment.

@@ -23,3 +23,6 @@ pub const EXECUTION_ROLE_ARN: Key = Key::new("ExecutionRoleArn");
 pub const TASK_ROLE_ARN: Key = Key::new("TaskRoleArn");
 /// Per environment in another account: the role the pipeline assumes to deploy there.
 pub const DEPLOY_ROLE_ARN: Key = Key::new("DeployRoleArn");
+/// CodeBuild projects (names), for the pipeline's Build and Test stages.
+pub const BUILD_PROJECT: Key = Key::new("BuildProject");
+pub const SCAN_PROJECT: Key = Key::new("ScanProject");

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod kit;
 pub mod log_groups;
 pub mod notifications;
+pub mod projects;
 pub mod roles;
 
 use std::future::Future;
@@ -332,6 +333,14 @@ pub fn steps(ctx: &PipelineContext, sessions: &Sessions) -> Vec<Box<dyn GroupSte
     ];
     steps.push(Instance::boxed(
         roles::RoleSet::pipeline(ctx),
+        sessions.pipeline(),
+    ));
+    steps.push(Instance::boxed(
+        projects::BuildProject::build(ctx),
+        sessions.pipeline(),
+    ));
+    steps.push(Instance::boxed(
+        projects::BuildProject::scan(ctx),
         sessions.pipeline(),
     ));
     for env in Env::ALL {

@@ -409,6 +409,8 @@ async fn cross_account_pipeline_puts_each_resource_in_its_account_and_deletion_l
             ("ECR:ListTagsForResource", 1.0),
             ("ECR:GetLifecyclePolicy", 1.0),
             ("ECR:GetRepositoryPolicy", 1.0),
+            ("CodeBuild:BatchGetProjects", 2.0),
+            ("CodeBuild:BatchGetReportGroups", 1.0),
         ])),
         "pipeline account"
     );

@@ -9,4 +9,5 @@ mod engine;
 mod identity;
 mod image_repository;
 mod operator;
+mod projects;
 mod support;

@@ -56,6 +56,7 @@ fn group_of(call: &str) -> &'static str {
         "SNS" => "Notifications",
         "CloudWatch Logs" => "LogGroups",
         "IAM" => "Roles",
+        "CodeBuild" => "Projects",
         "ECR" => "ImageRepository",
         "STS" => "Session",
         _ => "Unknown",
@@ -113,6 +114,9 @@ fn observe_reads() -> BTreeMap<&'static str, BTreeMap<String, f64>> {
         ("IAM:ListRolePolicies", 7.0),
         ("IAM:GetRolePolicy", 5.0),
         ("IAM:ListAttachedRolePolicies", 7.0),
+        // Build and scan projects, the scan's report group.
+        ("CodeBuild:BatchGetProjects", 2.0),
+        ("CodeBuild:BatchGetReportGroups", 1.0),
         ("KMS:ListResourceTags", 1.0),
         ("S3:GetBucketEncryption", 1.0),
         ("S3:GetBucketLifecycleConfiguration", 1.0),
@@ -703,6 +707,13 @@ fn creation_writes(kms: &[(&str, f64)]) -> BTreeMap<&'static str, BTreeMap<Strin
         ("LogGroups", LOG_GROUPS_CREATE),
         ("Roles", ROLES_CREATE),
         (
+            "Projects",
+            &[
+                ("CodeBuild:CreateReportGroup", 1.0),
+                ("CodeBuild:CreateProject", 2.0),
+            ],
+        ),
+        (
             "ImageRepository",
             &[
                 ("ECR:CreateRepository", 1.0),
@@ -812,6 +823,13 @@ async fn first_reconcile_makes_exactly_the_creating_calls() {
             ("Notifications", &[("SNS:GetTopicAttributes", 2.0)]),
             ("LogGroups", &[("CloudWatch Logs:DescribeLogGroups", 3.0)]),
             ("Roles", &[("IAM:GetRole", 9.0)]),
+            (
+                "Projects",
+                &[
+                    ("CodeBuild:BatchGetProjects", 2.0),
+                    ("CodeBuild:BatchGetReportGroups", 1.0),
+                ],
+            ),
             ("ImageRepository", &[("ECR:DescribeRepositories", 1.0)]),
         ])
     );
@@ -859,6 +877,14 @@ async fn a_tag_removed_from_the_spec_is_removed_from_aws() {
             ("Notifications", &[("SNS:UntagResource", 2.0)]),
             ("LogGroups", &[("CloudWatch Logs:UntagResource", 4.0)]),
             ("Roles", &[("IAM:UntagRole", 7.0)]),
+            // CodeBuild takes the whole tag set with the update.
+            (
+                "Projects",
+                &[
+                    ("CodeBuild:UpdateProject", 2.0),
+                    ("CodeBuild:UpdateReportGroup", 1.0),
+                ],
+            ),
             ("ImageRepository", &[("ECR:UntagResource", 1.0)]),
         ])
     );

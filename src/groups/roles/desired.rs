@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::desired::{Env, PipelineContext};
 use crate::groups::kit::DesiredTags;
 use crate::groups::log_groups::desired::{APPLICATION, BUILD, SCAN};
+use crate::groups::projects::desired::REPORT_EXPORT_PREFIX;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -213,11 +214,14 @@ pub fn pipeline(ctx: &PipelineContext, kms_key_arn: &str) -> Roles {
         vec![
             statement("WriteScanLogs", LOG_WRITE, &[scan_logs]),
             statement("ReadArtifacts", ARTIFACT_READ, &[arns.bucket_objects()]),
+            // The report group exports raw reports to the artifact bucket, encrypted with the
+            // key, as this role.
             statement(
-                "DecryptArtifacts",
-                &["kms:Decrypt", "kms:DescribeKey"],
-                &key,
+                "ExportReports",
+                &["s3:PutObject"],
+                &[format!("{}/{REPORT_EXPORT_PREFIX}/*", arns.bucket())],
             ),
+            statement("UseKey", KMS_USE, &key),
             statement("ReadScanFindings", &scan_actions, &[arns.repository()]),
             statement("WriteReports", REPORTS, &[arns.report_groups(SCANNER)]),
         ],

@@ -1,0 +1,487 @@
+//! The CodeBuild projects of the pipeline's Build and Test stages (one instance each), and the
+//! scan's JUnit report group.
+
+pub mod desired;
+pub mod diff;
+
+use std::collections::BTreeMap;
+
+use aws_sdk_codebuild::types::{
+    ArtifactsType, CloudWatchLogsConfig, ComputeType, EnvironmentType, EnvironmentVariable,
+    EnvironmentVariableType, ImagePullCredentialsType, LogsConfig, LogsConfigStatusType,
+    ProjectArtifacts, ProjectEnvironment, ProjectSource, ReportExportConfig,
+    ReportExportConfigType, ReportGroup as AwsReportGroup, ReportPackagingType, ReportType,
+    S3LogsConfig, S3ReportExportConfig, SourceType, Tag,
+};
+
+use self::desired::{Inputs, Project, Stage, project};
+use self::diff::{Change, ProjectView, ReportGroupView, View};
+use super::kit::{TagPlan, check_owner, input};
+use super::{Group, Placement, Produced, keys};
+use crate::aws::{AwsResultExt, AwsSession, found};
+use crate::desired::PipelineContext;
+use crate::engine::{Failure, Key, Removal, Values};
+
+const PROJECT_KIND: &str = "AWS::CodeBuild::Project";
+const REPORT_GROUP_KIND: &str = "AWS::CodeBuild::ReportGroup";
+const NOT_FOUND: &[&str] = &["ResourceNotFoundException"];
+
+pub struct BuildProject {
+    ctx: PipelineContext,
+    stage: Stage,
+}
+
+impl BuildProject {
+    pub fn build(ctx: &PipelineContext) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            stage: Stage::Build,
+        }
+    }
+
+    pub fn scan(ctx: &PipelineContext) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            stage: Stage::Scan,
+        }
+    }
+
+    fn name(&self) -> String {
+        self.ctx.names().project(self.stage.purpose())
+    }
+
+    fn output(&self) -> Key {
+        match self.stage {
+            Stage::Build => keys::BUILD_PROJECT,
+            Stage::Scan => keys::SCAN_PROJECT,
+        }
+    }
+}
+
+fn build_error(what: &str, e: impl std::fmt::Display) -> Failure {
+    Failure::terminal("InvalidRequest", format!("{what}: {e}"))
+}
+
+fn tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+        .collect()
+}
+
+/// The request members of a project, shared by CreateProject and UpdateProject.
+struct Settings {
+    source: ProjectSource,
+    artifacts: ProjectArtifacts,
+    environment: ProjectEnvironment,
+    logs: LogsConfig,
+}
+
+fn settings(d: &Project) -> Result<Settings, Failure> {
+    let variables = d
+        .environment
+        .iter()
+        .map(|(name, value)| {
+            EnvironmentVariable::builder()
+                .name(name)
+                .value(value)
+                .r#type(EnvironmentVariableType::Plaintext)
+                .build()
+                .map_err(|e| build_error("environment variable", e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Settings {
+        source: ProjectSource::builder()
+            .r#type(SourceType::Codepipeline)
+            .buildspec(&d.buildspec)
+            .build()
+            .map_err(|e| build_error("source", e))?,
+        artifacts: ProjectArtifacts::builder()
+            .r#type(ArtifactsType::Codepipeline)
+            .build()
+            .map_err(|e| build_error("artifacts", e))?,
+        environment: ProjectEnvironment::builder()
+            .r#type(EnvironmentType::LinuxContainer)
+            .image(&d.image)
+            .compute_type(ComputeType::from(d.compute_type.as_str()))
+            .privileged_mode(d.privileged)
+            .image_pull_credentials_type(ImagePullCredentialsType::Codebuild)
+            .set_environment_variables(Some(variables))
+            .build()
+            .map_err(|e| build_error("environment", e))?,
+        logs: LogsConfig::builder()
+            .cloud_watch_logs(
+                CloudWatchLogsConfig::builder()
+                    .status(LogsConfigStatusType::Enabled)
+                    .group_name(&d.log_group)
+                    .build()
+                    .map_err(|e| build_error("logs", e))?,
+            )
+            .s3_logs(
+                S3LogsConfig::builder()
+                    .status(LogsConfigStatusType::Disabled)
+                    .build()
+                    .map_err(|e| build_error("logs", e))?,
+            )
+            .build(),
+    })
+}
+
+fn export_config(group: &desired::ReportGroup) -> ReportExportConfig {
+    ReportExportConfig::builder()
+        .export_config_type(ReportExportConfigType::S3)
+        .s3_destination(
+            S3ReportExportConfig::builder()
+                .bucket(&group.export_bucket)
+                .path(&group.export_prefix)
+                .packaging(ReportPackagingType::None)
+                .encryption_key(&group.kms_key_arn)
+                .encryption_disabled(false)
+                .build(),
+        )
+        .build()
+}
+
+fn view_of_project(p: &aws_sdk_codebuild::types::Project) -> ProjectView {
+    let environment = p.environment();
+    let logs = p.logs_config();
+    let cloudwatch = logs.and_then(|l| l.cloud_watch_logs());
+    ProjectView {
+        description: p.description().unwrap_or_default().to_string(),
+        source_type: p
+            .source()
+            .map(|s| s.r#type().as_str().to_string())
+            .unwrap_or_default(),
+        buildspec: p
+            .source()
+            .and_then(|s| s.buildspec())
+            .unwrap_or_default()
+            .to_string(),
+        artifacts_type: p
+            .artifacts()
+            .map(|a| a.r#type().as_str().to_string())
+            .unwrap_or_default(),
+        image: environment
+            .map(|e| e.image().to_string())
+            .unwrap_or_default(),
+        compute_type: environment
+            .map(|e| e.compute_type().as_str().to_string())
+            .unwrap_or_default(),
+        privileged: environment
+            .and_then(|e| e.privileged_mode())
+            .unwrap_or(false),
+        environment: environment
+            .map(|e| {
+                e.environment_variables()
+                    .iter()
+                    .map(|v| {
+                        let kind = v.r#type().map_or("PLAINTEXT", |t| t.as_str()).to_string();
+                        (v.name().to_string(), (v.value().to_string(), kind))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        timeout_minutes: p.timeout_in_minutes().unwrap_or_default(),
+        queued_timeout_minutes: p.queued_timeout_in_minutes().unwrap_or_default(),
+        service_role_arn: p.service_role().unwrap_or_default().to_string(),
+        kms_key_arn: p.encryption_key().unwrap_or_default().to_string(),
+        log_group: cloudwatch
+            .filter(|c| c.status() == &LogsConfigStatusType::Enabled)
+            .and_then(|c| c.group_name())
+            .map(str::to_string),
+        s3_logs_enabled: logs
+            .and_then(|l| l.s3_logs())
+            .is_some_and(|s| s.status() == &LogsConfigStatusType::Enabled),
+        tags: tag_map(p.tags()),
+    }
+}
+
+fn view_of_report_group(g: &AwsReportGroup) -> ReportGroupView {
+    let s3 = g.export_config().and_then(|c| c.s3_destination());
+    ReportGroupView {
+        export_bucket: s3.and_then(|d| d.bucket()).map(str::to_string),
+        export_prefix: s3.and_then(|d| d.path()).map(str::to_string),
+        kms_key_arn: s3.and_then(|d| d.encryption_key()).map(str::to_string),
+        tags: tag_map(g.tags()),
+    }
+}
+
+impl BuildProject {
+    async fn create_project(&self, aws: &AwsSession, d: &Project) -> Result<(), Failure> {
+        let s = settings(d)?;
+        aws.codebuild()
+            .create_project()
+            .name(&d.name)
+            .description(&d.description)
+            .source(s.source)
+            .artifacts(s.artifacts)
+            .environment(s.environment)
+            .service_role(&d.service_role_arn)
+            .timeout_in_minutes(d.timeout_minutes)
+            .queued_timeout_in_minutes(d.queued_timeout_minutes)
+            .encryption_key(&d.kms_key_arn)
+            .logs_config(s.logs)
+            .set_tags(Some(tags(&d.tags.tags)))
+            .send()
+            .await
+            .aws("codebuild:CreateProject")?;
+        Ok(())
+    }
+
+    /// UpdateProject with every member the operator owns: one call, whatever drifted.
+    /// CodeBuild replaces the tag set when tags are given, so they are given only when ours
+    /// drifted, and then with the tags others set kept.
+    async fn update_project(
+        &self,
+        aws: &AwsSession,
+        d: &Project,
+        actual_tags: &BTreeMap<String, String>,
+        tag_plan: &TagPlan,
+    ) -> Result<(), Failure> {
+        let s = settings(d)?;
+        let new_tags = (!tag_plan.is_empty()).then(|| tags(&tag_plan.whole_set(actual_tags)));
+        aws.codebuild()
+            .update_project()
+            .name(&d.name)
+            .description(&d.description)
+            .source(s.source)
+            .artifacts(s.artifacts)
+            .environment(s.environment)
+            .service_role(&d.service_role_arn)
+            .timeout_in_minutes(d.timeout_minutes)
+            .queued_timeout_in_minutes(d.queued_timeout_minutes)
+            .encryption_key(&d.kms_key_arn)
+            .logs_config(s.logs)
+            .set_tags(new_tags)
+            .send()
+            .await
+            .aws("codebuild:UpdateProject")?;
+        Ok(())
+    }
+}
+
+impl Group for BuildProject {
+    type Desired = Project;
+    type Observed = View;
+    type Change = Change;
+
+    fn condition(&self) -> String {
+        match self.stage {
+            Stage::Build => "BuildProjectReady".into(),
+            Stage::Scan => "ScanProjectReady".into(),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.stage {
+            Stage::Build => "CodeBuild image build project",
+            Stage::Scan => "CodeBuild image scan project",
+        }
+    }
+
+    fn needs(&self) -> Vec<Key> {
+        match self.stage {
+            Stage::Build => vec![
+                keys::KMS_KEY_ARN,
+                keys::BUILD_ROLE_ARN,
+                keys::BUILD_LOG_GROUP,
+                keys::REPOSITORY_URI,
+            ],
+            // The report group exports to the artifact bucket.
+            Stage::Scan => vec![
+                keys::KMS_KEY_ARN,
+                keys::SCAN_ROLE_ARN,
+                keys::SCAN_LOG_GROUP,
+                keys::REPOSITORY_URI,
+                keys::ARTIFACT_BUCKET,
+            ],
+        }
+    }
+
+    fn provides(&self) -> Vec<Key> {
+        vec![self.output()]
+    }
+
+    fn predicted(&self, _at: &Placement) -> Values {
+        Values::from([(self.output(), self.name())])
+    }
+
+    fn desired(&self, _at: &Placement, inputs: &Values) -> Result<Project, Failure> {
+        let (role, logs) = match self.stage {
+            Stage::Build => (keys::BUILD_ROLE_ARN, keys::BUILD_LOG_GROUP),
+            Stage::Scan => (keys::SCAN_ROLE_ARN, keys::SCAN_LOG_GROUP),
+        };
+        let bucket = match self.stage {
+            Stage::Build => None,
+            Stage::Scan => Some(input(inputs, keys::ARTIFACT_BUCKET)?),
+        };
+        Ok(project(
+            &self.ctx,
+            self.stage,
+            &Inputs {
+                kms_key_arn: input(inputs, keys::KMS_KEY_ARN)?,
+                role_arn: input(inputs, role)?,
+                log_group: input(inputs, logs)?,
+                repository_uri: input(inputs, keys::REPOSITORY_URI)?,
+                artifact_bucket: bucket,
+            },
+        ))
+    }
+
+    async fn observe(&self, aws: &AwsSession) -> Result<Option<View>, Failure> {
+        let codebuild = aws.codebuild();
+        let name = self.name();
+        let found = codebuild
+            .batch_get_projects()
+            .names(&name)
+            .send()
+            .await
+            .aws("codebuild:BatchGetProjects")?;
+        let project = found.projects().iter().find(|p| p.name() == Some(&name));
+        if let Some(p) = project {
+            check_owner(
+                &self.ctx,
+                &format!("CodeBuild project {name}"),
+                &tag_map(p.tags()),
+            )?;
+        }
+        let report_group = if self.stage == Stage::Scan {
+            let arn = self
+                .ctx
+                .arns()
+                .report_group(&self.ctx.names().report_group());
+            let groups = codebuild
+                .batch_get_report_groups()
+                .report_group_arns(&arn)
+                .send()
+                .await
+                .aws("codebuild:BatchGetReportGroups")?;
+            groups
+                .report_groups()
+                .iter()
+                .find(|g| g.arn() == Some(&arn))
+                .map(view_of_report_group)
+        } else {
+            None
+        };
+        let view = View {
+            project: project.map(view_of_project),
+            report_group,
+        };
+        Ok((view != View::default()).then_some(view))
+    }
+
+    fn diff(desired: &Project, observed: &View) -> Vec<Change> {
+        diff::diff(desired, observed)
+    }
+
+    async fn create(&self, aws: &AwsSession, d: &Project) -> Result<Produced, Failure> {
+        let none = View::default();
+        self.update(aws, d, &none, diff::diff(d, &none)).await?;
+        Ok(self.produced(&Placement::of(aws), d, &none))
+    }
+
+    async fn update(
+        &self,
+        aws: &AwsSession,
+        d: &Project,
+        o: &View,
+        changes: Vec<Change>,
+    ) -> Result<(), Failure> {
+        let codebuild = aws.codebuild();
+        for change in changes {
+            match change {
+                Change::CreateReportGroup => {
+                    let Some(group) = &d.report_group else {
+                        continue;
+                    };
+                    codebuild
+                        .create_report_group()
+                        .name(&group.name)
+                        .r#type(ReportType::Test)
+                        .export_config(export_config(group))
+                        .set_tags(Some(tags(&group.tags.tags)))
+                        .send()
+                        .await
+                        .aws("codebuild:CreateReportGroup")?;
+                }
+                Change::UpdateReportGroup(plan) => {
+                    let Some(group) = &d.report_group else {
+                        continue;
+                    };
+                    let actual = o
+                        .report_group
+                        .as_ref()
+                        .map(|g| g.tags.clone())
+                        .unwrap_or_default();
+                    let new_tags = (!plan.is_empty()).then(|| tags(&plan.whole_set(&actual)));
+                    codebuild
+                        .update_report_group()
+                        .arn(&group.arn)
+                        .export_config(export_config(group))
+                        .set_tags(new_tags)
+                        .send()
+                        .await
+                        .aws("codebuild:UpdateReportGroup")?;
+                }
+                Change::CreateProject => self.create_project(aws, d).await?,
+                Change::UpdateProject { fields, tags } => {
+                    tracing::debug!(project = %d.name, ?fields, "project drifted");
+                    let actual = o
+                        .project
+                        .as_ref()
+                        .map(|p| p.tags.clone())
+                        .unwrap_or_default();
+                    self.update_project(aws, d, &actual, &tags).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, aws: &AwsSession, o: View) -> Result<Removal, Failure> {
+        let codebuild = aws.codebuild();
+        if o.project.is_some() {
+            // DeleteProject succeeds for a project that is already gone.
+            codebuild
+                .delete_project()
+                .name(self.name())
+                .send()
+                .await
+                .aws("codebuild:DeleteProject")?;
+        }
+        if o.report_group.is_some() {
+            let arn = self
+                .ctx
+                .arns()
+                .report_group(&self.ctx.names().report_group());
+            found(
+                codebuild
+                    .delete_report_group()
+                    .arn(&arn)
+                    .delete_reports(true)
+                    .send()
+                    .await,
+                "codebuild:DeleteReportGroup",
+                NOT_FOUND,
+            )?;
+        }
+        Ok(Removal::Gone)
+    }
+
+    fn produced(&self, at: &Placement, d: &Project, _o: &View) -> Produced {
+        let mut produced =
+            Produced::default()
+                .value(self.output(), &d.name)
+                .owns(PROJECT_KIND, &d.arn, at);
+        if let Some(group) = &d.report_group {
+            produced = produced.owns(REPORT_GROUP_KIND, &group.arn, at);
+        }
+        produced
+    }
+}
