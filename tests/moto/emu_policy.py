@@ -244,15 +244,46 @@ class Caller:
         return f"Caller({self.arn})"
 
 
+class ServiceCaller(Caller):
+    """An AWS service principal (e.g. codebuild.amazonaws.com) assuming a role on behalf of one of
+    its resources. AWS sets aws:SourceAccount and aws:SourceArn to the resource's account and ARN
+    for service-to-service requests, and aws:PrincipalServiceName / aws:PrincipalIsAWSService for
+    the service (IAM User Guide, "AWS global condition context keys"; "The confused deputy
+    problem")."""
+
+    def __init__(self, service: str, source_account: str, source_arn: str):
+        super().__init__(source_account, service)
+        self.service = service
+        self.source_account = source_account
+        self.source_arn = source_arn
+
+    @property
+    def principal_arn(self) -> str:
+        return self.service
+
+    def context(self) -> dict[str, Any]:
+        return {
+            "aws:SourceAccount": self.source_account,
+            "aws:SourceArn": self.source_arn,
+            "aws:PrincipalServiceName": self.service,
+            "aws:PrincipalIsAWSService": "true",
+        }
+
+    def __repr__(self) -> str:
+        return f"ServiceCaller({self.service} for {self.source_arn})"
+
+
 def principal_matches(principal: Any, caller: Caller) -> bool:
-    """Principal element against an AWS caller: "*", {"AWS": "*"}, an account (ID or
-    arn:aws:iam::X:root: any principal of that account), a role ARN (sessions of that role),
-    an assumed-role session ARN, or a user ARN. Service and federated principals never match an
-    AWS-credentials caller."""
+    """Principal element against a caller: "*" matches everyone. For an AWS caller: {"AWS": "*"},
+    an account (ID or arn:aws:iam::X:root: any principal of that account), a role ARN (sessions of
+    that role), an assumed-role session ARN, or a user ARN; Service and federated principals never
+    match it. For a service caller: {"Service": its name} (a string or a list) and nothing else."""
     if principal == "*":
         return True
     if not isinstance(principal, dict):
         raise UnsupportedPolicy(f"unsupported Principal {principal!r}")
+    if isinstance(caller, ServiceCaller):
+        return any(_text(v) == caller.service for v in _as_list(principal.get("Service")))
     for kind, values in principal.items():
         if kind != "AWS":
             continue

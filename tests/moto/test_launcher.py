@@ -573,6 +573,209 @@ class IamRoleQuotas(ServiceErrors, unittest.TestCase):
         iam.delete_role(RoleName=name)
 
 
+def codebuild_trust(account: str, project_arn: str) -> str:
+    """The trust policy of a CodeBuild service role, scoped to one project (confused deputy)."""
+    return trust(
+        [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "codebuild.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"aws:SourceAccount": account}, "ArnLike": {"aws:SourceArn": project_arn}},
+            }
+        ]
+    )
+
+
+def project_arn(name: str, account: str = DEFAULT) -> str:
+    return f"arn:aws:codebuild:us-east-1:{account}:project/{name}"
+
+
+BUILDSPEC = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo build\n"
+
+
+def pipeline_project(name: str, role_arn: str, key_arn: str) -> dict:
+    """A CodeBuild project as the operator creates it for a pipeline stage."""
+    return dict(
+        name=name,
+        description=f"Build stage of {name}",
+        source={"type": "CODEPIPELINE", "buildspec": BUILDSPEC},
+        artifacts={"type": "CODEPIPELINE"},
+        environment={
+            "type": "LINUX_CONTAINER",
+            "image": "aws/codebuild/standard:7.0",
+            "computeType": "BUILD_GENERAL1_SMALL",
+            "privilegedMode": True,
+            "imagePullCredentialsType": "CODEBUILD",
+            "environmentVariables": [{"name": "IMAGE_REPO", "value": "repo", "type": "PLAINTEXT"}],
+        },
+        serviceRole=role_arn,
+        timeoutInMinutes=2160,
+        queuedTimeoutInMinutes=5,
+        encryptionKey=key_arn,
+        logsConfig={"cloudWatchLogs": {"status": "ENABLED", "groupName": f"/delivery/{name}", "streamName": "build"}, "s3Logs": {"status": "DISABLED"}},
+        tags=[{"key": "delivery.example.com/pipeline", "value": name}],
+    )
+
+
+@unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
+class CodeBuild(ServiceErrors, unittest.TestCase):
+    """CodeBuild projects and report groups as AWS serves them: a pipeline project needs no source
+    location, every field reads back, UpdateProject changes only what it is given, the service
+    role must exist and trust codebuild.amazonaws.com for the project, report groups exist."""
+
+    def role(self, name: str, account_client=None, account: str = DEFAULT) -> str:
+        iam = account_client or client("iam")
+        return iam.create_role(RoleName=f"{name}-build", AssumeRolePolicyDocument=codebuild_trust(account, project_arn(name, account)))["Role"]["Arn"]
+
+    def test_a_pipeline_project_reads_back_as_created(self):
+        codebuild, kms = client("codebuild"), client("kms")
+        name = unique("p")
+        key = kms.create_key()["KeyMetadata"]["Arn"]
+        request = pipeline_project(name, self.role(name), key)
+        created = codebuild.create_project(**request)["project"]
+        answer = codebuild.batch_get_projects(names=[name, "missing-project"])
+        self.assertEqual(answer["projectsNotFound"], ["missing-project"])
+        [project] = answer["projects"]
+        self.assertEqual(project, created)
+        self.assertEqual(project["arn"], project_arn(name))
+        for member in ("name", "description", "source", "artifacts", "environment", "serviceRole", "timeoutInMinutes", "queuedTimeoutInMinutes", "encryptionKey", "logsConfig", "tags"):
+            self.assertEqual(project[member], request[member], member)
+        self.assertNotIn("location", project["source"])
+        self.assertEqual(project["created"], project["lastModified"])
+        self.assertEqual(project["cache"], {"type": "NO_CACHE"})
+        # By ARN too; all found: an empty projectsNotFound.
+        answer = codebuild.batch_get_projects(names=[project_arn(name)])
+        self.assertEqual((len(answer["projects"]), answer["projectsNotFound"]), (1, []))
+        message = self.assertError(lambda: codebuild.create_project(**request), "ResourceAlreadyExistsException")
+        self.assertIn(project_arn(name), message)
+        codebuild.delete_project(name=name)
+        self.assertEqual(codebuild.batch_get_projects(names=[name])["projectsNotFound"], [name])
+
+    def test_defaults_and_model_values_moto_refused(self):
+        codebuild = client("codebuild")
+        name = "1" + unique("p")  # the model allows a leading digit
+        request = dict(
+            name=name,
+            source={"type": "NO_SOURCE", "buildspec": BUILDSPEC},
+            artifacts={"type": "NO_ARTIFACTS"},
+            environment={"type": "LINUX_CONTAINER", "image": "aws/codebuild/standard:7.0", "computeType": "BUILD_GENERAL1_XLARGE", "environmentVariables": [{"name": "A", "value": "b"}]},
+            serviceRole=self.role(name),
+        )
+        project = codebuild.create_project(**request)["project"]
+        self.assertEqual((project["timeoutInMinutes"], project["queuedTimeoutInMinutes"]), (60, 480))
+        self.assertEqual(project["encryptionKey"], f"arn:aws:kms:us-east-1:{DEFAULT}:alias/aws/s3")
+        self.assertEqual(project["tags"], [])
+        self.assertEqual(project["badge"], {"badgeEnabled": False})
+        self.assertEqual(project["logsConfig"], {"cloudWatchLogs": {"status": "ENABLED"}, "s3Logs": {"status": "DISABLED"}})
+        env = project["environment"]
+        self.assertEqual((env["privilegedMode"], env["imagePullCredentialsType"]), (False, "CODEBUILD"))
+        self.assertEqual(env["environmentVariables"], [{"name": "A", "value": "b", "type": "PLAINTEXT"}])
+        # Other source types still need a location.
+        other = unique("p")
+        self.assertError(
+            lambda: codebuild.create_project(**{**request, "name": other, "serviceRole": self.role(other), "source": {"type": "CODECOMMIT"}}),
+            "InvalidInputException",
+        )
+        codebuild.delete_project(name=name)
+
+    def test_update_project_changes_only_what_it_is_given(self):
+        codebuild, kms = client("codebuild"), client("kms")
+        name = unique("p")
+        request = pipeline_project(name, self.role(name), kms.create_key()["KeyMetadata"]["Arn"])
+        before = codebuild.create_project(**request)["project"]
+        after = codebuild.update_project(name=name, description="changed")["project"]
+        self.assertEqual(after["description"], "changed")
+        self.assertGreaterEqual(after["lastModified"], before["lastModified"])
+        self.assertEqual(after["created"], before["created"])
+        unchanged = lambda p: {k: v for k, v in p.items() if k not in ("description", "lastModified")}  # noqa: E731
+        self.assertEqual(unchanged(after), unchanged(before))
+        # A given environment replaces the environment whole; tags given replace the tag set.
+        environment = {"type": "LINUX_CONTAINER", "image": "aws/codebuild/standard:7.0", "computeType": "BUILD_GENERAL1_MEDIUM"}
+        after = codebuild.update_project(name=name, environment=environment, tags=[{"key": "other", "value": "v"}], timeoutInMinutes=5)["project"]
+        self.assertEqual(after["environment"], {**environment, "privilegedMode": False, "imagePullCredentialsType": "CODEBUILD", "environmentVariables": []})
+        self.assertEqual(after["tags"], [{"key": "other", "value": "v"}])
+        self.assertEqual(after["timeoutInMinutes"], 5)
+        self.assertEqual(after["encryptionKey"], request["encryptionKey"])
+        self.assertEqual(codebuild.batch_get_projects(names=[name])["projects"], [after])
+        after = codebuild.update_project(name=name, tags=[])["project"]
+        self.assertEqual(after["tags"], [])
+        self.assertError(lambda: codebuild.update_project(name=unique("missing"), description="x"), "ResourceNotFoundException")
+
+    def test_service_role_must_exist_and_trust_codebuild_for_the_project(self):
+        codebuild, iam = client("codebuild"), client("iam")
+        name = unique("p")
+        request = pipeline_project(name, f"arn:aws:iam::{DEFAULT}:role/{name}-build", f"arn:aws:kms:us-east-1:{DEFAULT}:alias/delivery")
+        message = self.assertError(lambda: codebuild.create_project(**request), "InvalidInputException")
+        self.assertTrue(message.startswith("CodeBuild is not authorized to perform: sts:AssumeRole on service role."), message)
+        # A role that trusts the account, or CodeBuild for another project, will not do.
+        iam.create_role(RoleName=f"{name}-build", AssumeRolePolicyDocument=trust([{"Effect": "Allow", "Principal": {"AWS": DEFAULT}, "Action": "sts:AssumeRole"}]))
+        self.assertError(lambda: codebuild.create_project(**request), "InvalidInputException")
+        iam.update_assume_role_policy(RoleName=f"{name}-build", PolicyDocument=codebuild_trust(DEFAULT, project_arn("another-project")))
+        self.assertError(lambda: codebuild.create_project(**request), "InvalidInputException")
+        self.assertEqual(codebuild.batch_get_projects(names=[name])["projectsNotFound"], [name])
+        iam.update_assume_role_policy(RoleName=f"{name}-build", PolicyDocument=codebuild_trust(DEFAULT, project_arn(name)))
+        codebuild.create_project(**request)
+        # UpdateProject checks a serviceRole it is given (after finding the project).
+        untrusting = iam.create_role(RoleName=unique("r"), AssumeRolePolicyDocument=trust([]))["Role"]["Arn"]
+        self.assertError(lambda: codebuild.update_project(name=name, serviceRole=untrusting), "InvalidInputException")
+        self.assertEqual(codebuild.batch_get_projects(names=[name])["projects"][0]["serviceRole"], request["serviceRole"])
+        self.assertError(lambda: codebuild.update_project(name=unique("missing"), serviceRole=untrusting), "ResourceNotFoundException")
+        # A role by name, in the caller's account.
+        other = unique("p")
+        self.role(other)
+        codebuild.create_project(**{**pipeline_project(other, f"{other}-build", request["encryptionKey"])})
+
+    def test_report_groups(self):
+        codebuild = client("codebuild")
+        name = unique("reports")
+        arn = f"arn:aws:codebuild:us-east-1:{DEFAULT}:report-group/{name}"
+        tags = [{"key": "delivery.example.com/pipeline", "value": name}]
+        group = codebuild.create_report_group(name=name, type="TEST", exportConfig={"exportConfigType": "NO_EXPORT"}, tags=tags)["reportGroup"]
+        self.assertEqual(
+            {k: group[k] for k in ("arn", "name", "type", "exportConfig", "tags", "status")},
+            {"arn": arn, "name": name, "type": "TEST", "exportConfig": {"exportConfigType": "NO_EXPORT"}, "tags": tags, "status": "ACTIVE"},
+        )
+        self.assertEqual(group["created"], group["lastModified"])
+        self.assertError(lambda: codebuild.create_report_group(name=name, type="TEST", exportConfig={"exportConfigType": "NO_EXPORT"}), "ResourceAlreadyExistsException")
+        answer = codebuild.batch_get_report_groups(reportGroupArns=[arn, arn + "-missing"])
+        self.assertEqual((answer["reportGroups"], answer["reportGroupsNotFound"]), ([group], [arn + "-missing"]))
+        s3 = {"exportConfigType": "S3", "s3Destination": {"bucket": "reports", "path": "p", "packaging": "ZIP", "encryptionKey": f"arn:aws:kms:us-east-1:{DEFAULT}:key/k"}}
+        updated = codebuild.update_report_group(arn=arn, exportConfig=s3)["reportGroup"]
+        self.assertEqual((updated["exportConfig"], updated["tags"], updated["created"]), (s3, tags, group["created"]))
+        updated = codebuild.update_report_group(arn=arn, tags=[])["reportGroup"]
+        self.assertEqual((updated["exportConfig"], updated["tags"]), (s3, []))
+        self.assertEqual(codebuild.batch_get_report_groups(reportGroupArns=[arn])["reportGroups"], [updated])
+        self.assertError(lambda: codebuild.update_report_group(arn=arn + "-missing", tags=[]), "ResourceNotFoundException")
+        self.assertIn(arn, codebuild.list_report_groups(sortBy="NAME")["reportGroups"])
+        # Per account: another account has its own namespace.
+        other = session_client("codebuild", member_session("111111111111"))
+        self.assertEqual(other.batch_get_report_groups(reportGroupArns=[arn])["reportGroupsNotFound"], [arn])
+        other_group = other.create_report_group(name=name, type="TEST", exportConfig={"exportConfigType": "NO_EXPORT"})["reportGroup"]
+        self.assertEqual(other_group["arn"], arn.replace(DEFAULT, "111111111111"))
+        codebuild.delete_report_group(arn=arn, deleteReports=True)
+        self.assertEqual(codebuild.batch_get_report_groups(reportGroupArns=[arn])["reportGroupsNotFound"], [arn])
+        self.assertNotIn(arn, codebuild.list_report_groups()["reportGroups"])
+        self.assertIn(other_group["arn"], other.list_report_groups()["reportGroups"])
+
+    def test_list_report_groups_pages(self):
+        codebuild = client("codebuild", key())
+        names = sorted(unique("page") for _ in range(3))
+        for name in names:
+            codebuild.create_report_group(name=name, type="TEST", exportConfig={"exportConfigType": "NO_EXPORT"})
+        seen, token = [], None
+        while True:
+            page = codebuild.list_report_groups(sortBy="NAME", sortOrder="DESCENDING", maxResults=1, **({"nextToken": token} if token else {}))
+            self.assertLessEqual(len(page["reportGroups"]), 1)
+            seen += page["reportGroups"]
+            token = page.get("nextToken")
+            if not token:
+                break
+        ours = [a for a in seen if a.rsplit("/", 1)[1] in names]
+        self.assertEqual(ours, [f"arn:aws:codebuild:us-east-1:{DEFAULT}:report-group/{n}" for n in reversed(names)])
+        self.assertEqual(seen, sorted(seen, reverse=True))
+
+
 @unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
 class Record(unittest.TestCase):
     def test_every_request_is_recorded_with_its_service_id_operation_and_status(self):
