@@ -125,7 +125,7 @@ fn names_unseen_principal(message: &str) -> bool {
         "invalid principal",
         "principal not found",
         "principalnotfound",
-        "not authorized to perform: sts:assumerole",
+        "codebuild is not authorized to perform: sts:assumerole",
     ]
     .iter()
     .any(|phrase| message.contains(phrase))
@@ -285,6 +285,16 @@ mod tests {
             assert_eq!(e.reason, "WaitingForIamPropagation", "{code}");
             assert!(matches!(e.class, Class::InProgress(_)), "{code}");
         }
+        // STS refusing the operator itself is not propagation.
+        let e = classify(
+            "sts:AssumeRole",
+            service_error_with(
+                "AccessDenied",
+                403,
+                "User: arn:aws:iam::1:user/u is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::2:role/r",
+            ),
+        );
+        assert_eq!(e.reason, "AccessDenied");
         // Any other malformed policy is a real rejection.
         let e = classify(
             "iam:PutRolePolicy",
