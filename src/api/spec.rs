@@ -338,6 +338,8 @@ pub struct EnvVar {
 #[serde(rename_all = "camelCase")]
 pub struct ImageRepository {
     /// Tag mutability. `ImmutableExceptLatest` keeps every tag immutable except `latest`.
+    /// Builds push the source-version tag, plus `latest` unless this is `Immutable` (where a
+    /// second `latest` push would be refused).
     #[serde(default)]
     pub tag_mutability: TagMutability,
     /// Number of images the lifecycle policy keeps; older ones expire.
@@ -359,10 +361,11 @@ impl Default for ImageRepository {
     }
 }
 
-/// ECR tag mutability.
+/// ECR tag mutability. Every build pushes the image under its source-version tag, and also as
+/// `latest` unless tags are `Immutable` (a second `latest` push would be refused there).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum TagMutability {
-    /// Every tag is immutable.
+    /// Every tag is immutable; builds push no `latest` tag.
     Immutable,
     /// Every tag is immutable except `latest`.
     #[default]
