@@ -198,6 +198,18 @@ impl Group for ImageRepository {
         vec![keys::REPOSITORY_ARN, keys::REPOSITORY_URI]
     }
 
+    fn predicted(&self, at: &Placement) -> Values {
+        let name = self.ctx.names().image_repository();
+        let uri = format!(
+            "{}.dkr.ecr.{}.amazonaws.com/{name}",
+            at.account_id, at.region
+        );
+        Values::from([
+            (keys::REPOSITORY_ARN, self.ctx.arns().repository()),
+            (keys::REPOSITORY_URI, uri),
+        ])
+    }
+
     fn desired(&self, _at: &Placement, inputs: &Values) -> Result<Desired, Failure> {
         let key = super::kit::input(inputs, keys::KMS_KEY_ARN)?;
         Ok(image_repository(&self.ctx, key))

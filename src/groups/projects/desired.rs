@@ -220,7 +220,8 @@ fn build_buildspec() -> String {
         "phases": {"build": {"commands": [
             write_script(path, BUILD_SCRIPT),
             format!("bash {path}"),
-            "export IMAGE_TAG=\"$(cat image-tag)\"",
+            // Assigned, then exported: `export X="$(...)"` would hide a failing `cat`.
+            "IMAGE_TAG=\"$(cat image-tag)\" && export IMAGE_TAG",
         ]}},
         "artifacts": {"files": ["imagedefinitions.json", "image-tag"]}
     });
