@@ -73,9 +73,10 @@ fn outputs(values: &Values, previous: &Outputs) -> Outputs {
         ),
         approval_topic_arn: get(keys::APPROVAL_TOPIC_ARN, &previous.approval_topic_arn),
         pipeline_role_arn: get(keys::PIPELINE_ROLE_ARN, &previous.pipeline_role_arn),
+        pipeline_name: get(keys::PIPELINE_NAME, &previous.pipeline_name),
+        pipeline_arn: get(keys::PIPELINE_ARN, &previous.pipeline_arn),
         staging: environment_outputs(values, Env::Staging, previous.staging.as_ref()),
         production: environment_outputs(values, Env::Production, previous.production.as_ref()),
-        ..previous.clone()
     }
 }
 
