@@ -258,6 +258,35 @@ def fix_s3_policy_denial_is_access_denied() -> None:
     S3Response._key_response = _key_response
 
 
+def fix_s3_notification_configuration_reports_eventbridge() -> None:
+    """AWS: GetBucketNotificationConfiguration returns the `EventBridgeConfiguration` element
+    when the bucket sends its events to EventBridge (Amazon S3 API Reference,
+    GetBucketNotificationConfiguration, Response Syntax; "Using EventBridge" in the S3 User
+    Guide). moto stores it (PutBucketNotificationConfiguration) but leaves it out of the
+    answer, so a reader cannot tell delivery is on. Fix: answer with it when it is set."""
+    from moto.s3.responses import S3Response
+
+    original = S3Response.get_bucket_notification
+
+    def get_bucket_notification(self):
+        response = original(self)
+        configuration = self.backend.get_bucket_notification_configuration(self.bucket_name)
+        if configuration is None or getattr(configuration, "event_bridge", None) is None:
+            return response
+        status, headers, body = response if isinstance(response, tuple) else (200, {}, response)
+        text = body.decode() if isinstance(body, bytes) else str(body)
+        element = "<EventBridgeConfiguration></EventBridgeConfiguration>"
+        if text.rstrip().endswith("/>"):  # empty <NotificationConfiguration .../>
+            start = text.rfind("<NotificationConfiguration")
+            head = text[start:].rstrip()[:-2]
+            text = text[:start] + head + ">" + element + "</NotificationConfiguration>"
+        else:
+            text = text.replace("</NotificationConfiguration>", element + "</NotificationConfiguration>")
+        return status, headers, text
+
+    S3Response.get_bucket_notification = get_bucket_notification
+
+
 def fix_s3_create_bucket_name_taken_by_another_account() -> None:
     """AWS: CreateBucket with a name another account owns fails with 409 BucketAlreadyExists
     ("The requested bucket name is not available. The bucket namespace is shared by all users of
@@ -1226,6 +1255,7 @@ def main() -> None:
     fix_policy_conditions_scope_statements()
     fix_s3_policy_denial_is_access_denied()
     fix_s3_create_bucket_name_taken_by_another_account()
+    fix_s3_notification_configuration_reports_eventbridge()
     fix_kms_rotation_period()
     fix_kms_key_state_calls_accept_arns()
     fix_ecr_kms_key_must_exist()

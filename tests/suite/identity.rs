@@ -411,6 +411,8 @@ async fn cross_account_pipeline_puts_each_resource_in_its_account_and_deletion_l
             ("ECR:GetRepositoryPolicy", 1.0),
             ("CodeBuild:BatchGetProjects", 2.0),
             ("CodeBuild:BatchGetReportGroups", 1.0),
+            ("CodePipeline:GetPipeline", 1.0),
+            ("CodePipeline:ListTagsForResource", 1.0),
         ])),
         "pipeline account"
     );

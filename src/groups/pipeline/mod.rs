@@ -399,12 +399,16 @@ impl Group for DeliveryPipelineGroup {
             },
             None => None,
         };
+        let Some(pipeline) = pipeline else {
+            // `create` checks the source bucket before creating.
+            return Ok(None);
+        };
         let source_bucket = match &self.ctx.spec.source.s3 {
             Some(s3) => Some(self.observe_source_bucket(aws, &s3.bucket).await?),
             None => None,
         };
-        Ok(pipeline.is_some().then_some(View {
-            pipeline,
+        Ok(Some(View {
+            pipeline: Some(pipeline),
             source_bucket,
         }))
     }
