@@ -153,6 +153,8 @@ pub fn after_apply(dp: &DeliveryPipeline, report: &Report) -> DeliveryPipelineSt
             &dp.spec.tags,
             completed,
         ),
+        // The controller reads the execution after the run; until then, the last one known.
+        last_execution: old.last_execution.clone(),
     }
 }
 
