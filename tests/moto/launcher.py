@@ -1148,6 +1148,111 @@ def fix_codebuild_report_groups() -> None:
     CodeBuildResponse.list_report_groups = list_report_groups
 
 
+# ---------------------------------------------------------------- CloudWatch
+
+
+def cloudwatch_now():
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def fix_cloudwatch_put_metric_alarm_state_and_tags() -> None:
+    """AWS (CloudWatch API Reference, PutMetricAlarm): "When this operation creates an alarm, the
+    alarm state is immediately set to INSUFFICIENT_DATA. The alarm is then evaluated and its state
+    is set appropriately"; "When you update an existing alarm, its state is left unchanged, but
+    the update completely overwrites the previous configuration of the alarm"; Tags: "If you are
+    using this operation to update an existing alarm, any tags you specify in this parameter are
+    ignored. To change the tags of an existing alarm, use TagResource or UntagResource."
+    DescribeAlarms returns StateTransitionedTimestamp, "the date and time that the alarm's
+    StateValue most recently changed" (MetricAlarm). moto creates alarms in state OK, resets the
+    state on every update, adds the Tags of an update to the alarm's tags and omits
+    StateTransitionedTimestamp. Fix: a new alarm starts in INSUFFICIENT_DATA ("Unchecked: Initial
+    alarm creation"); an update keeps the state (value, reason, timestamps) and the tags; the
+    transition timestamp is set when the state value changes (creation, SetAlarmState)."""
+    from moto.cloudwatch.models import Alarm, CloudWatchBackend
+
+    original_put = CloudWatchBackend.put_metric_alarm
+    original_update_state = Alarm.update_state
+
+    def put_metric_alarm(self, name, *args, **kwargs):
+        existing = self.alarms.get(name)
+        if existing is not None:
+            kwargs["tags"] = None
+        alarm = original_put(self, name, *args, **kwargs)
+        if existing is None:
+            now = cloudwatch_now()
+            alarm.state_value = "INSUFFICIENT_DATA"
+            alarm.state_reason = "Unchecked: Initial alarm creation"
+            alarm.state_reason_data = None
+            alarm.state_updated_timestamp = now
+            alarm.state_transitioned_timestamp = now
+        else:
+            for attribute in ("state_value", "state_reason", "state_reason_data", "state_updated_timestamp", "history"):
+                setattr(alarm, attribute, getattr(existing, attribute))
+            alarm.state_transitioned_timestamp = getattr(existing, "state_transitioned_timestamp", existing.state_updated_timestamp)
+        return alarm
+
+    def update_state(self, reason, reason_data, state_value):
+        previous = self.state_value
+        original_update_state(self, reason, reason_data, state_value)
+        if state_value != previous:
+            self.state_transitioned_timestamp = self.state_updated_timestamp
+
+    CloudWatchBackend.put_metric_alarm = put_metric_alarm
+    Alarm.update_state = update_state
+
+
+def fix_cloudwatch_alarm_tags_belong_to_the_alarm() -> None:
+    """AWS (CloudWatch API Reference, ListTagsForResource, TagResource, UntagResource): the
+    resource is an alarm (or Contributor Insights rule) that exists; one that does not is
+    ResourceNotFoundException (HTTP 404, Errors); an alarm's tags are its own, so they go with it
+    when DeleteAlarms deletes it. moto's ListTagsForResource answers an empty list for any ARN,
+    its UntagResource refuses an existing alarm that has no tags (ResourceNotFoundException) and
+    accepts a deleted one, and DeleteAlarms leaves the tags behind, so an alarm created again
+    under the same name inherits them. Fix: the three calls need an alarm (or insight rule) that
+    exists, and DeleteAlarms removes the tags of the alarms it deletes."""
+    from moto.cloudwatch.exceptions import ResourceNotFoundException
+    from moto.cloudwatch.models import CloudWatchBackend
+
+    original_delete = CloudWatchBackend.delete_alarms
+    original_list = CloudWatchBackend.list_tags_for_resource
+    original_tag = CloudWatchBackend.tag_resource
+
+    def exists(self, arn: str) -> bool:
+        rules = getattr(self, "insight_rules", {}) or {}
+        rule_arns = {getattr(r, "arn", None) for r in (rules.values() if isinstance(rules, dict) else rules)}
+        return any(a.alarm_arn == arn for a in self.alarms.values()) or arn in rule_arns
+
+    def require(self, arn: str) -> None:
+        if not exists(self, arn):
+            raise ResourceNotFoundException(f"The specified resource {arn} does not exist.")
+
+    def delete_alarms(self, alarm_names):
+        arns = [self.alarms[n].alarm_arn for n in alarm_names if n in self.alarms]
+        original_delete(self, alarm_names)
+        for arn in arns:
+            if self.tagger.has_tags(arn):
+                self.tagger.delete_all_tags_for_resource(arn)
+
+    def list_tags_for_resource(self, arn):
+        require(self, arn)
+        return original_list(self, arn)
+
+    def tag_resource(self, arn, tags):
+        require(self, arn)
+        return original_tag(self, arn, tags)
+
+    def untag_resource(self, arn, tag_keys):
+        require(self, arn)
+        self.tagger.untag_resource_using_names(arn, tag_keys)
+
+    CloudWatchBackend.delete_alarms = delete_alarms
+    CloudWatchBackend.list_tags_for_resource = list_tags_for_resource
+    CloudWatchBackend.tag_resource = tag_resource
+    CloudWatchBackend.untag_resource = untag_resource
+
+
 def seed_member_accounts() -> None:
     """Member accounts with a bootstrap role trusted by the default account (what AWS
     Organizations' OrganizationAccountAccessRole provides), so tests can act in them."""
@@ -1240,6 +1345,8 @@ def main() -> None:
     fix_codebuild_update_project()
     fix_codebuild_service_role_must_be_assumable()
     fix_codebuild_report_groups()
+    fix_cloudwatch_put_metric_alarm_state_and_tags()
+    fix_cloudwatch_alarm_tags_belong_to_the_alarm()
     seed_member_accounts()
     seed_after_reset()
 

@@ -776,6 +776,144 @@ class CodeBuild(ServiceErrors, unittest.TestCase):
         self.assertEqual(seen, sorted(seen, reverse=True))
 
 
+def cbor_client(service: str, access_key: str = "testing"):
+    """A boto3 client that speaks Smithy RPC v2 CBOR, as the AWS SDKs do to services whose model
+    lists it (CloudWatch); boto3 itself prefers the JSON protocol."""
+    import boto3
+    import botocore.session
+    from botocore.config import Config
+
+    session = botocore.session.get_session()
+    model = session.get_component("data_loader").load_service_model(service, "service-2")
+    model["metadata"]["protocols"] = ["smithy-rpc-v2-cbor"]
+    return boto3.Session(botocore_session=session).client(
+        service,
+        endpoint_url=ENDPOINT,
+        region_name="us-east-1",
+        aws_access_key_id=access_key,
+        aws_secret_access_key="testing",
+        config=Config(retries={"mode": "standard", "max_attempts": 1}, parameter_validation=False),
+    )
+
+
+def raw_responses(service_client) -> list[dict]:
+    """The raw HTTP responses the client receives, appended as they arrive."""
+    seen: list[dict] = []
+
+    def keep(**kwargs):
+        response = kwargs.get("response_dict") or {}
+        seen.append({"status": response.get("status_code"), "headers": response.get("headers") or {}, "body": response.get("body") or b""})
+
+    service_client.meta.events.register("before-parse", keep)
+    return seen
+
+
+def rule_alarm(name: str, rule: str, topic_arn: str) -> dict:
+    """The alarm the operator puts on a notification rule: it fires when the rule triggers."""
+    return dict(
+        AlarmName=name,
+        AlarmDescription=f"Pipeline {rule} failed",
+        ActionsEnabled=True,
+        Namespace="AWS/Events",
+        MetricName="TriggeredRules",
+        Dimensions=[{"Name": "RuleName", "Value": rule}],
+        Statistic="Sum",
+        Period=300,
+        EvaluationPeriods=1,
+        Threshold=1.0,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        TreatMissingData="notBreaching",
+        AlarmActions=[topic_arn],
+        OKActions=[topic_arn],
+    )
+
+
+@unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
+class CloudWatch(ServiceErrors, unittest.TestCase):
+    """CloudWatch as the AWS SDKs reach it (Smithy RPC v2 CBOR) and as AWS keeps alarms: a new
+    alarm is INSUFFICIENT_DATA, an update keeps its state and tags, tags belong to an alarm that
+    exists."""
+
+    def topic(self) -> str:
+        return client("sns").create_topic(Name=unique("alarms"))["TopicArn"]
+
+    def test_cbor_requests_are_served_in_cbor(self):
+        k = key()
+        cloudwatch = cbor_client("cloudwatch", k)
+        seen = raw_responses(cloudwatch)
+        name, topic = unique("alarm"), self.topic()
+        cloudwatch.put_metric_alarm(**rule_alarm(name, "rule", topic), Tags=[{"Key": "team", "Value": "a"}])
+        self.assertEqual((seen[-1]["status"], seen[-1]["body"]), (200, b""))  # no output: no body
+        [alarm] = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+        self.assertEqual(seen[-1]["headers"]["Content-Type"], "application/cbor")
+        self.assertEqual(seen[-1]["headers"]["smithy-protocol"], "rpc-v2-cbor")
+        self.assertEqual(seen[-1]["body"][:1], b"\xa2")  # a CBOR map: CompositeAlarms, MetricAlarms
+        self.assertEqual((alarm["AlarmName"], alarm["Threshold"], alarm["AlarmActions"]), (name, 1.0, [topic]))
+        # Errors: a CBOR map with __type and message, the query error code in x-amzn-query-error.
+        message = self.assertError(lambda: cloudwatch.put_metric_alarm(**{**rule_alarm("a" * 256, "rule", topic)}), "ValidationError")
+        self.assertIn("'alarmName'", message)
+        self.assertEqual(seen[-1]["headers"]["x-amzn-query-error"], "ValidationError;Sender")
+        self.assertEqual(seen[-1]["headers"]["Content-Type"], "application/cbor")
+        # The record names the operations.
+        self.assertEqual([(r["service"], r["operation"]) for r in records(k)], [("CloudWatch", "PutMetricAlarm"), ("CloudWatch", "DescribeAlarms"), ("CloudWatch", "PutMetricAlarm")])
+
+    def test_the_operator_alarm_reads_back(self):
+        cloudwatch = cbor_client("cloudwatch")
+        name, topic = unique("alarm"), self.topic()
+        request = rule_alarm(name, unique("rule"), topic)
+        cloudwatch.put_metric_alarm(**request, Tags=[{"Key": "delivery.example.com/pipeline", "Value": "p"}])
+        [alarm] = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+        for member, value in request.items():
+            self.assertEqual(alarm[member], value, member)
+        self.assertEqual(alarm["AlarmArn"], f"arn:aws:cloudwatch:us-east-1:{DEFAULT}:alarm:{name}")
+        self.assertEqual(alarm["InsufficientDataActions"], [])
+        self.assertEqual((alarm["StateValue"], alarm["StateReason"]), ("INSUFFICIENT_DATA", "Unchecked: Initial alarm creation"))
+        for stamp in ("AlarmConfigurationUpdatedTimestamp", "StateUpdatedTimestamp", "StateTransitionedTimestamp"):
+            self.assertIn(stamp, alarm)
+        # The JSON protocol answers the same.
+        [same] = client("cloudwatch").describe_alarms(AlarmNames=[name])["MetricAlarms"]
+        self.assertEqual(same, alarm)
+        self.assertEqual(cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"])["Tags"], [{"Key": "delivery.example.com/pipeline", "Value": "p"}])
+        cloudwatch.delete_alarms(AlarmNames=[name])
+        self.assertEqual(cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"], [])
+
+    def test_an_update_keeps_the_state_and_the_tags(self):
+        cloudwatch = cbor_client("cloudwatch")
+        name, topic = unique("alarm"), self.topic()
+        tags = [{"Key": "team", "Value": "a"}]
+        cloudwatch.put_metric_alarm(**rule_alarm(name, "rule", topic), Tags=tags)
+        cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="test")
+        [before] = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+        self.assertEqual(before["StateValue"], "ALARM")
+        update = {**rule_alarm(name, "rule", topic), "Threshold": 2.0}
+        del update["OKActions"]
+        cloudwatch.put_metric_alarm(**update, Tags=[{"Key": "other", "Value": "b"}])
+        [after] = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+        self.assertEqual((after["StateValue"], after["StateReason"]), ("ALARM", "test"))
+        self.assertEqual(after["StateTransitionedTimestamp"], before["StateTransitionedTimestamp"])
+        self.assertEqual((after["Threshold"], after["OKActions"]), (2.0, []))  # the configuration is overwritten
+        arn = after["AlarmArn"]
+        self.assertEqual(cloudwatch.list_tags_for_resource(ResourceARN=arn)["Tags"], tags)  # Tags of an update are ignored
+
+    def test_tags_belong_to_an_alarm_that_exists(self):
+        cloudwatch = cbor_client("cloudwatch")
+        name, topic = unique("alarm"), self.topic()
+        cloudwatch.put_metric_alarm(**rule_alarm(name, "rule", topic))
+        [alarm] = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+        arn = alarm["AlarmArn"]
+        cloudwatch.untag_resource(ResourceARN=arn, TagKeys=["absent"])  # an alarm without tags
+        cloudwatch.tag_resource(ResourceARN=arn, Tags=[{"Key": "team", "Value": "a"}])
+        cloudwatch.delete_alarms(AlarmNames=[name, unique("never-existed")])  # unknown names are skipped
+        for call in (
+            lambda: cloudwatch.list_tags_for_resource(ResourceARN=arn),
+            lambda: cloudwatch.tag_resource(ResourceARN=arn, Tags=[{"Key": "k", "Value": "v"}]),
+            lambda: cloudwatch.untag_resource(ResourceARN=arn, TagKeys=["team"]),
+        ):
+            self.assertError(call, "ResourceNotFoundException", 404)
+        cloudwatch.put_metric_alarm(**rule_alarm(name, "rule", topic))
+        self.assertEqual(cloudwatch.list_tags_for_resource(ResourceARN=arn)["Tags"], [])  # nothing inherited
+
+
 @unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
 class Record(unittest.TestCase):
     def test_every_request_is_recorded_with_its_service_id_operation_and_status(self):
