@@ -413,6 +413,7 @@ async fn cross_account_pipeline_puts_each_resource_in_its_account_and_deletion_l
             ("CodeBuild:BatchGetReportGroups", 1.0),
             ("CodePipeline:GetPipeline", 1.0),
             ("CodePipeline:ListTagsForResource", 1.0),
+            ("CodePipeline:ListPipelineExecutions", 1.0),
         ])),
         "pipeline account"
     );

@@ -129,6 +129,8 @@ fn observe_reads() -> BTreeMap<&'static str, BTreeMap<String, f64>> {
         ("S3:GetBucketNotificationConfiguration", 1.0),
         ("CodePipeline:GetPipeline", 1.0),
         ("CodePipeline:ListTagsForResource", 1.0),
+        // status.lastExecution: no execution yet, so no GetPipelineState.
+        ("CodePipeline:ListPipelineExecutions", 1.0),
         ("S3:GetPublicAccessBlock", 1.0),
         ("S3:HeadBucket", 1.0),
         ("ECR:DescribeRepositories", 1.0),
@@ -845,7 +847,14 @@ async fn first_reconcile_makes_exactly_the_creating_calls() {
                     ("CodeBuild:BatchGetReportGroups", 1.0),
                 ],
             ),
-            ("Pipeline", &[("CodePipeline:GetPipeline", 1.0)]),
+            // The last execution is looked up once the pipeline exists (none ran yet).
+            (
+                "Pipeline",
+                &[
+                    ("CodePipeline:GetPipeline", 1.0),
+                    ("CodePipeline:ListPipelineExecutions", 1.0),
+                ],
+            ),
             ("ImageRepository", &[("ECR:DescribeRepositories", 1.0)]),
         ])
     );
