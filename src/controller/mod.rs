@@ -538,6 +538,16 @@ async fn cleanup(
     let report = engine::delete(&steps).await?;
     if report.all_gone() {
         info!("every AWS resource is gone");
+        // Kubernetes' garbage collector removes the owned ConfigMap too; deleting it here
+        // does not depend on one running.
+        if let Some(name) = dp
+            .spec
+            .outputs
+            .as_ref()
+            .and_then(|o| o.config_map_name.as_deref())
+        {
+            outputs::remove(&ctx.client, &namespace, name).await?;
+        }
         ctx.event(
             dp,
             EventType::Normal,

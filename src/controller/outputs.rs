@@ -76,6 +76,18 @@ pub async fn publish(
     Ok(())
 }
 
+/// Deletes the outputs ConfigMap (already gone is fine).
+pub async fn remove(client: &kube::Client, namespace: &str, name: &str) -> Result<(), kube::Error> {
+    match Api::<ConfigMap>::namespaced(client.clone(), namespace)
+        .delete(name, &Default::default())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -264,15 +264,21 @@ def fix_s3_notification_configuration_reports_eventbridge() -> None:
     when the bucket sends its events to EventBridge (Amazon S3 API Reference,
     GetBucketNotificationConfiguration, Response Syntax; "Using EventBridge" in the S3 User
     Guide). moto stores it (PutBucketNotificationConfiguration) but leaves it out of the
-    answer, so a reader cannot tell delivery is on. Fix: answer with it when it is set."""
+    answer, so a reader cannot tell delivery is on; and a bucket without any notification
+    configuration gets a `GetBucketNotificationResponse` root element, which SDKs that check
+    the root (the Rust SDK) refuse, where AWS answers an empty `NotificationConfiguration`.
+    Fix: answer with the element when it is set, and with AWS's empty document when nothing is."""
     from moto.s3.responses import S3Response
 
     original = S3Response.get_bucket_notification
+    empty = '<?xml version="1.0" encoding="UTF-8"?>\n<NotificationConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"/>'
 
     def get_bucket_notification(self):
-        response = original(self)
         configuration = self.backend.get_bucket_notification_configuration(self.bucket_name)
-        if configuration is None or getattr(configuration, "event_bridge", None) is None:
+        if not configuration:
+            return 200, {"Content-Type": "application/xml"}, empty
+        response = original(self)
+        if getattr(configuration, "event_bridge", None) is None:
             return response
         status, headers, body = response if isinstance(response, tuple) else (200, {}, response)
         text = body.decode() if isinstance(body, bytes) else str(body)

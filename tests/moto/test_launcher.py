@@ -1404,7 +1404,13 @@ class S3Notifications(unittest.TestCase):
         s3 = client("s3")
         bucket = unique("events")
         s3.create_bucket(Bucket=bucket)
+        roots = []
+        s3.meta.events.register(
+            "after-call.s3.GetBucketNotificationConfiguration",
+            lambda http_response, **_: roots.append(http_response.content.split(b"<", 3)[2].split()[0]),
+        )
         self.assertNotIn("EventBridgeConfiguration", s3.get_bucket_notification_configuration(Bucket=bucket))
+        self.assertEqual(roots, [b"NotificationConfiguration"], "AWS's root element for an empty configuration")
         s3.put_bucket_notification_configuration(
             Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
         )

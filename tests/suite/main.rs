@@ -9,5 +9,6 @@ mod engine;
 mod identity;
 mod image_repository;
 mod operator;
+mod pipeline;
 mod projects;
 mod support;

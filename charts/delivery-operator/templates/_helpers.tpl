@@ -76,7 +76,7 @@ RBAC rules of the operator; shared by the ClusterRole and the per-namespace Role
 # spec.outputs.configMapName: the outputs ConfigMap, applied server-side.
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "create", "patch", "delete"]
 {{- end }}
 
 {{/*
