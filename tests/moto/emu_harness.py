@@ -5,7 +5,22 @@
   service's own validation error, in its protocol;
 - records it (`GET /_harness/requests?access_key=X`, `DELETE` clears), independently of what the
   client believes it sent;
-- injects faults chosen by a test (`POST /_harness/faults`, `GET` lists, `DELETE` clears).
+- injects faults chosen by a test (`POST /_harness/faults`, `GET` lists, `DELETE` clears);
+- speaks Smithy RPC v2 CBOR (`POST /service/{Service}/operation/{Operation}`, `smithy-protocol:
+  rpc-v2-cbor`), the protocol the AWS SDKs use for CloudWatch, which moto does not: the request
+  is translated to the service's JSON protocol for moto (and validated, recorded, faulted as
+  such), the answer back to CBOR;
+- serves the control endpoints the launcher registers (`register`):
+  - `POST /_harness/pipeline-executions` creates or updates a CodePipeline execution (the
+    emulator runs none) with its stage and action statuses, and sends the EventBridge events
+    CodePipeline would send; `GET ?account=&region=&pipeline=` lists a pipeline's executions.
+    Body: {"pipeline": NAME, "account"?, "region"?, "executionId"?, "status"?, "statusSummary"?,
+    "stages"?: {STAGE: STATUS | {"status": STATUS, "actions"?: {ACTION: {"status", "summary"?,
+    "externalExecutionId"?, "externalExecutionUrl"?, "errorDetails"?, "percentComplete"?}}}},
+    "trigger"?: {"triggerType", "triggerDetail"}, "sourceRevisions"?: [...], "events"?: bool}
+    (launcher.pipeline_executions_endpoint has the details);
+  - `GET /_harness/event-deliveries?rule=&account=&targetArn=` lists the target invocations
+    EventBridge made or refused (and why), `DELETE` clears.
 
 Control endpoints live under /_harness/, next to moto's own /moto-api/.
 """
