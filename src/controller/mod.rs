@@ -78,6 +78,19 @@ pub enum Error {
     NoNamespace,
     #[error("finalizer handling failed: {0}")]
     Finalizer(String),
+    /// The pipeline is paused: deletion waits (the finalizer stays) until it is resumed.
+    #[error("the pipeline is paused; deletion waits until {PAUSED_ANNOTATION} is removed")]
+    Paused,
+}
+
+/// `delivery-operator.dev/paused: "true"`: the operator makes no AWS calls for the pipeline
+/// (during an incident, or while someone changes AWS by hand) until the annotation goes.
+pub const PAUSED_ANNOTATION: &str = "delivery-operator.dev/paused";
+
+fn is_paused(dp: &DeliveryPipeline) -> bool {
+    dp.annotations()
+        .get(PAUSED_ANNOTATION)
+        .is_some_and(|v| v == "true")
 }
 
 impl Context {
@@ -162,16 +175,16 @@ impl Context {
 }
 
 /// What decides whether a watch event is worth a reconcile: spec changes (generation),
-/// deletion, finalizers, and the reconcile-request annotation. Status-only changes are not,
-/// so writing status never triggers another reconcile.
+/// deletion, finalizers, the reconcile-request and pause annotations. Status-only changes are
+/// not, so writing status never triggers another reconcile.
 fn reconcile_trigger(dp: &DeliveryPipeline) -> Option<u64> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     dp.meta().generation.hash(&mut h);
     dp.meta().deletion_timestamp.is_some().hash(&mut h);
     dp.finalizers().hash(&mut h);
-    dp.annotations()
-        .get(RECONCILE_REQUEST_ANNOTATION)
-        .hash(&mut h);
+    for annotation in [RECONCILE_REQUEST_ANNOTATION, PAUSED_ANNOTATION] {
+        dp.annotations().get(annotation).hash(&mut h);
+    }
     Some(h.finish())
 }
 
@@ -252,6 +265,10 @@ async fn reconcile(dp: Arc<DeliveryPipeline>, ctx: Arc<Context>) -> Result<Reque
 }
 
 fn error_policy(dp: Arc<DeliveryPipeline>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    if matches!(error, Error::Paused) {
+        // Removing the annotation changes the object, which wakes the controller.
+        return Requeue::await_change();
+    }
     let after = match error {
         Error::DeletionPending(_) => Duration::from_secs(5),
         Error::Aws(f) => requeue_after(f, &ctx, &key_of(&dp)),
@@ -405,6 +422,10 @@ async fn apply(
 ) -> Result<Requeue, Error> {
     let key = key_of(dp);
     let namespace = dp.namespace().unwrap_or_default();
+    if is_paused(dp) {
+        status::write(api, dp, status::paused(dp, false)).await?;
+        return Ok(Requeue::await_change());
+    }
     let Some(region) = region_of(dp, &ctx.aws) else {
         let err = Failure::terminal(
             "RegionUnknown",
@@ -490,6 +511,10 @@ async fn cleanup(
     api: &Api<DeliveryPipeline>,
     ctx: &Context,
 ) -> Result<Requeue, Error> {
+    if is_paused(dp) {
+        status::write(api, dp, status::paused(dp, true)).await?;
+        return Err(Error::Paused);
+    }
     if dp.spec.deletion_policy == DeletionPolicy::Retain {
         ctx.event(
             dp,

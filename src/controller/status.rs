@@ -218,6 +218,24 @@ pub fn deletion_blocked(dp: &DeliveryPipeline, err: &Failure) -> DeliveryPipelin
     }
 }
 
+/// Paused: `Synced` says so (and that a deletion waits); everything else stays as last seen,
+/// including `observedGeneration`, since nothing was reconciled.
+pub fn paused(dp: &DeliveryPipeline, deleting: bool) -> DeliveryPipelineStatus {
+    let old = current(dp);
+    let mut message = format!(
+        "annotation {} is \"true\": the operator makes no AWS calls for this pipeline until it is removed",
+        super::PAUSED_ANNOTATION
+    );
+    if deleting {
+        message.push_str("; the deletion waits for it too");
+    }
+    let states = [State::new(SYNCED, FALSE, "Paused", &message)];
+    DeliveryPipelineStatus {
+        conditions: merge(&old.conditions, &states, &[], dp.meta().generation, &now()),
+        ..old
+    }
+}
+
 /// Writes `next` through the status subresource unless it equals what is stored.
 pub async fn write(
     api: &Api<DeliveryPipeline>,

@@ -8,6 +8,7 @@ mod emulator;
 mod engine;
 mod identity;
 mod image_repository;
+mod operations;
 mod operator;
 mod pipeline;
 mod projects;
