@@ -104,6 +104,7 @@ clients!(
     logs: aws_sdk_cloudwatchlogs,
     iam: aws_sdk_iam,
     ecr: aws_sdk_ecr,
+    ec2: aws_sdk_ec2,
     tagging: aws_sdk_resourcegroupstagging,
 );
 
