@@ -23,3 +23,9 @@ pub const EXECUTION_ROLE_ARN: Key = Key::new("ExecutionRoleArn");
 pub const TASK_ROLE_ARN: Key = Key::new("TaskRoleArn");
 /// Per environment in another account: the role the pipeline assumes to deploy there.
 pub const DEPLOY_ROLE_ARN: Key = Key::new("DeployRoleArn");
+/// Per environment (`.scoped(env.name())`): where its ECS service is placed. The VPC; the
+/// subnets and security groups, comma-separated and sorted; `ENABLED` or `DISABLED`.
+pub const VPC_ID: Key = Key::new("VpcId");
+pub const SUBNET_IDS: Key = Key::new("SubnetIds");
+pub const SECURITY_GROUP_IDS: Key = Key::new("SecurityGroupIds");
+pub const ASSIGN_PUBLIC_IP: Key = Key::new("AssignPublicIp");
