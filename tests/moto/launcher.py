@@ -754,6 +754,27 @@ def fix_ec2_associate_route_table_refuses_an_associated_subnet() -> None:
     RouteBackend.associate_route_table = associate_route_table
 
 
+def fix_ec2_tags_are_read_per_resource() -> None:
+    """Not an AWS behaviour but the test bed's speed: moto 5.2.5 reads one EC2 resource's tags by
+    scanning every tag of every resource in the region with a regular expression
+    (TaggedEC2Resource.get_tags calls describe_tags with a resource-id filter), so a Describe*
+    call costs O(resources x tags): about a second per DescribeSecurityGroups once a suite run
+    has left some 80 VPCs. Fix: look the resource's own tags up; the same list, in the same
+    shape."""
+    from moto.ec2.models.core import TaggedEC2Resource
+    from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
+
+    def get_tags(self):
+        resource_id = getattr(self, "id", None)
+        if not resource_id:
+            return []
+        kind = EC2_PREFIX_TO_RESOURCE.get(get_prefix(resource_id), "")
+        tags = self.ec2_backend.tags.get(resource_id, {})
+        return [{"resource_id": resource_id, "key": k, "value": v, "resource_type": kind} for k, v in tags.items()]
+
+    TaggedEC2Resource.get_tags = get_tags
+
+
 def seed_member_accounts() -> None:
     """Member accounts with a bootstrap role trusted by the default account (what AWS
     Organizations' OrganizationAccountAccessRole provides), so tests can act in them."""
@@ -844,6 +865,7 @@ def main() -> None:
     fix_ecr_tag_mutability_exclusions_are_wildcards()
     fix_ec2_delete_vpc_refuses_dependencies()
     fix_ec2_associate_route_table_refuses_an_associated_subnet()
+    fix_ec2_tags_are_read_per_resource()
     seed_member_accounts()
     seed_after_reset()
 

@@ -619,6 +619,19 @@ class Ec2Network(ServiceErrors, unittest.TestCase):
         ec2.disassociate_route_table(AssociationId=moved)
         ec2.associate_route_table(RouteTableId=first, SubnetId=subnet)
 
+    def test_each_resource_lists_exactly_its_own_tags(self):
+        # The per-resource tag lookup (a speed fix) answers as moto's scan did.
+        ec2 = client("ec2")
+        a, b = self.vpc(ec2, "10.81.0.0/16"), self.vpc(ec2, "10.82.0.0/16")
+        ec2.create_tags(Resources=[a], Tags=[{"Key": "k", "Value": "a"}, {"Key": "Name", "Value": "first"}])
+        ec2.create_tags(Resources=[b], Tags=[{"Key": "k", "Value": "b"}])
+        vpcs = {v["VpcId"]: sorted((t["Key"], t["Value"]) for t in v.get("Tags", [])) for v in ec2.describe_vpcs(VpcIds=[a, b])["Vpcs"]}
+        self.assertEqual(vpcs, {a: [("Name", "first"), ("k", "a")], b: [("k", "b")]})
+        found = ec2.describe_vpcs(Filters=[{"Name": "tag:k", "Values": ["b"]}, {"Name": "vpc-id", "Values": [a, b]}])["Vpcs"]
+        self.assertEqual([v["VpcId"] for v in found], [b])
+        described = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [a]}])["Tags"]
+        self.assertEqual(sorted((t["Key"], t["ResourceType"]) for t in described), [("Name", "vpc"), ("k", "vpc")])
+
     def test_what_moto_already_refuses_as_aws_does(self):
         # Not gaps: asserted so that a moto upgrade that loses one is noticed.
         ec2 = client("ec2")
