@@ -8,5 +8,6 @@ mod emulator;
 mod engine;
 mod identity;
 mod image_repository;
+mod network;
 mod operator;
 mod support;

@@ -463,15 +463,16 @@ fn managed(d: &Managed, o: &ObservedManaged) -> Vec<Change> {
 
     // Tags of the parts that exist (new ones are created with theirs), one write per distinct
     // plan.
-    let mut plans: BTreeMap<(BTreeMap<String, String>, Vec<String>), Vec<String>> = BTreeMap::new();
+    let mut plans: Vec<(TagPlan, Vec<String>)> = Vec::new();
     let mut tag =
         |id: &str, part: Part, index: Option<usize>, actual: &BTreeMap<String, String>| {
             let plan = d.tags(part, index).plan(actual);
-            if !plan.is_empty() {
-                plans
-                    .entry((plan.set, plan.remove))
-                    .or_default()
-                    .push(id.to_string());
+            if plan.is_empty() {
+                return;
+            }
+            match plans.iter_mut().find(|(p, _)| *p == plan) {
+                Some((_, ids)) => ids.push(id.to_string()),
+                None => plans.push((plan, vec![id.to_string()])),
             }
         };
     if let Some(v) = vpc {
@@ -489,10 +490,11 @@ fn managed(d: &Managed, o: &ObservedManaged) -> Vec<Change> {
     if let Some(g) = group {
         tag(&g.id, Part::SecurityGroup, None, &g.tags);
     }
-    changes.extend(plans.into_iter().map(|((set, remove), ids)| Change::Tags {
-        ids,
-        plan: TagPlan { set, remove },
-    }));
+    changes.extend(
+        plans
+            .into_iter()
+            .map(|(plan, ids)| Change::Tags { ids, plan }),
+    );
 
     let stray = strays(o, &p, d.subnets.len());
     if !stray.is_empty() {
