@@ -419,6 +419,18 @@ async fn each_environment_gets_its_own_network_kept_exact_and_removed_completely
         m.availability_zones = 3;
     }
     dp.spec.environments.production.allowed_ingress_cidrs = vec!["203.0.113.0/24".into()];
+    // EC2 is eventually consistent: once, a VPC just created is not found by the next call.
+    inject(Fault {
+        service: Some("EC2".into()),
+        operation: Some("ModifyVpcAttribute".into()),
+        access_key: Some(operator.access_key.clone()),
+        error_code: Some("InvalidVpcID.NotFound".into()),
+        http_status: Some(400),
+        message: Some("The vpc ID does not exist".into()),
+        count: Some(1),
+        ..Fault::default()
+    })
+    .await;
     api.create(&PostParams::default(), &dp)
         .await
         .expect("create");
@@ -434,7 +446,8 @@ async fn each_environment_gets_its_own_network_kept_exact_and_removed_completely
             ACCOUNT,
             counts(&[
                 ("EC2:CreateVpc", 2.0),
-                ("EC2:ModifyVpcAttribute", 2.0),
+                // One more: the attempt that did not find the new VPC, retried at once.
+                ("EC2:ModifyVpcAttribute", 3.0),
                 ("EC2:CreateInternetGateway", 2.0),
                 ("EC2:AttachInternetGateway", 2.0),
                 ("EC2:CreateSubnet", 6.0),
