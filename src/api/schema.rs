@@ -48,6 +48,25 @@ pub fn tag_map(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
+/// Extra CIDR blocks allowed to reach the container: one security group rule each, and AWS's
+/// default quota is 60 inbound rules per security group (the VPC's own CIDR takes one).
+pub fn ingress_cidrs(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "maxItems": 20,
+        "x-kubernetes-list-type": "set",
+        "items": {
+            "type": "string",
+            "maxLength": 18,
+            "pattern": r"^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$",
+            "x-kubernetes-validations": [{
+                "rule": "isCIDR(self) && cidr(self).ip().family() == 4 && cidr(self) == cidr(self).masked()",
+                "message": "allowedIngressCidrs entries must be IPv4 network addresses such as 203.0.113.0/24 (valid octets, no host bits set)"
+            }]
+        }
+    })
+}
+
 pub fn severity_map(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "object",

@@ -80,6 +80,26 @@ use super::status::DeliveryPipelineStatus;
     {
         "rule": "!has(self.tags) || self.tags.all(k, !(k in ['ManagedBy', 'Environment', 'CostCenter']) && !k.startsWith('delivery-operator.dev/'))",
         "message": "tags must not set the reserved keys ManagedBy, Environment, CostCenter or delivery-operator.dev/*; use environmentSuffix and costCenter instead"
+    },
+    {
+        "rule": "has(self.network) || (has(self.environments.staging.network) && has(self.environments.production.network))",
+        "message": "network is required unless both environments.staging.network and environments.production.network are set"
+    },
+    {
+        "rule": "!has(self.environments.staging.accountId) || has(self.environments.staging.network) || !has(self.network) || !has(self.network.existing)",
+        "message": "environments.staging.network is required when environments.staging.accountId is set and network is existing: subnets and security groups belong to one AWS account, so an environment in its own account names its own"
+    },
+    {
+        "rule": "!has(self.environments.production.accountId) || has(self.environments.production.network) || !has(self.network) || !has(self.network.existing)",
+        "message": "environments.production.network is required when environments.production.accountId is set and network is existing: subnets and security groups belong to one AWS account, so an environment in its own account names its own"
+    },
+    {
+        "rule": "!has(self.environments.staging.allowedIngressCidrs) || size(self.environments.staging.allowedIngressCidrs) == 0 || (has(self.environments.staging.network) ? has(self.environments.staging.network.managed) : (has(self.network) && has(self.network.managed)))",
+        "message": "environments.staging.allowedIngressCidrs needs a managed network: the operator does not change the rules of existing security groups"
+    },
+    {
+        "rule": "!has(self.environments.production.allowedIngressCidrs) || size(self.environments.production.allowedIngressCidrs) == 0 || (has(self.environments.production.network) ? has(self.environments.production.network.managed) : (has(self.network) && has(self.network.managed)))",
+        "message": "environments.production.allowedIngressCidrs needs a managed network: the operator does not change the rules of existing security groups"
     }
 ]))]
 pub struct DeliveryPipelineSpec {
@@ -143,8 +163,12 @@ pub struct DeliveryPipelineSpec {
     /// The container the image runs as in ECS.
     pub container: Container,
 
-    /// Network the ECS services run in. Exactly one kind must be set.
-    pub network: Network,
+    /// Network the ECS services run in, for each environment that does not set its own
+    /// (`environments.<env>.network`). Exactly one kind must be set. A managed network is made
+    /// once per environment, in that environment's account: environments never share a VPC.
+    /// Required unless both environments set their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
 
     /// The staging and production ECS Fargate environments.
     pub environments: Environments,
@@ -633,6 +657,17 @@ pub struct Environment {
         )
     )]
     pub task_role_policy_arns: Vec<String>,
+    /// This environment's network, used instead of `spec.network`: exactly one of `managed` or
+    /// `existing`. Subnets and security groups belong to one AWS account, so an environment in
+    /// another account (`accountId`) must set its own when `spec.network` is `existing`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
+    /// Extra IPv4 CIDR blocks allowed to reach the container port, besides the VPC's own CIDR,
+    /// e.g. `203.0.113.0/24` (`0.0.0.0/0`: anyone). Needs a managed network: the operator does
+    /// not change the rules of existing security groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "schema::ingress_cidrs")]
+    pub allowed_ingress_cidrs: Vec<String>,
 }
 
 /// The manual approval before production.

@@ -145,6 +145,15 @@ pub struct EnvironmentOutputs {
     /// ARN of the application's ECS task role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_role_arn: Option<String>,
+    /// VPC the ECS service runs in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_id: Option<String>,
+    /// Subnets of the ECS service's tasks, comma-separated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet_ids: Option<String>,
+    /// Security groups of the ECS service's tasks, comma-separated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_group_ids: Option<String>,
 }
 
 /// One AWS resource owned by the pipeline.

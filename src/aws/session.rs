@@ -106,6 +106,7 @@ clients!(
     ecr: aws_sdk_ecr,
     codebuild: aws_sdk_codebuild,
     codepipeline: aws_sdk_codepipeline,
+    ec2: aws_sdk_ec2,
     tagging: aws_sdk_resourcegroupstagging,
 );
 

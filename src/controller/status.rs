@@ -96,6 +96,9 @@ fn environment_outputs(
         deploy_role_arn: get(keys::DEPLOY_ROLE_ARN, &previous.deploy_role_arn),
         execution_role_arn: get(keys::EXECUTION_ROLE_ARN, &previous.execution_role_arn),
         task_role_arn: get(keys::TASK_ROLE_ARN, &previous.task_role_arn),
+        vpc_id: get(keys::VPC_ID, &previous.vpc_id),
+        subnet_ids: get(keys::SUBNET_IDS, &previous.subnet_ids),
+        security_group_ids: get(keys::SECURITY_GROUP_IDS, &previous.security_group_ids),
         ..previous
     };
     (outputs != EnvironmentOutputs::default()).then_some(outputs)

@@ -8,7 +8,7 @@ pub mod plan;
 pub mod policy;
 pub mod tags;
 
-use crate::api::{DeliveryPipelineSpec, Environment};
+use crate::api::{DeliveryPipelineSpec, Environment, Network};
 
 /// A deployment environment: per-environment groups have one instance each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -100,6 +100,15 @@ impl PipelineContext {
     /// deploy role the pipeline assumes, and resource policies grant its roles.
     pub fn is_cross_account(&self, env: Env) -> bool {
         self.environment_account(env) != self.account_id
+    }
+
+    /// The network an environment runs in: its own (`environments.<env>.network`), else
+    /// `spec.network`. The API requires one of them.
+    pub fn network(&self, env: Env) -> Option<&Network> {
+        env.spec(&self.spec)
+            .network
+            .as_ref()
+            .or(self.spec.network.as_ref())
     }
 
     pub fn arns(&self) -> arns::Arns<'_> {

@@ -120,6 +120,12 @@ impl<'a> Names<'a> {
         format!("{}-findings", self.project("scan"))
     }
 
+    /// `Name` tag (256 characters) of one part of an environment's network (`vpc`, `public-0`),
+    /// also the security group's name (255 characters).
+    pub fn network(&self, env: Env, part: &str) -> String {
+        format!("{}-{}-{part}", self.base(), env.name())
+    }
+
     /// ECS cluster (255 characters) of an environment.
     pub fn cluster(&self, env: Env) -> String {
         self.fitted(200, env.name(), "")

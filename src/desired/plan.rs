@@ -157,6 +157,8 @@ mod tests {
             "StagingRolesReady",
             "ProductionLogGroupsReady",
             "ProductionRolesReady",
+            "StagingNetworkReady",
+            "ProductionNetworkReady",
         ] {
             let group = p.groups.get(condition);
             assert!(

@@ -9,6 +9,8 @@ pub const MANAGED_BY_VALUE: &str = "delivery-operator";
 /// `namespace/name` of the DeliveryPipeline that owns the resource: how the operator finds,
 /// adopts and refuses resources.
 pub const OWNER_KEY: &str = "delivery-operator.dev/owner";
+/// The environment (`staging`, `production`) a per-environment resource belongs to.
+pub const ENVIRONMENT_KEY: &str = "delivery-operator.dev/environment";
 
 /// User tags first, then the operator's own tags (which the API forbids users to set, so
 /// nothing here is overwritten silently).

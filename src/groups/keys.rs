@@ -29,3 +29,9 @@ pub const SCAN_PROJECT: Key = Key::new("ScanProject");
 /// The CodePipeline pipeline.
 pub const PIPELINE_NAME: Key = Key::new("PipelineName");
 pub const PIPELINE_ARN: Key = Key::new("PipelineArn");
+/// Per environment (`.scoped(env.name())`): where its ECS service is placed. The VPC; the
+/// subnets and security groups, comma-separated and sorted; `ENABLED` or `DISABLED`.
+pub const VPC_ID: Key = Key::new("VpcId");
+pub const SUBNET_IDS: Key = Key::new("SubnetIds");
+pub const SECURITY_GROUP_IDS: Key = Key::new("SecurityGroupIds");
+pub const ASSIGN_PUBLIC_IP: Key = Key::new("AssignPublicIp");

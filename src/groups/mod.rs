@@ -12,6 +12,7 @@ pub mod image_repository;
 pub mod keys;
 pub mod kit;
 pub mod log_groups;
+pub mod network;
 pub mod notifications;
 pub mod pipeline;
 pub mod projects;
@@ -124,6 +125,21 @@ pub trait Group: Send + Sync + 'static {
         observed: &Self::Observed,
         changes: Vec<Self::Change>,
     ) -> impl Future<Output = Result<(), Failure>> + Send;
+    /// `update`, returning the state it leaves when `produced` must see what the update made
+    /// (values AWS assigns on creation, such as EC2 IDs). Default: `update`, after which
+    /// `produced` reads `observed`.
+    fn update_settled(
+        &self,
+        aws: &AwsSession,
+        desired: &Self::Desired,
+        observed: &Self::Observed,
+        changes: Vec<Self::Change>,
+    ) -> impl Future<Output = Result<Option<Self::Observed>, Failure>> + Send {
+        async move {
+            self.update(aws, desired, observed, changes).await?;
+            Ok(None)
+        }
+    }
     fn delete(
         &self,
         aws: &AwsSession,
@@ -189,12 +205,15 @@ impl<G: Group> Instance<G> {
             ),
             Some(observed) => {
                 let changes = G::diff(&desired, &observed);
-                let action = if changes.is_empty() {
-                    Action::Unchanged
+                let (action, observed) = if changes.is_empty() {
+                    (Action::Unchanged, observed)
                 } else {
                     tracing::debug!(kind = self.group.kind(), ?changes, "updating");
-                    self.group.update(aws, &desired, &observed, changes).await?;
-                    Action::Updated
+                    let settled = self
+                        .group
+                        .update_settled(aws, &desired, &observed, changes)
+                        .await?;
+                    (Action::Updated, settled.unwrap_or(observed))
                 };
                 (
                     action,
@@ -355,6 +374,10 @@ pub fn steps(ctx: &PipelineContext, sessions: &Sessions) -> Vec<Box<dyn GroupSte
         ));
         steps.push(Instance::boxed(
             roles::RoleSet::environment(ctx, env),
+            sessions.environment(env),
+        ));
+        steps.push(Instance::boxed(
+            network::NetworkGroup::new(ctx, env),
             sessions.environment(env),
         ));
     }

@@ -2211,6 +2211,76 @@ def fix_cloudwatch_alarm_tags_belong_to_the_alarm() -> None:
     CloudWatchBackend.list_tags_for_resource = list_tags_for_resource
     CloudWatchBackend.tag_resource = tag_resource
     CloudWatchBackend.untag_resource = untag_resource
+def fix_ec2_delete_vpc_refuses_dependencies() -> None:
+    """AWS: "You must detach or delete all gateways and resources that are associated with the VPC
+    before you can delete it. For example, you must ... delete all security groups associated
+    with the VPC (except the default one) ..." (EC2 API Reference, DeleteVpc); otherwise
+    DependencyViolation "The vpc 'vpc-...' has dependencies and cannot be deleted.". moto 5.2.5
+    refuses a VPC with subnets or extra route tables, but deletes one with an attached internet
+    gateway (its own TODO) or a security group other than the default one, leaving the gateway
+    attached to a VPC that no longer exists and the group orphaned. Fix: refuse both."""
+    from moto.ec2.exceptions import DependencyViolationError
+    from moto.ec2.models.vpcs import VPCBackend
+
+    original = VPCBackend.delete_vpc
+
+    def delete_vpc(self, vpc_id):
+        attached = [g.id for g in self.internet_gateways.values() if g.vpc is not None and g.vpc.id == vpc_id]
+        groups = [g.id for g in self.groups.get(vpc_id, {}).values() if g.name != "default"]
+        if attached or groups:
+            log(f"DeleteVpc refused: {vpc_id} still has gateways {attached} and security groups {groups}")
+            raise DependencyViolationError(f"The vpc '{vpc_id}' has dependencies and cannot be deleted.")
+        return original(self, vpc_id)
+
+    VPCBackend.delete_vpc = delete_vpc
+
+
+def fix_ec2_associate_route_table_refuses_an_associated_subnet() -> None:
+    """AWS: a subnet is explicitly associated with at most one route table; AssociateRouteTable
+    for a subnet that already has an explicit association (with any table) fails with
+    Resource.AlreadyAssociated ("The specified resource is already in use", EC2 API Reference,
+    Error codes), and ReplaceRouteTableAssociation moves it ("Changes the route table associated
+    with a given subnet ... in a VPC. After the operation completes, the subnet ... uses the
+    routes in the new route table", EC2 API Reference, ReplaceRouteTableAssociation). moto 5.2.5
+    answers with the existing association's ID, even one of another table, as if the subnet now
+    used the requested table. Fix: refuse, naming the table."""
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.models.route_tables import RouteBackend
+
+    original = RouteBackend.associate_route_table
+
+    def associate_route_table(self, route_table_id, gateway_id=None, subnet_id=None):
+        if subnet_id is not None:
+            for table in self.route_tables.values():
+                if subnet_id in table._associations.values():
+                    raise EC2ClientError(
+                        "Resource.AlreadyAssociated",
+                        f"the specified association for route table {route_table_id} conflicts with an existing association",
+                    )
+        return original(self, route_table_id, gateway_id=gateway_id, subnet_id=subnet_id)
+
+    RouteBackend.associate_route_table = associate_route_table
+
+
+def fix_ec2_tags_are_read_per_resource() -> None:
+    """Not an AWS behaviour but the test bed's speed: moto 5.2.5 reads one EC2 resource's tags by
+    scanning every tag of every resource in the region with a regular expression
+    (TaggedEC2Resource.get_tags calls describe_tags with a resource-id filter), so a Describe*
+    call costs O(resources x tags): about a second per DescribeSecurityGroups once a suite run
+    has left some 80 VPCs. Fix: look the resource's own tags up; the same list, in the same
+    shape."""
+    from moto.ec2.models.core import TaggedEC2Resource
+    from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
+
+    def get_tags(self):
+        resource_id = getattr(self, "id", None)
+        if not resource_id:
+            return []
+        kind = EC2_PREFIX_TO_RESOURCE.get(get_prefix(resource_id), "")
+        tags = self.ec2_backend.tags.get(resource_id, {})
+        return [{"resource_id": resource_id, "key": k, "value": v, "resource_type": kind} for k, v in tags.items()]
+
+    TaggedEC2Resource.get_tags = get_tags
 
 
 def seed_member_accounts() -> None:
@@ -2318,6 +2388,9 @@ def main() -> None:
     fix_events_put_events_refuses_aws_sources()
     fix_cloudwatch_put_metric_alarm_state_and_tags()
     fix_cloudwatch_alarm_tags_belong_to_the_alarm()
+    fix_ec2_delete_vpc_refuses_dependencies()
+    fix_ec2_associate_route_table_refuses_an_associated_subnet()
+    fix_ec2_tags_are_read_per_resource()
     seed_member_accounts()
     seed_after_reset()
 

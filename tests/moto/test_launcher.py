@@ -1418,6 +1418,96 @@ class S3Notifications(unittest.TestCase):
         self.assertEqual(got.get("EventBridgeConfiguration"), {})
 
 
+class Ec2Network(ServiceErrors, unittest.TestCase):
+    """EC2 refuses to delete what is still in use, and to associate a subnet twice."""
+
+    def vpc(self, ec2, cidr="10.77.0.0/16"):
+        return ec2.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
+
+    def test_delete_vpc_with_an_attached_gateway_is_a_dependency_violation(self):
+        ec2 = client("ec2")
+        vpc = self.vpc(ec2)
+        gateway = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+        ec2.attach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc)
+        message = self.assertError(lambda: ec2.delete_vpc(VpcId=vpc), "DependencyViolation")
+        self.assertEqual(message, f"The vpc '{vpc}' has dependencies and cannot be deleted.")
+        ec2.detach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc)
+        ec2.delete_internet_gateway(InternetGatewayId=gateway)
+        ec2.delete_vpc(VpcId=vpc)
+        self.assertError(lambda: ec2.describe_vpcs(VpcIds=[vpc]), "InvalidVpcID.NotFound")
+
+    def test_delete_vpc_with_a_security_group_is_a_dependency_violation(self):
+        ec2 = client("ec2")
+        vpc = self.vpc(ec2)
+        group = ec2.create_security_group(GroupName=unique("sg"), Description="d", VpcId=vpc)["GroupId"]
+        self.assertError(lambda: ec2.delete_vpc(VpcId=vpc), "DependencyViolation")
+        ec2.delete_security_group(GroupId=group)
+        # The default group goes with the VPC, as in AWS.
+        ec2.delete_vpc(VpcId=vpc)
+        left = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["SecurityGroups"]
+        self.assertEqual(left, [])
+
+    def test_an_associated_subnet_is_not_associated_again(self):
+        ec2 = client("ec2")
+        vpc = self.vpc(ec2)
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.77.0.0/24")["Subnet"]["SubnetId"]
+        first = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+        second = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+        association = ec2.associate_route_table(RouteTableId=first, SubnetId=subnet)["AssociationId"]
+        for table in (first, second):
+            message = self.assertError(lambda: ec2.associate_route_table(RouteTableId=table, SubnetId=subnet), "Resource.AlreadyAssociated")
+            self.assertIn(table, message)
+        moved = ec2.replace_route_table_association(AssociationId=association, RouteTableId=second)["NewAssociationId"]
+        tables = ec2.describe_route_tables(Filters=[{"Name": "association.subnet-id", "Values": [subnet]}])["RouteTables"]
+        self.assertEqual([t["RouteTableId"] for t in tables], [second])
+        ec2.disassociate_route_table(AssociationId=moved)
+        ec2.associate_route_table(RouteTableId=first, SubnetId=subnet)
+
+    def test_each_resource_lists_exactly_its_own_tags(self):
+        # The per-resource tag lookup (a speed fix) answers as moto's scan did.
+        ec2 = client("ec2")
+        a, b = self.vpc(ec2, "10.81.0.0/16"), self.vpc(ec2, "10.82.0.0/16")
+        ec2.create_tags(Resources=[a], Tags=[{"Key": "k", "Value": "a"}, {"Key": "Name", "Value": "first"}])
+        ec2.create_tags(Resources=[b], Tags=[{"Key": "k", "Value": "b"}])
+        vpcs = {v["VpcId"]: sorted((t["Key"], t["Value"]) for t in v.get("Tags", [])) for v in ec2.describe_vpcs(VpcIds=[a, b])["Vpcs"]}
+        self.assertEqual(vpcs, {a: [("Name", "first"), ("k", "a")], b: [("k", "b")]})
+        found = ec2.describe_vpcs(Filters=[{"Name": "tag:k", "Values": ["b"]}, {"Name": "vpc-id", "Values": [a, b]}])["Vpcs"]
+        self.assertEqual([v["VpcId"] for v in found], [b])
+        described = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [a]}])["Tags"]
+        self.assertEqual(sorted((t["Key"], t["ResourceType"]) for t in described), [("Name", "vpc"), ("k", "vpc")])
+
+    def test_what_moto_already_refuses_as_aws_does(self):
+        # Not gaps: asserted so that a moto upgrade that loses one is noticed.
+        ec2 = client("ec2")
+        vpc = self.vpc(ec2)
+        self.assertError(lambda: ec2.create_subnet(VpcId=vpc, CidrBlock="10.78.0.0/24"), "InvalidSubnet.Range")
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.77.0.0/17")["Subnet"]["SubnetId"]
+        self.assertError(lambda: ec2.create_subnet(VpcId=vpc, CidrBlock="10.77.64.0/18"), "InvalidSubnet.Conflict")
+        self.assertError(lambda: ec2.delete_vpc(VpcId=vpc), "DependencyViolation")
+        table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+        ec2.associate_route_table(RouteTableId=table, SubnetId=subnet)
+        self.assertError(lambda: ec2.delete_route_table(RouteTableId=table), "DependencyViolation")
+        gateway = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+        ec2.attach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc)
+        self.assertError(lambda: ec2.delete_internet_gateway(InternetGatewayId=gateway), "DependencyViolation")
+        group = ec2.create_security_group(GroupName=unique("sg"), Description="d", VpcId=vpc)["GroupId"]
+        rule = [{"IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080, "IpRanges": [{"CidrIp": "10.77.0.0/16"}]}]
+        ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=rule)
+        self.assertError(lambda: ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=rule), "InvalidPermission.Duplicate")
+        ec2.revoke_security_group_ingress(GroupId=group, IpPermissions=rule)
+        self.assertError(lambda: ec2.revoke_security_group_ingress(GroupId=group, IpPermissions=rule), "InvalidPermission.NotFound")
+        # Tag filters select exactly the tagged resources.
+        mark = unique("mark")
+        ec2.create_tags(Resources=[vpc, subnet, table, gateway, group], Tags=[{"Key": "delivery-operator.dev/owner", "Value": mark}])
+        by_tag = [{"Name": "tag:delivery-operator.dev/owner", "Values": [mark]}]
+        self.assertEqual([v["VpcId"] for v in ec2.describe_vpcs(Filters=by_tag)["Vpcs"]], [vpc])
+        self.assertEqual([s["SubnetId"] for s in ec2.describe_subnets(Filters=by_tag)["Subnets"]], [subnet])
+        self.assertEqual([t["RouteTableId"] for t in ec2.describe_route_tables(Filters=by_tag)["RouteTables"]], [table])
+        self.assertEqual([g["InternetGatewayId"] for g in ec2.describe_internet_gateways(Filters=by_tag)["InternetGateways"]], [gateway])
+        self.assertEqual([g["GroupId"] for g in ec2.describe_security_groups(Filters=by_tag)["SecurityGroups"]], [group])
+
+
+@unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
 class Record(unittest.TestCase):
     def test_every_request_is_recorded_with_its_service_id_operation_and_status(self):
         k = key()

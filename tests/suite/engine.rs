@@ -56,7 +56,14 @@ async fn a_failed_key_blocks_only_its_dependents_and_deletion_still_completes() 
     .expect("create");
     let dp = wait_for(&api, "nokey", "the key failure reported", |dp| {
         condition(dp, "EncryptionKeyReady").is_some_and(|c| c.reason == "AccessDenied")
-            && status_of(dp, "StagingLogGroupsReady").as_deref() == Some("True")
+            && [
+                "StagingLogGroupsReady",
+                "ProductionLogGroupsReady",
+                "StagingNetworkReady",
+                "ProductionNetworkReady",
+            ]
+            .iter()
+            .all(|c| status_of(dp, c).as_deref() == Some("True"))
     })
     .await;
     let key = condition(&dp, "EncryptionKeyReady")
@@ -82,11 +89,17 @@ async fn a_failed_key_blocks_only_its_dependents_and_deletion_still_completes() 
         .as_ref()
         .map(|s| s.inventory.clone())
         .unwrap_or_default();
+    let (log_groups, network): (Vec<_>, Vec<_>) = inventory
+        .into_iter()
+        .partition(|i| i.kind == "AWS::Logs::LogGroup");
     assert_eq!(
-        inventory.len(),
+        log_groups.len(),
         2,
-        "the two application log groups: {inventory:?}"
+        "the two application log groups: {log_groups:?}"
     );
+    // Each environment's VPC, gateway, two subnets, route table and security group.
+    assert_eq!(network.len(), 12, "{network:?}");
+    assert!(network.iter().all(|i| i.kind.starts_with("AWS::EC2::")));
 
     // The key never existed: deletion does not wait for its output, and removes what was made.
     api.delete("nokey", &DeleteParams::default())
@@ -94,7 +107,7 @@ async fn a_failed_key_blocks_only_its_dependents_and_deletion_still_completes() 
         .expect("delete");
     gone(&api, "nokey").await;
     let logs = aws_sdk_cloudwatchlogs::Client::new(&aws_config().await);
-    for item in inventory {
+    for item in log_groups {
         let name = item
             .id
             .rsplit("log-group:")

@@ -273,8 +273,9 @@ fn all_conditions_true(dp: &DeliveryPipeline) {
 }
 
 /// The reads one up-to-date reconcile makes in each environment account: its application log
-/// group (listed, tags read), and three role names looked up (execution, task, deploy), each
-/// found with its inline policies (execution and deploy have one) and attachments.
+/// group (listed, tags read), three role names looked up (execution, task, deploy), each
+/// found with its inline policies (execution and deploy have one) and attachments, and its
+/// network (each part listed by tags, the VPC's two DNS attributes).
 fn environment_observe_reads() -> BTreeMap<String, f64> {
     counts(&[
         ("CloudWatch Logs:DescribeLogGroups", 1.0),
@@ -283,6 +284,12 @@ fn environment_observe_reads() -> BTreeMap<String, f64> {
         ("IAM:ListRolePolicies", 3.0),
         ("IAM:GetRolePolicy", 2.0),
         ("IAM:ListAttachedRolePolicies", 3.0),
+        ("EC2:DescribeVpcs", 1.0),
+        ("EC2:DescribeVpcAttribute", 2.0),
+        ("EC2:DescribeInternetGateways", 1.0),
+        ("EC2:DescribeSubnets", 1.0),
+        ("EC2:DescribeRouteTables", 1.0),
+        ("EC2:DescribeSecurityGroups", 1.0),
     ])
 }
 

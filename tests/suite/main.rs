@@ -9,6 +9,7 @@ mod engine;
 mod identity;
 mod image_repository;
 mod operations;
+mod network;
 mod operator;
 mod pipeline;
 mod projects;

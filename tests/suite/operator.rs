@@ -60,6 +60,7 @@ fn group_of(call: &str) -> &'static str {
         "CodeBuild" => "Projects",
         "CodePipeline" => "Pipeline",
         "ECR" => "ImageRepository",
+        "EC2" => "Network",
         "STS" => "Session",
         _ => "Unknown",
     }
@@ -89,6 +90,22 @@ fn groups(
 const LOG_GROUPS_CREATE: &[(&str, f64)] = &[
     ("CloudWatch Logs:CreateLogGroup", 4.0),
     ("CloudWatch Logs:PutRetentionPolicy", 4.0),
+];
+
+/// Network calls for the minimal example: per environment, a VPC (DNS hostnames turned on), an
+/// attached gateway, two subnets, one route table with the default route and both
+/// associations, the security group with its one ingress rule (the VPC's CIDR).
+const NETWORK_CREATE: &[(&str, f64)] = &[
+    ("EC2:CreateVpc", 2.0),
+    ("EC2:ModifyVpcAttribute", 2.0),
+    ("EC2:CreateInternetGateway", 2.0),
+    ("EC2:AttachInternetGateway", 2.0),
+    ("EC2:CreateSubnet", 4.0),
+    ("EC2:CreateRouteTable", 2.0),
+    ("EC2:CreateRoute", 2.0),
+    ("EC2:AssociateRouteTable", 4.0),
+    ("EC2:CreateSecurityGroup", 2.0),
+    ("EC2:AuthorizeSecurityGroupIngress", 2.0),
 ];
 
 /// Role calls for the minimal example: pipeline, build and scan roles; execution and task role
@@ -137,6 +154,14 @@ fn observe_reads() -> BTreeMap<&'static str, BTreeMap<String, f64>> {
         ("ECR:ListTagsForResource", 1.0),
         ("ECR:GetLifecyclePolicy", 1.0),
         ("ECR:GetRepositoryPolicy", 1.0),
+        // Two networks (staging, production): each part listed by tags, the VPC's two DNS
+        // attributes read.
+        ("EC2:DescribeVpcs", 2.0),
+        ("EC2:DescribeVpcAttribute", 4.0),
+        ("EC2:DescribeInternetGateways", 2.0),
+        ("EC2:DescribeSubnets", 2.0),
+        ("EC2:DescribeRouteTables", 2.0),
+        ("EC2:DescribeSecurityGroups", 2.0),
     ]))
 }
 
@@ -714,6 +739,7 @@ fn creation_writes(kms: &[(&str, f64)]) -> BTreeMap<&'static str, BTreeMap<Strin
         ("Notifications", &[("SNS:CreateTopic", 2.0)]),
         ("LogGroups", LOG_GROUPS_CREATE),
         ("Roles", ROLES_CREATE),
+        ("Network", NETWORK_CREATE),
         (
             "Projects",
             &[
@@ -856,6 +882,15 @@ async fn first_reconcile_makes_exactly_the_creating_calls() {
                 ],
             ),
             ("ImageRepository", &[("ECR:DescribeRepositories", 1.0)]),
+            // Per environment: no VPC nor gateway found, then the zones for the subnets.
+            (
+                "Network",
+                &[
+                    ("EC2:DescribeVpcs", 2.0),
+                    ("EC2:DescribeInternetGateways", 2.0),
+                    ("EC2:DescribeAvailabilityZones", 2.0),
+                ],
+            ),
         ])
     );
     // The emulator's own record of this operator's requests says the same.
@@ -912,6 +947,8 @@ async fn a_tag_removed_from_the_spec_is_removed_from_aws() {
             ),
             ("Pipeline", &[("CodePipeline:UntagResource", 1.0)]),
             ("ImageRepository", &[("ECR:UntagResource", 1.0)]),
+            // One DeleteTags per environment for its six network parts.
+            ("Network", &[("EC2:DeleteTags", 2.0)]),
         ])
     );
     assert_eq!(
