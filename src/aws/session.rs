@@ -106,6 +106,8 @@ clients!(
     ecr: aws_sdk_ecr,
     codebuild: aws_sdk_codebuild,
     tagging: aws_sdk_resourcegroupstagging,
+    events: aws_sdk_eventbridge,
+    cloudwatch: aws_sdk_cloudwatch,
 );
 
 impl AwsSession {

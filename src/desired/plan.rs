@@ -157,6 +157,8 @@ mod tests {
             "StagingRolesReady",
             "ProductionLogGroupsReady",
             "ProductionRolesReady",
+            "EventRulesReady",
+            "AlarmsReady",
         ] {
             let group = p.groups.get(condition);
             assert!(

@@ -801,3 +801,56 @@ class Record(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
+
+
+def pipeline_event(pipeline: str, state: str) -> str:
+    """A CodePipeline "Pipeline Execution State Change" event, as the CodePipeline User Guide
+    ("Monitoring CodePipeline events") shows it."""
+    return json.dumps(
+        {
+            "version": "0",
+            "id": "01234567-0123-0123-0123-012345678901",
+            "detail-type": "CodePipeline Pipeline Execution State Change",
+            "source": "aws.codepipeline",
+            "account": DEFAULT,
+            "time": "2020-01-24T22:03:44Z",
+            "region": "us-east-1",
+            "resources": [f"arn:aws:codepipeline:us-east-1:{DEFAULT}:{pipeline}"],
+            "detail": {
+                "pipeline": pipeline,
+                "execution-id": "12345678-1234-5678-abcd-12345678abcd",
+                "start-time": "2020-01-24T22:02:44.483Z",
+                "execution-trigger": {"trigger-type": "StartPipelineExecution", "trigger-detail": "arn:aws:sts::123456789012:assumed-role/Admin/me"},
+                "state": state,
+                "version": 1.0,
+                "pipeline-execution-attempt": 1.0,
+            },
+        }
+    )
+
+
+@unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
+class EventBridge(ServiceErrors, unittest.TestCase):
+    def test_test_event_pattern_matches_as_aws_does(self):
+        events = client("events")
+        pattern = json.dumps(
+            {
+                "source": ["aws.codepipeline"],
+                "detail-type": ["CodePipeline Pipeline Execution State Change"],
+                "detail": {"pipeline": ["app"], "state": ["FAILED"]},
+            }
+        )
+        self.assertTrue(events.test_event_pattern(EventPattern=pattern, Event=pipeline_event("app", "FAILED"))["Result"])
+        self.assertFalse(events.test_event_pattern(EventPattern=pattern, Event=pipeline_event("app", "SUCCEEDED"))["Result"])
+        self.assertFalse(events.test_event_pattern(EventPattern=pattern, Event=pipeline_event("other", "FAILED"))["Result"])
+        # Nested fields (an S3 "Object Created" pattern) and value lists.
+        s3 = json.dumps({"source": ["aws.s3"], "detail": {"bucket": {"name": ["b"]}, "object": {"key": ["k.zip", "x"]}}})
+        event = json.loads(pipeline_event("app", "FAILED"))
+        event.update(source="aws.s3", detail={"bucket": {"name": "b"}, "object": {"key": "k.zip", "size": 1}})
+        self.assertTrue(events.test_event_pattern(EventPattern=s3, Event=json.dumps(event))["Result"])
+        # An event without its envelope, or a pattern that is not one.
+        del event["id"]
+        message = self.assertError(lambda: events.test_event_pattern(EventPattern=s3, Event=json.dumps(event)), "ValidationException")
+        self.assertEqual(message, "Parameter Event is not valid.")
+        message = self.assertError(lambda: events.test_event_pattern(EventPattern='{"source": "aws.s3"}', Event=pipeline_event("app", "FAILED")), "InvalidEventPatternException")
+        self.assertTrue(message.startswith("Event pattern is not valid."), message)
