@@ -1148,37 +1148,6 @@ def fix_codebuild_report_groups() -> None:
     CodeBuildResponse.list_report_groups = list_report_groups
 
 
-# The fields the API reference lists as mandatory in TestEventPattern's Event, less `resources`,
-# which AWS does not enforce (LocalStack verified it against AWS: localstack/localstack#11994).
-TEST_EVENT_REQUIRED = ("id", "account", "source", "time", "region", "detail-type")
-
-
-def fix_events_test_event_pattern() -> None:
-    """EventBridge `TestEventPattern` (moto: not implemented, HTTP 500). AWS (API reference,
-    TestEventPattern): "Tests whether the specified event pattern matches the provided event";
-    the response is `{"Result": true|false}`; the event "must follow the format specified in
-    Amazon Web Services Events" with `id`, `account`, `source`, `time`, `region`, `detail-type`
-    present (else `ValidationException` "Parameter Event is not valid."); a pattern that is not
-    valid is `InvalidEventPatternException` "Event pattern is not valid. Reason: ...". Matching
-    is moto's own matcher, the one its PutEvents delivers with, so a rule that matches here is a
-    rule moto would trigger."""
-    from moto.events.exceptions import ValidationException
-    from moto.events.models import EventPattern
-    from moto.events.responses import EventsHandler
-
-    def test_event_pattern(self):
-        pattern = EventPattern.load(self._get_param("EventPattern"))
-        try:
-            event = json.loads(self._get_param("Event") or "")
-        except ValueError:
-            event = None
-        if not isinstance(event, dict) or any(f not in event for f in TEST_EVENT_REQUIRED):
-            raise ValidationException("Parameter Event is not valid.")
-        return json.dumps({"Result": pattern.matches_event(event)})
-
-    EventsHandler.test_event_pattern = test_event_pattern
-
-
 def seed_member_accounts() -> None:
     """Member accounts with a bootstrap role trusted by the default account (what AWS
     Organizations' OrganizationAccountAccessRole provides), so tests can act in them."""
@@ -1271,7 +1240,6 @@ def main() -> None:
     fix_codebuild_update_project()
     fix_codebuild_service_role_must_be_assumable()
     fix_codebuild_report_groups()
-    fix_events_test_event_pattern()
     seed_member_accounts()
     seed_after_reset()
 
