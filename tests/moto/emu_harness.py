@@ -5,7 +5,22 @@
   service's own validation error, in its protocol;
 - records it (`GET /_harness/requests?access_key=X`, `DELETE` clears), independently of what the
   client believes it sent;
-- injects faults chosen by a test (`POST /_harness/faults`, `GET` lists, `DELETE` clears).
+- injects faults chosen by a test (`POST /_harness/faults`, `GET` lists, `DELETE` clears);
+- speaks Smithy RPC v2 CBOR (`POST /service/{Service}/operation/{Operation}`, `smithy-protocol:
+  rpc-v2-cbor`), the protocol the AWS SDKs use for CloudWatch, which moto does not: the request
+  is translated to the service's JSON protocol for moto (and validated, recorded, faulted as
+  such), the answer back to CBOR;
+- serves the control endpoints the launcher registers (`register`):
+  - `POST /_harness/pipeline-executions` creates or updates a CodePipeline execution (the
+    emulator runs none) with its stage and action statuses, and sends the EventBridge events
+    CodePipeline would send; `GET ?account=&region=&pipeline=` lists a pipeline's executions.
+    Body: {"pipeline": NAME, "account"?, "region"?, "executionId"?, "status"?, "statusSummary"?,
+    "stages"?: {STAGE: STATUS | {"status": STATUS, "actions"?: {ACTION: {"status", "summary"?,
+    "externalExecutionId"?, "externalExecutionUrl"?, "errorDetails"?, "percentComplete"?}}}},
+    "trigger"?: {"triggerType", "triggerDetail"}, "sourceRevisions"?: [...], "events"?: bool}
+    (launcher.pipeline_executions_endpoint has the details);
+  - `GET /_harness/event-deliveries?rule=&account=&targetArn=` lists the target invocations
+    EventBridge made or refused (and why), `DELETE` clears.
 
 Control endpoints live under /_harness/, next to moto's own /moto-api/.
 """
@@ -90,6 +105,13 @@ class Harness:
         self.records: list[dict[str, Any]] = []
         self.faults: list[dict[str, Any]] = []
         self.seq = itertools.count(1)
+        # Further control endpoints, by path: handler(method, query, body) -> (status, payload).
+        self.endpoints: dict[str, Any] = {}
+
+    def register(self, path: str, handler) -> None:
+        """Adds a control endpoint under /_harness/ (the launcher's emulated state: pipeline
+        executions, EventBridge deliveries)."""
+        self.endpoints[path] = handler
 
     # ---------------------------------------------------------------- identification
 
@@ -238,7 +260,75 @@ class Harness:
             return self.control(environ, start_response)
         if path.startswith("/moto-api") or path == "/favicon.ico":
             return self.app(environ, start_response)
+        if environ.get("HTTP_SMITHY_PROTOCOL") == "rpc-v2-cbor" or CBOR_PATH.match(path):
+            return self.serve_cbor(environ, start_response)
+        return self.serve(environ, start_response)
 
+    # ---------------------------------------------------------------- Smithy RPC v2 CBOR
+
+    def serve_cbor(self, environ: dict[str, Any], start_response):
+        """A request in the Smithy RPC v2 CBOR protocol (what the AWS SDKs speak to CloudWatch, whose
+        model lists `smithy-rpc-v2-cbor` first; moto serves only its JSON and query protocols):
+        translated to the service's JSON protocol for moto, and moto's answer translated back to
+        CBOR, as AWS answers it (content type `application/cbor`, header `smithy-protocol:
+        rpc-v2-cbor`, errors as a map with `__type` and `message`)."""
+        body = _buffer(environ)
+        try:
+            operation_model = self.cbor_operation(environ)
+            translated = cbor_to_json_request(operation_model, body)
+        except Exception as e:  # noqa: BLE001
+            log(f"could not translate a CBOR request {environ.get('PATH_INFO')}: {type(e).__name__}: {e}")
+            data = cbor_encode_error("SerializationException", f"could not read the CBOR request: {e}")
+            start_response("400 Bad Request", cbor_headers([("x-amzn-RequestId", str(uuid.uuid4()))], data))
+            return [data]
+        environ["PATH_INFO"] = "/"
+        environ["CONTENT_TYPE"] = translated["headers"]["Content-Type"]
+        environ["HTTP_X_AMZ_TARGET"] = translated["headers"]["X-Amz-Target"]
+        environ["CONTENT_LENGTH"] = str(len(translated["body"]))
+        environ["wsgi.input"] = io.BytesIO(translated["body"])
+        environ.pop("HTTP_SMITHY_PROTOCOL", None)
+        captured: dict[str, Any] = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+            return lambda chunk: captured.setdefault("written", []).append(chunk)
+
+        chunks = self.serve(environ, capture)
+        try:
+            payload = b"".join(captured.get("written", [])) + b"".join(chunks)
+        finally:
+            if hasattr(chunks, "close"):
+                chunks.close()
+        status = captured.get("status", "500 Internal Server Error")
+        code = int(status.split(" ", 1)[0])
+        kept = [(k, v) for k, v in captured.get("headers", []) if k.lower() not in ("content-type", "content-length")]
+        try:
+            data = json_to_cbor_response(operation_model, code, payload)
+        except Exception as e:  # noqa: BLE001
+            log(f"could not translate moto's answer to CBOR ({status}): {type(e).__name__}: {e}: {payload[:300]!r}")
+            code, status = 500, "500 Internal Server Error"
+            data = cbor_encode_error("InternalFailure", f"test harness: could not encode the answer as CBOR: {e}")
+        start_response(status, cbor_headers(kept, data))
+        return [data]
+
+    def cbor_operation(self, environ: dict[str, Any]):
+        """The operation a CBOR request names (`POST /service/{ServiceName}/operation/{Operation}`),
+        in the model of the service the request is signed for."""
+        from moto.core.responses import boto3_service_name
+
+        match = CBOR_PATH.match(environ.get("PATH_INFO", ""))
+        if match is None:
+            raise ValueError("the path is not /service/{ServiceName}/operation/{Operation}")
+        env = dict(environ)
+        env["wsgi.input"] = io.BytesIO(b"")
+        backend = self.app.get_application(env).service
+        model = emu_validation.botocore_model(boto3_service_name.get(backend, backend))
+        if "smithy-rpc-v2-cbor" not in (model.metadata.get("protocols") or [model.protocol]):
+            raise ValueError(f"{model.service_name} does not speak smithy-rpc-v2-cbor")
+        return model.operation_model(match.group(2))
+
+    def serve(self, environ: dict[str, Any], start_response):
+        path = environ.get("PATH_INFO", "")
         body = _buffer(environ)
         try:
             ident = self.identify(environ, body)
@@ -340,6 +430,14 @@ class Harness:
             start_response(f"{status} {_reason(status)}", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
             return [data]
 
+        if path in self.endpoints:
+            try:
+                status, payload = self.endpoints[path](method, query, body)
+            except Exception as e:  # noqa: BLE001
+                log(f"control endpoint {method} {path} failed:\n" + traceback.format_exc())
+                status, payload = 500, {"error": f"{type(e).__name__}: {e}"}
+            return reply(status, payload)
+
         def selected(item: dict[str, Any]) -> bool:
             return all(str(item.get(k)) == v for k, v in query.items() if k in ("access_key", "origin_key", "account", "service", "operation", "id"))
 
@@ -414,3 +512,103 @@ def _reason(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Error"
+
+
+# ---------------------------------------------------------------- Smithy RPC v2 CBOR helpers
+
+CBOR_PATH = re.compile(r"^/service/([^/]+)/operation/([^/]+)$")
+
+
+def _cbor_serializer():
+    """botocore's CBOR encoder, with timestamps as tag 1 over epoch seconds with milliseconds (the
+    Smithy RPC v2 CBOR timestamp format)."""
+    import struct
+
+    from botocore.serialize import RpcV2CBORSerializer
+
+    class Encoder(RpcV2CBORSerializer):
+        def _serialize_type_timestamp(self, serialized, value, shape, key):
+            from botocore.utils import parse_to_aware_datetime
+
+            seconds = round(parse_to_aware_datetime(value).timestamp(), 3)
+            serialized.extend(self._get_initial_byte(self.TAG_MAJOR_TYPE, 1))
+            serialized.extend(self._get_initial_byte(self.FLOAT_AND_SIMPLE_MAJOR_TYPE, 27) + struct.pack(">d", seconds))
+
+    return Encoder()
+
+
+def _cbor_decode(body: bytes) -> Any:
+    from botocore.parsers import RpcV2CBORParser
+
+    parser = RpcV2CBORParser()
+    return parser.parse_data_item(parser.get_peekable_stream_from_bytes(body))
+
+
+def _known_members(shape, value: Any) -> Any:
+    """The value with members its shape does not model dropped (botocore's JSON encoder refuses
+    them; AWS ignores them)."""
+    if shape is None:
+        return value
+    if shape.type_name == "structure" and isinstance(value, dict):
+        return {k: _known_members(shape.members[k], v) for k, v in value.items() if k in shape.members and v is not None}
+    if shape.type_name == "list" and isinstance(value, list):
+        return [_known_members(shape.member, v) for v in value]
+    if shape.type_name == "map" and isinstance(value, dict):
+        return {k: _known_members(shape.value, v) for k, v in value.items()}
+    return value
+
+
+def cbor_to_json_request(operation_model, body: bytes) -> dict[str, Any]:
+    """A CBOR request body as the service's JSON-protocol request (body and headers)."""
+    from botocore.serialize import JSONSerializer
+
+    params = _cbor_decode(body) if body else {}
+    if not isinstance(params, dict):
+        raise ValueError("the request body is not a CBOR map")
+    params = _known_members(operation_model.input_shape, params)
+    return JSONSerializer().serialize_to_request(params, operation_model)
+
+
+def json_to_cbor_response(operation_model, status: int, payload: bytes) -> bytes:
+    """moto's JSON answer as the CBOR body AWS sends: the output shape encoded as a CBOR map (an
+    operation without output has an empty body), an error as a map of `__type` and `message`."""
+    from botocore.parsers import create_parser
+
+    text = payload.decode("utf-8", "replace").strip()
+    if status >= 300:
+        try:
+            error = json.loads(text) if text else {}
+        except ValueError:
+            error = {}
+        error = error if isinstance(error, dict) else {}
+        code = error.get("__type") or error.get("code") or ("InternalFailure" if status >= 500 else str(status))
+        message = error.get("message") or error.get("Message") or text[:500]
+        return cbor_encode_error(code, message)
+    shape = operation_model.output_shape
+    if shape is None:
+        return b""
+    parsed = create_parser("json").parse({"status_code": status, "headers": {}, "body": payload or b"{}"}, shape)
+    parsed.pop("ResponseMetadata", None)
+    out = bytearray()
+    _cbor_serializer()._serialize_data_item(out, parsed, shape)
+    return bytes(out)
+
+
+def cbor_encode_error(code: str, message: str) -> bytes:
+    from botocore.model import Shape
+
+    string = Shape("String", {"type": "string"})
+    encoder = _cbor_serializer()
+    out = bytearray()
+    out.extend(encoder._get_initial_byte(encoder.MAP_MAJOR_TYPE, 2))
+    for item in ("__type", code, "message", message):
+        encoder._serialize_type_string(out, str(item), string, None)
+    return bytes(out)
+
+
+def cbor_headers(headers: list[tuple[str, str]], data: bytes) -> list[tuple[str, str]]:
+    return list(headers) + [
+        ("Content-Type", "application/cbor"),
+        ("smithy-protocol", "rpc-v2-cbor"),
+        ("Content-Length", str(len(data))),
+    ]

@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import sys
+import threading
 
 # Read by moto when a request arrives; set before anything else so no code path sees the default.
 os.environ["MOTO_S3_ALLOW_CROSSACCOUNT_ACCESS"] = "false"
@@ -1148,6 +1149,1035 @@ def fix_codebuild_report_groups() -> None:
     CodeBuildResponse.list_report_groups = list_report_groups
 
 
+# ---------------------------------------------------------------- CodePipeline
+
+CODEPIPELINE_SERVICE = "codepipeline.amazonaws.com"
+CODEPIPELINE_ROLE_NOT_ASSUMABLE = "CodePipeline is not authorized to perform AssumeRole on role {}"
+# Statuses (CodePipeline API Reference): PipelineExecution.status, StageExecution.status and
+# ActionExecution.status.
+PIPELINE_EXECUTION_STATUSES = ("Cancelled", "InProgress", "Stopped", "Stopping", "Succeeded", "Superseded", "Failed")
+STAGE_EXECUTION_STATUSES = ("Cancelled", "InProgress", "Failed", "Stopped", "Stopping", "Succeeded", "Skipped")
+ACTION_EXECUTION_STATUSES = ("InProgress", "Abandoned", "Succeeded", "Failed")
+# An action's status when only its stage's is given: an action of a stopped or cancelled stage
+# was abandoned; a skipped stage ran no action.
+ACTION_STATUS_OF_STAGE = {
+    "InProgress": "InProgress",
+    "Succeeded": "Succeeded",
+    "Failed": "Failed",
+    "Stopped": "Abandoned",
+    "Stopping": "Abandoned",
+    "Cancelled": "Abandoned",
+}
+# The `state` of CodePipeline's EventBridge events for each API status (CodePipeline User Guide,
+# "Monitoring CodePipeline events": pipeline-level states CANCELED, FAILED, RESUMED, STARTED,
+# STOPPED, STOPPING, SUCCEEDED, SUPERSEDED; stage-level the same but SUPERSEDED).
+EVENT_STATE_OF_STATUS = {
+    "InProgress": "STARTED",
+    "Succeeded": "SUCCEEDED",
+    "Failed": "FAILED",
+    "Stopped": "STOPPED",
+    "Stopping": "STOPPING",
+    "Superseded": "SUPERSEDED",
+    "Cancelled": "CANCELED",
+}
+
+
+class PipelineNameInUseException(ServiceException):
+    code = "PipelineNameInUseException"
+
+
+def codepipeline_now():
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def codepipeline_arn(region: str, account: str, name: str) -> str:
+    from moto.utilities.utils import get_partition
+
+    return f"arn:{get_partition(region)}:codepipeline:{region}:{account}:{name}"
+
+
+def codepipeline_role_problem(role_arn: str, account: str, region: str, pipeline_arn: str) -> str | None:
+    """Why CodePipeline could not assume `role_arn` for the pipeline `pipeline_arn`, or None when it
+    can: the role must exist in the pipeline's account and its trust policy must let
+    codepipeline.amazonaws.com assume it, with aws:SourceAccount and aws:SourceArn set to the
+    pipeline's account and ARN."""
+    from moto.iam.models import iam_backends
+    from moto.utilities.utils import get_partition
+
+    match = re.fullmatch(r"arn:([^:]+):iam::([0-9]{12}):role/(?:.+/)?([^/]+)", role_arn or "")
+    if match is None:
+        return f"{role_arn} is not a role ARN"
+    partition, role_account, _name = match.groups()
+    if role_account != account or partition != get_partition(region):
+        return f"{role_arn} is not a role of the pipeline's account {account}"
+    role = next((r for r in iam_backends[account][partition].get_roles() if r.arn == role_arn), None)
+    if role is None:
+        return f"role {role_arn} does not exist"
+    caller = emu_policy.ServiceCaller(CODEPIPELINE_SERVICE, account, pipeline_arn)
+    allowed, reason = emu_policy.evaluate(
+        role.assume_role_policy_document, caller, ["sts:AssumeRole"], caller.context(), with_principal=True
+    )
+    return None if allowed else f"trust policy of {role.arn}: {reason}"
+
+
+def fix_codepipeline_role_must_be_assumable() -> None:
+    """AWS: CreatePipeline and UpdatePipeline fail with InvalidStructureException ("The structure
+    was specified in an invalid format"; CodePipeline API Reference, CreatePipeline and
+    UpdatePipeline, Errors), message "CodePipeline is not authorized to perform AssumeRole on role
+    <roleArn>", when CodePipeline cannot assume the pipeline's service role: the role must exist
+    and trust the service principal codepipeline.amazonaws.com (CodePipeline User Guide,
+    "CodePipeline service role"; IAM User Guide, "AWS JSON policy elements: Principal": Service
+    is a string or a list); CodePipeline acts for the pipeline, so aws:SourceAccount and
+    aws:SourceArn are the pipeline's account and ARN arn:aws:codepipeline:<region>:<account>:<name>
+    (IAM User Guide, "The confused deputy problem"). moto reads the trust policy's
+    `Principal.Service` as a string only (a list is refused, a statement without Service is an
+    internal error, HTTP 500), ignores conditions and Deny, and UpdatePipeline checks nothing.
+    Fix: the trust policy is evaluated by emu_policy for the service principal, for CreatePipeline
+    (after the name is found free) and UpdatePipeline (after the pipeline is found)."""
+    from moto.codepipeline.exceptions import InvalidStructureException, ResourceNotFoundException
+    from moto.codepipeline.models import CodePipeline, CodePipelineBackend
+
+    original_update = CodePipelineBackend.update_pipeline
+
+    def refuse_unassumable(self, operation: str, pipeline: dict) -> None:
+        arn = codepipeline_arn(self.region_name, self.account_id, pipeline.get("name", ""))
+        problem = codepipeline_role_problem(pipeline.get("roleArn", ""), self.account_id, self.region_name, arn)
+        if problem is not None:
+            log(f"{operation} refused: CodePipeline cannot assume {pipeline.get('roleArn')}: {problem}")
+            raise InvalidStructureException(CODEPIPELINE_ROLE_NOT_ASSUMABLE.format(pipeline.get("roleArn")))
+
+    def create_pipeline(self, pipeline, tags):
+        # moto's CreatePipeline with its trust-policy reading replaced.
+        name = pipeline["name"]
+        if name in self.pipelines:
+            raise InvalidStructureException(f"A pipeline with the name '{name}' already exists in account '{self.account_id}'")
+        refuse_unassumable(self, "CreatePipeline", pipeline)
+        if len(pipeline["stages"]) < 2:
+            raise InvalidStructureException(
+                "Pipeline has only 1 stage(s). There should be a minimum of 2 stages in a pipeline"
+            )
+        created = CodePipeline(self.account_id, self.region_name, pipeline)
+        created.validate_tags(tags or [])
+        self.pipelines[name] = created
+        created.tags.update({tag["key"]: tag["value"] for tag in tags or []})
+        return pipeline, sorted(tags or [], key=lambda t: t["key"])
+
+    def update_pipeline(self, pipeline):
+        if pipeline.get("name") not in self.pipelines:
+            raise ResourceNotFoundException(
+                f"The account with id '{self.account_id}' does not include a pipeline with the name '{pipeline.get('name')}'"
+            )
+        refuse_unassumable(self, "UpdatePipeline", pipeline)
+        return original_update(self, pipeline)
+
+    CodePipelineBackend.create_pipeline = create_pipeline
+    CodePipelineBackend.update_pipeline = update_pipeline
+
+
+def fix_codepipeline_name_in_use() -> None:
+    """AWS: CreatePipeline with the name of a pipeline that exists in the account and Region fails
+    with PipelineNameInUseException, "The specified pipeline name is already in use" (CodePipeline
+    API Reference, CreatePipeline, Errors). moto answers InvalidStructureException. Fix: AWS's
+    error, before any other check."""
+    from moto.codepipeline.models import CodePipelineBackend
+
+    original = CodePipelineBackend.create_pipeline
+
+    def create_pipeline(self, pipeline, tags):
+        name = pipeline.get("name")
+        if name in self.pipelines:
+            raise PipelineNameInUseException(f"A pipeline with the name '{name}' already exists in account '{self.account_id}'")
+        return original(self, pipeline, tags)
+
+    CodePipelineBackend.create_pipeline = create_pipeline
+
+
+def codepipeline_metadata(stored) -> dict:
+    """PipelineMetadata with timestamps (serialised in the JSON protocol's epoch seconds)."""
+    return {"pipelineArn": stored._arn, "created": stored._created, "updated": stored._updated}
+
+
+def fix_codepipeline_pipelines_read_back_as_aws() -> None:
+    """AWS (CodePipeline API Reference, GetPipeline, ListPipelines, CreatePipeline, UpdatePipeline;
+    PipelineDeclaration, PipelineMetadata, PipelineSummary): timestamps (metadata.created,
+    metadata.updated, PipelineSummary.created/updated) are JSON numbers, epoch seconds, as in
+    every awsJson1_1 answer ("created": number in each Response Syntax); executionMode defaults
+    to SUPERSEDED ("The default mode is SUPERSEDED"); ListPipelines summaries carry the
+    pipelineType and executionMode. moto writes the timestamps as ISO-8601 strings, which SDKs
+    that read the JSON protocol's timestamps as numbers (the Rust SDK) refuse, and returns
+    executionMode only when it was given. Fix: the four operations answer through moto's
+    model-driven serializer (the model's shapes, its timestamp format) and the stored
+    declaration gets executionMode SUPERSEDED when none is given."""
+    from moto.codepipeline.models import CodePipelineBackend
+    from moto.codepipeline.responses import CodePipelineResponse
+    from moto.core.responses import ActionResult
+
+    original_create = CodePipelineBackend.create_pipeline
+    original_update = CodePipelineBackend.update_pipeline
+
+    def with_defaults(pipeline: dict) -> dict:
+        pipeline.setdefault("executionMode", "SUPERSEDED")
+        return pipeline
+
+    def create_pipeline_backend(self, pipeline, tags):
+        return original_create(self, with_defaults(pipeline), tags)
+
+    def update_pipeline_backend(self, pipeline):
+        return original_update(self, with_defaults(pipeline))
+
+    def create_pipeline(self):
+        pipeline, tags = self.codepipeline_backend.create_pipeline(self._get_param("pipeline"), self._get_param("tags"))
+        return ActionResult({"pipeline": pipeline, "tags": tags})
+
+    def get_pipeline(self):
+        pipeline, _metadata = self.codepipeline_backend.get_pipeline(self._get_param("name"))
+        stored = self.codepipeline_backend.pipelines[self._get_param("name")]
+        return ActionResult({"pipeline": pipeline, "metadata": codepipeline_metadata(stored)})
+
+    def update_pipeline(self):
+        return ActionResult({"pipeline": self.codepipeline_backend.update_pipeline(self._get_param("pipeline"))})
+
+    def list_pipelines(self):
+        summaries = []
+        for name, stored in sorted(self.codepipeline_backend.pipelines.items()):
+            summary = {
+                "name": name,
+                "version": stored.pipeline["version"],
+                "executionMode": stored.pipeline.get("executionMode", "SUPERSEDED"),
+                "created": stored._created,
+                "updated": stored._updated,
+            }
+            if stored.pipeline.get("pipelineType"):
+                summary["pipelineType"] = stored.pipeline["pipelineType"]
+            summaries.append(summary)
+        return ActionResult({"pipelines": summaries})
+
+    CodePipelineBackend.create_pipeline = create_pipeline_backend
+    CodePipelineBackend.update_pipeline = update_pipeline_backend
+    CodePipelineResponse.create_pipeline = create_pipeline
+    CodePipelineResponse.get_pipeline = get_pipeline
+    CodePipelineResponse.update_pipeline = update_pipeline
+    CodePipelineResponse.list_pipelines = list_pipelines
+
+
+def codepipeline_stored(account: str, region: str, name: str):
+    """The stored pipeline (moto's CodePipeline) of that name, or None."""
+    from moto.codepipeline.models import codepipeline_backends
+
+    return codepipeline_backends[account][region].pipelines.get(name)
+
+
+def codepipeline_executions(stored) -> list[dict]:
+    """A pipeline's executions, oldest first (deleting the pipeline deletes them, as in AWS)."""
+    return stored.__dict__.setdefault("emu_executions", [])
+
+
+def codepipeline_stage_names(stored) -> list[str]:
+    return [stage["name"] for stage in stored.pipeline["stages"]]
+
+
+def codepipeline_start(stored, account: str, region: str, trigger: dict, variables=None, token=None) -> dict:
+    """A new execution of the stored pipeline, InProgress in its first stage (an execution starts
+    with the pipeline's first stage, whose source actions run first: CodePipeline User Guide,
+    "How pipeline executions work"); the pipeline-level and stage-level STARTED events go to the
+    account's default event bus."""
+    import uuid
+
+    if token is not None:
+        for execution in codepipeline_executions(stored):
+            if execution.get("clientRequestToken") == token:
+                return execution
+    now = codepipeline_now()
+    declared = {v["name"]: v.get("defaultValue") for v in stored.pipeline.get("variables") or []}
+    declared.update({v["name"]: v["value"] for v in variables or []})
+    first = codepipeline_stage_names(stored)[0]
+    execution = {
+        "pipelineExecutionId": str(uuid.uuid4()),
+        "pipelineName": stored.pipeline["name"],
+        "pipelineVersion": stored.pipeline["version"],
+        "status": "InProgress",
+        "startTime": now,
+        "lastUpdateTime": now,
+        "trigger": dict(trigger),
+        "executionMode": stored.pipeline.get("executionMode", "SUPERSEDED"),
+        "executionType": "STANDARD",
+        "variables": [{"name": k, "resolvedValue": v} for k, v in declared.items() if v is not None],
+        "sourceRevisions": [],
+        "stages": {first: {"status": "InProgress", "lastStatusChange": now, "actions": {}}},
+        "clientRequestToken": token,
+    }
+    codepipeline_executions(stored).append(execution)
+    codepipeline_emit(account, region, stored, execution, None, "InProgress")
+    codepipeline_emit(account, region, stored, execution, first, "InProgress")
+    return execution
+
+
+def codepipeline_emit(account: str, region: str, stored, execution: dict, stage: str | None, status: str) -> None:
+    """The EventBridge event CodePipeline sends for a pipeline-level (stage None) or stage-level
+    status change (CodePipeline User Guide, "Monitoring CodePipeline events": detail-type
+    "CodePipeline Pipeline Execution State Change" / "CodePipeline Stage Execution State Change",
+    source aws.codepipeline, resources [the pipeline ARN], detail pipeline, execution-id,
+    start-time, (stage,) state, version, pipeline-execution-attempt; the pipeline-level event also
+    execution-trigger {trigger-type, trigger-detail})."""
+    import uuid
+
+    state = EVENT_STATE_OF_STATUS.get(status)
+    if state is None or (stage is not None and state == "SUPERSEDED"):
+        return
+    detail = {
+        "pipeline": stored.pipeline["name"],
+        "execution-id": execution["pipelineExecutionId"],
+        "start-time": execution["startTime"].strftime("%Y-%m-%dT%H:%M:%S.") + f"{execution['startTime'].microsecond // 1000:03d}Z",
+    }
+    if stage is None:
+        detail["execution-trigger"] = {
+            "trigger-type": execution["trigger"].get("triggerType", ""),
+            "trigger-detail": execution["trigger"].get("triggerDetail", ""),
+        }
+    else:
+        detail["stage"] = stage
+    detail.update({"state": state, "version": float(execution["pipelineVersion"]), "pipeline-execution-attempt": 1.0})
+    event = {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "CodePipeline Stage Execution State Change" if stage else "CodePipeline Pipeline Execution State Change",
+        "source": "aws.codepipeline",
+        "account": account,
+        "time": codepipeline_now().timestamp(),
+        "region": region,
+        "resources": [stored._arn],
+        "detail": detail,
+    }
+    events_dispatch(account, region, event)
+
+
+def codepipeline_action_states(stored, stage_name: str, stage_state: dict | None) -> list[dict]:
+    """ActionState of each action of a stage: its latest execution is the one of the stage's
+    latest execution, with the status a test gave the action or the one its stage's implies."""
+    import uuid
+
+    stage = next(s for s in stored.pipeline["stages"] if s["name"] == stage_name)
+    states = []
+    for action in stage["actions"]:
+        state = {"actionName": action["name"]}
+        given = ((stage_state or {}).get("actions") or {}).get(action["name"]) or {}
+        status = given.get("status") or ACTION_STATUS_OF_STAGE.get((stage_state or {}).get("status"))
+        if status is not None:
+            ids = stage_state.setdefault("actionExecutionIds", {})
+            latest = {
+                "actionExecutionId": ids.setdefault(action["name"], str(uuid.uuid4())),
+                "status": status,
+                "lastStatusChange": given.get("lastStatusChange") or stage_state["lastStatusChange"],
+            }
+            for member in ("summary", "externalExecutionId", "externalExecutionUrl", "errorDetails", "percentComplete"):
+                if given.get(member) is not None:
+                    latest[member] = given[member]
+            state["latestExecution"] = latest
+        states.append(state)
+    return states
+
+
+def codepipeline_state(stored) -> dict:
+    """GetPipelineStateOutput: each stage of the current declaration with its latest execution
+    (the newest execution that reached it) and its actions' latest executions; every stage but
+    the first has an inbound transition, enabled (CodePipeline API Reference, GetPipelineState,
+    StageState, ActionState; AWS CLI Command Reference, get-pipeline-state example)."""
+    executions = codepipeline_executions(stored)
+    stages = []
+    for index, name in enumerate(codepipeline_stage_names(stored)):
+        latest = next((e for e in reversed(executions) if name in e["stages"]), None)
+        stage_state = latest["stages"][name] if latest is not None else None
+        state = {"stageName": name, "actionStates": codepipeline_action_states(stored, name, stage_state)}
+        if index > 0:
+            state["inboundTransitionState"] = {"enabled": True}
+        if latest is not None:
+            state["latestExecution"] = {
+                "pipelineExecutionId": latest["pipelineExecutionId"],
+                "status": stage_state["status"],
+                "type": "STANDARD",
+            }
+        stages.append(state)
+    return {
+        "pipelineName": stored.pipeline["name"],
+        "pipelineVersion": stored.pipeline["version"],
+        "stageStates": stages,
+        "created": stored._created,
+        "updated": stored._updated,
+    }
+
+
+def codepipeline_summary(execution: dict) -> dict:
+    """PipelineExecutionSummary."""
+    summary = {k: execution[k] for k in ("pipelineExecutionId", "status", "startTime", "lastUpdateTime", "sourceRevisions", "trigger", "executionMode", "executionType")}
+    if execution.get("statusSummary"):
+        summary["statusSummary"] = execution["statusSummary"]
+    return summary
+
+
+def codepipeline_detail(execution: dict) -> dict:
+    """PipelineExecution."""
+    detail = {k: execution[k] for k in ("pipelineName", "pipelineVersion", "pipelineExecutionId", "status", "variables", "trigger", "executionMode", "executionType")}
+    detail["artifactRevisions"] = []
+    if execution.get("statusSummary"):
+        detail["statusSummary"] = execution["statusSummary"]
+    return detail
+
+
+def fix_codepipeline_executions() -> None:
+    """AWS (CodePipeline API Reference): StartPipelineExecution "starts the specified pipeline.
+    Specifically, it begins processing the latest commit to the source location specified as part
+    of the pipeline" and returns its pipelineExecutionId (a retried clientRequestToken returns the
+    same execution); ListPipelineExecutions returns PipelineExecutionSummary items (pipelineExecutionId,
+    status, startTime, lastUpdateTime, sourceRevisions, trigger {triggerType, triggerDetail: "the
+    user ARN for a user-initiated start-pipeline-execution", ExecutionTrigger}, executionMode,
+    executionType), most recent first, at most maxResults (default 100) with nextToken, filter
+    succeededInStage; GetPipelineExecution returns PipelineExecution; GetPipelineState returns each
+    stage's StageState (stageName, inboundTransitionState, actionStates, latestExecution
+    {pipelineExecutionId, status, type}); an unknown pipeline is PipelineNotFoundException and an
+    unknown execution PipelineExecutionNotFoundException; CodePipeline sends its execution and stage
+    state changes to EventBridge (User Guide, "Monitoring CodePipeline events"). moto marks an
+    execution Succeeded as soon as it starts, writes timestamps as ISO strings (refused by the Rust
+    SDK, which reads the JSON protocol's epoch numbers), omits executionMode and executionType, sends
+    no events and does not implement GetPipelineState (HTTP 500). Fix: executions are recorded as
+    AWS reports them but never run by themselves: an execution starts InProgress in the first
+    stage, and a test moves it (and its stages and actions) on through the harness endpoint
+    POST /_harness/pipeline-executions (emu_harness.py, docs/testing.md), which also sends the
+    events CodePipeline would send."""
+    from moto.codepipeline.exceptions import PipelineExecutionNotFoundException, PipelineNotFoundException
+    from moto.codepipeline.responses import CodePipelineResponse
+    from moto.core.responses import ActionResult
+
+    def stored_or_raise(self, name: str):
+        stored = self.codepipeline_backend.pipelines.get(name)
+        if stored is None:
+            raise PipelineNotFoundException(f"Account '{self.current_account}' does not have a pipeline with name '{name}'")
+        return stored
+
+    def start_pipeline_execution(self):
+        stored = stored_or_raise(self, self._get_param("name"))
+        ident = getattr(CURRENT, "ident", None)
+        caller = caller_of(ident.access_key if ident is not None else self.get_access_key())
+        execution = codepipeline_start(
+            stored,
+            self.current_account,
+            self.region,
+            {"triggerType": "StartPipelineExecution", "triggerDetail": caller.arn},
+            self._get_param("variables"),
+            self._get_param("clientRequestToken"),
+        )
+        return ActionResult({"pipelineExecutionId": execution["pipelineExecutionId"]})
+
+    def list_pipeline_executions(self):
+        from moto.codepipeline.exceptions import InvalidStructureException
+
+        stored = stored_or_raise(self, self._get_param("pipelineName"))
+        executions = list(reversed(codepipeline_executions(stored)))
+        stage = ((self._get_param("filter") or {}).get("succeededInStage") or {}).get("stageName")
+        if stage:
+            executions = [e for e in executions if e["stages"].get(stage, {}).get("status") == "Succeeded"]
+        start = 0
+        if self._get_param("nextToken"):
+            try:
+                start = int(self._get_param("nextToken"))
+            except ValueError:
+                raise InvalidStructureException("Invalid nextToken")
+        size = int(self._get_param("maxResults") or 100)
+        result = {"pipelineExecutionSummaries": [codepipeline_summary(e) for e in executions[start : start + size]]}
+        if start + size < len(executions):
+            result["nextToken"] = str(start + size)
+        return ActionResult(result)
+
+    def get_pipeline_execution(self):
+        name, execution_id = self._get_param("pipelineName"), self._get_param("pipelineExecutionId")
+        stored = stored_or_raise(self, name)
+        execution = next((e for e in codepipeline_executions(stored) if e["pipelineExecutionId"] == execution_id), None)
+        if execution is None:
+            raise PipelineExecutionNotFoundException(
+                f"Account '{self.current_account}' does not have an execution with id '{execution_id}' for pipeline '{name}'"
+            )
+        return ActionResult({"pipelineExecution": codepipeline_detail(execution)})
+
+    def get_pipeline_state(self):
+        return ActionResult(codepipeline_state(stored_or_raise(self, self._get_param("name"))))
+
+    CodePipelineResponse.start_pipeline_execution = start_pipeline_execution
+    CodePipelineResponse.list_pipeline_executions = list_pipeline_executions
+    CodePipelineResponse.get_pipeline_execution = get_pipeline_execution
+    CodePipelineResponse.get_pipeline_state = get_pipeline_state
+
+
+PIPELINE_EXECUTION_FIELDS = {"account", "region", "pipeline", "executionId", "status", "statusSummary", "stages", "trigger", "sourceRevisions", "events"}
+ACTION_FIELDS = {"status", "summary", "externalExecutionId", "externalExecutionUrl", "errorDetails", "percentComplete"}
+
+
+def pipeline_executions_endpoint(method: str, query: dict, body: bytes):
+    """POST /_harness/pipeline-executions: creates or updates an execution of a pipeline (the
+    emulator runs none). JSON body:
+
+        {"account": "123456789012", "region": "us-east-1",       (defaults)
+         "pipeline": "name",                                      (required)
+         "executionId": "...",          (optional: updates that execution, or creates it with
+                                         this ID; absent: a new execution with a new ID)
+         "status": "InProgress" | "Succeeded" | "Failed" | "Stopped" | "Stopping" |
+                   "Superseded" | "Cancelled"                     (required to create)
+         "statusSummary": "...",
+         "stages": {"Build": "Failed",                            (a stage's status, or)
+                    "Test": {"status": "Failed",                  (its status and actions')
+                             "actions": {"Test": {"status": "Failed", "summary": "...",
+                                                  "externalExecutionId": "...",
+                                                  "externalExecutionUrl": "...",
+                                                  "errorDetails": {"code": "...", "message": "..."}}}}},
+         "trigger": {"triggerType": "...", "triggerDetail": "..."} (default StartPipelineExecution),
+         "sourceRevisions": [{"actionName": "Source", "revisionId": "...", ...}],
+         "events": true}                (false: send no EventBridge events for this change)
+
+    Stage statuses: Cancelled, InProgress, Failed, Stopped, Stopping, Succeeded, Skipped; action
+    statuses: InProgress, Abandoned, Succeeded, Failed (an action without its own status takes its
+    stage's: Stopped/Stopping/Cancelled -> Abandoned). Only the stages given change. Answers 200
+    with the execution as ListPipelineExecutions reports it plus its stage statuses; 400 for an
+    unknown field, status or stage, 404 for an unknown pipeline.
+    GET ?account=&region=&pipeline= lists the pipeline's executions, newest first."""
+    import datetime
+    import uuid
+
+    def jsonable(value):
+        if isinstance(value, datetime.datetime):
+            return value.timestamp()
+        if isinstance(value, dict):
+            return {k: jsonable(v) for k, v in value.items() if k != "actionExecutionIds"}
+        if isinstance(value, list):
+            return [jsonable(v) for v in value]
+        return value
+
+    def view(execution):
+        return jsonable({**codepipeline_summary(execution), "stages": {k: v["status"] for k, v in execution["stages"].items()}})
+
+    if method == "GET":
+        stored = codepipeline_stored(query.get("account", DEFAULT_ACCOUNT), query.get("region", "us-east-1"), query.get("pipeline", ""))
+        if stored is None:
+            return 404, {"error": f"no pipeline {query.get('pipeline')!r}"}
+        return 200, [view(e) for e in reversed(codepipeline_executions(stored))]
+    if method != "POST":
+        return 405, {"error": "use GET or POST"}
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError as e:
+        return 400, {"error": f"not JSON: {e}"}
+    unknown = set(request) - PIPELINE_EXECUTION_FIELDS
+    if unknown:
+        return 400, {"error": f"unknown fields {sorted(unknown)}"}
+    account, region = request.get("account", DEFAULT_ACCOUNT), request.get("region", "us-east-1")
+    stored = codepipeline_stored(account, region, request.get("pipeline", ""))
+    if stored is None:
+        return 404, {"error": f"no pipeline {request.get('pipeline')!r} in {account}/{region}"}
+    status = request.get("status")
+    if status is not None and status not in PIPELINE_EXECUTION_STATUSES:
+        return 400, {"error": f"status must be one of {PIPELINE_EXECUTION_STATUSES}"}
+    stages = {}
+    for name, value in (request.get("stages") or {}).items():
+        value = {"status": value} if isinstance(value, str) else dict(value or {})
+        if name not in codepipeline_stage_names(stored):
+            return 400, {"error": f"pipeline {stored.pipeline['name']!r} has no stage {name!r}"}
+        if set(value) - {"status", "actions"} or value.get("status") not in STAGE_EXECUTION_STATUSES:
+            return 400, {"error": f"stage {name!r}: {{status: one of {STAGE_EXECUTION_STATUSES}, actions}}"}
+        stage = next(s for s in stored.pipeline["stages"] if s["name"] == name)
+        for action, fields in (value.get("actions") or {}).items():
+            if action not in [a["name"] for a in stage["actions"]]:
+                return 400, {"error": f"stage {name!r} has no action {action!r}"}
+            if set(fields) - ACTION_FIELDS or fields.get("status") not in ACTION_EXECUTION_STATUSES:
+                return 400, {"error": f"action {action!r}: {{status: one of {ACTION_EXECUTION_STATUSES}, {sorted(ACTION_FIELDS - {'status'})}}}"}
+        stages[name] = value
+    executions = codepipeline_executions(stored)
+    execution = next((e for e in executions if e["pipelineExecutionId"] == request.get("executionId")), None)
+    now = codepipeline_now()
+    emit = request.get("events", True)
+    if execution is None:
+        if status is None:
+            return 400, {"error": "a new execution needs a status"}
+        execution = {
+            "pipelineExecutionId": request.get("executionId") or str(uuid.uuid4()),
+            "pipelineName": stored.pipeline["name"],
+            "pipelineVersion": stored.pipeline["version"],
+            "status": None,
+            "startTime": now,
+            "lastUpdateTime": now,
+            "trigger": request.get("trigger") or {"triggerType": "StartPipelineExecution", "triggerDetail": f"arn:aws:iam::{account}:root"},
+            "executionMode": stored.pipeline.get("executionMode", "SUPERSEDED"),
+            "executionType": "STANDARD",
+            "variables": [{"name": v["name"], "resolvedValue": v["defaultValue"]} for v in stored.pipeline.get("variables") or [] if v.get("defaultValue") is not None],
+            "sourceRevisions": [],
+            "stages": {},
+        }
+        executions.append(execution)
+    if request.get("trigger"):
+        execution["trigger"] = dict(request["trigger"])
+    if request.get("sourceRevisions") is not None:
+        execution["sourceRevisions"] = list(request["sourceRevisions"])
+    if request.get("statusSummary") is not None:
+        execution["statusSummary"] = request["statusSummary"]
+    changes = []
+    if status is not None and status != execution["status"]:
+        execution["status"] = status
+        changes.append((None, status))
+    for name, value in stages.items():
+        previous = execution["stages"].get(name)
+        actions = {}
+        for action, fields in (value.get("actions") or {}).items():
+            actions[action] = {**fields, "lastStatusChange": now}
+        execution["stages"][name] = {"status": value["status"], "lastStatusChange": now, "actions": actions}
+        if previous is None or previous["status"] != value["status"]:
+            changes.append((name, value["status"]))
+    execution["lastUpdateTime"] = now
+    if emit:
+        # An execution starts before its stages do and ends after them.
+        pipeline_changes = [c for c in changes if c[0] is None]
+        starting = [c for c in pipeline_changes if c[1] == "InProgress"]
+        ending = [c for c in pipeline_changes if c[1] != "InProgress"]
+        for stage, stage_status in starting + [c for c in changes if c[0] is not None] + ending:
+            codepipeline_emit(account, region, stored, execution, stage, stage_status)
+    log(f"pipeline execution {execution['pipelineExecutionId']} of {stored.pipeline['name']} set by a test: {execution['status']} {dict((k, v['status']) for k, v in execution['stages'].items())}")
+    return 200, view(execution)
+
+
+# ---------------------------------------------------------------- EventBridge
+
+EVENTS_SERVICE = "events.amazonaws.com"
+TEST_EVENT_MANDATORY = ("id", "account", "source", "time", "region", "resources", "detail-type")
+# Target invocations the emulator made or refused, oldest first: GET /_harness/event-deliveries.
+EVENT_DELIVERIES: list[dict] = []
+EVENT_DELIVERIES_LOCK = threading.Lock()
+
+
+class EventsValidationException(ServiceException):
+    code = "ValidationException"
+
+
+def events_time(value) -> str:
+    """An event's `time` as EventBridge writes it: ISO 8601, UTC, seconds ("2020-01-24T22:03:07Z";
+    EventBridge User Guide, "Event structure reference"). moto keeps epoch seconds internally."""
+    import datetime
+
+    if isinstance(value, str):
+        return value
+    if isinstance(value, datetime.datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
+    else:
+        moment = datetime.datetime.fromtimestamp(float(value), tz=datetime.timezone.utc)
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def event_as_aws(event: dict) -> dict:
+    """The event as EventBridge delivers it (EventBridge User Guide, "Event structure reference"):
+    version, id, detail-type, source, account, time, region, resources, detail."""
+    out = {k: event[k] for k in ("version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail") if k in event}
+    out["time"] = events_time(event.get("time", 0))
+    return json.loads(json.dumps(out, default=str))
+
+
+def events_dispatch(account: str, region: str, event: dict) -> None:
+    """An event sent to the account's default event bus (as AWS services send theirs), matched
+    against every rule of the bus."""
+    from moto.events.models import events_backends
+
+    bus = events_backends[account][region].event_buses.get("default")
+    for rule in list(bus.rules.values()) if bus is not None else []:
+        rule.send_to_targets(dict(event))
+
+
+def json_path(document, path: str):
+    """EventBridge's JSONPath subset (dot notation, dashes, array indices): (found, value)."""
+    if path == "$":
+        return True, document
+    if not path.startswith("$."):
+        return False, None
+    value = document
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path[2:]):
+        if part.startswith("["):
+            index = int(part[1:-1])
+            if not isinstance(value, list) or index >= len(value):
+                return False, None
+            value = value[index]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            return False, None
+    return True, value
+
+
+def events_render_template(template: str, paths: dict, event: dict, rule) -> str:
+    """InputTransformer (EventBridge User Guide, "Amazon EventBridge input transformation";
+    API Reference, InputTransformer): each <variable> of InputPathsMap, or a predefined one
+    (aws.events.rule-arn, aws.events.rule-name, aws.events.event.ingestion-time, aws.events.event,
+    aws.events.event.json), is replaced by the value its path selects: inside a JSON string as the
+    text itself, elsewhere as JSON (a string value gets its quotes: `"state": <state>` becomes
+    `"state": "FAILED"`); a template that is a quoted string stays one (`"<pipeline> failed"` is
+    delivered as `"my-pipeline failed"`). A path that selects nothing is replaced by nothing inside
+    a string and by null elsewhere (the harness's choice: the guide does not say)."""
+    values: dict[str, tuple[bool, object]] = {}
+    for name, path in (paths or {}).items():
+        values[name] = json_path(event, path)
+    without_detail = {k: v for k, v in event.items() if k != "detail"}
+    values.setdefault("aws.events.rule-arn", (True, rule.arn))
+    values.setdefault("aws.events.rule-name", (True, rule.name))
+    values.setdefault("aws.events.event.ingestion-time", (True, event.get("time")))
+    values.setdefault("aws.events.event", (True, without_detail))
+    values.setdefault("aws.events.event.json", (True, event))
+    out, in_string, i = [], False, 0
+    while i < len(template):
+        c = template[i]
+        if c == "\\" and i + 1 < len(template):
+            out.append(template[i : i + 2])
+            i += 2
+            continue
+        if c == '"':
+            in_string = not in_string
+        if c == "<":
+            end = template.find(">", i)
+            name = template[i + 1 : end] if end > i else None
+            if name in values:
+                found, value = values[name]
+                if in_string:
+                    out.append("" if not found else json.dumps(value)[1:-1] if isinstance(value, str) else json.dumps(value))
+                else:
+                    out.append(json.dumps(value) if found else "null")
+                i = end + 1
+                continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def events_target_input(rule, target: dict, event: dict) -> str:
+    """What a target receives (EventBridge API Reference, Target: Input "Valid JSON text passed to
+    the target. In this case, nothing from the event itself is passed"; InputPath "the value of
+    the JSONPath that is used for extracting part of the matched event"; InputTransformer;
+    none of them: the matched event)."""
+    if target.get("Input") is not None:
+        return target["Input"]
+    if target.get("InputPath"):
+        found, value = json_path(event, target["InputPath"])
+        return json.dumps(value if found else None)
+    transformer = target.get("InputTransformer")
+    if transformer:
+        return events_render_template(transformer.get("InputTemplate", ""), transformer.get("InputPathsMap") or {}, event, rule)
+    return json.dumps(event)
+
+
+def events_service_problem(policy, resource_kind: str, actions: list[str], rule) -> str | None:
+    """Whether a resource policy lets events.amazonaws.com act for the rule (aws:SourceArn the
+    rule's ARN, aws:SourceAccount its account)."""
+    if not policy:
+        return f"the {resource_kind} has no policy"
+    caller = emu_policy.ServiceCaller(EVENTS_SERVICE, rule.account_id, rule.arn)
+    allowed, reason = emu_policy.evaluate(policy, caller, actions, caller.context(), with_principal=True)
+    return None if allowed else f"{resource_kind} policy: {reason}"
+
+
+def events_deliver_sns(rule, target: dict, text: str) -> str | None:
+    """Publishes to an SNS topic target, or returns why EventBridge could not: the topic must
+    exist, its policy must allow events.amazonaws.com sns:Publish, and a topic encrypted with a
+    KMS key needs a customer managed key whose policy allows events.amazonaws.com kms:Decrypt and
+    kms:GenerateDataKey (AWS Knowledge Center, "Why isn't my Amazon SNS topic receiving Amazon
+    EventBridge notifications?"; the AWS managed key alias/aws/sns does not allow it)."""
+    from moto.kms.models import kms_backends
+    from moto.sns.models import sns_backends
+
+    arn = target["Arn"]
+    parts = arn.split(":")
+    backend = sns_backends[parts[4]][parts[3]]
+    topic = backend.topics.get(arn)
+    if topic is None:
+        return "the topic does not exist"
+    problem = events_service_problem(topic.policy, "topic", ["sns:Publish"], rule)
+    if problem is not None:
+        return problem
+    key_id = getattr(topic, "kms_master_key_id", "")
+    if key_id:
+        if key_id in ("alias/aws/sns",) or key_id.endswith(":alias/aws/sns"):
+            return "the topic is encrypted with the AWS managed key alias/aws/sns"
+        key_account = key_id.split(":")[4] if key_id.startswith("arn:") else parts[4]
+        try:
+            key = kms_backends[key_account][parts[3]].describe_key(key_id)
+        except Exception:  # noqa: BLE001
+            return f"the topic's KMS key {key_id} does not exist"
+        if key.key_state != "Enabled":
+            return f"the topic's KMS key {key_id} is {key.key_state}"
+        problem = events_service_problem(key.policy, "key", ["kms:GenerateDataKey", "kms:Decrypt"], rule)
+        if problem is not None:
+            return problem
+    backend.publish(text, arn=arn)
+    return None
+
+
+def events_deliver_codepipeline(rule, target: dict, event: dict) -> str | None:
+    """Starts a CodePipeline target's pipeline, or returns why EventBridge could not: a pipeline
+    target is invoked with the target's RoleArn ("EventBridge relies on IAM roles that you specify
+    in the RoleArn argument", API Reference, PutTargets), which must exist and trust
+    events.amazonaws.com; the execution's trigger is CloudWatchEvent with the rule's ARN as detail
+    (ExecutionTrigger)."""
+    from moto.iam.models import iam_backends
+
+    role_arn = target.get("RoleArn")
+    if not role_arn:
+        return "a CodePipeline target needs a RoleArn"
+    match = re.fullmatch(r"arn:([^:]+):iam::([0-9]{12}):role/(?:.+/)?([^/]+)", role_arn)
+    role = None
+    if match is not None:
+        role = next((r for r in iam_backends[match.group(2)][match.group(1)].get_roles() if r.arn == role_arn), None)
+    if role is None:
+        return f"role {role_arn} does not exist"
+    problem = events_service_problem(role.assume_role_policy_document, "role trust", ["sts:AssumeRole"], rule)
+    if problem is not None:
+        return problem
+    parts = target["Arn"].split(":")
+    stored = codepipeline_stored(parts[4], parts[3], parts[5]) if len(parts) >= 6 else None
+    if stored is None:
+        return "the pipeline does not exist"
+    codepipeline_start(stored, parts[4], parts[3], {"triggerType": "CloudWatchEvent", "triggerDetail": rule.arn})
+    return None
+
+
+def record_delivery(rule, target: dict, event: dict, text: str | None, problem: str | None) -> None:
+    import time as _time
+
+    entry = {
+        "time": _time.time(),
+        "account": rule.account_id,
+        "region": rule.region_name,
+        "rule": rule.name,
+        "ruleArn": rule.arn,
+        "targetId": target.get("Id"),
+        "targetArn": target.get("Arn"),
+        "eventId": event.get("id"),
+        "detailType": event.get("detail-type"),
+        "input": text,
+        "delivered": problem is None,
+        "problem": problem,
+    }
+    with EVENT_DELIVERIES_LOCK:
+        EVENT_DELIVERIES.append(entry)
+    if problem is None:
+        log(f"EventBridge rule {rule.arn} delivered event {event.get('id')} to {target.get('Arn')}")
+    else:
+        log(f"EventBridge rule {rule.arn} could not deliver event {event.get('id')} to {target.get('Arn')}: {problem}")
+
+
+def fix_events_test_event_pattern() -> None:
+    """AWS (EventBridge API Reference, TestEventPattern): "Tests whether the specified event pattern
+    matches the provided event" and answers {"Result": true|false}; the Event must carry id,
+    account, source, time, region, resources and detail-type; an invalid pattern is
+    InvalidEventPatternException. moto answers an empty body (HTTP 200), which SDKs read as no
+    result. Fix: match with moto's own event-pattern matcher (the one PutEvents routes with:
+    exact values, lists, nested objects such as detail, prefix, suffix, anything-but, numeric,
+    exists, wildcard, equals-ignore-case, $or); an Event that is not a JSON object with the
+    mandatory fields is ValidationException "Parameter Event is not valid."."""
+    from moto.events.models import EventPattern
+    from moto.events.responses import EventsHandler
+
+    def test_event_pattern(self):
+        try:
+            event = json.loads(self._get_param("Event") or "")
+        except ValueError:
+            event = None
+        if not isinstance(event, dict) or any(field not in event for field in TEST_EVENT_MANDATORY):
+            raise EventsValidationException("Parameter Event is not valid.")
+        pattern = EventPattern.load(self._get_param("EventPattern"))
+        return json.dumps({"Result": bool(pattern.matches_event(event))}), self.response_headers
+
+    EventsHandler.test_event_pattern = test_event_pattern
+
+
+def fix_events_deliver_to_sns_and_codepipeline_targets() -> None:
+    """AWS (EventBridge User Guide, "Amazon EventBridge targets", "Amazon EventBridge input
+    transformation"; API Reference, PutEvents, Target): an event a rule's pattern matches is sent
+    to each of the rule's targets, transformed by the target's Input, InputPath or
+    InputTransformer; an SNS topic target gets it published to the topic, when the topic policy
+    (and the key policy of an encrypted topic) allows events.amazonaws.com; a CodePipeline target
+    gets an execution of its pipeline started with the target's role; a failed invocation does
+    not fail PutEvents (it is counted in the rule's FailedInvocations metric). A DISABLED rule
+    "does not match any events" (DisableRule). moto raises NotImplementedError (HTTP 500 for the
+    whole PutEvents) for an SNS or CodePipeline target and routes events to disabled rules. Fix:
+    deliver to both kinds of target as AWS does, record every invocation, delivered or refused, at
+    GET /_harness/event-deliveries, and skip disabled rules; other targets stay moto's."""
+    import copy
+
+    from moto.events.models import Rule
+
+    original = Rule.send_to_targets
+
+    def send_to_targets(self, original_event, transform_input=True):
+        if self.state != "ENABLED" or not self.event_pattern.matches_event(original_event):
+            return
+        ours = [t for t in self.targets if t["Arn"].split(":")[2:3] in (["sns"], ["codepipeline"])]
+        others = [t for t in self.targets if t not in ours]
+        event = event_as_aws(original_event)
+        for target in ours:
+            text = events_target_input(self, target, event) if transform_input else json.dumps(event)
+            try:
+                if target["Arn"].split(":")[2] == "sns":
+                    problem = events_deliver_sns(self, target, text)
+                else:
+                    problem = events_deliver_codepipeline(self, target, event)
+            except Exception as e:  # noqa: BLE001
+                problem = f"{type(e).__name__}: {e}"
+            record_delivery(self, target, event, text, problem)
+        if others:
+            rest = copy.copy(self)
+            rest.targets = others
+            original(rest, original_event, transform_input)
+
+    Rule.send_to_targets = send_to_targets
+
+
+def fix_events_put_events_refuses_aws_sources() -> None:
+    """AWS: "All events that come from AWS services begin with "aws." Customer-generated events
+    can have any value here, as long as it doesn't begin with "aws."" (EventBridge User Guide,
+    "Event structure reference", source); PutEvents fails such an entry with ErrorCode
+    NotAuthorizedForSourceException, "You do not have permissions to publish events with this
+    source onto this event bus" (API Reference, PutEventsResultEntry), the other entries being
+    put. moto routes them like any event, so a test could fake a service's event that AWS would
+    refuse. Fix: such entries fail with that code; a test gets CodePipeline's own events from the
+    pipeline-executions harness endpoint instead."""
+    from moto.events.models import EventsBackend
+
+    original = EventsBackend.put_events
+
+    def put_events(self, events):
+        refused = {i for i, e in enumerate(events) if str(e.get("Source") or "").startswith("aws.")}
+        accepted = iter(original(self, [e for i, e in enumerate(events) if i not in refused]) if len(refused) < len(events) else [])
+        return [
+            {"ErrorCode": "NotAuthorizedForSourceException", "ErrorMessage": "Not authorized for the source."} if i in refused else next(accepted)
+            for i in range(len(events))
+        ]
+
+    EventsBackend.put_events = put_events
+
+
+def event_deliveries_endpoint(method: str, query: dict, body: bytes):
+    """GET /_harness/event-deliveries[?rule=NAME&account=ID&targetArn=ARN]: the target
+    invocations EventBridge made, oldest first: {time, account, region, rule, ruleArn, targetId,
+    targetArn, eventId, detailType, input (the text the target received), delivered, problem (why
+    it was refused: topic policy, key policy, role trust, missing resource)}. DELETE with the same
+    filters clears."""
+    def selected(entry: dict) -> bool:
+        return all(str(entry.get(k)) == v for k, v in query.items() if k in ("rule", "account", "targetArn", "region"))
+
+    with EVENT_DELIVERIES_LOCK:
+        if method == "GET":
+            return 200, [e for e in EVENT_DELIVERIES if selected(e)]
+        if method == "DELETE":
+            EVENT_DELIVERIES[:] = [e for e in EVENT_DELIVERIES if not selected(e)]
+            return 200, {"ok": True}
+    return 405, {"error": "use GET or DELETE"}
+
+
+# ---------------------------------------------------------------- CloudWatch
+
+
+def cloudwatch_now():
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def fix_cloudwatch_put_metric_alarm_state_and_tags() -> None:
+    """AWS (CloudWatch API Reference, PutMetricAlarm): "When this operation creates an alarm, the
+    alarm state is immediately set to INSUFFICIENT_DATA. The alarm is then evaluated and its state
+    is set appropriately"; "When you update an existing alarm, its state is left unchanged, but
+    the update completely overwrites the previous configuration of the alarm"; Tags: "If you are
+    using this operation to update an existing alarm, any tags you specify in this parameter are
+    ignored. To change the tags of an existing alarm, use TagResource or UntagResource."
+    DescribeAlarms returns StateTransitionedTimestamp, "the date and time that the alarm's
+    StateValue most recently changed" (MetricAlarm). moto creates alarms in state OK, resets the
+    state on every update, adds the Tags of an update to the alarm's tags and omits
+    StateTransitionedTimestamp. Fix: a new alarm starts in INSUFFICIENT_DATA ("Unchecked: Initial
+    alarm creation"); an update keeps the state (value, reason, timestamps) and the tags; the
+    transition timestamp is set when the state value changes (creation, SetAlarmState)."""
+    from moto.cloudwatch.models import Alarm, CloudWatchBackend
+
+    original_put = CloudWatchBackend.put_metric_alarm
+    original_update_state = Alarm.update_state
+
+    def put_metric_alarm(self, name, *args, **kwargs):
+        existing = self.alarms.get(name)
+        if existing is not None:
+            kwargs["tags"] = None
+        alarm = original_put(self, name, *args, **kwargs)
+        if existing is None:
+            now = cloudwatch_now()
+            alarm.state_value = "INSUFFICIENT_DATA"
+            alarm.state_reason = "Unchecked: Initial alarm creation"
+            alarm.state_reason_data = None
+            alarm.state_updated_timestamp = now
+            alarm.state_transitioned_timestamp = now
+        else:
+            for attribute in ("state_value", "state_reason", "state_reason_data", "state_updated_timestamp", "history"):
+                setattr(alarm, attribute, getattr(existing, attribute))
+            alarm.state_transitioned_timestamp = getattr(existing, "state_transitioned_timestamp", existing.state_updated_timestamp)
+        return alarm
+
+    def update_state(self, reason, reason_data, state_value):
+        previous = self.state_value
+        original_update_state(self, reason, reason_data, state_value)
+        if state_value != previous:
+            self.state_transitioned_timestamp = self.state_updated_timestamp
+
+    CloudWatchBackend.put_metric_alarm = put_metric_alarm
+    Alarm.update_state = update_state
+
+
+def fix_cloudwatch_alarm_tags_belong_to_the_alarm() -> None:
+    """AWS (CloudWatch API Reference, ListTagsForResource, TagResource, UntagResource): the
+    resource is an alarm (or Contributor Insights rule) that exists; one that does not is
+    ResourceNotFoundException (HTTP 404, Errors); an alarm's tags are its own, so they go with it
+    when DeleteAlarms deletes it. moto's ListTagsForResource answers an empty list for any ARN,
+    its UntagResource refuses an existing alarm that has no tags (ResourceNotFoundException) and
+    accepts a deleted one, and DeleteAlarms leaves the tags behind, so an alarm created again
+    under the same name inherits them. Fix: the three calls need an alarm (or insight rule) that
+    exists, and DeleteAlarms removes the tags of the alarms it deletes."""
+    from moto.cloudwatch.exceptions import ResourceNotFoundException
+    from moto.cloudwatch.models import CloudWatchBackend
+
+    original_delete = CloudWatchBackend.delete_alarms
+    original_list = CloudWatchBackend.list_tags_for_resource
+    original_tag = CloudWatchBackend.tag_resource
+
+    def exists(self, arn: str) -> bool:
+        rules = getattr(self, "insight_rules", {}) or {}
+        rule_arns = {getattr(r, "arn", None) for r in (rules.values() if isinstance(rules, dict) else rules)}
+        return any(a.alarm_arn == arn for a in self.alarms.values()) or arn in rule_arns
+
+    def require(self, arn: str) -> None:
+        if not exists(self, arn):
+            raise ResourceNotFoundException(f"The specified resource {arn} does not exist.")
+
+    def delete_alarms(self, alarm_names):
+        arns = [self.alarms[n].alarm_arn for n in alarm_names if n in self.alarms]
+        original_delete(self, alarm_names)
+        for arn in arns:
+            if self.tagger.has_tags(arn):
+                self.tagger.delete_all_tags_for_resource(arn)
+
+    def list_tags_for_resource(self, arn):
+        require(self, arn)
+        return original_list(self, arn)
+
+    def tag_resource(self, arn, tags):
+        require(self, arn)
+        return original_tag(self, arn, tags)
+
+    def untag_resource(self, arn, tag_keys):
+        require(self, arn)
+        self.tagger.untag_resource_using_names(arn, tag_keys)
+
+    CloudWatchBackend.delete_alarms = delete_alarms
+    CloudWatchBackend.list_tags_for_resource = list_tags_for_resource
+    CloudWatchBackend.tag_resource = tag_resource
+    CloudWatchBackend.untag_resource = untag_resource
+
+
 def seed_member_accounts() -> None:
     """Member accounts with a bootstrap role trusted by the default account (what AWS
     Organizations' OrganizationAccountAccessRole provides), so tests can act in them."""
@@ -1209,7 +2239,10 @@ def serve(host: str, port: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)
     app.debug = True
-    run_simple(host, port, Harness(app), threaded=True, request_handler=MotoRequestHandler)
+    harness = Harness(app)
+    harness.register("/_harness/pipeline-executions", pipeline_executions_endpoint)
+    harness.register("/_harness/event-deliveries", event_deliveries_endpoint)
+    run_simple(host, port, harness, threaded=True, request_handler=MotoRequestHandler)
 
 
 def main() -> None:
@@ -1240,6 +2273,15 @@ def main() -> None:
     fix_codebuild_update_project()
     fix_codebuild_service_role_must_be_assumable()
     fix_codebuild_report_groups()
+    fix_codepipeline_role_must_be_assumable()
+    fix_codepipeline_name_in_use()
+    fix_codepipeline_pipelines_read_back_as_aws()
+    fix_codepipeline_executions()
+    fix_events_test_event_pattern()
+    fix_events_deliver_to_sns_and_codepipeline_targets()
+    fix_events_put_events_refuses_aws_sources()
+    fix_cloudwatch_put_metric_alarm_state_and_tags()
+    fix_cloudwatch_alarm_tags_belong_to_the_alarm()
     seed_member_accounts()
     seed_after_reset()
 
