@@ -46,6 +46,12 @@ use super::status::DeliveryPipelineStatus;
         description = "Name of the CodePipeline pipeline"
     ),
     printcolumn(
+        name = "Last run",
+        type_ = "string",
+        json_path = ".status.lastExecution.status",
+        description = "Status of the pipeline's most recent execution"
+    ),
+    printcolumn(
         name = "Image repository",
         type_ = "string",
         json_path = ".status.outputs.imageRepositoryUri",
@@ -168,6 +174,24 @@ pub struct DeliveryPipelineSpec {
     /// What happens to the AWS resources when this object is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// Where else to publish `status.outputs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<OutputsSpec>,
+}
+
+/// Publishing of the pipeline's outputs for other workloads.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputsSpec {
+    /// A ConfigMap in this namespace, owned by the pipeline (deleted with it), holding every
+    /// output as a key (`pipelineArn`, `imageRepositoryUri`, `stagingDeployRoleArn`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub config_map_name: Option<String>,
 }
 
 /// Credentials for this pipeline's AWS calls.

@@ -25,6 +25,38 @@ pub struct DeliveryPipelineStatus {
     /// removed from the resources.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub applied_tag_keys: Vec<String>,
+    /// The pipeline's most recent execution, read at each reconcile (every 30 seconds while
+    /// one is in progress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_execution: Option<LastExecution>,
+}
+
+/// A CodePipeline execution, as `kubectl get` shows it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastExecution {
+    /// Execution ID.
+    pub id: String,
+    /// `InProgress`, `Succeeded`, `Failed`, `Stopped`, `Superseded`, ...
+    pub status: String,
+    /// When it started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    /// What started it, e.g. `StartPipelineExecution`, `CloudWatchEvent`, `Webhook`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    /// Each stage's status in this execution, in pipeline order; a pending approval shows as
+    /// the `Approval` stage `InProgress`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageStatus>,
+}
+
+/// One stage of an execution.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StageStatus {
+    pub name: String,
+    pub status: String,
 }
 
 /// A condition in the shape of Kubernetes' `metav1.Condition`.

@@ -105,6 +105,7 @@ clients!(
     iam: aws_sdk_iam,
     ecr: aws_sdk_ecr,
     codebuild: aws_sdk_codebuild,
+    codepipeline: aws_sdk_codepipeline,
     tagging: aws_sdk_resourcegroupstagging,
     events: aws_sdk_eventbridge,
     cloudwatch: aws_sdk_cloudwatch,

@@ -1,6 +1,8 @@
 //! kube-runtime wiring: watches DeliveryPipelines, runs the engine, writes status, events and
 //! metrics, and owns the finalizer and the requeue policy.
 
+mod executions;
+mod outputs;
 mod sessions;
 mod status;
 
@@ -419,11 +421,35 @@ async fn apply(
         return not_attempted(dp, api, ctx, &key, err).await;
     }
     let seed = groups::seed(&pipeline.account_id, &region);
-    let steps = group_steps(dp, ctx, &namespace, &region, pipeline).await;
+    let steps = group_steps(dp, ctx, &namespace, &region, pipeline.clone()).await;
     let report = engine::apply(&steps, seed).await?;
     publish_events(dp, ctx, &report).await;
-    status::write(api, dp, status::after_apply(dp, &report)).await?;
-    Ok(Requeue::requeue(next_look(&report, ctx, &key)))
+    let mut status = status::after_apply(dp, &report);
+    let mut next = next_look(&report, ctx, &key);
+    if let Some(name) = report.values.get(&groups::keys::PIPELINE_NAME) {
+        match executions::last(&pipeline, name).await {
+            Ok(last) => {
+                if last.as_ref().is_some_and(executions::in_progress) {
+                    next = next.min(executions::WHILE_RUNNING);
+                }
+                status.last_execution = last;
+            }
+            // The executions are for people to see; the pipeline itself is in sync.
+            Err(e) => {
+                tracing::warn!(reason = %e.reason, message = %e.message, "reading the last execution failed")
+            }
+        }
+    }
+    if let Some(name) = dp
+        .spec
+        .outputs
+        .as_ref()
+        .and_then(|o| o.config_map_name.as_deref())
+    {
+        outputs::publish(&ctx.client, dp, name, &status.outputs).await?;
+    }
+    status::write(api, dp, status).await?;
+    Ok(Requeue::requeue(next))
 }
 
 /// When to look again: the most urgent error, else the soonest step in progress, else the
@@ -512,6 +538,16 @@ async fn cleanup(
     let report = engine::delete(&steps).await?;
     if report.all_gone() {
         info!("every AWS resource is gone");
+        // Kubernetes' garbage collector removes the owned ConfigMap too; deleting it here
+        // does not depend on one running.
+        if let Some(name) = dp
+            .spec
+            .outputs
+            .as_ref()
+            .and_then(|o| o.config_map_name.as_deref())
+        {
+            outputs::remove(&ctx.client, &namespace, name).await?;
+        }
         ctx.event(
             dp,
             EventType::Normal,

@@ -73,9 +73,10 @@ fn outputs(values: &Values, previous: &Outputs) -> Outputs {
         ),
         approval_topic_arn: get(keys::APPROVAL_TOPIC_ARN, &previous.approval_topic_arn),
         pipeline_role_arn: get(keys::PIPELINE_ROLE_ARN, &previous.pipeline_role_arn),
+        pipeline_name: get(keys::PIPELINE_NAME, &previous.pipeline_name),
+        pipeline_arn: get(keys::PIPELINE_ARN, &previous.pipeline_arn),
         staging: environment_outputs(values, Env::Staging, previous.staging.as_ref()),
         production: environment_outputs(values, Env::Production, previous.production.as_ref()),
-        ..previous.clone()
     }
 }
 
@@ -152,6 +153,8 @@ pub fn after_apply(dp: &DeliveryPipeline, report: &Report) -> DeliveryPipelineSt
             &dp.spec.tags,
             completed,
         ),
+        // The controller reads the execution after the run; until then, the last one known.
+        last_execution: old.last_execution.clone(),
     }
 }
 

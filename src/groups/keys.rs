@@ -29,6 +29,9 @@ pub const DEPLOY_ROLE_ARN: Key = Key::new("DeployRoleArn");
 /// CodeBuild projects (names), for the pipeline's Build and Test stages.
 pub const BUILD_PROJECT: Key = Key::new("BuildProject");
 pub const SCAN_PROJECT: Key = Key::new("ScanProject");
+/// The CodePipeline pipeline.
+pub const PIPELINE_NAME: Key = Key::new("PipelineName");
+pub const PIPELINE_ARN: Key = Key::new("PipelineArn");
 /// EventBridge rules (names) matching this pipeline's FAILED and SUCCEEDED executions, whose
 /// `TriggeredRules` metrics the alarms watch.
 pub const FAILURE_RULE_NAME: Key = Key::new("FailureRuleName");

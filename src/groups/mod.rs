@@ -15,6 +15,7 @@ pub mod keys;
 pub mod kit;
 pub mod log_groups;
 pub mod notifications;
+pub mod pipeline;
 pub mod projects;
 pub mod roles;
 
@@ -343,6 +344,10 @@ pub fn steps(ctx: &PipelineContext, sessions: &Sessions) -> Vec<Box<dyn GroupSte
     ));
     steps.push(Instance::boxed(
         projects::BuildProject::scan(ctx),
+        sessions.pipeline(),
+    ));
+    steps.push(Instance::boxed(
+        pipeline::DeliveryPipelineGroup::new(ctx),
         sessions.pipeline(),
     ));
     steps.push(Instance::boxed(

@@ -259,6 +259,41 @@ def fix_s3_policy_denial_is_access_denied() -> None:
     S3Response._key_response = _key_response
 
 
+def fix_s3_notification_configuration_reports_eventbridge() -> None:
+    """AWS: GetBucketNotificationConfiguration returns the `EventBridgeConfiguration` element
+    when the bucket sends its events to EventBridge (Amazon S3 API Reference,
+    GetBucketNotificationConfiguration, Response Syntax; "Using EventBridge" in the S3 User
+    Guide). moto stores it (PutBucketNotificationConfiguration) but leaves it out of the
+    answer, so a reader cannot tell delivery is on; and a bucket without any notification
+    configuration gets a `GetBucketNotificationResponse` root element, which SDKs that check
+    the root (the Rust SDK) refuse, where AWS answers an empty `NotificationConfiguration`.
+    Fix: answer with the element when it is set, and with AWS's empty document when nothing is."""
+    from moto.s3.responses import S3Response
+
+    original = S3Response.get_bucket_notification
+    empty = '<?xml version="1.0" encoding="UTF-8"?>\n<NotificationConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"/>'
+
+    def get_bucket_notification(self):
+        configuration = self.backend.get_bucket_notification_configuration(self.bucket_name)
+        if not configuration:
+            return 200, {"Content-Type": "application/xml"}, empty
+        response = original(self)
+        if getattr(configuration, "event_bridge", None) is None:
+            return response
+        status, headers, body = response if isinstance(response, tuple) else (200, {}, response)
+        text = body.decode() if isinstance(body, bytes) else str(body)
+        element = "<EventBridgeConfiguration></EventBridgeConfiguration>"
+        if text.rstrip().endswith("/>"):  # empty <NotificationConfiguration .../>
+            start = text.rfind("<NotificationConfiguration")
+            head = text[start:].rstrip()[:-2]
+            text = text[:start] + head + ">" + element + "</NotificationConfiguration>"
+        else:
+            text = text.replace("</NotificationConfiguration>", element + "</NotificationConfiguration>")
+        return status, headers, text
+
+    S3Response.get_bucket_notification = get_bucket_notification
+
+
 def fix_s3_create_bucket_name_taken_by_another_account() -> None:
     """AWS: CreateBucket with a name another account owns fails with 409 BucketAlreadyExists
     ("The requested bucket name is not available. The bucket namespace is shared by all users of
@@ -2259,6 +2294,7 @@ def main() -> None:
     fix_policy_conditions_scope_statements()
     fix_s3_policy_denial_is_access_denied()
     fix_s3_create_bucket_name_taken_by_another_account()
+    fix_s3_notification_configuration_reports_eventbridge()
     fix_kms_rotation_period()
     fix_kms_key_state_calls_accept_arns()
     fix_ecr_kms_key_must_exist()

@@ -1399,6 +1399,25 @@ class EventBridge(ServiceErrors, unittest.TestCase):
 
 
 @unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
+class S3Notifications(unittest.TestCase):
+    def test_eventbridge_delivery_is_reported(self):
+        s3 = client("s3")
+        bucket = unique("events")
+        s3.create_bucket(Bucket=bucket)
+        roots = []
+        s3.meta.events.register(
+            "after-call.s3.GetBucketNotificationConfiguration",
+            lambda http_response, **_: roots.append(http_response.content.split(b"<", 3)[2].split()[0]),
+        )
+        self.assertNotIn("EventBridgeConfiguration", s3.get_bucket_notification_configuration(Bucket=bucket))
+        self.assertEqual(roots, [b"NotificationConfiguration"], "AWS's root element for an empty configuration")
+        s3.put_bucket_notification_configuration(
+            Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
+        )
+        got = s3.get_bucket_notification_configuration(Bucket=bucket)
+        self.assertEqual(got.get("EventBridgeConfiguration"), {})
+
+
 class Record(unittest.TestCase):
     def test_every_request_is_recorded_with_its_service_id_operation_and_status(self):
         k = key()

@@ -82,6 +82,19 @@ async fn send(request: reqwest::RequestBuilder) -> String {
     text
 }
 
+/// Creates or moves a pipeline execution (the emulator runs none); `body` as documented at
+/// `pipeline_executions_endpoint` in tests/moto/launcher.py. Returns the execution.
+pub async fn pipeline_execution(body: serde_json::Value) -> serde_json::Value {
+    let text = send(
+        reqwest::Client::new()
+            .post(url("pipeline-executions"))
+            .header("content-type", "application/json")
+            .body(body.to_string()),
+    )
+    .await;
+    serde_json::from_str(&text).expect("execution JSON")
+}
+
 /// Installs a fault; returns its id.
 pub async fn inject(fault: Fault) -> String {
     let body = serde_json::to_string(&fault).expect("fault serialises");

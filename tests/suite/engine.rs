@@ -293,6 +293,11 @@ async fn a_role_trusting_another_namespace_is_refused_and_its_own_namespace_work
     let api_b: Api<DeliveryPipeline> = Api::namespaced(client, &ns_b);
     let mut b = example("minimal.yaml", &ns_b, "owner");
     b.spec.credentials = Some(credentials);
+    // The pipeline's S3 source lives in its own account, as a user there would have it.
+    b.spec.source.s3 = Some(delivery_operator::api::S3Source {
+        bucket: source_bucket(&member_config(member).await).await,
+        object_key: "hello.zip".into(),
+    });
     api_b
         .create(&PostParams::default(), &b)
         .await
@@ -320,6 +325,40 @@ async fn a_role_trusting_another_namespace_is_refused_and_its_own_namespace_work
         .expect("key in the member account");
     op_a.assert_calls_match_record().await;
     op_b.assert_calls_match_record().await;
+}
+
+/// A versioned source bucket that sends its events to EventBridge, in the account of `config`.
+async fn source_bucket(config: &aws_config::SdkConfig) -> String {
+    let s3 = s3(config);
+    let bucket = unique("source");
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("bucket");
+    s3.put_bucket_versioning()
+        .bucket(&bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("versioning");
+    s3.put_bucket_notification_configuration()
+        .bucket(&bucket)
+        .notification_configuration(
+            aws_sdk_s3::types::NotificationConfiguration::builder()
+                .event_bridge_configuration(
+                    aws_sdk_s3::types::EventBridgeConfiguration::builder().build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("events to EventBridge");
+    bucket
 }
 
 #[tokio::test]

@@ -438,6 +438,9 @@ async fn cross_account_pipeline_puts_each_resource_in_its_account_and_deletion_l
             ("ECR:GetRepositoryPolicy", 1.0),
             ("CodeBuild:BatchGetProjects", 2.0),
             ("CodeBuild:BatchGetReportGroups", 1.0),
+            ("CodePipeline:GetPipeline", 1.0),
+            ("CodePipeline:ListTagsForResource", 1.0),
+            ("CodePipeline:ListPipelineExecutions", 1.0),
             // The failed and succeeded rules (a connection source has no trigger rule).
             ("EventBridge:ListRules", 1.0),
             ("EventBridge:ListTagsForResource", 2.0),

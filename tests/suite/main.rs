@@ -10,5 +10,6 @@ mod events;
 mod identity;
 mod image_repository;
 mod operator;
+mod pipeline;
 mod projects;
 mod support;

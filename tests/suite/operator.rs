@@ -48,7 +48,8 @@ fn kubectl_apply(dp: &DeliveryPipeline) {
 }
 
 /// The group a call belongs to: each group uses its own AWS services (the key also searches
-/// the tagging API for a key orphaned by a crash); STS is the session.
+/// the tagging API for a key orphaned by a crash; the pipeline reads its S3 source bucket,
+/// counted with the artifact store's S3 calls); STS is the session.
 fn group_of(call: &str) -> &'static str {
     match call.split(':').next().unwrap_or_default() {
         "KMS" | "Resource Groups Tagging API" => "EncryptionKey",
@@ -57,6 +58,7 @@ fn group_of(call: &str) -> &'static str {
         "CloudWatch Logs" => "LogGroups",
         "IAM" => "Roles",
         "CodeBuild" => "Projects",
+        "CodePipeline" => "Pipeline",
         "ECR" => "ImageRepository",
         "EventBridge" => "EventRules",
         "CloudWatch" => "Alarms",
@@ -125,7 +127,13 @@ fn observe_reads() -> BTreeMap<&'static str, BTreeMap<String, f64>> {
         ("S3:GetBucketLifecycleConfiguration", 1.0),
         ("S3:GetBucketPolicy", 1.0),
         ("S3:GetBucketTagging", 1.0),
-        ("S3:GetBucketVersioning", 1.0),
+        // The artifact bucket's and the source bucket's.
+        ("S3:GetBucketVersioning", 2.0),
+        ("S3:GetBucketNotificationConfiguration", 1.0),
+        ("CodePipeline:GetPipeline", 1.0),
+        ("CodePipeline:ListTagsForResource", 1.0),
+        // status.lastExecution: no execution yet, so no GetPipelineState.
+        ("CodePipeline:ListPipelineExecutions", 1.0),
         ("S3:GetPublicAccessBlock", 1.0),
         ("S3:HeadBucket", 1.0),
         ("ECR:DescribeRepositories", 1.0),
@@ -723,6 +731,7 @@ fn creation_writes(kms: &[(&str, f64)]) -> BTreeMap<&'static str, BTreeMap<Strin
                 ("CodeBuild:CreateProject", 2.0),
             ],
         ),
+        ("Pipeline", &[("CodePipeline:CreatePipeline", 1.0)]),
         (
             "ImageRepository",
             &[
@@ -837,7 +846,15 @@ async fn first_reconcile_makes_exactly_the_creating_calls() {
                     ("Resource Groups Tagging API:GetResources", 1.0),
                 ],
             ),
-            ("ArtifactStore", &[("S3:HeadBucket", 1.0)]),
+            (
+                "ArtifactStore",
+                &[
+                    ("S3:HeadBucket", 1.0),
+                    // The pipeline checks its source bucket (versioned, sends events).
+                    ("S3:GetBucketVersioning", 1.0),
+                    ("S3:GetBucketNotificationConfiguration", 1.0),
+                ],
+            ),
             ("Notifications", &[("SNS:GetTopicAttributes", 2.0)]),
             ("LogGroups", &[("CloudWatch Logs:DescribeLogGroups", 3.0)]),
             ("Roles", &[("IAM:GetRole", 10.0)]),
@@ -846,6 +863,14 @@ async fn first_reconcile_makes_exactly_the_creating_calls() {
                 &[
                     ("CodeBuild:BatchGetProjects", 2.0),
                     ("CodeBuild:BatchGetReportGroups", 1.0),
+                ],
+            ),
+            // The last execution is looked up once the pipeline exists (none ran yet).
+            (
+                "Pipeline",
+                &[
+                    ("CodePipeline:GetPipeline", 1.0),
+                    ("CodePipeline:ListPipelineExecutions", 1.0),
                 ],
             ),
             ("ImageRepository", &[("ECR:DescribeRepositories", 1.0)]),
@@ -905,6 +930,7 @@ async fn a_tag_removed_from_the_spec_is_removed_from_aws() {
                     ("CodeBuild:UpdateReportGroup", 1.0),
                 ],
             ),
+            ("Pipeline", &[("CodePipeline:UntagResource", 1.0)]),
             ("ImageRepository", &[("ECR:UntagResource", 1.0)]),
             ("EventRules", &[("EventBridge:UntagResource", 3.0)]),
             ("Alarms", &[("CloudWatch:UntagResource", 2.0)]),

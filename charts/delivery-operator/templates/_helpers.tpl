@@ -73,6 +73,10 @@ RBAC rules of the operator; shared by the ClusterRole and the per-namespace Role
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+# spec.outputs.configMapName: the outputs ConfigMap, applied server-side.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "create", "patch", "delete"]
 {{- end }}
 
 {{/*
