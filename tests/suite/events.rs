@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 
 use crate::emulator::{self, count};
 use crate::support::{
-    ACCOUNT, Operator, aws_config, counts, ctx_of, example, gone, request_reconcile, start,
-    wait_ready,
+    ACCOUNT, Operator, aws_config, counts, ctx_of, example, gone, request_reconcile, s3, start,
+    unique, wait_ready,
 };
 
 /// EventBridge and CloudWatch calls of `kind` the emulator recorded for this operator after
@@ -451,6 +451,9 @@ async fn a_source_that_starts_the_pipeline_itself_loses_the_trigger_rule_and_rol
             ("IAM:DeleteRolePolicy", 1.0),
             ("IAM:DeleteRole", 1.0),
             ("IAM:PutRolePolicy", 1.0),
+            // The pipeline's source action (restartExecutionOnUpdate: a new execution).
+            ("CodePipeline:UpdatePipeline", 1.0),
+            ("CodePipeline:StartPipelineExecution", 1.0),
         ])
     );
     let mut left = rule_names(&eventbridge, &names.rule_prefix()).await;
@@ -468,4 +471,140 @@ async fn a_source_that_starts_the_pipeline_itself_loses_the_trigger_rule_and_rol
         "the trigger role is gone"
     );
     operator.assert_calls_match_record().await;
+}
+
+/// A versioned bucket that sends its events to EventBridge, holding `key`: what an S3 source
+/// needs. Its own name, so no other test's trigger rule sees its uploads.
+async fn source_bucket(s3: &aws_sdk_s3::Client, key: &str) -> String {
+    let bucket = unique("src");
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("bucket");
+    s3.put_bucket_versioning()
+        .bucket(&bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("versioning");
+    s3.put_bucket_notification_configuration()
+        .bucket(&bucket)
+        .notification_configuration(
+            aws_sdk_s3::types::NotificationConfiguration::builder()
+                .event_bridge_configuration(
+                    aws_sdk_s3::types::EventBridgeConfiguration::builder().build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("events to EventBridge");
+    upload(s3, &bucket, key, "v1").await;
+    bucket
+}
+
+async fn upload(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &str) {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body.as_bytes().to_vec().into())
+        .send()
+        .await
+        .expect("upload");
+}
+
+/// What a target received: the transformed text (a quoted template arrives as a JSON string).
+fn received(delivery: &Value) -> String {
+    let input = delivery["input"].as_str().unwrap_or_default();
+    serde_json::from_str::<String>(input).unwrap_or_else(|_| input.to_string())
+}
+
+#[tokio::test]
+async fn an_upload_starts_the_pipeline_and_its_failure_reaches_the_topic() {
+    let (ns, _operator, api) = start("e2e-delivery").await;
+    let s3 = s3(&aws_config().await);
+    let bucket = source_bucket(&s3, "app.zip").await;
+    let mut dp = example("minimal.yaml", &ns, "notified");
+    dp.spec.source.s3 = Some(delivery_operator::api::S3Source {
+        bucket: bucket.clone(),
+        object_key: "app.zip".into(),
+    });
+    let ctx = ctx_of(&dp);
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    wait_ready(&api, "notified", 1).await;
+    let names = ctx.names();
+    let pipeline = names.base();
+    let rules = desired_rules(&ctx);
+    let (source, failed, succeeded) = (
+        names.rule(events::SOURCE),
+        names.rule(events::FAILED),
+        names.rule(events::SUCCEEDED),
+    );
+
+    // Another object of the bucket starts nothing; the source object does, through the rule's
+    // role, as a CloudWatchEvent trigger.
+    upload(&s3, &bucket, "other.zip", "x").await;
+    upload(&s3, &bucket, "app.zip", "v2").await;
+    let deliveries = emulator::event_deliveries(&source).await;
+    assert_eq!(deliveries.len(), 1, "{deliveries:#?}");
+    assert_eq!(deliveries[0]["delivered"], true, "{deliveries:#?}");
+    assert_eq!(deliveries[0]["detailType"], "Object Created");
+    assert_eq!(deliveries[0]["targetArn"], json!(ctx.arns().pipeline()));
+    let executions = emulator::pipeline_executions(&pipeline).await;
+    let started = executions
+        .iter()
+        .find(|e| e["trigger"]["triggerType"] == "CloudWatchEvent")
+        .unwrap_or_else(|| panic!("an execution started by the rule: {executions:#?}"));
+    assert_eq!(
+        started["trigger"]["triggerDetail"],
+        json!(rules.rules[&source].arn)
+    );
+    let execution = started["pipelineExecutionId"]
+        .as_str()
+        .expect("execution ID")
+        .to_string();
+
+    // The execution fails: the FAILED rule sends the readable message to the topic (which its
+    // policy and the key's let EventBridge publish to); the SUCCEEDED rule sends nothing.
+    emulator::pipeline_execution(json!({
+        "pipeline": pipeline,
+        "executionId": execution,
+        "status": "Failed",
+    }))
+    .await;
+    let deliveries = emulator::event_deliveries(&failed).await;
+    assert_eq!(deliveries.len(), 1, "{deliveries:#?}");
+    let delivery = &deliveries[0];
+    assert_eq!(delivery["delivered"], true, "{delivery:#}");
+    assert_eq!(
+        delivery["targetArn"],
+        json!(ctx.arns().notification_topic())
+    );
+    let message = received(delivery);
+    let prefix = format!(
+        "Delivery pipeline {ns}/notified: execution {execution} of CodePipeline {pipeline} FAILED at "
+    );
+    assert!(message.starts_with(&prefix), "{message}");
+    assert!(
+        message.ends_with(&format!(
+            ". Details: https://us-east-1.console.aws.amazon.com/codesuite/codepipeline/pipelines/{pipeline}/executions/{execution}/timeline?region=us-east-1"
+        )),
+        "{message}"
+    );
+    assert_eq!(
+        emulator::event_deliveries(&succeeded).await,
+        Vec::<Value>::new()
+    );
+
+    api.delete("notified", &DeleteParams::default())
+        .await
+        .expect("delete");
+    gone(&api, "notified").await;
 }
