@@ -108,6 +108,8 @@ clients!(
     codepipeline: aws_sdk_codepipeline,
     ec2: aws_sdk_ec2,
     tagging: aws_sdk_resourcegroupstagging,
+    events: aws_sdk_eventbridge,
+    cloudwatch: aws_sdk_cloudwatch,
 );
 
 impl AwsSession {

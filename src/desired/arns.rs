@@ -146,6 +146,21 @@ impl<'a> Arns<'a> {
         )
     }
 
+    /// An EventBridge rule of this pipeline (on the account's default event bus).
+    pub fn rule(&self, name: &str) -> String {
+        self.regional("events", &format!("rule/{name}"))
+    }
+
+    /// A CloudWatch alarm of this pipeline.
+    pub fn alarm(&self, name: &str) -> String {
+        self.regional("cloudwatch", &format!("alarm:{name}"))
+    }
+
+    /// A CodeCommit repository in the pipeline account.
+    pub fn code_commit_repository(&self, name: &str) -> String {
+        self.regional("codecommit", name)
+    }
+
     /// EventBridge rules and CloudWatch alarms of this pipeline: their names all carry the
     /// pipeline's identity hash.
     pub fn rules(&self) -> String {

@@ -12,6 +12,10 @@ use sha2::{Digest, Sha256};
 use super::{Env, PipelineContext};
 
 const HASH_LEN: usize = 8;
+/// EventBridge's limit on rule names.
+pub const RULE_NAME_MAX: usize = 64;
+/// The longest purpose a rule name may end with.
+pub const RULE_PURPOSE_MAX: usize = 16;
 
 /// Names of one pipeline's AWS resources.
 pub struct Names<'a> {
@@ -126,6 +130,33 @@ impl<'a> Names<'a> {
         format!("{}-{}-{part}", self.base(), env.name())
     }
 
+    /// Prefix every EventBridge rule of this pipeline starts with (`<readable>-<hash>-`), so the
+    /// rules are listed as one collection (`ListRules` by prefix) and every rule name carries
+    /// [`identity_tag`](Self::identity_tag). Leaves room for a purpose of
+    /// [`RULE_PURPOSE_MAX`] characters within EventBridge's 64.
+    pub fn rule_prefix(&self) -> String {
+        format!(
+            "{}-",
+            self.fitted(RULE_NAME_MAX - RULE_PURPOSE_MAX - 1, "", "")
+        )
+    }
+
+    /// EventBridge rule for a purpose (`failed`, `succeeded`, `source`): at most 64 characters.
+    pub fn rule(&self, purpose: &str) -> String {
+        format!("{}{purpose}", self.rule_prefix())
+    }
+
+    /// Prefix every CloudWatch alarm of this pipeline starts with, so they are listed as one
+    /// collection (`DescribeAlarms` by prefix); it carries [`identity_tag`](Self::identity_tag).
+    pub fn alarm_prefix(&self) -> String {
+        format!("{}-", self.fitted(200, "", ""))
+    }
+
+    /// CloudWatch alarm for a purpose (`failed`, `succeeded`): at most 255 characters.
+    pub fn alarm(&self, purpose: &str) -> String {
+        format!("{}{purpose}", self.alarm_prefix())
+    }
+
     /// ECS cluster (255 characters) of an environment.
     pub fn cluster(&self, env: Env) -> String {
         self.fitted(200, env.name(), "")
@@ -226,6 +257,32 @@ mod tests {
         }
         assert_ne!(a.names().artifact_bucket(), b.names().artifact_bucket());
         assert_ne!(a.names().role("build"), b.names().role("build"));
+    }
+
+    #[test]
+    fn rule_and_alarm_names_carry_the_identity_tag_and_fit() {
+        for c in [
+            ctx("payments", "checkout"),
+            ctx(&"n".repeat(63), &"x".repeat(63)),
+        ] {
+            let names = c.names();
+            let tag = names.identity_tag();
+            let rule = names.rule(&"p".repeat(RULE_PURPOSE_MAX));
+            assert!(rule.len() <= RULE_NAME_MAX, "{rule}");
+            assert!(rule.contains(&tag) && rule.starts_with(&names.rule_prefix()));
+            assert!(
+                rule.chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch)),
+                "{rule}"
+            );
+            let alarm = names.alarm("succeeded");
+            assert!(alarm.len() <= 255 && alarm.contains(&tag), "{alarm}");
+            assert!(alarm.starts_with(&names.alarm_prefix()));
+        }
+        assert_ne!(
+            ctx("a-b", "c").names().rule_prefix(),
+            ctx("a", "b-c").names().rule_prefix()
+        );
     }
 
     #[test]

@@ -159,6 +159,8 @@ mod tests {
             "ProductionRolesReady",
             "StagingNetworkReady",
             "ProductionNetworkReady",
+            "EventRulesReady",
+            "AlarmsReady",
         ] {
             let group = p.groups.get(condition);
             assert!(

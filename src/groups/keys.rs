@@ -18,6 +18,9 @@ pub const REPOSITORY_URI: Key = Key::new("RepositoryUri");
 pub const PIPELINE_ROLE_ARN: Key = Key::new("PipelineRoleArn");
 pub const BUILD_ROLE_ARN: Key = Key::new("BuildRoleArn");
 pub const SCAN_ROLE_ARN: Key = Key::new("ScanRoleArn");
+/// The role EventBridge assumes to start the pipeline on a source change (S3 and CodeCommit
+/// sources only).
+pub const TRIGGER_ROLE_ARN: Key = Key::new("TriggerRoleArn");
 /// Per environment (`.scoped(env.name())`), in that environment's account.
 pub const EXECUTION_ROLE_ARN: Key = Key::new("ExecutionRoleArn");
 pub const TASK_ROLE_ARN: Key = Key::new("TaskRoleArn");
@@ -35,3 +38,7 @@ pub const VPC_ID: Key = Key::new("VpcId");
 pub const SUBNET_IDS: Key = Key::new("SubnetIds");
 pub const SECURITY_GROUP_IDS: Key = Key::new("SecurityGroupIds");
 pub const ASSIGN_PUBLIC_IP: Key = Key::new("AssignPublicIp");
+/// EventBridge rules (names) matching this pipeline's FAILED and SUCCEEDED executions, whose
+/// `TriggeredRules` metrics the alarms watch.
+pub const FAILURE_RULE_NAME: Key = Key::new("FailureRuleName");
+pub const SUCCESS_RULE_NAME: Key = Key::new("SuccessRuleName");

@@ -6,8 +6,10 @@
 //! delete). Per-environment groups are instances, each with its own condition, outputs and
 //! session. `docs/architecture.md` has the checklist for adding one.
 
+pub mod alarms;
 pub mod artifact_store;
 pub mod encryption_key;
+pub mod events;
 pub mod image_repository;
 pub mod keys;
 pub mod kit;
@@ -365,6 +367,14 @@ pub fn steps(ctx: &PipelineContext, sessions: &Sessions) -> Vec<Box<dyn GroupSte
     ));
     steps.push(Instance::boxed(
         pipeline::DeliveryPipelineGroup::new(ctx),
+        sessions.pipeline(),
+    ));
+    steps.push(Instance::boxed(
+        events::EventRules::new(ctx),
+        sessions.pipeline(),
+    ));
+    steps.push(Instance::boxed(
+        alarms::AlarmSet::new(ctx),
         sessions.pipeline(),
     ));
     for env in Env::ALL {

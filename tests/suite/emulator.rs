@@ -95,6 +95,30 @@ pub async fn pipeline_execution(body: serde_json::Value) -> serde_json::Value {
     serde_json::from_str(&text).expect("execution JSON")
 }
 
+/// The executions of `pipeline` in the default account, newest first, as
+/// `GET /_harness/pipeline-executions` lists them.
+pub async fn pipeline_executions(pipeline: &str) -> Vec<serde_json::Value> {
+    let text = send(
+        reqwest::Client::new()
+            .get(url("pipeline-executions"))
+            .query(&[("pipeline", pipeline)]),
+    )
+    .await;
+    serde_json::from_str(&text).expect("executions JSON")
+}
+
+/// The target invocations EventBridge made (or refused) for `rule`, oldest first:
+/// `{rule, targetId, targetArn, eventId, detailType, input, delivered, problem, ...}`.
+pub async fn event_deliveries(rule: &str) -> Vec<serde_json::Value> {
+    let text = send(
+        reqwest::Client::new()
+            .get(url("event-deliveries"))
+            .query(&[("rule", rule)]),
+    )
+    .await;
+    serde_json::from_str(&text).expect("deliveries JSON")
+}
+
 /// Installs a fault; returns its id.
 pub async fn inject(fault: Fault) -> String {
     let body = serde_json::to_string(&fault).expect("fault serialises");

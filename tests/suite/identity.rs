@@ -202,7 +202,8 @@ async fn retention(logs: &aws_sdk_cloudwatchlogs::Client, prefix: &str) -> BTree
 }
 
 /// What of this pipeline each service still lists in `account`, by listing (not by trusting
-/// the inventory): roles, topics, buckets, key aliases, log groups, repositories.
+/// the inventory): roles, topics, buckets, key aliases, log groups, repositories, rules,
+/// alarms.
 async fn leftovers(ctx: &PipelineContext, account: &str) -> Vec<String> {
     let config = config_for(account).await;
     let names = ctx.names();
@@ -258,6 +259,30 @@ async fn leftovers(ctx: &PipelineContext, account: &str) -> Vec<String> {
             .iter()
             .filter_map(|r| r.repository_name().map(str::to_string))
             .filter(|r| *r == names.image_repository()),
+    );
+    let rules = aws_sdk_eventbridge::Client::new(&config)
+        .list_rules()
+        .name_prefix(names.rule_prefix())
+        .send()
+        .await
+        .expect("rules");
+    left.extend(
+        rules
+            .rules()
+            .iter()
+            .filter_map(|r| r.name().map(str::to_string)),
+    );
+    let alarms = aws_sdk_cloudwatch::Client::new(&config)
+        .describe_alarms()
+        .alarm_name_prefix(names.alarm_prefix())
+        .send()
+        .await
+        .expect("alarms");
+    left.extend(
+        alarms
+            .metric_alarms()
+            .iter()
+            .filter_map(|a| a.alarm_name().map(str::to_string)),
     );
     left
 }
@@ -408,7 +433,9 @@ async fn cross_account_pipeline_puts_each_resource_in_its_account_and_deletion_l
             ("SNS:ListSubscriptionsByTopic", 2.0),
             ("CloudWatch Logs:DescribeLogGroups", 1.0),
             ("CloudWatch Logs:ListTagsForResource", 2.0),
-            ("IAM:GetRole", 3.0),
+            // Pipeline, build, scan found; the trigger role looked up too (a connection source
+            // has none; one left from an S3 source would be removed).
+            ("IAM:GetRole", 4.0),
             ("IAM:ListRolePolicies", 3.0),
             ("IAM:GetRolePolicy", 3.0),
             ("IAM:ListAttachedRolePolicies", 3.0),
@@ -421,6 +448,12 @@ async fn cross_account_pipeline_puts_each_resource_in_its_account_and_deletion_l
             ("CodePipeline:GetPipeline", 1.0),
             ("CodePipeline:ListTagsForResource", 1.0),
             ("CodePipeline:ListPipelineExecutions", 1.0),
+            // The failed and succeeded rules (a connection source has no trigger rule).
+            ("EventBridge:ListRules", 1.0),
+            ("EventBridge:ListTagsForResource", 2.0),
+            ("EventBridge:ListTargetsByRule", 2.0),
+            ("CloudWatch:DescribeAlarms", 1.0),
+            ("CloudWatch:ListTagsForResource", 2.0),
         ])),
         "pipeline account"
     );

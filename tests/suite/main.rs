@@ -6,6 +6,7 @@ mod aws_emulator;
 mod control_plane;
 mod emulator;
 mod engine;
+mod events;
 mod identity;
 mod image_repository;
 mod operations;

@@ -61,6 +61,8 @@ fn group_of(call: &str) -> &'static str {
         "CodePipeline" => "Pipeline",
         "ECR" => "ImageRepository",
         "EC2" => "Network",
+        "EventBridge" => "EventRules",
+        "CloudWatch" => "Alarms",
         "STS" => "Session",
         _ => "Unknown",
     }
@@ -111,6 +113,10 @@ const NETWORK_CREATE: &[(&str, f64)] = &[
 /// Role calls for the minimal example: pipeline, build and scan roles; execution and task role
 /// per environment (no deploy roles: one account). Task roles have no inline policy.
 const ROLES_CREATE: &[(&str, f64)] = &[("IAM:CreateRole", 7.0), ("IAM:PutRolePolicy", 5.0)];
+/// Role calls for the minimal example: pipeline, build, scan and (S3 source) trigger roles;
+/// execution and task role per environment (no deploy roles: one account). Task roles have no
+/// inline policy.
+const ROLES_CREATE: &[(&str, f64)] = &[("IAM:CreateRole", 8.0), ("IAM:PutRolePolicy", 6.0)];
 
 /// The reads of one reconcile of an up-to-date pipeline: each group observed once.
 fn observe_reads() -> BTreeMap<&'static str, BTreeMap<String, f64>> {
@@ -126,13 +132,13 @@ fn observe_reads() -> BTreeMap<&'static str, BTreeMap<String, f64>> {
         ("KMS:DescribeKey", 2.0),
         ("KMS:GetKeyPolicy", 1.0),
         ("KMS:GetKeyRotationStatus", 1.0),
-        // Seven roles, five with an inline policy.
-        // Nine names looked up (each environment's deploy role too, to remove one no longer
-        // wanted), seven found.
-        ("IAM:GetRole", 9.0),
-        ("IAM:ListRolePolicies", 7.0),
-        ("IAM:GetRolePolicy", 5.0),
-        ("IAM:ListAttachedRolePolicies", 7.0),
+        // Eight roles (the trigger role with the S3 source), six with an inline policy.
+        // Ten names looked up (each environment's deploy role too, to remove one no longer
+        // wanted), eight found.
+        ("IAM:GetRole", 10.0),
+        ("IAM:ListRolePolicies", 8.0),
+        ("IAM:GetRolePolicy", 6.0),
+        ("IAM:ListAttachedRolePolicies", 8.0),
         // Build and scan projects, the scan's report group.
         ("CodeBuild:BatchGetProjects", 2.0),
         ("CodeBuild:BatchGetReportGroups", 1.0),
@@ -162,6 +168,13 @@ fn observe_reads() -> BTreeMap<&'static str, BTreeMap<String, f64>> {
         ("EC2:DescribeSubnets", 2.0),
         ("EC2:DescribeRouteTables", 2.0),
         ("EC2:DescribeSecurityGroups", 2.0),
+        // Rules listed by prefix; each rule's tags and targets (failed, succeeded, source).
+        ("EventBridge:ListRules", 1.0),
+        ("EventBridge:ListTagsForResource", 3.0),
+        ("EventBridge:ListTargetsByRule", 3.0),
+        // Alarms listed by prefix; each alarm's tags.
+        ("CloudWatch:DescribeAlarms", 1.0),
+        ("CloudWatch:ListTagsForResource", 2.0),
     ]))
 }
 
@@ -755,6 +768,14 @@ fn creation_writes(kms: &[(&str, f64)]) -> BTreeMap<&'static str, BTreeMap<Strin
                 ("ECR:PutLifecyclePolicy", 1.0),
             ],
         ),
+        (
+            "EventRules",
+            &[
+                ("EventBridge:PutRule", 3.0),
+                ("EventBridge:PutTargets", 3.0),
+            ],
+        ),
+        ("Alarms", &[("CloudWatch:PutMetricAlarm", 2.0)]),
     ])
 }
 
@@ -865,7 +886,7 @@ async fn first_reconcile_makes_exactly_the_creating_calls() {
             ),
             ("Notifications", &[("SNS:GetTopicAttributes", 2.0)]),
             ("LogGroups", &[("CloudWatch Logs:DescribeLogGroups", 3.0)]),
-            ("Roles", &[("IAM:GetRole", 9.0)]),
+            ("Roles", &[("IAM:GetRole", 10.0)]),
             (
                 "Projects",
                 &[
@@ -891,6 +912,8 @@ async fn first_reconcile_makes_exactly_the_creating_calls() {
                     ("EC2:DescribeAvailabilityZones", 2.0),
                 ],
             ),
+            ("EventRules", &[("EventBridge:ListRules", 1.0)]),
+            ("Alarms", &[("CloudWatch:DescribeAlarms", 1.0)]),
         ])
     );
     // The emulator's own record of this operator's requests says the same.
@@ -936,7 +959,7 @@ async fn a_tag_removed_from_the_spec_is_removed_from_aws() {
             ("ArtifactStore", &[("S3:PutBucketTagging", 1.0)]),
             ("Notifications", &[("SNS:UntagResource", 2.0)]),
             ("LogGroups", &[("CloudWatch Logs:UntagResource", 4.0)]),
-            ("Roles", &[("IAM:UntagRole", 7.0)]),
+            ("Roles", &[("IAM:UntagRole", 8.0)]),
             // CodeBuild takes the whole tag set with the update.
             (
                 "Projects",
@@ -949,6 +972,8 @@ async fn a_tag_removed_from_the_spec_is_removed_from_aws() {
             ("ImageRepository", &[("ECR:UntagResource", 1.0)]),
             // One DeleteTags per environment for its six network parts.
             ("Network", &[("EC2:DeleteTags", 2.0)]),
+            ("EventRules", &[("EventBridge:UntagResource", 3.0)]),
+            ("Alarms", &[("CloudWatch:UntagResource", 2.0)]),
         ])
     );
     assert_eq!(

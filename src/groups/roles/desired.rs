@@ -44,6 +44,11 @@ pub const SCANNER: &str = "scan";
 pub const EXECUTION: &str = "exec";
 pub const TASK: &str = "task";
 pub const DEPLOY: &str = "deploy";
+/// The role EventBridge assumes to start the pipeline when its S3 or CodeCommit source changes.
+pub const TRIGGER: &str = "trigger";
+/// The purpose of the EventBridge rule that starts the pipeline (its name's last part): the
+/// trigger role trusts EventBridge only for that rule.
+pub const TRIGGER_RULE: &str = "source";
 
 const ALLOW: &str = "Allow";
 
@@ -227,10 +232,40 @@ pub fn pipeline(ctx: &PipelineContext, kms_key_arn: &str) -> Roles {
         ],
     );
 
-    Roles {
-        roles: vec![pipeline_role, build_role, scan_role],
-        retired: Vec::new(),
+    let mut roles = vec![pipeline_role, build_role, scan_role];
+    let mut retired = Vec::new();
+    let trigger_name = ctx.names().role(TRIGGER);
+    if has_trigger(ctx) {
+        let rule = arns.rule(&ctx.names().rule(TRIGGER_RULE));
+        roles.push(
+            role(
+                ctx,
+                trigger_name,
+                arns.pipeline_role(TRIGGER),
+                format!(
+                    "Assumed by EventBridge to start delivery pipeline {owner} when its source changes"
+                ),
+            )
+            .trust(service_trust("events.amazonaws.com", account, &rule))
+            .policy(
+                TRIGGER,
+                vec![statement(
+                    "StartPipeline",
+                    &["codepipeline:StartPipelineExecution"],
+                    &[arns.pipeline()],
+                )],
+            ),
+        );
+    } else {
+        retired.push(trigger_name);
     }
+    Roles { roles, retired }
+}
+
+/// Whether the source is started by an EventBridge rule (S3 object and CodeCommit branch
+/// changes). A connection source is started by the pipeline's own V2 trigger instead.
+pub fn has_trigger(ctx: &PipelineContext) -> bool {
+    ctx.spec.source.s3.is_some() || ctx.spec.source.code_commit.is_some()
 }
 
 fn pipeline_statements(ctx: &PipelineContext, key: &[String]) -> Vec<Value> {
@@ -475,4 +510,61 @@ pub fn environment(ctx: &PipelineContext, env: Env, kms_key_arn: &str) -> Roles 
         retired.push(deploy_name);
     }
     Roles { roles, retired }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::testing::{FULL, MINIMAL, context};
+
+    const KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/k";
+
+    #[test]
+    fn an_s3_source_gets_a_trigger_role_that_may_only_start_this_pipeline() {
+        let c = context(MINIMAL);
+        let roles = pipeline(&c, KEY);
+        let trigger = roles
+            .roles
+            .iter()
+            .find(|r| r.name == c.names().role(TRIGGER))
+            .expect("trigger role");
+        let rule = c.arns().rule(&c.names().rule(TRIGGER_RULE));
+        assert_eq!(
+            trigger.trust_policy["Statement"][0]["Principal"]["Service"],
+            "events.amazonaws.com"
+        );
+        assert_eq!(
+            trigger.trust_policy["Statement"][0]["Condition"],
+            json!({
+                "StringEquals": {"aws:SourceAccount": "123456789012"},
+                "ArnLike": {"aws:SourceArn": rule}
+            })
+        );
+        assert_eq!(
+            trigger.inline_policies[TRIGGER]["Statement"],
+            json!([{
+                "Sid": "StartPipeline",
+                "Effect": "Allow",
+                "Action": ["codepipeline:StartPipelineExecution"],
+                "Resource": [c.arns().pipeline()]
+            }])
+        );
+        assert!(roles.retired.is_empty());
+    }
+
+    #[test]
+    fn a_code_commit_source_has_a_trigger_role_and_a_connection_retires_it() {
+        let mut c = context(MINIMAL);
+        c.spec.source.s3 = None;
+        c.spec.source.code_commit = Some(crate::api::CodeCommitSource {
+            repository: "app".into(),
+            branch: "main".into(),
+        });
+        assert!(has_trigger(&c));
+        assert_eq!(pipeline(&c, KEY).roles.len(), 4);
+        let full = context(FULL);
+        let roles = pipeline(&full, KEY);
+        assert_eq!(roles.roles.len(), 3);
+        assert_eq!(roles.retired, vec![full.names().role(TRIGGER)]);
+    }
 }

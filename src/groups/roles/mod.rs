@@ -7,7 +7,7 @@ pub mod diff;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use self::desired::{DEPLOY, EXECUTION, PIPELINE, Roles, TASK};
+use self::desired::{DEPLOY, EXECUTION, PIPELINE, Roles, TASK, TRIGGER};
 use self::diff::{Change, ObservedRole};
 use super::kit::check_owner;
 use super::{Group, Placement, Produced, keys};
@@ -48,6 +48,7 @@ impl RoleSet {
                 (names.role(PIPELINE), keys::PIPELINE_ROLE_ARN),
                 (names.role(desired::BUILDER), keys::BUILD_ROLE_ARN),
                 (names.role(desired::SCANNER), keys::SCAN_ROLE_ARN),
+                (names.role(TRIGGER), keys::TRIGGER_ROLE_ARN),
             ],
             Some(env) => {
                 let scope = env.name();
@@ -71,6 +72,16 @@ impl RoleSet {
 
     fn has_deploy_role(&self) -> bool {
         self.env.is_some_and(|env| self.ctx.is_cross_account(env))
+    }
+
+    /// Whether the optional role behind `key` is wanted: the deploy role only for an
+    /// environment in another account, the trigger role only for S3 and CodeCommit sources.
+    fn wants(&self, key: Key) -> bool {
+        match self.env {
+            None if key == keys::TRIGGER_ROLE_ARN => desired::has_trigger(&self.ctx),
+            Some(env) if key == keys::DEPLOY_ROLE_ARN.scoped(env.name()) => self.has_deploy_role(),
+            _ => true,
+        }
     }
 }
 
@@ -205,7 +216,7 @@ impl Group for RoleSet {
 
     fn kind(&self) -> &'static str {
         match self.env {
-            None => "pipeline, build and scan IAM roles",
+            None => "pipeline, build, scan and trigger IAM roles",
             Some(Env::Staging) => "staging IAM roles",
             Some(Env::Production) => "production IAM roles",
         }
@@ -225,11 +236,11 @@ impl Group for RoleSet {
     }
 
     fn provides(&self) -> Vec<Key> {
-        let mut provides: Vec<Key> = self.outputs().into_iter().map(|(_, k)| k).collect();
-        if self.env.is_some() && !self.has_deploy_role() {
-            provides.pop();
-        }
-        provides
+        self.outputs()
+            .into_iter()
+            .map(|(_, k)| k)
+            .filter(|k| self.wants(*k))
+            .collect()
     }
 
     fn predicted(&self, at: &Placement) -> Values {
