@@ -90,6 +90,13 @@ class Harness:
         self.records: list[dict[str, Any]] = []
         self.faults: list[dict[str, Any]] = []
         self.seq = itertools.count(1)
+        # Further control endpoints, by path: handler(method, query, body) -> (status, payload).
+        self.endpoints: dict[str, Any] = {}
+
+    def register(self, path: str, handler) -> None:
+        """Adds a control endpoint under /_harness/ (the launcher's emulated state: pipeline
+        executions, EventBridge deliveries)."""
+        self.endpoints[path] = handler
 
     # ---------------------------------------------------------------- identification
 
@@ -339,6 +346,14 @@ class Harness:
             data = json.dumps(payload).encode()
             start_response(f"{status} {_reason(status)}", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
             return [data]
+
+        if path in self.endpoints:
+            try:
+                status, payload = self.endpoints[path](method, query, body)
+            except Exception as e:  # noqa: BLE001
+                log(f"control endpoint {method} {path} failed:\n" + traceback.format_exc())
+                status, payload = 500, {"error": f"{type(e).__name__}: {e}"}
+            return reply(status, payload)
 
         def selected(item: dict[str, Any]) -> bool:
             return all(str(item.get(k)) == v for k, v in query.items() if k in ("access_key", "origin_key", "account", "service", "operation", "id"))
