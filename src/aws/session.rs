@@ -105,6 +105,7 @@ clients!(
     iam: aws_sdk_iam,
     ecr: aws_sdk_ecr,
     ec2: aws_sdk_ec2,
+    ecs: aws_sdk_ecs,
     tagging: aws_sdk_resourcegroupstagging,
 );
 

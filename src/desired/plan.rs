@@ -159,6 +159,8 @@ mod tests {
             "ProductionRolesReady",
             "StagingNetworkReady",
             "ProductionNetworkReady",
+            "StagingServiceReady",
+            "ProductionServiceReady",
         ] {
             let group = p.groups.get(condition);
             assert!(

@@ -29,3 +29,9 @@ pub const VPC_ID: Key = Key::new("VpcId");
 pub const SUBNET_IDS: Key = Key::new("SubnetIds");
 pub const SECURITY_GROUP_IDS: Key = Key::new("SecurityGroupIds");
 pub const ASSIGN_PUBLIC_IP: Key = Key::new("AssignPublicIp");
+/// Per environment (`.scoped(env.name())`), in that environment's account: its ECS cluster and
+/// service, which the pipeline's deploy actions deploy to.
+pub const CLUSTER_NAME: Key = Key::new("ClusterName");
+pub const CLUSTER_ARN: Key = Key::new("ClusterArn");
+pub const SERVICE_NAME: Key = Key::new("ServiceName");
+pub const SERVICE_ARN: Key = Key::new("ServiceArn");
