@@ -10,4 +10,5 @@ mod identity;
 mod image_repository;
 mod network;
 mod operator;
+mod runtime;
 mod support;

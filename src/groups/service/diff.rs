@@ -264,15 +264,25 @@ fn service_update(want: &Service, count: i32, have: &ObservedService) -> Service
     }
 }
 
+/// A deployment of the service is under way (a pipeline's release, or the circuit breaker
+/// rolling back): a new revision would supersede it, so the spec's task definition waits.
+pub fn rolling_out(o: &Observed) -> bool {
+    o.service.as_ref().is_some_and(|s| {
+        s.deployments
+            .iter()
+            .any(|x| x.status == PRIMARY && x.rollout_state.as_deref() == Some(IN_PROGRESS))
+    })
+}
+
 pub fn diff(d: &Runtime, o: &Observed) -> Vec<Change> {
     let mut changes = match &o.cluster {
         None => vec![Change::CreateCluster],
         Some(have) => cluster_changes(&d.cluster, have),
     };
-    let register = o
-        .task_definition
-        .as_ref()
-        .is_none_or(|t| !task_definition_matches(&d.task_definition, t));
+    let register = !rolling_out(o)
+        && o.task_definition
+            .as_ref()
+            .is_none_or(|t| !task_definition_matches(&d.task_definition, t));
     if register {
         changes.push(Change::RegisterTaskDefinition {
             image: kept_image(d, o),
@@ -341,11 +351,26 @@ pub fn progress(env: &str, d: &Runtime, o: &Observed) -> Option<Progress> {
     (primary.rollout_state.as_deref() == Some(IN_PROGRESS)).then(|| Progress {
         reason: "RolloutInProgress".into(),
         message: format!(
-            "deployment {} of {} in progress: {} of {} task(s) running",
-            primary.id, primary.task_definition, primary.running_count, primary.desired_count
+            "deployment {} of {} in progress: {} of {} task(s) running{}",
+            primary.id,
+            primary.task_definition,
+            primary.running_count,
+            primary.desired_count,
+            if pending_revision(d, o) {
+                "; the spec's task definition changes wait for it"
+            } else {
+                ""
+            }
         ),
         after: ROLLOUT_RETRY,
     })
+}
+
+/// The spec's task definition differs from the revision the service runs.
+fn pending_revision(d: &Runtime, o: &Observed) -> bool {
+    o.task_definition
+        .as_ref()
+        .is_some_and(|t| !task_definition_matches(&d.task_definition, t))
 }
 
 #[cfg(test)]
@@ -810,5 +835,39 @@ mod tests {
         );
         // Nothing to write while it rolls back: the revision it returns to is in sync.
         assert_eq!(diff(&d, &o), vec![]);
+    }
+
+    #[test]
+    fn a_spec_change_waits_while_a_rollout_is_under_way_but_counts_and_settings_do_not() {
+        let d = desired(FULL, Env::Staging);
+        let mut o = deployed_state(&d);
+        let s = service(&mut o);
+        s.deployments[0].rollout_state = Some(IN_PROGRESS.into());
+        s.desired_count = 5;
+        s.deployment.rollback = Some(false);
+        container(&mut o)
+            .environment
+            .insert("LOG_LEVEL".into(), "info".into());
+        assert_eq!(
+            diff(&d, &o),
+            vec![Change::UpdateService(ServiceUpdate {
+                desired_count: Some(1),
+                deployment_configuration: true,
+                ..ServiceUpdate::default()
+            })]
+        );
+        let p = progress("staging", &d, &o).expect("in progress");
+        assert!(
+            p.message
+                .ends_with("the spec's task definition changes wait for it"),
+            "{}",
+            p.message
+        );
+        // Once it completes, the revision is registered with the image it rolled out.
+        service(&mut o).deployments[0].rollout_state = Some("COMPLETED".into());
+        assert!(matches!(
+            &diff(&d, &o)[0],
+            Change::RegisterTaskDefinition { image } if image == DEPLOYED
+        ));
     }
 }
