@@ -202,7 +202,8 @@ async fn retention(logs: &aws_sdk_cloudwatchlogs::Client, prefix: &str) -> BTree
 }
 
 /// What of this pipeline each service still lists in `account`, by listing (not by trusting
-/// the inventory): roles, topics, buckets, key aliases, log groups, repositories.
+/// the inventory): roles, topics, buckets, key aliases, log groups, repositories, ECS clusters,
+/// services and task definitions.
 async fn leftovers(ctx: &PipelineContext, account: &str) -> Vec<String> {
     let config = config_for(account).await;
     let names = ctx.names();
@@ -259,6 +260,7 @@ async fn leftovers(ctx: &PipelineContext, account: &str) -> Vec<String> {
             .filter_map(|r| r.repository_name().map(str::to_string))
             .filter(|r| *r == names.image_repository()),
     );
+    left.extend(crate::runtime::leftovers(ctx, account).await);
     left
 }
 

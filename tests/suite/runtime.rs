@@ -411,7 +411,7 @@ async fn deploy_as_the_pipeline(ecs: &Client, want: &Runtime, image: &str) -> St
 
 /// What of this pipeline's ECS runtimes `account` still lists: active clusters, their services,
 /// and revisions of either family (active or inactive).
-async fn leftovers(ctx: &PipelineContext, account: &str) -> Vec<String> {
+pub(crate) async fn leftovers(ctx: &PipelineContext, account: &str) -> Vec<String> {
     let ecs = ecs_in(account).await;
     let names = ctx.names();
     let mut left = Vec::new();
