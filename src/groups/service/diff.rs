@@ -209,10 +209,19 @@ fn container_matches(want: &Container, have: &ObservedContainer) -> bool {
             .all(|(k, v)| have.log_options.get(k) == Some(v))
 }
 
+/// The family of a revision's ARN (`...:task-definition/<family>:<revision>`).
+fn family_of(arn: &str) -> Option<&str> {
+    arn.rsplit('/')
+        .next()
+        .and_then(|name| name.rsplit_once(':'))
+        .map(|(family, _)| family)
+}
+
 /// True when the revision has everything the spec controls (the image aside).
 pub fn task_definition_matches(want: &TaskDefinition, have: &ObservedTaskDefinition) -> bool {
     let compatibilities: BTreeSet<&String> = have.requires_compatibilities.iter().collect();
-    have.cpu.as_deref() == Some(want.cpu.as_str())
+    family_of(&have.arn) == Some(want.family.as_str())
+        && have.cpu.as_deref() == Some(want.cpu.as_str())
         && have.memory.as_deref() == Some(want.memory.as_str())
         && have.network_mode.as_deref() == Some(AWSVPC)
         && compatibilities == want.requires_compatibilities.iter().collect()
@@ -554,6 +563,10 @@ mod tests {
         let d = desired(FULL, Env::Staging);
         type Edit = Box<dyn Fn(&mut ObservedTaskDefinition)>;
         let edits: Vec<(&str, Edit)> = vec![
+            (
+                "family",
+                Box::new(|t| t.arn = "arn:aws:ecs:us-east-1:1:task-definition/other:1".into()),
+            ),
             ("cpu", Box::new(|t| t.cpu = Some("512".into()))),
             ("memory", Box::new(|t| t.memory = Some("1024".into()))),
             (

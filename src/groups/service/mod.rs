@@ -12,6 +12,9 @@ pub mod diff;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use aws_sdk_ecs::operation::describe_task_definition::{
+    DescribeTaskDefinitionError, DescribeTaskDefinitionOutput,
+};
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, ClusterField,
     ClusterSetting, ClusterSettingName, Compatibility, ContainerDefinition,
@@ -344,13 +347,8 @@ impl ServiceGroup {
         &self,
         aws: &AwsSession,
         reference: &str,
-    ) -> Result<
-        aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput,
-        SdkError<
-            aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionError,
-            HttpResponse,
-        >,
-    > {
+    ) -> Result<DescribeTaskDefinitionOutput, SdkError<DescribeTaskDefinitionError, HttpResponse>>
+    {
         aws.ecs()
             .describe_task_definition()
             .task_definition(reference)
