@@ -544,6 +544,52 @@ async fn each_environment_gets_its_own_network_kept_exact_and_removed_completely
     );
     assert_network(&ec2, &ctx, Env::Staging, &quarters, &[]).await;
 
+    // By hand, staging's first subnet moved to a route table of someone else's: moved back
+    // (AWS refuses a second association; the existing one is replaced).
+    let theirs = ec2
+        .create_route_table()
+        .vpc_id(&staging.vpc)
+        .send()
+        .await
+        .expect("a route table made by hand")
+        .route_table()
+        .and_then(|t| t.route_table_id().map(str::to_string))
+        .expect("route table id");
+    let ours = View::of(&ec2, &ctx, Some(Env::Staging)).await.tables[0].clone();
+    let moved = ours
+        .associations()
+        .iter()
+        .find(|a| a.subnet_id() == Some(staging.subnets[&0].as_str()))
+        .and_then(|a| a.route_table_association_id())
+        .expect("association of subnet 0");
+    ec2.replace_route_table_association()
+        .association_id(moved)
+        .route_table_id(&theirs)
+        .send()
+        .await
+        .expect("move the subnet by hand");
+    let settled = operator.settled().await;
+    let since = emulator::last_seq(&operator.access_key).await;
+    request_reconcile(&api, "netted").await;
+    operator.after_reconcile(&settled).await;
+    assert_eq!(
+        ec2_calls(&operator, "write", since).await,
+        in_accounts(&[(
+            ACCOUNT,
+            counts(&[
+                // Refused with Resource.AlreadyAssociated, then the association is replaced.
+                ("EC2:AssociateRouteTable", 1.0),
+                ("EC2:ReplaceRouteTableAssociation", 1.0),
+            ])
+        )])
+    );
+    assert_network(&ec2, &ctx, Env::Staging, &quarters, &[]).await;
+    ec2.delete_route_table()
+        .route_table_id(&theirs)
+        .send()
+        .await
+        .expect("the table made by hand, empty again, is removed");
+
     // Production gets a network of its own: the same VPC with two zones. The third subnet (and
     // its association) goes; the other two keep their blocks.
     let settled = operator.settled().await;

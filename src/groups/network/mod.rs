@@ -231,7 +231,7 @@ where
 {
     match result {
         Err(e) if code(&e) == Some("DependencyViolation") => Ok(Deleted::InUse(format!(
-            "{what} is still in use (network interfaces of stopped tasks are released within minutes)"
+            "{what} is still in use: network interfaces of stopped tasks are released within minutes; anything else made in it by hand must be removed by hand"
         ))),
         other => found(other, operation, not_found).map(|_| Deleted::Done),
     }
