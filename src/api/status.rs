@@ -132,9 +132,15 @@ pub struct EnvironmentOutputs {
     /// ECS cluster name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_name: Option<String>,
+    /// ARN of the ECS cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_arn: Option<String>,
     /// ECS service name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_name: Option<String>,
+    /// ARN of the ECS service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_arn: Option<String>,
     /// ARN of the role the pipeline assumes to deploy into this environment (only when the
     /// environment is in another account).
     #[serde(default, skip_serializing_if = "Option::is_none")]

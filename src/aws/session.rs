@@ -107,6 +107,7 @@ clients!(
     codebuild: aws_sdk_codebuild,
     codepipeline: aws_sdk_codepipeline,
     ec2: aws_sdk_ec2,
+    ecs: aws_sdk_ecs,
     tagging: aws_sdk_resourcegroupstagging,
     events: aws_sdk_eventbridge,
     cloudwatch: aws_sdk_cloudwatch,

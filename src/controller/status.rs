@@ -99,7 +99,10 @@ fn environment_outputs(
         vpc_id: get(keys::VPC_ID, &previous.vpc_id),
         subnet_ids: get(keys::SUBNET_IDS, &previous.subnet_ids),
         security_group_ids: get(keys::SECURITY_GROUP_IDS, &previous.security_group_ids),
-        ..previous
+        cluster_name: get(keys::CLUSTER_NAME, &previous.cluster_name),
+        cluster_arn: get(keys::CLUSTER_ARN, &previous.cluster_arn),
+        service_name: get(keys::SERVICE_NAME, &previous.service_name),
+        service_arn: get(keys::SERVICE_ARN, &previous.service_arn),
     };
     (outputs != EnvironmentOutputs::default()).then_some(outputs)
 }

@@ -161,6 +161,8 @@ mod tests {
             "ProductionNetworkReady",
             "EventRulesReady",
             "AlarmsReady",
+            "StagingServiceReady",
+            "ProductionServiceReady",
         ] {
             let group = p.groups.get(condition);
             assert!(

@@ -42,3 +42,9 @@ pub const ASSIGN_PUBLIC_IP: Key = Key::new("AssignPublicIp");
 /// `TriggeredRules` metrics the alarms watch.
 pub const FAILURE_RULE_NAME: Key = Key::new("FailureRuleName");
 pub const SUCCESS_RULE_NAME: Key = Key::new("SuccessRuleName");
+/// Per environment (`.scoped(env.name())`), in that environment's account: its ECS cluster and
+/// service, which the pipeline's deploy actions deploy to.
+pub const CLUSTER_NAME: Key = Key::new("ClusterName");
+pub const CLUSTER_ARN: Key = Key::new("ClusterArn");
+pub const SERVICE_NAME: Key = Key::new("ServiceName");
+pub const SERVICE_ARN: Key = Key::new("ServiceArn");

@@ -19,6 +19,7 @@ pub mod notifications;
 pub mod pipeline;
 pub mod projects;
 pub mod roles;
+pub mod service;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -53,6 +54,9 @@ impl Placement {
 pub struct Produced {
     pub values: Values,
     pub owned: Vec<Owned>,
+    /// Exists but not settled, known from what `create` or `update_settled` left (e.g. a
+    /// service waiting for its first image); else [`Group::progress`] decides.
+    pub progress: Option<Progress>,
 }
 
 impl Produced {
@@ -199,12 +203,11 @@ impl<G: Group> Instance<G> {
         let at = Placement::of(aws);
         let desired = self.group.desired(&at, inputs)?;
         let (action, produced, progress, note) = match self.group.observe(aws).await? {
-            None => (
-                Action::Created,
-                self.group.create(aws, &desired).await?,
-                None,
-                None,
-            ),
+            None => {
+                let produced = self.group.create(aws, &desired).await?;
+                let progress = produced.progress.clone();
+                (Action::Created, produced, progress, None)
+            }
             Some(observed) => {
                 let changes = G::diff(&desired, &observed);
                 let (action, observed) = if changes.is_empty() {
@@ -217,10 +220,15 @@ impl<G: Group> Instance<G> {
                         .await?;
                     (Action::Updated, settled.unwrap_or(observed))
                 };
+                let produced = self.group.produced(&at, &desired, &observed);
+                let progress = produced
+                    .progress
+                    .clone()
+                    .or_else(|| self.group.progress(&observed));
                 (
                     action,
-                    self.group.produced(&at, &desired, &observed),
-                    self.group.progress(&observed),
+                    produced,
+                    progress,
                     self.group.note(&desired, &observed),
                 )
             }
@@ -388,6 +396,10 @@ pub fn steps(ctx: &PipelineContext, sessions: &Sessions) -> Vec<Box<dyn GroupSte
         ));
         steps.push(Instance::boxed(
             network::NetworkGroup::new(ctx, env),
+            sessions.environment(env),
+        ));
+        steps.push(Instance::boxed(
+            service::ServiceGroup::new(ctx, env),
             sessions.environment(env),
         ));
     }

@@ -17,6 +17,7 @@ import re
 import signal
 import sys
 import threading
+import uuid
 
 # Read by moto when a request arrives; set before anything else so no code path sees the default.
 os.environ["MOTO_S3_ALLOW_CROSSACCOUNT_ACCESS"] = "false"
@@ -2283,6 +2284,339 @@ def fix_ec2_tags_are_read_per_resource() -> None:
     TaggedEC2Resource.get_tags = get_tags
 
 
+# ECS: what AWS fills in when CreateService has no deploymentConfiguration (ECS API Reference,
+# DeploymentConfiguration: maximumPercent defaults to 200 and minimumHealthyPercent to 100 for a
+# REPLICA service; DeploymentCircuitBreaker: the circuit breaker is off unless enabled).
+ECS_DEFAULT_DEPLOYMENT_CONFIGURATION = {
+    "deploymentCircuitBreaker": {"enable": False, "rollback": False},
+    "maximumPercent": 200,
+    "minimumHealthyPercent": 100,
+}
+
+
+class EcsException(ServiceException):
+    """An ECS error with its own code (ECS API Reference, each operation's Errors)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message)
+
+
+def ecs_deployment_configuration(given, current=None) -> dict:
+    import copy
+
+    merged = copy.deepcopy(current if current is not None else ECS_DEFAULT_DEPLOYMENT_CONFIGURATION)
+    for key, value in (given or {}).items():
+        merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def ecs_primary(service) -> dict | None:
+    return next((d for d in service.deployments if d.get("status") == "PRIMARY"), None)
+
+
+def ecs_start_deployment(service) -> dict:
+    """A new PRIMARY deployment of the service's task definition (ECS Developer Guide, "Rolling
+    update deployments"; API Reference, Deployment). The emulator runs no tasks, so a deployment
+    reaches its steady state the moment it starts (rolloutState COMPLETED, runningCount =
+    desiredCount) and the deployments it replaces are drained at once, unless a test holds or
+    fails it through /_harness/ecs-deployments. The task definition of the deployment it
+    replaces, if that one completed, is what the circuit breaker rolls back to."""
+    import random
+
+    from moto.core.utils import utcnow
+
+    previous = ecs_primary(service)
+    if previous is not None and previous.get("rolloutState") == "COMPLETED":
+        service.emulator_rollback_target = previous.get("taskDefinition")
+    now = utcnow()
+    deployment_id = f"ecs-svc/{random.randint(10**18, 10**19 - 1)}"
+    deployment = {
+        "id": deployment_id,
+        "status": "PRIMARY",
+        "taskDefinition": service.task_definition,
+        "desiredCount": service.desired_count,
+        "pendingCount": 0,
+        "runningCount": service.desired_count,
+        "failedTasks": 0,
+        "createdAt": now,
+        "updatedAt": now,
+        "launchType": service.launch_type,
+        # What LATEST resolves to on Fargate (ECS Developer Guide, "Fargate Linux platform versions").
+        "platformVersion": "1.4.0" if service.launch_type == "FARGATE" and service.platform_version in (None, "LATEST") else service.platform_version,
+        "networkConfiguration": service.network_configuration or None,
+        "rolloutState": "COMPLETED",
+        "rolloutStateReason": f"ECS deployment {deployment_id} completed.",
+    }
+    service.deployments = [deployment]
+    service.running_count = service.desired_count
+    service.pending_count = 0
+    return deployment
+
+
+def fix_ecs_services_keep_their_configuration_and_deployments() -> None:
+    """AWS (ECS API Reference, CreateService, UpdateService, Service, Deployment):
+    - CreateService stores deploymentConfiguration (with the defaults above for what is not
+      given), healthCheckGracePeriodSeconds and enableECSManagedTags, and DescribeServices
+      returns them; moto 5.2.5 drops all three.
+    - A service's deployments: CreateService starts the first PRIMARY deployment; UpdateService
+      with a new taskDefinition or networkConfiguration (or forceNewDeployment) starts a new
+      PRIMARY one, and the previous one drains; a desiredCount change alone updates the PRIMARY
+      deployment's desiredCount ("Deployment.desiredCount: The most recent desired count of tasks
+      that was specified for the service to deploy or maintain"). Each has a rolloutState
+      (IN_PROGRESS, COMPLETED, FAILED) while the circuit breaker watches it. moto keeps the
+      deployment of CreateService forever (its desiredCount and task definition never change)
+      and reports it IN_PROGRESS forever once desiredCount > 0.
+    - UpdateService stores taskDefinition as the full revision ARN (DescribeServices returns
+      "arn:...:task-definition/family:revision" whatever form was passed); moto stores the
+      string as given.
+    - CreateService of a service that exists (ACTIVE or DRAINING) in the cluster fails with
+      InvalidParameterException "Creation of service was not idempotent."; moto replaces it.
+    - UpdateService of a service that is not ACTIVE fails with ServiceNotActiveException
+      ("The specified service isn't active. You can't update a service that's inactive.");
+      moto updates it.
+    Fix: all of the above; deployments settle at once (the emulator runs no tasks) unless a test
+    holds or fails one through /_harness/ecs-deployments (ecs_deployments_endpoint)."""
+    from moto.ecs.exceptions import InvalidParameterException
+    from moto.ecs.models import EC2ContainerServiceBackend
+    from moto.ecs.responses import EC2ContainerServiceResponse
+
+    original_create = EC2ContainerServiceResponse.create_service
+    original_update = EC2ContainerServiceBackend.update_service
+
+    def create_service(self):
+        backend = self.ecs_backend
+        cluster = (self._get_param("cluster") or "default").split("/")[-1]
+        name = self._get_param("serviceName")
+        existing = backend.services.get(f"{cluster}:{name}")
+        if existing is not None and existing.status in ("ACTIVE", "DRAINING"):
+            raise InvalidParameterException("Creation of service was not idempotent.")
+        result = original_create(self)
+        service = backend.services[f"{cluster}:{name}"]
+        service.deployment_configuration = ecs_deployment_configuration(self._get_param("deploymentConfiguration"))
+        grace = self._get_param("healthCheckGracePeriodSeconds")
+        if grace is not None:
+            service.health_check_grace_period_seconds = int(grace)
+        service.enable_ecs_managed_tags = bool(self._get_param("enableECSManagedTags") or False)
+        ecs_start_deployment(service)
+        return result
+
+    def update_service(self, props):
+        cluster = (props.get("cluster") or "default").split("/")[-1]
+        name = str(props.get("service", "")).split("/")[-1]
+        service = self._get_service(cluster, name)
+        if service.status != "ACTIVE":
+            raise EcsException(
+                "ServiceNotActiveException",
+                "The specified service isn't active. You can't update a service that's inactive.",
+            )
+        configuration = props.pop("deployment_configuration", None)
+        grace = props.pop("health_check_grace_period_seconds", None)
+        managed = props.pop("enable_ecs_managed_tags", None)
+        if props.get("task_definition"):
+            props["task_definition"] = self.describe_task_definition(props["task_definition"]).arn
+        if props.get("network_configuration") is not None:
+            service._validate_network(props["network_configuration"])
+        before = (service.task_definition, json.dumps(service.network_configuration, sort_keys=True), service.platform_version)
+        force = bool(props.get("force_new_deployment"))
+        result = original_update(self, props)
+        if configuration is not None:
+            service.deployment_configuration = ecs_deployment_configuration(
+                configuration, getattr(service, "deployment_configuration", None)
+            )
+        if grace is not None:
+            service.health_check_grace_period_seconds = int(grace)
+        if managed is not None:
+            service.enable_ecs_managed_tags = bool(managed)
+        after = (service.task_definition, json.dumps(service.network_configuration, sort_keys=True), service.platform_version)
+        primary = ecs_primary(service)
+        if force or after != before or primary is None:
+            ecs_start_deployment(service)
+        elif props.get("desired_count") is not None:
+            from moto.core.utils import utcnow
+
+            primary["desiredCount"] = service.desired_count
+            primary["updatedAt"] = utcnow()
+            if primary.get("rolloutState") == "COMPLETED":
+                primary["runningCount"] = service.desired_count
+                primary["pendingCount"] = 0
+            else:
+                service.running_count = primary.get("runningCount", 0)
+                service.pending_count = max(service.desired_count - service.running_count, 0)
+        return result
+
+    EC2ContainerServiceResponse.create_service = create_service
+    EC2ContainerServiceBackend.update_service = update_service
+
+
+def fix_ecs_delete_cluster_refuses_active_services() -> None:
+    """AWS: "You must delete all services that are running in the cluster before you can delete
+    the cluster" (ECS API Reference, DeleteCluster); otherwise ClusterContainsServicesException
+    ("You can't delete a cluster that contains services. First, update the service to reduce
+    its desired task count to 0, and then delete the service."). A service being deleted
+    (DRAINING) still counts. moto 5.2.5 marks the cluster INACTIVE with its services still in
+    it. Fix: refuse while any service of the cluster is ACTIVE or DRAINING."""
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    original = EC2ContainerServiceBackend.delete_cluster
+
+    def delete_cluster(self, cluster_str):
+        cluster = self._get_cluster(cluster_str)
+        active = [s.name for s in self.services.values() if s.cluster_name == cluster.name and s.status in ("ACTIVE", "DRAINING")]
+        if active:
+            log(f"DeleteCluster refused: {cluster.name} still has services {active}")
+            raise EcsException(
+                "ClusterContainsServicesException",
+                "The Cluster cannot be deleted while Services are active.",
+            )
+        return original(self, cluster_str)
+
+    EC2ContainerServiceBackend.delete_cluster = delete_cluster
+
+
+def fix_ecs_family_resolves_to_the_latest_active_revision() -> None:
+    """AWS: a task definition given as a family alone means "the latest ACTIVE revision"
+    (ECS API Reference, DescribeTaskDefinition.taskDefinition: "The family for the latest
+    ACTIVE revision, family and revision (family:revision) for a specific revision in the
+    family, or full Amazon Resource Name (ARN) of the task definition to describe."; the same
+    for CreateService and UpdateService); a family whose revisions are all deregistered answers
+    ClientException "Unable to describe task definition.". moto 5.2.5 takes the highest
+    revision, deregistered or not. Fix: the highest ACTIVE revision."""
+    from moto.ecs.exceptions import TaskDefinitionNotFoundException
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    original = EC2ContainerServiceBackend.describe_task_definition
+
+    def describe_task_definition(self, task_definition_str):
+        name = str(task_definition_str).split("/")[-1]
+        if ":" in name:
+            return original(self, task_definition_str)
+        revisions = self.task_definitions.get(name, {})
+        active = [number for number, revision in revisions.items() if revision.status == "ACTIVE"]
+        if not active:
+            raise TaskDefinitionNotFoundException()
+        return revisions[max(active)]
+
+    EC2ContainerServiceBackend.describe_task_definition = describe_task_definition
+
+
+# POST /_harness/ecs-deployments fields.
+ECS_DEPLOYMENT_FIELDS = {"account", "region", "cluster", "service", "rolloutState", "rolloutStateReason", "failedTasks", "runningCount"}
+
+
+def ecs_deployments_endpoint(method: str, query: dict, body: bytes):
+    """POST /_harness/ecs-deployments: moves the PRIMARY deployment of a service (the emulator
+    runs no tasks, so a deployment completes the moment it starts unless a test says otherwise).
+    JSON body:
+
+        {"account": "123456789012", "region": "us-east-1",      (defaults)
+         "cluster": "name", "service": "name",                  (required)
+         "rolloutState": "IN_PROGRESS" | "COMPLETED" | "FAILED", (required)
+         "rolloutStateReason": "...",   (default: what ECS says for that state)
+         "failedTasks": 2,              (FAILED: tasks that failed to start; default 1)
+         "runningCount": 0}             (IN_PROGRESS: tasks running so far; default 0)
+
+    IN_PROGRESS holds the deployment (runningCount of desiredCount). COMPLETED settles it and
+    drains the others. FAILED is the deployment circuit breaker tripping, refused (400) unless
+    the service's circuit breaker is enabled: with rollback, the failed deployment becomes
+    ACTIVE and a new PRIMARY one starts (IN_PROGRESS) with the task definition of the last
+    deployment that completed, which the service then runs (ECS Developer Guide, "How the Amazon
+    ECS deployment circuit breaker detects failures"); without rollback it stays PRIMARY and
+    FAILED. Answers 200 with the service's deployments. GET ?account=&region=&cluster=&service=
+    lists them; 404 for an unknown cluster or service."""
+    from moto.core.utils import utcnow
+    from moto.ecs.models import ecs_backends
+
+    def jsonable(value):
+        if hasattr(value, "isoformat"):
+            return value.isoformat()
+        if isinstance(value, dict):
+            return {k: jsonable(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [jsonable(v) for v in value]
+        return value
+
+    if method == "GET":
+        request = dict(query)
+    elif method == "POST":
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError as e:
+            return 400, {"error": f"not JSON: {e}"}
+        unknown = set(request) - ECS_DEPLOYMENT_FIELDS
+        if unknown:
+            return 400, {"error": f"unknown fields {sorted(unknown)}"}
+    else:
+        return 405, {"error": "use GET or POST"}
+    account, region = request.get("account", DEFAULT_ACCOUNT), request.get("region", "us-east-1")
+    backend = ecs_backends[account][region]
+    cluster, name = str(request.get("cluster", "")).split("/")[-1], str(request.get("service", "")).split("/")[-1]
+    service = backend.services.get(f"{cluster}:{name}")
+    if service is None or service.status != "ACTIVE":
+        return 404, {"error": f"no active service {name!r} in cluster {cluster!r} of {account}/{region}"}
+    if method == "GET":
+        return 200, jsonable(service.deployments)
+    state = request.get("rolloutState")
+    primary = ecs_primary(service)
+    if primary is None:
+        return 400, {"error": f"service {name} has no deployment"}
+    now = utcnow()
+    primary["updatedAt"] = now
+    if state == "IN_PROGRESS":
+        running = int(request.get("runningCount", 0))
+        primary.update(
+            rolloutState="IN_PROGRESS",
+            rolloutStateReason=request.get("rolloutStateReason") or f"ECS deployment {primary['id']} in progress.",
+            runningCount=running,
+            pendingCount=max(service.desired_count - running, 0),
+        )
+        service.running_count, service.pending_count = running, max(service.desired_count - running, 0)
+    elif state == "COMPLETED":
+        primary.update(
+            rolloutState="COMPLETED",
+            rolloutStateReason=request.get("rolloutStateReason") or f"ECS deployment {primary['id']} completed.",
+            runningCount=service.desired_count,
+            pendingCount=0,
+        )
+        service.deployments = [primary]
+        service.running_count, service.pending_count = service.desired_count, 0
+    elif state == "FAILED":
+        breaker = (getattr(service, "deployment_configuration", None) or {}).get("deploymentCircuitBreaker") or {}
+        if not breaker.get("enable"):
+            return 400, {"error": f"the deployment circuit breaker of service {name} is off: ECS keeps trying, a deployment never turns FAILED"}
+        primary.update(
+            rolloutState="FAILED",
+            rolloutStateReason=request.get("rolloutStateReason") or "ECS deployment circuit breaker: tasks failed to start.",
+            failedTasks=int(request.get("failedTasks", 1)),
+            runningCount=0,
+        )
+        target = getattr(service, "emulator_rollback_target", None)
+        service.events.insert(
+            0,
+            {
+                "id": str(uuid.uuid4()),
+                "createdAt": now,
+                "message": f"(service {name}) (deployment {primary['id']}) deployment failed: tasks failed to start.",
+            },
+        )
+        if breaker.get("rollback") and target:
+            failed_id = primary["id"]
+            primary["status"] = "ACTIVE"
+            service.task_definition = target
+            rollback = ecs_start_deployment(service)
+            rollback.update(
+                rolloutState="IN_PROGRESS",
+                rolloutStateReason=f"ECS deployment circuit breaker: rolling back to deploymentId {rollback['id']}.",
+                runningCount=0,
+                pendingCount=service.desired_count,
+            )
+            service.deployments = [rollback, primary]
+            service.running_count, service.pending_count = 0, service.desired_count
+            log(f"ECS deployment {failed_id} of {name} failed; rolling back to {target}")
+    else:
+        return 400, {"error": f"rolloutState must be IN_PROGRESS, COMPLETED or FAILED, not {state!r}"}
+    return 200, jsonable(service.deployments)
+
+
 def seed_member_accounts() -> None:
     """Member accounts with a bootstrap role trusted by the default account (what AWS
     Organizations' OrganizationAccountAccessRole provides), so tests can act in them."""
@@ -2347,6 +2681,7 @@ def serve(host: str, port: int) -> None:
     harness = Harness(app)
     harness.register("/_harness/pipeline-executions", pipeline_executions_endpoint)
     harness.register("/_harness/event-deliveries", event_deliveries_endpoint)
+    harness.register("/_harness/ecs-deployments", ecs_deployments_endpoint)
     run_simple(host, port, harness, threaded=True, request_handler=MotoRequestHandler)
 
 
@@ -2391,6 +2726,9 @@ def main() -> None:
     fix_ec2_delete_vpc_refuses_dependencies()
     fix_ec2_associate_route_table_refuses_an_associated_subnet()
     fix_ec2_tags_are_read_per_resource()
+    fix_ecs_services_keep_their_configuration_and_deployments()
+    fix_ecs_delete_cluster_refuses_active_services()
+    fix_ecs_family_resolves_to_the_latest_active_revision()
     seed_member_accounts()
     seed_after_reset()
 

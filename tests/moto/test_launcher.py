@@ -1507,6 +1507,236 @@ class Ec2Network(ServiceErrors, unittest.TestCase):
         self.assertEqual([g["GroupId"] for g in ec2.describe_security_groups(Filters=by_tag)["SecurityGroups"]], [group])
 
 
+def harness(path: str, payload: dict | None = None, method: str | None = None):
+    """A control endpoint of the harness: (HTTP status, JSON answer)."""
+    import urllib.error
+
+    data = json.dumps(payload).encode() if payload is not None else None
+    request = urllib.request.Request(f"{ENDPOINT}/_harness/{path}", data=data, method=method or ("POST" if data else "GET"))
+    request.add_header("content-type", "application/json")
+    try:
+        with urllib.request.urlopen(request) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
+class EcsServices(ServiceErrors, unittest.TestCase):
+    """ECS keeps what CreateService and UpdateService are given, tracks deployments as AWS does,
+    and refuses what AWS refuses; a test moves a deployment through /_harness/ecs-deployments."""
+
+    def setUp(self):
+        self.ecs, ec2 = client("ecs"), client("ec2")
+        vpc = ec2.create_vpc(CidrBlock="10.91.0.0/16")["Vpc"]["VpcId"]
+        self.subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.91.0.0/24")["Subnet"]["SubnetId"]
+        self.group = ec2.create_security_group(GroupName=unique("sg"), Description="d", VpcId=vpc)["GroupId"]
+        self.cluster = unique("cluster")
+        self.ecs.create_cluster(clusterName=self.cluster)
+        self.family = unique("family")
+
+    def register(self, image="repo:latest", **extra):
+        return self.ecs.register_task_definition(
+            family=self.family,
+            requiresCompatibilities=["FARGATE"],
+            networkMode="awsvpc",
+            cpu="256",
+            memory="512",
+            containerDefinitions=[{"name": "app", "image": image, "essential": True, "portMappings": [{"containerPort": 8080, "protocol": "tcp"}], **extra}],
+        )["taskDefinition"]["taskDefinitionArn"]
+
+    def network(self, public="ENABLED"):
+        return {"awsvpcConfiguration": {"subnets": [self.subnet], "securityGroups": [self.group], "assignPublicIp": public}}
+
+    def create(self, name=None, **extra):
+        name = name or unique("service")
+        self.ecs.create_service(
+            cluster=self.cluster, serviceName=name, taskDefinition=self.register(), desiredCount=1,
+            launchType="FARGATE", networkConfiguration=self.network(), **extra,
+        )
+        return name
+
+    def describe(self, name):
+        return self.ecs.describe_services(cluster=self.cluster, services=[name])["services"][0]
+
+    def test_create_service_keeps_deployment_configuration_grace_period_and_managed_tags(self):
+        configuration = {"deploymentCircuitBreaker": {"enable": True, "rollback": True}, "maximumPercent": 150, "minimumHealthyPercent": 50}
+        name = self.create(deploymentConfiguration=configuration, healthCheckGracePeriodSeconds=60, enableECSManagedTags=True, propagateTags="SERVICE")
+        service = self.describe(name)
+        self.assertEqual(service["deploymentConfiguration"], configuration)
+        self.assertEqual(service["healthCheckGracePeriodSeconds"], 60)
+        self.assertEqual(service["enableECSManagedTags"], True)
+        self.assertEqual(service["propagateTags"], "SERVICE")
+        # Without them: AWS's defaults, the circuit breaker off.
+        plain = self.describe(self.create())
+        self.assertEqual(
+            plain["deploymentConfiguration"],
+            {"deploymentCircuitBreaker": {"enable": False, "rollback": False}, "maximumPercent": 200, "minimumHealthyPercent": 100},
+        )
+        self.assertNotIn("healthCheckGracePeriodSeconds", plain)
+        self.assertEqual(plain["enableECSManagedTags"], False)
+
+    def test_the_first_deployment_is_primary_and_settles(self):
+        service = self.describe(self.create())
+        [deployment] = service["deployments"]
+        self.assertEqual(
+            (deployment["status"], deployment["rolloutState"], deployment["desiredCount"], deployment["runningCount"], deployment["taskDefinition"]),
+            ("PRIMARY", "COMPLETED", 1, 1, service["taskDefinition"]),
+        )
+        self.assertEqual((service["runningCount"], service["pendingCount"]), (1, 0))
+
+    def test_a_count_change_updates_the_primary_deployment_and_starts_no_other(self):
+        name = self.create()
+        before = self.describe(name)["deployments"][0]["id"]
+        self.ecs.update_service(cluster=self.cluster, service=name, desiredCount=3)
+        service = self.describe(name)
+        self.assertEqual([(d["id"], d["desiredCount"], d["runningCount"]) for d in service["deployments"]], [(before, 3, 3)])
+
+    def test_a_new_task_definition_or_network_starts_a_new_deployment(self):
+        name = self.create()
+        first = self.describe(name)["deployments"][0]["id"]
+        revision = self.register("repo:abc123")
+        family_and_revision = revision.split("/")[-1]
+        # Given as family:revision, stored as the revision's ARN.
+        self.ecs.update_service(cluster=self.cluster, service=name, taskDefinition=family_and_revision)
+        service = self.describe(name)
+        self.assertEqual(service["taskDefinition"], revision)
+        [deployment] = service["deployments"]
+        self.assertNotEqual(deployment["id"], first)
+        self.assertEqual((deployment["taskDefinition"], deployment["rolloutState"]), (revision, "COMPLETED"))
+        self.ecs.update_service(cluster=self.cluster, service=name, networkConfiguration=self.network("DISABLED"))
+        service = self.describe(name)
+        self.assertNotEqual(service["deployments"][0]["id"], deployment["id"])
+        self.assertEqual(service["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"], "DISABLED")
+        # Configuration alone starts none.
+        current = service["deployments"][0]["id"]
+        self.ecs.update_service(
+            cluster=self.cluster, service=name, healthCheckGracePeriodSeconds=30, enableECSManagedTags=True,
+            deploymentConfiguration={"deploymentCircuitBreaker": {"enable": True, "rollback": False}},
+        )
+        service = self.describe(name)
+        self.assertEqual(service["deployments"][0]["id"], current)
+        self.assertEqual(service["healthCheckGracePeriodSeconds"], 30)
+        self.assertEqual(service["enableECSManagedTags"], True)
+        self.assertEqual(
+            service["deploymentConfiguration"],
+            {"deploymentCircuitBreaker": {"enable": True, "rollback": False}, "maximumPercent": 200, "minimumHealthyPercent": 100},
+        )
+
+    def test_create_service_twice_and_update_of_a_deleted_service_are_refused(self):
+        name = self.create()
+        message = self.assertError(lambda: self.create(name), "InvalidParameterException")
+        self.assertEqual(message, "Creation of service was not idempotent.")
+        self.ecs.delete_service(cluster=self.cluster, service=name, force=True)
+        self.assertError(lambda: self.ecs.update_service(cluster=self.cluster, service=name, desiredCount=0), "ServiceNotActiveException")
+        # An inactive service's name may be used again.
+        self.create(name)
+
+    def test_delete_cluster_with_a_service_is_refused(self):
+        name = self.create()
+        self.assertError(lambda: self.ecs.delete_cluster(cluster=self.cluster), "ClusterContainsServicesException")
+        self.ecs.delete_service(cluster=self.cluster, service=name, force=True)
+        self.assertEqual(self.ecs.delete_cluster(cluster=self.cluster)["cluster"]["status"], "INACTIVE")
+
+    def test_a_family_alone_is_its_latest_active_revision(self):
+        first = self.register("repo:1")
+        second = self.register("repo:2")
+        self.assertEqual(self.ecs.describe_task_definition(taskDefinition=self.family)["taskDefinition"]["taskDefinitionArn"], second)
+        self.ecs.deregister_task_definition(taskDefinition=second)
+        self.assertEqual(self.ecs.describe_task_definition(taskDefinition=self.family)["taskDefinition"]["taskDefinitionArn"], first)
+        self.ecs.deregister_task_definition(taskDefinition=first)
+        message = self.assertError(lambda: self.ecs.describe_task_definition(taskDefinition=self.family), "ClientException")
+        self.assertEqual(message, "Unable to describe task definition.")
+        # A deregistered revision is still described by its own name.
+        self.assertEqual(self.ecs.describe_task_definition(taskDefinition=second)["taskDefinition"]["status"], "INACTIVE")
+
+    def test_harness_holds_fails_and_rolls_back_deployments(self):
+        breaker = {"deploymentCircuitBreaker": {"enable": True, "rollback": True}, "maximumPercent": 200, "minimumHealthyPercent": 100}
+        name = self.create(deploymentConfiguration=breaker)
+        old = self.describe(name)["taskDefinition"]
+        new = self.register("repo:abc123")
+        self.ecs.update_service(cluster=self.cluster, service=name, taskDefinition=new)
+        where = {"cluster": self.cluster, "service": name}
+        status, deployments = harness("ecs-deployments", {**where, "rolloutState": "IN_PROGRESS", "runningCount": 0})
+        self.assertEqual(status, 200, deployments)
+        service = self.describe(name)
+        self.assertEqual([(d["status"], d["rolloutState"], d["runningCount"]) for d in service["deployments"]], [("PRIMARY", "IN_PROGRESS", 0)])
+        self.assertEqual((service["runningCount"], service["pendingCount"]), (0, 1))
+        # A count change while it is held keeps it held.
+        self.ecs.update_service(cluster=self.cluster, service=name, desiredCount=2)
+        self.assertEqual(self.describe(name)["deployments"][0]["rolloutState"], "IN_PROGRESS")
+        status, _ = harness("ecs-deployments", {**where, "rolloutState": "FAILED", "failedTasks": 3})
+        self.assertEqual(status, 200)
+        service = self.describe(name)
+        rollback, failed = service["deployments"]
+        self.assertEqual((failed["status"], failed["rolloutState"], failed["failedTasks"], failed["taskDefinition"]), ("ACTIVE", "FAILED", 3, new))
+        self.assertEqual(failed["rolloutStateReason"], "ECS deployment circuit breaker: tasks failed to start.")
+        self.assertEqual((rollback["status"], rollback["rolloutState"], rollback["taskDefinition"]), ("PRIMARY", "IN_PROGRESS", old))
+        self.assertEqual(service["taskDefinition"], old)
+        self.assertIn("deployment failed", service["events"][0]["message"])
+        status, _ = harness("ecs-deployments", {**where, "rolloutState": "COMPLETED"})
+        self.assertEqual([(d["status"], d["rolloutState"]) for d in self.describe(name)["deployments"]], [("PRIMARY", "COMPLETED")])
+        status, listed = harness(f"ecs-deployments?cluster={self.cluster}&service={name}")
+        self.assertEqual((status, [d["taskDefinition"] for d in listed]), (200, [old]))
+
+    def test_harness_fails_a_deployment_without_rollback_and_refuses_without_a_circuit_breaker(self):
+        breaker = {"deploymentCircuitBreaker": {"enable": True, "rollback": False}}
+        name = self.create(deploymentConfiguration=breaker)
+        where = {"cluster": self.cluster, "service": name}
+        status, _ = harness("ecs-deployments", {**where, "rolloutState": "FAILED", "rolloutStateReason": "ECS deployment circuit breaker: tasks failed to start."})
+        self.assertEqual(status, 200)
+        [deployment] = self.describe(name)["deployments"]
+        self.assertEqual((deployment["status"], deployment["rolloutState"]), ("PRIMARY", "FAILED"))
+        plain = self.create()
+        status, answer = harness("ecs-deployments", {"cluster": self.cluster, "service": plain, "rolloutState": "FAILED"})
+        self.assertEqual(status, 400, answer)
+        self.assertIn("circuit breaker", answer["error"])
+        self.assertEqual(harness("ecs-deployments", {**where, "rolloutState": "DONE"})[0], 400)
+        self.assertEqual(harness("ecs-deployments", {**where, "state": "FAILED"})[0], 400)
+        self.assertEqual(harness("ecs-deployments", {"cluster": self.cluster, "service": "missing", "rolloutState": "FAILED"})[0], 404)
+
+    def test_what_moto_already_does_as_aws_does(self):
+        # Not gaps: asserted so that a moto upgrade that loses one is noticed.
+        cluster = unique("insights")
+        created = self.ecs.create_cluster(
+            clusterName=cluster,
+            settings=[{"name": "containerInsights", "value": "enabled"}],
+            capacityProviders=["FARGATE"],
+            defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1, "base": 0}],
+            tags=[{"key": "k", "value": "v"}],
+        )["cluster"]
+        [described] = self.ecs.describe_clusters(clusters=[cluster], include=["SETTINGS", "TAGS"])["clusters"]
+        for c in (created, described):
+            self.assertEqual(c["settings"], [{"name": "containerInsights", "value": "enabled"}])
+            self.assertEqual(c["capacityProviders"], ["FARGATE"])
+            self.assertEqual(c["defaultCapacityProviderStrategy"], [{"capacityProvider": "FARGATE", "weight": 1, "base": 0}])
+            self.assertEqual(c["tags"], [{"key": "k", "value": "v"}])
+        self.ecs.update_cluster(cluster=cluster, settings=[{"name": "containerInsights", "value": "disabled"}])
+        self.ecs.put_cluster_capacity_providers(cluster=cluster, capacityProviders=["FARGATE", "FARGATE_SPOT"], defaultCapacityProviderStrategy=[])
+        [c] = self.ecs.describe_clusters(clusters=[cluster], include=["SETTINGS"])["clusters"]
+        self.assertEqual((c["settings"][0]["value"], c["capacityProviders"], c["defaultCapacityProviderStrategy"]), ("disabled", ["FARGATE", "FARGATE_SPOT"], []))
+        # Every field the operator sets on a container comes back as it was given.
+        container = {
+            "environment": [{"name": "B", "value": "2"}, {"name": "A", "value": "1"}],
+            "healthCheck": {"command": ["CMD-SHELL", "true"], "interval": 30, "timeout": 5, "retries": 3, "startPeriod": 0},
+            "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "g", "awslogs-region": "us-east-1", "awslogs-stream-prefix": "p"}},
+        }
+        arn = self.register(**container)
+        got = self.ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])["taskDefinition"]
+        [app] = got["containerDefinitions"]
+        for field, value in container.items():
+            self.assertEqual(app[field], value, field)
+        self.assertEqual((got["cpu"], got["memory"], got["networkMode"], got["requiresCompatibilities"]), ("256", "512", "awsvpc", ["FARGATE"]))
+        # DeleteTaskDefinitions takes only deregistered revisions.
+        [failure] = self.ecs.delete_task_definitions(taskDefinitions=[arn])["failures"]
+        self.assertIn("ACTIVE", failure["reason"])
+        self.ecs.deregister_task_definition(taskDefinition=arn)
+        deleted = self.ecs.delete_task_definitions(taskDefinitions=[arn])
+        self.assertEqual((deleted["failures"], deleted["taskDefinitions"][0]["status"]), ([], "DELETE_IN_PROGRESS"))
+        listed = self.ecs.list_task_definitions(familyPrefix=self.family, status="INACTIVE")["taskDefinitionArns"]
+        self.assertNotIn(arn, listed)
+
+
 @unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
 class Record(unittest.TestCase):
     def test_every_request_is_recorded_with_its_service_id_operation_and_status(self):

@@ -12,8 +12,8 @@ use crate::emulator::{
     unique_access_key,
 };
 use crate::support::{
-    Metrics, Operator, assert_metrics_match_record, assume_role, aws_config, condition,
-    create_namespace, eventually, example, kube_client, member_config, s3, unique,
+    Metrics, Operator, assert_metrics_match_record, assume_role, aws_config, create_namespace,
+    eventually, example, is_ready, kube_client, member_config, s3, unique,
 };
 
 /// HTTP status of a failed SDK call (0 when there was no response).
@@ -635,7 +635,7 @@ async fn an_operators_call_metric_matches_the_emulators_record() {
         std::time::Duration::from_secs(120),
         || async {
             let dp = api.get("p").await.ok()?;
-            (condition(&dp, "Ready")?.status == "True").then_some(())
+            is_ready(&dp).then_some(())
         },
     )
     .await;

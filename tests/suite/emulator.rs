@@ -226,3 +226,28 @@ pub async fn config_with_key(access_key: &str) -> SdkConfig {
         .load()
         .await
 }
+
+/// Moves the PRIMARY deployment of an ECS service (`POST /_harness/ecs-deployments`): the
+/// emulator runs no tasks, so a deployment completes at once unless a test holds it
+/// (`IN_PROGRESS`) or the circuit breaker trips (`FAILED`, with a rollback when the service
+/// has one). `change` holds `rolloutState` and optionally `rolloutStateReason`, `failedTasks`,
+/// `runningCount`. Returns the service's deployments.
+pub async fn set_ecs_deployment(
+    account: &str,
+    cluster: &str,
+    service: &str,
+    change: serde_json::Value,
+) -> serde_json::Value {
+    let mut body = serde_json::json!({"account": account, "cluster": cluster, "service": service});
+    if let (Some(body), Some(change)) = (body.as_object_mut(), change.as_object()) {
+        body.extend(change.clone());
+    }
+    let text = send(
+        reqwest::Client::new()
+            .post(url("ecs-deployments"))
+            .header("content-type", "application/json")
+            .body(body.to_string()),
+    )
+    .await;
+    serde_json::from_str(&text).expect("deployments are JSON")
+}

@@ -13,8 +13,8 @@ use serde_json::json;
 
 use crate::emulator::{Fault, clear_faults_for, inject};
 use crate::support::{
-    Operator, aws_config, condition, create_namespace, eventually, example, gone, kube_client,
-    member_config, s3, start, unique,
+    Operator, aws_config, condition, create_namespace, eventually, example, gone, is_ready,
+    kube_client, member_config, s3, start, unique,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -134,10 +134,7 @@ async fn removing_an_email_unsubscribes_exactly_that_subscriber() {
     api.create(&PostParams::default(), &dp)
         .await
         .expect("create");
-    let ready = wait_for(&api, "mail", "Ready", |dp| {
-        status_of(dp, "Ready").as_deref() == Some("True")
-    })
-    .await;
+    let ready = wait_for(&api, "mail", "Ready", is_ready).await;
     let status = ready.status.clone().expect("status");
     let topic = status
         .outputs
@@ -170,8 +167,7 @@ async fn removing_an_email_unsubscribes_exactly_that_subscriber() {
     .await
     .expect("patch");
     let updated = wait_for(&api, "mail", "Ready at generation 2", |dp| {
-        status_of(dp, "Ready").as_deref() == Some("True")
-            && dp.status.as_ref().and_then(|s| s.observed_generation) == Some(2)
+        is_ready(dp) && dp.status.as_ref().and_then(|s| s.observed_generation) == Some(2)
     })
     .await;
     assert_eq!(endpoints().await, vec!["a@example.com"]);
@@ -316,7 +312,7 @@ async fn a_role_trusting_another_namespace_is_refused_and_its_own_namespace_work
         .await
         .expect("create b");
     let ready = wait_for(&api_b, "owner", "Ready in the member account", |dp| {
-        status_of(dp, "Ready").as_deref() == Some("True")
+        is_ready(dp)
     })
     .await;
     let status = ready.status.expect("status");

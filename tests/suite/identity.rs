@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 
 use crate::emulator::{self, Fault, Recorded, count, inject};
 use crate::support::{
-    ACCOUNT, aws_config, condition, counts, ctx_of, eventually, example, gone, member_config,
-    request_reconcile, s3, start, wait_ready,
+    ACCOUNT, AWAITING_FIRST_IMAGE, aws_config, condition, counts, ctx_of, eventually, example,
+    gone, member_config, request_reconcile, s3, start, wait_ready,
 };
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -203,7 +203,7 @@ async fn retention(logs: &aws_sdk_cloudwatchlogs::Client, prefix: &str) -> BTree
 
 /// What of this pipeline each service still lists in `account`, by listing (not by trusting
 /// the inventory): roles, topics, buckets, key aliases, log groups, repositories, rules,
-/// alarms.
+/// alarms, ECS clusters, services and task definitions.
 async fn leftovers(ctx: &PipelineContext, account: &str) -> Vec<String> {
     let config = config_for(account).await;
     let names = ctx.names();
@@ -284,6 +284,7 @@ async fn leftovers(ctx: &PipelineContext, account: &str) -> Vec<String> {
             .iter()
             .filter_map(|a| a.alarm_name().map(str::to_string)),
     );
+    left.extend(crate::runtime::leftovers(ctx, account).await);
     left
 }
 
@@ -291,7 +292,7 @@ fn all_conditions_true(dp: &DeliveryPipeline) {
     let conditions = &dp.status.as_ref().expect("status").conditions;
     let not_true: Vec<String> = conditions
         .iter()
-        .filter(|c| c.status != "True")
+        .filter(|c| c.status != "True" && c.type_ != "Ready" && c.reason != AWAITING_FIRST_IMAGE)
         .map(|c| format!("{}={} {}: {}", c.type_, c.status, c.reason, c.message))
         .collect();
     assert!(not_true.is_empty(), "{not_true:#?}");
@@ -299,8 +300,9 @@ fn all_conditions_true(dp: &DeliveryPipeline) {
 
 /// The reads one up-to-date reconcile makes in each environment account: its application log
 /// group (listed, tags read), three role names looked up (execution, task, deploy), each
-/// found with its inline policies (execution and deploy have one) and attachments, and its
-/// network (each part listed by tags, the VPC's two DNS attributes).
+/// found with its inline policies (execution and deploy have one) and attachments, its
+/// network (each part listed by tags, the VPC's two DNS attributes), and its ECS runtime (the
+/// cluster, the service, the revision it runs).
 fn environment_observe_reads() -> BTreeMap<String, f64> {
     counts(&[
         ("CloudWatch Logs:DescribeLogGroups", 1.0),
@@ -315,6 +317,9 @@ fn environment_observe_reads() -> BTreeMap<String, f64> {
         ("EC2:DescribeSubnets", 1.0),
         ("EC2:DescribeRouteTables", 1.0),
         ("EC2:DescribeSecurityGroups", 1.0),
+        ("ECS:DescribeClusters", 1.0),
+        ("ECS:DescribeServices", 1.0),
+        ("ECS:DescribeTaskDefinition", 1.0),
     ])
 }
 

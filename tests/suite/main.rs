@@ -14,4 +14,5 @@ mod network;
 mod operator;
 mod pipeline;
 mod projects;
+mod runtime;
 mod support;

@@ -19,8 +19,8 @@ use serde_json::json;
 
 use crate::support::{
     ACCOUNT, Metrics, Operator, REGION, aws_config, condition, counts, create_namespace, ctx_of,
-    eventually, example, gone, kube_client, request_reconcile, s3, sandbox, start, unique,
-    wait_ready,
+    eventually, example, gone, is_ready, kube_client, request_reconcile, s3, sandbox, start,
+    unique, wait_ready,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -63,6 +63,7 @@ fn group_of(call: &str) -> &'static str {
         "EC2" => "Network",
         "EventBridge" => "EventRules",
         "CloudWatch" => "Alarms",
+        "ECS" => "Service",
         "STS" => "Session",
         _ => "Unknown",
     }
@@ -110,9 +111,14 @@ const NETWORK_CREATE: &[(&str, f64)] = &[
     ("EC2:AuthorizeSecurityGroupIngress", 2.0),
 ];
 
-/// Role calls for the minimal example: pipeline, build and scan roles; execution and task role
-/// per environment (no deploy roles: one account). Task roles have no inline policy.
-const ROLES_CREATE: &[(&str, f64)] = &[("IAM:CreateRole", 7.0), ("IAM:PutRolePolicy", 5.0)];
+/// ECS calls for the minimal example: per environment, the cluster, the first revision (the
+/// placeholder image) and the service (no task until the pipeline's first deployment).
+const SERVICE_CREATE: &[(&str, f64)] = &[
+    ("ECS:CreateCluster", 2.0),
+    ("ECS:RegisterTaskDefinition", 2.0),
+    ("ECS:CreateService", 2.0),
+];
+
 /// Role calls for the minimal example: pipeline, build, scan and (S3 source) trigger roles;
 /// execution and task role per environment (no deploy roles: one account). Task roles have no
 /// inline policy.
@@ -175,6 +181,10 @@ fn observe_reads() -> BTreeMap<&'static str, BTreeMap<String, f64>> {
         // Alarms listed by prefix; each alarm's tags.
         ("CloudWatch:DescribeAlarms", 1.0),
         ("CloudWatch:ListTagsForResource", 2.0),
+        // Two runtimes: the cluster, the service, the revision it runs.
+        ("ECS:DescribeClusters", 2.0),
+        ("ECS:DescribeServices", 2.0),
+        ("ECS:DescribeTaskDefinition", 2.0),
     ]))
 }
 
@@ -230,16 +240,21 @@ async fn minimal_pipeline_reaches_ready_with_every_aws_property_and_updates_mini
     kubectl_apply(&dp);
     let dp = wait_ready(&api, "hello", 1).await;
 
-    for c in [
-        "EncryptionKeyReady",
-        "ArtifactStoreReady",
-        "Ready",
-        "Synced",
-    ] {
+    for c in ["EncryptionKeyReady", "ArtifactStoreReady", "Synced"] {
         let cond = condition(&dp, c).unwrap_or_else(|| panic!("{c} missing"));
         assert_eq!(cond.status, "True", "{c}: {cond:?}");
         assert_eq!(cond.observed_generation, Some(1));
     }
+    // Nothing was deployed yet (the emulator runs no pipeline): the services wait for the
+    // pipeline's first image, and only they keep the pipeline from Ready.
+    let ready = condition(&dp, "Ready").expect("Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.message.as_str()),
+        (
+            "False",
+            "not ready: StagingServiceReady (AwaitingFirstImage), ProductionServiceReady (AwaitingFirstImage)"
+        )
+    );
     assert_eq!(
         dp.finalizers(),
         &[delivery_operator::api::FINALIZER.to_string()]
@@ -520,10 +535,7 @@ async fn drift_in_aws_is_repaired_on_resync() {
         &desired.policy
     ));
     let dp = api.get("drifty").await.expect("get");
-    assert_eq!(
-        condition(&dp, "Ready").map(|c| c.status.as_str()),
-        Some("True")
-    );
+    assert!(is_ready(&dp), "{:?}", dp.status);
 }
 
 #[tokio::test]
@@ -753,6 +765,7 @@ fn creation_writes(kms: &[(&str, f64)]) -> BTreeMap<&'static str, BTreeMap<Strin
         ("LogGroups", LOG_GROUPS_CREATE),
         ("Roles", ROLES_CREATE),
         ("Network", NETWORK_CREATE),
+        ("Service", SERVICE_CREATE),
         (
             "Projects",
             &[
@@ -914,6 +927,8 @@ async fn first_reconcile_makes_exactly_the_creating_calls() {
             ),
             ("EventRules", &[("EventBridge:ListRules", 1.0)]),
             ("Alarms", &[("CloudWatch:DescribeAlarms", 1.0)]),
+            // Per environment: no cluster found, so no service to look for.
+            ("Service", &[("ECS:DescribeClusters", 2.0)]),
         ])
     );
     // The emulator's own record of this operator's requests says the same.
@@ -974,6 +989,9 @@ async fn a_tag_removed_from_the_spec_is_removed_from_aws() {
             ("Network", &[("EC2:DeleteTags", 2.0)]),
             ("EventRules", &[("EventBridge:UntagResource", 3.0)]),
             ("Alarms", &[("CloudWatch:UntagResource", 2.0)]),
+            // Each environment's cluster and service (revisions keep the tags they were
+            // registered with).
+            ("Service", &[("ECS:UntagResource", 4.0)]),
         ])
     );
     assert_eq!(

@@ -473,7 +473,25 @@ pub fn ctx_of(dp: &DeliveryPipeline) -> PipelineContext {
     }
 }
 
-/// Waits until `name` is Ready for `generation`, and returns it then.
+/// The reason of a service's condition until the pipeline first deploys to it. The emulator runs
+/// no pipeline, so a test pipeline's services stay there (at no task) unless a test deploys.
+pub const AWAITING_FIRST_IMAGE: &str = "AwaitingFirstImage";
+
+/// Every resource is in its declared state: `Ready`, or not Ready only because services await the
+/// pipeline's first deployment.
+pub fn is_ready(dp: &DeliveryPipeline) -> bool {
+    let Some(status) = dp.status.as_ref() else {
+        return false;
+    };
+    condition(dp, "Ready").is_some()
+        && status.conditions.iter().all(|c| {
+            c.type_ == "Ready"
+                || c.status == "True"
+                || (c.reason == AWAITING_FIRST_IMAGE && c.type_.ends_with("ServiceReady"))
+        })
+}
+
+/// Waits until `name` is Ready ([`is_ready`]) for `generation`, and returns it then.
 pub async fn wait_ready(
     api: &Api<DeliveryPipeline>,
     name: &str,
@@ -484,9 +502,8 @@ pub async fn wait_ready(
         Duration::from_secs(90),
         || async {
             let dp = api.get(name).await.ok()?;
-            let ready = condition(&dp, "Ready")?;
             let observed = dp.status.as_ref()?.observed_generation?;
-            (ready.status == "True" && observed == generation).then_some(dp)
+            (is_ready(&dp) && observed == generation).then_some(dp)
         },
     )
     .await

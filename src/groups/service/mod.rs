@@ -1,0 +1,951 @@
+//! The ECS runtime of one environment, in that environment's account: the cluster, the task
+//! definition family and the service, as one group (`<Env>ServiceReady`). The cluster exists only
+//! for the service, and the three are created and deleted in one order (cluster, revision,
+//! service; service, revisions, cluster), so one condition tells their state.
+//!
+//! Everything is found by its deterministic name (`names.cluster(env)`, `names.service(env)`, the
+//! family is the service's name): the names CodePipeline's ECS deploy action uses.
+
+pub mod desired;
+pub mod diff;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use aws_sdk_ecs::operation::describe_task_definition::{
+    DescribeTaskDefinitionError, DescribeTaskDefinitionOutput,
+};
+use aws_sdk_ecs::types::{
+    AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, ClusterField,
+    ClusterSetting, ClusterSettingName, Compatibility, ContainerDefinition,
+    DeploymentCircuitBreaker, DeploymentConfiguration, HealthCheck as EcsHealthCheck, KeyValuePair,
+    LaunchType, LogConfiguration, LogDriver, NetworkConfiguration, NetworkMode, PortMapping,
+    PropagateTags, ServiceField, Tag, TaskDefinitionStatus, TransportProtocol,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use self::desired::{HealthCheck, Inputs, Runtime, Strategy};
+use self::diff::{
+    ACTIVE, Change, Observed, ObservedCluster, ObservedContainer, ObservedDeployment,
+    ObservedDeploymentConfiguration, ObservedService, ObservedTaskDefinition, ServiceUpdate,
+};
+use super::kit::{TagPlan, check_owner, input};
+use super::{Group, Placement, Produced, keys};
+use crate::aws::{AwsResultExt, AwsSession, classify, code, found};
+use crate::desired::{Env, PipelineContext};
+use crate::engine::{Failure, Key, Removal, Values};
+
+const CLUSTER_KIND: &str = "AWS::ECS::Cluster";
+const SERVICE_KIND: &str = "AWS::ECS::Service";
+const TASK_DEFINITION_KIND: &str = "AWS::ECS::TaskDefinition";
+/// DeleteTaskDefinitions takes at most this many revisions.
+const DELETE_BATCH: usize = 10;
+/// How soon to look again at a service being deleted (its tasks stopping).
+const DRAINING_RETRY: Duration = Duration::from_secs(15);
+
+pub struct ServiceGroup {
+    ctx: PipelineContext,
+    env: Env,
+}
+
+impl ServiceGroup {
+    pub fn new(ctx: &PipelineContext, env: Env) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            env,
+        }
+    }
+
+    fn cluster_name(&self) -> String {
+        self.ctx.names().cluster(self.env)
+    }
+
+    fn service_name(&self) -> String {
+        self.ctx.names().service(self.env)
+    }
+
+    fn arn(&self, at: &Placement, resource: &str) -> String {
+        format!(
+            "arn:{}:ecs:{}:{}:{resource}",
+            at.partition, at.region, at.account_id
+        )
+    }
+}
+
+fn ecs_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+        .collect()
+}
+
+fn built<T>(
+    what: &str,
+    result: Result<T, aws_smithy_types::error::operation::BuildError>,
+) -> Result<T, Failure> {
+    result.map_err(|e| Failure::terminal("InvalidRequest", format!("{what}: {e}")))
+}
+
+fn strategy_items(strategy: &[Strategy]) -> Result<Vec<CapacityProviderStrategyItem>, Failure> {
+    strategy
+        .iter()
+        .map(|s| {
+            built(
+                "capacity provider strategy",
+                CapacityProviderStrategyItem::builder()
+                    .capacity_provider(&s.capacity_provider)
+                    .weight(s.weight)
+                    .base(s.base)
+                    .build(),
+            )
+        })
+        .collect()
+}
+
+fn observed_strategy(items: &[CapacityProviderStrategyItem]) -> Vec<Strategy> {
+    items
+        .iter()
+        .map(|i| Strategy {
+            capacity_provider: i.capacity_provider().to_string(),
+            weight: i.weight(),
+            base: i.base(),
+        })
+        .collect()
+}
+
+fn observed_cluster(c: &aws_sdk_ecs::types::Cluster) -> ObservedCluster {
+    ObservedCluster {
+        arn: c.cluster_arn().unwrap_or_default().to_string(),
+        settings: c
+            .settings()
+            .iter()
+            .filter_map(|s| Some((s.name()?.as_str().to_string(), s.value()?.to_string())))
+            .collect(),
+        capacity_providers: c.capacity_providers().to_vec(),
+        default_strategy: observed_strategy(c.default_capacity_provider_strategy()),
+        tags: tag_map(c.tags()),
+    }
+}
+
+fn observed_service(s: &aws_sdk_ecs::types::Service) -> ObservedService {
+    let vpc = s
+        .network_configuration()
+        .and_then(|n| n.awsvpc_configuration());
+    let configuration = s.deployment_configuration();
+    let breaker = configuration.and_then(|c| c.deployment_circuit_breaker());
+    ObservedService {
+        arn: s.service_arn().unwrap_or_default().to_string(),
+        task_definition: s.task_definition().unwrap_or_default().to_string(),
+        desired_count: s.desired_count(),
+        subnets: vpc
+            .map(|v| v.subnets().iter().cloned().collect())
+            .unwrap_or_default(),
+        security_groups: vpc
+            .map(|v| v.security_groups().iter().cloned().collect())
+            .unwrap_or_default(),
+        assign_public_ip: vpc
+            .and_then(|v| v.assign_public_ip())
+            .map(|a| a.as_str().to_string()),
+        deployment: ObservedDeploymentConfiguration {
+            circuit_breaker: breaker.map(|b| b.enable()),
+            rollback: breaker.map(|b| b.rollback()),
+            minimum_healthy_percent: configuration.and_then(|c| c.minimum_healthy_percent()),
+            maximum_percent: configuration.and_then(|c| c.maximum_percent()),
+        },
+        health_check_grace_period_seconds: s.health_check_grace_period_seconds(),
+        enable_ecs_managed_tags: s.enable_ecs_managed_tags(),
+        propagate_tags: s.propagate_tags().map(|p| p.as_str().to_string()),
+        tags: tag_map(s.tags()),
+        deployments: s
+            .deployments()
+            .iter()
+            .map(|d| ObservedDeployment {
+                id: d.id().unwrap_or_default().to_string(),
+                status: d.status().unwrap_or_default().to_string(),
+                task_definition: d.task_definition().unwrap_or_default().to_string(),
+                rollout_state: d.rollout_state().map(|r| r.as_str().to_string()),
+                rollout_state_reason: d.rollout_state_reason().map(str::to_string),
+                desired_count: d.desired_count(),
+                running_count: d.running_count(),
+                failed_tasks: d.failed_tasks(),
+            })
+            .collect(),
+    }
+}
+
+fn observed_container(c: &ContainerDefinition) -> ObservedContainer {
+    let log = c.log_configuration();
+    ObservedContainer {
+        name: c.name().unwrap_or_default().to_string(),
+        image: c.image().unwrap_or_default().to_string(),
+        essential: c.essential(),
+        port_mappings: c
+            .port_mappings()
+            .iter()
+            .map(|p| {
+                (
+                    p.container_port(),
+                    p.protocol().map(|x| x.as_str().to_string()),
+                )
+            })
+            .collect(),
+        environment: c
+            .environment()
+            .iter()
+            .filter_map(|v| Some((v.name()?.to_string(), v.value()?.to_string())))
+            .collect(),
+        health_check: c.health_check().map(|h| HealthCheck {
+            command: h.command().to_vec(),
+            interval: h.interval().unwrap_or(30),
+            timeout: h.timeout().unwrap_or(5),
+            retries: h.retries().unwrap_or(3),
+            start_period: h.start_period().unwrap_or(0),
+        }),
+        log_driver: log.map(|l| l.log_driver().as_str().to_string()),
+        log_options: log
+            .and_then(|l| l.options())
+            .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+    }
+}
+
+fn observed_task_definition(t: &aws_sdk_ecs::types::TaskDefinition) -> ObservedTaskDefinition {
+    ObservedTaskDefinition {
+        arn: t.task_definition_arn().unwrap_or_default().to_string(),
+        cpu: t.cpu().map(str::to_string),
+        memory: t.memory().map(str::to_string),
+        network_mode: t.network_mode().map(|n| n.as_str().to_string()),
+        requires_compatibilities: t
+            .requires_compatibilities()
+            .iter()
+            .map(|c| c.as_str().to_string())
+            .collect(),
+        execution_role_arn: t.execution_role_arn().map(str::to_string),
+        task_role_arn: t.task_role_arn().map(str::to_string),
+        containers: t
+            .container_definitions()
+            .iter()
+            .map(observed_container)
+            .collect(),
+    }
+}
+
+fn deployment_configuration(d: &desired::Deployment) -> DeploymentConfiguration {
+    DeploymentConfiguration::builder()
+        .deployment_circuit_breaker(
+            DeploymentCircuitBreaker::builder()
+                .enable(d.circuit_breaker)
+                .rollback(d.rollback)
+                .build(),
+        )
+        .minimum_healthy_percent(d.minimum_healthy_percent)
+        .maximum_percent(d.maximum_percent)
+        .build()
+}
+
+fn network_configuration(s: &desired::Service) -> Result<NetworkConfiguration, Failure> {
+    let vpc = built(
+        "awsvpc configuration",
+        AwsVpcConfiguration::builder()
+            .set_subnets(Some(s.subnets.iter().cloned().collect()))
+            .set_security_groups(Some(s.security_groups.iter().cloned().collect()))
+            .assign_public_ip(AssignPublicIp::from(s.assign_public_ip.as_str()))
+            .build(),
+    )?;
+    Ok(NetworkConfiguration::builder()
+        .awsvpc_configuration(vpc)
+        .build())
+}
+
+fn container_definition(
+    c: &desired::Container,
+    image: &str,
+) -> Result<ContainerDefinition, Failure> {
+    let health_check = match &c.health_check {
+        Some(h) => Some(built(
+            "health check",
+            EcsHealthCheck::builder()
+                .set_command(Some(h.command.clone()))
+                .interval(h.interval)
+                .timeout(h.timeout)
+                .retries(h.retries)
+                .start_period(h.start_period)
+                .build(),
+        )?),
+        None => None,
+    };
+    let log = built(
+        "log configuration",
+        LogConfiguration::builder()
+            .log_driver(LogDriver::from(c.log_driver.as_str()))
+            .set_options(Some(
+                c.log_options
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<HashMap<_, _>>(),
+            ))
+            .build(),
+    )?;
+    Ok(ContainerDefinition::builder()
+        .name(&c.name)
+        .image(image)
+        .essential(c.essential)
+        .port_mappings(
+            PortMapping::builder()
+                .container_port(c.port)
+                .protocol(TransportProtocol::from(c.protocol.as_str()))
+                .build(),
+        )
+        .set_environment(Some(
+            c.environment
+                .iter()
+                .map(|(k, v)| KeyValuePair::builder().name(k).value(v).build())
+                .collect(),
+        ))
+        .set_health_check(health_check)
+        .log_configuration(log)
+        .build())
+}
+
+/// ECS creates its service-linked role with an account's first cluster; a service created right
+/// after may be refused until IAM shows the role: in progress, not an error.
+fn service_call<T, E>(
+    result: Result<T, SdkError<E, HttpResponse>>,
+    operation: &str,
+) -> Result<T, Failure>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Err(e)
+            if code(&e) == Some("InvalidParameterException")
+                && e.message()
+                    .is_some_and(|m| m.to_ascii_lowercase().contains("service linked role")) =>
+        {
+            Err(Failure::in_progress(
+                "WaitingForServiceLinkedRole",
+                format!(
+                    "{operation}: ECS does not see its service-linked role yet ({}); it is created with the account's first cluster",
+                    e.message().unwrap_or_default()
+                ),
+                Duration::from_secs(10),
+            ))
+        }
+        other => other.aws(operation),
+    }
+}
+
+impl ServiceGroup {
+    async fn describe_task_definition(
+        &self,
+        aws: &AwsSession,
+        reference: &str,
+    ) -> Result<DescribeTaskDefinitionOutput, SdkError<DescribeTaskDefinitionError, HttpResponse>>
+    {
+        aws.ecs()
+            .describe_task_definition()
+            .task_definition(reference)
+            .send()
+            .await
+    }
+
+    /// Applies `changes` in order (cluster, revision, service) and returns the state they leave,
+    /// from AWS's answers (no further reads).
+    async fn apply(
+        &self,
+        aws: &AwsSession,
+        d: &Runtime,
+        o: &Observed,
+        changes: Vec<Change>,
+    ) -> Result<Observed, Failure> {
+        let ecs = aws.ecs();
+        let mut state = o.clone();
+        let cluster_arn = |state: &Observed| {
+            state
+                .cluster
+                .as_ref()
+                .map(|c| c.arn.clone())
+                .unwrap_or_default()
+        };
+        let service_arn = |state: &Observed| {
+            state
+                .service
+                .as_ref()
+                .map(|s| s.arn.clone())
+                .unwrap_or_default()
+        };
+        for change in changes {
+            match change {
+                Change::CreateCluster => {
+                    let c = &d.cluster;
+                    let out = ecs
+                        .create_cluster()
+                        .cluster_name(&c.name)
+                        .settings(
+                            ClusterSetting::builder()
+                                .name(ClusterSettingName::ContainerInsights)
+                                .value(&c.container_insights)
+                                .build(),
+                        )
+                        .set_capacity_providers(Some(c.capacity_providers.clone()))
+                        .set_default_capacity_provider_strategy(Some(strategy_items(
+                            &c.default_strategy,
+                        )?))
+                        .set_tags(Some(ecs_tags(&c.tags.tags)))
+                        .send()
+                        .await
+                        .aws("ecs:CreateCluster")?;
+                    state.cluster = out.cluster().map(|x| ObservedCluster {
+                        tags: c.tags.tags.clone(),
+                        ..observed_cluster(x)
+                    });
+                }
+                Change::ClusterSettings => {
+                    ecs.update_cluster()
+                        .cluster(&d.cluster.name)
+                        .settings(
+                            ClusterSetting::builder()
+                                .name(ClusterSettingName::ContainerInsights)
+                                .value(&d.cluster.container_insights)
+                                .build(),
+                        )
+                        .send()
+                        .await
+                        .aws("ecs:UpdateCluster")?;
+                    if let Some(c) = state.cluster.as_mut() {
+                        c.settings.insert(
+                            desired::CONTAINER_INSIGHTS.into(),
+                            d.cluster.container_insights.clone(),
+                        );
+                    }
+                }
+                Change::CapacityProviders => {
+                    ecs.put_cluster_capacity_providers()
+                        .cluster(&d.cluster.name)
+                        .set_capacity_providers(Some(d.cluster.capacity_providers.clone()))
+                        .set_default_capacity_provider_strategy(Some(strategy_items(
+                            &d.cluster.default_strategy,
+                        )?))
+                        .send()
+                        .await
+                        .aws("ecs:PutClusterCapacityProviders")?;
+                    if let Some(c) = state.cluster.as_mut() {
+                        c.capacity_providers = d.cluster.capacity_providers.clone();
+                        c.default_strategy = d.cluster.default_strategy.clone();
+                    }
+                }
+                Change::ClusterTags(plan) => {
+                    let arn = cluster_arn(&state);
+                    self.tag(aws, &arn, &plan).await?;
+                    if let Some(c) = state.cluster.as_mut() {
+                        c.tags = plan.whole_set(&c.tags);
+                    }
+                }
+                Change::RegisterTaskDefinition { image } => {
+                    let t = &d.task_definition;
+                    let out = ecs
+                        .register_task_definition()
+                        .family(&t.family)
+                        .requires_compatibilities(Compatibility::from(desired::FARGATE))
+                        .network_mode(NetworkMode::from(t.network_mode.as_str()))
+                        .cpu(&t.cpu)
+                        .memory(&t.memory)
+                        .execution_role_arn(&t.execution_role_arn)
+                        .task_role_arn(&t.task_role_arn)
+                        .container_definitions(container_definition(&t.container, &image)?)
+                        .set_tags(Some(ecs_tags(&t.tags)))
+                        .send()
+                        .await
+                        .aws("ecs:RegisterTaskDefinition")?;
+                    let registered = out.task_definition().ok_or_else(|| {
+                        Failure::retryable(
+                            "IncompleteAnswer",
+                            "ecs:RegisterTaskDefinition answered without the revision",
+                        )
+                    })?;
+                    state.task_definition = Some(observed_task_definition(registered));
+                }
+                Change::CreateService { desired_count } => {
+                    let s = &d.service;
+                    let revision = state
+                        .task_definition
+                        .as_ref()
+                        .map(|t| t.arn.clone())
+                        .unwrap_or_else(|| d.task_definition.family.clone());
+                    let out = service_call(
+                        ecs.create_service()
+                            .cluster(&s.cluster)
+                            .service_name(&s.name)
+                            .task_definition(&revision)
+                            .desired_count(desired_count)
+                            .launch_type(LaunchType::from(s.launch_type.as_str()))
+                            .network_configuration(network_configuration(s)?)
+                            .deployment_configuration(deployment_configuration(&s.deployment))
+                            .health_check_grace_period_seconds(s.health_check_grace_period_seconds)
+                            .enable_ecs_managed_tags(s.enable_ecs_managed_tags)
+                            .propagate_tags(PropagateTags::from(s.propagate_tags.as_str()))
+                            .set_tags(Some(ecs_tags(&s.tags.tags)))
+                            .send()
+                            .await,
+                        "ecs:CreateService",
+                    )?;
+                    state.service = out.service().map(|x| ObservedService {
+                        tags: s.tags.tags.clone(),
+                        ..observed_service(x)
+                    });
+                }
+                Change::UpdateService(u) => {
+                    let out = self.update_service(aws, d, &state, &u).await?;
+                    if let Some(x) = out {
+                        let tags = state
+                            .service
+                            .as_ref()
+                            .map(|s| s.tags.clone())
+                            .unwrap_or_default();
+                        state.service = Some(ObservedService {
+                            tags,
+                            ..observed_service(&x)
+                        });
+                    }
+                }
+                Change::ServiceTags(plan) => {
+                    let arn = service_arn(&state);
+                    self.tag(aws, &arn, &plan).await?;
+                    if let Some(s) = state.service.as_mut() {
+                        s.tags = plan.whole_set(&s.tags);
+                    }
+                }
+            }
+        }
+        Ok(state)
+    }
+
+    /// One UpdateService with every field that changed.
+    async fn update_service(
+        &self,
+        aws: &AwsSession,
+        d: &Runtime,
+        state: &Observed,
+        u: &ServiceUpdate,
+    ) -> Result<Option<aws_sdk_ecs::types::Service>, Failure> {
+        let s = &d.service;
+        let mut call = aws
+            .ecs()
+            .update_service()
+            .cluster(&s.cluster)
+            .service(&s.name)
+            .set_desired_count(u.desired_count);
+        if u.task_definition {
+            let revision = state
+                .task_definition
+                .as_ref()
+                .map(|t| t.arn.clone())
+                .ok_or_else(|| {
+                    Failure::terminal(
+                        "MissingRevision",
+                        "the new task definition revision is not known",
+                    )
+                })?;
+            call = call.task_definition(revision);
+        }
+        if u.deployment_configuration {
+            call = call.deployment_configuration(deployment_configuration(&s.deployment));
+        }
+        if u.health_check_grace_period {
+            call = call.health_check_grace_period_seconds(s.health_check_grace_period_seconds);
+        }
+        if u.network {
+            call = call.network_configuration(network_configuration(s)?);
+        }
+        if u.propagate_tags {
+            call = call.propagate_tags(PropagateTags::from(s.propagate_tags.as_str()));
+        }
+        if u.managed_tags {
+            call = call.enable_ecs_managed_tags(s.enable_ecs_managed_tags);
+        }
+        let out = service_call(call.send().await, "ecs:UpdateService")?;
+        Ok(out.service().cloned())
+    }
+
+    async fn tag(&self, aws: &AwsSession, arn: &str, plan: &TagPlan) -> Result<(), Failure> {
+        let ecs = aws.ecs();
+        if !plan.set.is_empty() {
+            ecs.tag_resource()
+                .resource_arn(arn)
+                .set_tags(Some(ecs_tags(&plan.set)))
+                .send()
+                .await
+                .aws("ecs:TagResource")?;
+        }
+        if !plan.remove.is_empty() {
+            ecs.untag_resource()
+                .resource_arn(arn)
+                .set_tag_keys(Some(plan.remove.clone()))
+                .send()
+                .await
+                .aws("ecs:UntagResource")?;
+        }
+        Ok(())
+    }
+
+    /// Every revision of the family with `status`.
+    async fn revisions(
+        &self,
+        aws: &AwsSession,
+        family: &str,
+        status: TaskDefinitionStatus,
+    ) -> Result<Vec<String>, Failure> {
+        let mut arns = Vec::new();
+        let mut token = None;
+        loop {
+            let page = aws
+                .ecs()
+                .list_task_definitions()
+                .family_prefix(family)
+                .status(status.clone())
+                .set_next_token(token)
+                .send()
+                .await
+                .aws("ecs:ListTaskDefinitions")?;
+            arns.extend(page.task_definition_arns().iter().cloned());
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(arns);
+            }
+        }
+    }
+
+    /// Deregisters the family's active revisions, then deletes every revision.
+    async fn delete_revisions(&self, aws: &AwsSession) -> Result<(), Failure> {
+        let ecs = aws.ecs();
+        let family = self.service_name();
+        let active = self
+            .revisions(aws, &family, TaskDefinitionStatus::Active)
+            .await?;
+        let mut all = self
+            .revisions(aws, &family, TaskDefinitionStatus::Inactive)
+            .await?;
+        for arn in &active {
+            ecs.deregister_task_definition()
+                .task_definition(arn)
+                .send()
+                .await
+                .aws("ecs:DeregisterTaskDefinition")?;
+        }
+        all.extend(active);
+        for batch in all.chunks(DELETE_BATCH) {
+            let out = ecs
+                .delete_task_definitions()
+                .set_task_definitions(Some(batch.to_vec()))
+                .send()
+                .await
+                .aws("ecs:DeleteTaskDefinitions")?;
+            // A revision deleted meanwhile is what was wanted.
+            if let Some(f) = out
+                .failures()
+                .iter()
+                .find(|f| !f.reason().is_some_and(|r| r.contains("does not exist")))
+            {
+                return Err(Failure::retryable(
+                    "TaskDefinitionNotDeleted",
+                    format!(
+                        "ecs:DeleteTaskDefinitions refused {}: {}",
+                        f.arn().unwrap_or_default(),
+                        f.reason().unwrap_or("no reason given")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+type Observe = Result<Option<Observed>, Failure>;
+
+impl Group for ServiceGroup {
+    type Desired = Runtime;
+    type Observed = Observed;
+    type Change = Change;
+
+    fn condition(&self) -> String {
+        format!("{}ServiceReady", self.env.title())
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.env {
+            Env::Staging => "staging ECS cluster and service",
+            Env::Production => "production ECS cluster and service",
+        }
+    }
+
+    fn environment(&self) -> Option<Env> {
+        Some(self.env)
+    }
+
+    fn needs(&self) -> Vec<Key> {
+        let scope = self.env.name();
+        vec![
+            keys::REPOSITORY_URI,
+            keys::EXECUTION_ROLE_ARN.scoped(scope),
+            keys::TASK_ROLE_ARN.scoped(scope),
+            keys::APPLICATION_LOG_GROUP.scoped(scope),
+            // The network is deleted only after the service that uses it.
+            keys::SUBNET_IDS.scoped(scope),
+            keys::SECURITY_GROUP_IDS.scoped(scope),
+            keys::ASSIGN_PUBLIC_IP.scoped(scope),
+        ]
+    }
+
+    fn provides(&self) -> Vec<Key> {
+        let scope = self.env.name();
+        vec![
+            keys::CLUSTER_NAME.scoped(scope),
+            keys::CLUSTER_ARN.scoped(scope),
+            keys::SERVICE_NAME.scoped(scope),
+            keys::SERVICE_ARN.scoped(scope),
+        ]
+    }
+
+    fn predicted(&self, at: &Placement) -> Values {
+        let scope = self.env.name();
+        let (cluster, service) = (self.cluster_name(), self.service_name());
+        Values::from([
+            (
+                keys::CLUSTER_ARN.scoped(scope),
+                self.arn(at, &format!("cluster/{cluster}")),
+            ),
+            (
+                keys::SERVICE_ARN.scoped(scope),
+                self.arn(at, &format!("service/{cluster}/{service}")),
+            ),
+            (keys::CLUSTER_NAME.scoped(scope), cluster),
+            (keys::SERVICE_NAME.scoped(scope), service),
+        ])
+    }
+
+    fn desired(&self, at: &Placement, inputs: &Values) -> Result<Runtime, Failure> {
+        let scope = self.env.name();
+        let get = |key: Key| input(inputs, key);
+        Ok(desired::runtime(
+            &self.ctx,
+            self.env,
+            &Inputs {
+                repository_uri: get(keys::REPOSITORY_URI)?,
+                execution_role_arn: get(keys::EXECUTION_ROLE_ARN.scoped(scope))?,
+                task_role_arn: get(keys::TASK_ROLE_ARN.scoped(scope))?,
+                log_group: get(keys::APPLICATION_LOG_GROUP.scoped(scope))?,
+                region: &at.region,
+                subnet_ids: get(keys::SUBNET_IDS.scoped(scope))?,
+                security_group_ids: get(keys::SECURITY_GROUP_IDS.scoped(scope))?,
+                assign_public_ip: get(keys::ASSIGN_PUBLIC_IP.scoped(scope))?,
+            },
+        ))
+    }
+
+    async fn observe(&self, aws: &AwsSession) -> Observe {
+        let ecs = aws.ecs();
+        let (cluster_name, service_name) = (self.cluster_name(), self.service_name());
+        let clusters = ecs
+            .describe_clusters()
+            .clusters(&cluster_name)
+            .include(ClusterField::Settings)
+            .include(ClusterField::Tags)
+            .send()
+            .await
+            .aws("ecs:DescribeClusters")?;
+        // A deleted cluster stays visible as INACTIVE for a while.
+        let Some(cluster) = clusters
+            .clusters()
+            .iter()
+            .find(|c| c.status() == Some(ACTIVE))
+            .map(observed_cluster)
+        else {
+            return Ok(None);
+        };
+        check_owner(
+            &self.ctx,
+            &format!("ECS cluster {cluster_name}"),
+            &cluster.tags,
+        )?;
+        let services = ecs
+            .describe_services()
+            .cluster(&cluster_name)
+            .services(&service_name)
+            .include(ServiceField::Tags)
+            .send()
+            .await
+            .aws("ecs:DescribeServices")?;
+        let service = services
+            .services()
+            .iter()
+            .find(|s| s.status() != Some("INACTIVE"));
+        if let Some(s) = service.filter(|s| s.status() != Some(ACTIVE)) {
+            return Err(Failure::in_progress(
+                "ServiceDraining",
+                format!(
+                    "service {service_name} is being deleted ({}): its tasks are stopping",
+                    s.status().unwrap_or("not active")
+                ),
+                DRAINING_RETRY,
+            ));
+        }
+        let service = service.map(observed_service);
+        if let Some(s) = &service {
+            check_owner(&self.ctx, &format!("ECS service {service_name}"), &s.tags)?;
+        }
+        let task_definition = match &service {
+            // The revision the service runs must be readable: its image is what a new one keeps.
+            Some(s) => self
+                .describe_task_definition(aws, &s.task_definition)
+                .await
+                .aws("ecs:DescribeTaskDefinition")?
+                .task_definition()
+                .map(observed_task_definition),
+            // No service: the family's latest active revision, if any, is reused.
+            None => found(
+                self.describe_task_definition(aws, &service_name).await,
+                "ecs:DescribeTaskDefinition",
+                &["ClientException"],
+            )?
+            .and_then(|out| out.task_definition().map(observed_task_definition)),
+        };
+        Ok(Some(Observed {
+            cluster: Some(cluster),
+            service,
+            task_definition,
+        }))
+    }
+
+    fn diff(desired: &Runtime, observed: &Observed) -> Vec<Change> {
+        diff::diff(desired, observed)
+    }
+
+    async fn create(&self, aws: &AwsSession, d: &Runtime) -> Result<Produced, Failure> {
+        let none = Observed::default();
+        let state = self.apply(aws, d, &none, diff::diff(d, &none)).await?;
+        Ok(self.produced(&Placement::of(aws), d, &state))
+    }
+
+    async fn update(
+        &self,
+        aws: &AwsSession,
+        d: &Runtime,
+        o: &Observed,
+        changes: Vec<Change>,
+    ) -> Result<(), Failure> {
+        self.apply(aws, d, o, changes).await.map(drop)
+    }
+
+    async fn update_settled(
+        &self,
+        aws: &AwsSession,
+        d: &Runtime,
+        o: &Observed,
+        changes: Vec<Change>,
+    ) -> Result<Option<Observed>, Failure> {
+        self.apply(aws, d, o, changes).await.map(Some)
+    }
+
+    /// Dependents first: the service (scaled to no task, then deleted with force; waited for
+    /// while it drains), every revision of the family, then the cluster.
+    async fn delete(&self, aws: &AwsSession, o: Observed) -> Result<Removal, Failure> {
+        let ecs = aws.ecs();
+        let (cluster, name) = (self.cluster_name(), self.service_name());
+        const GONE: &[&str] = &["ServiceNotFoundException", "ServiceNotActiveException"];
+        if let Some(s) = &o.service {
+            if s.desired_count > 0 {
+                found(
+                    ecs.update_service()
+                        .cluster(&cluster)
+                        .service(&name)
+                        .desired_count(0)
+                        .send()
+                        .await,
+                    "ecs:UpdateService",
+                    GONE,
+                )?;
+            }
+            let deleted = found(
+                ecs.delete_service()
+                    .cluster(&cluster)
+                    .service(&name)
+                    .force(true)
+                    .send()
+                    .await,
+                "ecs:DeleteService",
+                GONE,
+            )?;
+            let status = deleted
+                .as_ref()
+                .and_then(|out| out.service())
+                .and_then(|s| s.status())
+                .unwrap_or("INACTIVE");
+            if status != "INACTIVE" {
+                return Ok(Removal::Pending(format!(
+                    "service {name} is {status}: its tasks are stopping"
+                )));
+            }
+        }
+        self.delete_revisions(aws).await?;
+        match ecs.delete_cluster().cluster(&cluster).send().await {
+            Ok(_) => Ok(Removal::Gone),
+            Err(e) if code(&e) == Some("ClusterNotFoundException") => Ok(Removal::Gone),
+            Err(e)
+                if matches!(
+                    code(&e),
+                    Some("ClusterContainsServicesException" | "ClusterContainsTasksException")
+                ) =>
+            {
+                Ok(Removal::Pending(format!(
+                    "cluster {cluster} still has services or tasks ({})",
+                    e.message().unwrap_or_default()
+                )))
+            }
+            Err(e) => Err(classify("ecs:DeleteCluster", e)),
+        }
+    }
+
+    fn produced(&self, at: &Placement, d: &Runtime, o: &Observed) -> Produced {
+        let scope = self.env.name();
+        let predicted = self.predicted(at);
+        let fallback = |key: Key| {
+            predicted
+                .get(&key.scoped(scope))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let cluster_arn = o
+            .cluster
+            .as_ref()
+            .map(|c| c.arn.clone())
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| fallback(keys::CLUSTER_ARN));
+        let service_arn = o
+            .service
+            .as_ref()
+            .map(|s| s.arn.clone())
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| fallback(keys::SERVICE_ARN));
+        let family = self.arn(
+            at,
+            &format!("task-definition/{}:*", d.task_definition.family),
+        );
+        let mut produced = Produced::default()
+            .value(keys::CLUSTER_NAME.scoped(scope), &d.cluster.name)
+            .value(keys::CLUSTER_ARN.scoped(scope), &cluster_arn)
+            .value(keys::SERVICE_NAME.scoped(scope), &d.service.name)
+            .value(keys::SERVICE_ARN.scoped(scope), &service_arn)
+            .owns(CLUSTER_KIND, cluster_arn, at)
+            .owns(TASK_DEFINITION_KIND, family, at)
+            .owns(SERVICE_KIND, service_arn, at);
+        produced.progress = diff::progress(scope, d, o);
+        produced
+    }
+}
