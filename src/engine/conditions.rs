@@ -55,7 +55,10 @@ fn state_of(step: &StepReport, deleting: bool) -> Option<State> {
     let c = step.condition.as_str();
     Some(match &step.outcome {
         Outcome::Applied(a) => match &a.progress {
-            None => State::new(c, TRUE, "InSync", a.note.as_deref().unwrap_or_default()),
+            None => match &a.note {
+                None => State::new(c, TRUE, "InSync", ""),
+                Some(n) => State::new(c, TRUE, &n.reason, format!("{}: {}", step.kind, n.message)),
+            },
             Some(p) => State::new(c, FALSE, &p.reason, format!("{}: {}", step.kind, p.message)),
         },
         Outcome::Failed(f) => {

@@ -14,7 +14,7 @@ pub use failure::{Class, Failure};
 pub use graph::{Graph, GraphError};
 pub use key::{Key, Values};
 pub use run::{Outcome, Report, StepReport, apply, delete};
-pub use step::{Action, Applied, Owned, Progress, Removal, Step};
+pub use step::{Action, Applied, Note, Owned, Progress, Removal, Step};
 
 #[cfg(test)]
 mod tests;

@@ -40,9 +40,17 @@ pub struct Applied {
     pub values: Values,
     pub owned: Vec<Owned>,
     pub progress: Option<Progress>,
-    /// Something the user should know about a step that is in sync (its condition's message),
-    /// e.g. a removed subscriber AWS cannot unsubscribe until the confirmation expires.
-    pub note: Option<String>,
+    /// Something the user should know about a step that is in sync (its condition's reason
+    /// and message, the condition staying True).
+    pub note: Option<Note>,
+}
+
+/// In sync, and yet worth saying: e.g. a service that runs no task until the pipeline's first
+/// deployment, or a removed subscriber AWS cannot unsubscribe until its confirmation expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub reason: String,
+    pub message: String,
 }
 
 /// Result of a successful delete.

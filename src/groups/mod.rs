@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use crate::aws::AwsSession;
 use crate::desired::{Env, PipelineContext};
-use crate::engine::{Action, Applied, Failure, Key, Owned, Progress, Removal, Step, Values};
+use crate::engine::{Action, Applied, Failure, Key, Note, Owned, Progress, Removal, Step, Values};
 
 /// Where a group instance's resources live.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,8 +55,11 @@ pub struct Produced {
     pub values: Values,
     pub owned: Vec<Owned>,
     /// Exists but not settled, known from what `create` or `update_settled` left (e.g. a
-    /// service waiting for its first image); else [`Group::progress`] decides.
+    /// rollout under way); else [`Group::progress`] decides.
     pub progress: Option<Progress>,
+    /// In sync, with something worth saying (e.g. a service waiting for its first image);
+    /// else [`Group::note`] decides.
+    pub note: Option<Note>,
 }
 
 impl Produced {
@@ -164,7 +167,7 @@ pub trait Group: Send + Sync + 'static {
         None
     }
     /// In sync, with something the user should know (shown in the condition's message).
-    fn note(&self, _desired: &Self::Desired, _observed: &Self::Observed) -> Option<String> {
+    fn note(&self, _desired: &Self::Desired, _observed: &Self::Observed) -> Option<Note> {
         None
     }
 }
@@ -206,7 +209,8 @@ impl<G: Group> Instance<G> {
             None => {
                 let produced = self.group.create(aws, &desired).await?;
                 let progress = produced.progress.clone();
-                (Action::Created, produced, progress, None)
+                let note = produced.note.clone();
+                (Action::Created, produced, progress, note)
             }
             Some(observed) => {
                 let changes = G::diff(&desired, &observed);
@@ -225,12 +229,11 @@ impl<G: Group> Instance<G> {
                     .progress
                     .clone()
                     .or_else(|| self.group.progress(&observed));
-                (
-                    action,
-                    produced,
-                    progress,
-                    self.group.note(&desired, &observed),
-                )
+                let note = produced
+                    .note
+                    .clone()
+                    .or_else(|| self.group.note(&desired, &observed));
+                (action, produced, progress, note)
             }
         };
         Ok(Applied {

@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 
 use crate::emulator::{self, Fault, Recorded, count, inject};
 use crate::support::{
-    ACCOUNT, AWAITING_FIRST_IMAGE, aws_config, condition, counts, ctx_of, eventually, example,
-    gone, member_config, request_reconcile, s3, start, wait_ready,
+    ACCOUNT, aws_config, condition, counts, ctx_of, eventually, example, gone, member_config,
+    request_reconcile, s3, start, wait_ready,
 };
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -292,7 +292,7 @@ fn all_conditions_true(dp: &DeliveryPipeline) {
     let conditions = &dp.status.as_ref().expect("status").conditions;
     let not_true: Vec<String> = conditions
         .iter()
-        .filter(|c| c.status != "True" && c.type_ != "Ready" && c.reason != AWAITING_FIRST_IMAGE)
+        .filter(|c| c.status != "True")
         .map(|c| format!("{}={} {}: {}", c.type_, c.status, c.reason, c.message))
         .collect();
     assert!(not_true.is_empty(), "{not_true:#?}");

@@ -614,7 +614,7 @@ async fn each_environment_gets_its_runtime_the_pipelines_image_is_kept_and_delet
         let c = condition_of(&ready, env);
         assert_eq!(
             (c.status.as_str(), c.reason.as_str()),
-            ("False", AWAITING_FIRST_IMAGE)
+            ("True", AWAITING_FIRST_IMAGE)
         );
         let want = if env == Env::Staging {
             &staging

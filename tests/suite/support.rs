@@ -473,22 +473,14 @@ pub fn ctx_of(dp: &DeliveryPipeline) -> PipelineContext {
     }
 }
 
-/// The reason of a service's condition until the pipeline first deploys to it. The emulator runs
-/// no pipeline, so a test pipeline's services stay there (at no task) unless a test deploys.
+/// The reason of a service's condition (True: the service is as declared, at no task) until the
+/// pipeline first deploys to it. The emulator runs no pipeline, so a test pipeline's services
+/// stay there unless a test deploys.
 pub const AWAITING_FIRST_IMAGE: &str = "AwaitingFirstImage";
 
-/// Every resource is in its declared state: `Ready`, or not Ready only because services await the
-/// pipeline's first deployment.
+/// Every resource is in its declared state.
 pub fn is_ready(dp: &DeliveryPipeline) -> bool {
-    let Some(status) = dp.status.as_ref() else {
-        return false;
-    };
-    condition(dp, "Ready").is_some()
-        && status.conditions.iter().all(|c| {
-            c.type_ == "Ready"
-                || c.status == "True"
-                || (c.reason == AWAITING_FIRST_IMAGE && c.type_.ends_with("ServiceReady"))
-        })
+    condition(dp, "Ready").is_some_and(|c| c.status == "True")
 }
 
 /// Waits until `name` is Ready ([`is_ready`]) for `generation`, and returns it then.

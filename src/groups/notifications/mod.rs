@@ -13,7 +13,7 @@ use super::{Group, Placement, Produced, keys};
 use crate::aws::{AwsResultExt, AwsSession, found};
 use crate::desired::PipelineContext;
 use crate::desired::policy::parse;
-use crate::engine::{Failure, Key, Removal, Values};
+use crate::engine::{Failure, Key, Note, Removal, Values};
 
 const KIND: &str = "AWS::SNS::Topic";
 const SUBSCRIPTION_KIND: &str = "AWS::SNS::Subscription";
@@ -289,13 +289,14 @@ impl Group for TopicGroup {
         Ok(Removal::Gone)
     }
 
-    fn note(&self, d: &Topic, o: &Observed) -> Option<String> {
+    fn note(&self, d: &Topic, o: &Observed) -> Option<Note> {
         let waiting = diff::unremovable(d, &o.view);
-        (!waiting.is_empty()).then(|| {
-            format!(
+        (!waiting.is_empty()).then(|| Note {
+            reason: "UnconfirmedSubscribersExpire".into(),
+            message: format!(
                 "removed subscribers {} have not confirmed; AWS cannot unsubscribe a pending confirmation and deletes it when it expires (3 days)",
                 waiting.join(", ")
-            )
+            ),
         })
     }
 

@@ -335,6 +335,10 @@ impl Group for DeliveryPipelineGroup {
         for env in self.cross_account() {
             needs.push(keys::DEPLOY_ROLE_ARN.scoped(env.name()));
         }
+        // A new pipeline runs at once: the services it deploys to must exist.
+        for env in Env::ALL {
+            needs.push(keys::SERVICE_NAME.scoped(env.name()));
+        }
         needs
     }
 

@@ -12,7 +12,7 @@ use super::desired::{
     AWSVPC, CONTAINER_INSIGHTS, Cluster, Container, Deployment, HealthCheck, Runtime, Service,
     Strategy, TCP, TaskDefinition,
 };
-use crate::engine::Progress;
+use crate::engine::{Note, Progress};
 use crate::groups::kit::TagPlan;
 
 pub const ACTIVE: &str = "ACTIVE";
@@ -20,9 +20,6 @@ pub const PRIMARY: &str = "PRIMARY";
 pub const IN_PROGRESS: &str = "IN_PROGRESS";
 pub const FAILED: &str = "FAILED";
 
-/// Before the first deployment: looked at again this often (a running pipeline execution makes
-/// the controller look sooner).
-pub const AWAITING_IMAGE_RETRY: Duration = Duration::from_secs(300);
 pub const ROLLOUT_RETRY: Duration = Duration::from_secs(30);
 pub const FAILED_ROLLOUT_RETRY: Duration = Duration::from_secs(300);
 
@@ -317,20 +314,23 @@ pub fn diff(d: &Runtime, o: &Observed) -> Vec<Change> {
     changes
 }
 
-/// Whether the service has settled: awaiting its first image, a rollout under way, or a rollout
-/// the circuit breaker stopped.
-pub fn progress(env: &str, d: &Runtime, o: &Observed) -> Option<Progress> {
+/// A service that runs no task until the pipeline's first deployment: in its declared state
+/// (the condition stays True), and the condition says what it waits for.
+pub fn awaiting_first_image(env: &str, d: &Runtime, o: &Observed) -> Option<Note> {
+    o.service.as_ref()?;
+    (!deployed(d, o)).then(|| Note {
+        reason: "AwaitingFirstImage".into(),
+        message: format!(
+            "service {} runs no task until the pipeline's first deployment to {env} (its image is the placeholder {}); it is then scaled to {} task(s)",
+            d.service.name, d.placeholder_image, d.service.desired_count
+        ),
+    })
+}
+
+/// Whether the service has settled: a rollout under way, or a rollout the circuit breaker
+/// stopped.
+pub fn progress(d: &Runtime, o: &Observed) -> Option<Progress> {
     let service = o.service.as_ref()?;
-    if !deployed(d, o) {
-        return Some(Progress {
-            reason: "AwaitingFirstImage".into(),
-            message: format!(
-                "service {} runs no task until the pipeline's first deployment to {env} (its image is the placeholder {}); it is then scaled to {} task(s)",
-                d.service.name, d.placeholder_image, d.service.desired_count
-            ),
-            after: AWAITING_IMAGE_RETRY,
-        });
-    }
     if let Some(failed) = service
         .deployments
         .iter()
@@ -701,15 +701,16 @@ mod tests {
                 ..ServiceUpdate::default()
             })]
         );
-        let p = progress("production", &d, &idle).expect("awaiting");
-        assert_eq!(p.reason, "AwaitingFirstImage");
+        let n = awaiting_first_image("production", &d, &idle).expect("awaiting");
+        assert_eq!(n.reason, "AwaitingFirstImage");
         assert!(
-            p.message.contains("first deployment to production")
-                && p.message.contains(&d.placeholder_image),
+            n.message.contains("first deployment to production")
+                && n.message.contains(&d.placeholder_image),
             "{}",
-            p.message
+            n.message
         );
-        assert_eq!(p.after, AWAITING_IMAGE_RETRY);
+        // Awaiting the first image is settled: no progress to wait for.
+        assert_eq!(progress(&d, &idle), None);
     }
 
     #[test]
@@ -816,11 +817,11 @@ mod tests {
     fn rollouts_in_progress_and_failed_are_reported_not_errors() {
         let d = desired(FULL, Env::Production);
         let mut o = deployed_state(&d);
-        assert_eq!(progress("production", &d, &o), None);
+        assert_eq!(progress(&d, &o), None);
         let primary = &mut service(&mut o).deployments[0];
         primary.rollout_state = Some(IN_PROGRESS.into());
         primary.running_count = 1;
-        let p = progress("production", &d, &o).expect("in progress");
+        let p = progress(&d, &o).expect("in progress");
         assert_eq!(p.reason, "RolloutInProgress");
         assert!(p.message.contains("1 of 3"), "{}", p.message);
         assert_eq!(p.after, ROLLOUT_RETRY);
@@ -840,7 +841,7 @@ mod tests {
             running_count: 0,
             failed_tasks: 4,
         });
-        let p = progress("production", &d, &o).expect("failed");
+        let p = progress(&d, &o).expect("failed");
         assert_eq!(p.reason, "RolloutFailed");
         assert_eq!(
             p.message,
@@ -869,7 +870,7 @@ mod tests {
                 ..ServiceUpdate::default()
             })]
         );
-        let p = progress("staging", &d, &o).expect("in progress");
+        let p = progress(&d, &o).expect("in progress");
         assert!(
             p.message
                 .ends_with("the spec's task definition changes wait for it"),

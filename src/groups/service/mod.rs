@@ -945,7 +945,8 @@ impl Group for ServiceGroup {
             .owns(CLUSTER_KIND, cluster_arn, at)
             .owns(TASK_DEFINITION_KIND, family, at)
             .owns(SERVICE_KIND, service_arn, at);
-        produced.progress = diff::progress(scope, d, o);
+        produced.progress = diff::progress(d, o);
+        produced.note = diff::awaiting_first_image(scope, d, o);
         produced
     }
 }
