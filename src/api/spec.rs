@@ -58,6 +58,20 @@ use super::status::DeliveryPipelineStatus;
         description = "URI of the ECR repository the build pushes to"
     ),
     printcolumn(
+        name = "Staging service",
+        type_ = "string",
+        json_path = ".status.outputs.staging.serviceName",
+        description = "ECS service of the staging environment",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Production service",
+        type_ = "string",
+        json_path = ".status.outputs.production.serviceName",
+        description = "ECS service of the production environment",
+        priority = 1
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"

@@ -1507,7 +1507,7 @@ class Ec2Network(ServiceErrors, unittest.TestCase):
         self.assertEqual([g["GroupId"] for g in ec2.describe_security_groups(Filters=by_tag)["SecurityGroups"]], [group])
 
 
-def harness(path: str, payload: dict | None = None, method: str | None = None):
+def ecs_harness(path: str, payload: dict | None = None, method: str | None = None):
     """A control endpoint of the harness: (HTTP status, JSON answer)."""
     import urllib.error
 
@@ -1657,7 +1657,7 @@ class EcsServices(ServiceErrors, unittest.TestCase):
         new = self.register("repo:abc123")
         self.ecs.update_service(cluster=self.cluster, service=name, taskDefinition=new)
         where = {"cluster": self.cluster, "service": name}
-        status, deployments = harness("ecs-deployments", {**where, "rolloutState": "IN_PROGRESS", "runningCount": 0})
+        status, deployments = ecs_harness("ecs-deployments", {**where, "rolloutState": "IN_PROGRESS", "runningCount": 0})
         self.assertEqual(status, 200, deployments)
         service = self.describe(name)
         self.assertEqual([(d["status"], d["rolloutState"], d["runningCount"]) for d in service["deployments"]], [("PRIMARY", "IN_PROGRESS", 0)])
@@ -1665,7 +1665,7 @@ class EcsServices(ServiceErrors, unittest.TestCase):
         # A count change while it is held keeps it held.
         self.ecs.update_service(cluster=self.cluster, service=name, desiredCount=2)
         self.assertEqual(self.describe(name)["deployments"][0]["rolloutState"], "IN_PROGRESS")
-        status, _ = harness("ecs-deployments", {**where, "rolloutState": "FAILED", "failedTasks": 3})
+        status, _ = ecs_harness("ecs-deployments", {**where, "rolloutState": "FAILED", "failedTasks": 3})
         self.assertEqual(status, 200)
         service = self.describe(name)
         rollback, failed = service["deployments"]
@@ -1674,26 +1674,26 @@ class EcsServices(ServiceErrors, unittest.TestCase):
         self.assertEqual((rollback["status"], rollback["rolloutState"], rollback["taskDefinition"]), ("PRIMARY", "IN_PROGRESS", old))
         self.assertEqual(service["taskDefinition"], old)
         self.assertIn("deployment failed", service["events"][0]["message"])
-        status, _ = harness("ecs-deployments", {**where, "rolloutState": "COMPLETED"})
+        status, _ = ecs_harness("ecs-deployments", {**where, "rolloutState": "COMPLETED"})
         self.assertEqual([(d["status"], d["rolloutState"]) for d in self.describe(name)["deployments"]], [("PRIMARY", "COMPLETED")])
-        status, listed = harness(f"ecs-deployments?cluster={self.cluster}&service={name}")
+        status, listed = ecs_harness(f"ecs-deployments?cluster={self.cluster}&service={name}")
         self.assertEqual((status, [d["taskDefinition"] for d in listed]), (200, [old]))
 
     def test_harness_fails_a_deployment_without_rollback_and_refuses_without_a_circuit_breaker(self):
         breaker = {"deploymentCircuitBreaker": {"enable": True, "rollback": False}}
         name = self.create(deploymentConfiguration=breaker)
         where = {"cluster": self.cluster, "service": name}
-        status, _ = harness("ecs-deployments", {**where, "rolloutState": "FAILED", "rolloutStateReason": "ECS deployment circuit breaker: tasks failed to start."})
+        status, _ = ecs_harness("ecs-deployments", {**where, "rolloutState": "FAILED", "rolloutStateReason": "ECS deployment circuit breaker: tasks failed to start."})
         self.assertEqual(status, 200)
         [deployment] = self.describe(name)["deployments"]
         self.assertEqual((deployment["status"], deployment["rolloutState"]), ("PRIMARY", "FAILED"))
         plain = self.create()
-        status, answer = harness("ecs-deployments", {"cluster": self.cluster, "service": plain, "rolloutState": "FAILED"})
+        status, answer = ecs_harness("ecs-deployments", {"cluster": self.cluster, "service": plain, "rolloutState": "FAILED"})
         self.assertEqual(status, 400, answer)
         self.assertIn("circuit breaker", answer["error"])
-        self.assertEqual(harness("ecs-deployments", {**where, "rolloutState": "DONE"})[0], 400)
-        self.assertEqual(harness("ecs-deployments", {**where, "state": "FAILED"})[0], 400)
-        self.assertEqual(harness("ecs-deployments", {"cluster": self.cluster, "service": "missing", "rolloutState": "FAILED"})[0], 404)
+        self.assertEqual(ecs_harness("ecs-deployments", {**where, "rolloutState": "DONE"})[0], 400)
+        self.assertEqual(ecs_harness("ecs-deployments", {**where, "state": "FAILED"})[0], 400)
+        self.assertEqual(ecs_harness("ecs-deployments", {"cluster": self.cluster, "service": "missing", "rolloutState": "FAILED"})[0], 404)
 
     def test_what_moto_already_does_as_aws_does(self):
         # Not gaps: asserted so that a moto upgrade that loses one is noticed.

@@ -285,6 +285,58 @@ async fn leftovers(ctx: &PipelineContext, account: &str) -> Vec<String> {
             .filter_map(|a| a.alarm_name().map(str::to_string)),
     );
     left.extend(crate::runtime::leftovers(ctx, account).await);
+    let projects = aws_sdk_codebuild::Client::new(&config)
+        .list_projects()
+        .send()
+        .await
+        .expect("projects");
+    left.extend(
+        projects
+            .projects()
+            .iter()
+            .filter(|p| p.contains(&mark))
+            .cloned(),
+    );
+    let reports = aws_sdk_codebuild::Client::new(&config)
+        .list_report_groups()
+        .send()
+        .await
+        .expect("report groups");
+    left.extend(
+        reports
+            .report_groups()
+            .iter()
+            .filter(|g| g.contains(&mark))
+            .cloned(),
+    );
+    let pipelines = aws_sdk_codepipeline::Client::new(&config)
+        .list_pipelines()
+        .send()
+        .await
+        .expect("pipelines");
+    left.extend(
+        pipelines
+            .pipelines()
+            .iter()
+            .filter_map(|p| p.name().map(str::to_string))
+            .filter(|n| *n == names.base()),
+    );
+    // The network: anything tagged as this pipeline's.
+    let owner = aws_sdk_ec2::types::Filter::builder()
+        .name(format!("tag:{}", delivery_operator::desired::tags::OWNER_KEY))
+        .values(ctx.owner())
+        .build();
+    let vpcs = aws_sdk_ec2::Client::new(&config)
+        .describe_vpcs()
+        .filters(owner)
+        .send()
+        .await
+        .expect("vpcs");
+    left.extend(
+        vpcs.vpcs()
+            .iter()
+            .filter_map(|v| v.vpc_id().map(str::to_string)),
+    );
     left
 }
 
