@@ -323,7 +323,10 @@ async fn leftovers(ctx: &PipelineContext, account: &str) -> Vec<String> {
     );
     // The network: anything tagged as this pipeline's.
     let owner = aws_sdk_ec2::types::Filter::builder()
-        .name(format!("tag:{}", delivery_operator::desired::tags::OWNER_KEY))
+        .name(format!(
+            "tag:{}",
+            delivery_operator::desired::tags::OWNER_KEY
+        ))
         .values(ctx.owner())
         .build();
     let vpcs = aws_sdk_ec2::Client::new(&config)
