@@ -134,6 +134,12 @@ impl Intercept for CallCounter {
         };
         let outcome = if succeeded { "success" } else { "error" };
         let kind = if is_read(&operation) { "read" } else { "write" };
+        // Inside the group's span: the log line carries pipeline, group and account too.
+        if kind == "write" || !succeeded {
+            tracing::info!(%service, %operation, kind, outcome, "aws call");
+        } else {
+            tracing::debug!(%service, %operation, kind, outcome, "aws call");
+        }
         self.metrics
             .aws_calls
             .get_or_create(&AwsCallLabels {

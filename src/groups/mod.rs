@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::aws::AwsSession;
 use crate::desired::{Env, PipelineContext};
@@ -197,6 +198,16 @@ impl<G: Group> Instance<G> {
         })
     }
 
+    /// Log fields of everything this instance does, AWS calls included: with the reconcile's
+    /// `namespace` and `name`, a person can follow one pipeline's group in one account.
+    fn span(&self) -> tracing::Span {
+        let account = self
+            .session
+            .as_ref()
+            .map_or("unknown", |s| s.account_id.as_str());
+        tracing::info_span!("group", group = %self.condition, account = %account)
+    }
+
     fn session(&self) -> Result<&AwsSession, Failure> {
         self.session.as_deref().map_err(Clone::clone)
     }
@@ -271,10 +282,10 @@ impl<G: Group> Step for Instance<G> {
         self.group.wanted()
     }
     fn apply<'a>(&'a self, inputs: &'a Values) -> BoxFuture<'a, Result<Applied, Failure>> {
-        Box::pin(self.run_apply(inputs))
+        Box::pin(self.run_apply(inputs).instrument(self.span()))
     }
     fn delete(&self) -> BoxFuture<'_, Result<Removal, Failure>> {
-        Box::pin(self.run_delete())
+        Box::pin(self.run_delete().instrument(self.span()))
     }
 }
 
