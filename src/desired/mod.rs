@@ -73,21 +73,6 @@ impl PipelineContext {
         names::Names::new(self)
     }
 
-    /// Accounts of the staging and production environments that differ from the pipeline's.
-    pub fn environment_accounts(&self) -> Vec<String> {
-        let mut accounts: Vec<String> = [
-            &self.spec.environments.staging,
-            &self.spec.environments.production,
-        ]
-        .iter()
-        .filter_map(|e| e.account_id.clone())
-        .filter(|a| *a != self.account_id)
-        .collect();
-        accounts.sort();
-        accounts.dedup();
-        accounts
-    }
-
     /// The account an environment lives in (the pipeline's unless `accountId` says otherwise).
     pub fn environment_account(&self, env: Env) -> String {
         env.spec(&self.spec)
@@ -102,6 +87,14 @@ impl PipelineContext {
         self.environment_account(env) != self.account_id
     }
 
+    /// The environments in other accounts than the pipeline's, in order.
+    pub fn cross_account_environments(&self) -> Vec<Env> {
+        Env::ALL
+            .into_iter()
+            .filter(|env| self.is_cross_account(*env))
+            .collect()
+    }
+
     /// The network an environment runs in: its own (`environments.<env>.network`), else
     /// `spec.network`. The API requires one of them.
     pub fn network(&self, env: Env) -> Option<&Network> {
@@ -113,14 +106,6 @@ impl PipelineContext {
 
     pub fn arns(&self) -> arns::Arns<'_> {
         arns::Arns::new(self)
-    }
-
-    /// Account root principals of the environment accounts, for resource policies.
-    pub fn environment_account_principals(&self) -> Vec<String> {
-        self.environment_accounts()
-            .iter()
-            .map(|a| format!("arn:{}:iam::{a}:root", self.partition()))
-            .collect()
     }
 }
 

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::desired::{Env, PipelineContext};
+use crate::desired::PipelineContext;
 use crate::groups::kit::DesiredTags;
 use crate::groups::roles::desired::DEPLOY;
 
@@ -56,9 +56,8 @@ pub fn artifact_bucket(ctx: &PipelineContext, kms_key_arn: &str) -> ArtifactBuck
 /// Roles in other accounts that read artifacts: each cross-account environment's deploy role
 /// (the ECS deploy action reads the image definitions). Specific roles, never account roots.
 pub fn artifact_readers(ctx: &PipelineContext) -> Vec<String> {
-    Env::ALL
+    ctx.cross_account_environments()
         .into_iter()
-        .filter(|env| ctx.is_cross_account(*env))
         .map(|env| ctx.arns().environment_role(env, DEPLOY))
         .collect()
 }

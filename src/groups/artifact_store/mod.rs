@@ -23,8 +23,8 @@ use self::diff::{BucketView, Change};
 use super::kit::{TagPlan, check_owner};
 use super::{Group, Placement, Produced, keys};
 use crate::aws::{AwsResultExt, AwsSession, classify, code, found};
+use crate::desired::PipelineContext;
 use crate::desired::policy;
-use crate::desired::{Env, PipelineContext};
 use crate::engine::{Failure, Key, Removal, Values};
 
 const KIND: &str = "AWS::S3::Bucket";
@@ -355,10 +355,8 @@ impl Group for ArtifactStore {
         // The bucket policy names the cross-account deploy roles: S3 rejects a policy naming
         // a principal that does not exist yet.
         let mut needs = vec![keys::KMS_KEY_ARN];
-        for env in Env::ALL {
-            if self.ctx.is_cross_account(env) {
-                needs.push(keys::DEPLOY_ROLE_ARN.scoped(env.name()));
-            }
+        for env in self.ctx.cross_account_environments() {
+            needs.push(keys::DEPLOY_ROLE_ARN.scoped(env.name()));
         }
         needs
     }

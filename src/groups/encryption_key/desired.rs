@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::desired::{Env, PipelineContext};
+use crate::desired::PipelineContext;
 use crate::groups::kit::DesiredTags;
 use crate::groups::roles::desired as roles;
 
@@ -93,9 +93,8 @@ pub fn encryption_key(ctx: &PipelineContext) -> EncryptionKey {
 /// (reads artifacts) and task execution role (pulls images encrypted with it).
 pub fn environment_roles(ctx: &PipelineContext) -> Vec<String> {
     let arns = ctx.arns();
-    Env::ALL
+    ctx.cross_account_environments()
         .into_iter()
-        .filter(|env| ctx.is_cross_account(*env))
         .flat_map(|env| {
             [
                 arns.environment_role(env, roles::DEPLOY),

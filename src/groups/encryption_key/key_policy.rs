@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::desired::{environment_roles, key_policy};
 use crate::aws::{AwsResultExt, AwsSession, found};
+use crate::desired::PipelineContext;
 use crate::desired::policy::{equivalent, parse};
-use crate::desired::{Env, PipelineContext};
 use crate::engine::{Failure, Key, Removal, Values};
 use crate::groups::{Group, Placement, Produced, keys};
 
@@ -56,11 +56,9 @@ impl Group for KeyPolicy {
 
     fn needs(&self) -> Vec<Key> {
         let mut needs = vec![keys::KMS_KEY_ARN];
-        for env in Env::ALL {
-            if self.ctx.is_cross_account(env) {
-                needs.push(keys::DEPLOY_ROLE_ARN.scoped(env.name()));
-                needs.push(keys::EXECUTION_ROLE_ARN.scoped(env.name()));
-            }
+        for env in self.ctx.cross_account_environments() {
+            needs.push(keys::DEPLOY_ROLE_ARN.scoped(env.name()));
+            needs.push(keys::EXECUTION_ROLE_ARN.scoped(env.name()));
         }
         needs
     }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::api::TagMutability;
-use crate::desired::{Env, PipelineContext};
+use crate::desired::PipelineContext;
 use crate::groups::kit::DesiredTags;
 use crate::groups::roles::desired::EXECUTION;
 
@@ -82,9 +82,8 @@ pub fn lifecycle_policy(keep: i32) -> Value {
 /// `accountId` is set and differs from the pipeline's account. Specific role ARNs, never account
 /// roots, so nothing else in those accounts can pull.
 pub fn pull_principals(ctx: &PipelineContext) -> Vec<String> {
-    Env::ALL
+    ctx.cross_account_environments()
         .into_iter()
-        .filter(|env| ctx.is_cross_account(*env))
         .map(|env| ctx.arns().environment_role(env, EXECUTION))
         .collect()
 }
@@ -122,6 +121,7 @@ pub fn image_repository(ctx: &PipelineContext, kms_key_arn: &str) -> ImageReposi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::desired::Env;
     use crate::desired::policy::allowed_actions;
     use crate::desired::testing::{FULL, MINIMAL, context};
 

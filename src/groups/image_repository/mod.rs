@@ -17,7 +17,7 @@ use self::diff::{Change, Encryption, RepositoryView};
 use super::kit::{TagPlan, check_owner};
 use super::{Group, Placement, Produced, keys};
 use crate::aws::{AwsResultExt, AwsSession, classify, code, found};
-use crate::desired::{Env, PipelineContext, policy};
+use crate::desired::{PipelineContext, policy};
 use crate::engine::{Failure, Key, Removal, Values};
 
 const KIND: &str = "AWS::ECR::Repository";
@@ -186,10 +186,8 @@ impl Group for ImageRepository {
         // The repository policy names the cross-account execution roles: ECR rejects a policy
         // naming a principal that does not exist yet.
         let mut needs = vec![keys::KMS_KEY_ARN];
-        for env in Env::ALL {
-            if self.ctx.is_cross_account(env) {
-                needs.push(keys::EXECUTION_ROLE_ARN.scoped(env.name()));
-            }
+        for env in self.ctx.cross_account_environments() {
+            needs.push(keys::EXECUTION_ROLE_ARN.scoped(env.name()));
         }
         needs
     }

@@ -35,13 +35,6 @@ impl DeliveryPipelineGroup {
     fn name(&self) -> String {
         self.ctx.names().base()
     }
-
-    fn cross_account(&self) -> Vec<Env> {
-        Env::ALL
-            .into_iter()
-            .filter(|env| self.ctx.is_cross_account(*env))
-            .collect()
-    }
 }
 
 fn invalid(what: &str, e: impl std::fmt::Display) -> Failure {
@@ -332,7 +325,7 @@ impl Group for DeliveryPipelineGroup {
             keys::APPROVAL_TOPIC_ARN,
         ];
         // CodePipeline checks that it may pass each action's role when the pipeline is saved.
-        for env in self.cross_account() {
+        for env in self.ctx.cross_account_environments() {
             needs.push(keys::DEPLOY_ROLE_ARN.scoped(env.name()));
         }
         // A new pipeline runs at once: the services it deploys to must exist.
@@ -355,7 +348,7 @@ impl Group for DeliveryPipelineGroup {
 
     fn desired(&self, _at: &Placement, inputs: &Values) -> Result<Pipeline, Failure> {
         let mut deploy_roles = BTreeMap::new();
-        for env in self.cross_account() {
+        for env in self.ctx.cross_account_environments() {
             let role = input(inputs, keys::DEPLOY_ROLE_ARN.scoped(env.name()))?;
             deploy_roles.insert(env, role.to_string());
         }

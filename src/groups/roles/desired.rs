@@ -301,9 +301,9 @@ fn pipeline_statements(ctx: &PipelineContext, key: &[String]) -> Vec<Value> {
     if !local.is_empty() {
         statements.extend(ecs_deploy_statements(ctx, &local));
     }
-    let remote: Vec<String> = Env::ALL
+    let remote: Vec<String> = ctx
+        .cross_account_environments()
         .into_iter()
-        .filter(|env| ctx.is_cross_account(*env))
         .map(|env| arns.environment_role(env, DEPLOY))
         .collect();
     if !remote.is_empty() {
