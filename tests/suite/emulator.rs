@@ -179,6 +179,38 @@ pub async fn calls_after(access_key: &str, since: u64) -> Vec<Recorded> {
         .collect()
 }
 
+/// Calls of `kind` by account, then `Service:Operation`.
+pub fn by_account(calls: &[Recorded], kind: &str) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let mut accounts: BTreeMap<String, Vec<Recorded>> = BTreeMap::new();
+    for c in calls {
+        accounts
+            .entry(c.account.clone())
+            .or_default()
+            .push(c.clone());
+    }
+    accounts
+        .into_iter()
+        .map(|(account, calls)| (account, count(&calls, kind)))
+        .filter(|(_, calls)| !calls.is_empty())
+        .collect()
+}
+
+/// One service's calls of `kind` that `access_key` made after request `since`, by account,
+/// then `Service:Operation`.
+pub async fn service_calls_by_account(
+    access_key: &str,
+    service: &str,
+    kind: &str,
+    since: u64,
+) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let calls: Vec<Recorded> = calls_after(access_key, since)
+        .await
+        .into_iter()
+        .filter(|c| c.service == service)
+        .collect();
+    by_account(&calls, kind)
+}
+
 /// Forgets the record of `access_key`.
 pub async fn clear_calls(access_key: &str) {
     send(

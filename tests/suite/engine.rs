@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::emulator::{Fault, clear_faults_for, inject};
 use crate::support::{
     Operator, aws_config, condition, create_namespace, eventually, example, gone, is_ready,
-    kube_client, member_config, s3, start, unique,
+    kube_client, member_config, s3, source_bucket, start, unique,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -304,7 +304,7 @@ async fn a_role_trusting_another_namespace_is_refused_and_its_own_namespace_work
     b.spec.credentials = Some(credentials);
     // The pipeline's S3 source lives in its own account, as a user there would have it.
     b.spec.source.s3 = Some(delivery_operator::api::S3Source {
-        bucket: source_bucket(&member_config(member).await).await,
+        bucket: source_bucket(&s3(&member_config(member).await), true, true).await,
         object_key: "hello.zip".into(),
     });
     api_b
@@ -334,40 +334,6 @@ async fn a_role_trusting_another_namespace_is_refused_and_its_own_namespace_work
         .expect("key in the member account");
     op_a.assert_calls_match_record().await;
     op_b.assert_calls_match_record().await;
-}
-
-/// A versioned source bucket that sends its events to EventBridge, in the account of `config`.
-async fn source_bucket(config: &aws_config::SdkConfig) -> String {
-    let s3 = s3(config);
-    let bucket = unique("source");
-    s3.create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("bucket");
-    s3.put_bucket_versioning()
-        .bucket(&bucket)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("versioning");
-    s3.put_bucket_notification_configuration()
-        .bucket(&bucket)
-        .notification_configuration(
-            aws_sdk_s3::types::NotificationConfiguration::builder()
-                .event_bridge_configuration(
-                    aws_sdk_s3::types::EventBridgeConfiguration::builder().build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .expect("events to EventBridge");
-    bucket
 }
 
 #[tokio::test]

@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 
 use crate::emulator::{self, count};
 use crate::support::{
-    ACCOUNT, Operator, aws_config, counts, ctx_of, example, gone, request_reconcile, s3, start,
-    unique, wait_ready,
+    ACCOUNT, Operator, aws_config, counts, ctx_of, example, gone, request_reconcile, s3,
+    source_bucket, start, wait_ready,
 };
 
 /// EventBridge and CloudWatch calls of `kind` the emulator recorded for this operator after
@@ -473,41 +473,6 @@ async fn a_source_that_starts_the_pipeline_itself_loses_the_trigger_rule_and_rol
     operator.assert_calls_match_record().await;
 }
 
-/// A versioned bucket that sends its events to EventBridge, holding `key`: what an S3 source
-/// needs. Its own name, so no other test's trigger rule sees its uploads.
-async fn source_bucket(s3: &aws_sdk_s3::Client, key: &str) -> String {
-    let bucket = unique("src");
-    s3.create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("bucket");
-    s3.put_bucket_versioning()
-        .bucket(&bucket)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("versioning");
-    s3.put_bucket_notification_configuration()
-        .bucket(&bucket)
-        .notification_configuration(
-            aws_sdk_s3::types::NotificationConfiguration::builder()
-                .event_bridge_configuration(
-                    aws_sdk_s3::types::EventBridgeConfiguration::builder().build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .expect("events to EventBridge");
-    upload(s3, &bucket, key, "v1").await;
-    bucket
-}
-
 async fn upload(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &str) {
     s3.put_object()
         .bucket(bucket)
@@ -528,7 +493,8 @@ fn received(delivery: &Value) -> String {
 async fn an_upload_starts_the_pipeline_and_its_failure_reaches_the_topic() {
     let (ns, _operator, api) = start("e2e-delivery").await;
     let s3 = s3(&aws_config().await);
-    let bucket = source_bucket(&s3, "app.zip").await;
+    let bucket = source_bucket(&s3, true, true).await;
+    upload(&s3, &bucket, "app.zip", "v1").await;
     let mut dp = example("minimal.yaml", &ns, "notified");
     dp.spec.source.s3 = Some(delivery_operator::api::S3Source {
         bucket: bucket.clone(),

@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use aws_config::SdkConfig;
 use delivery_operator::api::DeliveryPipeline;
 use delivery_operator::desired::{Env, PipelineContext, policy};
 use delivery_operator::groups::artifact_store::desired as artifact_store;
@@ -18,37 +17,13 @@ use delivery_operator::groups::roles::desired::{self as roles, Role};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-use crate::emulator::{self, Fault, Recorded, count, inject};
+use crate::emulator::{self, Fault, by_account, count, inject};
 use crate::support::{
-    ACCOUNT, aws_config, condition, counts, ctx_of, eventually, example, gone, member_config,
-    request_reconcile, s3, start, wait_ready,
+    ACCOUNT, aws_config, condition, config_for, counts, ctx_of, eventually, example, gone,
+    member_config, request_reconcile, s3, start, wait_ready,
 };
 
 const WAIT: Duration = Duration::from_secs(120);
-
-/// Calls of `kind` by account, then `Service:Operation`.
-fn by_account(calls: &[Recorded], kind: &str) -> BTreeMap<String, BTreeMap<String, f64>> {
-    let mut accounts: BTreeMap<String, Vec<Recorded>> = BTreeMap::new();
-    for c in calls {
-        accounts
-            .entry(c.account.clone())
-            .or_default()
-            .push(c.clone());
-    }
-    accounts
-        .into_iter()
-        .map(|(account, calls)| (account, count(&calls, kind)))
-        .filter(|(_, calls)| !calls.is_empty())
-        .collect()
-}
-
-async fn config_for(account: &str) -> SdkConfig {
-    if account == ACCOUNT {
-        aws_config().await
-    } else {
-        member_config(account).await
-    }
-}
 
 /// Every desired role with the account it belongs in.
 fn desired_roles(ctx: &PipelineContext, key: &str) -> Vec<(String, Role)> {

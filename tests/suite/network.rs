@@ -19,10 +19,10 @@ use delivery_operator::groups::network::desired::{self, Managed, Network, Part, 
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use crate::emulator::{self, Fault, count, inject};
+use crate::emulator::{self, Fault, inject};
 use crate::support::{
-    ACCOUNT, Operator, REGION, aws_config, condition, counts, ctx_of, eventually, example, gone,
-    member_config, request_reconcile, start, wait_ready,
+    ACCOUNT, Operator, REGION, condition, config_for, counts, ctx_of, eventually, example, gone,
+    request_reconcile, start, wait_ready,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -33,11 +33,7 @@ const PRODUCTION_ACCOUNT: &str = "333333333333";
 const ZONES: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
 
 async fn ec2_in(account: &str) -> Client {
-    if account == ACCOUNT {
-        Client::new(&aws_config().await)
-    } else {
-        Client::new(&member_config(account).await)
-    }
+    Client::new(&config_for(account).await)
 }
 
 /// EC2 calls of `kind` the emulator recorded for this operator after request `since`, by
@@ -47,17 +43,7 @@ async fn ec2_calls(
     kind: &str,
     since: u64,
 ) -> BTreeMap<String, BTreeMap<String, f64>> {
-    let mut by_account: BTreeMap<String, Vec<emulator::Recorded>> = BTreeMap::new();
-    for c in emulator::calls_after(&operator.access_key, since).await {
-        if c.service == "EC2" {
-            by_account.entry(c.account.clone()).or_default().push(c);
-        }
-    }
-    by_account
-        .into_iter()
-        .map(|(account, calls)| (account, count(&calls, kind)))
-        .filter(|(_, calls)| !calls.is_empty())
-        .collect()
+    emulator::service_calls_by_account(&operator.access_key, "EC2", kind, since).await
 }
 
 /// The reads of one observation of one managed network: each part listed by its tags, the

@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::emulator::{self, count};
 use crate::support::{
     ACCOUNT, REGION, aws_config, condition, counts, ctx_of, eventually, example, gone, kube_client,
-    request_reconcile, s3, sandbox, start, unique, wait_ready,
+    request_reconcile, s3, sandbox, source_bucket, start, wait_ready,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -332,30 +332,6 @@ async fn the_last_execution_and_the_outputs_config_map_follow_the_pipeline() {
     );
 }
 
-/// A bucket in the default account; versioned when asked.
-async fn bucket(versioned: bool) -> String {
-    let s3 = s3(&aws_config().await);
-    let name = unique("src");
-    s3.create_bucket()
-        .bucket(&name)
-        .send()
-        .await
-        .expect("bucket");
-    if versioned {
-        s3.put_bucket_versioning()
-            .bucket(&name)
-            .versioning_configuration(
-                aws_sdk_s3::types::VersioningConfiguration::builder()
-                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("versioning");
-    }
-    name
-}
-
 fn with_source(dp: &mut DeliveryPipeline, bucket: &str) {
     dp.spec.source.s3 = Some(S3Source {
         bucket: bucket.into(),
@@ -367,7 +343,7 @@ fn with_source(dp: &mut DeliveryPipeline, bucket: &str) {
 async fn an_s3_source_must_be_versioned_and_gets_its_events_sent_to_eventbridge() {
     let (ns, operator, api) = start("e2e-s3src").await;
     // Unversioned: reported, and no pipeline is made.
-    let plain = bucket(false).await;
+    let plain = source_bucket(&s3(&aws_config().await), false, false).await;
     let mut dp = example("minimal.yaml", &ns, "unversioned");
     with_source(&mut dp, &plain);
     api.create(&PostParams::default(), &dp)
@@ -389,7 +365,7 @@ async fn an_s3_source_must_be_versioned_and_gets_its_events_sent_to_eventbridge(
     );
 
     // Versioned, events not yet sent to EventBridge: the operator turns that on, once.
-    let versioned = bucket(true).await;
+    let versioned = source_bucket(&s3(&aws_config().await), true, false).await;
     let mut dp = example("minimal.yaml", &ns, "versioned");
     with_source(&mut dp, &versioned);
     let since = emulator::last_seq(&operator.access_key).await;

@@ -26,8 +26,8 @@ use serde_json::json;
 
 use crate::emulator::{self, count, set_ecs_deployment};
 use crate::support::{
-    ACCOUNT, AWAITING_FIRST_IMAGE, Operator, REGION, aws_config, condition, counts, ctx_of,
-    eventually, example, gone, member_config, request_reconcile, start, wait_ready,
+    ACCOUNT, AWAITING_FIRST_IMAGE, Operator, REGION, condition, config_for, counts, ctx_of,
+    eventually, example, gone, request_reconcile, start, wait_ready,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -37,11 +37,7 @@ const PRODUCTION_ACCOUNT: &str = "333333333333";
 const RELEASE: &str = "abc123";
 
 async fn ecs_in(account: &str) -> Client {
-    if account == ACCOUNT {
-        Client::new(&aws_config().await)
-    } else {
-        Client::new(&member_config(account).await)
-    }
+    Client::new(&config_for(account).await)
 }
 
 /// ECS calls of `kind` the emulator recorded for this operator after request `since`, by
@@ -51,17 +47,7 @@ async fn ecs_calls(
     kind: &str,
     since: u64,
 ) -> BTreeMap<String, BTreeMap<String, f64>> {
-    let mut by_account: BTreeMap<String, Vec<emulator::Recorded>> = BTreeMap::new();
-    for c in emulator::calls_after(&operator.access_key, since).await {
-        if c.service == "ECS" {
-            by_account.entry(c.account.clone()).or_default().push(c);
-        }
-    }
-    by_account
-        .into_iter()
-        .map(|(account, calls)| (account, count(&calls, kind)))
-        .filter(|(_, calls)| !calls.is_empty())
-        .collect()
+    emulator::service_calls_by_account(&operator.access_key, "ECS", kind, since).await
 }
 
 /// Every call of `kind` (all services) after `since`, by `Service:Operation`.

@@ -179,6 +179,55 @@ pub async fn member_config(account: &str) -> SdkConfig {
     .await
 }
 
+/// The SDK configuration of the emulator's default account or of a member account.
+pub async fn config_for(account: &str) -> SdkConfig {
+    if account == ACCOUNT {
+        aws_config().await
+    } else {
+        member_config(account).await
+    }
+}
+
+/// A bucket of the user's, as an S3 source: versioned and sending its events to EventBridge
+/// when asked. Its own name, so no other test's trigger rule sees its uploads.
+pub async fn source_bucket(s3: &aws_sdk_s3::Client, versioned: bool, sends_events: bool) -> String {
+    use aws_sdk_s3::types::{
+        BucketVersioningStatus, EventBridgeConfiguration, NotificationConfiguration,
+        VersioningConfiguration,
+    };
+    let bucket = unique("src");
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("bucket");
+    if versioned {
+        s3.put_bucket_versioning()
+            .bucket(&bucket)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("versioning");
+    }
+    if sends_events {
+        s3.put_bucket_notification_configuration()
+            .bucket(&bucket)
+            .notification_configuration(
+                NotificationConfiguration::builder()
+                    .event_bridge_configuration(EventBridgeConfiguration::builder().build())
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("events to EventBridge");
+    }
+    bucket
+}
+
 pub fn s3(config: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(config)
