@@ -185,32 +185,48 @@ where
 async fn tolerant<T, E, F, Fut>(
     operation: &str,
     done: &[&str],
-    mut call: F,
+    call: F,
 ) -> Result<Option<T>, Failure>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    match while_unseen(call).await {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if code(&e).is_some_and(|c| done.contains(&c)) => Ok(None),
+        Err(e) => {
+            let overrides: Vec<(&str, Class)> = NOT_YET_VISIBLE
+                .iter()
+                .map(|c| (*c, Class::InProgress(Duration::from_secs(10))))
+                .collect();
+            Err::<T, _>(e).aws_with(operation, &overrides).map(Some)
+        }
+    }
+}
+
+/// Repeats `call` (5 attempts in about 4 s) while EC2 answers that a resource just created is
+/// not visible yet (EC2 is eventually consistent); the last answer otherwise.
+async fn while_unseen<T, E, F, Fut>(mut call: F) -> Result<T, SdkError<E, HttpResponse>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
     let mut wait = Duration::from_millis(250);
-    for attempt in 0..5 {
-        match call().await {
-            Ok(v) => return Ok(Some(v)),
-            Err(e) if code(&e).is_some_and(|c| done.contains(&c)) => return Ok(None),
-            Err(e) if code(&e).is_some_and(|c| NOT_YET_VISIBLE.contains(&c)) && attempt < 4 => {
+    loop {
+        let result = call().await;
+        match &result {
+            Err(e)
+                if code(e).is_some_and(|c| NOT_YET_VISIBLE.contains(&c))
+                    && wait < Duration::from_secs(4) =>
+            {
                 tokio::time::sleep(wait).await;
                 wait *= 2;
             }
-            Err(e) => {
-                let overrides: Vec<(&str, Class)> = NOT_YET_VISIBLE
-                    .iter()
-                    .map(|c| (*c, Class::InProgress(Duration::from_secs(10))))
-                    .collect();
-                return Err::<T, _>(e).aws_with(operation, &overrides).map(Some);
-            }
+            _ => return result,
         }
     }
-    Ok(None)
 }
 
 /// The outcome of a deletion: done (or already gone), or refused because something (a task's
@@ -975,25 +991,13 @@ impl NetworkGroup {
         subnet: &str,
     ) -> Result<String, Failure> {
         let ec2 = aws.ec2();
-        let mut wait = Duration::from_millis(250);
-        let result = loop {
-            let result = ec2
-                .associate_route_table()
+        let result = while_unseen(|| {
+            ec2.associate_route_table()
                 .route_table_id(table)
                 .subnet_id(subnet)
                 .send()
-                .await;
-            match &result {
-                Err(e)
-                    if code(e).is_some_and(|c| NOT_YET_VISIBLE.contains(&c))
-                        && wait < Duration::from_secs(4) =>
-                {
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
-                }
-                _ => break result,
-            }
-        };
+        })
+        .await;
         match result {
             Ok(out) => Ok(out.association_id().unwrap_or_default().to_string()),
             Err(e) if code(&e) == Some("Resource.AlreadyAssociated") => {
