@@ -93,6 +93,7 @@ fn environment_outputs(
             .or_else(|| old.clone())
     };
     let outputs = EnvironmentOutputs {
+        account_id: get(keys::ENVIRONMENT_ACCOUNT_ID, &previous.account_id),
         deploy_role_arn: get(keys::DEPLOY_ROLE_ARN, &previous.deploy_role_arn),
         execution_role_arn: get(keys::EXECUTION_ROLE_ARN, &previous.execution_role_arn),
         task_role_arn: get(keys::TASK_ROLE_ARN, &previous.task_role_arn),

@@ -26,6 +26,8 @@ pub const EXECUTION_ROLE_ARN: Key = Key::new("ExecutionRoleArn");
 pub const TASK_ROLE_ARN: Key = Key::new("TaskRoleArn");
 /// Per environment in another account: the role the pipeline assumes to deploy there.
 pub const DEPLOY_ROLE_ARN: Key = Key::new("DeployRoleArn");
+/// Per environment: the AWS account it lives in (as its session sees it).
+pub const ENVIRONMENT_ACCOUNT_ID: Key = Key::new("EnvironmentAccountId");
 /// CodeBuild projects (names), for the pipeline's Build and Test stages.
 pub const BUILD_PROJECT: Key = Key::new("BuildProject");
 pub const SCAN_PROJECT: Key = Key::new("ScanProject");

@@ -379,6 +379,7 @@ async fn cross_account_pipeline_puts_each_resource_in_its_account_and_deletion_l
         .production
         .clone()
         .expect("production outputs");
+    assert_eq!(production.account_id.as_deref(), Some("333333333333"));
     assert_eq!(
         production.deploy_role_arn.as_deref(),
         Some(
@@ -515,8 +516,19 @@ async fn one_field_changes_make_exactly_the_needed_writes() {
     api.create(&PostParams::default(), &dp)
         .await
         .expect("create");
-    wait_ready(&api, "tuned", 1).await;
+    let ready = wait_ready(&api, "tuned", 1).await;
     let ctx = ctx_of(&dp);
+    // With one account, every role and both topics are read back as rendered too.
+    let key = ready
+        .status
+        .and_then(|s| s.outputs.kms_key_arn)
+        .expect("key");
+    for (account, role) in desired_roles(&ctx, &key) {
+        assert_eq!(account, ACCOUNT);
+        let iam = aws_sdk_iam::Client::new(&config_for(&account).await);
+        assert_role_matches(&iam, &role).await;
+    }
+    assert_topics_match(&ctx, &key).await;
 
     // Retention: one PutRetentionPolicy per log group (build, scan, two applications).
     let since = emulator::last_seq(&operator.access_key).await;

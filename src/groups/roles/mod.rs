@@ -236,11 +236,17 @@ impl Group for RoleSet {
     }
 
     fn provides(&self) -> Vec<Key> {
-        self.outputs()
+        let mut provides: Vec<Key> = self
+            .outputs()
             .into_iter()
             .map(|(_, k)| k)
             .filter(|k| self.wants(*k))
-            .collect()
+            .collect();
+        // The environment's roles are made in its account: they say which it is.
+        if let Some(env) = self.env {
+            provides.push(keys::ENVIRONMENT_ACCOUNT_ID.scoped(env.name()));
+        }
+        provides
     }
 
     fn predicted(&self, at: &Placement) -> Values {
@@ -407,7 +413,14 @@ impl Group for RoleSet {
 
     fn produced(&self, at: &Placement, d: &Roles, _o: &Observed) -> Produced {
         let outputs: BTreeMap<String, Key> = self.outputs().into_iter().collect();
-        d.roles.iter().fold(Produced::default(), |produced, role| {
+        let start = match self.env {
+            Some(env) => Produced::default().value(
+                keys::ENVIRONMENT_ACCOUNT_ID.scoped(env.name()),
+                &at.account_id,
+            ),
+            None => Produced::default(),
+        };
+        d.roles.iter().fold(start, |produced, role| {
             let produced = produced.owns(KIND, &role.arn, at);
             match outputs.get(&role.name) {
                 Some(key) => produced.value(*key, &role.arn),
