@@ -5,13 +5,15 @@
 //! policies shared by every group) -> [`groups`] (one folder per group of AWS resources:
 //! desired, diff, AWS calls, behind one trait, and the one registry) -> [`engine`] (the
 //! dependency graph, concurrency, in-progress, deletion, conditions; knows neither AWS nor the
-//! API) -> [`controller`] (sessions, engine run, status, events). [`aws`] holds sessions and
+//! API) -> [`controller`] (sessions, engine run, status, events); [`diff`] renders an
+//! observe-only run for the `diff` command. [`aws`] holds sessions and
 //! error classification; [`metrics`] the Prometheus metrics.
 
 pub mod api;
 pub mod aws;
 pub mod controller;
 pub mod desired;
+pub mod diff;
 pub mod engine;
 pub mod groups;
 pub mod metrics;

@@ -1,5 +1,6 @@
 //! Command line: `run` (the operator), `crd` (print or write the CRD), `plan` (offline render of
-//! the desired AWS state of a manifest).
+//! the desired AWS state of a manifest), `diff` (what a reconcile of a manifest would change in
+//! AWS now, read only).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,7 +15,9 @@ use delivery_operator::api::{self, DeliveryPipeline};
 use delivery_operator::aws::AwsFactory;
 use delivery_operator::controller::{self, Context, Settings};
 use delivery_operator::desired::{PipelineContext, plan};
+use delivery_operator::diff;
 use delivery_operator::metrics::Metrics;
+use kube::ResourceExt;
 use tracing::{error, info};
 
 #[derive(Parser)]
@@ -52,6 +55,35 @@ enum Command {
         #[arg(long, value_enum, default_value_t = PlanFormat::Yaml)]
         output: PlanFormat,
     },
+    /// Show what a reconcile of a DeliveryPipeline manifest would change in AWS now, reading
+    /// only. Needs AWS credentials; a kubeconfig is optional (with one, the live object's
+    /// status supplies the recorded region and the tag keys already applied). Exit status: 0
+    /// when nothing would change, 1 when something would, 2 on error.
+    Diff(DiffArgs),
+}
+
+#[derive(clap::Args)]
+struct DiffArgs {
+    /// Manifest file (YAML).
+    file: PathBuf,
+    /// Namespace when the manifest names none (else the kubeconfig's, else `default`).
+    #[arg(long, short = 'n')]
+    namespace: Option<String>,
+    /// Do not read the live object from the cluster, even when a kubeconfig is available.
+    #[arg(long)]
+    no_cluster: bool,
+    /// AWS endpoint override (an emulator or VPC endpoint); also read from AWS_ENDPOINT_URL.
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    aws_endpoint_url: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+    output: DiffFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DiffFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -107,6 +139,7 @@ async fn main() -> ExitCode {
             output,
         } => print_plan(&file, account_id, region, output),
         Command::Run(args) => run(args).await,
+        Command::Diff(args) => print_diff(args).await,
     }
 }
 
@@ -176,6 +209,83 @@ fn print_plan(file: &PathBuf, account_id: String, region: String, output: PlanFo
             ExitCode::FAILURE
         }
     }
+}
+
+/// Loads the manifest (and, when a cluster is reachable, the live object's status), runs the
+/// observe-only walk and prints what would change.
+async fn print_diff(args: DiffArgs) -> ExitCode {
+    const ERROR: u8 = 2;
+    let mut dp: DeliveryPipeline = match std::fs::read_to_string(&args.file)
+        .map_err(|e| e.to_string())
+        .and_then(|text| serde_yaml::from_str(&text).map_err(|e| e.to_string()))
+    {
+        Ok(dp) => dp,
+        Err(e) => {
+            eprintln!(
+                "{}: not a readable DeliveryPipeline: {e}",
+                args.file.display()
+            );
+            return ExitCode::from(ERROR);
+        }
+    };
+    let cluster = if args.no_cluster {
+        None
+    } else {
+        kube::Config::infer().await.ok()
+    };
+    let namespace = dp
+        .metadata
+        .namespace
+        .clone()
+        .or(args.namespace)
+        .or_else(|| cluster.as_ref().map(|c| c.default_namespace.clone()))
+        .unwrap_or_else(|| "default".into());
+    dp.metadata.namespace = Some(namespace.clone());
+    if let Some(config) = cluster {
+        match live_status(config, &namespace, &dp.name_any()).await {
+            Ok(status) => dp.status = status,
+            Err(e) => eprintln!(
+                "note: could not read {namespace}/{} from the cluster ({e}); comparing without its status",
+                dp.name_any()
+            ),
+        }
+    }
+    let aws = AwsFactory::new(
+        args.aws_endpoint_url,
+        Arc::new(Metrics::default()),
+        Vec::new(),
+    )
+    .await;
+    let report = match controller::preview(&dp, &aws).await {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("cannot compare: {e}");
+            return ExitCode::from(ERROR);
+        }
+    };
+    let summary = diff::Summary::of(&report);
+    match args.output {
+        DiffFormat::Text => print!("{}", summary.text()),
+        DiffFormat::Json => match serde_json::to_string_pretty(&summary) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("could not render the diff: {e}");
+                return ExitCode::from(ERROR);
+            }
+        },
+    }
+    ExitCode::from(summary.exit_code())
+}
+
+/// The live object's status, if the object exists.
+async fn live_status(
+    config: kube::Config,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<api::DeliveryPipelineStatus>, kube::Error> {
+    let client = kube::Client::try_from(config)?;
+    let pipelines: kube::Api<DeliveryPipeline> = kube::Api::namespaced(client, namespace);
+    Ok(pipelines.get_opt(name).await?.and_then(|live| live.status))
 }
 
 async fn run(args: RunArgs) -> ExitCode {

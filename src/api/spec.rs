@@ -213,6 +213,13 @@ pub struct DeliveryPipelineSpec {
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 
+    /// `Manage` (the default) creates, corrects and deletes the AWS resources. `ObserveOnly`
+    /// only reads them: each difference from this spec is reported in its group's condition
+    /// and in `status.drift`, and nothing is written to AWS, not even on deletion (the
+    /// resources are left in place as with `deletionPolicy: Retain`).
+    #[serde(default)]
+    pub management_policy: ManagementPolicy,
+
     /// Where else to publish `status.outputs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outputs: Option<OutputsSpec>,
@@ -732,6 +739,16 @@ impl Default for Monitoring {
             success_alarm: true,
         }
     }
+}
+
+/// Whether the operator changes AWS or only reports how it differs from the spec.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ManagementPolicy {
+    /// Create, correct and delete the AWS resources.
+    #[default]
+    Manage,
+    /// Read only: report differences, write nothing.
+    ObserveOnly,
 }
 
 /// What deleting the DeliveryPipeline does to its AWS resources.

@@ -29,6 +29,32 @@ pub struct DeliveryPipelineStatus {
     /// one is in progress).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_execution: Option<LastExecution>,
+    /// With `managementPolicy: ObserveOnly`: every difference between AWS and the spec found
+    /// by the last reconcile, none of them corrected. Empty when AWS matches the spec (and
+    /// always under `Manage`, which corrects what it finds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<DriftItem>,
+}
+
+/// One difference between AWS and the spec.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftItem {
+    /// The condition of the group it belongs to, e.g. `StagingLogGroupsReady`.
+    pub group: String,
+    /// What a managed reconcile would do: `Create`, `Update` or `Delete`.
+    pub action: String,
+    /// The AWS resource, e.g. `log group /aws/codebuild/dev-web-build`.
+    pub resource: String,
+    /// The field that differs (updates only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// What AWS has, when it is one short value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<String>,
+    /// What the spec declares, when it is one short value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired: Option<String>,
 }
 
 /// A CodePipeline execution, as `kubectl get` shows it.

@@ -25,7 +25,7 @@ use rand::Rng;
 use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::api::{DeletionPolicy, DeliveryPipeline, FINALIZER};
+use crate::api::{DeletionPolicy, DeliveryPipeline, FINALIZER, ManagementPolicy};
 use crate::aws::{AwsFactory, AwsSession};
 use crate::desired::PipelineContext;
 use crate::engine::{self, Action, Class, Failure, Outcome, Removal, Report};
@@ -86,6 +86,10 @@ pub enum Error {
 /// `delivery-operator.dev/paused: "true"`: the operator makes no AWS calls for the pipeline
 /// (during an incident, or while someone changes AWS by hand) until the annotation goes.
 pub const PAUSED_ANNOTATION: &str = "delivery-operator.dev/paused";
+
+fn is_observe_only(dp: &DeliveryPipeline) -> bool {
+    dp.spec.management_policy == ManagementPolicy::ObserveOnly
+}
 
 fn is_paused(dp: &DeliveryPipeline) -> bool {
     dp.annotations()
@@ -229,10 +233,9 @@ fn key_of(dp: &DeliveryPipeline) -> String {
 
 async fn reconcile(dp: Arc<DeliveryPipeline>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let ns = dp.namespace().ok_or(Error::NoNamespace)?;
-    let name = dp.name_any();
     let key = key_of(&dp);
-    let span =
-        info_span!("reconcile", namespace = %ns, name = %name, generation = dp.meta().generation);
+    // `pipeline`, not `name`: JSON logs put each span's own name under "name".
+    let span = info_span!("reconcile", pipeline = %key, namespace = %ns, generation = dp.meta().generation);
     async move {
         let started = Instant::now();
         let api: Api<DeliveryPipeline> = Api::namespaced(ctx.client.clone(), &ns);
@@ -274,7 +277,7 @@ fn error_policy(dp: Arc<DeliveryPipeline>, error: &Error, ctx: Arc<Context>) -> 
         Error::Aws(f) => requeue_after(f, &ctx, &key_of(&dp)),
         _ => ctx.backoff(&key_of(&dp)),
     };
-    warn!(namespace = dp.namespace().unwrap_or_default(), name = %dp.name_any(), error = %error, retry_in = ?after, "reconcile error");
+    warn!(pipeline = %key_of(&dp), error = %error, retry_in = ?after, "reconcile error");
     Requeue::requeue(after)
 }
 
@@ -359,14 +362,34 @@ fn pipeline_context(dp: &DeliveryPipeline, account_id: &str, region: &str) -> Pi
 /// (an environment whose role cannot be assumed carries that failure instead).
 async fn group_steps(
     dp: &DeliveryPipeline,
-    ctx: &Context,
+    aws: &AwsFactory,
     namespace: &str,
     region: &str,
     pipeline: Arc<AwsSession>,
 ) -> Vec<Box<dyn GroupStep>> {
     let pctx = pipeline_context(dp, &pipeline.account_id, region);
-    let sessions = sessions::all(&ctx.aws, dp, namespace, region, pipeline).await;
+    let sessions = sessions::all(aws, dp, namespace, region, pipeline).await;
     groups::steps(&pctx, &sessions)
+}
+
+/// What a reconcile of `dp` would change in AWS now, reading only (`delivery-operator diff`).
+/// `dp` may carry the live object's status: it supplies the recorded region and the tag keys
+/// the operator has applied, as a reconcile would use them.
+pub async fn preview(dp: &DeliveryPipeline, aws: &AwsFactory) -> Result<Report, Error> {
+    let namespace = dp.namespace().ok_or(Error::NoNamespace)?;
+    let region = region_of(dp, aws).ok_or_else(|| {
+        Failure::terminal(
+            "RegionUnknown",
+            "spec.region is not set and no default region is configured (AWS_REGION)",
+        )
+    })?;
+    let pipeline = sessions::pipeline(aws, dp, &namespace, &region).await?;
+    if let Some(err) = placement_conflict(dp, &pipeline.account_id, &region) {
+        return Err(err.into());
+    }
+    let seed = groups::seed(&pipeline.account_id, &region);
+    let steps = group_steps(dp, aws, &namespace, &region, pipeline).await;
+    Ok(engine::observe(&steps, seed).await?)
 }
 
 /// Events for what a run did: Normal for changes, Warning for errors; nothing for steps that
@@ -391,6 +414,26 @@ async fn publish_events(dp: &DeliveryPipeline, ctx: &Context, report: &Report) {
                 "Deleted".to_string(),
                 "Delete",
                 format!("deleted {}: the spec no longer asks for it", step.kind),
+            ),
+            Outcome::Applied(a) if !a.drift.is_empty() => (
+                EventType::Normal,
+                "Drifted".to_string(),
+                "Observe",
+                format!(
+                    "{}: {} difference(s) from the spec, not corrected (managementPolicy is ObserveOnly)",
+                    step.kind,
+                    a.drift.len()
+                ),
+            ),
+            Outcome::Kept(drift) => (
+                EventType::Normal,
+                "Drifted".to_string(),
+                "Observe",
+                format!(
+                    "{}: the spec no longer asks for it; left in place ({} resource(s); managementPolicy is ObserveOnly)",
+                    step.kind,
+                    drift.len()
+                ),
             ),
             Outcome::Failed(f) if f.is_error() => {
                 warn!(resource = %step.kind, reason = %f.reason, message = %f.message, "group failed");
@@ -442,10 +485,17 @@ async fn apply(
         return not_attempted(dp, api, ctx, &key, err).await;
     }
     let seed = groups::seed(&pipeline.account_id, &region);
-    let steps = group_steps(dp, ctx, &namespace, &region, pipeline.clone()).await;
-    let report = engine::apply(&steps, seed).await?;
+    let steps = group_steps(dp, &ctx.aws, &namespace, &region, pipeline.clone()).await;
+    let (report, mut status) = if is_observe_only(dp) {
+        let report = engine::observe(&steps, seed).await?;
+        let status = status::after_observe(dp, &report);
+        (report, status)
+    } else {
+        let report = engine::apply(&steps, seed).await?;
+        let status = status::after_apply(dp, &report);
+        (report, status)
+    };
     publish_events(dp, ctx, &report).await;
-    let mut status = status::after_apply(dp, &report);
     let mut next = next_look(&report, ctx, &key);
     if let Some(name) = report.values.get(&groups::keys::PIPELINE_NAME) {
         match executions::last(&pipeline, name).await {
@@ -515,15 +565,16 @@ async fn cleanup(
         status::write(api, dp, status::paused(dp, true)).await?;
         return Err(Error::Paused);
     }
-    if dp.spec.deletion_policy == DeletionPolicy::Retain {
-        ctx.event(
-            dp,
-            EventType::Normal,
-            "Retained",
-            "Delete",
-            "deletionPolicy is Retain: AWS resources are left in place".into(),
-        )
-        .await;
+    let retained = if is_observe_only(dp) {
+        Some("managementPolicy is ObserveOnly: AWS resources are left in place")
+    } else if dp.spec.deletion_policy == DeletionPolicy::Retain {
+        Some("deletionPolicy is Retain: AWS resources are left in place")
+    } else {
+        None
+    };
+    if let Some(why) = retained {
+        ctx.event(dp, EventType::Normal, "Retained", "Delete", why.into())
+            .await;
         return Ok(Requeue::await_change());
     }
     let namespace = dp.namespace().unwrap_or_default();
@@ -557,7 +608,7 @@ async fn cleanup(
             return Err(Error::Aws(e));
         }
     };
-    let steps = group_steps(dp, ctx, &namespace, &region, pipeline).await;
+    let steps = group_steps(dp, &ctx.aws, &namespace, &region, pipeline).await;
     // Deletion works from identity (names, tags): it needs no other step's outputs, so it
     // completes whatever partial state the pipeline is in.
     let report = engine::delete(&steps).await?;

@@ -9,12 +9,12 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use crate::api::{
-    Condition, DeliveryPipeline, DeliveryPipelineStatus, EnvironmentOutputs, InventoryItem,
-    Outputs, READY, SYNCED,
+    Condition, DeliveryPipeline, DeliveryPipelineStatus, DriftItem, EnvironmentOutputs,
+    InventoryItem, Outputs, READY, SYNCED,
 };
 use crate::desired::Env;
 use crate::engine::conditions::{self, FALSE, State, UNKNOWN};
-use crate::engine::{Failure, Key, Report, Values};
+use crate::engine::{Failure, Key, Outcome, Report, Values};
 use crate::groups::keys;
 
 fn now() -> String {
@@ -162,6 +162,46 @@ pub fn after_apply(dp: &DeliveryPipeline, report: &Report) -> DeliveryPipelineSt
         ),
         // The controller reads the execution after the run; until then, the last one known.
         last_execution: old.last_execution.clone(),
+        drift: Vec::new(),
+    }
+}
+
+/// After an observe-only run: conditions name the differences, `drift` lists them; outputs and
+/// inventory come from what exists (a missing resource's predicted names are not outputs);
+/// the applied tag keys stay, since nothing was written.
+pub fn after_observe(dp: &DeliveryPipeline, report: &Report) -> DeliveryPipelineStatus {
+    let old = current(dp);
+    let generation = dp.meta().generation;
+    let (states, dropped) = conditions::from_observe(report);
+    let mut values = report.values.clone();
+    for step in &report.steps {
+        if let Outcome::Applied(a) = &step.outcome
+            && a.owned.is_empty()
+            && !a.drift.is_empty()
+        {
+            for key in a.values.keys() {
+                values.remove(key);
+            }
+        }
+    }
+    DeliveryPipelineStatus {
+        observed_generation: generation,
+        conditions: merge(&old.conditions, &states, &dropped, generation, &now()),
+        outputs: outputs(&values, &old.outputs),
+        inventory: inventory(report, &old.inventory),
+        applied_tag_keys: old.applied_tag_keys.clone(),
+        last_execution: old.last_execution.clone(),
+        drift: report
+            .drift()
+            .map(|(step, d)| DriftItem {
+                group: step.condition.clone(),
+                action: format!("{:?}", d.action),
+                resource: d.resource.clone(),
+                field: d.field.clone(),
+                observed: d.observed.clone(),
+                desired: d.desired.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -252,7 +292,17 @@ pub async fn write(
     if dp.status.as_ref() == Some(&next) {
         return Ok(());
     }
-    let patch = json!({"status": next});
+    let mut fields = serde_json::to_value(&next).map_err(kube::Error::SerdeError)?;
+    // A merge patch keeps what it omits: a field that became empty (and is not serialised)
+    // must be cleared explicitly, e.g. `drift` once AWS matches again.
+    if let (Some(old), Some(new)) = (dp.status.as_ref(), fields.as_object_mut())
+        && let Ok(serde_json::Value::Object(old)) = serde_json::to_value(old)
+    {
+        for key in old.keys() {
+            new.entry(key.clone()).or_insert(serde_json::Value::Null);
+        }
+    }
+    let patch = json!({ "status": fields });
     api.patch_status(
         &dp.name_any(),
         &PatchParams::default(),
@@ -296,6 +346,7 @@ mod tests {
                     .collect(),
                 progress: None,
                 note: None,
+                drift: Vec::new(),
             }),
         }
     }

@@ -40,9 +40,9 @@ impl State {
 /// How bad a state is, for merging steps that share a condition (worst wins).
 fn severity(step: &StepReport) -> u8 {
     match &step.outcome {
-        Outcome::Applied(a) if a.progress.is_none() => 0,
+        Outcome::Applied(a) if a.progress.is_none() && a.drift.is_empty() => 0,
         Outcome::Removed(Removal::Gone) => 0,
-        Outcome::Applied(_) | Outcome::Removed(Removal::Pending(_)) => 1,
+        Outcome::Applied(_) | Outcome::Removed(Removal::Pending(_)) | Outcome::Kept(_) => 1,
         Outcome::Failed(f) if !f.is_error() => 1,
         Outcome::Blocked { .. } => 2,
         Outcome::Failed(_) => 3,
@@ -54,6 +54,8 @@ fn severity(step: &StepReport) -> u8 {
 fn state_of(step: &StepReport, deleting: bool) -> Option<State> {
     let c = step.condition.as_str();
     Some(match &step.outcome {
+        Outcome::Applied(a) if !a.drift.is_empty() => drifted(step, &a.drift),
+        Outcome::Kept(drift) => drifted(step, drift),
         Outcome::Applied(a) => match &a.progress {
             None => match &a.note {
                 None => State::new(c, TRUE, "InSync", ""),
@@ -81,6 +83,21 @@ fn state_of(step: &StepReport, deleting: bool) -> Option<State> {
             State::new(c, FALSE, "Deleting", format!("{}: {what}", step.kind))
         }
     })
+}
+
+/// Observe-only: the condition names every difference (also listed in `status.drift`).
+fn drifted(step: &StepReport, drift: &[super::step::Drift]) -> State {
+    let what: Vec<String> = drift.iter().map(ToString::to_string).collect();
+    State::new(
+        &step.condition,
+        FALSE,
+        "Drifted",
+        format!(
+            "{} (observe-only, not corrected): {}",
+            step.kind,
+            what.join("; ")
+        ),
+    )
 }
 
 /// One state per condition type, worst step wins; and the condition types that leave.
@@ -123,6 +140,31 @@ pub fn from_apply(report: &Report) -> (Vec<State>, Vec<String>) {
         None => State::new(SYNCED, TRUE, "ReconcileSucceeded", ""),
         Some(e) => State::new(SYNCED, FALSE, &e.reason, &e.message),
     });
+    (states, dropped)
+}
+
+/// States after an observe-only run: as after an apply, with `Synced` saying nothing was
+/// written and how much differs.
+pub fn from_observe(report: &Report) -> (Vec<State>, Vec<String>) {
+    let (mut states, dropped) = from_apply(report);
+    let differences = report.drift().count();
+    if let Some(synced) = states
+        .iter_mut()
+        .find(|s| s.type_ == SYNCED && s.status == TRUE)
+    {
+        *synced = State::new(
+            SYNCED,
+            TRUE,
+            "ObserveOnly",
+            match differences {
+                0 => "managementPolicy is ObserveOnly: AWS matches the spec; nothing was written"
+                    .to_string(),
+                n => format!(
+                    "managementPolicy is ObserveOnly: {n} difference(s) in status.drift, not corrected"
+                ),
+            },
+        );
+    }
     (states, dropped)
 }
 

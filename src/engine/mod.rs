@@ -13,8 +13,8 @@ mod step;
 pub use failure::{Class, Failure};
 pub use graph::{Graph, GraphError};
 pub use key::{Key, Values};
-pub use run::{Outcome, Report, StepReport, apply, delete};
-pub use step::{Action, Applied, Note, Owned, Progress, Removal, Step};
+pub use run::{Outcome, Report, StepReport, apply, delete, observe};
+pub use step::{Action, Applied, Drift, DriftAction, Note, Owned, Progress, Removal, Step};
 
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@ use futures::stream::FuturesUnordered;
 use super::failure::Failure;
 use super::graph::{Graph, GraphError};
 use super::key::Values;
-use super::step::{Applied, Owned, Removal, Step};
+use super::step::{Applied, Drift, Owned, Removal, Step};
 
 /// What happened to one step in a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +24,9 @@ pub enum Outcome {
     },
     /// Deleted (or deleting) because the spec no longer wants it, or on pipeline deletion.
     Removed(Removal),
+    /// Observe-only: the spec no longer wants it, it still exists, and it is left in place;
+    /// the drift says what a managed run would delete.
+    Kept(Vec<Drift>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +79,18 @@ impl Report {
         self.failures().filter(|f| f.is_error())
     }
 
+    /// Observe-only runs: every difference found, with the step it belongs to.
+    pub fn drift(&self) -> impl Iterator<Item = (&StepReport, &Drift)> {
+        self.steps.iter().flat_map(|s| {
+            let drift: &[Drift] = match &s.outcome {
+                Outcome::Applied(a) => &a.drift,
+                Outcome::Kept(d) => d,
+                _ => &[],
+            };
+            drift.iter().map(move |d| (s, d))
+        })
+    }
+
     /// True when every step is confirmed gone (after a delete run).
     pub fn all_gone(&self) -> bool {
         self.steps
@@ -86,10 +101,34 @@ impl Report {
 
 type Running<'a, T> = FuturesUnordered<BoxFuture<'a, (usize, T)>>;
 
+/// Whether a run changes AWS or only reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Manage,
+    Observe,
+}
+
 /// Brings every wanted step to its desired state and deletes the unwanted ones.
 /// Generic over the step type so callers may pass any trait object that has `Step` as a
 /// supertrait.
 pub async fn apply<S: Step + ?Sized>(steps: &[Box<S>], seed: Values) -> Result<Report, GraphError> {
+    run(steps, seed, Mode::Manage).await
+}
+
+/// The same walk as [`apply`], reading only: each step reports what it would change
+/// (`Applied::drift`), unwanted steps what they would delete ([`Outcome::Kept`]).
+pub async fn observe<S: Step + ?Sized>(
+    steps: &[Box<S>],
+    seed: Values,
+) -> Result<Report, GraphError> {
+    run(steps, seed, Mode::Observe).await
+}
+
+async fn run<S: Step + ?Sized>(
+    steps: &[Box<S>],
+    seed: Values,
+    mode: Mode,
+) -> Result<Report, GraphError> {
     let graph = Graph::build(steps, &seed.keys().copied().collect())?;
     let mut values = seed;
     let mut outcomes: Vec<Option<Outcome>> = vec![None; steps.len()];
@@ -129,7 +168,13 @@ pub async fn apply<S: Step + ?Sized>(steps: &[Box<S>], seed: Values) -> Result<R
                         .filter_map(|(k, _)| values.get(k).map(|v| (*k, v.clone())))
                         .collect();
                     let step = &steps[i];
-                    running.push(Box::pin(async move { (i, step.apply(&inputs).await) }));
+                    running.push(Box::pin(async move {
+                        let result = match mode {
+                            Mode::Manage => step.apply(&inputs).await,
+                            Mode::Observe => step.observe(&inputs).await,
+                        };
+                        (i, result)
+                    }));
                     changed = true;
                 }
             }
@@ -147,7 +192,11 @@ pub async fn apply<S: Step + ?Sized>(steps: &[Box<S>], seed: Values) -> Result<R
     }
     // Unwanted steps are deleted, dependents first.
     let unwanted: BTreeSet<usize> = (0..steps.len()).filter(|i| !wanted.contains(i)).collect();
-    for (i, outcome) in remove(steps, &graph, &unwanted).await {
+    let removed = match mode {
+        Mode::Manage => remove(steps, &graph, &unwanted).await,
+        Mode::Observe => observe_removals(steps, &unwanted).await,
+    };
+    for (i, outcome) in removed {
         outcomes[i] = Some(outcome);
     }
     Ok(Report {
@@ -190,6 +239,25 @@ pub async fn delete<S: Step + ?Sized>(steps: &[Box<S>]) -> Result<Report, GraphE
             .collect(),
         values: Values::new(),
     })
+}
+
+/// What deleting the steps in `which` would remove (reads only, so in no particular order).
+async fn observe_removals<S: Step + ?Sized>(
+    steps: &[Box<S>],
+    which: &BTreeSet<usize>,
+) -> BTreeMap<usize, Outcome> {
+    let looks = which.iter().map(|&i| {
+        let step = &steps[i];
+        async move {
+            let outcome = match step.observe_removal().await {
+                Ok(drift) if drift.is_empty() => Outcome::Removed(Removal::Gone),
+                Ok(drift) => Outcome::Kept(drift),
+                Err(failure) => Outcome::Failed(failure),
+            };
+            (i, outcome)
+        }
+    });
+    futures::future::join_all(looks).await.into_iter().collect()
 }
 
 /// Deletes the steps in `which`, each after its dependents within `which` are gone.

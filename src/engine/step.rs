@@ -43,6 +43,105 @@ pub struct Applied {
     /// Something the user should know about a step that is in sync (its condition's reason
     /// and message, the condition staying True).
     pub note: Option<Note>,
+    /// Observe-only runs: what an apply would change (empty: in sync). Always empty after an
+    /// apply, which corrects what it finds.
+    pub drift: Vec<Drift>,
+}
+
+/// What an apply would do to one resource or field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub enum DriftAction {
+    Create,
+    Update,
+    Delete,
+}
+
+/// One difference between AWS and the spec, in words a person can act on: `update log group
+/// /x: retention from 30 to 7`. Values are short renderings (documents are summarised), never
+/// secrets: nothing the operator manages holds one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Drift {
+    pub action: DriftAction,
+    /// The resource, e.g. `log group /aws/codebuild/x` or `KMS key`.
+    pub resource: String,
+    /// The field that differs (updates only), e.g. `retention`.
+    pub field: Option<String>,
+    /// What AWS has, when it is one short value.
+    pub observed: Option<String>,
+    /// What the spec declares, when it is one short value.
+    pub desired: Option<String>,
+}
+
+/// Longest value a drift shows; longer ones are cut with an ellipsis.
+const DRIFT_VALUE_MAX: usize = 120;
+
+impl Drift {
+    pub fn create(resource: impl Into<String>) -> Self {
+        Self {
+            action: DriftAction::Create,
+            resource: resource.into(),
+            field: None,
+            observed: None,
+            desired: None,
+        }
+    }
+
+    pub fn delete(resource: impl Into<String>) -> Self {
+        Self {
+            action: DriftAction::Delete,
+            ..Self::create(resource)
+        }
+    }
+
+    /// A field that differs, without values (e.g. a policy document).
+    pub fn field(resource: impl Into<String>, field: impl Into<String>) -> Self {
+        Self {
+            action: DriftAction::Update,
+            field: Some(field.into()),
+            ..Self::create(resource)
+        }
+    }
+
+    /// A field that differs, from what AWS has to what the spec declares.
+    pub fn value(
+        resource: impl Into<String>,
+        field: impl Into<String>,
+        observed: impl std::fmt::Display,
+        desired: impl std::fmt::Display,
+    ) -> Self {
+        Self {
+            observed: Some(shorten(observed.to_string())),
+            desired: Some(shorten(desired.to_string())),
+            ..Self::field(resource, field)
+        }
+    }
+}
+
+fn shorten(mut value: String) -> String {
+    if value.chars().count() > DRIFT_VALUE_MAX {
+        value = value.chars().take(DRIFT_VALUE_MAX - 1).collect();
+        value.push('…');
+    }
+    value
+}
+
+impl std::fmt::Display for Drift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.action {
+            DriftAction::Create => write!(f, "create {}", self.resource),
+            DriftAction::Delete => write!(f, "delete {}", self.resource),
+            DriftAction::Update => {
+                write!(f, "update {}", self.resource)?;
+                if let Some(field) = &self.field {
+                    write!(f, ": {field}")?;
+                }
+                match (&self.observed, &self.desired) {
+                    (Some(o), Some(d)) => write!(f, " from {o} to {d}"),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
 }
 
 /// In sync, and yet worth saying: e.g. a service that runs no task until the pipeline's first
@@ -81,4 +180,9 @@ pub trait Step: Send + Sync {
     }
     fn apply<'a>(&'a self, inputs: &'a Values) -> BoxFuture<'a, Result<Applied, Failure>>;
     fn delete(&self) -> BoxFuture<'_, Result<Removal, Failure>>;
+    /// Read only: what `apply` would change, in `Applied::drift` (action `Unchanged`). When the
+    /// resource is missing, its predicted outputs stand in so dependents can still be compared.
+    fn observe<'a>(&'a self, inputs: &'a Values) -> BoxFuture<'a, Result<Applied, Failure>>;
+    /// Read only: what `delete` would remove (empty: nothing exists).
+    fn observe_removal(&self) -> BoxFuture<'_, Result<Vec<Drift>, Failure>>;
 }

@@ -31,6 +31,8 @@ struct Fake {
     behaviour: Behaviour,
     delete_result: Result<Removal, Failure>,
     delay: Duration,
+    /// What an observe-only run finds (the fake's resources exist unless it is `missing`).
+    drift: Vec<Drift>,
     journal: Arc<Mutex<Vec<String>>>,
 }
 
@@ -50,6 +52,7 @@ impl Fake {
             behaviour: Behaviour::Ok,
             delete_result: Ok(Removal::Gone),
             delay: Duration::from_millis(20),
+            drift: Vec::new(),
             journal: j.clone(),
         }
     }
@@ -95,6 +98,7 @@ impl Step for Fake {
                 owned: Vec::new(),
                 progress: None,
                 note: None,
+                drift: Vec::new(),
             };
             match &self.behaviour {
                 Behaviour::Ok => Ok(applied),
@@ -115,6 +119,35 @@ impl Step for Fake {
             self.log("delete");
             tokio::time::sleep(self.delay).await;
             self.delete_result.clone()
+        })
+    }
+    fn observe<'a>(&'a self, inputs: &'a Values) -> BoxFuture<'a, Result<Applied, Failure>> {
+        Box::pin(async move {
+            for k in &self.needs {
+                assert!(inputs.contains_key(k), "{} observed without {k}", self.name);
+            }
+            self.log("observe");
+            match &self.behaviour {
+                Behaviour::Fail(f) => Err(f.clone()),
+                _ => Ok(Applied {
+                    action: Action::Unchanged,
+                    values: self
+                        .provides
+                        .iter()
+                        .map(|k| (*k, format!("{}-value", self.name)))
+                        .collect(),
+                    owned: Vec::new(),
+                    progress: None,
+                    note: None,
+                    drift: self.drift.clone(),
+                }),
+            }
+        })
+    }
+    fn observe_removal(&self) -> BoxFuture<'_, Result<Vec<Drift>, Failure>> {
+        Box::pin(async move {
+            self.log("observe-removal");
+            Ok(self.drift.clone())
         })
     }
 }
@@ -375,4 +408,88 @@ fn a_missing_or_duplicate_provider_is_rejected() {
         Graph::build(&steps, &BTreeSet::new()),
         Err(GraphError::DuplicateProvider { .. })
     ));
+}
+
+#[tokio::test]
+async fn observing_changes_nothing_and_reports_each_difference() {
+    let j = journal();
+    let mut key = Fake::new("key", &[SEED], &[A], &j);
+    key.drift = vec![Drift::value(
+        "KMS key k",
+        "rotation",
+        "off",
+        "every 365 days",
+    )];
+    let bucket = Fake::new("bucket", &[A], &[B], &j);
+    let mut old = Fake::new("old", &[], &[], &j);
+    old.wanted = false;
+    old.drift = vec![Drift::delete("log group /old")];
+    let mut gone = Fake::new("gone", &[], &[], &j);
+    gone.wanted = false;
+    let steps = boxed(vec![key, bucket, old, gone]);
+    let report = observe(&steps, seed()).await.expect("graph");
+
+    let calls = entries(&j);
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.starts_with("observe ") || c.starts_with("observe-removal ")),
+        "an observe-only run only reads: {calls:?}"
+    );
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    let drift: Vec<String> = report.drift().map(|(_, d)| d.to_string()).collect();
+    assert_eq!(
+        drift,
+        vec![
+            "update KMS key k: rotation from off to every 365 days".to_string(),
+            "delete log group /old".to_string(),
+        ]
+    );
+    assert!(matches!(outcome_of(&report, "old"), Some(Outcome::Kept(_))));
+    assert_eq!(
+        outcome_of(&report, "gone"),
+        Some(Outcome::Removed(Removal::Gone))
+    );
+
+    let (states, dropped) = conditions::from_observe(&report);
+    assert_eq!(dropped, vec!["gone".to_string()]);
+    let key = state(&states, "key");
+    assert_eq!((key.status, key.reason.as_str()), (FALSE, "Drifted"));
+    assert!(
+        key.message.contains("rotation from off to every 365 days"),
+        "{}",
+        key.message
+    );
+    assert_eq!(state(&states, "bucket").status, TRUE);
+    assert_eq!(state(&states, "old").reason, "Drifted");
+    assert_eq!(state(&states, READY).status, FALSE);
+    let synced = state(&states, SYNCED);
+    assert_eq!(
+        (synced.status, synced.reason.as_str()),
+        (TRUE, "ObserveOnly")
+    );
+    assert!(
+        synced.message.contains("2 difference(s)"),
+        "{}",
+        synced.message
+    );
+}
+
+#[test]
+fn a_drift_reads_as_what_would_be_done() {
+    assert_eq!(
+        Drift::create("S3 bucket b").to_string(),
+        "create S3 bucket b"
+    );
+    assert_eq!(Drift::delete("IAM role r").to_string(), "delete IAM role r");
+    assert_eq!(
+        Drift::field("SNS topic t", "topic policy").to_string(),
+        "update SNS topic t: topic policy"
+    );
+    let long = "x".repeat(500);
+    let shown = Drift::value("r", "f", &long, "y")
+        .observed
+        .unwrap_or_default();
+    assert_eq!(shown.chars().count(), 120, "long values are cut");
+    assert!(shown.ends_with('…'));
 }

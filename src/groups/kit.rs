@@ -84,6 +84,30 @@ impl TagPlan {
     }
 }
 
+/// Tag writes in words: one drift per key, with the value AWS has and the one declared.
+pub fn tag_drift(
+    resource: &str,
+    plan: &TagPlan,
+    observed: &BTreeMap<String, String>,
+) -> Vec<crate::engine::Drift> {
+    use crate::engine::Drift;
+    let shown = |key: &String| {
+        observed
+            .get(key)
+            .map_or("(none)", String::as_str)
+            .to_string()
+    };
+    plan.set
+        .iter()
+        .map(|(key, value)| Drift::value(resource, format!("tag {key}"), shown(key), value))
+        .chain(
+            plan.remove
+                .iter()
+                .map(|key| Drift::value(resource, format!("tag {key}"), shown(key), "(removed)")),
+        )
+        .collect()
+}
+
 /// Refuses a resource that another pipeline's owner tag claims. Untagged resources (a crash
 /// between create and tag, or made by hand under our deterministic name) are adopted.
 pub fn check_owner(

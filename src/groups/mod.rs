@@ -30,7 +30,9 @@ use tracing::Instrument;
 
 use crate::aws::AwsSession;
 use crate::desired::{Env, PipelineContext};
-use crate::engine::{Action, Applied, Failure, Key, Note, Owned, Progress, Removal, Step, Values};
+use crate::engine::{
+    Action, Applied, Drift, Failure, Key, Note, Owned, Progress, Removal, Step, Values,
+};
 
 /// Where a group instance's resources live.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +125,18 @@ pub trait Group: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Self::Observed>, Failure>> + Send;
     /// Pure: what must change to bring `observed` to `desired` (empty: in sync).
     fn diff(desired: &Self::Desired, observed: &Self::Observed) -> Vec<Self::Change>;
+    /// Pure: one change in words (which resource, which field, from what to what), for
+    /// observe-only runs and `delivery-operator diff`.
+    fn describe(
+        &self,
+        desired: &Self::Desired,
+        observed: &Self::Observed,
+        change: &Self::Change,
+    ) -> Vec<Drift>;
+    /// Pure: what `delete` would remove, in words.
+    fn describe_removal(&self, _observed: &Self::Observed) -> Vec<Drift> {
+        vec![Drift::delete(self.kind())]
+    }
     fn create(
         &self,
         aws: &AwsSession,
@@ -253,6 +267,51 @@ impl<G: Group> Instance<G> {
             owned: produced.owned,
             progress,
             note,
+            drift: Vec::new(),
+        })
+    }
+
+    async fn run_observe(&self, inputs: &Values) -> Result<Applied, Failure> {
+        let aws = self.session()?;
+        let at = Placement::of(aws);
+        let desired = self.group.desired(&at, inputs)?;
+        let Some(observed) = self.group.observe(aws).await? else {
+            // Dependents are compared against the names and ARNs it would have.
+            return Ok(Applied {
+                action: Action::Unchanged,
+                values: self.group.predicted(&at),
+                owned: Vec::new(),
+                progress: None,
+                note: None,
+                drift: vec![Drift::create(self.group.kind())],
+            });
+        };
+        let drift: Vec<Drift> = G::diff(&desired, &observed)
+            .iter()
+            .flat_map(|change| self.group.describe(&desired, &observed, change))
+            .collect();
+        let produced = self.group.produced(&at, &desired, &observed);
+        Ok(Applied {
+            action: Action::Unchanged,
+            progress: produced
+                .progress
+                .clone()
+                .or_else(|| self.group.progress(&observed)),
+            note: produced
+                .note
+                .clone()
+                .or_else(|| self.group.note(&desired, &observed)),
+            values: produced.values,
+            owned: produced.owned,
+            drift,
+        })
+    }
+
+    async fn run_observe_removal(&self) -> Result<Vec<Drift>, Failure> {
+        let aws = self.session()?;
+        Ok(match self.group.observe(aws).await? {
+            None => Vec::new(),
+            Some(observed) => self.group.describe_removal(&observed),
         })
     }
 
@@ -286,6 +345,12 @@ impl<G: Group> Step for Instance<G> {
     }
     fn delete(&self) -> BoxFuture<'_, Result<Removal, Failure>> {
         Box::pin(self.run_delete().instrument(self.span()))
+    }
+    fn observe<'a>(&'a self, inputs: &'a Values) -> BoxFuture<'a, Result<Applied, Failure>> {
+        Box::pin(self.run_observe(inputs).instrument(self.span()))
+    }
+    fn observe_removal(&self) -> BoxFuture<'_, Result<Vec<Drift>, Failure>> {
+        Box::pin(self.run_observe_removal().instrument(self.span()))
     }
 }
 

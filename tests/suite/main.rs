@@ -10,6 +10,7 @@ mod events;
 mod identity;
 mod image_repository;
 mod network;
+mod observe;
 mod operations;
 mod operator;
 mod pipeline;

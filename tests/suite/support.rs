@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -338,7 +338,8 @@ impl Operator {
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("RUST_LOG", "info,delivery_operator=debug")
         .env_remove("AWS_PROFILE")
-        .stdout(Stdio::null())
+        // Logs go to stdout (as in a pod); keep them with anything on stderr.
+        .stdout(log.try_clone().expect("log file"))
         .stderr(log);
         for (k, v) in extra_env {
             cmd.env(k, v);

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::desired::{Alarms, Settings};
-use crate::groups::kit::{TagPlan, collection_plan};
+use crate::engine::Drift;
+use crate::groups::kit::{TagPlan, collection_plan, tag_drift};
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObservedAlarm {
@@ -61,6 +62,125 @@ fn same(want: &Settings, have: &Settings) -> bool {
         s
     };
     sorted(want) == sorted(have)
+}
+
+/// One change in words: an alarm rewrite names each setting that differs.
+pub fn describe(
+    d: &Alarms,
+    observed: &BTreeMap<String, ObservedAlarm>,
+    change: &Change,
+) -> Vec<Drift> {
+    let alarm = |name: &str| format!("CloudWatch alarm {name}");
+    match change {
+        Change::Create(name) => vec![Drift::create(alarm(name))],
+        Change::Delete(names) => names.iter().map(|n| Drift::delete(alarm(n))).collect(),
+        Change::Tags { alarm: name, plan } => {
+            let empty = BTreeMap::new();
+            let tags = observed.get(name).map_or(&empty, |o| &o.tags);
+            tag_drift(&alarm(name), plan, tags)
+        }
+        Change::Put(name) => match (d.alarms.get(name), observed.get(name)) {
+            (Some(want), Some(have)) => {
+                settings_drift(&alarm(name), &want.settings, &have.settings)
+            }
+            _ => vec![Drift::field(alarm(name), "settings")],
+        },
+    }
+}
+
+fn settings_drift(alarm: &str, want: &Settings, have: &Settings) -> Vec<Drift> {
+    let mut drift = Vec::new();
+    let mut compare = |field: &str, have: String, want: String| {
+        if have != want {
+            drift.push(Drift::value(alarm, field, have, want));
+        }
+    };
+    let sorted = |actions: &[String]| {
+        let mut actions = actions.to_vec();
+        actions.sort();
+        actions.join(", ")
+    };
+    compare(
+        "description",
+        have.description.clone(),
+        want.description.clone(),
+    );
+    compare(
+        "metric",
+        format!("{}/{}", have.namespace, have.metric_name),
+        format!("{}/{}", want.namespace, want.metric_name),
+    );
+    compare(
+        "dimensions",
+        format!("{:?}", have.dimensions),
+        format!("{:?}", want.dimensions),
+    );
+    compare("statistic", have.statistic.clone(), want.statistic.clone());
+    compare("period", have.period.to_string(), want.period.to_string());
+    compare(
+        "evaluation periods",
+        have.evaluation_periods.to_string(),
+        want.evaluation_periods.to_string(),
+    );
+    compare(
+        "threshold",
+        have.threshold.to_string(),
+        want.threshold.to_string(),
+    );
+    compare(
+        "comparison",
+        have.comparison_operator.clone(),
+        want.comparison_operator.clone(),
+    );
+    compare(
+        "missing data",
+        have.treat_missing_data.clone(),
+        want.treat_missing_data.clone(),
+    );
+    compare(
+        "actions enabled",
+        have.actions_enabled.to_string(),
+        want.actions_enabled.to_string(),
+    );
+    compare(
+        "alarm actions",
+        sorted(&have.alarm_actions),
+        sorted(&want.alarm_actions),
+    );
+    compare(
+        "OK actions",
+        sorted(&have.ok_actions),
+        sorted(&want.ok_actions),
+    );
+    compare(
+        "insufficient-data actions",
+        sorted(&have.insufficient_data_actions),
+        sorted(&want.insufficient_data_actions),
+    );
+    compare(
+        "datapoints to alarm",
+        format!("{:?}", have.datapoints_to_alarm),
+        format!("{:?}", want.datapoints_to_alarm),
+    );
+    compare(
+        "extended statistic",
+        format!("{:?}", have.extended_statistic),
+        format!("{:?}", want.extended_statistic),
+    );
+    compare(
+        "unit",
+        format!("{:?}", have.unit),
+        format!("{:?}", want.unit),
+    );
+    compare(
+        "metric math",
+        have.metric_math.to_string(),
+        want.metric_math.to_string(),
+    );
+    if drift.is_empty() {
+        drift.push(Drift::field(alarm, "settings"));
+    }
+    drift
 }
 
 #[cfg(test)]

@@ -230,6 +230,22 @@ impl Group for AlarmSet {
         diff::diff(desired, observed)
     }
 
+    fn describe(
+        &self,
+        desired: &Alarms,
+        observed: &Observed,
+        change: &Change,
+    ) -> Vec<crate::engine::Drift> {
+        diff::describe(desired, observed, change)
+    }
+
+    fn describe_removal(&self, observed: &Observed) -> Vec<crate::engine::Drift> {
+        observed
+            .keys()
+            .map(|name| crate::engine::Drift::delete(format!("CloudWatch alarm {name}")))
+            .collect()
+    }
+
     async fn create(&self, aws: &AwsSession, d: &Alarms) -> Result<Produced, Failure> {
         let none = Observed::new();
         self.update(aws, d, &none, diff::diff(d, &none)).await?;

@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use super::desired::{ArtifactBucket, Lifecycle};
 use crate::desired::policy;
-use crate::groups::kit::TagPlan;
+use crate::engine::Drift;
+use crate::groups::kit::{TagPlan, tag_drift};
 
 /// What the bucket looks like now; `None` where the setting is absent.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -64,6 +65,60 @@ pub fn diff(d: &ArtifactBucket, o: &BucketView) -> Vec<Change> {
 /// Everything a new bucket needs, in order: tags first, so it is recognisably ours at once.
 pub fn all(d: &ArtifactBucket) -> Vec<Change> {
     diff(d, &BucketView::default())
+}
+
+/// One change in words.
+pub fn describe(d: &ArtifactBucket, o: &BucketView, change: &Change) -> Vec<Drift> {
+    let bucket = format!("S3 bucket {}", d.name);
+    let on_off = |on: bool| if on { "on" } else { "off" };
+    vec![match change {
+        Change::Tags(plan) => return tag_drift(&bucket, plan, &o.tags),
+        Change::PublicAccessBlock => Drift::value(
+            &bucket,
+            "block public access",
+            on_off(o.public_access_blocked),
+            on_off(d.block_public_access),
+        ),
+        Change::Encryption
+            if o.bucket_key_enabled != d.bucket_key_enabled
+                && o.encryption_key.as_deref() == Some(d.kms_key_arn.as_str()) =>
+        {
+            Drift::value(
+                &bucket,
+                "bucket key",
+                on_off(o.bucket_key_enabled),
+                on_off(d.bucket_key_enabled),
+            )
+        }
+        Change::Encryption => Drift::value(
+            &bucket,
+            "encryption key",
+            o.encryption_key.as_deref().unwrap_or("(none)"),
+            &d.kms_key_arn,
+        ),
+        Change::Versioning => Drift::value(
+            &bucket,
+            "versioning",
+            on_off(o.versioning),
+            on_off(d.versioning),
+        ),
+        Change::Lifecycle => Drift::value(
+            &bucket,
+            "lifecycle",
+            o.lifecycle
+                .as_ref()
+                .map_or("(none)".to_string(), lifecycle_words),
+            lifecycle_words(&d.lifecycle),
+        ),
+        Change::Policy => Drift::field(&bucket, "bucket policy"),
+    }]
+}
+
+fn lifecycle_words(l: &Lifecycle) -> String {
+    format!(
+        "noncurrent versions expire after {} days, incomplete uploads aborted after {} days",
+        l.noncurrent_version_expiration_days, l.abort_incomplete_upload_days
+    )
 }
 
 #[cfg(test)]

@@ -397,6 +397,15 @@ impl Group for ArtifactStore {
         diff::diff(desired, observed)
     }
 
+    fn describe(
+        &self,
+        desired: &ArtifactBucket,
+        observed: &BucketView,
+        change: &Change,
+    ) -> Vec<crate::engine::Drift> {
+        diff::describe(desired, observed, change)
+    }
+
     async fn create(&self, aws: &AwsSession, b: &ArtifactBucket) -> Result<Produced, Failure> {
         let s3 = aws.s3();
         let mut request = s3.create_bucket().bucket(&b.name);

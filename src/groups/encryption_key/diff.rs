@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::desired::EncryptionKey;
-use crate::groups::kit::TagPlan;
+use crate::engine::Drift;
+use crate::groups::kit::{TagPlan, tag_drift};
 
 /// The key's state in KMS, as far as the diff cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +62,27 @@ pub fn diff(d: &EncryptionKey, o: &KeyView) -> Vec<Change> {
         changes.push(Change::Tags(tags));
     }
     changes
+}
+
+/// One change in words.
+pub fn describe(d: &EncryptionKey, o: &KeyView, change: &Change) -> Vec<Drift> {
+    let key = format!("KMS key {}", d.alias);
+    vec![match change {
+        Change::CancelDeletion => Drift::value(&key, "state", "PendingDeletion", "Enabled"),
+        Change::Enable => Drift::value(&key, "enabled", "false", "true"),
+        Change::Rotation => Drift::value(
+            &key,
+            "rotation",
+            match (o.rotation_enabled, o.rotation_period_days) {
+                (false, _) => "off".to_string(),
+                (true, Some(days)) => format!("every {days} days"),
+                (true, None) => "on".to_string(),
+            },
+            format!("every {} days", d.rotation_period_days),
+        ),
+        Change::Description => Drift::value(&key, "description", &o.description, &d.description),
+        Change::Tags(plan) => return tag_drift(&key, plan, &o.tags),
+    }]
 }
 
 #[cfg(test)]

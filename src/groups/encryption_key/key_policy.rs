@@ -12,7 +12,7 @@ use super::desired::{environment_roles, key_policy};
 use crate::aws::{AwsResultExt, AwsSession, found};
 use crate::desired::PipelineContext;
 use crate::desired::policy::{equivalent, parse};
-use crate::engine::{Failure, Key, Removal, Values};
+use crate::engine::{Drift, Failure, Key, Removal, Values};
 use crate::groups::{Group, Placement, Produced, keys};
 
 pub struct KeyPolicy {
@@ -105,6 +105,15 @@ impl Group for KeyPolicy {
             Some(actual) if equivalent(actual, &desired.policy) => Vec::new(),
             _ => vec![Rewrite],
         }
+    }
+
+    fn describe(&self, d: &Desired, _o: &Observed, _change: &Rewrite) -> Vec<Drift> {
+        vec![Drift::field(format!("KMS key {}", d.alias), "key policy")]
+    }
+
+    /// The key step deletes the key, policy included.
+    fn describe_removal(&self, _o: &Observed) -> Vec<Drift> {
+        Vec::new()
     }
 
     /// The key step ran just before; an alias not visible yet is KMS catching up.

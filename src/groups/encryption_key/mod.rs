@@ -264,6 +264,15 @@ impl Group for EncryptionKey {
         diff::diff(desired, &observed.view)
     }
 
+    fn describe(
+        &self,
+        desired: &Desired,
+        observed: &Observed,
+        change: &Change,
+    ) -> Vec<crate::engine::Drift> {
+        diff::describe(desired, &observed.view, change)
+    }
+
     fn progress(&self, o: &Observed) -> Option<Progress> {
         (o.view.state == KeyState::Other).then(|| not_usable_yet(&o.key_id))
     }

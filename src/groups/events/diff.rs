@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::desired::{InputTransformer, Rule, Rules, Target};
-use crate::groups::kit::{TagPlan, collection_plan};
+use crate::engine::Drift;
+use crate::groups::kit::{TagPlan, collection_plan, tag_drift};
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObservedRule {
@@ -138,6 +139,54 @@ pub fn normalized(pattern: &Value) -> Value {
             Value::Array(items)
         }
         other => other.clone(),
+    }
+}
+
+/// One change in words.
+pub fn describe(
+    d: &Rules,
+    observed: &BTreeMap<String, ObservedRule>,
+    change: &Change,
+) -> Vec<Drift> {
+    let rule = |name: &str| format!("EventBridge rule {name}");
+    match change {
+        Change::Create(name) => vec![Drift::create(rule(name))],
+        Change::Delete { rule: name, .. } => vec![Drift::delete(rule(name))],
+        Change::Rule(name) => match (d.rules.get(name), observed.get(name)) {
+            (Some(want), Some(have)) => {
+                let mut drift = Vec::new();
+                if have.state != want.state {
+                    drift.push(Drift::value(rule(name), "state", &have.state, &want.state));
+                }
+                if have.description != want.description {
+                    drift.push(Drift::value(
+                        rule(name),
+                        "description",
+                        &have.description,
+                        &want.description,
+                    ));
+                }
+                let same_pattern = have
+                    .event_pattern
+                    .as_ref()
+                    .is_some_and(|p| normalized(p) == normalized(&want.event_pattern));
+                if !same_pattern || drift.is_empty() {
+                    drift.push(Drift::field(rule(name), "event pattern"));
+                }
+                drift
+            }
+            _ => vec![Drift::field(rule(name), "rule")],
+        },
+        Change::PutTargets(name) => vec![Drift::field(rule(name), "targets")],
+        Change::RemoveTargets { rule: name, ids } => ids
+            .iter()
+            .map(|id| Drift::delete(format!("{} target {id}", rule(name))))
+            .collect(),
+        Change::Tags { rule: name, plan } => {
+            let empty = BTreeMap::new();
+            let tags = observed.get(name).map_or(&empty, |o| &o.tags);
+            tag_drift(&rule(name), plan, tags)
+        }
     }
 }
 

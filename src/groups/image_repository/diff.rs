@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use super::desired::{ImageRepository, Mutability};
 use crate::desired::policy;
-use crate::engine::Failure;
-use crate::groups::kit::{TagPlan, json_subset};
+use crate::engine::{Drift, Failure};
+use crate::groups::kit::{TagPlan, json_subset, tag_drift};
 
 /// How ECR encrypts the repository (`encryptionConfiguration`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,6 +106,40 @@ pub fn encryption_refusal(d: &ImageRepository, observed: &Encryption) -> Failure
             d.name, d.kms_key_arn, d.name
         ),
     )
+}
+
+/// One change in words.
+pub fn describe(d: &ImageRepository, o: &RepositoryView, change: &Change) -> Vec<Drift> {
+    let repository = format!("ECR repository {}", d.name);
+    let on_off = |on: bool| if on { "on" } else { "off" };
+    let mutability = |m: &Mutability| match m.exclusions.as_slice() {
+        [] => m.mode.clone(),
+        exclusions => format!("{} except {}", m.mode, exclusions.join(", ")),
+    };
+    vec![match change {
+        Change::Encryption(have) => Drift::value(
+            &repository,
+            "encryption (cannot change; a new repository is needed)",
+            format!("{} {}", have.kind, have.kms_key.as_deref().unwrap_or("")).trim_end(),
+            format!("KMS {}", d.kms_key_arn),
+        ),
+        Change::Tags(plan) => return tag_drift(&repository, plan, &o.tags),
+        Change::Mutability => Drift::value(
+            &repository,
+            "tag mutability",
+            mutability(&o.mutability),
+            mutability(&d.mutability),
+        ),
+        Change::ScanOnPush => Drift::value(
+            &repository,
+            "scan on push",
+            on_off(o.scan_on_push),
+            on_off(d.scan_on_push),
+        ),
+        Change::Lifecycle => Drift::field(&repository, "lifecycle policy"),
+        Change::Policy => Drift::field(&repository, "repository policy"),
+        Change::DeletePolicy => Drift::value(&repository, "repository policy", "set", "(none)"),
+    }]
 }
 
 #[cfg(test)]

@@ -291,6 +291,15 @@ impl Group for ImageRepository {
         diff::diff(desired, &observed.view)
     }
 
+    fn describe(
+        &self,
+        desired: &Desired,
+        observed: &Observed,
+        change: &Change,
+    ) -> Vec<crate::engine::Drift> {
+        diff::describe(desired, &observed.view, change)
+    }
+
     async fn create(&self, aws: &AwsSession, d: &Desired) -> Result<Produced, Failure> {
         let ecr = aws.ecr();
         let at = Placement::of(aws);

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::desired::LogGroups;
-use crate::groups::kit::{TagPlan, collection_plan};
+use crate::engine::Drift;
+use crate::groups::kit::{TagPlan, collection_plan, tag_drift};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ObservedLogGroup {
@@ -40,6 +41,47 @@ pub fn diff(d: &LogGroups, observed: &BTreeMap<String, ObservedLogGroup>) -> Vec
     }
     changes.extend(plan.delete.into_iter().map(Change::Delete));
     changes
+}
+
+/// One change in words.
+pub fn describe(
+    d: &LogGroups,
+    observed: &BTreeMap<String, ObservedLogGroup>,
+    change: &Change,
+) -> Vec<Drift> {
+    let group = |name: &str| format!("log group {name}");
+    vec![match change {
+        Change::Create(name) => Drift::create(group(name)),
+        Change::Delete(name) => Drift::delete(group(name)),
+        Change::Retention(name) => Drift::value(
+            group(name),
+            "retention",
+            observed
+                .get(name)
+                .and_then(|o| o.retention_days)
+                .map_or("never expire".to_string(), |days| format!("{days} days")),
+            d.groups
+                .get(name)
+                .map_or(String::new(), |g| format!("{} days", g.retention_days)),
+        ),
+        Change::Key(name) => Drift::value(
+            group(name),
+            "KMS key",
+            observed
+                .get(name)
+                .and_then(|o| o.kms_key_arn.as_deref())
+                .unwrap_or("(none)"),
+            d.groups
+                .get(name)
+                .and_then(|g| g.kms_key_arn.as_deref())
+                .unwrap_or("(none)"),
+        ),
+        Change::Tags(name, plan) => {
+            let empty = BTreeMap::new();
+            let tags = observed.get(name).map_or(&empty, |o| &o.tags);
+            return tag_drift(&group(name), plan, tags);
+        }
+    }]
 }
 
 #[cfg(test)]

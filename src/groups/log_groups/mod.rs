@@ -171,6 +171,22 @@ impl Group for LogGroups {
         diff::diff(desired, observed)
     }
 
+    fn describe(
+        &self,
+        desired: &Desired,
+        observed: &Observed,
+        change: &Change,
+    ) -> Vec<crate::engine::Drift> {
+        diff::describe(desired, observed, change)
+    }
+
+    fn describe_removal(&self, observed: &Observed) -> Vec<crate::engine::Drift> {
+        observed
+            .keys()
+            .map(|name| crate::engine::Drift::delete(format!("log group {name}")))
+            .collect()
+    }
+
     async fn create(&self, aws: &AwsSession, d: &Desired) -> Result<Produced, Failure> {
         let changes = diff::diff(d, &Observed::new());
         self.update(aws, d, &Observed::new(), changes).await?;

@@ -8,7 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::desired::{Existing, Ipv4Cidr, Managed, Network, Part, Rule};
+use super::desired::{Existing, Ipv4Cidr, Managed, Network, Part, Peer, Rule};
+use crate::engine::Drift;
 use crate::groups::kit::TagPlan;
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -502,6 +503,105 @@ fn managed(d: &Managed, o: &ObservedManaged) -> Vec<Change> {
     }
     changes.extend(refusals);
     changes
+}
+
+/// One change in words.
+pub fn describe(d: &Network, o: &Observed, change: &Change) -> Vec<Drift> {
+    let vpc = || match (d, o.managed.vpcs.first()) {
+        (_, Some(v)) => format!("VPC {}", v.id),
+        (Network::Managed(m), None) => format!("VPC {}", m.cidr),
+        (Network::Existing(_), None) => "VPC".to_string(),
+    };
+    let group = || match d {
+        Network::Managed(m) => format!("security group {}", m.security_group_name),
+        Network::Existing(_) => "security group".to_string(),
+    };
+    let rule = |r: &Rule| {
+        let ports = match (r.from_port, r.to_port) {
+            (Some(from), Some(to)) if from == to => format!(" port {from}"),
+            (Some(from), Some(to)) => format!(" ports {from}-{to}"),
+            _ => String::new(),
+        };
+        let peer = match &r.peer {
+            Peer::Cidr(cidr) | Peer::Ipv6(cidr) => format!("from {cidr}"),
+            Peer::Group(id) => format!("from group {id}"),
+            Peer::PrefixList(id) => format!("from prefix list {id}"),
+        };
+        format!("{}{ports} {peer}", r.protocol)
+    };
+    match change {
+        Change::CreateVpc => vec![Drift::create(vpc())],
+        Change::EnableDnsSupport => vec![Drift::value(vpc(), "DNS support", "off", "on")],
+        Change::EnableDnsHostnames => vec![Drift::value(vpc(), "DNS hostnames", "off", "on")],
+        Change::CreateGateway => vec![Drift::create("internet gateway")],
+        Change::AttachGateway => vec![Drift::create(format!(
+            "internet gateway attachment to {}",
+            vpc()
+        ))],
+        Change::CreateSubnet { index, cidr } => {
+            vec![Drift::create(format!("subnet {index} ({cidr})"))]
+        }
+        Change::CreateRouteTable => vec![Drift::create("route table")],
+        Change::CreateDefaultRoute => {
+            vec![Drift::create("route 0.0.0.0/0 to the internet gateway")]
+        }
+        Change::ReplaceDefaultRoute => vec![Drift::field(
+            "route table",
+            "route 0.0.0.0/0 (not to the internet gateway)",
+        )],
+        Change::Associate { index } => vec![Drift::create(format!(
+            "route table association of subnet {index}"
+        ))],
+        Change::CreateSecurityGroup => vec![Drift::create(group())],
+        Change::Authorize(r) => vec![Drift::create(format!("{} ingress {}", group(), rule(r)))],
+        Change::Revoke(r) => vec![Drift::delete(format!("{} ingress {}", group(), rule(r)))],
+        Change::AuthorizeEgress(r) => {
+            vec![Drift::create(format!("{} egress {}", group(), rule(r)))]
+        }
+        Change::RevokeEgress(r) => vec![Drift::delete(format!("{} egress {}", group(), rule(r)))],
+        Change::Tags { ids, plan } => {
+            let resources = ids.join(", ");
+            plan.set
+                .iter()
+                .map(|(key, value)| {
+                    Drift::value(&resources, format!("tag {key}"), "(differs)", value)
+                })
+                .chain(
+                    plan.remove.iter().map(|key| {
+                        Drift::value(&resources, format!("tag {key}"), "set", "(removed)")
+                    }),
+                )
+                .collect()
+        }
+        Change::Remove(parts) => removal(parts),
+        Change::Refuse { reason, message } => {
+            vec![Drift::field("network", format!("{reason}: {message}"))]
+        }
+    }
+}
+
+/// Every managed part that deleting `parts` would remove.
+pub fn removal(parts: &ObservedManaged) -> Vec<Drift> {
+    let ids = |kind: &str, ids: Vec<&String>| {
+        ids.into_iter()
+            .map(|id| Drift::delete(format!("{kind} {id}")))
+            .collect::<Vec<_>>()
+    };
+    let mut drift = ids(
+        "security group",
+        parts.security_groups.iter().map(|g| &g.id).collect(),
+    );
+    drift.extend(ids(
+        "route table",
+        parts.route_tables.iter().map(|t| &t.id).collect(),
+    ));
+    drift.extend(ids("subnet", parts.subnets.iter().map(|s| &s.id).collect()));
+    drift.extend(ids(
+        "internet gateway",
+        parts.gateways.iter().map(|g| &g.id).collect(),
+    ));
+    drift.extend(ids("VPC", parts.vpcs.iter().map(|v| &v.id).collect()));
+    drift
 }
 
 #[cfg(test)]

@@ -1110,6 +1110,19 @@ impl Group for NetworkGroup {
         diff::diff(desired, observed)
     }
 
+    fn describe(
+        &self,
+        desired: &Network,
+        observed: &Observed,
+        change: &Change,
+    ) -> Vec<crate::engine::Drift> {
+        diff::describe(desired, observed, change)
+    }
+
+    fn describe_removal(&self, observed: &Observed) -> Vec<crate::engine::Drift> {
+        diff::removal(&observed.managed)
+    }
+
     async fn create(&self, aws: &AwsSession, d: &Network) -> Result<Produced, Failure> {
         let none = Observed::default();
         let state = self.apply(aws, d, &none, diff::diff(d, &none)).await?;

@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use super::desired::Topic;
 use crate::desired::policy::equivalent;
-use crate::groups::kit::{TagPlan, collection_plan};
+use crate::engine::Drift;
+use crate::groups::kit::{TagPlan, collection_plan, tag_drift};
 
 /// `SubscriptionArn` of a subscription the recipient has not confirmed yet: AWS gives no ARN,
 /// so it cannot be unsubscribed; AWS removes it when the confirmation expires.
@@ -70,6 +71,25 @@ pub fn diff(d: &Topic, o: &TopicView) -> Vec<Change> {
             }),
     );
     changes
+}
+
+/// One change in words.
+pub fn describe(d: &Topic, o: &TopicView, change: &Change) -> Vec<Drift> {
+    let topic = format!("SNS topic {}", d.name);
+    vec![match change {
+        Change::Key => Drift::value(
+            &topic,
+            "KMS key",
+            o.kms_key_arn.as_deref().unwrap_or("(none)"),
+            &d.kms_key_arn,
+        ),
+        Change::Policy => Drift::field(&topic, "topic policy"),
+        Change::Tags(plan) => return tag_drift(&topic, plan, &o.tags),
+        Change::Subscribe(email) => Drift::create(format!("{topic} e-mail subscription {email}")),
+        Change::Unsubscribe { email, .. } => {
+            Drift::delete(format!("{topic} e-mail subscription {email}"))
+        }
+    }]
 }
 
 #[cfg(test)]

@@ -188,6 +188,15 @@ impl Group for TopicGroup {
         diff::diff(desired, &observed.view)
     }
 
+    fn describe(
+        &self,
+        desired: &Topic,
+        observed: &Observed,
+        change: &Change,
+    ) -> Vec<crate::engine::Drift> {
+        diff::describe(desired, &observed.view, change)
+    }
+
     async fn create(&self, aws: &AwsSession, d: &Topic) -> Result<Produced, Failure> {
         let tags = sns_tags(&d.tags.tags)?;
         // CreateTopic is idempotent for the same name and attributes.

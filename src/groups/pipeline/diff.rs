@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use super::desired::{Pipeline, Structure};
-use crate::groups::kit::TagPlan;
+use crate::engine::Drift;
+use crate::groups::kit::{TagPlan, tag_drift};
 
 /// An S3 source bucket as the pipeline needs it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -62,6 +63,79 @@ pub fn diff(d: &Pipeline, o: &View) -> Vec<Change> {
         }
     }
     changes
+}
+
+/// One change in words: a structural update names each part that differs.
+pub fn describe(d: &Pipeline, o: &View, change: &Change) -> Vec<Drift> {
+    let pipeline = format!("CodePipeline {}", d.name);
+    let bucket = || format!("source bucket {}", d.source_bucket.as_deref().unwrap_or(""));
+    match change {
+        Change::SourceNotVersioned => vec![Drift::value(
+            bucket(),
+            "versioning (the bucket's owner must turn it on)",
+            "off",
+            "on",
+        )],
+        Change::SendSourceEvents => {
+            vec![Drift::value(
+                bucket(),
+                "EventBridge notifications",
+                "off",
+                "on",
+            )]
+        }
+        Change::Create => vec![Drift::create(pipeline)],
+        Change::Update => match &o.pipeline {
+            Some(actual) => structure_drift(&pipeline, &actual.structure, &d.structure),
+            None => vec![Drift::field(pipeline, "structure")],
+        },
+        Change::Tags(plan) => {
+            let empty = BTreeMap::new();
+            let tags = o.pipeline.as_ref().map_or(&empty, |p| &p.tags);
+            tag_drift(&pipeline, plan, tags)
+        }
+    }
+}
+
+fn structure_drift(pipeline: &str, have: &Structure, want: &Structure) -> Vec<Drift> {
+    let mut drift = Vec::new();
+    let mut compare = |field: &str, have: &str, want: &str| {
+        if have != want {
+            drift.push(Drift::value(pipeline, field, have, want));
+        }
+    };
+    compare("role", &have.role_arn, &want.role_arn);
+    compare(
+        "artifact bucket",
+        &have.artifact_bucket,
+        &want.artifact_bucket,
+    );
+    compare("KMS key", &have.kms_key_arn, &want.kms_key_arn);
+    compare("pipeline type", &have.pipeline_type, &want.pipeline_type);
+    compare("execution mode", &have.execution_mode, &want.execution_mode);
+    let names = |s: &Structure| {
+        s.stages
+            .iter()
+            .map(|stage| stage.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if names(have) != names(want) {
+        drift.push(Drift::value(pipeline, "stages", names(have), names(want)));
+    } else {
+        for (h, w) in have.stages.iter().zip(&want.stages) {
+            if h != w {
+                drift.push(Drift::field(pipeline, format!("stage {}", w.name)));
+            }
+        }
+    }
+    if have.triggers != want.triggers {
+        drift.push(Drift::field(pipeline, "triggers"));
+    }
+    if drift.is_empty() {
+        drift.push(Drift::field(pipeline, "structure"));
+    }
+    drift
 }
 
 #[cfg(test)]

@@ -414,6 +414,15 @@ impl Group for DeliveryPipelineGroup {
         diff::diff(desired, observed)
     }
 
+    fn describe(
+        &self,
+        desired: &Pipeline,
+        observed: &View,
+        change: &Change,
+    ) -> Vec<crate::engine::Drift> {
+        diff::describe(desired, observed, change)
+    }
+
     async fn create(&self, aws: &AwsSession, d: &Pipeline) -> Result<Produced, Failure> {
         let source_bucket = match &d.source_bucket {
             Some(bucket) => Some(self.observe_source_bucket(aws, bucket).await?),

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use super::desired::{Project, ReportGroup};
-use crate::groups::kit::TagPlan;
+use crate::engine::Drift;
+use crate::groups::kit::{TagPlan, tag_drift};
 
 /// A project as BatchGetProjects reports it, reduced to what the operator sets.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -121,6 +122,63 @@ fn drifted_fields(d: &Project, o: &ProjectView) -> Vec<&'static str> {
     .filter(|(_, same)| !same)
     .map(|(field, _)| field)
     .collect()
+}
+
+/// One change in words: a project update names each field that differs, with its values when
+/// it is one short value (the buildspec and variables are named only).
+pub fn describe(d: &Project, o: &View, change: &Change) -> Vec<Drift> {
+    let project = format!("CodeBuild project {}", d.name);
+    let report_group = || {
+        format!(
+            "CodeBuild report group {}",
+            d.report_group.as_ref().map_or("", |g| g.name.as_str())
+        )
+    };
+    match change {
+        Change::CreateReportGroup => vec![Drift::create(report_group())],
+        Change::CreateProject => vec![Drift::create(project)],
+        Change::UpdateReportGroup(tags) => {
+            let mut drift = Vec::new();
+            if let (Some(want), Some(have)) = (&d.report_group, &o.report_group) {
+                if !report_group_in_sync(want, have) {
+                    drift.push(Drift::field(report_group(), "export"));
+                }
+                drift.extend(tag_drift(&report_group(), tags, &have.tags));
+            }
+            drift
+        }
+        Change::UpdateProject { fields, tags } => {
+            let Some(have) = &o.project else {
+                return vec![Drift::field(project, fields.join(", "))];
+            };
+            let mut drift: Vec<Drift> = fields
+                .iter()
+                .map(|field| match field_values(field, d, have) {
+                    Some((from, to)) => Drift::value(&project, *field, from, to),
+                    None => Drift::field(&project, *field),
+                })
+                .collect();
+            drift.extend(tag_drift(&project, tags, &have.tags));
+            drift
+        }
+    }
+}
+
+fn field_values(field: &str, d: &Project, o: &ProjectView) -> Option<(String, String)> {
+    Some(match field {
+        "description" => (o.description.clone(), d.description.clone()),
+        "image" => (o.image.clone(), d.image.clone()),
+        "computeType" => (o.compute_type.clone(), d.compute_type.clone()),
+        "privilegedMode" => (o.privileged.to_string(), d.privileged.to_string()),
+        "timeoutInMinutes" => (o.timeout_minutes.to_string(), d.timeout_minutes.to_string()),
+        "queuedTimeoutInMinutes" => (
+            o.queued_timeout_minutes.to_string(),
+            d.queued_timeout_minutes.to_string(),
+        ),
+        "serviceRole" => (o.service_role_arn.clone(), d.service_role_arn.clone()),
+        "encryptionKey" => (o.kms_key_arn.clone(), d.kms_key_arn.clone()),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

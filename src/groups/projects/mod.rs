@@ -380,6 +380,15 @@ impl Group for BuildProject {
         diff::diff(desired, observed)
     }
 
+    fn describe(
+        &self,
+        desired: &Project,
+        observed: &View,
+        change: &Change,
+    ) -> Vec<crate::engine::Drift> {
+        diff::describe(desired, observed, change)
+    }
+
     async fn create(&self, aws: &AwsSession, d: &Project) -> Result<Produced, Failure> {
         let none = View::default();
         self.update(aws, d, &none, diff::diff(d, &none)).await?;

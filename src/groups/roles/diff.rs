@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use super::desired::{Role, Roles};
 use crate::desired::policy::equivalent;
-use crate::groups::kit::TagPlan;
+use crate::engine::Drift;
+use crate::groups::kit::{TagPlan, tag_drift};
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObservedRole {
@@ -121,6 +122,54 @@ fn role_changes(d: &Role, o: &ObservedRole, created: bool) -> Vec<Change> {
         });
     }
     changes
+}
+
+/// One change in words (policy documents are named, not printed).
+pub fn describe(
+    d: &Roles,
+    observed: &BTreeMap<String, ObservedRole>,
+    change: &Change,
+) -> Vec<Drift> {
+    let role = |name: &str| format!("IAM role {name}");
+    vec![match change {
+        Change::Create(name) => Drift::create(role(name)),
+        Change::Delete(name) => Drift::delete(role(name)),
+        Change::Trust(name) => Drift::field(role(name), "trust policy"),
+        Change::Description(name) => Drift::value(
+            role(name),
+            "description",
+            observed.get(name).map_or("", |o| o.description.as_str()),
+            d.roles
+                .iter()
+                .find(|r| r.name == *name)
+                .map_or("", |r| r.description.as_str()),
+        ),
+        Change::PutPolicy { role: name, policy } => {
+            match observed
+                .get(name)
+                .map(|o| o.inline_policies.contains_key(policy))
+            {
+                Some(true) => Drift::field(role(name), format!("inline policy {policy}")),
+                _ => Drift::create(format!("{} inline policy {policy}", role(name))),
+            }
+        }
+        Change::DeletePolicy { role: name, policy } => {
+            Drift::delete(format!("{} inline policy {policy}", role(name)))
+        }
+        Change::Attach {
+            role: name,
+            policy_arn,
+        } => Drift::create(format!("{} attachment of {policy_arn}", role(name))),
+        Change::Detach {
+            role: name,
+            policy_arn,
+        } => Drift::delete(format!("{} attachment of {policy_arn}", role(name))),
+        Change::Tags { role: name, plan } => {
+            let empty = BTreeMap::new();
+            let tags = observed.get(name).map_or(&empty, |o| &o.tags);
+            return tag_drift(&role(name), plan, tags);
+        }
+    }]
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@ use super::desired::{
     AWSVPC, CONTAINER_INSIGHTS, Cluster, Container, Deployment, HealthCheck, Runtime, Service,
     Strategy, TCP, TaskDefinition,
 };
+use crate::engine::Drift;
 use crate::engine::{Note, Progress};
-use crate::groups::kit::TagPlan;
+use crate::groups::kit::{TagPlan, tag_drift};
 
 pub const ACTIVE: &str = "ACTIVE";
 pub const PRIMARY: &str = "PRIMARY";
@@ -380,6 +381,115 @@ fn pending_revision(d: &Runtime, o: &Observed) -> bool {
     o.task_definition
         .as_ref()
         .is_some_and(|t| !task_definition_matches(&d.task_definition, t))
+}
+
+/// One change in words.
+pub fn describe(d: &Runtime, o: &Observed, change: &Change) -> Vec<Drift> {
+    let cluster = format!("ECS cluster {}", d.cluster.name);
+    let service = format!("ECS service {}", d.service.name);
+    let family = format!("ECS task definition {}", d.task_definition.family);
+    let empty = BTreeMap::new();
+    match change {
+        Change::CreateCluster => vec![Drift::create(cluster)],
+        Change::ClusterSettings => vec![Drift::value(
+            cluster,
+            "containerInsights",
+            o.cluster
+                .as_ref()
+                .and_then(|c| c.settings.get("containerInsights"))
+                .map_or("(unset)", String::as_str),
+            &d.cluster.container_insights,
+        )],
+        Change::CapacityProviders => vec![Drift::value(
+            cluster,
+            "capacity providers",
+            o.cluster
+                .as_ref()
+                .map_or(String::new(), |c| c.capacity_providers.join(", ")),
+            d.cluster.capacity_providers.join(", "),
+        )],
+        Change::ClusterTags(plan) => tag_drift(
+            &cluster,
+            plan,
+            o.cluster.as_ref().map_or(&empty, |c| &c.tags),
+        ),
+        Change::RegisterTaskDefinition { .. } => match &o.task_definition {
+            None => vec![Drift::create(family)],
+            Some(have) => task_definition_drift(&family, &d.task_definition, have),
+        },
+        Change::CreateService { .. } => vec![Drift::create(service)],
+        Change::UpdateService(update) => {
+            let mut drift = Vec::new();
+            let have = o.service.as_ref();
+            if update.task_definition {
+                drift.push(Drift::field(&service, "task definition (a new revision)"));
+            }
+            if let Some(count) = update.desired_count {
+                drift.push(Drift::value(
+                    &service,
+                    "desired count",
+                    have.map_or(0, |s| s.desired_count),
+                    count,
+                ));
+            }
+            if update.deployment_configuration {
+                drift.push(Drift::field(&service, "deployment configuration"));
+            }
+            if update.health_check_grace_period {
+                drift.push(Drift::value(
+                    &service,
+                    "health check grace period",
+                    have.and_then(|s| s.health_check_grace_period_seconds)
+                        .map_or("(unset)".to_string(), |s| format!("{s} s")),
+                    format!("{} s", d.service.health_check_grace_period_seconds),
+                ));
+            }
+            if update.network {
+                drift.push(Drift::field(&service, "network configuration"));
+            }
+            if update.propagate_tags {
+                drift.push(Drift::field(&service, "tag propagation"));
+            }
+            if update.managed_tags {
+                drift.push(Drift::field(&service, "ECS managed tags"));
+            }
+            drift
+        }
+        Change::ServiceTags(plan) => tag_drift(
+            &service,
+            plan,
+            o.service.as_ref().map_or(&empty, |s| &s.tags),
+        ),
+    }
+}
+
+fn task_definition_drift(
+    family: &str,
+    want: &TaskDefinition,
+    have: &ObservedTaskDefinition,
+) -> Vec<Drift> {
+    let mut drift = Vec::new();
+    let mut compare = |field: &str, have: Option<&str>, want: &str| {
+        if have != Some(want) {
+            drift.push(Drift::value(family, field, have.unwrap_or("(unset)"), want));
+        }
+    };
+    compare("cpu", have.cpu.as_deref(), &want.cpu);
+    compare("memory", have.memory.as_deref(), &want.memory);
+    compare(
+        "execution role",
+        have.execution_role_arn.as_deref(),
+        &want.execution_role_arn,
+    );
+    compare(
+        "task role",
+        have.task_role_arn.as_deref(),
+        &want.task_role_arn,
+    );
+    if drift.is_empty() {
+        drift.push(Drift::field(family, "container definition"));
+    }
+    drift
 }
 
 #[cfg(test)]

@@ -827,6 +827,15 @@ impl Group for ServiceGroup {
         diff::diff(desired, observed)
     }
 
+    fn describe(
+        &self,
+        desired: &Runtime,
+        observed: &Observed,
+        change: &Change,
+    ) -> Vec<crate::engine::Drift> {
+        diff::describe(desired, observed, change)
+    }
+
     async fn create(&self, aws: &AwsSession, d: &Runtime) -> Result<Produced, Failure> {
         let none = Observed::default();
         let state = self.apply(aws, d, &none, diff::diff(d, &none)).await?;
