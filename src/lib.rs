@@ -6,7 +6,8 @@
 //! desired, diff, AWS calls, behind one trait, and the one registry) -> [`engine`] (the
 //! dependency graph, concurrency, in-progress, deletion, conditions; knows neither AWS nor the
 //! API) -> [`controller`] (sessions, engine run, status, events). [`aws`] holds sessions and
-//! error classification; [`metrics`] the Prometheus metrics.
+//! error classification; [`metrics`] the Prometheus metrics; [`leader`] leader election on a
+//! Lease, so that one replica reconciles.
 
 pub mod api;
 pub mod aws;
@@ -14,4 +15,5 @@ pub mod controller;
 pub mod desired;
 pub mod engine;
 pub mod groups;
+pub mod leader;
 pub mod metrics;
