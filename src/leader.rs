@@ -91,7 +91,7 @@ pub enum Error {
 /// Why this replica stopped leading.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lost {
-    /// The lease names another holder, or none (someone cleared it).
+    /// The lease names another holder, or none (someone cleared or deleted it).
     TakenBy(Option<String>),
     /// No renewal succeeded within the renew deadline.
     NotRenewed {
@@ -104,7 +104,12 @@ impl std::fmt::Display for Lost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Lost::TakenBy(Some(holder)) => write!(f, "the lease is now held by {holder}"),
-            Lost::TakenBy(None) => write!(f, "the lease was released by someone else"),
+            Lost::TakenBy(None) => {
+                write!(
+                    f,
+                    "the lease no longer names this replica (released or deleted by someone else)"
+                )
+            }
             Lost::NotRenewed {
                 deadline,
                 last_error,
