@@ -6,8 +6,9 @@
 //! desired, diff, AWS calls, behind one trait, and the one registry) -> [`engine`] (the
 //! dependency graph, concurrency, in-progress, deletion, conditions; knows neither AWS nor the
 //! API) -> [`controller`] (sessions, engine run, status, events); [`diff`] renders an
-//! observe-only run for the `diff` command. [`aws`] holds sessions and
-//! error classification; [`metrics`] the Prometheus metrics.
+//! observe-only run for the `diff` command. [`aws`] holds sessions and error classification;
+//! [`metrics`] the Prometheus metrics; [`leader`] leader election on a Lease, so that one
+//! replica reconciles.
 
 pub mod api;
 pub mod aws;
@@ -16,4 +17,5 @@ pub mod desired;
 pub mod diff;
 pub mod engine;
 pub mod groups;
+pub mod leader;
 pub mod metrics;

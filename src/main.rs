@@ -10,15 +10,20 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use clap::{Parser, Subcommand};
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Parser, Subcommand};
 use delivery_operator::api::{self, DeliveryPipeline};
 use delivery_operator::aws::AwsFactory;
 use delivery_operator::controller::{self, Context, Settings};
 use delivery_operator::desired::{PipelineContext, plan};
 use delivery_operator::diff;
+use delivery_operator::leader::{self, LeaderElector, Timing};
 use delivery_operator::metrics::Metrics;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use kube::ResourceExt;
-use tracing::{error, info};
+use tokio::sync::watch;
+use tracing::{Instrument, error, info, info_span, warn};
 
 #[derive(Parser)]
 #[command(
@@ -123,6 +128,47 @@ struct RunArgs {
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     log_format: String,
+    /// Elect a leader on a Lease so that of several replicas only one reconciles; the others
+    /// wait to take over. `--leader-elect=false` reconciles at once (run a single replica).
+    #[arg(
+        long,
+        env = "LEADER_ELECT",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = BoolishValueParser::new()
+    )]
+    leader_elect: bool,
+    /// Name of the coordination.k8s.io/v1 Lease the replicas elect a leader on.
+    #[arg(
+        long,
+        env = "LEADER_ELECT_LEASE_NAME",
+        default_value = "delivery-operator"
+    )]
+    leader_elect_lease_name: String,
+    /// Namespace of the Lease: the operator's own (POD_NAMESPACE in a pod); else the
+    /// kubeconfig's namespace (or the in-cluster one), else `default`.
+    #[arg(long, env = "POD_NAMESPACE")]
+    leader_elect_lease_namespace: Option<String>,
+    /// Seconds another replica's claim on the lease lasts after it last changed, measured on
+    /// the waiting replica's own clock.
+    #[arg(
+        long,
+        env = "LEADER_ELECT_LEASE_DURATION_SECONDS",
+        default_value_t = 15
+    )]
+    leader_elect_lease_duration_seconds: u64,
+    /// Seconds the leader keeps leading without a successful renewal; then it exits.
+    #[arg(
+        long,
+        env = "LEADER_ELECT_RENEW_DEADLINE_SECONDS",
+        default_value_t = 10
+    )]
+    leader_elect_renew_deadline_seconds: u64,
+    /// Seconds between attempts to acquire or renew the lease.
+    #[arg(long, env = "LEADER_ELECT_RETRY_PERIOD_SECONDS", default_value_t = 2)]
+    leader_elect_retry_period_seconds: u64,
 }
 
 #[tokio::main]
@@ -299,6 +345,22 @@ async fn run(args: RunArgs) -> ExitCode {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
+    let timing = if args.leader_elect {
+        let timing = Timing {
+            lease_duration: Duration::from_secs(args.leader_elect_lease_duration_seconds),
+            renew_deadline: Duration::from_secs(args.leader_elect_renew_deadline_seconds),
+            retry_period: Duration::from_secs(args.leader_elect_retry_period_seconds),
+        };
+        match timing.validate() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                error!(error = %e, "cannot start");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => {
@@ -306,6 +368,7 @@ async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let identity = leader::default_identity();
     let metrics = Arc::new(Metrics::default());
     let allowed_roles = args
         .allowed_role_arns
@@ -331,10 +394,10 @@ async fn run(args: RunArgs) -> ExitCode {
         terminal_retry: Duration::from_secs(args.terminal_retry_seconds),
         base_backoff: Duration::from_secs(2),
         max_backoff: Duration::from_secs(300),
-        instance: std::env::var("POD_NAME").unwrap_or_else(|_| "delivery-operator".into()),
+        instance: identity.clone(),
         max_concurrent_reconciles: args.max_concurrent_reconciles,
     };
-    let ctx = Arc::new(Context::new(client, aws, metrics.clone(), settings));
+    let ctx = Arc::new(Context::new(client.clone(), aws, metrics.clone(), settings));
 
     let listener = match tokio::net::TcpListener::bind(args.metrics_addr).await {
         Ok(l) => l,
@@ -344,6 +407,8 @@ async fn run(args: RunArgs) -> ExitCode {
         }
     };
     let m = metrics.clone();
+    // Readiness is about serving this endpoint, not about leading: a replica waiting for the
+    // lease is ready (as controller-runtime's are), so a rollout is not held up by it.
     let router = Router::new()
         .route(
             "/metrics",
@@ -356,8 +421,159 @@ async fn run(args: RunArgs) -> ExitCode {
             error!(error = %e, "metrics server stopped");
         }
     });
-    info!(addr = %args.metrics_addr, "delivery-operator started");
-    controller::run(ctx).await;
-    info!("delivery-operator stopped");
-    ExitCode::SUCCESS
+    let shutdown = Shutdown::listen();
+    info!(addr = %args.metrics_addr, %identity, "delivery-operator started");
+    let Some(timing) = timing else {
+        metrics.leader.set(1);
+        let forced = reconcile_until_stopped(ctx, &shutdown).await;
+        info!("delivery-operator stopped");
+        return if forced {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        };
+    };
+    let namespace = args
+        .leader_elect_lease_namespace
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let elector = LeaderElector::new(
+        client,
+        &namespace,
+        &args.leader_elect_lease_name,
+        &identity,
+        timing,
+    );
+    let span = info_span!(
+        "leader_election",
+        lease = %format!("{namespace}/{}", args.leader_elect_lease_name),
+        %identity
+    );
+    lead(elector, span, ctx, metrics, shutdown).await
+}
+
+/// Waits for the lease, then runs the controller while holding it. Losing it stops every
+/// reconcile at once (the controller's future is dropped) and exits with a failure, so that
+/// Kubernetes restarts the container as a candidate again: the process never reconciles
+/// without the lease. A shutdown signal stops gracefully and releases the lease, so the next
+/// replica takes over at its next attempt instead of after the lease duration.
+async fn lead(
+    mut elector: LeaderElector,
+    span: tracing::Span,
+    ctx: Arc<Context>,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+) -> ExitCode {
+    let since = tokio::select! {
+        since = elector.acquire().instrument(span.clone()) => since,
+        () = shutdown.graceful() => {
+            info!("stopped before leading");
+            return ExitCode::SUCCESS;
+        }
+    };
+    metrics.leader.set(1);
+    let lost = tokio::select! {
+        forced = reconcile_until_stopped(ctx, &shutdown) => Err(forced),
+        lost = elector.hold(since).instrument(span.clone()) => Ok(lost),
+    };
+    metrics.leader.set(0);
+    match lost {
+        Ok(lost) => {
+            error!(
+                parent: &span,
+                reason = %lost,
+                "lost the lease: stopping every reconcile and exiting, so that only the new leader acts"
+            );
+            ExitCode::FAILURE
+        }
+        Err(forced) => {
+            match elector.release().await {
+                Ok(true) => info!(parent: &span, "released the lease"),
+                Ok(false) => info!(parent: &span, "the lease was no longer ours to release"),
+                Err(e) => {
+                    warn!(parent: &span, error = %e, "could not release the lease; it expires by itself")
+                }
+            }
+            info!("delivery-operator stopped");
+            if forced {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+    }
+}
+
+/// Runs the controller until a shutdown signal; the reconciles in flight finish unless a
+/// second signal comes. Returns whether it was stopped at once.
+async fn reconcile_until_stopped(ctx: Arc<Context>, shutdown: &Shutdown) -> bool {
+    tokio::select! {
+        () = controller::run(ctx, shutdown.graceful()) => false,
+        () = shutdown.clone().signalled(2) => {
+            warn!("second shutdown signal: stopping the reconciles in flight");
+            true
+        }
+    }
+}
+
+/// SIGTERM or Ctrl-C: the first asks for a graceful stop, a second for an immediate one.
+#[derive(Clone)]
+struct Shutdown {
+    signals: watch::Receiver<u32>,
+    first: Shared<BoxFuture<'static, ()>>,
+}
+
+impl Shutdown {
+    fn listen() -> Self {
+        let (tx, rx) = watch::channel(0u32);
+        tokio::spawn(async move {
+            let mut terminate = match tokio::signal::unix::signal(
+                tokio::signal::unix::SignalKind::terminate(),
+            ) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops gracefully");
+                    None
+                }
+            };
+            loop {
+                let sigterm = async {
+                    match terminate.as_mut() {
+                        Some(s) => {
+                            s.recv().await;
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    Ok(()) = tokio::signal::ctrl_c() => {}
+                    () = sigterm => {}
+                }
+                tx.send_modify(|n| *n += 1);
+                if *tx.borrow() == 1 {
+                    info!(
+                        "shutting down: reconciles in flight finish first (a second signal stops them)"
+                    );
+                }
+            }
+        });
+        let first = Self::count(rx.clone(), 1).boxed().shared();
+        Self { signals: rx, first }
+    }
+
+    async fn count(mut signals: watch::Receiver<u32>, times: u32) {
+        // An error means the sender is gone: no signal can come any more.
+        if signals.wait_for(|n| *n >= times).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Resolves on the first signal.
+    fn graceful(&self) -> Shared<BoxFuture<'static, ()>> {
+        self.first.clone()
+    }
+
+    async fn signalled(self, times: u32) {
+        Self::count(self.signals, times).await;
+    }
 }

@@ -1,7 +1,8 @@
 //! Prometheus metrics: reconciles by result, reconcile duration, and every AWS API call by
 //! service, operation, kind (read/write) and outcome. The AWS call counter is fed by an SDK
 //! interceptor on every client, so it counts each call the operator makes, including the STS
-//! calls behind assumed-role credentials.
+//! calls behind assumed-role credentials. `leader` says whether this replica runs the
+//! controller.
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -35,6 +37,9 @@ pub struct Metrics {
     pub reconciles: Family<ReconcileLabels, Counter>,
     pub reconcile_duration: Histogram,
     pub aws_calls: Family<AwsCallLabels, Counter>,
+    /// 1 while this replica runs the controller (it holds the lease, or leader election is
+    /// off), 0 while it waits.
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -58,11 +63,18 @@ impl Default for Metrics {
             "AWS API calls by service, operation, kind (read or write) and outcome",
             aws_calls.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica runs the controller (holds the leader-election lease), else 0",
+            leader.clone(),
+        );
         Self {
             registry,
             reconciles,
             reconcile_duration,
             aws_calls,
+            leader,
         }
     }
 }

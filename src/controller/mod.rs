@@ -192,9 +192,14 @@ fn reconcile_trigger(dp: &DeliveryPipeline) -> Option<u64> {
     Some(h.finish())
 }
 
-/// Runs until a shutdown signal. One controller per watched namespace (or one for all), so the
-/// operator needs RBAC only where it works.
-pub async fn run(ctx: Arc<Context>) {
+/// Runs until `shutdown` resolves, then lets the reconciles in flight finish. One controller
+/// per watched namespace (or one for all), so the operator needs RBAC only where it works.
+/// Dropping the returned future instead stops every reconcile at its next await, which is
+/// what losing the leader lease does.
+pub async fn run<S>(ctx: Arc<Context>, shutdown: S)
+where
+    S: std::future::Future<Output = ()> + Clone + Send + Sync + 'static,
+{
     let apis: Vec<Api<DeliveryPipeline>> = if ctx.settings.namespaces.is_empty() {
         vec![Api::all(ctx.client.clone())]
     } else {
@@ -216,7 +221,7 @@ pub async fn run(ctx: Arc<Context>) {
                 kube::runtime::controller::Config::default()
                     .concurrency(ctx.settings.max_concurrent_reconciles),
             )
-            .shutdown_on_signal()
+            .graceful_shutdown_on(shutdown.clone())
             .run(reconcile, error_policy, ctx.clone())
             .for_each(|result| async move {
                 if let Err(e) = result {

@@ -9,6 +9,7 @@ mod engine;
 mod events;
 mod identity;
 mod image_repository;
+mod leader;
 mod network;
 mod observe;
 mod operations;

@@ -306,6 +306,10 @@ pub fn condition<'a>(
         .find(|c| c.type_ == type_)
 }
 
+/// The namespace of the operator's service account, where its leader-election Leases live
+/// (`deploy/rbac.yaml` grants it leases there and nowhere else).
+pub const LEASE_NAMESPACE: &str = "delivery-operator-system";
+
 /// The operator binary, running as a separate process with the RBAC-limited identity.
 pub struct Operator {
     child: Child,
@@ -313,15 +317,41 @@ pub struct Operator {
     /// The AWS access-key ID this process signs with, its own: the emulator's record of this
     /// key ([`crate::emulator::calls_by`]) is every call this operator made.
     pub access_key: String,
+    /// Its leader-election identity (`POD_NAME`).
+    pub identity: String,
+    log: PathBuf,
 }
 
 impl Operator {
+    /// An operator watching `namespace`, with leader election on (as shipped) on a Lease of
+    /// its own, so it leads at once and tests stay independent.
     pub fn start(namespace: &str, extra_env: &[(&str, &str)]) -> Self {
+        let identity = unique("operator");
+        let log = sandbox().dir.join(format!("operator-{namespace}.log"));
+        Self::launch(namespace, extra_env, &[], identity, log)
+    }
+
+    /// A replica named `identity` (its `POD_NAME`), with `args` after the defaults (later
+    /// flags win, e.g. `--leader-elect-lease-name` to share a Lease with another replica).
+    /// Logs to `operator-<namespace>-<identity>.log` in the sandbox directory.
+    pub fn start_replica(namespace: &str, identity: &str, args: &[&str]) -> Self {
+        let log = sandbox()
+            .dir
+            .join(format!("operator-{namespace}-{identity}.log"));
+        Self::launch(namespace, &[], args, identity.to_string(), log)
+    }
+
+    fn launch(
+        namespace: &str,
+        extra_env: &[(&str, &str)],
+        args: &[&str],
+        identity: String,
+        log: PathBuf,
+    ) -> Self {
         let sb = sandbox();
         let port = free_port();
         let access_key = crate::emulator::unique_access_key();
-        let log = std::fs::File::create(sb.dir.join(format!("operator-{namespace}.log")))
-            .expect("log file");
+        let log_file = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_delivery-operator"));
         cmd.args([
             "run",
@@ -330,6 +360,7 @@ impl Operator {
             "--metrics-addr",
             &format!("127.0.0.1:{port}"),
         ])
+        .args(args)
         .env("KUBECONFIG", sb.kubeconfig("operator"))
         .env("AWS_ENDPOINT_URL", sb.aws_endpoint())
         .env("AWS_ACCESS_KEY_ID", &access_key)
@@ -337,10 +368,14 @@ impl Operator {
         .env("AWS_REGION", "us-east-1")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("RUST_LOG", "info,delivery_operator=debug")
+        .env("POD_NAME", &identity)
+        .env("POD_NAMESPACE", LEASE_NAMESPACE)
+        .env("LEADER_ELECT_LEASE_NAME", &identity)
         .env_remove("AWS_PROFILE")
-        // Logs go to stdout (as in a pod); keep them with anything on stderr.
-        .stdout(log.try_clone().expect("log file"))
-        .stderr(log);
+        .env_remove("LEADER_ELECT")
+        // The operator logs to stdout; panics and early errors go to stderr.
+        .stdout(log_file.try_clone().expect("log file"))
+        .stderr(log_file);
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -349,7 +384,34 @@ impl Operator {
             child,
             metrics_url: format!("http://127.0.0.1:{port}/metrics"),
             access_key,
+            identity,
+            log,
         }
+    }
+
+    /// Stops the process at once (SIGKILL), as a crashed node or an OOM kill would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Asks the process to stop (SIGTERM), as Kubernetes does before it deletes a pod.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// The exit status, once the process has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("wait for the operator")
+    }
+
+    /// What the process logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Fails unless the operator's own call metric equals the emulator's record of this
@@ -460,6 +522,12 @@ impl Metrics {
             .filter(|(k, _)| k.starts_with("delivery_operator_reconciles_total"))
             .map(|(_, v)| v)
             .sum()
+    }
+
+    /// `delivery_operator_leader`: 1 while the process runs its controller, 0 while it waits
+    /// for the lease.
+    pub fn leader(&self) -> Option<f64> {
+        self.0.get("delivery_operator_leader").copied()
     }
 
     /// AWS calls of `kind` ("read" or "write"), by `Service:Operation`.

@@ -97,3 +97,10 @@ comma-separated string (so `--set watchNamespaces=a` works too); trims, drops bl
 {{- end }}
 {{- $out | uniq | join "," }}
 {{- end }}
+
+{{/*
+Name of the leader-election Lease: leaderElection.leaseName, else the release's full name.
+*/}}
+{{- define "delivery-operator.leaseName" -}}
+{{- default (include "delivery-operator.fullname" .) .Values.leaderElection.leaseName }}
+{{- end }}
