@@ -29,10 +29,10 @@ sandbox-down:
 build:
 	cargo build
 
-## Regenerate crds/ (and the chart's copy) from the Rust types.
+## Regenerate crds/ (and the chart's copy, which templates/crd.yaml installs) from the Rust types.
 crds: build
 	$(BIN) crd --output-dir crds
-	cp crds/deliverypipelines.yaml charts/delivery-operator/crds/deliverypipelines.yaml
+	cp crds/deliverypipelines.yaml charts/delivery-operator/files/crds/deliverypipelines.yaml
 
 fmt:
 	cargo fmt

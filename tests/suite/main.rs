@@ -3,6 +3,7 @@
 
 mod admission;
 mod aws_emulator;
+mod chart;
 mod control_plane;
 mod emulator;
 mod engine;

@@ -50,6 +50,44 @@ impl Sandbox {
         c.env("KUBECONFIG", self.kubeconfig("admin"));
         c
     }
+
+    /// The pinned helm as the administrator, its own configuration, cache and data under the
+    /// sandbox (never the user's).
+    pub fn helm(&self) -> Command {
+        let mut c = Command::new(Path::new(&self.var("SANDBOX_BIN")).join("helm"));
+        c.env("KUBECONFIG", self.kubeconfig("admin"));
+        for (var, dir) in [
+            ("HELM_CONFIG_HOME", "config"),
+            ("HELM_CACHE_HOME", "cache"),
+            ("HELM_DATA_HOME", "data"),
+        ] {
+            c.env(var, self.dir.join("helm").join(dir));
+        }
+        c
+    }
+
+    /// A sandbox of its own in `dir` (fresh), stopped by a watchdog when this test binary exits.
+    pub fn up(dir: PathBuf) -> Self {
+        let status = Command::new(repo_root().join("scripts/sandbox"))
+            .args(["up", "--owner-pid", &std::process::id().to_string()])
+            .env("SANDBOX_DIR", &dir)
+            .status()
+            .expect("run scripts/sandbox");
+        assert!(status.success(), "scripts/sandbox up failed");
+        Self {
+            vars: parse_env(&dir.join("env")),
+            dir,
+        }
+    }
+
+    /// A client of this sandbox's API server with the identity of `kubeconfig`.
+    pub async fn client(&self, kubeconfig: &Path) -> Client {
+        let kubeconfig = Kubeconfig::read_from(kubeconfig).expect("read kubeconfig");
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("kube config");
+        Client::try_from(config).expect("kube client")
+    }
 }
 
 fn parse_env(path: &Path) -> BTreeMap<String, String> {
@@ -68,23 +106,14 @@ pub fn sandbox() -> &'static Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
     SANDBOX.get_or_init(|| {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let dir = match std::env::var("SANDBOX_DIR") {
-            Ok(d) if Path::new(&d).join("env").exists() => PathBuf::from(d),
-            _ => {
-                let dir = std::env::temp_dir()
-                    .join(format!("delivery-operator-test-{}", std::process::id()));
-                let status = Command::new(repo_root().join("scripts/sandbox"))
-                    .args(["up", "--owner-pid", &std::process::id().to_string()])
-                    .env("SANDBOX_DIR", &dir)
-                    .status()
-                    .expect("run scripts/sandbox");
-                assert!(status.success(), "scripts/sandbox up failed");
-                dir
-            }
-        };
-        let sandbox = Sandbox {
-            vars: parse_env(&dir.join("env")),
-            dir,
+        let sandbox = match std::env::var("SANDBOX_DIR") {
+            Ok(d) if Path::new(&d).join("env").exists() => Sandbox {
+                vars: parse_env(&Path::new(&d).join("env")),
+                dir: PathBuf::from(d),
+            },
+            _ => Sandbox::up(
+                std::env::temp_dir().join(format!("delivery-operator-test-{}", std::process::id())),
+            ),
         };
         let out = sandbox
             .kubectl()
@@ -130,11 +159,7 @@ pub fn sandbox() -> &'static Sandbox {
 
 pub async fn kube_client(who: &str) -> Client {
     let sb = sandbox();
-    let kubeconfig = Kubeconfig::read_from(sb.kubeconfig(who)).expect("read kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("kube config");
-    Client::try_from(config).expect("kube client")
+    sb.client(&sb.kubeconfig(who)).await
 }
 
 /// SDK configuration for moto in `account` (the default one, or a member account reached via
@@ -352,7 +377,7 @@ impl Operator {
         let port = free_port();
         let access_key = crate::emulator::unique_access_key();
         let log_file = std::fs::File::create(&log).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_delivery-operator"));
+        let mut cmd = Self::command();
         cmd.args([
             "run",
             "--namespace",
@@ -379,6 +404,24 @@ impl Operator {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
+        Self::spawn(cmd, port, access_key, identity, log)
+    }
+
+    /// The operator binary, not yet configured.
+    pub fn command() -> Command {
+        Command::new(env!("CARGO_BIN_EXE_delivery-operator"))
+    }
+
+    /// Starts `cmd` (from [`Operator::command`], configured by the caller) whose metrics listen
+    /// on 127.0.0.1:`port`, whose AWS access-key ID is `access_key`, whose leader-election
+    /// identity is `identity` and whose output goes to `log`.
+    pub fn spawn(
+        mut cmd: Command,
+        port: u16,
+        access_key: String,
+        identity: String,
+        log: PathBuf,
+    ) -> Self {
         let child = cmd.spawn().expect("start operator");
         Self {
             child,
@@ -469,7 +512,7 @@ impl Drop for Operator {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
