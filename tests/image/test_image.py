@@ -17,6 +17,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import struct
 import subprocess
 import sys
@@ -161,6 +162,18 @@ class ImageTest(unittest.TestCase):
                 name: tar.extractfile(m).read() for name, m in cls.members.items() if m.isfile()
             }
         cls.root = tempfile.mkdtemp(prefix="delivery-operator-image-root.")
+        # mkdtemp makes it 0700: as the image's root directory it must be traversable by the
+        # non-root user, as a container runtime's rootfs is.
+        os.chmod(cls.root, 0o755)
+        if os.geteuid() == 0:
+            # The devices every OCI runtime creates in a container ("Default Devices" of the
+            # runtime spec). The static binary needs /dev/urandom: in a static program dlsym
+            # finds no getrandom(3), so the getrandom crate reads randomness from that file.
+            os.mkdir(os.path.join(cls.root, "dev"), 0o755)
+            for name, minor in (("null", 3), ("zero", 5), ("full", 7), ("random", 8), ("urandom", 9)):
+                path = os.path.join(cls.root, "dev", name)
+                os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, minor))
+                os.chmod(path, 0o666)
         with tarfile.open(fileobj=io.BytesIO(cls.layer_tar)) as tar:
             # The "tar" filter (Python 3.12, backported) keeps modes and refuses paths outside root.
             tar.extractall(cls.root, **({"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}))
