@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use delivery_operator::api::{DeliveryPipeline, FINALIZER, OutputsSpec};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -186,6 +187,48 @@ impl Release {
     fn service_account(&self) -> String {
         name_of(self.one("ServiceAccount"))
     }
+
+    /// The release's only Role (and RoleBinding) is leader election's: in its own namespace,
+    /// `get`, `create` and `update` on Leases and nothing else.
+    fn assert_only_leader_election_roles(&self) {
+        let roles = self.all("Role");
+        assert_eq!(roles.len(), 1, "{roles:?}");
+        let role = roles[0];
+        assert_eq!(role["metadata"]["namespace"], json!(self.namespace));
+        assert_eq!(
+            role["rules"],
+            json!([{
+                "apiGroups": ["coordination.k8s.io"],
+                "resources": ["leases"],
+                "verbs": ["get", "create", "update"]
+            }])
+        );
+        let bindings = self.all("RoleBinding");
+        assert_eq!(bindings.len(), 1, "{bindings:?}");
+        assert_eq!(bindings[0]["roleRef"]["name"], role["metadata"]["name"]);
+    }
+
+    /// The release's Lease (named by the Deployment's `LEADER_ELECT_LEASE_NAME`) names
+    /// `holder`.
+    async fn assert_lease_held_by(&self, admin: &Client, holder: &str) {
+        let container = &self.one("Deployment")["spec"]["template"]["spec"]["containers"][0];
+        let lease_name = container["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .find(|v| v["name"] == "LEADER_ELECT_LEASE_NAME")
+            .and_then(|v| v["value"].as_str())
+            .expect("LEADER_ELECT_LEASE_NAME in the Deployment")
+            .to_string();
+        let lease = Api::<Lease>::namespaced(admin.clone(), &self.namespace)
+            .get(&lease_name)
+            .await
+            .expect("the release's Lease");
+        assert_eq!(
+            lease.spec.and_then(|s| s.holder_identity).as_deref(),
+            Some(holder)
+        );
+    }
 }
 
 fn name_of(object: &Value) -> String {
@@ -350,7 +393,8 @@ async fn a_cluster_wide_release_runs_the_operator_as_its_service_account_and_gra
     );
     assert_eq!(release.all("ClusterRole").len(), 1);
     assert_eq!(release.all("ClusterRoleBinding").len(), 1);
-    assert!(release.all("Role").is_empty() && release.all("RoleBinding").is_empty());
+    // Namespaced grants: only leader election's, on Leases in the release's own namespace.
+    release.assert_only_leader_election_roles();
     assert!(release.all("CustomResourceDefinition").is_empty());
 
     let service_account = release.service_account();
@@ -396,6 +440,8 @@ async fn a_cluster_wide_release_runs_the_operator_as_its_service_account_and_gra
     );
     let metrics = operator.metrics().await;
     assert!(metrics.reconciles() >= 1.0);
+    // It reconciled as the leader: the chart's Role let its token take the release's Lease.
+    release.assert_lease_held_by(&admin, &env["POD_NAME"]).await;
 
     // With the same token, what the chart does not grant is refused.
     let as_operator = sb.client(&kubeconfig).await;
@@ -474,7 +520,8 @@ async fn a_release_watching_namespaces_reconciles_there_and_cannot_read_elsewher
         v.sort();
         v
     };
-    let mut expected = vec![watched.clone(), also_watched.clone()];
+    // One per watched namespace, and leader election's in the release's own namespace.
+    let mut expected = vec![watched.clone(), also_watched.clone(), namespace.clone()];
     expected.sort();
     assert_eq!(role_namespaces("Role"), expected);
     assert_eq!(role_namespaces("RoleBinding"), expected);
