@@ -84,6 +84,17 @@ impl TagPlan {
     }
 }
 
+/// The removal of each named resource of one `kind`, in words (`delete <kind> <name>`).
+pub fn deletions<'a>(
+    kind: &str,
+    names: impl IntoIterator<Item = &'a String>,
+) -> Vec<crate::engine::Drift> {
+    names
+        .into_iter()
+        .map(|name| crate::engine::Drift::delete(format!("{kind} {name}")))
+        .collect()
+}
+
 /// Tag writes in words: one drift per key, with the value AWS has and the one declared.
 pub fn tag_drift(
     resource: &str,

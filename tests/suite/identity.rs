@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::emulator::{self, Fault, by_account, count, inject};
 use crate::support::{
     ACCOUNT, aws_config, condition, config_for, counts, ctx_of, eventually, example, gone,
-    member_config, request_reconcile, s3, start, wait_ready,
+    log_group_retention, member_config, request_reconcile, s3, start, wait_ready,
 };
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -159,23 +159,6 @@ async fn assert_topics_match(ctx: &PipelineContext, key: &str) {
     }
 }
 
-async fn retention(logs: &aws_sdk_cloudwatchlogs::Client, prefix: &str) -> BTreeMap<String, i32> {
-    logs.describe_log_groups()
-        .log_group_name_prefix(prefix)
-        .send()
-        .await
-        .expect("log groups")
-        .log_groups()
-        .iter()
-        .map(|g| {
-            (
-                g.log_group_name().unwrap_or_default().to_string(),
-                g.retention_in_days().unwrap_or_default(),
-            )
-        })
-        .collect()
-}
-
 /// What of this pipeline each service still lists in `account`, by listing (not by trusting
 /// the inventory): roles, topics, buckets, key aliases, log groups, repositories, rules,
 /// alarms, ECS clusters, services and task definitions.
@@ -221,7 +204,7 @@ async fn leftovers(ctx: &PipelineContext, account: &str) -> Vec<String> {
     );
     let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
     let prefix = format!("/delivery-operator/{}/", names.base());
-    left.extend(retention(&logs, &prefix).await.into_keys());
+    left.extend(log_group_retention(&logs, &prefix).await.into_keys());
     let ecr = aws_sdk_ecr::Client::new(&config);
     let repositories = ecr
         .describe_repositories()
@@ -423,7 +406,7 @@ async fn cross_account_pipeline_puts_each_resource_in_its_account_and_deletion_l
     for env in Env::ALL {
         let logs =
             aws_sdk_cloudwatchlogs::Client::new(&config_for(&ctx.environment_account(env)).await);
-        let groups = retention(&logs, &ctx.names().log_group_prefix(env.name())).await;
+        let groups = log_group_retention(&logs, &ctx.names().log_group_prefix(env.name())).await;
         assert_eq!(
             groups.values().copied().collect::<Vec<_>>(),
             vec![14],
@@ -548,7 +531,7 @@ async fn one_field_changes_make_exactly_the_needed_writes() {
     );
     let logs = aws_sdk_cloudwatchlogs::Client::new(&aws_config().await);
     let prefix = format!("/delivery-operator/{}/", ctx.names().base());
-    let all = retention(&logs, &prefix).await;
+    let all = log_group_retention(&logs, &prefix).await;
     assert_eq!(all.len(), 4);
     assert!(all.values().all(|days| *days == 90), "{all:?}");
 
@@ -656,7 +639,9 @@ async fn hand_edits_to_policies_subscriptions_and_retention_are_restored() {
         BTreeSet::from(["ops@example.com".to_string()])
     );
     assert_eq!(
-        retention(&logs, &build_logs).await.get(&build_logs),
+        log_group_retention(&logs, &build_logs)
+            .await
+            .get(&build_logs),
         Some(&ctx.spec.log_retention_days)
     );
 }

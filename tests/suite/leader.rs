@@ -65,6 +65,23 @@ async fn held_by(leases: &Api<Lease>, name: &str, identity: &str, timeout: Durat
     .await
 }
 
+/// Two replicas on `lease`: the first holds it, the second has said it waits to lead.
+async fn leader_and_follower(
+    namespace: &str,
+    leases: &Api<Lease>,
+    lease: &str,
+    args: &[String],
+) -> (Operator, Operator) {
+    let leader = replica(namespace, "replica-a", args);
+    held_by(leases, lease, &leader.identity, WAIT).await;
+    let follower = replica(namespace, "replica-b", args);
+    eventually("the second replica waiting", WAIT, || async {
+        follower.log().contains("waiting to lead").then_some(())
+    })
+    .await;
+    (leader, follower)
+}
+
 async fn exit_of(operator: &mut Operator, timeout: Duration) -> ExitStatus {
     let start = Instant::now();
     loop {
@@ -316,13 +333,7 @@ async fn a_leader_that_cannot_renew_stops_before_the_next_one_starts() {
     // A 6 s lease and a 3 s renew deadline: the leader must be gone 3 s before anyone may
     // take over.
     let args = on_lease(&lease, 6, 3);
-    let mut leader = replica(&ns, "replica-a", &args);
-    held_by(&leases, &lease, &leader.identity, WAIT).await;
-    let follower = replica(&ns, "replica-b", &args);
-    eventually("the second replica waiting", WAIT, || async {
-        follower.log().contains("waiting to lead").then_some(())
-    })
-    .await;
+    let (mut leader, follower) = leader_and_follower(&ns, &leases, &lease, &args).await;
 
     // The API server refuses every write that keeps the leader as holder: it can no longer
     // renew, while the other replica can still take the lease.
@@ -412,13 +423,7 @@ async fn a_leader_stopped_gracefully_hands_the_lease_over_at_once() {
     // A 60 s lease: the other replica can take it within the wait below only if it is
     // released, not by expiry.
     let args = on_lease(&lease, 60, 10);
-    let mut leader = replica(&ns, "replica-a", &args);
-    held_by(&leases, &lease, &leader.identity, WAIT).await;
-    let follower = replica(&ns, "replica-b", &args);
-    eventually("the second replica waiting", WAIT, || async {
-        follower.log().contains("waiting to lead").then_some(())
-    })
-    .await;
+    let (mut leader, follower) = leader_and_follower(&ns, &leases, &lease, &args).await;
 
     let stopping = Instant::now();
     leader.terminate();

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::emulator::{self, count};
 use crate::support::{
     Operator, aws_config, condition, create_namespace, ctx_of, eventually, example, kube_client,
-    request_reconcile, sandbox, start, unique, wait_ready,
+    log_group_retention, request_reconcile, sandbox, start, unique, wait_ready,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -24,20 +24,7 @@ const WAIT: Duration = Duration::from_secs(90);
 async fn retention(dp: &DeliveryPipeline) -> BTreeMap<String, i32> {
     let logs = aws_sdk_cloudwatchlogs::Client::new(&aws_config().await);
     let prefix = format!("/delivery-operator/{}/", ctx_of(dp).names().base());
-    logs.describe_log_groups()
-        .log_group_name_prefix(prefix)
-        .send()
-        .await
-        .expect("log groups")
-        .log_groups()
-        .iter()
-        .map(|g| {
-            (
-                g.log_group_name().unwrap_or_default().to_string(),
-                g.retention_in_days().unwrap_or_default(),
-            )
-        })
-        .collect()
+    log_group_retention(&logs, &prefix).await
 }
 
 /// Every AWS write in the operator's JSON log names the pipeline, the group, the account and

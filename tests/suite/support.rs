@@ -679,3 +679,24 @@ pub async fn request_reconcile(api: &Api<DeliveryPipeline>, name: &str) {
 pub fn counts(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
     pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
+
+/// Retention in days of each log group whose name starts with `prefix`, read from CloudWatch Logs.
+pub async fn log_group_retention(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    prefix: &str,
+) -> BTreeMap<String, i32> {
+    logs.describe_log_groups()
+        .log_group_name_prefix(prefix)
+        .send()
+        .await
+        .expect("log groups")
+        .log_groups()
+        .iter()
+        .map(|g| {
+            (
+                g.log_group_name().unwrap_or_default().to_string(),
+                g.retention_in_days().unwrap_or_default(),
+            )
+        })
+        .collect()
+}

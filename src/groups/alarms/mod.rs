@@ -240,10 +240,7 @@ impl Group for AlarmSet {
     }
 
     fn describe_removal(&self, observed: &Observed) -> Vec<crate::engine::Drift> {
-        observed
-            .keys()
-            .map(|name| crate::engine::Drift::delete(format!("CloudWatch alarm {name}")))
-            .collect()
+        super::kit::deletions("CloudWatch alarm", observed.keys())
     }
 
     async fn create(&self, aws: &AwsSession, d: &Alarms) -> Result<Produced, Failure> {

@@ -335,10 +335,7 @@ impl Group for EventRules {
     }
 
     fn describe_removal(&self, observed: &Observed) -> Vec<crate::engine::Drift> {
-        observed
-            .keys()
-            .map(|name| crate::engine::Drift::delete(format!("EventBridge rule {name}")))
-            .collect()
+        super::kit::deletions("EventBridge rule", observed.keys())
     }
 
     async fn create(&self, aws: &AwsSession, d: &Rules) -> Result<Produced, Failure> {

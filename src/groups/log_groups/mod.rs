@@ -181,10 +181,7 @@ impl Group for LogGroups {
     }
 
     fn describe_removal(&self, observed: &Observed) -> Vec<crate::engine::Drift> {
-        observed
-            .keys()
-            .map(|name| crate::engine::Drift::delete(format!("log group {name}")))
-            .collect()
+        super::kit::deletions("log group", observed.keys())
     }
 
     async fn create(&self, aws: &AwsSession, d: &Desired) -> Result<Produced, Failure> {

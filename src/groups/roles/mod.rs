@@ -291,10 +291,7 @@ impl Group for RoleSet {
     }
 
     fn describe_removal(&self, observed: &Observed) -> Vec<crate::engine::Drift> {
-        observed
-            .keys()
-            .map(|name| crate::engine::Drift::delete(format!("IAM role {name}")))
-            .collect()
+        super::kit::deletions("IAM role", observed.keys())
     }
 
     async fn create(&self, aws: &AwsSession, d: &Roles) -> Result<Produced, Failure> {
