@@ -35,8 +35,14 @@ impl Summary {
         let mut summary = Summary::default();
         for step in &report.steps {
             let (changes, not_compared) = match &step.outcome {
-                Outcome::Applied(a) => (a.drift.iter().map(ToString::to_string).collect(), None),
-                Outcome::Kept(drift) => (drift.iter().map(ToString::to_string).collect(), None),
+                Outcome::Applied(_) | Outcome::Kept(_) => (
+                    step.outcome
+                        .drift()
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                    None,
+                ),
                 Outcome::Removed(Removal::Gone) => (Vec::new(), None),
                 Outcome::Removed(Removal::Pending(what)) => (Vec::new(), Some(what.clone())),
                 Outcome::Blocked { waiting_for } if waiting_for.is_empty() => {

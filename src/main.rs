@@ -3,7 +3,7 @@
 //! AWS now, read only).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -211,18 +211,19 @@ fn write_crd(output_dir: Option<PathBuf>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn print_plan(file: &PathBuf, account_id: String, region: String, output: PlanFormat) -> ExitCode {
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("cannot read {}: {e}", file.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    let dp: DeliveryPipeline = match serde_yaml::from_str(&text) {
+/// A DeliveryPipeline manifest (YAML) from `file`, or why it is not one.
+fn read_manifest(file: &Path) -> Result<DeliveryPipeline, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    serde_yaml::from_str(&text)
+        .map_err(|e| format!("{} is not a valid DeliveryPipeline: {e}", file.display()))
+}
+
+fn print_plan(file: &Path, account_id: String, region: String, output: PlanFormat) -> ExitCode {
+    let dp = match read_manifest(file) {
         Ok(dp) => dp,
         Err(e) => {
-            eprintln!("{} is not a valid DeliveryPipeline: {e}", file.display());
+            eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
@@ -261,16 +262,10 @@ fn print_plan(file: &PathBuf, account_id: String, region: String, output: PlanFo
 /// observe-only walk and prints what would change.
 async fn print_diff(args: DiffArgs) -> ExitCode {
     const ERROR: u8 = 2;
-    let mut dp: DeliveryPipeline = match std::fs::read_to_string(&args.file)
-        .map_err(|e| e.to_string())
-        .and_then(|text| serde_yaml::from_str(&text).map_err(|e| e.to_string()))
-    {
+    let mut dp = match read_manifest(&args.file) {
         Ok(dp) => dp,
         Err(e) => {
-            eprintln!(
-                "{}: not a readable DeliveryPipeline: {e}",
-                args.file.display()
-            );
+            eprintln!("{e}");
             return ExitCode::from(ERROR);
         }
     };
@@ -426,12 +421,7 @@ async fn run(args: RunArgs) -> ExitCode {
     let Some(timing) = timing else {
         metrics.leader.set(1);
         let forced = reconcile_until_stopped(ctx, &shutdown).await;
-        info!("delivery-operator stopped");
-        return if forced {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        };
+        return stopped(forced);
     };
     let namespace = args
         .leader_elect_lease_namespace
@@ -494,13 +484,18 @@ async fn lead(
                     warn!(parent: &span, error = %e, "could not release the lease; it expires by itself")
                 }
             }
-            info!("delivery-operator stopped");
-            if forced {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
+            stopped(forced)
         }
+    }
+}
+
+/// The exit status after a shutdown: a failure when the reconciles in flight were cut short.
+fn stopped(forced: bool) -> ExitCode {
+    info!("delivery-operator stopped");
+    if forced {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -377,23 +377,46 @@ async fn group_steps(
     groups::steps(&pctx, &sessions)
 }
 
+/// What one run works with: the pipeline account's session, the values the run starts from,
+/// and one step per group instance.
+struct Prepared {
+    pipeline: Arc<AwsSession>,
+    seed: engine::Values,
+    steps: Vec<Box<dyn GroupStep>>,
+}
+
+/// The region, the pipeline's session (checked against where its resources were recorded)
+/// and the steps; a failure here means nothing in AWS could be attempted.
+async fn prepare(
+    dp: &DeliveryPipeline,
+    aws: &AwsFactory,
+    namespace: &str,
+) -> Result<Prepared, Failure> {
+    let region = region_of(dp, aws).ok_or_else(|| {
+        Failure::terminal(
+            "RegionUnknown",
+            "spec.region is not set and the operator has no default region; set spec.region or AWS_REGION for the operator",
+        )
+    })?;
+    let pipeline = sessions::pipeline(aws, dp, namespace, &region).await?;
+    if let Some(err) = placement_conflict(dp, &pipeline.account_id, &region) {
+        return Err(err);
+    }
+    let seed = groups::seed(&pipeline.account_id, &region);
+    let steps = group_steps(dp, aws, namespace, &region, pipeline.clone()).await;
+    Ok(Prepared {
+        pipeline,
+        seed,
+        steps,
+    })
+}
+
 /// What a reconcile of `dp` would change in AWS now, reading only (`delivery-operator diff`).
 /// `dp` may carry the live object's status: it supplies the recorded region and the tag keys
 /// the operator has applied, as a reconcile would use them.
 pub async fn preview(dp: &DeliveryPipeline, aws: &AwsFactory) -> Result<Report, Error> {
     let namespace = dp.namespace().ok_or(Error::NoNamespace)?;
-    let region = region_of(dp, aws).ok_or_else(|| {
-        Failure::terminal(
-            "RegionUnknown",
-            "spec.region is not set and no default region is configured (AWS_REGION)",
-        )
-    })?;
-    let pipeline = sessions::pipeline(aws, dp, &namespace, &region).await?;
-    if let Some(err) = placement_conflict(dp, &pipeline.account_id, &region) {
-        return Err(err.into());
-    }
-    let seed = groups::seed(&pipeline.account_id, &region);
-    let steps = group_steps(dp, aws, &namespace, &region, pipeline).await;
+    let Prepared { seed, steps, .. } = prepare(dp, aws, &namespace).await?;
     Ok(engine::observe(&steps, seed).await?)
 }
 
@@ -474,23 +497,15 @@ async fn apply(
         status::write(api, dp, status::paused(dp, false)).await?;
         return Ok(Requeue::await_change());
     }
-    let Some(region) = region_of(dp, &ctx.aws) else {
-        let err = Failure::terminal(
-            "RegionUnknown",
-            "spec.region is not set and the operator has no default region; set spec.region or AWS_REGION for the operator",
-        );
-        return not_attempted(dp, api, ctx, &key, err).await;
-    };
     // context -> sessions -> engine run -> one status computation -> one write
-    let pipeline = match sessions::pipeline(&ctx.aws, dp, &namespace, &region).await {
-        Ok(s) => s,
+    let Prepared {
+        pipeline,
+        seed,
+        steps,
+    } = match prepare(dp, &ctx.aws, &namespace).await {
+        Ok(prepared) => prepared,
         Err(err) => return not_attempted(dp, api, ctx, &key, err).await,
     };
-    if let Some(err) = placement_conflict(dp, &pipeline.account_id, &region) {
-        return not_attempted(dp, api, ctx, &key, err).await;
-    }
-    let seed = groups::seed(&pipeline.account_id, &region);
-    let steps = group_steps(dp, &ctx.aws, &namespace, &region, pipeline.clone()).await;
     let (report, mut status) = if is_observe_only(dp) {
         let report = engine::observe(&steps, seed).await?;
         let status = status::after_observe(dp, &report);

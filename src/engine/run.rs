@@ -29,6 +29,17 @@ pub enum Outcome {
     Kept(Vec<Drift>),
 }
 
+impl Outcome {
+    /// What an observe-only run found for this step (empty after an apply or a delete).
+    pub fn drift(&self) -> &[Drift] {
+        match self {
+            Outcome::Applied(a) => &a.drift,
+            Outcome::Kept(drift) => drift,
+            _ => &[],
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepReport {
     pub condition: String,
@@ -81,14 +92,9 @@ impl Report {
 
     /// Observe-only runs: every difference found, with the step it belongs to.
     pub fn drift(&self) -> impl Iterator<Item = (&StepReport, &Drift)> {
-        self.steps.iter().flat_map(|s| {
-            let drift: &[Drift] = match &s.outcome {
-                Outcome::Applied(a) => &a.drift,
-                Outcome::Kept(d) => d,
-                _ => &[],
-            };
-            drift.iter().map(move |d| (s, d))
-        })
+        self.steps
+            .iter()
+            .flat_map(|s| s.outcome.drift().iter().map(move |d| (s, d)))
     }
 
     /// True when every step is confirmed gone (after a delete run).

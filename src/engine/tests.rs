@@ -57,6 +57,22 @@ impl Fake {
         }
     }
 
+    /// What the fake gives its dependents: one value per key it provides.
+    fn applied(&self, action: Action, drift: Vec<Drift>) -> Applied {
+        Applied {
+            action,
+            values: self
+                .provides
+                .iter()
+                .map(|k| (*k, format!("{}-value", self.name)))
+                .collect(),
+            owned: Vec::new(),
+            progress: None,
+            note: None,
+            drift,
+        }
+    }
+
     fn log(&self, what: &str) {
         if let Ok(mut j) = self.journal.lock() {
             j.push(format!("{what} {}", self.name));
@@ -88,18 +104,7 @@ impl Step for Fake {
             self.log("start");
             tokio::time::sleep(self.delay).await;
             self.log("end");
-            let applied = Applied {
-                action: Action::Created,
-                values: self
-                    .provides
-                    .iter()
-                    .map(|k| (*k, format!("{}-value", self.name)))
-                    .collect(),
-                owned: Vec::new(),
-                progress: None,
-                note: None,
-                drift: Vec::new(),
-            };
+            let applied = self.applied(Action::Created, Vec::new());
             match &self.behaviour {
                 Behaviour::Ok => Ok(applied),
                 Behaviour::Fail(f) => Err(f.clone()),
@@ -129,18 +134,7 @@ impl Step for Fake {
             self.log("observe");
             match &self.behaviour {
                 Behaviour::Fail(f) => Err(f.clone()),
-                _ => Ok(Applied {
-                    action: Action::Unchanged,
-                    values: self
-                        .provides
-                        .iter()
-                        .map(|k| (*k, format!("{}-value", self.name)))
-                        .collect(),
-                    owned: Vec::new(),
-                    progress: None,
-                    note: None,
-                    drift: self.drift.clone(),
-                }),
+                _ => Ok(self.applied(Action::Unchanged, self.drift.clone())),
             }
         })
     }

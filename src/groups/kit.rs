@@ -84,6 +84,11 @@ impl TagPlan {
     }
 }
 
+/// A switch as a drift shows it.
+pub fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
+}
+
 /// The removal of each named resource of one `kind`, in words (`delete <kind> <name>`).
 pub fn deletions<'a>(
     kind: &str,

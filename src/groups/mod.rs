@@ -213,7 +213,7 @@ impl<G: Group> Instance<G> {
     }
 
     /// Log fields of everything this instance does, AWS calls included: with the reconcile's
-    /// `namespace` and `name`, a person can follow one pipeline's group in one account.
+    /// `pipeline`, a person can follow one pipeline's group in one account.
     fn span(&self) -> tracing::Span {
         let account = self
             .session
@@ -230,45 +230,49 @@ impl<G: Group> Instance<G> {
         let aws = self.session()?;
         let at = Placement::of(aws);
         let desired = self.group.desired(&at, inputs)?;
-        let (action, produced, progress, note) = match self.group.observe(aws).await? {
-            None => {
-                let produced = self.group.create(aws, &desired).await?;
-                let progress = produced.progress.clone();
-                let note = produced.note.clone();
-                (Action::Created, produced, progress, note)
-            }
-            Some(observed) => {
-                let changes = G::diff(&desired, &observed);
-                let (action, observed) = if changes.is_empty() {
-                    (Action::Unchanged, observed)
-                } else {
-                    tracing::debug!(kind = self.group.kind(), ?changes, "updating");
-                    let settled = self
-                        .group
-                        .update_settled(aws, &desired, &observed, changes)
-                        .await?;
-                    (Action::Updated, settled.unwrap_or(observed))
-                };
-                let produced = self.group.produced(&at, &desired, &observed);
-                let progress = produced
-                    .progress
-                    .clone()
-                    .or_else(|| self.group.progress(&observed));
-                let note = produced
-                    .note
-                    .clone()
-                    .or_else(|| self.group.note(&desired, &observed));
-                (action, produced, progress, note)
-            }
+        let Some(observed) = self.group.observe(aws).await? else {
+            let produced = self.group.create(aws, &desired).await?;
+            return Ok(Applied {
+                action: Action::Created,
+                values: produced.values,
+                owned: produced.owned,
+                progress: produced.progress,
+                note: produced.note,
+                drift: Vec::new(),
+            });
         };
-        Ok(Applied {
+        let changes = G::diff(&desired, &observed);
+        if changes.is_empty() {
+            return Ok(self.existing(&at, &desired, &observed, Action::Unchanged, Vec::new()));
+        }
+        tracing::debug!(kind = self.group.kind(), ?changes, "updating");
+        let settled = self
+            .group
+            .update_settled(aws, &desired, &observed, changes)
+            .await?;
+        let observed = settled.unwrap_or(observed);
+        Ok(self.existing(&at, &desired, &observed, Action::Updated, Vec::new()))
+    }
+
+    /// What an existing resource gives the run: its outputs and inventory, and its progress
+    /// and note (the group's own from `produced`, else those read from `observed`).
+    fn existing(
+        &self,
+        at: &Placement,
+        desired: &G::Desired,
+        observed: &G::Observed,
+        action: Action,
+        drift: Vec<Drift>,
+    ) -> Applied {
+        let produced = self.group.produced(at, desired, observed);
+        Applied {
             action,
             values: produced.values,
             owned: produced.owned,
-            progress,
-            note,
-            drift: Vec::new(),
-        })
+            progress: produced.progress.or_else(|| self.group.progress(observed)),
+            note: produced.note.or_else(|| self.group.note(desired, observed)),
+            drift,
+        }
     }
 
     async fn run_observe(&self, inputs: &Values) -> Result<Applied, Failure> {
@@ -290,21 +294,7 @@ impl<G: Group> Instance<G> {
             .iter()
             .flat_map(|change| self.group.describe(&desired, &observed, change))
             .collect();
-        let produced = self.group.produced(&at, &desired, &observed);
-        Ok(Applied {
-            action: Action::Unchanged,
-            progress: produced
-                .progress
-                .clone()
-                .or_else(|| self.group.progress(&observed)),
-            note: produced
-                .note
-                .clone()
-                .or_else(|| self.group.note(&desired, &observed)),
-            values: produced.values,
-            owned: produced.owned,
-            drift,
-        })
+        Ok(self.existing(&at, &desired, &observed, Action::Unchanged, drift))
     }
 
     async fn run_observe_removal(&self) -> Result<Vec<Drift>, Failure> {

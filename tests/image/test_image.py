@@ -182,6 +182,14 @@ class ImageTest(unittest.TestCase):
     def tearDownClass(cls):
         shutil.rmtree(cls.root, ignore_errors=True)
 
+    def enter_image(self):
+        """In the child before exec: the unpacked image as root directory, as uid/gid 65532."""
+        os.chroot(self.root)
+        os.chdir("/")
+        os.setgroups([])
+        os.setgid(65532)
+        os.setuid(65532)
+
     def test_archive_is_an_oci_layout_named_like_docker_save(self):
         self.assertEqual(self.archive.json("oci-layout"), {"imageLayoutVersion": "1.0.0"})
         self.assertEqual(self.descriptor["mediaType"], "application/vnd.oci.image.manifest.v1+json")
@@ -272,16 +280,9 @@ class ImageTest(unittest.TestCase):
 
     @unittest.skipUnless(os.geteuid() == 0, "chroot needs root")
     def test_binary_starts_chrooted_into_the_image_as_nonroot(self):
-        def enter_image():
-            os.chroot(self.root)
-            os.chdir("/")
-            os.setgroups([])
-            os.setgid(65532)
-            os.setuid(65532)
-
         out = subprocess.run(
             ["/delivery-operator", "--version"],
-            capture_output=True, text=True, check=True, env={}, preexec_fn=enter_image,
+            capture_output=True, text=True, check=True, env={}, preexec_fn=self.enter_image,
         )
         self.assertEqual(out.stdout, f"delivery-operator {VERSION}\n")
 
@@ -319,14 +320,7 @@ class ImageTest(unittest.TestCase):
         log = tempfile.TemporaryFile()
         self.addCleanup(log.close)
 
-        def enter_image():
-            os.chroot(self.root)
-            os.chdir("/")
-            os.setgroups([])
-            os.setgid(65532)
-            os.setuid(65532)
-
-        operator = subprocess.Popen(["/delivery-operator", "run"], env=env, preexec_fn=enter_image,
+        operator = subprocess.Popen(["/delivery-operator", "run"], env=env, preexec_fn=self.enter_image,
                                     stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 120

@@ -622,19 +622,7 @@ async fn the_deployment_and_its_pod_are_admitted_under_restricted_pod_security()
         .expect("a Deployment")
         .clone();
 
-    let apply = |object: &Value| {
-        with_stdin(
-            sb.kubectl().args([
-                "apply",
-                "--server-side",
-                "--field-manager",
-                "chart-test",
-                "-f",
-                "-",
-            ]),
-            &serde_json::to_string(object).expect("json"),
-        )
-    };
+    let apply = |object: &Value| server_side_apply(sb, object);
     let out = apply(&deployment);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -761,6 +749,11 @@ fn older_chart(sb: &Sandbox) -> PathBuf {
 fn apply_with_outputs(sb: &Sandbox, namespace: &str) -> Output {
     let mut dp = serde_json::to_value(pipeline(namespace, "kept")).expect("json");
     dp["metadata"]["annotations"] = json!({"delivery-operator.dev/paused": "true"});
+    server_side_apply(sb, &dp)
+}
+
+/// `kubectl apply --server-side` of `object`, as a user applies a manifest.
+fn server_side_apply(sb: &Sandbox, object: &Value) -> Output {
     with_stdin(
         sb.kubectl().args([
             "apply",
@@ -770,7 +763,7 @@ fn apply_with_outputs(sb: &Sandbox, namespace: &str) -> Output {
             "-f",
             "-",
         ]),
-        &serde_json::to_string(&dp).expect("json"),
+        &serde_json::to_string(object).expect("json"),
     )
 }
 

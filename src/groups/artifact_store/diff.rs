@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::desired::{ArtifactBucket, Lifecycle};
 use crate::desired::policy;
 use crate::engine::Drift;
-use crate::groups::kit::{TagPlan, tag_drift};
+use crate::groups::kit::{TagPlan, on_off, tag_drift};
 
 /// What the bucket looks like now; `None` where the setting is absent.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -70,7 +70,6 @@ pub fn all(d: &ArtifactBucket) -> Vec<Change> {
 /// One change in words.
 pub fn describe(d: &ArtifactBucket, o: &BucketView, change: &Change) -> Vec<Drift> {
     let bucket = format!("S3 bucket {}", d.name);
-    let on_off = |on: bool| if on { "on" } else { "off" };
     vec![match change {
         Change::Tags(plan) => return tag_drift(&bucket, plan, &o.tags),
         Change::PublicAccessBlock => Drift::value(

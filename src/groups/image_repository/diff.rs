@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::desired::{ImageRepository, Mutability};
 use crate::desired::policy;
 use crate::engine::{Drift, Failure};
-use crate::groups::kit::{TagPlan, json_subset, tag_drift};
+use crate::groups::kit::{TagPlan, json_subset, on_off, tag_drift};
 
 /// How ECR encrypts the repository (`encryptionConfiguration`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,7 +111,6 @@ pub fn encryption_refusal(d: &ImageRepository, observed: &Encryption) -> Failure
 /// One change in words.
 pub fn describe(d: &ImageRepository, o: &RepositoryView, change: &Change) -> Vec<Drift> {
     let repository = format!("ECR repository {}", d.name);
-    let on_off = |on: bool| if on { "on" } else { "off" };
     let mutability = |m: &Mutability| match m.exclusions.as_slice() {
         [] => m.mode.clone(),
         exclusions => format!("{} except {}", m.mode, exclusions.join(", ")),
