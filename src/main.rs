@@ -15,8 +15,8 @@ use clap::{ArgAction, Parser, Subcommand};
 use delivery_operator::api::{self, DeliveryPipeline};
 use delivery_operator::aws::AwsFactory;
 use delivery_operator::controller::{self, Context, Settings};
-use delivery_operator::desired::{PipelineContext, plan};
-use delivery_operator::diff;
+use delivery_operator::desired::PipelineContext;
+use delivery_operator::render::{drift as diff, plan};
 use delivery_operator::leader::{self, LeaderElector, Timing};
 use delivery_operator::metrics::Metrics;
 use futures::FutureExt;
@@ -227,18 +227,8 @@ fn print_plan(file: &Path, account_id: String, region: String, output: PlanForma
             return ExitCode::FAILURE;
         }
     };
-    let ctx = PipelineContext {
-        namespace: dp
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into()),
-        name: dp.metadata.name.clone().unwrap_or_default(),
-        region: dp.spec.region.clone().unwrap_or(region),
-        spec: dp.spec,
-        account_id,
-        retired_tag_keys: Vec::new(),
-    };
+    let region = dp.spec.region.clone().unwrap_or(region);
+    let ctx = PipelineContext::of(&dp, &account_id, &region);
     let plan = plan::plan(&ctx);
     let rendered = match output {
         PlanFormat::Yaml => serde_yaml::to_string(&plan).map_err(|e| e.to_string()),

@@ -172,7 +172,7 @@ pub fn after_apply(dp: &DeliveryPipeline, report: &Report) -> DeliveryPipelineSt
 pub fn after_observe(dp: &DeliveryPipeline, report: &Report) -> DeliveryPipelineStatus {
     let old = current(dp);
     let generation = dp.meta().generation;
-    let (states, dropped) = conditions::from_observe(report);
+    let (states, dropped) = conditions::from_preview(report);
     let mut values = report.values.clone();
     for step in &report.steps {
         if let Outcome::Applied(a) = &step.outcome

@@ -13,7 +13,7 @@ mod step;
 pub use failure::{Class, Failure};
 pub use graph::{Graph, GraphError};
 pub use key::{Key, Values};
-pub use run::{Outcome, Report, StepReport, apply, delete, observe};
+pub use run::{Outcome, Report, StepReport, apply, delete, preview};
 pub use step::{Action, Applied, Drift, DriftAction, Note, Owned, Progress, Removal, Step};
 
 #[cfg(test)]

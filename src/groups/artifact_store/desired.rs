@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::desired::PipelineContext;
 use crate::groups::kit::DesiredTags;
-use crate::groups::roles::desired::DEPLOY;
+use crate::desired::names::role::DEPLOY;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

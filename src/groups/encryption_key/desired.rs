@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::desired::PipelineContext;
 use crate::groups::kit::DesiredTags;
-use crate::groups::roles::desired as roles;
+use crate::desired::names::role as roles;
 
 /// Days between automatic rotations (AWS default and minimum is 90; 365 is the usual choice).
 pub const ROTATION_PERIOD_DAYS: i32 = 365;

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::desired::PipelineContext;
 use crate::groups::kit::DesiredTags;
-use crate::groups::roles::desired::TRIGGER_RULE;
+use crate::desired::names::TRIGGER_RULE;
 
 /// Rule purposes (the last part of each rule's name).
 pub const FAILED: &str = "failed";

@@ -12,7 +12,6 @@ use aws_sdk_eventbridge::types::{RuleState, Tag};
 use self::desired::{FAILED, Inputs, Rules, SUCCEEDED};
 use self::diff::{Change, ObservedRule, ObservedTarget};
 use super::kit::{check_owner, input};
-use super::roles::desired::has_trigger;
 use super::{Group, Placement, Produced, keys};
 use crate::aws::{AwsResultExt, AwsSession, found};
 use crate::desired::PipelineContext;
@@ -211,7 +210,7 @@ impl Group for EventRules {
 
     fn needs(&self) -> Vec<Key> {
         let mut needs = vec![keys::NOTIFICATION_TOPIC_ARN];
-        if has_trigger(&self.ctx) {
+        if self.ctx.has_trigger() {
             needs.push(keys::TRIGGER_ROLE_ARN);
         }
         needs
@@ -231,7 +230,7 @@ impl Group for EventRules {
 
     fn desired(&self, _at: &Placement, inputs: &Values) -> Result<Rules, Failure> {
         let topic_arn = input(inputs, keys::NOTIFICATION_TOPIC_ARN)?;
-        let trigger_role_arn = if has_trigger(&self.ctx) {
+        let trigger_role_arn = if self.ctx.has_trigger() {
             Some(input(inputs, keys::TRIGGER_ROLE_ARN)?)
         } else {
             None

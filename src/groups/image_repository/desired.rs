@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::api::TagMutability;
 use crate::desired::PipelineContext;
 use crate::groups::kit::DesiredTags;
-use crate::groups::roles::desired::EXECUTION;
+use crate::desired::names::role::EXECUTION;
 
 /// Tag exempt from immutability under `ImmutableExceptLatest`.
 pub const LATEST: &str = "latest";

@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 use crate::desired::{Env, PipelineContext};
 use crate::groups::kit::DesiredTags;
 use crate::groups::log_groups::desired::{APPLICATION, BUILD, SCAN};
-use crate::groups::projects::desired::REPORT_EXPORT_PREFIX;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -37,18 +36,8 @@ pub struct Roles {
     pub retired: Vec<String>,
 }
 
-/// Purposes of the pipeline account's roles and of each environment's roles.
-pub const PIPELINE: &str = "pipeline";
-pub const BUILDER: &str = "build";
-pub const SCANNER: &str = "scan";
-pub const EXECUTION: &str = "exec";
-pub const TASK: &str = "task";
-pub const DEPLOY: &str = "deploy";
-/// The role EventBridge assumes to start the pipeline when its S3 or CodeCommit source changes.
-pub const TRIGGER: &str = "trigger";
-/// The purpose of the EventBridge rule that starts the pipeline (its name's last part): the
-/// trigger role trusts EventBridge only for that rule.
-pub const TRIGGER_RULE: &str = "source";
+use crate::desired::names::role::{BUILDER, DEPLOY, EXECUTION, PIPELINE, SCANNER, TASK, TRIGGER};
+use crate::desired::names::{REPORT_EXPORT_PREFIX, TRIGGER_RULE};
 
 const ALLOW: &str = "Allow";
 
@@ -235,7 +224,7 @@ pub fn pipeline(ctx: &PipelineContext, kms_key_arn: &str) -> Roles {
     let mut roles = vec![pipeline_role, build_role, scan_role];
     let mut retired = Vec::new();
     let trigger_name = ctx.names().role(TRIGGER);
-    if has_trigger(ctx) {
+    if ctx.has_trigger() {
         let rule = arns.rule(&ctx.names().rule(TRIGGER_RULE));
         roles.push(
             role(
@@ -262,11 +251,6 @@ pub fn pipeline(ctx: &PipelineContext, kms_key_arn: &str) -> Roles {
     Roles { roles, retired }
 }
 
-/// Whether the source is started by an EventBridge rule (S3 object and CodeCommit branch
-/// changes). A connection source is started by the pipeline's own V2 trigger instead.
-pub fn has_trigger(ctx: &PipelineContext) -> bool {
-    ctx.spec.source.s3.is_some() || ctx.spec.source.code_commit.is_some()
-}
 
 fn pipeline_statements(ctx: &PipelineContext, key: &[String]) -> Vec<Value> {
     let arns = ctx.arns();
@@ -560,7 +544,7 @@ mod tests {
             repository: "app".into(),
             branch: "main".into(),
         });
-        assert!(has_trigger(&c));
+        assert!(c.has_trigger());
         assert_eq!(pipeline(&c, KEY).roles.len(), 4);
         let full = context(FULL);
         let roles = pipeline(&full, KEY);

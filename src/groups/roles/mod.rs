@@ -78,7 +78,7 @@ impl RoleSet {
     /// environment in another account, the trigger role only for S3 and CodeCommit sources.
     fn wants(&self, key: Key) -> bool {
         match self.env {
-            None if key == keys::TRIGGER_ROLE_ARN => desired::has_trigger(&self.ctx),
+            None if key == keys::TRIGGER_ROLE_ARN => self.ctx.has_trigger(),
             Some(env) if key == keys::DEPLOY_ROLE_ARN.scoped(env.name()) => self.has_deploy_role(),
             _ => true,
         }
