@@ -64,7 +64,7 @@ sdk_tag!(aws_sdk_ecr::types::Tag, key, value, required);
 sdk_tag!(aws_sdk_iam::types::Tag, key, value, required);
 sdk_tag!(aws_sdk_sns::types::Tag, key, value, required);
 sdk_tag!(aws_sdk_codepipeline::types::Tag, key, value, required);
-sdk_tag!(aws_sdk_cloudwatch::types::Tag, key, value, required);
+sdk_tag!(aws_sdk_cloudwatch::types::Tag, key, value, optional);
 sdk_tag!(aws_sdk_eventbridge::types::Tag, key, value, required);
 sdk_tag!(aws_sdk_codebuild::types::Tag, key, value, optional);
 sdk_tag!(aws_sdk_ec2::types::Tag, key, value, optional);

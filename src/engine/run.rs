@@ -248,7 +248,7 @@ pub async fn delete<S: Step + ?Sized>(steps: &[Box<S>]) -> Result<Report, GraphE
 }
 
 /// What deleting the steps in `which` would remove (reads only, so in no particular order).
-async fn observe_removals<S: Step + ?Sized>(
+async fn preview_removals<S: Step + ?Sized>(
     steps: &[Box<S>],
     which: &BTreeSet<usize>,
 ) -> BTreeMap<usize, Outcome> {

@@ -9,8 +9,8 @@ use serde_json::json;
 
 use crate::api::TagMutability;
 use crate::desired::PipelineContext;
-use crate::groups::kit::DesiredTags;
 use crate::desired::names::role::{BUILDER, SCANNER};
+use crate::groups::kit::DesiredTags;
 
 /// The stage scripts, embedded at build time; `tests/stages` runs the same files.
 pub const BUILD_SCRIPT: &str = include_str!("scripts/build.sh");
