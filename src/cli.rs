@@ -19,7 +19,9 @@ use crate::api::{self, DeliveryPipeline};
 use crate::aws::AwsFactory;
 use crate::controller::{self, Context, Settings};
 use crate::desired::PipelineContext;
-use crate::leader::{self, LeaderElector, Shutdown, Timing, lead, reconcile_until_stopped, stopped};
+use crate::leader::{
+    self, LeaderElector, Shutdown, Timing, lead, reconcile_until_stopped, stopped,
+};
 use crate::metrics::Metrics;
 use crate::render::{drift as diff, plan};
 
@@ -429,4 +431,3 @@ async fn run(args: RunArgs) -> ExitCode {
     );
     lead(elector, span, ctx, metrics, shutdown).await
 }
-

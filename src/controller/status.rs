@@ -9,8 +9,8 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use crate::api::{
-    Condition, DeliveryPipeline, DeliveryPipelineStatus, DriftItem,
-    InventoryItem, Outputs, READY, SYNCED,
+    Condition, DeliveryPipeline, DeliveryPipelineStatus, DriftItem, InventoryItem, Outputs, READY,
+    SYNCED,
 };
 use crate::desired::Env;
 use crate::engine::conditions::{self, FALSE, State, UNKNOWN};
@@ -318,7 +318,10 @@ mod tests {
             assert_eq!(out["staging"][*field], format!("s-{field}"), "{field}");
         }
         assert_eq!(out["production"], json!({"vpcId": "vpc-old"}));
-        assert_eq!(outputs(&Values::new(), &Outputs::default()), Outputs::default());
+        assert_eq!(
+            outputs(&Values::new(), &Outputs::default()),
+            Outputs::default()
+        );
     }
 
     fn item(id: &str, group: &str) -> InventoryItem {

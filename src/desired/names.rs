@@ -30,6 +30,14 @@ pub mod role {
     pub const TRIGGER: &str = "trigger";
 }
 
+/// Purposes of the log groups: the last part of each log group's name (build and scan in the
+/// pipeline account, the application's in each environment's account).
+pub mod log_group {
+    pub const BUILD: &str = "build";
+    pub const SCAN: &str = "scan";
+    pub const APPLICATION: &str = "app";
+}
+
 /// The purpose of the EventBridge rule that starts the pipeline (its name's last part): the
 /// trigger role trusts EventBridge only for that rule.
 pub const TRIGGER_RULE: &str = "source";

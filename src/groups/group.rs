@@ -286,10 +286,7 @@ impl<G: Group> Instance<G> {
 
     /// The session, where the resources live, and the desired state: what apply and preview
     /// both start from.
-    fn prepare(
-        &self,
-        inputs: &Values,
-    ) -> Result<(&AwsSession, Placement, G::Desired), Failure> {
+    fn prepare(&self, inputs: &Values) -> Result<(&AwsSession, Placement, G::Desired), Failure> {
         let aws = self.session.as_deref().map_err(Clone::clone)?;
         let at = Placement::of(aws);
         let desired = self.group.desired(&at, inputs)?;

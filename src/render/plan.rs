@@ -47,7 +47,9 @@ pub struct PolicyDocument {
 }
 
 /// No AWS at all: the offline plan only renders desired states.
-fn offline(_: Option<crate::desired::Env>) -> Result<std::sync::Arc<crate::aws::AwsSession>, Failure> {
+fn offline(
+    _: Option<crate::desired::Env>,
+) -> Result<std::sync::Arc<crate::aws::AwsSession>, Failure> {
     Err(Failure::terminal(
         "Offline",
         "the offline plan makes no AWS calls",

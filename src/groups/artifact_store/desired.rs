@@ -4,8 +4,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::desired::PipelineContext;
-use crate::groups::kit::DesiredTags;
 use crate::desired::names::role::DEPLOY;
+use crate::groups::kit::DesiredTags;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

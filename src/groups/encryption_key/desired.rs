@@ -4,8 +4,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::desired::PipelineContext;
-use crate::groups::kit::DesiredTags;
 use crate::desired::names::role as roles;
+use crate::groups::kit::DesiredTags;
 
 /// Days between automatic rotations (AWS default and minimum is 90; 365 is the usual choice).
 pub const ROTATION_PERIOD_DAYS: i32 = 365;
