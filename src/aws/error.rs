@@ -138,6 +138,9 @@ pub trait AwsResultExt<T> {
     /// eventual consistency (`InvalidParameterValueException` right after a role is created)
     /// is in progress, not a bad request.
     fn aws_with(self, operation: &str, overrides: &[(&str, Class)]) -> Result<T, Failure>;
+    /// As [`aws`](Self::aws), with the error codes given as `None`: "not found" on a read or
+    /// a delete, "already exists" on a create an interrupted attempt already made.
+    fn aws_tolerating(self, operation: &str, codes: &[&str]) -> Result<Option<T>, Failure>;
 }
 
 impl<T, E> AwsResultExt<T> for Result<T, SdkError<E, HttpResponse>>
@@ -163,6 +166,42 @@ where
             failure
         })
     }
+
+    fn aws_tolerating(self, operation: &str, codes: &[&str]) -> Result<Option<T>, Failure> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if code(&e).is_some_and(|c| codes.contains(&c)) => Ok(None),
+            Err(e) => Err(classify(operation, e)),
+        }
+    }
+}
+
+/// Repeats `call` (5 attempts in about 4 s) while AWS answers with one of `unseen`: a resource
+/// just created that an eventually consistent service does not show yet. The last answer
+/// otherwise.
+pub async fn while_unseen<T, E, F, Fut>(
+    unseen: &[&str],
+    mut call: F,
+) -> Result<T, SdkError<E, HttpResponse>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let mut wait = std::time::Duration::from_millis(250);
+    loop {
+        let result = call().await;
+        match &result {
+            Err(e)
+                if code(e).is_some_and(|c| unseen.contains(&c))
+                    && wait < std::time::Duration::from_secs(4) =>
+            {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            _ => return result,
+        }
+    }
 }
 
 /// The result of a read, with "not found" (the codes given) as `None`.
@@ -174,11 +213,7 @@ pub fn found<T, E>(
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    match result {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if code(&e).is_some_and(|c| not_found.contains(&c)) => Ok(None),
-        Err(e) => Err(classify(operation, e)),
-    }
+    result.aws_tolerating(operation, not_found)
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {

@@ -1,8 +1,20 @@
-//! AWS plumbing shared by every group: sessions (clients per identity chain and region) and
-//! error classification.
+//! AWS plumbing shared by every group: sessions (clients per identity chain and region), error
+//! classification, tolerated codes and "not yet visible" retries, and the tag adapters.
 
 pub mod error;
 pub mod session;
+pub mod tags;
 
-pub use error::{AwsResultExt, classify, code, found};
+pub use error::{AwsResultExt, classify, code, found, while_unseen};
 pub use session::{Assume, AwsFactory, AwsSession, SessionKey};
+
+/// The partition a region belongs to (the second field of every ARN).
+pub fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}

@@ -230,7 +230,7 @@ impl AwsFactory {
         };
         Ok(Arc::new(AwsSession {
             account_id,
-            partition: crate::desired::partition_of(&key.region),
+            partition: super::partition_of(&key.region),
             region: key.region.clone(),
             config,
             counter,

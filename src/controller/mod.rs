@@ -342,27 +342,6 @@ fn placement_conflict(dp: &DeliveryPipeline, account_id: &str, region: &str) -> 
     None
 }
 
-fn pipeline_context(dp: &DeliveryPipeline, account_id: &str, region: &str) -> PipelineContext {
-    PipelineContext {
-        namespace: dp.namespace().unwrap_or_default(),
-        name: dp.name_any(),
-        spec: dp.spec.clone(),
-        account_id: account_id.into(),
-        region: region.into(),
-        retired_tag_keys: dp
-            .status
-            .as_ref()
-            .map(|s| {
-                s.applied_tag_keys
-                    .iter()
-                    .filter(|k| !dp.spec.tags.contains_key(*k))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default(),
-    }
-}
-
 /// Every group instance of the pipeline, each with the session of the account it lives in
 /// (an environment whose role cannot be assumed carries that failure instead).
 async fn group_steps(
@@ -372,9 +351,9 @@ async fn group_steps(
     region: &str,
     pipeline: Arc<AwsSession>,
 ) -> Vec<Box<dyn GroupStep>> {
-    let pctx = pipeline_context(dp, &pipeline.account_id, region);
+    let pctx = PipelineContext::of(dp, &pipeline.account_id, region);
     let sessions = sessions::all(aws, dp, namespace, region, pipeline).await;
-    groups::steps(&pctx, &sessions)
+    groups::steps(&pctx, &|env| sessions.of(env))
 }
 
 /// What one run works with: the pipeline account's session, the values the run starts from,
@@ -417,7 +396,7 @@ async fn prepare(
 pub async fn preview(dp: &DeliveryPipeline, aws: &AwsFactory) -> Result<Report, Error> {
     let namespace = dp.namespace().ok_or(Error::NoNamespace)?;
     let Prepared { seed, steps, .. } = prepare(dp, aws, &namespace).await?;
-    Ok(engine::observe(&steps, seed).await?)
+    Ok(engine::preview(&steps, seed).await?)
 }
 
 /// Events for what a run did: Normal for changes, Warning for errors; nothing for steps that
@@ -507,7 +486,7 @@ async fn apply(
         Err(err) => return not_attempted(dp, api, ctx, &key, err).await,
     };
     let (report, mut status) = if is_observe_only(dp) {
-        let report = engine::observe(&steps, seed).await?;
+        let report = engine::preview(&steps, seed).await?;
         let status = status::after_observe(dp, &report);
         (report, status)
     } else {

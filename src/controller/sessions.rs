@@ -8,7 +8,27 @@ use crate::api::DeliveryPipeline;
 use crate::aws::{Assume, AwsFactory, AwsSession, SessionKey};
 use crate::desired::Env;
 use crate::engine::Failure;
-use crate::groups::Sessions;
+
+/// The sessions of one reconcile: the pipeline's, and each environment's (the pipeline's own
+/// when the environment is in the pipeline account).
+#[derive(Clone)]
+pub struct Sessions {
+    pub pipeline: Result<Arc<AwsSession>, Failure>,
+    pub staging: Result<Arc<AwsSession>, Failure>,
+    pub production: Result<Arc<AwsSession>, Failure>,
+}
+
+impl Sessions {
+    /// The session of the account an instance lives in: an environment's, or the pipeline's
+    /// (None). What the registry pairs each group instance with.
+    pub fn of(&self, env: Option<Env>) -> Result<Arc<AwsSession>, Failure> {
+        match env {
+            None => self.pipeline.clone(),
+            Some(Env::Staging) => self.staging.clone(),
+            Some(Env::Production) => self.production.clone(),
+        }
+    }
+}
 
 /// The external ID the operator sends when the spec names none: derived from the namespace,
 /// so a role trusted for one namespace's pipelines cannot be used from another namespace (the

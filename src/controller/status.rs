@@ -9,8 +9,8 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use crate::api::{
-    Condition, DeliveryPipeline, DeliveryPipelineStatus, DriftItem, EnvironmentOutputs,
-    InventoryItem, Outputs, READY, SYNCED,
+    Condition, DeliveryPipeline, DeliveryPipelineStatus, DriftItem, InventoryItem, Outputs, READY,
+    SYNCED,
 };
 use crate::desired::Env;
 use crate::engine::conditions::{self, FALSE, State, UNKNOWN};
@@ -58,54 +58,31 @@ pub fn merge(
 }
 
 /// Outputs from this run's values; where a step did not complete, what was recorded before.
+/// Which value is which field is `keys::OUTPUTS` (and `ENVIRONMENT_OUTPUTS`).
 fn outputs(values: &Values, previous: &Outputs) -> Outputs {
-    let get = |k, old: &Option<String>| values.get(&k).cloned().or_else(|| old.clone());
-    Outputs {
-        account_id: get(keys::ACCOUNT_ID, &previous.account_id),
-        region: get(keys::REGION, &previous.region),
-        kms_key_arn: get(keys::KMS_KEY_ARN, &previous.kms_key_arn),
-        artifact_bucket: get(keys::ARTIFACT_BUCKET, &previous.artifact_bucket),
-        image_repository_uri: get(keys::REPOSITORY_URI, &previous.image_repository_uri),
-        image_repository_arn: get(keys::REPOSITORY_ARN, &previous.image_repository_arn),
-        notification_topic_arn: get(
-            keys::NOTIFICATION_TOPIC_ARN,
-            &previous.notification_topic_arn,
-        ),
-        approval_topic_arn: get(keys::APPROVAL_TOPIC_ARN, &previous.approval_topic_arn),
-        pipeline_role_arn: get(keys::PIPELINE_ROLE_ARN, &previous.pipeline_role_arn),
-        pipeline_name: get(keys::PIPELINE_NAME, &previous.pipeline_name),
-        pipeline_arn: get(keys::PIPELINE_ARN, &previous.pipeline_arn),
-        staging: environment_outputs(values, Env::Staging, previous.staging.as_ref()),
-        production: environment_outputs(values, Env::Production, previous.production.as_ref()),
+    use serde_json::{Map, Value};
+    let fill = |fields: &mut Map<String, Value>, table: &[(&str, Key)], scope: Option<Env>| {
+        for (field, key) in table {
+            let key = scope.map_or(*key, |env| key.scoped(env.name()));
+            if let Some(value) = values.get(&key) {
+                fields.insert((*field).to_string(), Value::String(value.clone()));
+            }
+        }
+    };
+    let as_map = |value: Value| match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    let mut fields = as_map(serde_json::to_value(previous).unwrap_or(Value::Null));
+    fill(&mut fields, keys::OUTPUTS, None);
+    for env in Env::ALL {
+        let mut scoped = as_map(fields.remove(env.name()).unwrap_or(Value::Null));
+        fill(&mut scoped, keys::ENVIRONMENT_OUTPUTS, Some(env));
+        if !scoped.is_empty() {
+            fields.insert(env.name().to_string(), Value::Object(scoped));
+        }
     }
-}
-
-fn environment_outputs(
-    values: &Values,
-    env: Env,
-    previous: Option<&EnvironmentOutputs>,
-) -> Option<EnvironmentOutputs> {
-    let previous = previous.cloned().unwrap_or_default();
-    let get = |k: Key, old: &Option<String>| {
-        values
-            .get(&k.scoped(env.name()))
-            .cloned()
-            .or_else(|| old.clone())
-    };
-    let outputs = EnvironmentOutputs {
-        account_id: get(keys::ENVIRONMENT_ACCOUNT_ID, &previous.account_id),
-        deploy_role_arn: get(keys::DEPLOY_ROLE_ARN, &previous.deploy_role_arn),
-        execution_role_arn: get(keys::EXECUTION_ROLE_ARN, &previous.execution_role_arn),
-        task_role_arn: get(keys::TASK_ROLE_ARN, &previous.task_role_arn),
-        vpc_id: get(keys::VPC_ID, &previous.vpc_id),
-        subnet_ids: get(keys::SUBNET_IDS, &previous.subnet_ids),
-        security_group_ids: get(keys::SECURITY_GROUP_IDS, &previous.security_group_ids),
-        cluster_name: get(keys::CLUSTER_NAME, &previous.cluster_name),
-        cluster_arn: get(keys::CLUSTER_ARN, &previous.cluster_arn),
-        service_name: get(keys::SERVICE_NAME, &previous.service_name),
-        service_arn: get(keys::SERVICE_ARN, &previous.service_arn),
-    };
-    (outputs != EnvironmentOutputs::default()).then_some(outputs)
+    serde_json::from_value(Value::Object(fields)).unwrap_or_else(|_| previous.clone())
 }
 
 /// What the pipeline owns: what completed steps report now, plus what earlier reconciles
@@ -172,7 +149,7 @@ pub fn after_apply(dp: &DeliveryPipeline, report: &Report) -> DeliveryPipelineSt
 pub fn after_observe(dp: &DeliveryPipeline, report: &Report) -> DeliveryPipelineStatus {
     let old = current(dp);
     let generation = dp.meta().generation;
-    let (states, dropped) = conditions::from_observe(report);
+    let (states, dropped) = conditions::from_preview(report);
     let mut values = report.values.clone();
     for step in &report.steps {
         if let Outcome::Applied(a) = &step.outcome
@@ -316,6 +293,36 @@ pub async fn write(
 mod tests {
     use super::*;
     use crate::engine::{Action, Applied, Outcome, Owned, StepReport};
+
+    #[test]
+    fn every_output_key_fills_its_field_and_missing_values_keep_what_was_recorded() {
+        let mut values = Values::new();
+        for (field, key) in keys::OUTPUTS {
+            values.insert(*key, format!("v-{field}"));
+        }
+        for (field, key) in keys::ENVIRONMENT_OUTPUTS {
+            values.insert(key.scoped("staging"), format!("s-{field}"));
+        }
+        let previous = Outputs {
+            production: Some(crate::api::EnvironmentOutputs {
+                vpc_id: Some("vpc-old".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let out = serde_json::to_value(outputs(&values, &previous)).unwrap_or_default();
+        for (field, _) in keys::OUTPUTS {
+            assert_eq!(out[*field], format!("v-{field}"), "{field}");
+        }
+        for (field, _) in keys::ENVIRONMENT_OUTPUTS {
+            assert_eq!(out["staging"][*field], format!("s-{field}"), "{field}");
+        }
+        assert_eq!(out["production"], json!({"vpcId": "vpc-old"}));
+        assert_eq!(
+            outputs(&Values::new(), &Outputs::default()),
+            Outputs::default()
+        );
+    }
 
     fn item(id: &str, group: &str) -> InventoryItem {
         InventoryItem {

@@ -4,11 +4,10 @@
 
 pub mod arns;
 pub mod names;
-pub mod plan;
 pub mod policy;
 pub mod tags;
 
-use crate::api::{DeliveryPipelineSpec, Environment, Network};
+use crate::api::{DeliveryPipeline, DeliveryPipelineSpec, Environment, Network};
 
 /// A deployment environment: per-environment groups have one instance each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -59,6 +58,40 @@ pub struct PipelineContext {
 }
 
 impl PipelineContext {
+    /// The context of `dp` in an account and region. User tag keys the status records as
+    /// applied but the spec no longer has are retired. A manifest without a namespace (the
+    /// offline plan of a file) is in `default`, as kubectl would put it.
+    pub fn of(dp: &DeliveryPipeline, account_id: &str, region: &str) -> Self {
+        Self {
+            namespace: dp
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            name: dp.metadata.name.clone().unwrap_or_default(),
+            spec: dp.spec.clone(),
+            account_id: account_id.into(),
+            region: region.into(),
+            retired_tag_keys: dp
+                .status
+                .as_ref()
+                .map(|s| {
+                    s.applied_tag_keys
+                        .iter()
+                        .filter(|k| !dp.spec.tags.contains_key(*k))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Whether a source change starts the pipeline through an EventBridge rule (S3 and
+    /// CodeCommit sources; a CodeConnections source starts it itself).
+    pub fn has_trigger(&self) -> bool {
+        self.spec.source.s3.is_some() || self.spec.source.code_commit.is_some()
+    }
+
     /// AWS partition of the region (`aws`, `aws-cn`, `aws-us-gov`).
     pub fn partition(&self) -> &'static str {
         partition_of(&self.region)
@@ -109,15 +142,7 @@ impl PipelineContext {
     }
 }
 
-pub fn partition_of(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else {
-        "aws"
-    }
-}
+pub use crate::aws::partition_of;
 
 #[cfg(test)]
 pub(crate) mod testing {

@@ -17,6 +17,33 @@ pub const RULE_NAME_MAX: usize = 64;
 /// The longest purpose a rule name may end with.
 pub const RULE_PURPOSE_MAX: usize = 16;
 
+/// Purposes of the pipeline account's roles and of each environment's roles: the last part
+/// of each role's name.
+pub mod role {
+    pub const PIPELINE: &str = "pipeline";
+    pub const BUILDER: &str = "build";
+    pub const SCANNER: &str = "scan";
+    pub const EXECUTION: &str = "exec";
+    pub const TASK: &str = "task";
+    pub const DEPLOY: &str = "deploy";
+    /// The role EventBridge assumes to start the pipeline when its S3 or CodeCommit source changes.
+    pub const TRIGGER: &str = "trigger";
+}
+
+/// Purposes of the log groups: the last part of each log group's name (build and scan in the
+/// pipeline account, the application's in each environment's account).
+pub mod log_group {
+    pub const BUILD: &str = "build";
+    pub const SCAN: &str = "scan";
+    pub const APPLICATION: &str = "app";
+}
+
+/// The purpose of the EventBridge rule that starts the pipeline (its name's last part): the
+/// trigger role trusts EventBridge only for that rule.
+pub const TRIGGER_RULE: &str = "source";
+/// Where the scan project's report group exports raw reports, in the artifact bucket.
+pub const REPORT_EXPORT_PREFIX: &str = "scan-reports";
+
 /// Names of one pipeline's AWS resources.
 pub struct Names<'a> {
     ctx: &'a PipelineContext,

@@ -145,7 +145,7 @@ pub fn from_apply(report: &Report) -> (Vec<State>, Vec<String>) {
 
 /// States after an observe-only run: as after an apply, with `Synced` saying nothing was
 /// written and how much differs.
-pub fn from_observe(report: &Report) -> (Vec<State>, Vec<String>) {
+pub fn from_preview(report: &Report) -> (Vec<State>, Vec<String>) {
     let (mut states, dropped) = from_apply(report);
     let differences = report.drift().count();
     if let Some(synced) = states

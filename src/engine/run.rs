@@ -111,7 +111,7 @@ type Running<'a, T> = FuturesUnordered<BoxFuture<'a, (usize, T)>>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Manage,
-    Observe,
+    Preview,
 }
 
 /// Brings every wanted step to its desired state and deletes the unwanted ones.
@@ -123,11 +123,11 @@ pub async fn apply<S: Step + ?Sized>(steps: &[Box<S>], seed: Values) -> Result<R
 
 /// The same walk as [`apply`], reading only: each step reports what it would change
 /// (`Applied::drift`), unwanted steps what they would delete ([`Outcome::Kept`]).
-pub async fn observe<S: Step + ?Sized>(
+pub async fn preview<S: Step + ?Sized>(
     steps: &[Box<S>],
     seed: Values,
 ) -> Result<Report, GraphError> {
-    run(steps, seed, Mode::Observe).await
+    run(steps, seed, Mode::Preview).await
 }
 
 async fn run<S: Step + ?Sized>(
@@ -177,7 +177,7 @@ async fn run<S: Step + ?Sized>(
                     running.push(Box::pin(async move {
                         let result = match mode {
                             Mode::Manage => step.apply(&inputs).await,
-                            Mode::Observe => step.observe(&inputs).await,
+                            Mode::Preview => step.preview(&inputs).await,
                         };
                         (i, result)
                     }));
@@ -200,7 +200,7 @@ async fn run<S: Step + ?Sized>(
     let unwanted: BTreeSet<usize> = (0..steps.len()).filter(|i| !wanted.contains(i)).collect();
     let removed = match mode {
         Mode::Manage => remove(steps, &graph, &unwanted).await,
-        Mode::Observe => observe_removals(steps, &unwanted).await,
+        Mode::Preview => preview_removals(steps, &unwanted).await,
     };
     for (i, outcome) in removed {
         outcomes[i] = Some(outcome);
@@ -248,14 +248,14 @@ pub async fn delete<S: Step + ?Sized>(steps: &[Box<S>]) -> Result<Report, GraphE
 }
 
 /// What deleting the steps in `which` would remove (reads only, so in no particular order).
-async fn observe_removals<S: Step + ?Sized>(
+async fn preview_removals<S: Step + ?Sized>(
     steps: &[Box<S>],
     which: &BTreeSet<usize>,
 ) -> BTreeMap<usize, Outcome> {
     let looks = which.iter().map(|&i| {
         let step = &steps[i];
         async move {
-            let outcome = match step.observe_removal().await {
+            let outcome = match step.preview_removal().await {
                 Ok(drift) if drift.is_empty() => Outcome::Removed(Removal::Gone),
                 Ok(drift) => Outcome::Kept(drift),
                 Err(failure) => Outcome::Failed(failure),

@@ -182,7 +182,7 @@ pub trait Step: Send + Sync {
     fn delete(&self) -> BoxFuture<'_, Result<Removal, Failure>>;
     /// Read only: what `apply` would change, in `Applied::drift` (action `Unchanged`). When the
     /// resource is missing, its predicted outputs stand in so dependents can still be compared.
-    fn observe<'a>(&'a self, inputs: &'a Values) -> BoxFuture<'a, Result<Applied, Failure>>;
+    fn preview<'a>(&'a self, inputs: &'a Values) -> BoxFuture<'a, Result<Applied, Failure>>;
     /// Read only: what `delete` would remove (empty: nothing exists).
-    fn observe_removal(&self) -> BoxFuture<'_, Result<Vec<Drift>, Failure>>;
+    fn preview_removal(&self) -> BoxFuture<'_, Result<Vec<Drift>, Failure>>;
 }

@@ -126,7 +126,7 @@ impl Step for Fake {
             self.delete_result.clone()
         })
     }
-    fn observe<'a>(&'a self, inputs: &'a Values) -> BoxFuture<'a, Result<Applied, Failure>> {
+    fn preview<'a>(&'a self, inputs: &'a Values) -> BoxFuture<'a, Result<Applied, Failure>> {
         Box::pin(async move {
             for k in &self.needs {
                 assert!(inputs.contains_key(k), "{} observed without {k}", self.name);
@@ -138,7 +138,7 @@ impl Step for Fake {
             }
         })
     }
-    fn observe_removal(&self) -> BoxFuture<'_, Result<Vec<Drift>, Failure>> {
+    fn preview_removal(&self) -> BoxFuture<'_, Result<Vec<Drift>, Failure>> {
         Box::pin(async move {
             self.log("observe-removal");
             Ok(self.drift.clone())
@@ -421,7 +421,7 @@ async fn observing_changes_nothing_and_reports_each_difference() {
     let mut gone = Fake::new("gone", &[], &[], &j);
     gone.wanted = false;
     let steps = boxed(vec![key, bucket, old, gone]);
-    let report = observe(&steps, seed()).await.expect("graph");
+    let report = preview(&steps, seed()).await.expect("graph");
 
     let calls = entries(&j);
     assert!(
@@ -445,7 +445,7 @@ async fn observing_changes_nothing_and_reports_each_difference() {
         Some(Outcome::Removed(Removal::Gone))
     );
 
-    let (states, dropped) = conditions::from_observe(&report);
+    let (states, dropped) = conditions::from_preview(&report);
     assert_eq!(dropped, vec!["gone".to_string()]);
     let key = state(&states, "key");
     assert_eq!((key.status, key.reason.as_str()), (FALSE, "Drifted"));

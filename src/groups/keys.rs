@@ -50,3 +50,35 @@ pub const CLUSTER_NAME: Key = Key::new("ClusterName");
 pub const CLUSTER_ARN: Key = Key::new("ClusterArn");
 pub const SERVICE_NAME: Key = Key::new("ServiceName");
 pub const SERVICE_ARN: Key = Key::new("ServiceArn");
+
+/// The values published in `status.outputs`, by field name (camelCase, as in the CRD). The
+/// field's type and documentation live in `api::status::Outputs`; a new output is a field
+/// there and a row here.
+pub const OUTPUTS: &[(&str, Key)] = &[
+    ("accountId", ACCOUNT_ID),
+    ("region", REGION),
+    ("kmsKeyArn", KMS_KEY_ARN),
+    ("artifactBucket", ARTIFACT_BUCKET),
+    ("imageRepositoryUri", REPOSITORY_URI),
+    ("imageRepositoryArn", REPOSITORY_ARN),
+    ("notificationTopicArn", NOTIFICATION_TOPIC_ARN),
+    ("approvalTopicArn", APPROVAL_TOPIC_ARN),
+    ("pipelineRoleArn", PIPELINE_ROLE_ARN),
+    ("pipelineName", PIPELINE_NAME),
+    ("pipelineArn", PIPELINE_ARN),
+];
+
+/// Per environment (`status.outputs.<env>`), scoped by the environment's name.
+pub const ENVIRONMENT_OUTPUTS: &[(&str, Key)] = &[
+    ("accountId", ENVIRONMENT_ACCOUNT_ID),
+    ("deployRoleArn", DEPLOY_ROLE_ARN),
+    ("executionRoleArn", EXECUTION_ROLE_ARN),
+    ("taskRoleArn", TASK_ROLE_ARN),
+    ("vpcId", VPC_ID),
+    ("subnetIds", SUBNET_IDS),
+    ("securityGroupIds", SECURITY_GROUP_IDS),
+    ("clusterName", CLUSTER_NAME),
+    ("clusterArn", CLUSTER_ARN),
+    ("serviceName", SERVICE_NAME),
+    ("serviceArn", SERVICE_ARN),
+];

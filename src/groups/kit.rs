@@ -84,6 +84,32 @@ impl TagPlan {
     }
 }
 
+/// For `.build().map_err(invalid("what"))` on an SDK builder whose required members the
+/// desired state always sets: a request the SDK refuses to build is a bad spec, not a retry.
+pub fn invalid(
+    what: &str,
+) -> impl FnOnce(aws_smithy_types::error::operation::BuildError) -> Failure + '_ {
+    move |e| Failure::terminal("InvalidRequest", format!("{what}: {e}"))
+}
+
+/// Applies a tag plan through a service's own tag and untag calls: `set` gets the tags to set
+/// (when any), `remove` the keys to remove (when any).
+pub async fn apply_tags<S, SF, R, RF>(plan: TagPlan, set: S, remove: R) -> Result<(), Failure>
+where
+    S: FnOnce(BTreeMap<String, String>) -> SF,
+    SF: std::future::Future<Output = Result<(), Failure>>,
+    R: FnOnce(Vec<String>) -> RF,
+    RF: std::future::Future<Output = Result<(), Failure>>,
+{
+    if !plan.set.is_empty() {
+        set(plan.set).await?;
+    }
+    if !plan.remove.is_empty() {
+        remove(plan.remove).await?;
+    }
+    Ok(())
+}
+
 /// A switch as a drift shows it.
 pub fn on_off(on: bool) -> &'static str {
     if on { "on" } else { "off" }

@@ -48,7 +48,7 @@ fn desired_rules(ctx: &PipelineContext) -> events::Rules {
         ctx,
         &events::Inputs {
             topic_arn: &topic,
-            trigger_role_arn: roles::has_trigger(ctx).then_some(role.as_str()),
+            trigger_role_arn: ctx.has_trigger().then_some(role.as_str()),
         },
     )
 }

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use super::desired::{Alarms, Settings};
 use crate::engine::Drift;
-use crate::groups::kit::{TagPlan, collection_plan, tag_drift};
+use crate::groups::kit::{TagPlan, collection_plan, deletions, tag_drift};
+use crate::groups::{Changes, Diff};
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObservedAlarm {
@@ -12,6 +13,9 @@ pub struct ObservedAlarm {
     pub settings: Settings,
     pub tags: BTreeMap<String, String>,
 }
+
+/// The alarms under the prefix, by name.
+pub type Observed = BTreeMap<String, ObservedAlarm>;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {
@@ -28,27 +32,53 @@ pub enum Change {
     Delete(Vec<String>),
 }
 
-pub fn diff(d: &Alarms, observed: &BTreeMap<String, ObservedAlarm>) -> Vec<Change> {
-    let plan = collection_plan(&d.alarms, observed, |want, have| {
-        !same(&want.settings, &have.settings)
-    });
-    let mut changes: Vec<Change> = plan.create.into_iter().map(Change::Create).collect();
-    changes.extend(plan.update.into_iter().map(Change::Put));
-    for (name, want) in &d.alarms {
-        if let Some(have) = observed.get(name) {
-            let tags = want.tags.plan(&have.tags);
-            if !tags.is_empty() {
-                changes.push(Change::Tags {
-                    alarm: name.clone(),
-                    plan: tags,
-                });
+/// What an alarm is called in words.
+pub const ALARM: &str = "CloudWatch alarm";
+
+/// An alarm in words.
+pub fn words(name: &str) -> String {
+    format!("{ALARM} {name}")
+}
+
+impl Diff<Observed> for Alarms {
+    type Change = Change;
+
+    /// An alarm rewrite names each setting that differs.
+    fn diff(&self, observed: &Observed) -> Changes<Change> {
+        let plan = collection_plan(&self.alarms, observed, |want, have| {
+            !same(&want.settings, &have.settings)
+        });
+        let mut changes = Changes::new();
+        for name in plan.create {
+            changes.push(Change::Create(name.clone()), Drift::create(words(&name)));
+        }
+        for name in plan.update {
+            let drift = settings_drift(
+                &words(&name),
+                &self.alarms[&name].settings,
+                &observed[&name].settings,
+            );
+            changes.push_all(Change::Put(name), drift);
+        }
+        for (name, want) in &self.alarms {
+            if let Some(have) = observed.get(name) {
+                let plan = want.tags.plan(&have.tags);
+                if !plan.is_empty() {
+                    let drift = tag_drift(&words(name), &plan, &have.tags);
+                    let change = Change::Tags {
+                        alarm: name.clone(),
+                        plan,
+                    };
+                    changes.push_all(change, drift);
+                }
             }
         }
+        if !plan.delete.is_empty() {
+            let drift = deletions(ALARM, &plan.delete);
+            changes.push_all(Change::Delete(plan.delete), drift);
+        }
+        changes
     }
-    if !plan.delete.is_empty() {
-        changes.push(Change::Delete(plan.delete));
-    }
-    changes
 }
 
 /// Equal settings, with action lists compared as sets (AWS keeps their order, which carries no
@@ -64,121 +94,54 @@ fn same(want: &Settings, have: &Settings) -> bool {
     sorted(want) == sorted(have)
 }
 
-/// One change in words: an alarm rewrite names each setting that differs.
-pub fn describe(
-    d: &Alarms,
-    observed: &BTreeMap<String, ObservedAlarm>,
-    change: &Change,
-) -> Vec<Drift> {
-    let alarm = |name: &str| format!("CloudWatch alarm {name}");
-    match change {
-        Change::Create(name) => vec![Drift::create(alarm(name))],
-        Change::Delete(names) => names.iter().map(|n| Drift::delete(alarm(n))).collect(),
-        Change::Tags { alarm: name, plan } => {
-            let empty = BTreeMap::new();
-            let tags = observed.get(name).map_or(&empty, |o| &o.tags);
-            tag_drift(&alarm(name), plan, tags)
-        }
-        Change::Put(name) => match (d.alarms.get(name), observed.get(name)) {
-            (Some(want), Some(have)) => {
-                settings_drift(&alarm(name), &want.settings, &have.settings)
-            }
-            _ => vec![Drift::field(alarm(name), "settings")],
-        },
-    }
+/// An action list as a drift shows it: sorted, as [`same`] compares it.
+fn actions(actions: &[String]) -> String {
+    let mut actions = actions.to_vec();
+    actions.sort();
+    actions.join(", ")
 }
 
+/// One setting as a drift shows it.
+type Shown = fn(&Settings) -> String;
+
+/// Each setting PutMetricAlarm sets, by the name a drift gives it.
+const SETTINGS: &[(&str, Shown)] = &[
+    ("description", |s| s.description.clone()),
+    ("metric", |s| format!("{}/{}", s.namespace, s.metric_name)),
+    ("dimensions", |s| format!("{:?}", s.dimensions)),
+    ("statistic", |s| s.statistic.clone()),
+    ("period", |s| s.period.to_string()),
+    ("evaluation periods", |s| s.evaluation_periods.to_string()),
+    ("threshold", |s| s.threshold.to_string()),
+    ("comparison", |s| s.comparison_operator.clone()),
+    ("missing data", |s| s.treat_missing_data.clone()),
+    ("actions enabled", |s| s.actions_enabled.to_string()),
+    ("alarm actions", |s| actions(&s.alarm_actions)),
+    ("OK actions", |s| actions(&s.ok_actions)),
+    ("insufficient-data actions", |s| {
+        actions(&s.insufficient_data_actions)
+    }),
+    ("datapoints to alarm", |s| {
+        format!("{:?}", s.datapoints_to_alarm)
+    }),
+    ("extended statistic", |s| {
+        format!("{:?}", s.extended_statistic)
+    }),
+    ("unit", |s| format!("{:?}", s.unit)),
+    ("metric math", |s| s.metric_math.to_string()),
+];
+
+/// Each setting that differs, with what AWS has and what the spec declares; "settings" when
+/// none shows a difference.
 fn settings_drift(alarm: &str, want: &Settings, have: &Settings) -> Vec<Drift> {
-    let mut drift = Vec::new();
-    let mut compare = |field: &str, have: String, want: String| {
-        if have != want {
-            drift.push(Drift::value(alarm, field, have, want));
-        }
-    };
-    let sorted = |actions: &[String]| {
-        let mut actions = actions.to_vec();
-        actions.sort();
-        actions.join(", ")
-    };
-    compare(
-        "description",
-        have.description.clone(),
-        want.description.clone(),
-    );
-    compare(
-        "metric",
-        format!("{}/{}", have.namespace, have.metric_name),
-        format!("{}/{}", want.namespace, want.metric_name),
-    );
-    compare(
-        "dimensions",
-        format!("{:?}", have.dimensions),
-        format!("{:?}", want.dimensions),
-    );
-    compare("statistic", have.statistic.clone(), want.statistic.clone());
-    compare("period", have.period.to_string(), want.period.to_string());
-    compare(
-        "evaluation periods",
-        have.evaluation_periods.to_string(),
-        want.evaluation_periods.to_string(),
-    );
-    compare(
-        "threshold",
-        have.threshold.to_string(),
-        want.threshold.to_string(),
-    );
-    compare(
-        "comparison",
-        have.comparison_operator.clone(),
-        want.comparison_operator.clone(),
-    );
-    compare(
-        "missing data",
-        have.treat_missing_data.clone(),
-        want.treat_missing_data.clone(),
-    );
-    compare(
-        "actions enabled",
-        have.actions_enabled.to_string(),
-        want.actions_enabled.to_string(),
-    );
-    compare(
-        "alarm actions",
-        sorted(&have.alarm_actions),
-        sorted(&want.alarm_actions),
-    );
-    compare(
-        "OK actions",
-        sorted(&have.ok_actions),
-        sorted(&want.ok_actions),
-    );
-    compare(
-        "insufficient-data actions",
-        sorted(&have.insufficient_data_actions),
-        sorted(&want.insufficient_data_actions),
-    );
-    compare(
-        "datapoints to alarm",
-        format!("{:?}", have.datapoints_to_alarm),
-        format!("{:?}", want.datapoints_to_alarm),
-    );
-    compare(
-        "extended statistic",
-        format!("{:?}", have.extended_statistic),
-        format!("{:?}", want.extended_statistic),
-    );
-    compare(
-        "unit",
-        format!("{:?}", have.unit),
-        format!("{:?}", want.unit),
-    );
-    compare(
-        "metric math",
-        have.metric_math.to_string(),
-        want.metric_math.to_string(),
-    );
+    let drift: Vec<Drift> = SETTINGS
+        .iter()
+        .map(|(field, show)| (field, show(have), show(want)))
+        .filter(|(_, have, want)| have != want)
+        .map(|(field, have, want)| Drift::value(alarm, *field, have, want))
+        .collect();
     if drift.is_empty() {
-        drift.push(Drift::field(alarm, "settings"));
+        return vec![Drift::field(alarm, "settings")];
     }
     drift
 }
@@ -219,7 +182,7 @@ mod tests {
     #[test]
     fn alarms_in_sync_need_nothing() {
         let d = desired(&context(FULL));
-        assert_eq!(diff(&d, &in_sync(&d)), vec![]);
+        assert_eq!(d.diff(&in_sync(&d)), vec![]);
     }
 
     #[test]
@@ -227,7 +190,7 @@ mod tests {
         let c = context(FULL);
         let d = desired(&c);
         assert_eq!(
-            diff(&d, &BTreeMap::new()),
+            d.diff(&BTreeMap::new()),
             vec![
                 Change::Create(c.names().alarm(FAILED)),
                 Change::Create(c.names().alarm(SUCCEEDED)),
@@ -255,7 +218,7 @@ mod tests {
         ] {
             let mut observed = in_sync(&d);
             edit(&mut observed.get_mut(&failed).expect("failed").settings);
-            assert_eq!(diff(&d, &observed), vec![Change::Put(failed.clone())]);
+            assert_eq!(d.diff(&observed), vec![Change::Put(failed.clone())]);
         }
     }
 
@@ -265,7 +228,7 @@ mod tests {
         let observed = in_sync(&desired(&c));
         c.spec.monitoring.success_alarm = false;
         assert_eq!(
-            diff(&desired(&c), &observed),
+            desired(&c).diff(&observed),
             vec![Change::Delete(vec![c.names().alarm(SUCCEEDED)])]
         );
     }
@@ -282,7 +245,7 @@ mod tests {
             .expect("failed")
             .tags
             .insert("Old".into(), "x".into());
-        let changes = diff(&d, &observed);
+        let changes = d.diff(&observed).into_changes();
         let [Change::Tags { alarm, plan }] = changes.as_slice() else {
             panic!("{changes:?}")
         };

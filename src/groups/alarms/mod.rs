@@ -5,17 +5,16 @@
 pub mod desired;
 pub mod diff;
 
-use std::collections::BTreeMap;
-
-use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricAlarm, Statistic, Tag};
+use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricAlarm, Statistic};
 
 use self::desired::{Alarm, Alarms, Inputs, Settings};
-use self::diff::{Change, ObservedAlarm};
-use super::kit::{check_owner, input};
+use self::diff::{ALARM, Change, Observed, ObservedAlarm};
+use super::kit::{apply_tags, check_owner, deletions, input};
 use super::{Group, Placement, Produced, keys};
-use crate::aws::{AwsResultExt, AwsSession, found};
+use crate::aws::tags::{from_sdk, to_sdk};
+use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::PipelineContext;
-use crate::engine::{Failure, Key, Removal, Values};
+use crate::engine::{Drift, Failure, Key, Removal, Values};
 
 const KIND: &str = "AWS::CloudWatch::Alarm";
 /// `DeleteAlarms` answers `ResourceNotFound` for an alarm that is not there;
@@ -32,15 +31,7 @@ impl AlarmSet {
     }
 }
 
-type Observed = BTreeMap<String, ObservedAlarm>;
-
-fn tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
-    tags.iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
-}
-
-async fn put_alarm(aws: &AwsSession, a: &Alarm, with_tags: bool) -> Result<(), Failure> {
+async fn put_alarm(aws: &AwsSession, a: &Alarm, creating: bool) -> Result<(), Failure> {
     let s = &a.settings;
     let dimensions = s
         .dimensions
@@ -66,8 +57,8 @@ async fn put_alarm(aws: &AwsSession, a: &Alarm, with_tags: bool) -> Result<(), F
         .set_ok_actions(Some(s.ok_actions.clone()))
         .set_insufficient_data_actions(Some(s.insufficient_data_actions.clone()));
     // Tags given to PutMetricAlarm apply only when it creates the alarm.
-    if with_tags {
-        request = request.set_tags(Some(tags(&a.tags.tags)));
+    if creating {
+        request = request.set_tags(Some(to_sdk(&a.tags.tags)?));
     }
     request.send().await.aws("cloudwatch:PutMetricAlarm")?;
     Ok(())
@@ -77,15 +68,12 @@ async fn delete_alarms(aws: &AwsSession, names: Vec<String>) -> Result<(), Failu
     if names.is_empty() {
         return Ok(());
     }
-    found(
-        aws.cloudwatch()
-            .delete_alarms()
-            .set_alarm_names(Some(names))
-            .send()
-            .await,
-        "cloudwatch:DeleteAlarms",
-        NOT_FOUND,
-    )?;
+    aws.cloudwatch()
+        .delete_alarms()
+        .set_alarm_names(Some(names))
+        .send()
+        .await
+        .aws_tolerating("cloudwatch:DeleteAlarms", NOT_FOUND)?;
     Ok(())
 }
 
@@ -134,7 +122,6 @@ fn settings(a: &MetricAlarm) -> Settings {
 impl Group for AlarmSet {
     type Desired = Alarms;
     type Observed = Observed;
-    type Change = Change;
 
     fn condition(&self) -> String {
         "AlarmsReady".into()
@@ -172,53 +159,38 @@ impl Group for AlarmSet {
     async fn observe(&self, aws: &AwsSession) -> Result<Option<Observed>, Failure> {
         let cloudwatch = aws.cloudwatch();
         let prefix = self.ctx.names().alarm_prefix();
-        let mut listed = Vec::new();
-        let mut token = None;
-        loop {
-            let page = cloudwatch
-                .describe_alarms()
-                .alarm_name_prefix(&prefix)
-                .set_next_token(token)
-                .send()
-                .await
-                .aws("cloudwatch:DescribeAlarms")?;
-            listed.extend(page.metric_alarms().iter().cloned());
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
+        let pages: Vec<_> = cloudwatch
+            .describe_alarms()
+            .alarm_name_prefix(&prefix)
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .aws("cloudwatch:DescribeAlarms")?;
         let mut observed = Observed::new();
-        for alarm in listed {
+        for alarm in pages.iter().flat_map(|page| page.metric_alarms()) {
             let (Some(name), Some(arn)) = (alarm.alarm_name(), alarm.alarm_arn()) else {
                 continue;
             };
             if !name.starts_with(&prefix) {
                 continue;
             }
-            let Some(tagged) = found(
-                cloudwatch
-                    .list_tags_for_resource()
-                    .resource_arn(arn)
-                    .send()
-                    .await,
-                "cloudwatch:ListTagsForResource",
-                NOT_FOUND,
-            )?
+            let Some(tagged) = cloudwatch
+                .list_tags_for_resource()
+                .resource_arn(arn)
+                .send()
+                .await
+                .aws_tolerating("cloudwatch:ListTagsForResource", NOT_FOUND)?
             else {
                 continue;
             };
-            let tags: BTreeMap<String, String> = tagged
-                .tags()
-                .iter()
-                .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-                .collect();
-            check_owner(&self.ctx, &format!("CloudWatch alarm {name}"), &tags)?;
+            let tags = from_sdk(tagged.tags());
+            check_owner(&self.ctx, &diff::words(name), &tags)?;
             observed.insert(
                 name.to_string(),
                 ObservedAlarm {
                     arn: arn.to_string(),
-                    settings: settings(&alarm),
+                    settings: settings(alarm),
                     tags,
                 },
             );
@@ -226,27 +198,8 @@ impl Group for AlarmSet {
         Ok((!observed.is_empty()).then_some(observed))
     }
 
-    fn diff(desired: &Alarms, observed: &Observed) -> Vec<Change> {
-        diff::diff(desired, observed)
-    }
-
-    fn describe(
-        &self,
-        desired: &Alarms,
-        observed: &Observed,
-        change: &Change,
-    ) -> Vec<crate::engine::Drift> {
-        diff::describe(desired, observed, change)
-    }
-
-    fn describe_removal(&self, observed: &Observed) -> Vec<crate::engine::Drift> {
-        super::kit::deletions("CloudWatch alarm", observed.keys())
-    }
-
-    async fn create(&self, aws: &AwsSession, d: &Alarms) -> Result<Produced, Failure> {
-        let none = Observed::new();
-        self.update(aws, d, &none, diff::diff(d, &none)).await?;
-        Ok(self.produced(&Placement::of(aws), d, &none))
+    fn removal(&self, observed: &Observed) -> Vec<Drift> {
+        deletions(ALARM, observed.keys())
     }
 
     async fn update(
@@ -255,49 +208,49 @@ impl Group for AlarmSet {
         d: &Alarms,
         o: &Observed,
         changes: Vec<Change>,
-    ) -> Result<(), Failure> {
-        let cloudwatch = aws.cloudwatch();
+    ) -> Result<Option<Observed>, Failure> {
+        let cloudwatch = &aws.cloudwatch();
         for change in changes {
+            let creating = matches!(change, Change::Create(_));
             match change {
-                Change::Create(name) => {
-                    let Some(a) = d.alarms.get(&name) else {
-                        continue;
-                    };
-                    put_alarm(aws, a, true).await?;
-                }
-                Change::Put(name) => {
-                    let Some(a) = d.alarms.get(&name) else {
-                        continue;
-                    };
-                    put_alarm(aws, a, false).await?;
+                Change::Create(name) | Change::Put(name) => {
+                    if let Some(a) = d.alarms.get(&name) {
+                        put_alarm(aws, a, creating).await?;
+                    }
                 }
                 Change::Tags { alarm, plan } => {
-                    let Some(arn) = o.get(&alarm).map(|a| a.arn.clone()) else {
+                    let Some(arn) = o.get(&alarm).map(|a| a.arn.as_str()) else {
                         continue;
                     };
-                    if !plan.set.is_empty() {
-                        cloudwatch
-                            .tag_resource()
-                            .resource_arn(&arn)
-                            .set_tags(Some(tags(&plan.set)))
-                            .send()
-                            .await
-                            .aws("cloudwatch:TagResource")?;
-                    }
-                    if !plan.remove.is_empty() {
-                        cloudwatch
-                            .untag_resource()
-                            .resource_arn(&arn)
-                            .set_tag_keys(Some(plan.remove))
-                            .send()
-                            .await
-                            .aws("cloudwatch:UntagResource")?;
-                    }
+                    apply_tags(
+                        plan,
+                        |set| async move {
+                            cloudwatch
+                                .tag_resource()
+                                .resource_arn(arn)
+                                .set_tags(Some(to_sdk(&set)?))
+                                .send()
+                                .await
+                                .aws("cloudwatch:TagResource")
+                                .map(drop)
+                        },
+                        |keys| async move {
+                            cloudwatch
+                                .untag_resource()
+                                .resource_arn(arn)
+                                .set_tag_keys(Some(keys))
+                                .send()
+                                .await
+                                .aws("cloudwatch:UntagResource")
+                                .map(drop)
+                        },
+                    )
+                    .await?;
                 }
                 Change::Delete(names) => delete_alarms(aws, names).await?,
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     async fn delete(&self, aws: &AwsSession, o: Observed) -> Result<Removal, Failure> {

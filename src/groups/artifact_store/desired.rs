@@ -4,8 +4,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::desired::PipelineContext;
+use crate::desired::names::role::DEPLOY;
 use crate::groups::kit::DesiredTags;
-use crate::groups::roles::desired::DEPLOY;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -8,6 +8,7 @@ use super::desired::{ArtifactBucket, Lifecycle};
 use crate::desired::policy;
 use crate::engine::Drift;
 use crate::groups::kit::{TagPlan, on_off, tag_drift};
+use crate::groups::{Changes, Diff};
 
 /// What the bucket looks like now; `None` where the setting is absent.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -32,85 +33,59 @@ pub enum Change {
     Policy,
 }
 
-pub fn diff(d: &ArtifactBucket, o: &BucketView) -> Vec<Change> {
-    let mut changes = Vec::new();
-    let tags = d.tags.plan(&o.tags);
-    if !tags.is_empty() {
-        changes.push(Change::Tags(tags));
-    }
-    if o.public_access_blocked != d.block_public_access {
-        changes.push(Change::PublicAccessBlock);
-    }
-    if o.encryption_key.as_deref() != Some(d.kms_key_arn.as_str())
-        || o.bucket_key_enabled != d.bucket_key_enabled
-    {
-        changes.push(Change::Encryption);
-    }
-    if o.versioning != d.versioning {
-        changes.push(Change::Versioning);
-    }
-    if o.lifecycle.as_ref() != Some(&d.lifecycle) {
-        changes.push(Change::Lifecycle);
-    }
-    if !o
-        .policy
-        .as_ref()
-        .is_some_and(|p| policy::equivalent(p, &d.policy))
-    {
-        changes.push(Change::Policy);
-    }
-    changes
-}
+/// Against an empty bucket: everything a new bucket needs, tags first, so it is recognisably
+/// ours at once.
+impl Diff<BucketView> for ArtifactBucket {
+    type Change = Change;
 
-/// Everything a new bucket needs, in order: tags first, so it is recognisably ours at once.
-pub fn all(d: &ArtifactBucket) -> Vec<Change> {
-    diff(d, &BucketView::default())
-}
-
-/// One change in words.
-pub fn describe(d: &ArtifactBucket, o: &BucketView, change: &Change) -> Vec<Drift> {
-    let bucket = format!("S3 bucket {}", d.name);
-    vec![match change {
-        Change::Tags(plan) => return tag_drift(&bucket, plan, &o.tags),
-        Change::PublicAccessBlock => Drift::value(
-            &bucket,
-            "block public access",
-            on_off(o.public_access_blocked),
-            on_off(d.block_public_access),
-        ),
-        Change::Encryption
-            if o.bucket_key_enabled != d.bucket_key_enabled
-                && o.encryption_key.as_deref() == Some(d.kms_key_arn.as_str()) =>
-        {
-            Drift::value(
-                &bucket,
-                "bucket key",
-                on_off(o.bucket_key_enabled),
-                on_off(d.bucket_key_enabled),
-            )
+    fn diff(&self, o: &BucketView) -> Changes<Change> {
+        let bucket = format!("S3 bucket {}", self.name);
+        let switch = |field: &str, have: bool, want: bool| {
+            Drift::value(&bucket, field, on_off(have), on_off(want))
+        };
+        let mut changes = Changes::new();
+        let tags = self.tags.plan(&o.tags);
+        if !tags.is_empty() {
+            let drift = tag_drift(&bucket, &tags, &o.tags);
+            changes.push_all(Change::Tags(tags), drift);
         }
-        Change::Encryption => Drift::value(
-            &bucket,
-            "encryption key",
-            o.encryption_key.as_deref().unwrap_or("(none)"),
-            &d.kms_key_arn,
-        ),
-        Change::Versioning => Drift::value(
-            &bucket,
-            "versioning",
-            on_off(o.versioning),
-            on_off(d.versioning),
-        ),
-        Change::Lifecycle => Drift::value(
-            &bucket,
-            "lifecycle",
-            o.lifecycle
+        if o.public_access_blocked != self.block_public_access {
+            let drift = switch(
+                "block public access",
+                o.public_access_blocked,
+                self.block_public_access,
+            );
+            changes.push(Change::PublicAccessBlock, drift);
+        }
+        if o.encryption_key.as_deref() != Some(self.kms_key_arn.as_str()) {
+            let have = o.encryption_key.as_deref().unwrap_or("(none)");
+            let drift = Drift::value(&bucket, "encryption key", have, &self.kms_key_arn);
+            changes.push(Change::Encryption, drift);
+        } else if o.bucket_key_enabled != self.bucket_key_enabled {
+            let drift = switch("bucket key", o.bucket_key_enabled, self.bucket_key_enabled);
+            changes.push(Change::Encryption, drift);
+        }
+        if o.versioning != self.versioning {
+            let drift = switch("versioning", o.versioning, self.versioning);
+            changes.push(Change::Versioning, drift);
+        }
+        if o.lifecycle.as_ref() != Some(&self.lifecycle) {
+            let have = o
+                .lifecycle
                 .as_ref()
-                .map_or("(none)".to_string(), lifecycle_words),
-            lifecycle_words(&d.lifecycle),
-        ),
-        Change::Policy => Drift::field(&bucket, "bucket policy"),
-    }]
+                .map_or("(none)".into(), lifecycle_words);
+            let drift = Drift::value(&bucket, "lifecycle", have, lifecycle_words(&self.lifecycle));
+            changes.push(Change::Lifecycle, drift);
+        }
+        if !o
+            .policy
+            .as_ref()
+            .is_some_and(|p| policy::equivalent(p, &self.policy))
+        {
+            changes.push(Change::Policy, Drift::field(&bucket, "bucket policy"));
+        }
+        changes
+    }
 }
 
 fn lifecycle_words(l: &Lifecycle) -> String {
@@ -145,13 +120,13 @@ mod tests {
         let d = artifact_bucket(&context(FULL), KEY);
         let mut o = in_sync(&d);
         o.tags.insert("aws:cloudformation:stack".into(), "x".into());
-        assert_eq!(diff(&d, &o), vec![]);
+        assert_eq!(d.diff(&o), vec![]);
     }
 
     #[test]
     fn a_new_bucket_gets_every_setting_tags_first() {
         let d = artifact_bucket(&context(FULL), KEY);
-        let changes = all(&d);
+        let changes = d.diff(&BucketView::default());
         assert_eq!(changes.len(), 6);
         assert!(matches!(changes[0], Change::Tags(_)));
     }
@@ -162,6 +137,6 @@ mod tests {
         let mut o = in_sync(&d);
         o.encryption_key = Some("arn:aws:kms:us-east-1:123456789012:key/other".into());
         o.lifecycle = None;
-        assert_eq!(diff(&d, &o), vec![Change::Encryption, Change::Lifecycle]);
+        assert_eq!(d.diff(&o), vec![Change::Encryption, Change::Lifecycle]);
     }
 }

@@ -3,31 +3,30 @@
 pub mod desired;
 pub mod diff;
 
-use std::collections::BTreeMap;
-
 use aws_sdk_s3::Client;
 use aws_sdk_s3::types::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint,
     BucketVersioningStatus, CreateBucketConfiguration, Delete, ExpirationStatus, LifecycleRule,
     LifecycleRuleFilter, NoncurrentVersionExpiration, ObjectIdentifier,
     PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
-    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
-    VersioningConfiguration,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tagging, VersioningConfiguration,
 };
-use aws_smithy_types::error::operation::BuildError;
 
 use self::desired::{
     ArtifactBucket, Lifecycle, RULE_ABORT_UPLOADS, RULE_NONCURRENT, artifact_bucket,
 };
 use self::diff::{BucketView, Change};
-use super::kit::{TagPlan, check_owner};
-use super::{Group, Placement, Produced, keys};
+use super::kit::{check_owner, input, invalid};
+use super::{Diff, Group, Placement, Produced, keys};
+use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession, classify, code, found};
 use crate::desired::PipelineContext;
 use crate::desired::policy;
 use crate::engine::{Failure, Key, Removal, Values};
 
 const KIND: &str = "AWS::S3::Bucket";
+/// What a request the SDK refuses to build is reported as.
+const S3_REQUEST: &str = "could not build an S3 request";
 
 pub struct ArtifactStore {
     ctx: PipelineContext,
@@ -41,13 +40,6 @@ impl ArtifactStore {
     fn name(&self) -> String {
         self.ctx.names().artifact_bucket()
     }
-}
-
-fn build_err(e: BuildError) -> Failure {
-    Failure::terminal(
-        "InvalidRequest",
-        format!("could not build an S3 request: {e}"),
-    )
 }
 
 /// The bucket's settings; a setting S3 reports as absent ("NoSuch...") is `None`/false.
@@ -108,40 +100,17 @@ async fn read(s3: &Client, name: &str) -> Result<BucketView, Failure> {
             }),
         lifecycle: lifecycle.and_then(|out| lifecycle_of(out.rules())),
         policy: policy.and_then(|out| out.policy().and_then(policy::parse)),
-        tags: tags
-            .map(|out| {
-                out.tag_set()
-                    .iter()
-                    .map(|t| (t.key().to_string(), t.value().to_string()))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        tags: tags.map(|out| from_sdk(out.tag_set())).unwrap_or_default(),
     })
 }
 
-async fn put_public_access_block(s3: &Client, name: &str) -> Result<(), Failure> {
-    let config = PublicAccessBlockConfiguration::builder()
-        .block_public_acls(true)
-        .ignore_public_acls(true)
-        .block_public_policy(true)
-        .restrict_public_buckets(true)
-        .build();
-    s3.put_public_access_block()
-        .bucket(name)
-        .public_access_block_configuration(config)
-        .send()
-        .await
-        .aws("s3:PutPublicAccessBlock")?;
-    Ok(())
-}
-
-async fn put_encryption(s3: &Client, d: &ArtifactBucket) -> Result<(), Failure> {
+fn encryption(d: &ArtifactBucket) -> Result<ServerSideEncryptionConfiguration, Failure> {
     let default = ServerSideEncryptionByDefault::builder()
         .sse_algorithm(ServerSideEncryption::AwsKms)
         .kms_master_key_id(&d.kms_key_arn)
         .build()
-        .map_err(build_err)?;
-    let config = ServerSideEncryptionConfiguration::builder()
+        .map_err(invalid(S3_REQUEST))?;
+    ServerSideEncryptionConfiguration::builder()
         .rules(
             ServerSideEncryptionRule::builder()
                 .apply_server_side_encryption_by_default(default)
@@ -149,31 +118,10 @@ async fn put_encryption(s3: &Client, d: &ArtifactBucket) -> Result<(), Failure> 
                 .build(),
         )
         .build()
-        .map_err(build_err)?;
-    s3.put_bucket_encryption()
-        .bucket(&d.name)
-        .server_side_encryption_configuration(config)
-        .send()
-        .await
-        .aws("s3:PutBucketEncryption")?;
-    Ok(())
+        .map_err(invalid(S3_REQUEST))
 }
 
-async fn put_versioning(s3: &Client, name: &str) -> Result<(), Failure> {
-    s3.put_bucket_versioning()
-        .bucket(name)
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .aws("s3:PutBucketVersioning")?;
-    Ok(())
-}
-
-async fn put_lifecycle(s3: &Client, d: &ArtifactBucket) -> Result<(), Failure> {
+fn lifecycle(d: &ArtifactBucket) -> Result<BucketLifecycleConfiguration, Failure> {
     let everything = || LifecycleRuleFilter::builder().prefix("").build();
     let rules = vec![
         LifecycleRule::builder()
@@ -186,7 +134,7 @@ async fn put_lifecycle(s3: &Client, d: &ArtifactBucket) -> Result<(), Failure> {
                     .build(),
             )
             .build()
-            .map_err(build_err)?,
+            .map_err(invalid(S3_REQUEST))?,
         LifecycleRule::builder()
             .id(RULE_ABORT_UPLOADS)
             .status(ExpirationStatus::Enabled)
@@ -197,75 +145,12 @@ async fn put_lifecycle(s3: &Client, d: &ArtifactBucket) -> Result<(), Failure> {
                     .build(),
             )
             .build()
-            .map_err(build_err)?,
+            .map_err(invalid(S3_REQUEST))?,
     ];
-    s3.put_bucket_lifecycle_configuration()
-        .bucket(&d.name)
-        .lifecycle_configuration(
-            BucketLifecycleConfiguration::builder()
-                .set_rules(Some(rules))
-                .build()
-                .map_err(build_err)?,
-        )
-        .send()
-        .await
-        .aws("s3:PutBucketLifecycleConfiguration")?;
-    Ok(())
-}
-
-async fn put_policy(s3: &Client, d: &ArtifactBucket) -> Result<(), Failure> {
-    s3.put_bucket_policy()
-        .bucket(&d.name)
-        .policy(d.policy.to_string())
-        .send()
-        .await
-        .aws("s3:PutBucketPolicy")?;
-    Ok(())
-}
-
-async fn put_tags(
-    s3: &Client,
-    name: &str,
-    plan: &TagPlan,
-    existing: &BTreeMap<String, String>,
-) -> Result<(), Failure> {
-    // PutBucketTagging replaces the whole set.
-    let tags = plan
-        .whole_set(existing)
-        .iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(build_err))
-        .collect::<Result<Vec<_>, _>>()?;
-    s3.put_bucket_tagging()
-        .bucket(name)
-        .tagging(
-            Tagging::builder()
-                .set_tag_set(Some(tags))
-                .build()
-                .map_err(build_err)?,
-        )
-        .send()
-        .await
-        .aws("s3:PutBucketTagging")?;
-    Ok(())
-}
-
-async fn apply_changes(
-    s3: &Client,
-    d: &ArtifactBucket,
-    existing_tags: &BTreeMap<String, String>,
-    changes: Vec<Change>,
-) -> Result<(), Failure> {
-    for change in changes {
-        match change {
-            Change::Tags(plan) => put_tags(s3, &d.name, &plan, existing_tags).await?,
-            Change::PublicAccessBlock => put_public_access_block(s3, &d.name).await?,
-            Change::Encryption => put_encryption(s3, d).await?,
-            Change::Versioning => put_versioning(s3, &d.name).await?,
-            Change::Lifecycle => put_lifecycle(s3, d).await?,
-            Change::Policy => put_policy(s3, d).await?,
-        }
-    }
-    Ok(())
+    BucketLifecycleConfiguration::builder()
+        .set_rules(Some(rules))
+        .build()
+        .map_err(invalid(S3_REQUEST))
 }
 
 /// Deletes every object version and delete marker, a page at a time.
@@ -278,41 +163,32 @@ async fn empty(s3: &Client, name: &str) -> Result<(), Failure> {
             .send()
             .await
             .aws("s3:ListObjectVersions")?;
-        let mut objects = Vec::new();
-        for v in page.versions() {
-            objects.push((
-                v.key().unwrap_or_default().to_string(),
-                v.version_id().map(str::to_string),
-            ));
-        }
-        for m in page.delete_markers() {
-            objects.push((
-                m.key().unwrap_or_default().to_string(),
-                m.version_id().map(str::to_string),
-            ));
-        }
-        if objects.is_empty() {
-            return Ok(());
-        }
-        let ids = objects
-            .into_iter()
+        let versions = page.versions().iter().map(|v| (v.key(), v.version_id()));
+        let markers = page
+            .delete_markers()
+            .iter()
+            .map(|m| (m.key(), m.version_id()));
+        let ids = versions
+            .chain(markers)
             .map(|(key, version)| {
                 ObjectIdentifier::builder()
-                    .key(key)
-                    .set_version_id(version)
+                    .key(key.unwrap_or_default())
+                    .set_version_id(version.map(str::to_string))
                     .build()
-                    .map_err(build_err)
+                    .map_err(invalid(S3_REQUEST))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let delete = Delete::builder()
+            .set_objects(Some(ids))
+            .quiet(true)
+            .build()
+            .map_err(invalid(S3_REQUEST))?;
         s3.delete_objects()
             .bucket(name)
-            .delete(
-                Delete::builder()
-                    .set_objects(Some(ids))
-                    .quiet(true)
-                    .build()
-                    .map_err(build_err)?,
-            )
+            .delete(delete)
             .send()
             .await
             .aws("s3:DeleteObjects")?;
@@ -341,7 +217,6 @@ fn lifecycle_of(rules: &[LifecycleRule]) -> Option<Lifecycle> {
 impl Group for ArtifactStore {
     type Desired = ArtifactBucket;
     type Observed = BucketView;
-    type Change = Change;
 
     fn condition(&self) -> String {
         "ArtifactStoreReady".into()
@@ -366,8 +241,10 @@ impl Group for ArtifactStore {
     }
 
     fn desired(&self, _at: &Placement, inputs: &Values) -> Result<ArtifactBucket, Failure> {
-        let key = super::kit::input(inputs, keys::KMS_KEY_ARN)?;
-        Ok(artifact_bucket(&self.ctx, key))
+        Ok(artifact_bucket(
+            &self.ctx,
+            input(inputs, keys::KMS_KEY_ARN)?,
+        ))
     }
 
     async fn observe(&self, aws: &AwsSession) -> Result<Option<BucketView>, Failure> {
@@ -393,22 +270,8 @@ impl Group for ArtifactStore {
         Ok(Some(view))
     }
 
-    fn diff(desired: &ArtifactBucket, observed: &BucketView) -> Vec<Change> {
-        diff::diff(desired, observed)
-    }
-
-    fn describe(
-        &self,
-        desired: &ArtifactBucket,
-        observed: &BucketView,
-        change: &Change,
-    ) -> Vec<crate::engine::Drift> {
-        diff::describe(desired, observed, change)
-    }
-
     async fn create(&self, aws: &AwsSession, b: &ArtifactBucket) -> Result<Produced, Failure> {
-        let s3 = aws.s3();
-        let mut request = s3.create_bucket().bucket(&b.name);
+        let mut request = aws.s3().create_bucket().bucket(&b.name);
         // us-east-1 is the one region that takes no location constraint.
         if b.region != "us-east-1" {
             request = request.create_bucket_configuration(
@@ -417,19 +280,19 @@ impl Group for ArtifactStore {
                     .build(),
             );
         }
-        match request.send().await {
-            Ok(_) => {}
-            Err(e) if code(&e) == Some("BucketAlreadyOwnedByYou") => {}
-            Err(e) if code(&e) == Some("BucketAlreadyExists") => {
-                return Err(Failure::terminal(
-                    "BucketNameTaken",
-                    format!("S3 bucket name {} is taken in another account", b.name),
-                ));
-            }
-            Err(e) => return Err(classify("s3:CreateBucket", e)),
+        let created = request.send().await;
+        if created.as_ref().err().and_then(code) == Some("BucketAlreadyExists") {
+            return Err(Failure::terminal(
+                "BucketNameTaken",
+                format!("S3 bucket name {} is taken in another account", b.name),
+            ));
         }
-        apply_changes(&s3, b, &BTreeMap::new(), diff::all(b)).await?;
-        Ok(self.produced(&Placement::of(aws), b, &BucketView::default()))
+        created.aws_tolerating("s3:CreateBucket", &["BucketAlreadyOwnedByYou"])?;
+        // Then every setting, as an update from an empty bucket.
+        let nothing = BucketView::default();
+        self.update(aws, b, &nothing, b.diff(&nothing).into_changes())
+            .await?;
+        Ok(self.produced(&Placement::of(aws), b, &nothing))
     }
 
     async fn update(
@@ -438,23 +301,90 @@ impl Group for ArtifactStore {
         d: &ArtifactBucket,
         o: &BucketView,
         changes: Vec<Change>,
-    ) -> Result<(), Failure> {
-        apply_changes(&aws.s3(), d, &o.tags, changes).await
+    ) -> Result<Option<BucketView>, Failure> {
+        let s3 = aws.s3();
+        for change in changes {
+            match change {
+                Change::Tags(plan) => {
+                    // PutBucketTagging replaces the whole set.
+                    let tagging = Tagging::builder()
+                        .set_tag_set(Some(to_sdk(&plan.whole_set(&o.tags))?))
+                        .build()
+                        .map_err(invalid(S3_REQUEST))?;
+                    s3.put_bucket_tagging()
+                        .bucket(&d.name)
+                        .tagging(tagging)
+                        .send()
+                        .await
+                        .aws("s3:PutBucketTagging")?;
+                }
+                Change::PublicAccessBlock => {
+                    let config = PublicAccessBlockConfiguration::builder()
+                        .block_public_acls(true)
+                        .ignore_public_acls(true)
+                        .block_public_policy(true)
+                        .restrict_public_buckets(true)
+                        .build();
+                    s3.put_public_access_block()
+                        .bucket(&d.name)
+                        .public_access_block_configuration(config)
+                        .send()
+                        .await
+                        .aws("s3:PutPublicAccessBlock")?;
+                }
+                Change::Encryption => {
+                    s3.put_bucket_encryption()
+                        .bucket(&d.name)
+                        .server_side_encryption_configuration(encryption(d)?)
+                        .send()
+                        .await
+                        .aws("s3:PutBucketEncryption")?;
+                }
+                Change::Versioning => {
+                    let config = VersioningConfiguration::builder()
+                        .status(BucketVersioningStatus::Enabled)
+                        .build();
+                    s3.put_bucket_versioning()
+                        .bucket(&d.name)
+                        .versioning_configuration(config)
+                        .send()
+                        .await
+                        .aws("s3:PutBucketVersioning")?;
+                }
+                Change::Lifecycle => {
+                    s3.put_bucket_lifecycle_configuration()
+                        .bucket(&d.name)
+                        .lifecycle_configuration(lifecycle(d)?)
+                        .send()
+                        .await
+                        .aws("s3:PutBucketLifecycleConfiguration")?;
+                }
+                Change::Policy => {
+                    s3.put_bucket_policy()
+                        .bucket(&d.name)
+                        .policy(d.policy.to_string())
+                        .send()
+                        .await
+                        .aws("s3:PutBucketPolicy")?;
+                }
+            }
+        }
+        Ok(None)
     }
 
     async fn delete(&self, aws: &AwsSession, _o: BucketView) -> Result<Removal, Failure> {
         let s3 = aws.s3();
         let name = self.name();
         empty(&s3, &name).await?;
-        match s3.delete_bucket().bucket(&name).send().await {
-            Ok(_) => Ok(Removal::Gone),
-            Err(e) if code(&e) == Some("NoSuchBucket") => Ok(Removal::Gone),
-            // An object written between emptying and deleting: empty again next time.
-            Err(e) if code(&e) == Some("BucketNotEmpty") => Ok(Removal::Pending(
+        let deleted = s3.delete_bucket().bucket(&name).send().await;
+        // An object written between emptying and deleting: empty again next time.
+        if deleted.as_ref().err().and_then(code) == Some("BucketNotEmpty") {
+            return Ok(Removal::Pending(
                 "objects were written while the bucket was emptied".into(),
-            )),
-            Err(e) => Err(classify("s3:DeleteBucket", e)),
+            ));
         }
+        deleted.aws_tolerating("s3:DeleteBucket", &["NoSuchBucket"])?;
+        Ok(Removal::Gone)
     }
 
     fn produced(&self, at: &Placement, _d: &ArtifactBucket, _o: &BucketView) -> Produced {

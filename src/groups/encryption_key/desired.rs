@@ -4,8 +4,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::desired::PipelineContext;
+use crate::desired::names::role as roles;
 use crate::groups::kit::DesiredTags;
-use crate::groups::roles::desired as roles;
 
 /// Days between automatic rotations (AWS default and minimum is 90; 365 is the usual choice).
 pub const ROTATION_PERIOD_DAYS: i32 = 365;

@@ -5,10 +5,13 @@ use std::collections::BTreeMap;
 use super::desired::EncryptionKey;
 use crate::engine::Drift;
 use crate::groups::kit::{TagPlan, tag_drift};
+use crate::groups::{Changes, Diff};
 
 /// The key's state in KMS, as far as the diff cares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum KeyState {
+    /// What a new key is.
+    #[default]
     Enabled,
     Disabled,
     PendingDeletion,
@@ -16,9 +19,11 @@ pub enum KeyState {
     Other,
 }
 
-/// The observed key, reduced to what is compared.
-#[derive(Clone, Debug, PartialEq)]
+/// The key as KMS reports it: its identity, and what is compared.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct KeyView {
+    pub key_id: String,
+    pub arn: String,
     pub state: KeyState,
     pub description: String,
     pub rotation_enabled: bool,
@@ -36,53 +41,49 @@ pub enum Change {
     Tags(TagPlan),
 }
 
-pub fn diff(d: &EncryptionKey, o: &KeyView) -> Vec<Change> {
-    let mut changes = Vec::new();
-    // A key pending deletion reports no rotation; it is rewritten once restored (its policy by
-    // the key policy step, which runs after this one).
-    let pending = o.state == KeyState::PendingDeletion;
-    if pending {
-        changes.push(Change::CancelDeletion);
-    }
-    if matches!(o.state, KeyState::PendingDeletion | KeyState::Disabled) {
-        changes.push(Change::Enable);
-    }
-    if pending
-        || !o.rotation_enabled
-        || o.rotation_period_days
-            .is_some_and(|p| p != d.rotation_period_days)
-    {
-        changes.push(Change::Rotation);
-    }
-    if o.description != d.description {
-        changes.push(Change::Description);
-    }
-    let tags = d.tags.plan(&o.tags);
-    if !tags.is_empty() {
-        changes.push(Change::Tags(tags));
-    }
-    changes
-}
+impl Diff<KeyView> for EncryptionKey {
+    type Change = Change;
 
-/// One change in words.
-pub fn describe(d: &EncryptionKey, o: &KeyView, change: &Change) -> Vec<Drift> {
-    let key = format!("KMS key {}", d.alias);
-    vec![match change {
-        Change::CancelDeletion => Drift::value(&key, "state", "PendingDeletion", "Enabled"),
-        Change::Enable => Drift::value(&key, "enabled", "false", "true"),
-        Change::Rotation => Drift::value(
-            &key,
-            "rotation",
-            match (o.rotation_enabled, o.rotation_period_days) {
+    fn diff(&self, o: &KeyView) -> Changes<Change> {
+        let key = format!("KMS key {}", self.alias);
+        let mut changes = Changes::new();
+        // A key pending deletion reports no rotation; it is rewritten once restored (its policy
+        // by the key policy step, which runs after this one).
+        let pending = o.state == KeyState::PendingDeletion;
+        if pending {
+            let drift = Drift::value(&key, "state", "PendingDeletion", "Enabled");
+            changes.push(Change::CancelDeletion, drift);
+        }
+        if matches!(o.state, KeyState::PendingDeletion | KeyState::Disabled) {
+            changes.push(
+                Change::Enable,
+                Drift::value(&key, "enabled", "false", "true"),
+            );
+        }
+        if pending
+            || !o.rotation_enabled
+            || o.rotation_period_days
+                .is_some_and(|p| p != self.rotation_period_days)
+        {
+            let have = match (o.rotation_enabled, o.rotation_period_days) {
                 (false, _) => "off".to_string(),
                 (true, Some(days)) => format!("every {days} days"),
                 (true, None) => "on".to_string(),
-            },
-            format!("every {} days", d.rotation_period_days),
-        ),
-        Change::Description => Drift::value(&key, "description", &o.description, &d.description),
-        Change::Tags(plan) => return tag_drift(&key, plan, &o.tags),
-    }]
+            };
+            let want = format!("every {} days", self.rotation_period_days);
+            changes.push(Change::Rotation, Drift::value(&key, "rotation", have, want));
+        }
+        if o.description != self.description {
+            let drift = Drift::value(&key, "description", &o.description, &self.description);
+            changes.push(Change::Description, drift);
+        }
+        let tags = self.tags.plan(&o.tags);
+        if !tags.is_empty() {
+            let drift = tag_drift(&key, &tags, &o.tags);
+            changes.push_all(Change::Tags(tags), drift);
+        }
+        changes
+    }
 }
 
 #[cfg(test)]
@@ -98,6 +99,7 @@ mod tests {
             rotation_enabled: true,
             rotation_period_days: Some(d.rotation_period_days),
             tags: d.tags.tags.clone(),
+            ..KeyView::default()
         }
     }
 
@@ -108,7 +110,7 @@ mod tests {
         o.tags.insert("AddedByHand".into(), "x".into());
         // AWS may leave the period out when it is the default.
         o.rotation_period_days = None;
-        assert_eq!(diff(&d, &o), vec![]);
+        assert_eq!(d.diff(&o), vec![]);
     }
 
     #[test]
@@ -118,7 +120,7 @@ mod tests {
         o.state = KeyState::PendingDeletion;
         o.rotation_enabled = false;
         assert_eq!(
-            diff(&d, &o),
+            d.diff(&o),
             vec![Change::CancelDeletion, Change::Enable, Change::Rotation]
         );
     }
@@ -130,7 +132,7 @@ mod tests {
         o.rotation_period_days = Some(90);
         o.description = "changed".into();
         o.tags.remove("CostCenter");
-        let changes = diff(&d, &o);
+        let changes = d.diff(&o).into_changes();
         assert_eq!(changes.len(), 3, "{changes:?}");
         assert!(changes.contains(&Change::Rotation) && changes.contains(&Change::Description));
     }

@@ -9,11 +9,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::desired::{environment_roles, key_policy};
-use crate::aws::{AwsResultExt, AwsSession, found};
+use super::key_by_alias;
+use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::PipelineContext;
 use crate::desired::policy::{equivalent, parse};
 use crate::engine::{Drift, Failure, Key, Removal, Values};
-use crate::groups::{Group, Placement, Produced, keys};
+use crate::groups::kit::input;
+use crate::groups::{Changes, Diff, Group, Placement, Produced, keys};
 
 pub struct KeyPolicy {
     ctx: PipelineContext,
@@ -33,6 +35,7 @@ pub struct Desired {
     pub policy: Value,
 }
 
+#[derive(Default)]
 pub struct Observed {
     key_id: String,
     policy: Option<Value>,
@@ -41,10 +44,26 @@ pub struct Observed {
 #[derive(Debug)]
 pub struct Rewrite;
 
+impl Diff<Observed> for Desired {
+    type Change = Rewrite;
+
+    fn diff(&self, observed: &Observed) -> Changes<Rewrite> {
+        let mut changes = Changes::new();
+        if !observed
+            .policy
+            .as_ref()
+            .is_some_and(|actual| equivalent(actual, &self.policy))
+        {
+            let drift = Drift::field(format!("KMS key {}", self.alias), "key policy");
+            changes.push(Rewrite, drift);
+        }
+        changes
+    }
+}
+
 impl Group for KeyPolicy {
     type Desired = Desired;
     type Observed = Observed;
-    type Change = Rewrite;
 
     fn condition(&self) -> String {
         "EncryptionKeyReady".into()
@@ -66,7 +85,7 @@ impl Group for KeyPolicy {
     fn desired(&self, _at: &Placement, inputs: &Values) -> Result<Desired, Failure> {
         Ok(Desired {
             alias: self.ctx.names().kms_alias(),
-            key_arn: crate::groups::kit::input(inputs, keys::KMS_KEY_ARN)?.to_string(),
+            key_arn: input(inputs, keys::KMS_KEY_ARN)?.to_string(),
             policy: key_policy(&self.ctx, &environment_roles(&self.ctx)),
         })
     }
@@ -74,20 +93,10 @@ impl Group for KeyPolicy {
     async fn observe(&self, aws: &AwsSession) -> Result<Option<Observed>, Failure> {
         let kms = aws.kms();
         // GetKeyPolicy takes no alias: resolve it first.
-        let Some(described) = found(
-            kms.describe_key()
-                .key_id(self.ctx.names().kms_alias())
-                .send()
-                .await,
-            "kms:DescribeKey",
-            &["NotFoundException"],
-        )?
-        else {
+        let Some(metadata) = key_by_alias(&kms, &self.ctx.names().kms_alias()).await? else {
             return Ok(None);
         };
-        let Some(key_id) = described.key_metadata().map(|m| m.key_id().to_string()) else {
-            return Ok(None);
-        };
+        let key_id = metadata.key_id;
         let policy = kms
             .get_key_policy()
             .key_id(&key_id)
@@ -100,19 +109,8 @@ impl Group for KeyPolicy {
         Ok(Some(Observed { key_id, policy }))
     }
 
-    fn diff(desired: &Desired, observed: &Observed) -> Vec<Rewrite> {
-        match &observed.policy {
-            Some(actual) if equivalent(actual, &desired.policy) => Vec::new(),
-            _ => vec![Rewrite],
-        }
-    }
-
-    fn describe(&self, d: &Desired, _o: &Observed, _change: &Rewrite) -> Vec<Drift> {
-        vec![Drift::field(format!("KMS key {}", d.alias), "key policy")]
-    }
-
     /// The key step deletes the key, policy included.
-    fn describe_removal(&self, _o: &Observed) -> Vec<Drift> {
+    fn removal(&self, _o: &Observed) -> Vec<Drift> {
         Vec::new()
     }
 
@@ -131,7 +129,7 @@ impl Group for KeyPolicy {
         d: &Desired,
         o: &Observed,
         _changes: Vec<Rewrite>,
-    ) -> Result<(), Failure> {
+    ) -> Result<Option<Observed>, Failure> {
         aws.kms()
             .put_key_policy()
             .key_id(&o.key_id)
@@ -140,7 +138,7 @@ impl Group for KeyPolicy {
             .send()
             .await
             .aws("kms:PutKeyPolicy")?;
-        Ok(())
+        Ok(None)
     }
 
     /// The key step schedules the key's deletion, policy included.

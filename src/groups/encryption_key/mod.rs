@@ -4,16 +4,17 @@ pub mod desired;
 pub mod diff;
 pub mod key_policy;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_kms::types::{KeySpec, KeyState as KmsKeyState, KeyUsageType, Tag};
+use aws_sdk_kms::Client;
+use aws_sdk_kms::types::{KeyMetadata, KeySpec, KeyState as KmsKeyState, KeyUsageType, Tag};
 
 use self::desired::{ALIAS_TAG, DELETION_WINDOW_DAYS, EncryptionKey as Desired, encryption_key};
-use self::diff::{Change, KeyState, KeyView};
-use super::kit::check_owner;
-use super::{Group, Placement, Produced, keys};
-use crate::aws::{AwsResultExt, AwsSession, classify, code, found};
+use self::diff::{Change, KeyState, KeyView as Observed};
+use super::kit::{apply_tags, check_owner};
+use super::{Diff, Group, Placement, Produced, keys};
+use crate::aws::tags::{from_sdk, to_sdk};
+use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::PipelineContext;
 use crate::desired::tags::OWNER_KEY;
 use crate::engine::{Failure, Key, Progress, Removal, Values};
@@ -32,13 +33,45 @@ impl EncryptionKey {
     fn alias(&self) -> String {
         self.ctx.names().kms_alias()
     }
-}
 
-/// The key as KMS reports it.
-pub struct Observed {
-    key_id: String,
-    arn: String,
-    view: KeyView,
+    /// A usable key tagged for our alias but without it: made by a reconcile that crashed
+    /// between CreateKey and CreateAlias.
+    async fn find_orphan(&self, aws: &AwsSession, alias: &str) -> Result<Option<String>, Failure> {
+        use aws_sdk_resourcegroupstagging::types::TagFilter;
+        let owner = TagFilter::builder()
+            .key(OWNER_KEY)
+            .values(self.ctx.owner())
+            .build();
+        let mut tagged = aws
+            .tagging()
+            .get_resources()
+            .resource_type_filters("kms:key")
+            .tag_filters(TagFilter::builder().key(ALIAS_TAG).values(alias).build())
+            .tag_filters(owner)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(mapping) = tagged.try_next().await.aws("tag:GetResources")? {
+            let Some(arn) = mapping.resource_arn() else {
+                continue;
+            };
+            let described = aws
+                .kms()
+                .describe_key()
+                .key_id(arn)
+                .send()
+                .await
+                .aws("kms:DescribeKey")?;
+            let usable = matches!(
+                state_of(described.key_metadata().and_then(|m| m.key_state())),
+                KeyState::Enabled | KeyState::Disabled
+            );
+            if usable {
+                return Ok(Some(arn.to_string()));
+            }
+        }
+        Ok(None)
+    }
 }
 
 fn state_of(s: Option<&KmsKeyState>) -> KeyState {
@@ -59,131 +92,40 @@ fn not_usable_yet(key_id: &str) -> Progress {
     }
 }
 
-fn kms_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, Failure> {
-    tags.iter()
-        .map(|(k, v)| {
-            Tag::builder()
-                .tag_key(k)
-                .tag_value(v)
-                .build()
-                .map_err(|e| Failure::terminal("InvalidTag", format!("tag {k}: {e}")))
-        })
-        .collect()
+/// The key behind `alias` (None: no such alias). The key policy step resolves it too.
+async fn key_by_alias(kms: &Client, alias: &str) -> Result<Option<KeyMetadata>, Failure> {
+    Ok(kms
+        .describe_key()
+        .key_id(alias)
+        .send()
+        .await
+        .aws_tolerating("kms:DescribeKey", &["NotFoundException"])?
+        .and_then(|out| out.key_metadata))
 }
 
-async fn key_tags(
-    kms: &aws_sdk_kms::Client,
-    key_id: &str,
-) -> Result<BTreeMap<String, String>, Failure> {
-    let mut tags = BTreeMap::new();
-    let mut marker = None;
-    loop {
-        let out = kms
-            .list_resource_tags()
-            .key_id(key_id)
-            .set_marker(marker)
-            .send()
-            .await
-            .aws("kms:ListResourceTags")?;
-        for t in out.tags() {
-            tags.insert(t.tag_key().to_string(), t.tag_value().to_string());
-        }
-        marker = out.next_marker().map(str::to_string);
-        if !out.truncated() || marker.is_none() {
-            return Ok(tags);
-        }
-    }
+async fn create_alias(kms: &Client, alias: &str, key_id: &str) -> Result<(), Failure> {
+    kms.create_alias()
+        .alias_name(alias)
+        .target_key_id(key_id)
+        .send()
+        .await
+        .aws("kms:CreateAlias")?;
+    Ok(())
 }
 
-impl EncryptionKey {
-    /// A usable key tagged for our alias but without it: made by a reconcile that crashed
-    /// between CreateKey and CreateAlias.
-    async fn find_orphan(&self, aws: &AwsSession, alias: &str) -> Result<Option<String>, Failure> {
-        use aws_sdk_resourcegroupstagging::types::TagFilter;
-        let mut token: Option<String> = None;
-        loop {
-            let out = aws
-                .tagging()
-                .get_resources()
-                .resource_type_filters("kms:key")
-                .tag_filters(TagFilter::builder().key(ALIAS_TAG).values(alias).build())
-                .tag_filters(
-                    TagFilter::builder()
-                        .key(OWNER_KEY)
-                        .values(self.ctx.owner())
-                        .build(),
-                )
-                .set_pagination_token(token.clone())
-                .send()
-                .await
-                .aws("tag:GetResources")?;
-            for arn in out
-                .resource_tag_mapping_list()
-                .iter()
-                .filter_map(|m| m.resource_arn())
-            {
-                let described = aws
-                    .kms()
-                    .describe_key()
-                    .key_id(arn)
-                    .send()
-                    .await
-                    .aws("kms:DescribeKey")?;
-                let usable = matches!(
-                    state_of(described.key_metadata().and_then(|m| m.key_state())),
-                    KeyState::Enabled | KeyState::Disabled
-                );
-                if usable {
-                    return Ok(Some(arn.to_string()));
-                }
-            }
-            token = out
-                .pagination_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_string);
-            if token.is_none() {
-                return Ok(None);
-            }
-        }
-    }
-
-    async fn create_alias(
-        &self,
-        aws: &AwsSession,
-        alias: &str,
-        key_id: &str,
-    ) -> Result<(), Failure> {
-        aws.kms()
-            .create_alias()
-            .alias_name(alias)
-            .target_key_id(key_id)
-            .send()
-            .await
-            .aws("kms:CreateAlias")?;
-        Ok(())
-    }
-
-    async fn enable_rotation(
-        &self,
-        aws: &AwsSession,
-        key_id: &str,
-        d: &Desired,
-    ) -> Result<(), Failure> {
-        aws.kms()
-            .enable_key_rotation()
-            .key_id(key_id)
-            .rotation_period_in_days(d.rotation_period_days)
-            .send()
-            .await
-            .aws("kms:EnableKeyRotation")?;
-        Ok(())
-    }
+async fn enable_rotation(kms: &Client, key_id: &str, d: &Desired) -> Result<(), Failure> {
+    kms.enable_key_rotation()
+        .key_id(key_id)
+        .rotation_period_in_days(d.rotation_period_days)
+        .send()
+        .await
+        .aws("kms:EnableKeyRotation")?;
+    Ok(())
 }
 
 impl Group for EncryptionKey {
     type Desired = Desired;
     type Observed = Observed;
-    type Change = Change;
 
     fn condition(&self) -> String {
         "EncryptionKeyReady".into()
@@ -212,19 +154,20 @@ impl Group for EncryptionKey {
     async fn observe(&self, aws: &AwsSession) -> Result<Option<Observed>, Failure> {
         let kms = aws.kms();
         let alias = self.alias();
-        let Some(described) = found(
-            kms.describe_key().key_id(&alias).send().await,
-            "kms:DescribeKey",
-            &["NotFoundException"],
-        )?
-        else {
-            return Ok(None);
-        };
-        let Some(metadata) = described.key_metadata() else {
+        let Some(metadata) = key_by_alias(&kms, &alias).await? else {
             return Ok(None);
         };
         let key_id = metadata.key_id().to_string();
-        let tags = key_tags(&kms, &key_id).await?;
+        let tags: Vec<Tag> = kms
+            .list_resource_tags()
+            .key_id(&key_id)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .aws("kms:ListResourceTags")?;
+        let tags = from_sdk(&tags);
         check_owner(
             &self.ctx,
             &format!("the KMS key behind alias {alias}"),
@@ -249,39 +192,25 @@ impl Group for EncryptionKey {
         };
         Ok(Some(Observed {
             arn: metadata.arn().unwrap_or_default().to_string(),
-            view: KeyView {
-                state,
-                description: metadata.description().unwrap_or_default().to_string(),
-                rotation_enabled,
-                rotation_period_days,
-                tags,
-            },
+            state,
+            description: metadata.description().unwrap_or_default().to_string(),
+            rotation_enabled,
+            rotation_period_days,
+            tags,
             key_id,
         }))
     }
 
-    fn diff(desired: &Desired, observed: &Observed) -> Vec<Change> {
-        diff::diff(desired, &observed.view)
-    }
-
-    fn describe(
-        &self,
-        desired: &Desired,
-        observed: &Observed,
-        change: &Change,
-    ) -> Vec<crate::engine::Drift> {
-        diff::describe(desired, &observed.view, change)
-    }
-
     fn progress(&self, o: &Observed) -> Option<Progress> {
-        (o.view.state == KeyState::Other).then(|| not_usable_yet(&o.key_id))
+        (o.state == KeyState::Other).then(|| not_usable_yet(&o.key_id))
     }
 
     async fn create(&self, aws: &AwsSession, d: &Desired) -> Result<Produced, Failure> {
+        let kms = aws.kms();
         let at = Placement::of(aws);
         if let Some(orphan) = self.find_orphan(aws, &d.alias).await? {
             // Adopt it: give it its alias, then bring it to the desired state like any key.
-            self.create_alias(aws, &d.alias, &orphan).await?;
+            create_alias(&kms, &d.alias, &orphan).await?;
             let Some(observed) = self.observe(aws).await? else {
                 return Err(Failure::in_progress(
                     "AliasNotVisibleYet",
@@ -289,35 +218,39 @@ impl Group for EncryptionKey {
                     Duration::from_secs(5),
                 ));
             };
-            let changes = diff::diff(d, &observed.view);
+            let changes = d.diff(&observed).into_changes();
             if !changes.is_empty() {
                 self.update(aws, d, &observed, changes).await?;
             }
             return Ok(self.produced(&at, d, &observed));
         }
         // Tags go on with CreateKey so the key is recognisably ours from its first moment.
-        let created = aws
-            .kms()
+        let created = kms
             .create_key()
             .description(&d.description)
             .policy(d.initial_policy.to_string())
             .key_usage(KeyUsageType::EncryptDecrypt)
             .key_spec(KeySpec::SymmetricDefault)
-            .set_tags(Some(kms_tags(&d.tags.tags)?))
+            .set_tags(Some(to_sdk(&d.tags.tags)?))
             .send()
             .await
             .aws("kms:CreateKey")?;
         let metadata = created
             .key_metadata()
             .ok_or_else(|| Failure::retryable("AwsCallFailed", "kms:CreateKey returned no key"))?;
-        let key_id = metadata.key_id().to_string();
-        let arn = metadata.arn().unwrap_or_default().to_string();
+        let key_id = metadata.key_id();
         // The alias right away: it is how the key is found again.
-        self.create_alias(aws, &d.alias, &key_id).await?;
-        self.enable_rotation(aws, &key_id, d).await?;
-        Ok(Produced::default()
-            .value(keys::KMS_KEY_ARN, &arn)
-            .owns(KIND, arn, &at))
+        create_alias(&kms, &d.alias, key_id).await?;
+        enable_rotation(&kms, key_id, d).await?;
+        let arn = metadata.arn().unwrap_or_default().to_string();
+        Ok(self.produced(
+            &at,
+            d,
+            &Observed {
+                arn,
+                ..Observed::default()
+            },
+        ))
     }
 
     async fn update(
@@ -326,10 +259,10 @@ impl Group for EncryptionKey {
         d: &Desired,
         o: &Observed,
         changes: Vec<Change>,
-    ) -> Result<(), Failure> {
-        let kms = aws.kms();
+    ) -> Result<Option<Observed>, Failure> {
+        let kms = &aws.kms();
         let key_id = o.key_id.as_str();
-        if o.view.state == KeyState::Other {
+        if o.state == KeyState::Other {
             // KMS refuses writes to a key that is still being created or updated.
             let p = not_usable_yet(key_id);
             return Err(Failure::in_progress(p.reason, p.message, p.after));
@@ -350,7 +283,7 @@ impl Group for EncryptionKey {
                         .await
                         .aws("kms:EnableKey")?;
                 }
-                Change::Rotation => self.enable_rotation(aws, key_id, d).await?,
+                Change::Rotation => enable_rotation(kms, key_id, d).await?,
                 Change::Description => {
                     kms.update_key_description()
                         .key_id(key_id)
@@ -360,50 +293,51 @@ impl Group for EncryptionKey {
                         .aws("kms:UpdateKeyDescription")?;
                 }
                 Change::Tags(plan) => {
-                    if !plan.set.is_empty() {
-                        kms.tag_resource()
-                            .key_id(key_id)
-                            .set_tags(Some(kms_tags(&plan.set)?))
-                            .send()
-                            .await
-                            .aws("kms:TagResource")?;
-                    }
-                    if !plan.remove.is_empty() {
-                        kms.untag_resource()
-                            .key_id(key_id)
-                            .set_tag_keys(Some(plan.remove))
-                            .send()
-                            .await
-                            .aws("kms:UntagResource")?;
-                    }
+                    apply_tags(
+                        plan,
+                        |set| async move {
+                            kms.tag_resource()
+                                .key_id(key_id)
+                                .set_tags(Some(to_sdk(&set)?))
+                                .send()
+                                .await
+                                .aws("kms:TagResource")
+                                .map(drop)
+                        },
+                        |keys| async move {
+                            kms.untag_resource()
+                                .key_id(key_id)
+                                .set_tag_keys(Some(keys))
+                                .send()
+                                .await
+                                .aws("kms:UntagResource")
+                                .map(drop)
+                        },
+                    )
+                    .await?
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     async fn delete(&self, aws: &AwsSession, o: Observed) -> Result<Removal, Failure> {
         let kms = aws.kms();
-        if o.view.state != KeyState::PendingDeletion {
-            match kms
-                .schedule_key_deletion()
+        if o.state != KeyState::PendingDeletion {
+            kms.schedule_key_deletion()
                 .key_id(&o.key_id)
                 .pending_window_in_days(DELETION_WINDOW_DAYS)
                 .send()
                 .await
-            {
-                Ok(_) => {}
-                Err(e) if code(&e) == Some("KMSInvalidStateException") => {}
-                Err(e) => return Err(classify("kms:ScheduleKeyDeletion", e)),
-            }
+                .aws_tolerating("kms:ScheduleKeyDeletion", &["KMSInvalidStateException"])?;
         }
         // Without the alias a re-created pipeline starts with a fresh key; the old one is gone
         // after the waiting period. A key pending deletion counts as gone.
-        found(
-            kms.delete_alias().alias_name(self.alias()).send().await,
-            "kms:DeleteAlias",
-            &["NotFoundException"],
-        )?;
+        kms.delete_alias()
+            .alias_name(self.alias())
+            .send()
+            .await
+            .aws_tolerating("kms:DeleteAlias", &["NotFoundException"])?;
         Ok(Removal::Gone)
     }
 

@@ -17,8 +17,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::desired::PipelineContext;
+use crate::desired::names::TRIGGER_RULE;
 use crate::groups::kit::DesiredTags;
-use crate::groups::roles::desired::TRIGGER_RULE;
 
 /// Rule purposes (the last part of each rule's name).
 pub const FAILED: &str = "failed";

@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::desired::{InputTransformer, Rule, Rules, Target};
 use crate::engine::Drift;
 use crate::groups::kit::{TagPlan, collection_plan, tag_drift};
+use crate::groups::{Changes, Diff};
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObservedRule {
@@ -20,6 +21,9 @@ pub struct ObservedRule {
     pub targets: Vec<ObservedTarget>,
     pub tags: BTreeMap<String, String>,
 }
+
+/// The rules under the prefix, by name.
+pub type Observed = BTreeMap<String, ObservedRule>;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObservedTarget {
@@ -56,41 +60,72 @@ pub enum Change {
     },
 }
 
-pub fn diff(d: &Rules, observed: &BTreeMap<String, ObservedRule>) -> Vec<Change> {
-    let plan = collection_plan(&d.rules, observed, |_, _| true);
-    let mut changes: Vec<Change> = plan.create.into_iter().map(Change::Create).collect();
-    for name in plan.update {
-        changes.extend(rule_changes(&d.rules[&name], &observed[&name]));
-    }
-    changes.extend(plan.delete.into_iter().map(|rule| {
-        Change::Delete {
-            targets: observed[&rule]
+/// What a rule is called in words.
+pub const RULE: &str = "EventBridge rule";
+
+/// A rule in words.
+pub fn words(name: &str) -> String {
+    format!("{RULE} {name}")
+}
+
+impl Diff<Observed> for Rules {
+    type Change = Change;
+
+    fn diff(&self, observed: &Observed) -> Changes<Change> {
+        let plan = collection_plan(&self.rules, observed, |_, _| true);
+        let mut changes = Changes::new();
+        for name in plan.create {
+            changes.push(Change::Create(name.clone()), Drift::create(words(&name)));
+        }
+        for name in plan.update {
+            changes.extend(rule_changes(&self.rules[&name], &observed[&name]));
+        }
+        for rule in plan.delete {
+            let drift = Drift::delete(words(&rule));
+            let targets = observed[&rule]
                 .targets
                 .iter()
                 .map(|t| t.id.clone())
-                .collect(),
-            rule,
+                .collect();
+            changes.push(Change::Delete { rule, targets }, drift);
         }
-    }));
-    changes
+        changes
+    }
 }
 
-fn rule_changes(d: &Rule, o: &ObservedRule) -> Vec<Change> {
+fn rule_changes(d: &Rule, o: &ObservedRule) -> Changes<Change> {
+    let rule = words(&d.name);
     let name = || d.name.clone();
-    let mut changes = Vec::new();
+    let mut changes = Changes::new();
+    // PutRule replaces the pattern, state and description together.
+    let mut put_rule = Vec::new();
+    if o.state != d.state {
+        put_rule.push(Drift::value(&rule, "state", &o.state, &d.state));
+    }
+    if o.description != d.description {
+        put_rule.push(Drift::value(
+            &rule,
+            "description",
+            &o.description,
+            &d.description,
+        ));
+    }
     let same_pattern = o
         .event_pattern
         .as_ref()
         .is_some_and(|p| normalized(p) == normalized(&d.event_pattern));
-    if !same_pattern || o.state != d.state || o.description != d.description {
-        changes.push(Change::Rule(name()));
+    if !same_pattern {
+        put_rule.push(Drift::field(&rule, "event pattern"));
+    }
+    if !put_rule.is_empty() {
+        changes.push_all(Change::Rule(name()), put_rule);
     }
     if d.targets.iter().any(|want| {
         !o.targets
             .iter()
             .any(|have| have.id == want.id && same_target(want, have))
     }) {
-        changes.push(Change::PutTargets(name()));
+        changes.push(Change::PutTargets(name()), Drift::field(&rule, "targets"));
     }
     let extra: Vec<String> = o
         .targets
@@ -99,17 +134,28 @@ fn rule_changes(d: &Rule, o: &ObservedRule) -> Vec<Change> {
         .map(|t| t.id.clone())
         .collect();
     if !extra.is_empty() {
-        changes.push(Change::RemoveTargets {
-            rule: name(),
-            ids: extra,
-        });
+        let drift = extra
+            .iter()
+            .map(|id| Drift::delete(format!("{rule} target {id}")))
+            .collect();
+        changes.push_all(
+            Change::RemoveTargets {
+                rule: name(),
+                ids: extra,
+            },
+            drift,
+        );
     }
     let tags = d.tags.plan(&o.tags);
     if !tags.is_empty() {
-        changes.push(Change::Tags {
-            rule: name(),
-            plan: tags,
-        });
+        let drift = tag_drift(&rule, &tags, &o.tags);
+        changes.push_all(
+            Change::Tags {
+                rule: name(),
+                plan: tags,
+            },
+            drift,
+        );
     }
     changes
 }
@@ -139,54 +185,6 @@ pub fn normalized(pattern: &Value) -> Value {
             Value::Array(items)
         }
         other => other.clone(),
-    }
-}
-
-/// One change in words.
-pub fn describe(
-    d: &Rules,
-    observed: &BTreeMap<String, ObservedRule>,
-    change: &Change,
-) -> Vec<Drift> {
-    let rule = |name: &str| format!("EventBridge rule {name}");
-    match change {
-        Change::Create(name) => vec![Drift::create(rule(name))],
-        Change::Delete { rule: name, .. } => vec![Drift::delete(rule(name))],
-        Change::Rule(name) => match (d.rules.get(name), observed.get(name)) {
-            (Some(want), Some(have)) => {
-                let mut drift = Vec::new();
-                if have.state != want.state {
-                    drift.push(Drift::value(rule(name), "state", &have.state, &want.state));
-                }
-                if have.description != want.description {
-                    drift.push(Drift::value(
-                        rule(name),
-                        "description",
-                        &have.description,
-                        &want.description,
-                    ));
-                }
-                let same_pattern = have
-                    .event_pattern
-                    .as_ref()
-                    .is_some_and(|p| normalized(p) == normalized(&want.event_pattern));
-                if !same_pattern || drift.is_empty() {
-                    drift.push(Drift::field(rule(name), "event pattern"));
-                }
-                drift
-            }
-            _ => vec![Drift::field(rule(name), "rule")],
-        },
-        Change::PutTargets(name) => vec![Drift::field(rule(name), "targets")],
-        Change::RemoveTargets { rule: name, ids } => ids
-            .iter()
-            .map(|id| Drift::delete(format!("{} target {id}", rule(name))))
-            .collect(),
-        Change::Tags { rule: name, plan } => {
-            let empty = BTreeMap::new();
-            let tags = observed.get(name).map_or(&empty, |o| &o.tags);
-            tag_drift(&rule(name), plan, tags)
-        }
     }
 }
 
@@ -242,7 +240,7 @@ mod tests {
     #[test]
     fn rules_in_sync_need_nothing() {
         let d = desired(MINIMAL, Some(ROLE));
-        assert_eq!(diff(&d, &in_sync(&d)), vec![]);
+        assert_eq!(d.diff(&in_sync(&d)), vec![]);
     }
 
     #[test]
@@ -252,7 +250,7 @@ mod tests {
         let mut observed = in_sync(&d);
         observed.remove(&c.names().rule(SOURCE));
         assert_eq!(
-            diff(&d, &observed),
+            d.diff(&observed),
             vec![Change::Create(c.names().rule(SOURCE))]
         );
     }
@@ -271,12 +269,12 @@ mod tests {
             "detail": {"state": ["CANCELED", "FAILED"]},
             "source": ["aws.codepipeline"]
         }));
-        assert_eq!(diff(&d, &observed), vec![]);
+        assert_eq!(d.diff(&observed), vec![]);
         observed.get_mut(&failed).expect("observed").event_pattern = Some(json!({
             "detail": {"state": ["FAILED"]},
             "source": ["aws.codepipeline"]
         }));
-        assert_eq!(diff(&d, &observed), vec![Change::Rule(failed)]);
+        assert_eq!(d.diff(&observed), vec![Change::Rule(failed)]);
     }
 
     #[test]
@@ -287,7 +285,7 @@ mod tests {
         let o = observed.get_mut(&succeeded).expect("observed");
         o.state = "DISABLED".into();
         o.description = "edited".into();
-        assert_eq!(diff(&d, &observed), vec![Change::Rule(succeeded)]);
+        assert_eq!(d.diff(&observed), vec![Change::Rule(succeeded)]);
     }
 
     #[test]
@@ -305,7 +303,7 @@ mod tests {
         });
         observed.get_mut(&source).expect("source").targets[0].role_arn = None;
         assert_eq!(
-            diff(&d, &observed),
+            d.diff(&observed),
             vec![
                 Change::PutTargets(failed.clone()),
                 Change::RemoveTargets {
@@ -323,7 +321,7 @@ mod tests {
         let failed = context(FULL).names().rule(FAILED);
         let mut observed = in_sync(&d);
         observed.get_mut(&failed).expect("failed").targets[0].other_input = true;
-        assert_eq!(diff(&d, &observed), vec![Change::PutTargets(failed)]);
+        assert_eq!(d.diff(&observed), vec![Change::PutTargets(failed)]);
     }
 
     #[test]
@@ -342,7 +340,7 @@ mod tests {
         let tags = &mut observed.get_mut(&failed).expect("failed").tags;
         tags.insert("Old".into(), "x".into());
         tags.insert("Team".into(), "other".into());
-        let changes = diff(&d, &observed);
+        let changes = d.diff(&observed);
         assert_eq!(changes.len(), 1, "{changes:?}");
         let Change::Tags { rule, plan } = &changes[0] else {
             panic!("{changes:?}")
@@ -364,7 +362,7 @@ mod tests {
         left.arn = format!("arn:aws:events:us-east-1:123456789012:rule/{name}");
         observed.insert(name.clone(), left);
         assert_eq!(
-            diff(&d, &observed),
+            d.diff(&observed),
             vec![Change::Delete {
                 rule: name,
                 targets: vec!["pipeline".into()]

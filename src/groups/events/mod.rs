@@ -5,18 +5,17 @@
 pub mod desired;
 pub mod diff;
 
-use std::collections::BTreeMap;
-
-use aws_sdk_eventbridge::types::{RuleState, Tag};
+use aws_sdk_eventbridge::types::RuleState;
+use aws_smithy_types::error::operation::BuildError;
 
 use self::desired::{FAILED, Inputs, Rules, SUCCEEDED};
-use self::diff::{Change, ObservedRule, ObservedTarget};
-use super::kit::{check_owner, input};
-use super::roles::desired::has_trigger;
+use self::diff::{Change, Observed, ObservedRule, ObservedTarget};
+use super::kit::{apply_tags, check_owner, deletions, input};
 use super::{Group, Placement, Produced, keys};
-use crate::aws::{AwsResultExt, AwsSession, found};
+use crate::aws::tags::{from_sdk, to_sdk};
+use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::PipelineContext;
-use crate::engine::{Failure, Key, Removal, Values};
+use crate::engine::{Drift, Failure, Key, Removal, Values};
 
 const KIND: &str = "AWS::Events::Rule";
 const NOT_FOUND: &[&str] = &["ResourceNotFoundException"];
@@ -31,21 +30,9 @@ impl EventRules {
     }
 }
 
-type Observed = BTreeMap<String, ObservedRule>;
-
-fn tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, Failure> {
-    tags.iter()
-        .map(|(k, v)| {
-            Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .map_err(|e| Failure::terminal("InvalidTag", format!("tag {k}: {e}")))
-        })
-        .collect()
-}
-
 fn target(t: &desired::Target) -> Result<aws_sdk_eventbridge::types::Target, Failure> {
+    let invalid =
+        |e: BuildError| Failure::terminal("InvalidTarget", format!("target {}: {e}", t.id));
     let transformer = t
         .input_transformer
         .as_ref()
@@ -56,22 +43,23 @@ fn target(t: &desired::Target) -> Result<aws_sdk_eventbridge::types::Target, Fai
                 .build()
         })
         .transpose()
-        .map_err(|e| Failure::terminal("InvalidTarget", format!("target {}: {e}", t.id)))?;
+        .map_err(invalid)?;
     aws_sdk_eventbridge::types::Target::builder()
         .id(&t.id)
         .arn(&t.arn)
         .set_role_arn(t.role_arn.clone())
         .set_input_transformer(transformer)
         .build()
-        .map_err(|e| Failure::terminal("InvalidTarget", format!("target {}: {e}", t.id)))
+        .map_err(invalid)
 }
 
-/// PutTargets and RemoveTargets answer 200 with per-target failures: any is the call's failure.
-fn entries_failed(
+/// PutTargets and RemoveTargets answer 200 with per-target failures (target ID, code and
+/// message of each): any is the call's failure.
+fn entries_failed<'a>(
     operation: &str,
     rule: &str,
     count: i32,
-    failures: impl Iterator<Item = (Option<String>, Option<String>, Option<String>)>,
+    failures: impl Iterator<Item = (Option<&'a str>, Option<&'a str>, Option<&'a str>)>,
 ) -> Result<(), Failure> {
     if count == 0 {
         return Ok(());
@@ -95,7 +83,7 @@ fn entries_failed(
     ))
 }
 
-async fn put_rule(aws: &AwsSession, r: &desired::Rule, with_tags: bool) -> Result<(), Failure> {
+async fn put_rule(aws: &AwsSession, r: &desired::Rule, creating: bool) -> Result<(), Failure> {
     let mut request = aws
         .events()
         .put_rule()
@@ -104,8 +92,8 @@ async fn put_rule(aws: &AwsSession, r: &desired::Rule, with_tags: bool) -> Resul
         .state(RuleState::from(r.state.as_str()))
         .description(&r.description);
     // Tags given to PutRule apply only when it creates the rule.
-    if with_tags {
-        request = request.set_tags(Some(tags(&r.tags.tags)?));
+    if creating {
+        request = request.set_tags(Some(to_sdk(&r.tags.tags)?));
     }
     request.send().await.aws("events:PutRule")?;
     Ok(())
@@ -129,27 +117,21 @@ async fn put_targets(aws: &AwsSession, r: &desired::Rule) -> Result<(), Failure>
         "events:PutTargets",
         &r.name,
         out.failed_entry_count(),
-        out.failed_entries().iter().map(|e| {
-            (
-                e.target_id().map(str::to_string),
-                e.error_code().map(str::to_string),
-                e.error_message().map(str::to_string),
-            )
-        }),
+        out.failed_entries()
+            .iter()
+            .map(|e| (e.target_id(), e.error_code(), e.error_message())),
     )
 }
 
 async fn remove_targets(aws: &AwsSession, rule: &str, ids: Vec<String>) -> Result<(), Failure> {
-    let Some(out) = found(
-        aws.events()
-            .remove_targets()
-            .rule(rule)
-            .set_ids(Some(ids))
-            .send()
-            .await,
-        "events:RemoveTargets",
-        NOT_FOUND,
-    )?
+    let Some(out) = aws
+        .events()
+        .remove_targets()
+        .rule(rule)
+        .set_ids(Some(ids))
+        .send()
+        .await
+        .aws_tolerating("events:RemoveTargets", NOT_FOUND)?
     else {
         return Ok(());
     };
@@ -157,13 +139,9 @@ async fn remove_targets(aws: &AwsSession, rule: &str, ids: Vec<String>) -> Resul
         "events:RemoveTargets",
         rule,
         out.failed_entry_count(),
-        out.failed_entries().iter().map(|e| {
-            (
-                e.target_id().map(str::to_string),
-                e.error_code().map(str::to_string),
-                e.error_message().map(str::to_string),
-            )
-        }),
+        out.failed_entries()
+            .iter()
+            .map(|e| (e.target_id(), e.error_code(), e.error_message())),
     )
 }
 
@@ -172,11 +150,12 @@ async fn delete_rule(aws: &AwsSession, rule: &str, targets: Vec<String>) -> Resu
     if !targets.is_empty() {
         remove_targets(aws, rule, targets).await?;
     }
-    found(
-        aws.events().delete_rule().name(rule).send().await,
-        "events:DeleteRule",
-        NOT_FOUND,
-    )?;
+    aws.events()
+        .delete_rule()
+        .name(rule)
+        .send()
+        .await
+        .aws_tolerating("events:DeleteRule", NOT_FOUND)?;
     Ok(())
 }
 
@@ -199,7 +178,6 @@ fn observed_target(t: &aws_sdk_eventbridge::types::Target) -> ObservedTarget {
 impl Group for EventRules {
     type Desired = Rules;
     type Observed = Observed;
-    type Change = Change;
 
     fn condition(&self) -> String {
         "EventRulesReady".into()
@@ -211,7 +189,7 @@ impl Group for EventRules {
 
     fn needs(&self) -> Vec<Key> {
         let mut needs = vec![keys::NOTIFICATION_TOPIC_ARN];
-        if has_trigger(&self.ctx) {
+        if self.ctx.has_trigger() {
             needs.push(keys::TRIGGER_ROLE_ARN);
         }
         needs
@@ -231,7 +209,7 @@ impl Group for EventRules {
 
     fn desired(&self, _at: &Placement, inputs: &Values) -> Result<Rules, Failure> {
         let topic_arn = input(inputs, keys::NOTIFICATION_TOPIC_ARN)?;
-        let trigger_role_arn = if has_trigger(&self.ctx) {
+        let trigger_role_arn = if self.ctx.has_trigger() {
             Some(input(inputs, keys::TRIGGER_ROLE_ARN)?)
         } else {
             None
@@ -248,6 +226,7 @@ impl Group for EventRules {
     async fn observe(&self, aws: &AwsSession) -> Result<Option<Observed>, Failure> {
         let events = aws.events();
         let prefix = self.ctx.names().rule_prefix();
+        // The EventBridge SDK has no paginator for ListRules: its pages are followed here.
         let mut listed = Vec::new();
         let mut token = None;
         loop {
@@ -258,8 +237,8 @@ impl Group for EventRules {
                 .send()
                 .await
                 .aws("events:ListRules")?;
-            listed.extend(page.rules().iter().cloned());
-            token = page.next_token().map(str::to_string);
+            listed.extend(page.rules.unwrap_or_default());
+            token = page.next_token;
             if token.is_none() {
                 break;
             }
@@ -273,30 +252,24 @@ impl Group for EventRules {
                 continue;
             }
             // A rule deleted between the listing and these reads is simply not there.
-            let Some(tagged) = found(
-                events
-                    .list_tags_for_resource()
-                    .resource_arn(arn)
-                    .send()
-                    .await,
-                "events:ListTagsForResource",
-                NOT_FOUND,
-            )?
+            let Some(tagged) = events
+                .list_tags_for_resource()
+                .resource_arn(arn)
+                .send()
+                .await
+                .aws_tolerating("events:ListTagsForResource", NOT_FOUND)?
             else {
                 continue;
             };
-            let tags: BTreeMap<String, String> = tagged
-                .tags()
-                .iter()
-                .map(|t| (t.key().to_string(), t.value().to_string()))
-                .collect();
-            check_owner(&self.ctx, &format!("EventBridge rule {name}"), &tags)?;
+            let tags = from_sdk(tagged.tags());
+            check_owner(&self.ctx, &diff::words(name), &tags)?;
             // A rule has at most five targets: one page.
-            let Some(targets) = found(
-                events.list_targets_by_rule().rule(name).send().await,
-                "events:ListTargetsByRule",
-                NOT_FOUND,
-            )?
+            let Some(targets) = events
+                .list_targets_by_rule()
+                .rule(name)
+                .send()
+                .await
+                .aws_tolerating("events:ListTargetsByRule", NOT_FOUND)?
             else {
                 continue;
             };
@@ -321,27 +294,8 @@ impl Group for EventRules {
         Ok((!observed.is_empty()).then_some(observed))
     }
 
-    fn diff(desired: &Rules, observed: &Observed) -> Vec<Change> {
-        diff::diff(desired, observed)
-    }
-
-    fn describe(
-        &self,
-        desired: &Rules,
-        observed: &Observed,
-        change: &Change,
-    ) -> Vec<crate::engine::Drift> {
-        diff::describe(desired, observed, change)
-    }
-
-    fn describe_removal(&self, observed: &Observed) -> Vec<crate::engine::Drift> {
-        super::kit::deletions("EventBridge rule", observed.keys())
-    }
-
-    async fn create(&self, aws: &AwsSession, d: &Rules) -> Result<Produced, Failure> {
-        let none = Observed::new();
-        self.update(aws, d, &none, diff::diff(d, &none)).await?;
-        Ok(self.produced(&Placement::of(aws), d, &none))
+    fn removal(&self, observed: &Observed) -> Vec<Drift> {
+        deletions(diff::RULE, observed.keys())
     }
 
     async fn update(
@@ -350,57 +304,58 @@ impl Group for EventRules {
         d: &Rules,
         o: &Observed,
         changes: Vec<Change>,
-    ) -> Result<(), Failure> {
-        let events = aws.events();
+    ) -> Result<Option<Observed>, Failure> {
+        let events = &aws.events();
+        let wanted = |name: &str| d.rules.get(name);
         for change in changes {
             match change {
                 Change::Create(name) => {
-                    let Some(r) = d.rules.get(&name) else {
-                        continue;
-                    };
+                    let Some(r) = wanted(&name) else { continue };
                     put_rule(aws, r, true).await?;
                     put_targets(aws, r).await?;
                 }
                 Change::Rule(name) => {
-                    let Some(r) = d.rules.get(&name) else {
-                        continue;
-                    };
+                    let Some(r) = wanted(&name) else { continue };
                     put_rule(aws, r, false).await?;
                 }
                 Change::PutTargets(name) => {
-                    let Some(r) = d.rules.get(&name) else {
-                        continue;
-                    };
+                    let Some(r) = wanted(&name) else { continue };
                     put_targets(aws, r).await?;
                 }
                 Change::RemoveTargets { rule, ids } => remove_targets(aws, &rule, ids).await?,
                 Change::Tags { rule, plan } => {
-                    let Some(arn) = o.get(&rule).map(|r| r.arn.clone()) else {
+                    let Some(arn) = o.get(&rule).map(|r| r.arn.as_str()) else {
                         continue;
                     };
-                    if !plan.set.is_empty() {
-                        events
-                            .tag_resource()
-                            .resource_arn(&arn)
-                            .set_tags(Some(tags(&plan.set)?))
-                            .send()
-                            .await
-                            .aws("events:TagResource")?;
-                    }
-                    if !plan.remove.is_empty() {
-                        events
-                            .untag_resource()
-                            .resource_arn(&arn)
-                            .set_tag_keys(Some(plan.remove))
-                            .send()
-                            .await
-                            .aws("events:UntagResource")?;
-                    }
+                    apply_tags(
+                        plan,
+                        |set| async move {
+                            events
+                                .tag_resource()
+                                .resource_arn(arn)
+                                .set_tags(Some(to_sdk(&set)?))
+                                .send()
+                                .await
+                                .aws("events:TagResource")
+                                .map(drop)
+                        },
+                        |keys| async move {
+                            events
+                                .untag_resource()
+                                .resource_arn(arn)
+                                .set_tag_keys(Some(keys))
+                                .send()
+                                .await
+                                .aws("events:UntagResource")
+                                .map(drop)
+                        },
+                    )
+                    .await?;
                 }
                 Change::Delete { rule, targets } => delete_rule(aws, &rule, targets).await?,
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     async fn delete(&self, aws: &AwsSession, o: Observed) -> Result<Removal, Failure> {

@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use crate::api::TagMutability;
 use crate::desired::PipelineContext;
+use crate::desired::names::role::EXECUTION;
 use crate::groups::kit::DesiredTags;
-use crate::groups::roles::desired::EXECUTION;
 
 /// Tag exempt from immutability under `ImmutableExceptLatest`.
 pub const LATEST: &str = "latest";
@@ -38,7 +38,7 @@ pub struct ImageRepository {
 }
 
 /// ECR's `imageTagMutability` and its exclusion filters.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Mutability {
     /// `IMMUTABLE`, `IMMUTABLE_WITH_EXCLUSION` or `MUTABLE`, as ECR spells it.

@@ -8,18 +8,21 @@ use super::desired::{ImageRepository, Mutability};
 use crate::desired::policy;
 use crate::engine::{Drift, Failure};
 use crate::groups::kit::{TagPlan, json_subset, on_off, tag_drift};
+use crate::groups::{Changes, Diff};
 
 /// How ECR encrypts the repository (`encryptionConfiguration`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Encryption {
     /// `AES256`, `KMS` or `KMS_DSSE`.
     pub kind: String,
     pub kms_key: Option<String>,
 }
 
-/// The repository as ECR reports it, reduced to what is compared.
-#[derive(Clone, Debug, PartialEq)]
+/// The repository as ECR reports it: its identity, and what is compared.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct RepositoryView {
+    pub arn: String,
+    pub uri: String,
     pub mutability: Mutability,
     pub scan_on_push: bool,
     pub encryption: Encryption,
@@ -56,36 +59,72 @@ fn same_mutability(d: &Mutability, o: &Mutability) -> bool {
     d.mode == o.mode && sorted(d) == sorted(o)
 }
 
-pub fn diff(d: &ImageRepository, o: &RepositoryView) -> Vec<Change> {
-    let mut changes = Vec::new();
-    if !encrypted_as_desired(d, &o.encryption) {
-        changes.push(Change::Encryption(o.encryption.clone()));
+impl Diff<RepositoryView> for ImageRepository {
+    type Change = Change;
+
+    fn diff(&self, o: &RepositoryView) -> Changes<Change> {
+        let repository = format!("ECR repository {}", self.name);
+        let mut changes = Changes::new();
+        if !encrypted_as_desired(self, &o.encryption) {
+            let have = &o.encryption;
+            let drift = Drift::value(
+                &repository,
+                "encryption (cannot change; a new repository is needed)",
+                format!("{} {}", have.kind, have.kms_key.as_deref().unwrap_or("")).trim_end(),
+                format!("KMS {}", self.kms_key_arn),
+            );
+            changes.push(Change::Encryption(have.clone()), drift);
+        }
+        let tags = self.tags.plan(&o.tags);
+        if !tags.is_empty() {
+            let drift = tag_drift(&repository, &tags, &o.tags);
+            changes.push_all(Change::Tags(tags), drift);
+        }
+        if !same_mutability(&self.mutability, &o.mutability) {
+            let words = |m: &Mutability| match m.exclusions.as_slice() {
+                [] => m.mode.clone(),
+                exclusions => format!("{} except {}", m.mode, exclusions.join(", ")),
+            };
+            let drift = Drift::value(
+                &repository,
+                "tag mutability",
+                words(&o.mutability),
+                words(&self.mutability),
+            );
+            changes.push(Change::Mutability, drift);
+        }
+        if o.scan_on_push != self.scan_on_push {
+            let drift = Drift::value(
+                &repository,
+                "scan on push",
+                on_off(o.scan_on_push),
+                on_off(self.scan_on_push),
+            );
+            changes.push(Change::ScanOnPush, drift);
+        }
+        // ECR may reformat the text; fields it adds do not count.
+        if !o
+            .lifecycle_policy
+            .as_ref()
+            .is_some_and(|p| json_subset(&self.lifecycle_policy, p))
+        {
+            let drift = Drift::field(&repository, "lifecycle policy");
+            changes.push(Change::Lifecycle, drift);
+        }
+        match (&self.policy, &o.policy) {
+            (Some(want), Some(have)) if policy::equivalent(want, have) => {}
+            (Some(_), _) => {
+                let drift = Drift::field(&repository, "repository policy");
+                changes.push(Change::Policy, drift);
+            }
+            (None, Some(_)) => {
+                let drift = Drift::value(&repository, "repository policy", "set", "(none)");
+                changes.push(Change::DeletePolicy, drift);
+            }
+            (None, None) => {}
+        }
+        changes
     }
-    let tags = d.tags.plan(&o.tags);
-    if !tags.is_empty() {
-        changes.push(Change::Tags(tags));
-    }
-    if !same_mutability(&d.mutability, &o.mutability) {
-        changes.push(Change::Mutability);
-    }
-    if o.scan_on_push != d.scan_on_push {
-        changes.push(Change::ScanOnPush);
-    }
-    // ECR may reformat the text; fields it adds do not count.
-    if !o
-        .lifecycle_policy
-        .as_ref()
-        .is_some_and(|p| json_subset(&d.lifecycle_policy, p))
-    {
-        changes.push(Change::Lifecycle);
-    }
-    match (&d.policy, &o.policy) {
-        (Some(want), Some(have)) if policy::equivalent(want, have) => {}
-        (Some(_), _) => changes.push(Change::Policy),
-        (None, Some(_)) => changes.push(Change::DeletePolicy),
-        (None, None) => {}
-    }
-    changes
 }
 
 /// What a repository encrypted otherwise than desired is reported as: a terminal failure that
@@ -106,39 +145,6 @@ pub fn encryption_refusal(d: &ImageRepository, observed: &Encryption) -> Failure
             d.name, d.kms_key_arn, d.name
         ),
     )
-}
-
-/// One change in words.
-pub fn describe(d: &ImageRepository, o: &RepositoryView, change: &Change) -> Vec<Drift> {
-    let repository = format!("ECR repository {}", d.name);
-    let mutability = |m: &Mutability| match m.exclusions.as_slice() {
-        [] => m.mode.clone(),
-        exclusions => format!("{} except {}", m.mode, exclusions.join(", ")),
-    };
-    vec![match change {
-        Change::Encryption(have) => Drift::value(
-            &repository,
-            "encryption (cannot change; a new repository is needed)",
-            format!("{} {}", have.kind, have.kms_key.as_deref().unwrap_or("")).trim_end(),
-            format!("KMS {}", d.kms_key_arn),
-        ),
-        Change::Tags(plan) => return tag_drift(&repository, plan, &o.tags),
-        Change::Mutability => Drift::value(
-            &repository,
-            "tag mutability",
-            mutability(&o.mutability),
-            mutability(&d.mutability),
-        ),
-        Change::ScanOnPush => Drift::value(
-            &repository,
-            "scan on push",
-            on_off(o.scan_on_push),
-            on_off(d.scan_on_push),
-        ),
-        Change::Lifecycle => Drift::field(&repository, "lifecycle policy"),
-        Change::Policy => Drift::field(&repository, "repository policy"),
-        Change::DeletePolicy => Drift::value(&repository, "repository policy", "set", "(none)"),
-    }]
 }
 
 #[cfg(test)]
@@ -162,6 +168,7 @@ mod tests {
             lifecycle_policy: Some(d.lifecycle_policy.clone()),
             policy: d.policy.clone(),
             tags: d.tags.tags.clone(),
+            ..RepositoryView::default()
         }
     }
 
@@ -188,7 +195,7 @@ mod tests {
             {
                 rule["selection"]["countUnit"] = json!(null);
             }
-            assert_eq!(diff(&d, &o), vec![], "{manifest}");
+            assert_eq!(d.diff(&o), vec![], "{manifest}");
         }
     }
 
@@ -211,7 +218,7 @@ mod tests {
                 } else {
                     vec![Change::Mutability]
                 };
-                assert_eq!(diff(&d, &o), expected, "{want:?} over {have:?}");
+                assert_eq!(d.diff(&o), expected, "{want:?} over {have:?}");
             }
         }
     }
@@ -221,7 +228,7 @@ mod tests {
         let d = image_repository(&context(MINIMAL), KEY);
         let mut o = in_sync(&d);
         o.mutability.exclusions = vec!["latest".into(), "dev-*".into()];
-        assert_eq!(diff(&d, &o), vec![Change::Mutability]);
+        assert_eq!(d.diff(&o), vec![Change::Mutability]);
     }
 
     #[test]
@@ -231,10 +238,10 @@ mod tests {
         c.spec.image_repository.keep_last_images = 30;
         c.spec.image_repository.scan_on_push = false;
         let d = image_repository(&c, KEY);
-        assert_eq!(diff(&d, &o), vec![Change::ScanOnPush, Change::Lifecycle]);
+        assert_eq!(d.diff(&o), vec![Change::ScanOnPush, Change::Lifecycle]);
         o.lifecycle_policy = None;
         o.scan_on_push = false;
-        assert_eq!(diff(&d, &o), vec![Change::Lifecycle]);
+        assert_eq!(d.diff(&o), vec![Change::Lifecycle]);
     }
 
     #[test]
@@ -242,20 +249,20 @@ mod tests {
         let full = image_repository(&context(FULL), KEY);
         let mut o = in_sync(&full);
         o.policy = None;
-        assert_eq!(diff(&full, &o), vec![Change::Policy]);
+        assert_eq!(full.diff(&o), vec![Change::Policy]);
         // Another principal (an account root, say) is not what we grant.
         o.policy = Some(json!({"Version": "2012-10-17", "Statement": [{
             "Effect": "Allow",
             "Principal": {"AWS": "arn:aws:iam::222222222222:root"},
             "Action": ["ecr:BatchGetImage"]
         }]}));
-        assert_eq!(diff(&full, &o), vec![Change::Policy]);
+        assert_eq!(full.diff(&o), vec![Change::Policy]);
 
         let single = image_repository(&context(MINIMAL), KEY);
         let mut o = in_sync(&single);
-        assert_eq!(diff(&single, &o), vec![]);
+        assert_eq!(single.diff(&o), vec![]);
         o.policy = full.policy.clone();
-        assert_eq!(diff(&single, &o), vec![Change::DeletePolicy]);
+        assert_eq!(single.diff(&o), vec![Change::DeletePolicy]);
     }
 
     #[test]
@@ -273,7 +280,7 @@ mod tests {
         ] {
             let mut o = in_sync(&d);
             o.encryption = observed.clone();
-            assert_eq!(diff(&d, &o), vec![Change::Encryption(observed.clone())]);
+            assert_eq!(d.diff(&o), vec![Change::Encryption(observed.clone())]);
             let refusal = encryption_refusal(&d, &observed);
             assert_eq!(refusal.class, crate::engine::Class::Terminal);
             assert_eq!(refusal.reason, "RepositoryEncryptionImmutable");
@@ -296,7 +303,7 @@ mod tests {
         o.encryption.kind = "AES256".into();
         o.encryption.kms_key = None;
         c.spec.image_repository.keep_last_images = 3;
-        let changes = diff(&image_repository(&c, KEY), &o);
+        let changes = image_repository(&c, KEY).diff(&o);
         assert!(matches!(changes[0], Change::Encryption(_)), "{changes:?}");
         assert_eq!(changes.len(), 2);
     }

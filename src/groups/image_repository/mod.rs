@@ -3,25 +3,25 @@
 pub mod desired;
 pub mod diff;
 
-use std::collections::BTreeMap;
-
 use aws_sdk_ecr::Client;
 use aws_sdk_ecr::types::{
     EncryptionConfiguration, EncryptionType, ImageScanningConfiguration, ImageTagMutability,
-    ImageTagMutabilityExclusionFilter, ImageTagMutabilityExclusionFilterType, Repository, Tag,
+    ImageTagMutabilityExclusionFilter, ImageTagMutabilityExclusionFilterType, Repository,
 };
-use aws_smithy_types::error::operation::BuildError;
 
 use self::desired::{ImageRepository as Desired, Mutability, image_repository};
-use self::diff::{Change, Encryption, RepositoryView};
-use super::kit::{TagPlan, check_owner};
-use super::{Group, Placement, Produced, keys};
-use crate::aws::{AwsResultExt, AwsSession, classify, code, found};
+use self::diff::{Change, Encryption, RepositoryView as Observed};
+use super::kit::{apply_tags, check_owner, input, invalid};
+use super::{Diff, Group, Placement, Produced, keys};
+use crate::aws::tags::{from_sdk, to_sdk};
+use crate::aws::{AwsResultExt, AwsSession, found};
 use crate::desired::{PipelineContext, policy};
 use crate::engine::{Failure, Key, Removal, Values};
 
 const KIND: &str = "AWS::ECR::Repository";
 const NOT_FOUND: &[&str] = &["RepositoryNotFoundException"];
+/// What a request the SDK refuses to build is reported as.
+const ECR_REQUEST: &str = "could not build an ECR request";
 
 pub struct ImageRepository {
     ctx: PipelineContext,
@@ -35,26 +35,6 @@ impl ImageRepository {
     fn name(&self) -> String {
         self.ctx.names().image_repository()
     }
-}
-
-/// The repository as ECR reports it.
-pub struct Observed {
-    arn: String,
-    uri: String,
-    view: RepositoryView,
-}
-
-fn build_err(e: BuildError) -> Failure {
-    Failure::terminal(
-        "InvalidRequest",
-        format!("could not build an ECR request: {e}"),
-    )
-}
-
-fn ecr_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, Failure> {
-    tags.iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(build_err))
-        .collect()
 }
 
 /// The exclusion filters of `m`, or None when it has none (ECR takes one to five).
@@ -71,7 +51,7 @@ fn exclusion_filters(
                 .filter_type(ImageTagMutabilityExclusionFilterType::Wildcard)
                 .filter(f)
                 .build()
-                .map_err(build_err)
+                .map_err(invalid(ECR_REQUEST))
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
@@ -84,14 +64,23 @@ fn scanning(d: &Desired) -> ImageScanningConfiguration {
 }
 
 /// Identity and the settings DescribeRepositories reports; policies and tags are read apart.
-fn identity_of(repo: &Repository) -> Result<(String, String), Failure> {
-    match (repo.repository_arn(), repo.repository_uri()) {
-        (Some(arn), Some(uri)) => Ok((arn.to_string(), uri.to_string())),
-        _ => Err(Failure::retryable(
+fn repository_of(repo: &Repository) -> Result<Observed, Failure> {
+    let (Some(arn), Some(uri)) = (repo.repository_arn(), repo.repository_uri()) else {
+        return Err(Failure::retryable(
             "AwsCallFailed",
             "ECR described a repository without its ARN or URI",
-        )),
-    }
+        ));
+    };
+    Ok(Observed {
+        arn: arn.to_string(),
+        uri: uri.to_string(),
+        mutability: mutability_of(repo),
+        scan_on_push: repo
+            .image_scanning_configuration()
+            .is_some_and(|c| c.scan_on_push()),
+        encryption: encryption_of(repo),
+        ..Observed::default()
+    })
 }
 
 fn mutability_of(repo: &Repository) -> Mutability {
@@ -149,30 +138,9 @@ async fn set_policy(ecr: &Client, d: &Desired) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn put_tags(ecr: &Client, arn: &str, plan: TagPlan) -> Result<(), Failure> {
-    if !plan.set.is_empty() {
-        ecr.tag_resource()
-            .resource_arn(arn)
-            .set_tags(Some(ecr_tags(&plan.set)?))
-            .send()
-            .await
-            .aws("ecr:TagResource")?;
-    }
-    if !plan.remove.is_empty() {
-        ecr.untag_resource()
-            .resource_arn(arn)
-            .set_tag_keys(Some(plan.remove))
-            .send()
-            .await
-            .aws("ecr:UntagResource")?;
-    }
-    Ok(())
-}
-
 impl Group for ImageRepository {
     type Desired = Desired;
     type Observed = Observed;
-    type Change = Change;
 
     fn condition(&self) -> String {
         "ImageRepositoryReady".into()
@@ -209,8 +177,10 @@ impl Group for ImageRepository {
     }
 
     fn desired(&self, _at: &Placement, inputs: &Values) -> Result<Desired, Failure> {
-        let key = super::kit::input(inputs, keys::KMS_KEY_ARN)?;
-        Ok(image_repository(&self.ctx, key))
+        Ok(image_repository(
+            &self.ctx,
+            input(inputs, keys::KMS_KEY_ARN)?,
+        ))
     }
 
     async fn observe(&self, aws: &AwsSession) -> Result<Option<Observed>, Failure> {
@@ -234,17 +204,14 @@ impl Group for ImageRepository {
         else {
             return Ok(None);
         };
-        let (arn, uri) = identity_of(repo)?;
-        let tags: BTreeMap<String, String> = ecr
+        let repository = repository_of(repo)?;
+        let listed = ecr
             .list_tags_for_resource()
-            .resource_arn(&arn)
+            .resource_arn(&repository.arn)
             .send()
             .await
-            .aws("ecr:ListTagsForResource")?
-            .tags()
-            .iter()
-            .map(|t| (t.key().to_string(), t.value().to_string()))
-            .collect();
+            .aws("ecr:ListTagsForResource")?;
+        let tags = from_sdk(listed.tags());
         check_owner(&self.ctx, &format!("ECR repository {name}"), &tags)?;
         let lifecycle = found(
             ecr.get_lifecycle_policy()
@@ -263,41 +230,18 @@ impl Group for ImageRepository {
             &["RepositoryPolicyNotFoundException"],
         )?;
         Ok(Some(Observed {
-            view: RepositoryView {
-                mutability: mutability_of(repo),
-                scan_on_push: repo
-                    .image_scanning_configuration()
-                    .is_some_and(|c| c.scan_on_push()),
-                encryption: encryption_of(repo),
-                lifecycle_policy: lifecycle
-                    .as_ref()
-                    .and_then(|out| out.lifecycle_policy_text())
-                    .and_then(|text| serde_json::from_str(text).ok()),
-                // A policy that does not parse still exists: it differs from any desired one.
-                policy: repository_policy
-                    .as_ref()
-                    .and_then(|out| out.policy_text())
-                    .map(|text| {
-                        policy::parse(text).unwrap_or_else(|| serde_json::Value::from(text))
-                    }),
-                tags,
-            },
-            arn,
-            uri,
+            lifecycle_policy: lifecycle
+                .as_ref()
+                .and_then(|out| out.lifecycle_policy_text())
+                .and_then(|text| serde_json::from_str(text).ok()),
+            // A policy that does not parse still exists: it differs from any desired one.
+            policy: repository_policy
+                .as_ref()
+                .and_then(|out| out.policy_text())
+                .map(|text| policy::parse(text).unwrap_or_else(|| serde_json::Value::from(text))),
+            tags,
+            ..repository
         }))
-    }
-
-    fn diff(desired: &Desired, observed: &Observed) -> Vec<Change> {
-        diff::diff(desired, &observed.view)
-    }
-
-    fn describe(
-        &self,
-        desired: &Desired,
-        observed: &Observed,
-        change: &Change,
-    ) -> Vec<crate::engine::Drift> {
-        diff::describe(desired, &observed.view, change)
     }
 
     async fn create(&self, aws: &AwsSession, d: &Desired) -> Result<Produced, Failure> {
@@ -314,40 +258,40 @@ impl Group for ImageRepository {
                     .encryption_type(EncryptionType::Kms)
                     .kms_key(&d.kms_key_arn)
                     .build()
-                    .map_err(build_err)?,
+                    .map_err(invalid(ECR_REQUEST))?,
             )
             // Tagged at creation, so it is recognisably ours at once.
-            .set_tags(Some(ecr_tags(&d.tags.tags)?))
+            .set_tags(Some(to_sdk(&d.tags.tags)?))
             .send()
-            .await;
-        let repo = match created {
-            Ok(out) => out.repository().cloned().ok_or_else(|| {
+            .await
+            .aws_tolerating(
+                "ecr:CreateRepository",
+                &["RepositoryAlreadyExistsException"],
+            )?;
+        let Some(created) = created else {
+            // Made since it was observed (another reconcile): settle it like an update.
+            let o = self.observe(aws).await?.ok_or_else(|| {
                 Failure::retryable(
                     "AwsCallFailed",
-                    "ecr:CreateRepository returned no repository",
+                    format!("ECR repository {} exists and does not", d.name),
                 )
-            })?,
-            // Made since it was observed (another reconcile): settle it like an update.
-            Err(e) if code(&e) == Some("RepositoryAlreadyExistsException") => {
-                let o = self.observe(aws).await?.ok_or_else(|| {
-                    Failure::retryable(
-                        "AwsCallFailed",
-                        format!("ECR repository {} exists and does not", d.name),
-                    )
-                })?;
-                let changes = diff::diff(d, &o.view);
-                if !changes.is_empty() {
-                    self.update(aws, d, &o, changes).await?;
-                }
-                return Ok(self.produced(&at, d, &o));
+            })?;
+            let changes = d.diff(&o).into_changes();
+            if !changes.is_empty() {
+                self.update(aws, d, &o, changes).await?;
             }
-            Err(e) => return Err(classify("ecr:CreateRepository", e)),
+            return Ok(self.produced(&at, d, &o));
         };
+        let repo = created.repository().ok_or_else(|| {
+            Failure::retryable(
+                "AwsCallFailed",
+                "ecr:CreateRepository returned no repository",
+            )
+        })?;
         // A crash from here on leaves a tagged repository that the next diff completes.
         put_lifecycle(&ecr, d).await?;
         set_policy(&ecr, d).await?;
-        let (arn, uri) = identity_of(&repo)?;
-        Ok(outputs(&at, &arn, &uri))
+        Ok(self.produced(&at, d, &repository_of(repo)?))
     }
 
     async fn update(
@@ -356,7 +300,7 @@ impl Group for ImageRepository {
         d: &Desired,
         o: &Observed,
         changes: Vec<Change>,
-    ) -> Result<(), Failure> {
+    ) -> Result<Option<Observed>, Failure> {
         // Refused before anything is written: the repository is not the one this spec needs.
         if let Some(encryption) = changes.iter().find_map(|c| match c {
             Change::Encryption(e) => Some(e),
@@ -364,11 +308,35 @@ impl Group for ImageRepository {
         }) {
             return Err(diff::encryption_refusal(d, encryption));
         }
-        let ecr = aws.ecr();
+        let ecr = &aws.ecr();
+        let arn = o.arn.as_str();
         for change in changes {
             match change {
                 Change::Encryption(_) => {}
-                Change::Tags(plan) => put_tags(&ecr, &o.arn, plan).await?,
+                Change::Tags(plan) => {
+                    apply_tags(
+                        plan,
+                        |set| async move {
+                            ecr.tag_resource()
+                                .resource_arn(arn)
+                                .set_tags(Some(to_sdk(&set)?))
+                                .send()
+                                .await
+                                .aws("ecr:TagResource")
+                                .map(drop)
+                        },
+                        |keys| async move {
+                            ecr.untag_resource()
+                                .resource_arn(arn)
+                                .set_tag_keys(Some(keys))
+                                .send()
+                                .await
+                                .aws("ecr:UntagResource")
+                                .map(drop)
+                        },
+                    )
+                    .await?
+                }
                 Change::Mutability => {
                     ecr.put_image_tag_mutability()
                         .repository_name(&d.name)
@@ -388,47 +356,40 @@ impl Group for ImageRepository {
                         .await
                         .aws("ecr:PutImageScanningConfiguration")?;
                 }
-                Change::Lifecycle => put_lifecycle(&ecr, d).await?,
-                Change::Policy => set_policy(&ecr, d).await?,
+                Change::Lifecycle => put_lifecycle(ecr, d).await?,
+                Change::Policy => set_policy(ecr, d).await?,
                 Change::DeletePolicy => {
-                    found(
-                        ecr.delete_repository_policy()
-                            .repository_name(&d.name)
-                            .send()
-                            .await,
-                        "ecr:DeleteRepositoryPolicy",
-                        &["RepositoryPolicyNotFoundException"],
-                    )?;
+                    ecr.delete_repository_policy()
+                        .repository_name(&d.name)
+                        .send()
+                        .await
+                        .aws_tolerating(
+                            "ecr:DeleteRepositoryPolicy",
+                            &["RepositoryPolicyNotFoundException"],
+                        )?;
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Only reached under `deletionPolicy: Delete` (the controller leaves everything in place
     /// under Retain): the repository goes with its images.
     async fn delete(&self, aws: &AwsSession, _o: Observed) -> Result<Removal, Failure> {
-        found(
-            aws.ecr()
-                .delete_repository()
-                .repository_name(self.name())
-                .force(true)
-                .send()
-                .await,
-            "ecr:DeleteRepository",
-            NOT_FOUND,
-        )?;
+        aws.ecr()
+            .delete_repository()
+            .repository_name(self.name())
+            .force(true)
+            .send()
+            .await
+            .aws_tolerating("ecr:DeleteRepository", NOT_FOUND)?;
         Ok(Removal::Gone)
     }
 
     fn produced(&self, at: &Placement, _d: &Desired, o: &Observed) -> Produced {
-        outputs(at, &o.arn, &o.uri)
+        Produced::default()
+            .value(keys::REPOSITORY_ARN, &o.arn)
+            .value(keys::REPOSITORY_URI, &o.uri)
+            .owns(KIND, &o.arn, at)
     }
-}
-
-fn outputs(at: &Placement, arn: &str, uri: &str) -> Produced {
-    Produced::default()
-        .value(keys::REPOSITORY_ARN, arn)
-        .value(keys::REPOSITORY_URI, uri)
-        .owns(KIND, arn, at)
 }

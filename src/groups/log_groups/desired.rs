@@ -26,9 +26,8 @@ pub struct LogGroups {
     pub tags: DesiredTags,
 }
 
-pub const BUILD: &str = "build";
-pub const SCAN: &str = "scan";
-pub const APPLICATION: &str = "app";
+/// Log group purposes, named in `desired::names` (other groups name these log groups too).
+pub use crate::desired::names::log_group::{APPLICATION, BUILD, SCAN};
 
 /// The pipeline account's log groups, encrypted with the pipeline's key (whose policy admits
 /// CloudWatch Logs for this account's log groups).

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use super::desired::LogGroups;
 use crate::engine::Drift;
 use crate::groups::kit::{TagPlan, collection_plan, tag_drift};
+use crate::groups::{Changes, Diff};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ObservedLogGroup {
@@ -13,6 +14,9 @@ pub struct ObservedLogGroup {
     pub kms_key_arn: Option<String>,
     pub tags: BTreeMap<String, String>,
 }
+
+/// The log groups under the prefix, by name.
+pub type Observed = BTreeMap<String, ObservedLogGroup>;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {
@@ -23,65 +27,56 @@ pub enum Change {
     Delete(String),
 }
 
-pub fn diff(d: &LogGroups, observed: &BTreeMap<String, ObservedLogGroup>) -> Vec<Change> {
-    let plan = collection_plan(&d.groups, observed, |_, _| true);
-    let mut changes: Vec<Change> = plan.create.into_iter().map(Change::Create).collect();
-    for name in plan.update {
-        let (want, have) = (&d.groups[&name], &observed[&name]);
-        if have.retention_days != Some(want.retention_days) {
-            changes.push(Change::Retention(name.clone()));
-        }
-        if want.kms_key_arn.is_some() && have.kms_key_arn != want.kms_key_arn {
-            changes.push(Change::Key(name.clone()));
-        }
-        let tags = d.tags.plan(&have.tags);
-        if !tags.is_empty() {
-            changes.push(Change::Tags(name, tags));
-        }
-    }
-    changes.extend(plan.delete.into_iter().map(Change::Delete));
-    changes
+/// What a log group is called in words.
+pub const LOG_GROUP: &str = "log group";
+
+/// A log group in words.
+pub fn words(name: &str) -> String {
+    format!("{LOG_GROUP} {name}")
 }
 
-/// One change in words.
-pub fn describe(
-    d: &LogGroups,
-    observed: &BTreeMap<String, ObservedLogGroup>,
-    change: &Change,
-) -> Vec<Drift> {
-    let group = |name: &str| format!("log group {name}");
-    vec![match change {
-        Change::Create(name) => Drift::create(group(name)),
-        Change::Delete(name) => Drift::delete(group(name)),
-        Change::Retention(name) => Drift::value(
-            group(name),
-            "retention",
-            observed
-                .get(name)
-                .and_then(|o| o.retention_days)
-                .map_or("never expire".to_string(), |days| format!("{days} days")),
-            d.groups
-                .get(name)
-                .map_or(String::new(), |g| format!("{} days", g.retention_days)),
-        ),
-        Change::Key(name) => Drift::value(
-            group(name),
-            "KMS key",
-            observed
-                .get(name)
-                .and_then(|o| o.kms_key_arn.as_deref())
-                .unwrap_or("(none)"),
-            d.groups
-                .get(name)
-                .and_then(|g| g.kms_key_arn.as_deref())
-                .unwrap_or("(none)"),
-        ),
-        Change::Tags(name, plan) => {
-            let empty = BTreeMap::new();
-            let tags = observed.get(name).map_or(&empty, |o| &o.tags);
-            return tag_drift(&group(name), plan, tags);
+impl Diff<Observed> for LogGroups {
+    type Change = Change;
+
+    fn diff(&self, observed: &Observed) -> Changes<Change> {
+        let plan = collection_plan(&self.groups, observed, |_, _| true);
+        let mut changes = Changes::new();
+        for name in plan.create {
+            changes.push(Change::Create(name.clone()), Drift::create(words(&name)));
         }
-    }]
+        for name in plan.update {
+            let (want, have) = (&self.groups[&name], &observed[&name]);
+            if have.retention_days != Some(want.retention_days) {
+                let days = |days: i32| format!("{days} days");
+                let drift = Drift::value(
+                    words(&name),
+                    "retention",
+                    have.retention_days.map_or("never expire".to_string(), days),
+                    days(want.retention_days),
+                );
+                changes.push(Change::Retention(name.clone()), drift);
+            }
+            if want.kms_key_arn.is_some() && have.kms_key_arn != want.kms_key_arn {
+                let key = |arn: &Option<String>| arn.as_deref().unwrap_or("(none)").to_string();
+                let drift = Drift::value(
+                    words(&name),
+                    "KMS key",
+                    key(&have.kms_key_arn),
+                    key(&want.kms_key_arn),
+                );
+                changes.push(Change::Key(name.clone()), drift);
+            }
+            let tags = self.tags.plan(&have.tags);
+            if !tags.is_empty() {
+                let drift = tag_drift(&words(&name), &tags, &have.tags);
+                changes.push_all(Change::Tags(name, tags), drift);
+            }
+        }
+        for name in plan.delete {
+            changes.push(Change::Delete(name.clone()), Drift::delete(words(&name)));
+        }
+        changes
+    }
 }
 
 #[cfg(test)]
@@ -113,7 +108,7 @@ mod tests {
             &context(MINIMAL),
             "arn:aws:kms:us-east-1:123456789012:key/k",
         );
-        assert_eq!(diff(&d, &observed_as(&d)), vec![]);
+        assert_eq!(d.diff(&observed_as(&d)), vec![]);
     }
 
     #[test]
@@ -136,7 +131,7 @@ mod tests {
             },
         );
         assert_eq!(
-            diff(&d, &o),
+            d.diff(&o),
             vec![Change::Create(first), Change::Delete(extra)]
         );
     }
@@ -152,7 +147,7 @@ mod tests {
             g.retention_days = Some(7);
             g.tags.remove("CostCenter");
         }
-        let changes = diff(&d, &o);
+        let changes = d.diff(&o);
         assert_eq!(changes.len(), 2, "{changes:?}");
         assert_eq!(changes[0], Change::Retention(name));
     }

@@ -4,15 +4,13 @@
 pub mod desired;
 pub mod diff;
 
-use std::collections::BTreeMap;
-
 use self::desired::LogGroups as Desired;
-use self::diff::{Change, ObservedLogGroup};
-use super::kit::check_owner;
+use self::diff::{Change, Observed, ObservedLogGroup};
+use super::kit::{apply_tags, check_owner, deletions, input};
 use super::{Group, Placement, Produced, keys};
-use crate::aws::{AwsResultExt, AwsSession, classify, code, found};
+use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::{Env, PipelineContext};
-use crate::engine::{Failure, Key, Removal, Values};
+use crate::engine::{Drift, Failure, Key, Removal, Values};
 
 const KIND: &str = "AWS::Logs::LogGroup";
 
@@ -44,28 +42,19 @@ impl LogGroups {
     }
 }
 
-type Observed = BTreeMap<String, ObservedLogGroup>;
-
 async fn list(aws: &AwsSession, prefix: &str) -> Result<Observed, Failure> {
     let logs = aws.logs();
-    let mut found_groups = Vec::new();
-    let mut token = None;
-    loop {
-        let page = logs
-            .describe_log_groups()
-            .log_group_name_prefix(prefix)
-            .set_next_token(token)
-            .send()
-            .await
-            .aws("logs:DescribeLogGroups")?;
-        found_groups.extend(page.log_groups().iter().cloned());
-        token = page.next_token().map(str::to_string);
-        if token.is_none() {
-            break;
-        }
-    }
+    let groups: Vec<_> = logs
+        .describe_log_groups()
+        .log_group_name_prefix(prefix)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .aws("logs:DescribeLogGroups")?;
     let mut observed = Observed::new();
-    for g in found_groups {
+    for g in groups {
         let Some(name) = g.log_group_name() else {
             continue;
         };
@@ -98,29 +87,33 @@ async fn list(aws: &AwsSession, prefix: &str) -> Result<Observed, Failure> {
     Ok(observed)
 }
 
+async fn put_retention(aws: &AwsSession, name: &str, days: i32) -> Result<(), Failure> {
+    aws.logs()
+        .put_retention_policy()
+        .log_group_name(name)
+        .retention_in_days(days)
+        .send()
+        .await
+        .aws("logs:PutRetentionPolicy")?;
+    Ok(())
+}
+
 async fn delete_group(aws: &AwsSession, name: &str) -> Result<(), Failure> {
-    found(
-        aws.logs()
-            .delete_log_group()
-            .log_group_name(name)
-            .send()
-            .await,
-        "logs:DeleteLogGroup",
-        &["ResourceNotFoundException"],
-    )?;
+    aws.logs()
+        .delete_log_group()
+        .log_group_name(name)
+        .send()
+        .await
+        .aws_tolerating("logs:DeleteLogGroup", &["ResourceNotFoundException"])?;
     Ok(())
 }
 
 impl Group for LogGroups {
     type Desired = Desired;
     type Observed = Observed;
-    type Change = Change;
 
     fn condition(&self) -> String {
-        match self.env {
-            None => "LogGroupsReady".into(),
-            Some(env) => format!("{}LogGroupsReady", env.title()),
-        }
+        format!("{}LogGroupsReady", self.env.map_or("", Env::title))
     }
 
     fn kind(&self) -> &'static str {
@@ -150,44 +143,22 @@ impl Group for LogGroups {
     }
 
     fn desired(&self, _at: &Placement, inputs: &Values) -> Result<Desired, Failure> {
-        match self.env {
-            None => {
-                let key = super::kit::input(inputs, keys::KMS_KEY_ARN)?;
-                Ok(desired::pipeline(&self.ctx, key))
-            }
-            Some(env) => Ok(desired::environment(&self.ctx, env)),
-        }
+        Ok(match self.env {
+            None => desired::pipeline(&self.ctx, input(inputs, keys::KMS_KEY_ARN)?),
+            Some(env) => desired::environment(&self.ctx, env),
+        })
     }
 
     async fn observe(&self, aws: &AwsSession) -> Result<Option<Observed>, Failure> {
         let observed = list(aws, &self.prefix()).await?;
         for (name, g) in &observed {
-            check_owner(&self.ctx, &format!("log group {name}"), &g.tags)?;
+            check_owner(&self.ctx, &diff::words(name), &g.tags)?;
         }
         Ok((!observed.is_empty()).then_some(observed))
     }
 
-    fn diff(desired: &Desired, observed: &Observed) -> Vec<Change> {
-        diff::diff(desired, observed)
-    }
-
-    fn describe(
-        &self,
-        desired: &Desired,
-        observed: &Observed,
-        change: &Change,
-    ) -> Vec<crate::engine::Drift> {
-        diff::describe(desired, observed, change)
-    }
-
-    fn describe_removal(&self, observed: &Observed) -> Vec<crate::engine::Drift> {
-        super::kit::deletions("log group", observed.keys())
-    }
-
-    async fn create(&self, aws: &AwsSession, d: &Desired) -> Result<Produced, Failure> {
-        let changes = diff::diff(d, &Observed::new());
-        self.update(aws, d, &Observed::new(), changes).await?;
-        Ok(self.produced(&Placement::of(aws), d, &Observed::new()))
+    fn removal(&self, observed: &Observed) -> Vec<Drift> {
+        deletions(diff::LOG_GROUP, observed.keys())
     }
 
     async fn update(
@@ -196,39 +167,27 @@ impl Group for LogGroups {
         d: &Desired,
         o: &Observed,
         changes: Vec<Change>,
-    ) -> Result<(), Failure> {
-        let logs = aws.logs();
+    ) -> Result<Option<Observed>, Failure> {
+        let logs = &aws.logs();
         for change in changes {
             match change {
                 Change::Create(name) => {
                     let group = &d.groups[&name];
-                    match logs
-                        .create_log_group()
+                    logs.create_log_group()
                         .log_group_name(&name)
                         .set_kms_key_id(group.kms_key_arn.clone())
                         .set_tags(Some(d.tags.tags.clone().into_iter().collect()))
                         .send()
                         .await
-                    {
-                        Ok(_) => {}
-                        // Made by an interrupted earlier attempt: settle it below.
-                        Err(e) if code(&e) == Some("ResourceAlreadyExistsException") => {}
-                        Err(e) => return Err(classify("logs:CreateLogGroup", e)),
-                    }
-                    logs.put_retention_policy()
-                        .log_group_name(&name)
-                        .retention_in_days(group.retention_days)
-                        .send()
-                        .await
-                        .aws("logs:PutRetentionPolicy")?;
+                        // Made by an interrupted earlier attempt: its retention is set below.
+                        .aws_tolerating(
+                            "logs:CreateLogGroup",
+                            &["ResourceAlreadyExistsException"],
+                        )?;
+                    put_retention(aws, &name, group.retention_days).await?;
                 }
                 Change::Retention(name) => {
-                    logs.put_retention_policy()
-                        .log_group_name(&name)
-                        .retention_in_days(d.groups[&name].retention_days)
-                        .send()
-                        .await
-                        .aws("logs:PutRetentionPolicy")?;
+                    put_retention(aws, &name, d.groups[&name].retention_days).await?;
                 }
                 Change::Key(name) => {
                     logs.associate_kms_key()
@@ -239,28 +198,34 @@ impl Group for LogGroups {
                         .aws("logs:AssociateKmsKey")?;
                 }
                 Change::Tags(name, plan) => {
-                    let arn = o.get(&name).map(|g| g.arn.clone()).unwrap_or_default();
-                    if !plan.set.is_empty() {
-                        logs.tag_resource()
-                            .resource_arn(&arn)
-                            .set_tags(Some(plan.set.into_iter().collect()))
-                            .send()
-                            .await
-                            .aws("logs:TagResource")?;
-                    }
-                    if !plan.remove.is_empty() {
-                        logs.untag_resource()
-                            .resource_arn(&arn)
-                            .set_tag_keys(Some(plan.remove))
-                            .send()
-                            .await
-                            .aws("logs:UntagResource")?;
-                    }
+                    let arn = o.get(&name).map_or("", |g| g.arn.as_str());
+                    apply_tags(
+                        plan,
+                        |set| async move {
+                            logs.tag_resource()
+                                .resource_arn(arn)
+                                .set_tags(Some(set.into_iter().collect()))
+                                .send()
+                                .await
+                                .aws("logs:TagResource")
+                                .map(drop)
+                        },
+                        |keys| async move {
+                            logs.untag_resource()
+                                .resource_arn(arn)
+                                .set_tag_keys(Some(keys))
+                                .send()
+                                .await
+                                .aws("logs:UntagResource")
+                                .map(drop)
+                        },
+                    )
+                    .await?;
                 }
                 Change::Delete(name) => delete_group(aws, &name).await?,
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     async fn delete(&self, aws: &AwsSession, o: Observed) -> Result<Removal, Failure> {

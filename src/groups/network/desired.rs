@@ -68,13 +68,8 @@ impl Part {
 
     /// Resource type in EC2 ARNs and tag specifications.
     pub fn resource_type(self) -> &'static str {
-        match self {
-            Part::Vpc => "vpc",
-            Part::InternetGateway => "internet-gateway",
-            Part::Subnet => "subnet",
-            Part::RouteTable => "route-table",
-            Part::SecurityGroup => "security-group",
-        }
+        // EC2 names each type as the part tag does.
+        self.tag()
     }
 }
 

@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::desired::{Existing, Ipv4Cidr, Managed, Network, Part, Peer, Rule};
 use crate::engine::Drift;
-use crate::groups::kit::TagPlan;
+use crate::groups::kit::{TagPlan, deletions};
+use crate::groups::{Changes, Diff};
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObservedVpc {
@@ -82,11 +83,7 @@ pub struct ObservedManaged {
 
 impl ObservedManaged {
     pub fn is_empty(&self) -> bool {
-        self.vpcs.is_empty()
-            && self.gateways.is_empty()
-            && self.subnets.is_empty()
-            && self.route_tables.is_empty()
-            && self.security_groups.is_empty()
+        *self == Self::default()
     }
 }
 
@@ -110,93 +107,106 @@ pub struct Observed {
     pub existing: Option<ObservedExisting>,
 }
 
-/// The parts that make up the network, by their position in `ObservedManaged`'s lists.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Primary {
-    pub vpc: Option<usize>,
-    pub gateway: Option<usize>,
-    pub route_table: Option<usize>,
-    pub security_group: Option<usize>,
-    /// Subnet index -> position.
-    pub subnets: BTreeMap<usize, usize>,
+/// The parts that make up the network, found among what is observed: one of each kind, and
+/// the desired subnets by index.
+#[derive(Clone, Debug, Default)]
+pub struct Primary<'a> {
+    pub vpc: Option<&'a ObservedVpc>,
+    pub gateway: Option<&'a ObservedGateway>,
+    pub route_table: Option<&'a ObservedRouteTable>,
+    pub security_group: Option<&'a ObservedSecurityGroup>,
+    pub subnets: BTreeMap<usize, &'a ObservedSubnet>,
+}
+
+/// One part of the network: its kind, subnet index, ID and tags.
+pub type PartRef<'a> = (Part, Option<usize>, &'a str, &'a BTreeMap<String, String>);
+
+impl<'a> Primary<'a> {
+    /// The ID and tags of the network's one `part` (None for subnets: there is one per index).
+    pub fn one(&self, part: Part) -> Option<(&'a str, &'a BTreeMap<String, String>)> {
+        match part {
+            Part::Vpc => self.vpc.map(|v| (v.id.as_str(), &v.tags)),
+            Part::InternetGateway => self.gateway.map(|g| (g.id.as_str(), &g.tags)),
+            Part::Subnet => None,
+            Part::RouteTable => self.route_table.map(|t| (t.id.as_str(), &t.tags)),
+            Part::SecurityGroup => self.security_group.map(|g| (g.id.as_str(), &g.tags)),
+        }
+    }
+
+    /// Every part, in the order the network is made.
+    pub fn parts(&self) -> Vec<PartRef<'a>> {
+        Part::ALL
+            .into_iter()
+            .flat_map(|part| match part {
+                Part::Subnet => self
+                    .subnets
+                    .iter()
+                    .map(|(&index, &s)| (part, Some(index), s.id.as_str(), &s.tags))
+                    .collect(),
+                _ => Vec::from_iter(self.one(part).map(|(id, tags)| (part, None, id, tags))),
+            })
+            .collect()
+    }
 }
 
 /// Picks the network's parts among what is observed. Deterministic: the VPC with the desired
 /// CIDR (else any), lowest ID first; the gateway attached to it (else a detached one); the
-/// route table and security group in it; per index, one subnet in it.
-pub fn primary(o: &ObservedManaged, cidr: Option<&str>) -> Primary {
-    let vpc = lowest(&o.vpcs, |v| &v.id, |v| cidr.is_none_or(|c| v.cidr == c))
+/// route table and security group in it; per desired subnet index, one subnet in it.
+pub fn primary<'a>(o: &'a ObservedManaged, d: &Managed) -> Primary<'a> {
+    let cidr = d.cidr.to_string();
+    let vpc = lowest(&o.vpcs, |v| &v.id, |v| v.cidr == cidr)
         .or_else(|| lowest(&o.vpcs, |v| &v.id, |_| true));
-    let vpc_id = vpc.map(|i| o.vpcs[i].id.as_str());
-    let in_vpc = |id: &str| Some(id) == vpc_id;
+    let in_vpc = |id: &str| vpc.is_some_and(|v| v.id == id);
     let gateway = lowest(
         &o.gateways,
         |g| &g.id,
         |g| g.attached.iter().any(|v| in_vpc(v)),
     )
     .or_else(|| lowest(&o.gateways, |g| &g.id, |g| g.attached.is_empty()));
-    let route_table = lowest(&o.route_tables, |t| &t.id, |t| in_vpc(&t.vpc_id));
-    let security_group = lowest(&o.security_groups, |g| &g.id, |g| in_vpc(&g.vpc_id));
-    let mut subnets: BTreeMap<usize, usize> = BTreeMap::new();
-    for (position, s) in o.subnets.iter().enumerate() {
-        let Some(index) = s.index.filter(|_| in_vpc(&s.vpc_id)) else {
-            continue;
-        };
-        match subnets.get(&index) {
-            Some(&other) if o.subnets[other].id <= s.id => {}
-            _ => {
-                subnets.insert(index, position);
+    let mut subnets: BTreeMap<usize, &ObservedSubnet> = BTreeMap::new();
+    for s in &o.subnets {
+        let wanted = |i: &usize| d.subnets.contains_key(i) && in_vpc(&s.vpc_id);
+        if let Some(index) = s.index.filter(wanted) {
+            let kept = subnets.entry(index).or_insert(s);
+            if s.id < kept.id {
+                *kept = s;
             }
         }
     }
     Primary {
         vpc,
         gateway,
-        route_table,
-        security_group,
+        route_table: lowest(&o.route_tables, |t| &t.id, |t| in_vpc(&t.vpc_id)),
+        security_group: lowest(&o.security_groups, |g| &g.id, |g| in_vpc(&g.vpc_id)),
         subnets,
     }
 }
 
-/// The position of the item with the lowest ID among those `wanted`.
-fn lowest<T>(
-    items: &[T],
-    id: impl Fn(&T) -> &String,
-    wanted: impl Fn(&T) -> bool,
-) -> Option<usize> {
+/// The item with the lowest ID among those `wanted`.
+fn lowest<T>(items: &[T], id: impl Fn(&T) -> &String, wanted: impl Fn(&T) -> bool) -> Option<&T> {
     items
         .iter()
-        .enumerate()
-        .filter(|(_, item)| wanted(item))
-        .min_by(|(_, a), (_, b)| id(a).cmp(id(b)))
-        .map(|(i, _)| i)
+        .filter(|item| wanted(item))
+        .min_by(|a, b| id(a).cmp(id(b)))
 }
 
 /// What is observed but not part of the network: to be removed.
-pub fn strays(o: &ObservedManaged, p: &Primary, wanted_subnets: usize) -> ObservedManaged {
-    let kept_subnets: BTreeSet<usize> = p
-        .subnets
-        .iter()
-        .filter(|(index, _)| **index < wanted_subnets)
-        .map(|(_, position)| *position)
-        .collect();
-    let keep = |position: usize, chosen: Option<usize>| chosen == Some(position);
-    ObservedManaged {
-        vpcs: pick(&o.vpcs, |i| !keep(i, p.vpc)),
-        gateways: pick(&o.gateways, |i| !keep(i, p.gateway)),
-        subnets: pick(&o.subnets, |i| !kept_subnets.contains(&i)),
-        route_tables: pick(&o.route_tables, |i| !keep(i, p.route_table)),
-        security_groups: pick(&o.security_groups, |i| !keep(i, p.security_group)),
+pub fn strays(o: &ObservedManaged, p: &Primary) -> ObservedManaged {
+    let kept: BTreeSet<&str> = p.parts().into_iter().map(|(_, _, id, _)| id).collect();
+    fn others<T: Clone>(items: &[T], id: fn(&T) -> &String, kept: &BTreeSet<&str>) -> Vec<T> {
+        items
+            .iter()
+            .filter(|item| !kept.contains(id(item).as_str()))
+            .cloned()
+            .collect()
     }
-}
-
-fn pick<T: Clone>(items: &[T], wanted: impl Fn(usize) -> bool) -> Vec<T> {
-    items
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| wanted(*i))
-        .map(|(_, item)| item.clone())
-        .collect()
+    ObservedManaged {
+        vpcs: others(&o.vpcs, |v| &v.id, &kept),
+        gateways: others(&o.gateways, |g| &g.id, &kept),
+        subnets: others(&o.subnets, |s| &s.id, &kept),
+        route_tables: others(&o.route_tables, |t| &t.id, &kept),
+        security_groups: others(&o.security_groups, |g| &g.id, &kept),
+    }
 }
 
 /// One EC2 write each (a subnet removal is two), in the order they are applied.
@@ -239,55 +249,71 @@ pub enum Change {
     },
 }
 
-pub fn diff(d: &Network, o: &Observed) -> Vec<Change> {
-    match d {
-        Network::Managed(m) => managed(m, &o.managed),
-        Network::Existing(e) => existing(e, o),
+impl Diff<Observed> for Network {
+    type Change = Change;
+
+    fn diff(&self, o: &Observed) -> Changes<Change> {
+        match self {
+            Network::Managed(m) => managed(m, &o.managed),
+            Network::Existing(e) => existing(e, o),
+        }
     }
 }
 
-fn existing(d: &Existing, o: &Observed) -> Vec<Change> {
+/// A change nothing AWS can do, with its words.
+fn refuse(changes: &mut Changes<Change>, reason: &str, message: String) {
+    let drift = Drift::field("network", format!("{reason}: {message}"));
+    changes.push(
+        Change::Refuse {
+            reason: reason.into(),
+            message,
+        },
+        drift,
+    );
+}
+
+/// Parts no longer wanted, with their words.
+fn remove(changes: &mut Changes<Change>, parts: &ObservedManaged) {
+    changes.push_all(Change::Remove(parts.clone()), removal(parts));
+}
+
+fn existing(d: &Existing, o: &Observed) -> Changes<Change> {
     let found = o.existing.clone().unwrap_or_default();
     let problems = existing_problems(d, &found);
+    let mut changes = Changes::new();
     if !problems.is_empty() {
         // Nothing is removed while the network to move to is unusable.
-        return vec![Change::Refuse {
-            reason: "ExistingNetworkInvalid".into(),
-            message: problems.join("; "),
-        }];
+        refuse(&mut changes, "ExistingNetworkInvalid", problems.join("; "));
+    } else if !o.managed.is_empty() {
+        remove(&mut changes, &o.managed);
     }
-    if o.managed.is_empty() {
-        Vec::new()
-    } else {
-        vec![Change::Remove(o.managed.clone())]
-    }
+    changes
 }
 
 /// What is wrong with an existing network: missing subnets or security groups, or more than one
 /// VPC among them.
 pub fn existing_problems(d: &Existing, found: &ObservedExisting) -> Vec<String> {
+    let place = format!("account {} region {}", d.account_id, d.region);
     let mut problems = Vec::new();
-    let missing = |wanted: &BTreeSet<String>, found: &[Found]| -> Vec<String> {
-        wanted
+    for (what, wanted, found) in [
+        ("subnet", &d.subnet_ids, &found.subnets),
+        (
+            "security group",
+            &d.security_group_ids,
+            &found.security_groups,
+        ),
+    ] {
+        let missing: Vec<&str> = wanted
             .iter()
             .filter(|id| !found.iter().any(|f| f.id == **id))
-            .cloned()
-            .collect()
-    };
-    let place = format!("account {} region {}", d.account_id, d.region);
-    let subnets = missing(&d.subnet_ids, &found.subnets);
-    if !subnets.is_empty() {
-        problems.push(format!(
-            "subnet {} does not exist in {place}",
-            subnets.join(", ")
-        ));
-    }
-    let groups = missing(&d.security_group_ids, &found.security_groups);
-    if !groups.is_empty() {
-        problems.push(format!(
-            "security group {} does not exist in {place}",
-            groups.join(", ")
-        ));
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            problems.push(format!(
+                "{what} {} does not exist in {place}",
+                missing.join(", ")
+            ));
+        }
     }
     let mut by_vpc: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for f in found.subnets.iter().chain(&found.security_groups) {
@@ -316,292 +342,258 @@ pub fn existing_vpc(found: &ObservedExisting) -> Option<&str> {
         .next()
 }
 
-fn managed(d: &Managed, o: &ObservedManaged) -> Vec<Change> {
-    let want_cidr = d.cidr.to_string();
-    let p = primary(o, Some(&want_cidr));
-    let vpc = p.vpc.map(|i| &o.vpcs[i]);
-    if let Some(v) = vpc.filter(|v| v.cidr != want_cidr) {
-        return vec![Change::Refuse {
-            reason: "VpcCidrImmutable".into(),
-            message: format!(
-                "the VPC {} has CIDR {}; network.managed.cidr asks {want_cidr}, and AWS cannot change a VPC's CIDR. Restore {} or make a new pipeline",
-                v.id, v.cidr, v.cidr
+fn managed(d: &Managed, o: &ObservedManaged) -> Changes<Change> {
+    let p = primary(o, d);
+    let mut changes = Changes::new();
+    if let Some(v) = p.vpc.filter(|v| v.cidr != d.cidr.to_string()) {
+        refuse(
+            &mut changes,
+            "VpcCidrImmutable",
+            format!(
+                "the VPC {} has CIDR {}; network.managed.cidr asks {}, and AWS cannot change a VPC's CIDR. Restore {} or make a new pipeline",
+                v.id, v.cidr, d.cidr, v.cidr
             ),
-        }];
+        );
+        return changes;
     }
-    let gateway = p.gateway.map(|i| &o.gateways[i]);
-    let table = p.route_table.map(|i| &o.route_tables[i]);
-    let group = p.security_group.map(|i| &o.security_groups[i]);
-    let mut changes = Vec::new();
-    let mut refusals = Vec::new();
-    let mut unplaced = BTreeSet::new();
+    // The words name the first VPC observed, else the desired CIDR.
+    let vpc_words = match o.vpcs.first() {
+        Some(v) => format!("VPC {}", v.id),
+        None => format!("VPC {}", d.cidr),
+    };
+    vpc_and_gateway(&mut changes, &p, &vpc_words);
+    let (unplaced, refusals) = subnets(&mut changes, d, &p);
+    route_table(&mut changes, &p);
+    associations(&mut changes, d, &p, &unplaced);
+    security_group(&mut changes, d, p.security_group);
+    tags(&mut changes, d, &p);
+    let stray = strays(o, &p);
+    if !stray.is_empty() {
+        remove(&mut changes, &stray);
+    }
+    changes.extend(refusals);
+    changes
+}
 
-    match vpc {
-        None => changes.extend([Change::CreateVpc, Change::EnableDnsHostnames]),
-        Some(v) => {
-            if !v.dns_support {
-                changes.push(Change::EnableDnsSupport);
-            }
-            if !v.dns_hostnames {
-                changes.push(Change::EnableDnsHostnames);
-            }
-        }
-    }
-    match gateway {
-        None => changes.extend([Change::CreateGateway, Change::AttachGateway]),
-        Some(g) if !vpc.is_some_and(|v| g.attached.contains(&v.id)) => {
-            changes.push(Change::AttachGateway)
-        }
+/// The VPC with DNS support and hostnames (a new one has support on), and the internet
+/// gateway attached to it.
+fn vpc_and_gateway(changes: &mut Changes<Change>, p: &Primary, vpc_words: &str) {
+    let dns = |field: &str| Drift::value(vpc_words, field, "off", "on");
+    match p.vpc {
+        None => changes.push(Change::CreateVpc, Drift::create(vpc_words)),
+        Some(v) if !v.dns_support => changes.push(Change::EnableDnsSupport, dns("DNS support")),
         Some(_) => {}
     }
+    if !p.vpc.is_some_and(|v| v.dns_hostnames) {
+        changes.push(Change::EnableDnsHostnames, dns("DNS hostnames"));
+    }
+    if p.gateway.is_none() {
+        changes.push(Change::CreateGateway, Drift::create("internet gateway"));
+    }
+    if !p
+        .gateway
+        .zip(p.vpc)
+        .is_some_and(|(g, v)| g.attached.contains(&v.id))
+    {
+        let words = format!("internet gateway attachment to {vpc_words}");
+        changes.push(Change::AttachGateway, Drift::create(words));
+    }
+}
 
-    // Subnets: kept ones keep their CIDR and zone; new ones take their block of the split if
-    // free, else the first free block of that size.
-    let kept: BTreeMap<usize, &ObservedSubnet> = p
+/// Subnets to create: kept ones keep their CIDR and zone; a new one takes its block of the
+/// split if free, else the first free block of that size. Returns the subnets no block is left
+/// for, and their refusals (the last changes: everything else is still applied).
+fn subnets(
+    changes: &mut Changes<Change>,
+    d: &Managed,
+    p: &Primary,
+) -> (BTreeSet<usize>, Changes<Change>) {
+    let mut taken: Vec<Ipv4Cidr> = p
         .subnets
-        .iter()
-        .filter(|(index, _)| d.subnets.contains_key(index))
-        .map(|(index, position)| (*index, &o.subnets[*position]))
-        .collect();
-    let mut taken: Vec<Ipv4Cidr> = kept
         .values()
         .filter_map(|s| Ipv4Cidr::parse(&s.cidr))
         .collect();
-    for (index, block) in &d.subnets {
-        if kept.contains_key(index) {
+    let mut unplaced = BTreeSet::new();
+    let mut refusals = Changes::new();
+    for (&index, block) in &d.subnets {
+        if p.subnets.contains_key(&index) {
             continue;
         }
         let free = |b: &Ipv4Cidr| !taken.iter().any(|t| t.overlaps(*b));
         let chosen = Some(*block)
             .filter(free)
             .or_else(|| d.cidr.blocks(d.subnet_prefix).into_iter().find(free));
-        match chosen {
-            Some(cidr) => {
-                taken.push(cidr);
-                changes.push(Change::CreateSubnet {
-                    index: *index,
-                    cidr,
-                });
-            }
-            None => refusals.push({
-                unplaced.insert(*index);
-                Change::Refuse {
-                reason: "NoRoomForSubnet".into(),
-                message: format!(
-                    "the VPC {} has no free /{} block for subnet {index}: the existing subnets ({}) fill it, and AWS cannot resize a subnet. Keep availabilityZones at {} or make a new pipeline",
-                    d.cidr,
-                    d.subnet_prefix,
-                    taken
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    kept.len()
-                ),
-            }}),
+        if let Some(cidr) = chosen {
+            taken.push(cidr);
+            let words = format!("subnet {index} ({cidr})");
+            changes.push(Change::CreateSubnet { index, cidr }, Drift::create(words));
+            continue;
         }
+        unplaced.insert(index);
+        refuse(
+            &mut refusals,
+            "NoRoomForSubnet",
+            format!(
+                "the VPC {} has no free /{} block for subnet {index}: the existing subnets ({}) fill it, and AWS cannot resize a subnet. Keep availabilityZones at {} or make a new pipeline",
+                d.cidr,
+                d.subnet_prefix,
+                taken
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                p.subnets.len()
+            ),
+        );
     }
-
-    match table {
-        None => changes.extend([Change::CreateRouteTable, Change::CreateDefaultRoute]),
-        Some(t) => {
-            let gateway_id = gateway.map(|g| g.id.as_str());
-            match t.routes.iter().find(|r| r.destination == "0.0.0.0/0") {
-                None => changes.push(Change::CreateDefaultRoute),
-                Some(r) if gateway_id.is_none() || r.gateway_id.as_deref() != gateway_id => {
-                    changes.push(Change::ReplaceDefaultRoute)
-                }
-                Some(_) => {}
-            }
-        }
-    }
-    for index in d.subnets.keys() {
-        let associated = match (kept.get(index), table) {
-            (Some(s), Some(t)) => t
-                .associations
-                .iter()
-                .any(|a| a.subnet_id.as_deref() == Some(s.id.as_str())),
-            _ => false,
-        };
-        if !associated && !unplaced.contains(index) {
-            changes.push(Change::Associate { index: *index });
-        }
-    }
-
-    match group {
-        None => {
-            changes.push(Change::CreateSecurityGroup);
-            // AWS gives a new group the allow-all egress rule, which is the desired one.
-            changes.extend(d.ingress.iter().cloned().map(Change::Authorize));
-        }
-        Some(g) => {
-            changes.extend(
-                d.ingress
-                    .difference(&g.ingress)
-                    .cloned()
-                    .map(Change::Authorize),
-            );
-            changes.extend(
-                g.ingress
-                    .difference(&d.ingress)
-                    .cloned()
-                    .map(Change::Revoke),
-            );
-            changes.extend(
-                d.egress
-                    .difference(&g.egress)
-                    .cloned()
-                    .map(Change::AuthorizeEgress),
-            );
-            changes.extend(
-                g.egress
-                    .difference(&d.egress)
-                    .cloned()
-                    .map(Change::RevokeEgress),
-            );
-        }
-    }
-
-    // Tags of the parts that exist (new ones are created with theirs), one write per distinct
-    // plan.
-    let mut plans: Vec<(TagPlan, Vec<String>)> = Vec::new();
-    let mut tag =
-        |id: &str, part: Part, index: Option<usize>, actual: &BTreeMap<String, String>| {
-            let plan = d.tags(part, index).plan(actual);
-            if plan.is_empty() {
-                return;
-            }
-            match plans.iter_mut().find(|(p, _)| *p == plan) {
-                Some((_, ids)) => ids.push(id.to_string()),
-                None => plans.push((plan, vec![id.to_string()])),
-            }
-        };
-    if let Some(v) = vpc {
-        tag(&v.id, Part::Vpc, None, &v.tags);
-    }
-    if let Some(g) = gateway {
-        tag(&g.id, Part::InternetGateway, None, &g.tags);
-    }
-    for (index, s) in &kept {
-        tag(&s.id, Part::Subnet, Some(*index), &s.tags);
-    }
-    if let Some(t) = table {
-        tag(&t.id, Part::RouteTable, None, &t.tags);
-    }
-    if let Some(g) = group {
-        tag(&g.id, Part::SecurityGroup, None, &g.tags);
-    }
-    changes.extend(
-        plans
-            .into_iter()
-            .map(|(plan, ids)| Change::Tags { ids, plan }),
-    );
-
-    let stray = strays(o, &p, d.subnets.len());
-    if !stray.is_empty() {
-        changes.push(Change::Remove(stray));
-    }
-    changes.extend(refusals);
-    changes
+    (unplaced, refusals)
 }
 
-/// One change in words.
-pub fn describe(d: &Network, o: &Observed, change: &Change) -> Vec<Drift> {
-    let vpc = || match (d, o.managed.vpcs.first()) {
-        (_, Some(v)) => format!("VPC {}", v.id),
-        (Network::Managed(m), None) => format!("VPC {}", m.cidr),
-        (Network::Existing(_), None) => "VPC".to_string(),
+/// The route table, with `0.0.0.0/0` to the internet gateway.
+fn route_table(changes: &mut Changes<Change>, p: &Primary) {
+    let to_gateway = || Drift::create("route 0.0.0.0/0 to the internet gateway");
+    let Some(t) = p.route_table else {
+        changes.push(Change::CreateRouteTable, Drift::create("route table"));
+        changes.push(Change::CreateDefaultRoute, to_gateway());
+        return;
     };
-    let group = || match d {
-        Network::Managed(m) => format!("security group {}", m.security_group_name),
-        Network::Existing(_) => "security group".to_string(),
-    };
-    let rule = |r: &Rule| {
-        let ports = match (r.from_port, r.to_port) {
-            (Some(from), Some(to)) if from == to => format!(" port {from}"),
-            (Some(from), Some(to)) => format!(" ports {from}-{to}"),
-            _ => String::new(),
-        };
-        let peer = match &r.peer {
-            Peer::Cidr(cidr) | Peer::Ipv6(cidr) => format!("from {cidr}"),
-            Peer::Group(id) => format!("from group {id}"),
-            Peer::PrefixList(id) => format!("from prefix list {id}"),
-        };
-        format!("{}{ports} {peer}", r.protocol)
-    };
-    match change {
-        Change::CreateVpc => vec![Drift::create(vpc())],
-        Change::EnableDnsSupport => vec![Drift::value(vpc(), "DNS support", "off", "on")],
-        Change::EnableDnsHostnames => vec![Drift::value(vpc(), "DNS hostnames", "off", "on")],
-        Change::CreateGateway => vec![Drift::create("internet gateway")],
-        Change::AttachGateway => vec![Drift::create(format!(
-            "internet gateway attachment to {}",
-            vpc()
-        ))],
-        Change::CreateSubnet { index, cidr } => {
-            vec![Drift::create(format!("subnet {index} ({cidr})"))]
-        }
-        Change::CreateRouteTable => vec![Drift::create("route table")],
-        Change::CreateDefaultRoute => {
-            vec![Drift::create("route 0.0.0.0/0 to the internet gateway")]
-        }
-        Change::ReplaceDefaultRoute => vec![Drift::field(
-            "route table",
-            "route 0.0.0.0/0 (not to the internet gateway)",
-        )],
-        Change::Associate { index } => vec![Drift::create(format!(
-            "route table association of subnet {index}"
-        ))],
-        Change::CreateSecurityGroup => vec![Drift::create(group())],
-        Change::Authorize(r) => vec![Drift::create(format!("{} ingress {}", group(), rule(r)))],
-        Change::Revoke(r) => vec![Drift::delete(format!("{} ingress {}", group(), rule(r)))],
-        Change::AuthorizeEgress(r) => {
-            vec![Drift::create(format!("{} egress {}", group(), rule(r)))]
-        }
-        Change::RevokeEgress(r) => vec![Drift::delete(format!("{} egress {}", group(), rule(r)))],
-        Change::Tags { ids, plan } => {
-            let resources = ids.join(", ");
-            plan.set
-                .iter()
-                .map(|(key, value)| {
-                    Drift::value(&resources, format!("tag {key}"), "(differs)", value)
-                })
-                .chain(
-                    plan.remove.iter().map(|key| {
-                        Drift::value(&resources, format!("tag {key}"), "set", "(removed)")
-                    }),
-                )
-                .collect()
-        }
-        Change::Remove(parts) => removal(parts),
-        Change::Refuse { reason, message } => {
-            vec![Drift::field("network", format!("{reason}: {message}"))]
+    let gateway = p.gateway.map(|g| g.id.as_str());
+    match t.routes.iter().find(|r| r.destination == "0.0.0.0/0") {
+        None => changes.push(Change::CreateDefaultRoute, to_gateway()),
+        Some(r) if gateway.is_none() || r.gateway_id.as_deref() != gateway => changes.push(
+            Change::ReplaceDefaultRoute,
+            Drift::field(
+                "route table",
+                "route 0.0.0.0/0 (not to the internet gateway)",
+            ),
+        ),
+        Some(_) => {}
+    }
+}
+
+/// Every subnet that has (or gets) a block associated with the route table.
+fn associations(
+    changes: &mut Changes<Change>,
+    d: &Managed,
+    p: &Primary,
+    unplaced: &BTreeSet<usize>,
+) {
+    for &index in d.subnets.keys().filter(|i| !unplaced.contains(i)) {
+        let associated = p
+            .subnets
+            .get(&index)
+            .zip(p.route_table)
+            .is_some_and(|(s, t)| {
+                t.associations
+                    .iter()
+                    .any(|a| a.subnet_id.as_deref() == Some(s.id.as_str()))
+            });
+        if !associated {
+            let words = format!("route table association of subnet {index}");
+            changes.push(Change::Associate { index }, Drift::create(words));
         }
     }
+}
+
+/// The tasks' security group and its rules.
+fn security_group(
+    changes: &mut Changes<Change>,
+    d: &Managed,
+    group: Option<&ObservedSecurityGroup>,
+) {
+    let words = format!("security group {}", d.security_group_name);
+    let none = BTreeSet::new();
+    if group.is_none() {
+        changes.push(Change::CreateSecurityGroup, Drift::create(&words));
+    }
+    // AWS gives a new group the allow-all egress rule, which is the desired one.
+    let (ingress, egress) = group.map_or((&none, &d.egress), |g| (&g.ingress, &g.egress));
+    let (add, revoke) = (Change::Authorize, Change::Revoke);
+    rules(changes, &words, "ingress", &d.ingress, ingress, add, revoke);
+    let (add, revoke) = (Change::AuthorizeEgress, Change::RevokeEgress);
+    rules(changes, &words, "egress", &d.egress, egress, add, revoke);
+}
+
+/// One direction's rules: the missing ones added (`add`), the others revoked (`revoke`).
+fn rules(
+    changes: &mut Changes<Change>,
+    group_words: &str,
+    direction: &str,
+    want: &BTreeSet<Rule>,
+    have: &BTreeSet<Rule>,
+    add: fn(Rule) -> Change,
+    revoke: fn(Rule) -> Change,
+) {
+    let words = |r: &Rule| format!("{group_words} {direction} {}", rule_words(r));
+    for r in want.difference(have) {
+        changes.push(add(r.clone()), Drift::create(words(r)));
+    }
+    for r in have.difference(want) {
+        changes.push(revoke(r.clone()), Drift::delete(words(r)));
+    }
+}
+
+/// Tags of the parts that exist (new ones are created with theirs), one write per distinct
+/// plan.
+fn tags(changes: &mut Changes<Change>, d: &Managed, p: &Primary) {
+    let mut plans: Vec<(TagPlan, Vec<String>)> = Vec::new();
+    for (part, index, id, actual) in p.parts() {
+        let plan = d.tags(part, index).plan(actual);
+        if plan.is_empty() {
+            continue;
+        }
+        match plans.iter_mut().find(|(p, _)| *p == plan) {
+            Some((_, ids)) => ids.push(id.to_string()),
+            None => plans.push((plan, vec![id.to_string()])),
+        }
+    }
+    for (plan, ids) in plans {
+        let drift = tag_words(&ids.join(", "), &plan);
+        changes.push_all(Change::Tags { ids, plan }, drift);
+    }
+}
+
+/// A rule in words: protocol, ports and peer.
+fn rule_words(r: &Rule) -> String {
+    let ports = match (r.from_port, r.to_port) {
+        (Some(from), Some(to)) if from == to => format!(" port {from}"),
+        (Some(from), Some(to)) => format!(" ports {from}-{to}"),
+        _ => String::new(),
+    };
+    let peer = match &r.peer {
+        Peer::Cidr(cidr) | Peer::Ipv6(cidr) => format!("from {cidr}"),
+        Peer::Group(id) => format!("from group {id}"),
+        Peer::PrefixList(id) => format!("from prefix list {id}"),
+    };
+    format!("{}{ports} {peer}", r.protocol)
+}
+
+/// One tag write on `resources` in words: one drift per key set or removed.
+fn tag_words(resources: &str, plan: &TagPlan) -> Vec<Drift> {
+    plan.set
+        .iter()
+        .map(|(key, value)| Drift::value(resources, format!("tag {key}"), "(differs)", value))
+        .chain(
+            plan.remove
+                .iter()
+                .map(|key| Drift::value(resources, format!("tag {key}"), "set", "(removed)")),
+        )
+        .collect()
 }
 
 /// Every managed part that deleting `parts` would remove.
 pub fn removal(parts: &ObservedManaged) -> Vec<Drift> {
-    let ids = |kind: &str, ids: Vec<&String>| {
-        ids.into_iter()
-            .map(|id| Drift::delete(format!("{kind} {id}")))
-            .collect::<Vec<_>>()
-    };
-    let mut drift = ids(
-        "security group",
-        parts.security_groups.iter().map(|g| &g.id).collect(),
-    );
-    drift.extend(ids(
-        "route table",
-        parts.route_tables.iter().map(|t| &t.id).collect(),
-    ));
-    drift.extend(ids("subnet", parts.subnets.iter().map(|s| &s.id).collect()));
-    drift.extend(ids(
-        "internet gateway",
-        parts.gateways.iter().map(|g| &g.id).collect(),
-    ));
-    drift.extend(ids("VPC", parts.vpcs.iter().map(|v| &v.id).collect()));
-    drift
+    [
+        deletions(
+            "security group",
+            parts.security_groups.iter().map(|g| &g.id),
+        ),
+        deletions("route table", parts.route_tables.iter().map(|t| &t.id)),
+        deletions("subnet", parts.subnets.iter().map(|s| &s.id)),
+        deletions("internet gateway", parts.gateways.iter().map(|g| &g.id)),
+        deletions("VPC", parts.vpcs.iter().map(|v| &v.id)),
+    ]
+    .concat()
 }
 
 #[cfg(test)]
@@ -630,15 +622,6 @@ mod tests {
         }
     }
 
-    const ZONES: [&str; 6] = [
-        "us-east-1a",
-        "us-east-1b",
-        "us-east-1c",
-        "us-east-1d",
-        "us-east-1e",
-        "us-east-1f",
-    ];
-
     /// What AWS holds once `d` is applied.
     fn in_sync(d: &Managed) -> ObservedManaged {
         let vpc = "vpc-0000000000000000a".to_string();
@@ -662,7 +645,7 @@ mod tests {
                     id: format!("subnet-00000000000000{i:03}"),
                     vpc_id: vpc.clone(),
                     cidr: cidr.to_string(),
-                    zone: ZONES[*i].into(),
+                    zone: format!("us-east-1{}", ["a", "b", "c", "d", "e", "f"][*i]),
                     index: Some(*i),
                     tags: d.tags(Part::Subnet, Some(*i)).tags,
                 })
@@ -700,14 +683,11 @@ mod tests {
         }
     }
 
-    fn managed_diff(d: &Managed, o: &ObservedManaged) -> Vec<Change> {
-        diff(
-            &Network::Managed(d.clone()),
-            &Observed {
-                managed: o.clone(),
-                existing: None,
-            },
-        )
+    fn managed_diff(d: &Managed, o: &ObservedManaged) -> Changes<Change> {
+        Network::Managed(d.clone()).diff(&Observed {
+            managed: o.clone(),
+            existing: None,
+        })
     }
 
     #[test]
@@ -716,31 +696,39 @@ mod tests {
         assert_eq!(managed_diff(&d, &in_sync(&d)), vec![]);
     }
 
+    /// What making a two-subnet network takes from its second subnet on.
+    fn from_the_second_subnet(d: &Managed) -> Vec<Change> {
+        vec![
+            Change::CreateSubnet {
+                index: 1,
+                cidr: d.subnets[&1],
+            },
+            Change::CreateRouteTable,
+            Change::CreateDefaultRoute,
+            Change::Associate { index: 0 },
+            Change::Associate { index: 1 },
+            Change::CreateSecurityGroup,
+            Change::Authorize(Rule::tcp(8080, "10.40.0.0/16")),
+        ]
+    }
+
     #[test]
     fn nothing_observed_creates_every_part_in_order() {
         let d = desired(2, &[]);
+        let first = Change::CreateSubnet {
+            index: 0,
+            cidr: d.subnets[&0],
+        };
+        let start = [
+            Change::CreateVpc,
+            Change::EnableDnsHostnames,
+            Change::CreateGateway,
+            Change::AttachGateway,
+            first,
+        ];
         assert_eq!(
             managed_diff(&d, &ObservedManaged::default()),
-            vec![
-                Change::CreateVpc,
-                Change::EnableDnsHostnames,
-                Change::CreateGateway,
-                Change::AttachGateway,
-                Change::CreateSubnet {
-                    index: 0,
-                    cidr: d.subnets[&0]
-                },
-                Change::CreateSubnet {
-                    index: 1,
-                    cidr: d.subnets[&1]
-                },
-                Change::CreateRouteTable,
-                Change::CreateDefaultRoute,
-                Change::Associate { index: 0 },
-                Change::Associate { index: 1 },
-                Change::CreateSecurityGroup,
-                Change::Authorize(Rule::tcp(8080, "10.40.0.0/16")),
-            ]
+            [start.to_vec(), from_the_second_subnet(&d)].concat()
         );
     }
 
@@ -752,21 +740,7 @@ mod tests {
         o.subnets.truncate(1);
         o.route_tables.clear();
         o.security_groups.clear();
-        assert_eq!(
-            managed_diff(&d, &o),
-            vec![
-                Change::CreateSubnet {
-                    index: 1,
-                    cidr: d.subnets[&1]
-                },
-                Change::CreateRouteTable,
-                Change::CreateDefaultRoute,
-                Change::Associate { index: 0 },
-                Change::Associate { index: 1 },
-                Change::CreateSecurityGroup,
-                Change::Authorize(Rule::tcp(8080, "10.40.0.0/16")),
-            ]
-        );
+        assert_eq!(managed_diff(&d, &o), from_the_second_subnet(&d));
     }
 
     #[test]
@@ -854,7 +828,7 @@ mod tests {
         let d = desired(2, &[]);
         let mut o = in_sync(&d);
         o.vpcs[0].cidr = "10.99.0.0/16".into();
-        let changes = managed_diff(&d, &o);
+        let changes = managed_diff(&d, &o).into_changes();
         assert!(
             matches!(changes.as_slice(), [Change::Refuse { reason, .. }] if reason == "VpcCidrImmutable"),
             "{changes:?}"
@@ -938,18 +912,18 @@ mod tests {
             managed: ObservedManaged::default(),
             existing: Some(good.clone()),
         };
-        assert_eq!(diff(&d, &o), vec![]);
+        assert_eq!(d.diff(&o), vec![]);
         assert_eq!(existing_vpc(&good), Some("vpc-1"));
         let left = in_sync(&desired(2, &[]));
         o.managed = left.clone();
-        assert_eq!(diff(&d, &o), vec![Change::Remove(left.clone())]);
+        assert_eq!(d.diff(&o), vec![Change::Remove(left.clone())]);
 
         // A missing subnet, and a group in another VPC: named, and nothing removed.
         o.existing = Some(ObservedExisting {
             subnets: vec![found("subnet-1", "vpc-1")],
             security_groups: vec![found("sg-1", "vpc-9")],
         });
-        let changes = diff(&d, &o);
+        let changes = d.diff(&o).into_changes();
         let [Change::Refuse { reason, message }] = changes.as_slice() else {
             panic!("{changes:?}");
         };

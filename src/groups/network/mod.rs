@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
 
+use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, Filter, IpPermission, IpRange, Ipv6Range, PrefixListId, ResourceType,
     Tag, TagSpecification, UserIdGroupPair, VpcAttributeName,
@@ -21,17 +22,19 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use self::desired::{Managed, Network, Part, Peer, Rule, SUBNET_INDEX_KEY, Zone};
+use self::desired::{Existing, Managed, Network, Part, Peer, Rule, SUBNET_INDEX_KEY, Zone};
 use self::diff::{
     Change, Found, Observed, ObservedAssociation, ObservedExisting, ObservedGateway,
     ObservedManaged, ObservedRoute, ObservedRouteTable, ObservedSecurityGroup, ObservedSubnet,
     ObservedVpc, existing_vpc, primary,
 };
+use super::kit::{TagPlan, apply_tags};
 use super::{Group, Placement, Produced, keys};
-use crate::aws::{AwsResultExt, AwsSession, classify, code, found};
+use crate::aws::tags::{from_sdk, to_sdk};
+use crate::aws::{AwsResultExt, AwsSession, code, found, while_unseen};
 use crate::desired::tags::{ENVIRONMENT_KEY, OWNER_KEY};
 use crate::desired::{Env, PipelineContext};
-use crate::engine::{Class, Failure, Key, Removal, Values};
+use crate::engine::{Class, Drift, Failure, Key, Removal, Values};
 
 /// How soon to look again while network interfaces (of tasks being stopped) still hold a
 /// security group, subnet or the VPC.
@@ -44,6 +47,8 @@ const NOT_YET_VISIBLE: &[&str] = &[
     "InvalidInternetGatewayID.NotFound",
     "InvalidGroup.NotFound",
 ];
+/// The default route's destination, and where a new group's egress rule goes.
+const ANYWHERE: &str = "0.0.0.0/0";
 
 pub struct NetworkGroup {
     ctx: PipelineContext,
@@ -60,19 +65,15 @@ impl NetworkGroup {
 
     /// Filters matching what this environment's network tagged as `part`.
     fn filters(&self, part: Part) -> Vec<Filter> {
-        vec![
-            tag_filter(OWNER_KEY, &self.ctx.owner()),
-            tag_filter(ENVIRONMENT_KEY, self.env.name()),
-            tag_filter(desired::PART_KEY, part.tag()),
+        let owner = self.ctx.owner();
+        [
+            (OWNER_KEY, owner.as_str()),
+            (ENVIRONMENT_KEY, self.env.name()),
+            (desired::PART_KEY, part.tag()),
         ]
+        .map(|(key, value)| filter(&format!("tag:{key}"), [value.to_string()]))
+        .into()
     }
-}
-
-fn tag_filter(key: &str, value: &str) -> Filter {
-    Filter::builder()
-        .name(format!("tag:{key}"))
-        .values(value)
-        .build()
 }
 
 fn filter(name: &str, values: impl IntoIterator<Item = String>) -> Filter {
@@ -82,33 +83,13 @@ fn filter(name: &str, values: impl IntoIterator<Item = String>) -> Filter {
         .build()
 }
 
-fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
-    tags.iter()
-        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-        .collect()
-}
-
-fn ec2_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
-    tags.iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
-}
-
-fn tag_spec(kind: ResourceType, tags: &BTreeMap<String, String>) -> TagSpecification {
-    TagSpecification::builder()
-        .resource_type(kind)
-        .set_tags(Some(ec2_tags(tags)))
-        .build()
-}
-
 fn rules(permissions: &[IpPermission]) -> BTreeSet<Rule> {
     let mut out = BTreeSet::new();
     for p in permissions {
-        let protocol = p.ip_protocol().unwrap_or("-1").to_string();
-        let (from_port, to_port) = if protocol == "-1" {
-            (None, None)
-        } else {
-            (p.from_port(), p.to_port())
+        let protocol = p.ip_protocol().unwrap_or("-1");
+        let ports = match protocol {
+            "-1" => (None, None),
+            _ => (p.from_port(), p.to_port()),
         };
         let peers = p
             .ip_ranges()
@@ -129,14 +110,12 @@ fn rules(permissions: &[IpPermission]) -> BTreeSet<Rule> {
                     .iter()
                     .filter_map(|l| l.prefix_list_id().map(|c| Peer::PrefixList(c.into()))),
             );
-        for peer in peers {
-            out.insert(Rule {
-                protocol: protocol.clone(),
-                from_port,
-                to_port,
-                peer,
-            });
-        }
+        out.extend(peers.map(|peer| Rule {
+            protocol: protocol.to_string(),
+            from_port: ports.0,
+            to_port: ports.1,
+            peer,
+        }));
     }
     out
 }
@@ -192,64 +171,15 @@ where
     Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    match while_unseen(call).await {
-        Ok(v) => Ok(Some(v)),
+    match while_unseen(NOT_YET_VISIBLE, call).await {
         Err(e) if code(&e).is_some_and(|c| done.contains(&c)) => Ok(None),
-        Err(e) => {
+        result => {
             let overrides: Vec<(&str, Class)> = NOT_YET_VISIBLE
                 .iter()
                 .map(|c| (*c, Class::InProgress(Duration::from_secs(10))))
                 .collect();
-            Err::<T, _>(e).aws_with(operation, &overrides).map(Some)
+            result.aws_with(operation, &overrides).map(Some)
         }
-    }
-}
-
-/// Repeats `call` (5 attempts in about 4 s) while EC2 answers that a resource just created is
-/// not visible yet (EC2 is eventually consistent); the last answer otherwise.
-async fn while_unseen<T, E, F, Fut>(mut call: F) -> Result<T, SdkError<E, HttpResponse>>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let mut wait = Duration::from_millis(250);
-    loop {
-        let result = call().await;
-        match &result {
-            Err(e)
-                if code(e).is_some_and(|c| NOT_YET_VISIBLE.contains(&c))
-                    && wait < Duration::from_secs(4) =>
-            {
-                tokio::time::sleep(wait).await;
-                wait *= 2;
-            }
-            _ => return result,
-        }
-    }
-}
-
-/// The outcome of a deletion: done (or already gone), or refused because something (a task's
-/// network interface) still uses the resource.
-enum Deleted {
-    Done,
-    InUse(String),
-}
-
-async fn delete_call<T, E>(
-    result: Result<T, SdkError<E, HttpResponse>>,
-    operation: &str,
-    not_found: &[&str],
-    what: &str,
-) -> Result<Deleted, Failure>
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    match result {
-        Err(e) if code(&e) == Some("DependencyViolation") => Ok(Deleted::InUse(format!(
-            "{what} is still in use: network interfaces of stopped tasks are released within minutes; anything else made in it by hand must be removed by hand"
-        ))),
-        other => found(other, operation, not_found).map(|_| Deleted::Done),
     }
 }
 
@@ -263,11 +193,19 @@ async fn teardown(
     state: &mut ObservedManaged,
 ) -> Result<Option<String>, Failure> {
     let ec2 = aws.ec2();
+    // A deletion done, or already gone; or refused because something (a task's network
+    // interface) still uses the resource.
     macro_rules! removed {
         ($call:expr, $op:expr, $not_found:expr, $what:expr) => {
-            if let Deleted::InUse(why) = delete_call($call.await, $op, $not_found, &$what).await? {
-                return Ok(Some(why));
-            }
+            match $call.await {
+                Err(e) if code(&e) == Some("DependencyViolation") => {
+                    return Ok(Some(format!(
+                        "{} is still in use: network interfaces of stopped tasks are released within minutes; anything else made in it by hand must be removed by hand",
+                        $what
+                    )));
+                }
+                other => found(other, $op, $not_found)?,
+            };
         };
     }
     for g in &parts.security_groups {
@@ -281,14 +219,7 @@ async fn teardown(
     }
     for t in &parts.route_tables {
         for a in &t.associations {
-            found(
-                ec2.disassociate_route_table()
-                    .association_id(&a.id)
-                    .send()
-                    .await,
-                "ec2:DisassociateRouteTable",
-                &["InvalidAssociationID.NotFound"],
-            )?;
+            disassociate(&ec2, &a.id).await?;
         }
         removed!(
             ec2.delete_route_table().route_table_id(&t.id).send(),
@@ -299,24 +230,12 @@ async fn teardown(
         state.route_tables.retain(|x| x.id != t.id);
     }
     for s in &parts.subnets {
+        let of_subnet = |a: &ObservedAssociation| a.subnet_id.as_deref() == Some(s.id.as_str());
         for table in &mut state.route_tables {
-            for a in table
-                .associations
-                .iter()
-                .filter(|a| a.subnet_id.as_deref() == Some(s.id.as_str()))
-            {
-                found(
-                    ec2.disassociate_route_table()
-                        .association_id(&a.id)
-                        .send()
-                        .await,
-                    "ec2:DisassociateRouteTable",
-                    &["InvalidAssociationID.NotFound"],
-                )?;
+            for a in table.associations.iter().filter(|a| of_subnet(a)) {
+                disassociate(&ec2, &a.id).await?;
             }
-            table
-                .associations
-                .retain(|a| a.subnet_id.as_deref() != Some(s.id.as_str()));
+            table.associations.retain(|a| !of_subnet(a));
         }
         removed!(
             ec2.delete_subnet().subnet_id(&s.id).send(),
@@ -360,13 +279,69 @@ async fn teardown(
     Ok(None)
 }
 
+/// Ends a route table association (already ended: done).
+async fn disassociate(ec2: &Client, association: &str) -> Result<(), Failure> {
+    found(
+        ec2.disassociate_route_table()
+            .association_id(association)
+            .send()
+            .await,
+        "ec2:DisassociateRouteTable",
+        &["InvalidAssociationID.NotFound"],
+    )
+    .map(drop)
+}
+
+/// Associates a subnet with the table; a subnet associated with another table (by hand) is
+/// moved to this one. Returns the association's ID.
+async fn associate(ec2: &Client, table: &str, subnet: &str) -> Result<String, Failure> {
+    let associated = while_unseen(NOT_YET_VISIBLE, || {
+        ec2.associate_route_table()
+            .route_table_id(table)
+            .subnet_id(subnet)
+            .send()
+    })
+    .await
+    .aws_tolerating("ec2:AssociateRouteTable", &["Resource.AlreadyAssociated"])?;
+    if let Some(out) = associated {
+        return Ok(out.association_id().unwrap_or_default().to_string());
+    }
+    let tables = ec2
+        .describe_route_tables()
+        .filters(filter("association.subnet-id", [subnet.to_string()]))
+        .send()
+        .await
+        .aws("ec2:DescribeRouteTables")?;
+    let association = tables
+        .route_tables()
+        .iter()
+        .flat_map(|t| t.associations())
+        .find(|a| a.subnet_id() == Some(subnet))
+        .and_then(|a| a.route_table_association_id())
+        .ok_or_else(|| {
+            Failure::retryable(
+                "AssociationChanged",
+                format!(
+                    "subnet {subnet} is associated with a route table that cannot be found now"
+                ),
+            )
+        })?;
+    let out = ec2
+        .replace_route_table_association()
+        .association_id(association)
+        .route_table_id(table)
+        .send()
+        .await
+        .aws("ec2:ReplaceRouteTableAssociation")?;
+    Ok(out.new_association_id().unwrap_or_default().to_string())
+}
+
 async fn dns_attribute(
-    aws: &AwsSession,
+    ec2: &Client,
     vpc: &str,
     attribute: VpcAttributeName,
 ) -> Result<bool, Failure> {
-    let out = aws
-        .ec2()
+    let out = ec2
         .describe_vpc_attribute()
         .vpc_id(vpc)
         .attribute(attribute.clone())
@@ -388,29 +363,34 @@ impl NetworkGroup {
     /// interrupted between CreateInternetGateway and CreateVpc's successor).
     async fn observe_managed(&self, aws: &AwsSession) -> Result<ObservedManaged, Failure> {
         let ec2 = aws.ec2();
+        // One Describe call, filtered to what this environment tagged as `part`.
+        macro_rules! tagged {
+            ($method:ident, $part:expr, $op:literal) => {
+                ec2.$method()
+                    .set_filters(Some(self.filters($part)))
+                    .send()
+                    .await
+                    .aws($op)?
+            };
+        }
         let mut o = ObservedManaged::default();
-        let vpcs = ec2
-            .describe_vpcs()
-            .set_filters(Some(self.filters(Part::Vpc)))
-            .send()
-            .await
-            .aws("ec2:DescribeVpcs")?;
+        let vpcs = tagged!(describe_vpcs, Part::Vpc, "ec2:DescribeVpcs");
         for v in vpcs.vpcs() {
             let Some(id) = v.vpc_id() else { continue };
             o.vpcs.push(ObservedVpc {
                 id: id.to_string(),
                 cidr: v.cidr_block().unwrap_or_default().to_string(),
-                dns_support: dns_attribute(aws, id, VpcAttributeName::EnableDnsSupport).await?,
-                dns_hostnames: dns_attribute(aws, id, VpcAttributeName::EnableDnsHostnames).await?,
-                tags: tag_map(v.tags()),
+                dns_support: dns_attribute(&ec2, id, VpcAttributeName::EnableDnsSupport).await?,
+                dns_hostnames: dns_attribute(&ec2, id, VpcAttributeName::EnableDnsHostnames)
+                    .await?,
+                tags: from_sdk(v.tags()),
             });
         }
-        let gateways = ec2
-            .describe_internet_gateways()
-            .set_filters(Some(self.filters(Part::InternetGateway)))
-            .send()
-            .await
-            .aws("ec2:DescribeInternetGateways")?;
+        let gateways = tagged!(
+            describe_internet_gateways,
+            Part::InternetGateway,
+            "ec2:DescribeInternetGateways"
+        );
         o.gateways = gateways
             .internet_gateways()
             .iter()
@@ -428,24 +408,19 @@ impl NetworkGroup {
                         })
                         .filter_map(|a| a.vpc_id().map(str::to_string))
                         .collect(),
-                    tags: tag_map(g.tags()),
+                    tags: from_sdk(g.tags()),
                 })
             })
             .collect();
         if o.vpcs.is_empty() {
             return Ok(o);
         }
-        let subnets = ec2
-            .describe_subnets()
-            .set_filters(Some(self.filters(Part::Subnet)))
-            .send()
-            .await
-            .aws("ec2:DescribeSubnets")?;
+        let subnets = tagged!(describe_subnets, Part::Subnet, "ec2:DescribeSubnets");
         o.subnets = subnets
             .subnets()
             .iter()
             .filter_map(|s| {
-                let tags = tag_map(s.tags());
+                let tags = from_sdk(s.tags());
                 Some(ObservedSubnet {
                     id: s.subnet_id()?.to_string(),
                     vpc_id: s.vpc_id().unwrap_or_default().to_string(),
@@ -456,12 +431,11 @@ impl NetworkGroup {
                 })
             })
             .collect();
-        let tables = ec2
-            .describe_route_tables()
-            .set_filters(Some(self.filters(Part::RouteTable)))
-            .send()
-            .await
-            .aws("ec2:DescribeRouteTables")?;
+        let tables = tagged!(
+            describe_route_tables,
+            Part::RouteTable,
+            "ec2:DescribeRouteTables"
+        );
         o.route_tables = tables
             .route_tables()
             .iter()
@@ -490,16 +464,15 @@ impl NetworkGroup {
                             })
                         })
                         .collect(),
-                    tags: tag_map(t.tags()),
+                    tags: from_sdk(t.tags()),
                 })
             })
             .collect();
-        let groups = ec2
-            .describe_security_groups()
-            .set_filters(Some(self.filters(Part::SecurityGroup)))
-            .send()
-            .await
-            .aws("ec2:DescribeSecurityGroups")?;
+        let groups = tagged!(
+            describe_security_groups,
+            Part::SecurityGroup,
+            "ec2:DescribeSecurityGroups"
+        );
         o.security_groups = groups
             .security_groups()
             .iter()
@@ -509,7 +482,7 @@ impl NetworkGroup {
                     vpc_id: g.vpc_id().unwrap_or_default().to_string(),
                     ingress: rules(g.ip_permissions()),
                     egress: rules(g.ip_permissions_egress()),
-                    tags: tag_map(g.tags()),
+                    tags: from_sdk(g.tags()),
                 })
             })
             .collect();
@@ -537,26 +510,22 @@ impl NetworkGroup {
             .send()
             .await
             .aws("ec2:DescribeSecurityGroups")?;
+        let found = |id: Option<&str>, vpc: Option<&str>| {
+            Some(Found {
+                id: id?.to_string(),
+                vpc_id: vpc.unwrap_or_default().to_string(),
+            })
+        };
         Ok(ObservedExisting {
             subnets: subnets
                 .subnets()
                 .iter()
-                .filter_map(|s| {
-                    Some(Found {
-                        id: s.subnet_id()?.to_string(),
-                        vpc_id: s.vpc_id().unwrap_or_default().to_string(),
-                    })
-                })
+                .filter_map(|s| found(s.subnet_id(), s.vpc_id()))
                 .collect(),
             security_groups: groups
                 .security_groups()
                 .iter()
-                .filter_map(|g| {
-                    Some(Found {
-                        id: g.group_id()?.to_string(),
-                        vpc_id: g.vpc_id().unwrap_or_default().to_string(),
-                    })
-                })
+                .filter_map(|g| found(g.group_id(), g.vpc_id()))
                 .collect(),
         })
     }
@@ -600,12 +569,10 @@ impl NetworkGroup {
                 zone_type: z.zone_type().unwrap_or_default().to_string(),
             })
             .collect();
-        let p = primary(state, Some(&m.cidr.to_string()));
-        let kept: BTreeMap<usize, String> = p
+        let kept: BTreeMap<usize, String> = primary(state, m)
             .subnets
             .iter()
-            .filter(|(index, _)| m.subnets.contains_key(index))
-            .map(|(index, position)| (*index, state.subnets[*position].zone.clone()))
+            .map(|(index, s)| (*index, s.zone.clone()))
             .collect();
         desired::assign_zones(&zones, &kept, &new).map_err(|e| {
             Failure::terminal(
@@ -617,428 +584,382 @@ impl NetworkGroup {
             )
         })
     }
+}
 
-    /// Applies `changes` in order; returns the state they leave (what `produced` reads).
-    async fn apply(
-        &self,
-        aws: &AwsSession,
-        d: &Network,
-        o: &Observed,
-        changes: Vec<Change>,
-    ) -> Result<Observed, Failure> {
-        let mut state = o.clone();
-        let mut refusal = None;
-        let zones = match d {
-            Network::Managed(m) => self.zones_for(aws, m, &state.managed, &changes).await?,
-            Network::Existing(_) => BTreeMap::new(),
-        };
-        for change in changes {
-            match change {
-                Change::Refuse { reason, message } => {
-                    refusal.get_or_insert(Failure::terminal(reason, message));
-                }
-                Change::Remove(parts) => {
-                    if let Some(why) = teardown(aws, &parts, &mut state.managed).await? {
-                        return Err(Failure::in_progress(
-                            "WaitingForNetworkRelease",
-                            format!("removing the unused network parts: {why}"),
-                            RELEASE_RETRY,
-                        ));
-                    }
-                }
-                other => {
-                    if let Network::Managed(m) = d {
-                        self.apply_managed(aws, m, &mut state.managed, &zones, other)
-                            .await?;
-                    }
-                }
-            }
-        }
-        match refusal {
-            Some(f) => Err(f),
-            None => Ok(state),
-        }
-    }
+/// One change applied to the managed network. `state` is what the changes so far left: the
+/// change finds the parts it works on there (by kind; subnets by index) and records what it
+/// made there, with the IDs EC2 assigned, for the next change and for `produced`.
+struct Apply<'a> {
+    ec2: Client,
+    m: &'a Managed,
+    zones: &'a BTreeMap<usize, String>,
+    state: &'a mut ObservedManaged,
+    change: &'a Change,
+}
 
-    async fn apply_managed(
-        &self,
-        aws: &AwsSession,
-        m: &Managed,
-        state: &mut ObservedManaged,
-        zones: &BTreeMap<usize, String>,
-        change: Change,
-    ) -> Result<(), Failure> {
-        let ec2 = aws.ec2();
-        let cidr = m.cidr.to_string();
-        let p = primary(state, Some(&cidr));
-        let missing = |what: &str| {
-            Failure::terminal(
-                "NetworkPartMissing",
-                format!("no {what} to apply {change:?} to; the next reconcile observes again"),
-            )
-        };
-        let vpc_id = p.vpc.map(|i| state.vpcs[i].id.clone());
-        let gateway_id = p.gateway.map(|i| state.gateways[i].id.clone());
-        let table_id = p.route_table.map(|i| state.route_tables[i].id.clone());
-        let group_id = p
-            .security_group
-            .map(|i| state.security_groups[i].id.clone());
-        match &change {
-            Change::CreateVpc => {
-                let out = ec2
-                    .create_vpc()
-                    .cidr_block(&cidr)
-                    .tag_specifications(tag_spec(ResourceType::Vpc, &m.tags(Part::Vpc, None).tags))
-                    .send()
-                    .await
-                    .aws("ec2:CreateVpc")?;
-                let id = out
-                    .vpc()
-                    .and_then(|v| v.vpc_id())
-                    .ok_or_else(|| missing("VPC ID in the CreateVpc answer"))?;
-                state.vpcs.push(ObservedVpc {
-                    id: id.to_string(),
-                    cidr,
-                    // AWS's defaults for a new VPC.
-                    dns_support: true,
-                    dns_hostnames: false,
-                    tags: m.tags(Part::Vpc, None).tags,
-                });
+impl Apply<'_> {
+    async fn run(mut self) -> Result<(), Failure> {
+        match self.change {
+            Change::CreateVpc => self.create_vpc().await,
+            Change::EnableDnsSupport => self.enable_dns(true).await,
+            Change::EnableDnsHostnames => self.enable_dns(false).await,
+            Change::CreateGateway => self.create_gateway().await,
+            Change::AttachGateway => self.attach_gateway().await,
+            Change::CreateSubnet { index, cidr } => {
+                self.create_subnet(*index, cidr.to_string()).await
             }
-            Change::EnableDnsSupport | Change::EnableDnsHostnames => {
-                let vpc = vpc_id.ok_or_else(|| missing("VPC"))?;
-                let on = AttributeBooleanValue::builder().value(true).build();
-                let support = matches!(change, Change::EnableDnsSupport);
-                consistent("ec2:ModifyVpcAttribute", || {
-                    let call = ec2.modify_vpc_attribute().vpc_id(&vpc);
-                    if support {
-                        call.enable_dns_support(on.clone()).send()
-                    } else {
-                        call.enable_dns_hostnames(on.clone()).send()
-                    }
-                })
-                .await?;
-                if let Some(v) = state.vpcs.iter_mut().find(|v| v.id == vpc) {
-                    if support {
-                        v.dns_support = true;
-                    } else {
-                        v.dns_hostnames = true;
-                    }
-                }
-            }
-            Change::CreateGateway => {
-                let tags = m.tags(Part::InternetGateway, None).tags;
-                let out = ec2
-                    .create_internet_gateway()
-                    .tag_specifications(tag_spec(ResourceType::InternetGateway, &tags))
-                    .send()
-                    .await
-                    .aws("ec2:CreateInternetGateway")?;
-                let id = out
-                    .internet_gateway()
-                    .and_then(|g| g.internet_gateway_id())
-                    .ok_or_else(|| missing("gateway ID in the CreateInternetGateway answer"))?;
-                state.gateways.push(ObservedGateway {
-                    id: id.to_string(),
-                    attached: Vec::new(),
-                    tags,
-                });
-            }
-            Change::AttachGateway => {
-                let (vpc, gateway) = (
-                    vpc_id.ok_or_else(|| missing("VPC"))?,
-                    gateway_id.ok_or_else(|| missing("internet gateway"))?,
-                );
-                consistent("ec2:AttachInternetGateway", || {
-                    ec2.attach_internet_gateway()
-                        .internet_gateway_id(&gateway)
-                        .vpc_id(&vpc)
-                        .send()
-                })
-                .await?;
-                if let Some(g) = state.gateways.iter_mut().find(|g| g.id == gateway) {
-                    g.attached.push(vpc);
-                }
-            }
-            Change::CreateSubnet { index, cidr: block } => {
-                let vpc = vpc_id.ok_or_else(|| missing("VPC"))?;
-                let zone = zones
-                    .get(index)
-                    .cloned()
-                    .ok_or_else(|| missing("availability zone"))?;
-                let tags = m.tags(Part::Subnet, Some(*index)).tags;
-                let out = consistent("ec2:CreateSubnet", || {
-                    ec2.create_subnet()
-                        .vpc_id(&vpc)
-                        .cidr_block(block.to_string())
-                        .availability_zone(&zone)
-                        .tag_specifications(tag_spec(ResourceType::Subnet, &tags))
-                        .send()
-                })
-                .await?;
-                let id = out
-                    .subnet()
-                    .and_then(|s| s.subnet_id())
-                    .ok_or_else(|| missing("subnet ID in the CreateSubnet answer"))?;
-                state.subnets.push(ObservedSubnet {
-                    id: id.to_string(),
-                    vpc_id: vpc,
-                    cidr: block.to_string(),
-                    zone,
-                    index: Some(*index),
-                    tags,
-                });
-            }
-            Change::CreateRouteTable => {
-                let vpc = vpc_id.ok_or_else(|| missing("VPC"))?;
-                let tags = m.tags(Part::RouteTable, None).tags;
-                let out = consistent("ec2:CreateRouteTable", || {
-                    ec2.create_route_table()
-                        .vpc_id(&vpc)
-                        .tag_specifications(tag_spec(ResourceType::RouteTable, &tags))
-                        .send()
-                })
-                .await?;
-                let id = out
-                    .route_table()
-                    .and_then(|t| t.route_table_id())
-                    .ok_or_else(|| missing("route table ID in the CreateRouteTable answer"))?;
-                state.route_tables.push(ObservedRouteTable {
-                    id: id.to_string(),
-                    vpc_id: vpc,
-                    routes: vec![ObservedRoute {
-                        destination: cidr.clone(),
-                        gateway_id: Some("local".into()),
-                    }],
-                    associations: Vec::new(),
-                    tags,
-                });
-            }
-            Change::CreateDefaultRoute | Change::ReplaceDefaultRoute => {
-                let (table, gateway) = (
-                    table_id.ok_or_else(|| missing("route table"))?,
-                    gateway_id.ok_or_else(|| missing("internet gateway"))?,
-                );
-                if matches!(change, Change::CreateDefaultRoute) {
-                    consistent("ec2:CreateRoute", || {
-                        ec2.create_route()
-                            .route_table_id(&table)
-                            .destination_cidr_block("0.0.0.0/0")
-                            .gateway_id(&gateway)
-                            .send()
-                    })
-                    .await?;
-                } else {
-                    consistent("ec2:ReplaceRoute", || {
-                        ec2.replace_route()
-                            .route_table_id(&table)
-                            .destination_cidr_block("0.0.0.0/0")
-                            .gateway_id(&gateway)
-                            .send()
-                    })
-                    .await?;
-                }
-                if let Some(t) = state.route_tables.iter_mut().find(|t| t.id == table) {
-                    t.routes.retain(|r| r.destination != "0.0.0.0/0");
-                    t.routes.push(ObservedRoute {
-                        destination: "0.0.0.0/0".into(),
-                        gateway_id: Some(gateway),
-                    });
-                }
-            }
-            Change::Associate { index } => {
-                let table = table_id.ok_or_else(|| missing("route table"))?;
-                let subnet = p
-                    .subnets
-                    .get(index)
-                    .map(|i| state.subnets[*i].id.clone())
-                    .ok_or_else(|| missing("subnet"))?;
-                let id = self.associate(aws, &table, &subnet).await?;
-                if let Some(t) = state.route_tables.iter_mut().find(|t| t.id == table) {
-                    t.associations.push(ObservedAssociation {
-                        id,
-                        subnet_id: Some(subnet),
-                    });
-                }
-            }
-            Change::CreateSecurityGroup => {
-                let vpc = vpc_id.ok_or_else(|| missing("VPC"))?;
-                let tags = m.tags(Part::SecurityGroup, None).tags;
-                let out = consistent("ec2:CreateSecurityGroup", || {
-                    ec2.create_security_group()
-                        .group_name(&m.security_group_name)
-                        .description(&m.security_group_description)
-                        .vpc_id(&vpc)
-                        .tag_specifications(tag_spec(ResourceType::SecurityGroup, &tags))
-                        .send()
-                })
-                .await?;
-                let id = out
-                    .group_id()
-                    .ok_or_else(|| missing("group ID in the CreateSecurityGroup answer"))?;
-                state.security_groups.push(ObservedSecurityGroup {
-                    id: id.to_string(),
-                    vpc_id: vpc,
-                    ingress: BTreeSet::new(),
-                    // AWS gives every new group the allow-all egress rule.
-                    egress: BTreeSet::from([Rule::all_traffic_to("0.0.0.0/0")]),
-                    tags,
-                });
-            }
+            Change::CreateRouteTable => self.create_route_table().await,
+            Change::CreateDefaultRoute => self.default_route(false).await,
+            Change::ReplaceDefaultRoute => self.default_route(true).await,
+            Change::Associate { index } => self.associate(*index).await,
+            Change::CreateSecurityGroup => self.create_security_group().await,
             Change::Authorize(rule)
             | Change::Revoke(rule)
             | Change::AuthorizeEgress(rule)
-            | Change::RevokeEgress(rule) => {
-                let group = group_id.ok_or_else(|| missing("security group"))?;
-                self.change_rule(aws, &group, &change, rule).await?;
-                if let Some(g) = state.security_groups.iter_mut().find(|g| g.id == group) {
-                    match &change {
-                        Change::Authorize(_) => g.ingress.insert(rule.clone()),
-                        Change::Revoke(_) => g.ingress.remove(rule),
-                        Change::AuthorizeEgress(_) => g.egress.insert(rule.clone()),
-                        _ => g.egress.remove(rule),
-                    };
-                }
-            }
-            Change::Tags { ids, plan } => {
-                if !plan.set.is_empty() {
-                    consistent("ec2:CreateTags", || {
-                        ec2.create_tags()
-                            .set_resources(Some(ids.clone()))
-                            .set_tags(Some(ec2_tags(&plan.set)))
-                            .send()
-                    })
-                    .await?;
-                }
-                if !plan.remove.is_empty() {
-                    ec2.delete_tags()
-                        .set_resources(Some(ids.clone()))
-                        .set_tags(Some(
-                            plan.remove
-                                .iter()
-                                .map(|k| Tag::builder().key(k).build())
-                                .collect(),
-                        ))
-                        .send()
-                        .await
-                        .aws("ec2:DeleteTags")?;
-                }
-            }
-            Change::Remove(_) | Change::Refuse { .. } => {}
+            | Change::RevokeEgress(rule) => self.rule(rule).await,
+            Change::Tags { ids, plan } => self.tags(ids, plan).await,
+            Change::Remove(_) | Change::Refuse { .. } => Ok(()),
         }
+    }
+
+    fn missing(&self, what: &str) -> Failure {
+        let change = self.change;
+        let message =
+            format!("no {what} to apply {change:?} to; the next reconcile observes again");
+        Failure::terminal("NetworkPartMissing", message)
+    }
+
+    /// The ID of the network's one `part` (`what`, in the message when there is none).
+    fn id(&self, part: Part, what: &str) -> Result<String, Failure> {
+        let p = primary(self.state, self.m);
+        p.one(part)
+            .map(|(id, _)| id.to_string())
+            .ok_or_else(|| self.missing(what))
+    }
+
+    /// The ID EC2 assigned (`what`), from a create call's answer.
+    fn assigned(&self, id: Option<&str>, what: &str) -> Result<String, Failure> {
+        id.map(str::to_string).ok_or_else(|| self.missing(what))
+    }
+
+    /// A new part's tags, and the tag specification that creates it with them.
+    fn tagged(
+        &self,
+        part: Part,
+        index: Option<usize>,
+    ) -> Result<(BTreeMap<String, String>, TagSpecification), Failure> {
+        let tags = self.m.tags(part, index).tags;
+        let spec = TagSpecification::builder()
+            .resource_type(ResourceType::from(part.resource_type()))
+            .set_tags(Some(to_sdk(&tags)?))
+            .build();
+        Ok((tags, spec))
+    }
+
+    async fn create_vpc(&mut self) -> Result<(), Failure> {
+        let cidr = self.m.cidr.to_string();
+        let (tags, spec) = self.tagged(Part::Vpc, None)?;
+        let out = self
+            .ec2
+            .create_vpc()
+            .cidr_block(&cidr)
+            .tag_specifications(spec)
+            .send()
+            .await
+            .aws("ec2:CreateVpc")?;
+        let id = out.vpc().and_then(|v| v.vpc_id());
+        let id = self.assigned(id, "VPC ID in the CreateVpc answer")?;
+        self.state.vpcs.push(ObservedVpc {
+            id,
+            cidr,
+            // AWS's defaults for a new VPC.
+            dns_support: true,
+            dns_hostnames: false,
+            tags,
+        });
+        Ok(())
+    }
+
+    /// DNS support (else hostnames) switched on.
+    async fn enable_dns(&mut self, support: bool) -> Result<(), Failure> {
+        let vpc = self.id(Part::Vpc, "VPC")?;
+        let on = AttributeBooleanValue::builder().value(true).build();
+        consistent("ec2:ModifyVpcAttribute", || {
+            self.ec2
+                .modify_vpc_attribute()
+                .vpc_id(&vpc)
+                .set_enable_dns_support(support.then(|| on.clone()))
+                .set_enable_dns_hostnames((!support).then(|| on.clone()))
+                .send()
+        })
+        .await?;
+        if let Some(v) = self.state.vpcs.iter_mut().find(|v| v.id == vpc) {
+            v.dns_support |= support;
+            v.dns_hostnames |= !support;
+        }
+        Ok(())
+    }
+
+    async fn create_gateway(&mut self) -> Result<(), Failure> {
+        let (tags, spec) = self.tagged(Part::InternetGateway, None)?;
+        let out = self
+            .ec2
+            .create_internet_gateway()
+            .tag_specifications(spec)
+            .send()
+            .await
+            .aws("ec2:CreateInternetGateway")?;
+        let id = out.internet_gateway().and_then(|g| g.internet_gateway_id());
+        let id = self.assigned(id, "gateway ID in the CreateInternetGateway answer")?;
+        self.state.gateways.push(ObservedGateway {
+            id,
+            attached: Vec::new(),
+            tags,
+        });
+        Ok(())
+    }
+
+    async fn attach_gateway(&mut self) -> Result<(), Failure> {
+        let vpc = self.id(Part::Vpc, "VPC")?;
+        let gateway = self.id(Part::InternetGateway, "internet gateway")?;
+        consistent("ec2:AttachInternetGateway", || {
+            self.ec2
+                .attach_internet_gateway()
+                .internet_gateway_id(&gateway)
+                .vpc_id(&vpc)
+                .send()
+        })
+        .await?;
+        if let Some(g) = self.state.gateways.iter_mut().find(|g| g.id == gateway) {
+            g.attached.push(vpc);
+        }
+        Ok(())
+    }
+
+    async fn create_subnet(&mut self, index: usize, cidr: String) -> Result<(), Failure> {
+        let vpc = self.id(Part::Vpc, "VPC")?;
+        let zone = self
+            .zones
+            .get(&index)
+            .cloned()
+            .ok_or_else(|| self.missing("availability zone"))?;
+        let (tags, spec) = self.tagged(Part::Subnet, Some(index))?;
+        let out = consistent("ec2:CreateSubnet", || {
+            self.ec2
+                .create_subnet()
+                .vpc_id(&vpc)
+                .cidr_block(&cidr)
+                .availability_zone(&zone)
+                .tag_specifications(spec.clone())
+                .send()
+        })
+        .await?;
+        let id = out.subnet().and_then(|s| s.subnet_id());
+        let id = self.assigned(id, "subnet ID in the CreateSubnet answer")?;
+        self.state.subnets.push(ObservedSubnet {
+            id,
+            vpc_id: vpc,
+            cidr,
+            zone,
+            index: Some(index),
+            tags,
+        });
+        Ok(())
+    }
+
+    async fn create_route_table(&mut self) -> Result<(), Failure> {
+        let vpc = self.id(Part::Vpc, "VPC")?;
+        let (tags, spec) = self.tagged(Part::RouteTable, None)?;
+        let out = consistent("ec2:CreateRouteTable", || {
+            self.ec2
+                .create_route_table()
+                .vpc_id(&vpc)
+                .tag_specifications(spec.clone())
+                .send()
+        })
+        .await?;
+        let id = out.route_table().and_then(|t| t.route_table_id());
+        let id = self.assigned(id, "route table ID in the CreateRouteTable answer")?;
+        let local = ObservedRoute {
+            destination: self.m.cidr.to_string(),
+            gateway_id: Some("local".into()),
+        };
+        self.state.route_tables.push(ObservedRouteTable {
+            id,
+            vpc_id: vpc,
+            routes: vec![local],
+            associations: Vec::new(),
+            tags,
+        });
+        Ok(())
+    }
+
+    /// The default route to the internet gateway: created, or (`replace`) pointed back at it.
+    async fn default_route(&mut self, replace: bool) -> Result<(), Failure> {
+        let table = self.id(Part::RouteTable, "route table")?;
+        let gateway = self.id(Part::InternetGateway, "internet gateway")?;
+        let ec2 = &self.ec2;
+        macro_rules! route {
+            ($method:ident, $op:literal) => {
+                consistent($op, || {
+                    ec2.$method()
+                        .route_table_id(&table)
+                        .destination_cidr_block(ANYWHERE)
+                        .gateway_id(&gateway)
+                        .send()
+                })
+                .await
+                .map(drop)
+            };
+        }
+        if replace {
+            route!(replace_route, "ec2:ReplaceRoute")?;
+        } else {
+            route!(create_route, "ec2:CreateRoute")?;
+        }
+        if let Some(t) = self.state.route_tables.iter_mut().find(|t| t.id == table) {
+            t.routes.retain(|r| r.destination != ANYWHERE);
+            t.routes.push(ObservedRoute {
+                destination: ANYWHERE.into(),
+                gateway_id: Some(gateway),
+            });
+        }
+        Ok(())
+    }
+
+    async fn associate(&mut self, index: usize) -> Result<(), Failure> {
+        let table = self.id(Part::RouteTable, "route table")?;
+        let subnet = primary(self.state, self.m)
+            .subnets
+            .get(&index)
+            .map(|s| s.id.clone());
+        let subnet = subnet.ok_or_else(|| self.missing("subnet"))?;
+        let id = associate(&self.ec2, &table, &subnet).await?;
+        if let Some(t) = self.state.route_tables.iter_mut().find(|t| t.id == table) {
+            t.associations.push(ObservedAssociation {
+                id,
+                subnet_id: Some(subnet),
+            });
+        }
+        Ok(())
+    }
+
+    async fn create_security_group(&mut self) -> Result<(), Failure> {
+        let vpc = self.id(Part::Vpc, "VPC")?;
+        let (tags, spec) = self.tagged(Part::SecurityGroup, None)?;
+        let out = consistent("ec2:CreateSecurityGroup", || {
+            self.ec2
+                .create_security_group()
+                .group_name(&self.m.security_group_name)
+                .description(&self.m.security_group_description)
+                .vpc_id(&vpc)
+                .tag_specifications(spec.clone())
+                .send()
+        })
+        .await?;
+        let id = self.assigned(out.group_id(), "group ID in the CreateSecurityGroup answer")?;
+        self.state.security_groups.push(ObservedSecurityGroup {
+            id,
+            vpc_id: vpc,
+            ingress: BTreeSet::new(),
+            // AWS gives every new group the allow-all egress rule.
+            egress: BTreeSet::from([Rule::all_traffic_to(ANYWHERE)]),
+            tags,
+        });
         Ok(())
     }
 
     /// One rule authorized or revoked. A rule already there (or already gone) is what was
     /// wanted: another reconcile of the same spec got there first.
-    async fn change_rule(
-        &self,
-        aws: &AwsSession,
-        group: &str,
-        change: &Change,
-        rule: &Rule,
-    ) -> Result<(), Failure> {
-        let ec2 = aws.ec2();
-        let ip = permission(rule);
-        const DUPLICATE: &[&str] = &["InvalidPermission.Duplicate"];
-        const GONE: &[&str] = &["InvalidPermission.NotFound"];
-        match change {
-            Change::Authorize(_) => {
-                tolerant("ec2:AuthorizeSecurityGroupIngress", DUPLICATE, || {
-                    ec2.authorize_security_group_ingress()
-                        .group_id(group)
+    async fn rule(&mut self, rule: &Rule) -> Result<(), Failure> {
+        let group = self.id(Part::SecurityGroup, "security group")?;
+        let (ec2, ip) = (&self.ec2, permission(rule));
+        macro_rules! call {
+            ($method:ident, $op:literal, $done:expr) => {
+                tolerant($op, &[$done], || {
+                    ec2.$method()
+                        .group_id(&group)
                         .ip_permissions(ip.clone())
                         .send()
                 })
                 .await
                 .map(drop)
-            }
-            Change::AuthorizeEgress(_) => {
-                tolerant("ec2:AuthorizeSecurityGroupEgress", DUPLICATE, || {
-                    ec2.authorize_security_group_egress()
-                        .group_id(group)
-                        .ip_permissions(ip.clone())
-                        .send()
-                })
-                .await
-                .map(drop)
-            }
-            Change::Revoke(_) => tolerant("ec2:RevokeSecurityGroupIngress", GONE, || {
-                ec2.revoke_security_group_ingress()
-                    .group_id(group)
-                    .ip_permissions(ip.clone())
-                    .send()
-            })
-            .await
-            .map(drop),
-            _ => tolerant("ec2:RevokeSecurityGroupEgress", GONE, || {
-                ec2.revoke_security_group_egress()
-                    .group_id(group)
-                    .ip_permissions(ip.clone())
-                    .send()
-            })
-            .await
-            .map(drop),
+            };
         }
+        const DUPLICATE: &str = "InvalidPermission.Duplicate";
+        const GONE: &str = "InvalidPermission.NotFound";
+        match self.change {
+            Change::Authorize(_) => call!(
+                authorize_security_group_ingress,
+                "ec2:AuthorizeSecurityGroupIngress",
+                DUPLICATE
+            ),
+            Change::AuthorizeEgress(_) => call!(
+                authorize_security_group_egress,
+                "ec2:AuthorizeSecurityGroupEgress",
+                DUPLICATE
+            ),
+            Change::Revoke(_) => call!(
+                revoke_security_group_ingress,
+                "ec2:RevokeSecurityGroupIngress",
+                GONE
+            ),
+            _ => call!(
+                revoke_security_group_egress,
+                "ec2:RevokeSecurityGroupEgress",
+                GONE
+            ),
+        }?;
+        if let Some(g) = self
+            .state
+            .security_groups
+            .iter_mut()
+            .find(|g| g.id == group)
+        {
+            match self.change {
+                Change::Authorize(_) => g.ingress.insert(rule.clone()),
+                Change::Revoke(_) => g.ingress.remove(rule),
+                Change::AuthorizeEgress(_) => g.egress.insert(rule.clone()),
+                _ => g.egress.remove(rule),
+            };
+        }
+        Ok(())
     }
 
-    /// Associates a subnet with the table; a subnet associated with another table (by hand) is
-    /// moved to this one.
-    async fn associate(
-        &self,
-        aws: &AwsSession,
-        table: &str,
-        subnet: &str,
-    ) -> Result<String, Failure> {
-        let ec2 = aws.ec2();
-        let result = while_unseen(|| {
-            ec2.associate_route_table()
-                .route_table_id(table)
-                .subnet_id(subnet)
-                .send()
-        })
-        .await;
-        match result {
-            Ok(out) => Ok(out.association_id().unwrap_or_default().to_string()),
-            Err(e) if code(&e) == Some("Resource.AlreadyAssociated") => {
-                let tables = ec2
-                    .describe_route_tables()
-                    .filters(filter("association.subnet-id", [subnet.to_string()]))
+    /// One tag plan on every resource in `ids`: one CreateTags, one DeleteTags.
+    async fn tags(&self, ids: &[String], plan: &TagPlan) -> Result<(), Failure> {
+        let ec2 = &self.ec2;
+        apply_tags(
+            plan.clone(),
+            |set| async move {
+                let tags: Vec<Tag> = to_sdk(&set)?;
+                consistent("ec2:CreateTags", || {
+                    ec2.create_tags()
+                        .set_resources(Some(ids.to_vec()))
+                        .set_tags(Some(tags.clone()))
+                        .send()
+                })
+                .await
+                .map(drop)
+            },
+            |keys| async move {
+                let keys = keys.iter().map(|k| Tag::builder().key(k).build());
+                ec2.delete_tags()
+                    .set_resources(Some(ids.to_vec()))
+                    .set_tags(Some(keys.collect()))
                     .send()
                     .await
-                    .aws("ec2:DescribeRouteTables")?;
-                let association = tables
-                    .route_tables()
-                    .iter()
-                    .flat_map(|t| t.associations())
-                    .find(|a| a.subnet_id() == Some(subnet))
-                    .and_then(|a| a.route_table_association_id())
-                    .ok_or_else(|| {
-                        Failure::retryable(
-                            "AssociationChanged",
-                            format!("subnet {subnet} is associated with a route table that cannot be found now"),
-                        )
-                    })?;
-                let out = ec2
-                    .replace_route_table_association()
-                    .association_id(association)
-                    .route_table_id(table)
-                    .send()
-                    .await
-                    .aws("ec2:ReplaceRouteTableAssociation")?;
-                Ok(out.new_association_id().unwrap_or_default().to_string())
-            }
-            Err(e) => Err(classify("ec2:AssociateRouteTable", e)),
-        }
+                    .aws("ec2:DeleteTags")
+                    .map(drop)
+            },
+        )
+        .await
     }
 }
-
-type Observe = Result<Option<Observed>, Failure>;
 
 impl Group for NetworkGroup {
     type Desired = Network;
     type Observed = Observed;
-    type Change = Change;
 
     fn condition(&self) -> String {
         format!("{}NetworkReady", self.env.title())
@@ -1071,17 +992,7 @@ impl Group for NetworkGroup {
             Ok(Network::Managed(_)) => {
                 Values::from([(keys::ASSIGN_PUBLIC_IP.scoped(scope), "ENABLED".to_string())])
             }
-            Ok(Network::Existing(e)) => Values::from([
-                (keys::SUBNET_IDS.scoped(scope), join(&e.subnet_ids)),
-                (
-                    keys::SECURITY_GROUP_IDS.scoped(scope),
-                    join(&e.security_group_ids),
-                ),
-                (
-                    keys::ASSIGN_PUBLIC_IP.scoped(scope),
-                    assign_public_ip(e.assign_public_ip).into(),
-                ),
-            ]),
+            Ok(Network::Existing(e)) => existing_values(scope, &e),
             Err(_) => Values::new(),
         }
     }
@@ -1091,7 +1002,7 @@ impl Group for NetworkGroup {
             .map_err(|e| Failure::terminal("InvalidNetwork", e))
     }
 
-    async fn observe(&self, aws: &AwsSession) -> Observe {
+    async fn observe(&self, aws: &AwsSession) -> Result<Option<Observed>, Failure> {
         let managed = self.observe_managed(aws).await?;
         let existing = match self.ctx.network(self.env).and_then(|n| n.existing.as_ref()) {
             Some(e) => Some(
@@ -1106,47 +1017,53 @@ impl Group for NetworkGroup {
         Ok(Some(Observed { managed, existing }))
     }
 
-    fn diff(desired: &Network, observed: &Observed) -> Vec<Change> {
-        diff::diff(desired, observed)
-    }
-
-    fn describe(
-        &self,
-        desired: &Network,
-        observed: &Observed,
-        change: &Change,
-    ) -> Vec<crate::engine::Drift> {
-        diff::describe(desired, observed, change)
-    }
-
-    fn describe_removal(&self, observed: &Observed) -> Vec<crate::engine::Drift> {
+    fn removal(&self, observed: &Observed) -> Vec<Drift> {
         diff::removal(&observed.managed)
     }
 
-    async fn create(&self, aws: &AwsSession, d: &Network) -> Result<Produced, Failure> {
-        let none = Observed::default();
-        let state = self.apply(aws, d, &none, diff::diff(d, &none)).await?;
-        Ok(self.produced(&Placement::of(aws), d, &state))
-    }
-
+    /// Applies `changes` in order. Returns the state they leave: `produced` needs the IDs EC2
+    /// assigned.
     async fn update(
         &self,
         aws: &AwsSession,
         d: &Network,
         o: &Observed,
         changes: Vec<Change>,
-    ) -> Result<(), Failure> {
-        self.apply(aws, d, o, changes).await.map(|_| ())
-    }
-
-    async fn update_settled(
-        &self,
-        aws: &AwsSession,
-        d: &Network,
-        o: &Observed,
-        changes: Vec<Change>,
     ) -> Result<Option<Observed>, Failure> {
-        self.apply(aws, d, o, changes).await.map(Some)
+        let mut state = o.clone();
+        let mut refusal = None;
+        let zones = match d {
+            Network::Managed(m) => self.zones_for(aws, m, &state.managed, &changes).await?,
+            Network::Existing(_) => BTreeMap::new(),
+        };
+        for change in &changes {
+            match (change, d) {
+                (Change::Refuse { reason, message }, _) => {
+                    refusal.get_or_insert(Failure::terminal(reason, message));
+                }
+                (Change::Remove(parts), _) => {
+                    if let Some(why) = teardown(aws, parts, &mut state.managed).await? {
+                        return Err(Failure::in_progress(
+                            "WaitingForNetworkRelease",
+                            format!("removing the unused network parts: {why}"),
+                            RELEASE_RETRY,
+                        ));
+                    }
+                }
+                (change, Network::Managed(m)) => {
+                    let apply = Apply {
+                        ec2: aws.ec2(),
+                        m,
+                        zones: &zones,
+                        state: &mut state.managed,
+                        change,
+                    };
+                    apply.run().await?;
+                }
+                (_, Network::Existing(_)) => {}
+            }
+        }
+        refusal.map_or(Ok(Some(state)), Err)
     }
 
     async fn delete(&self, aws: &AwsSession, o: Observed) -> Result<Removal, Failure> {
@@ -1161,70 +1078,51 @@ impl Group for NetworkGroup {
         let scope = self.env.name();
         match d {
             Network::Managed(m) => {
-                let state = &o.managed;
-                let p = primary(state, Some(&m.cidr.to_string()));
-                let mut produced =
-                    Produced::default().value(keys::ASSIGN_PUBLIC_IP.scoped(scope), "ENABLED");
-                let subnets: BTreeSet<String> = p
-                    .subnets
-                    .iter()
-                    .filter(|(index, _)| m.subnets.contains_key(index))
-                    .map(|(_, i)| state.subnets[*i].id.clone())
-                    .collect();
-                if let Some(v) = p.vpc.map(|i| &state.vpcs[i]) {
-                    produced = produced.value(keys::VPC_ID.scoped(scope), &v.id).owns(
-                        Part::Vpc.kind(),
-                        arn(at, Part::Vpc, &v.id),
-                        at,
-                    );
-                }
-                if let Some(g) = p.gateway.map(|i| &state.gateways[i]) {
-                    produced = produced.owns(
-                        Part::InternetGateway.kind(),
-                        arn(at, Part::InternetGateway, &g.id),
-                        at,
-                    );
-                }
-                for id in &subnets {
-                    produced = produced.owns(Part::Subnet.kind(), arn(at, Part::Subnet, id), at);
-                }
-                produced = produced.value(keys::SUBNET_IDS.scoped(scope), join(&subnets));
-                if let Some(t) = p.route_table.map(|i| &state.route_tables[i]) {
-                    produced = produced.owns(
-                        Part::RouteTable.kind(),
-                        arn(at, Part::RouteTable, &t.id),
-                        at,
-                    );
-                }
-                if let Some(g) = p.security_group.map(|i| &state.security_groups[i]) {
-                    produced = produced
-                        .value(keys::SECURITY_GROUP_IDS.scoped(scope), &g.id)
-                        .owns(
-                            Part::SecurityGroup.kind(),
-                            arn(at, Part::SecurityGroup, &g.id),
-                            at,
-                        );
-                }
-                produced
+                let p = primary(&o.managed, m);
+                let subnets: BTreeSet<String> = p.subnets.values().map(|s| s.id.clone()).collect();
+                let mut values = Values::from([
+                    (keys::ASSIGN_PUBLIC_IP.scoped(scope), "ENABLED".to_string()),
+                    (keys::SUBNET_IDS.scoped(scope), join(&subnets)),
+                ]);
+                values.extend(p.vpc.map(|v| (keys::VPC_ID.scoped(scope), v.id.clone())));
+                let group = p.security_group.map(|g| g.id.clone());
+                values.extend(group.map(|id| (keys::SECURITY_GROUP_IDS.scoped(scope), id)));
+                // In the order the network is made; subnets by ID.
+                let owned = Part::ALL.into_iter().flat_map(|part| match part {
+                    Part::Subnet => subnets.iter().map(|id| (part, id.as_str())).collect(),
+                    _ => Vec::from_iter(p.one(part).map(|(id, _)| (part, id))),
+                });
+                let produced = Produced {
+                    values,
+                    ..Produced::default()
+                };
+                owned.fold(produced, |produced, (part, id)| {
+                    produced.owns(part.kind(), arn(at, part, id), at)
+                })
             }
             Network::Existing(e) => {
-                let mut produced = Produced::default()
-                    .value(keys::SUBNET_IDS.scoped(scope), join(&e.subnet_ids))
-                    .value(
-                        keys::SECURITY_GROUP_IDS.scoped(scope),
-                        join(&e.security_group_ids),
-                    )
-                    .value(
-                        keys::ASSIGN_PUBLIC_IP.scoped(scope),
-                        assign_public_ip(e.assign_public_ip),
-                    );
+                let mut values = existing_values(scope, e);
                 if let Some(vpc) = o.existing.as_ref().and_then(existing_vpc) {
-                    produced = produced.value(keys::VPC_ID.scoped(scope), vpc);
+                    values.insert(keys::VPC_ID.scoped(scope), vpc.into());
                 }
-                produced
+                Produced {
+                    values,
+                    ..Produced::default()
+                }
             }
         }
     }
+}
+
+/// An existing network's values, all known from the spec but its VPC.
+fn existing_values(scope: &'static str, e: &Existing) -> Values {
+    let groups = join(&e.security_group_ids);
+    let ip = assign_public_ip(e.assign_public_ip).to_string();
+    Values::from([
+        (keys::SUBNET_IDS.scoped(scope), join(&e.subnet_ids)),
+        (keys::SECURITY_GROUP_IDS.scoped(scope), groups),
+        (keys::ASSIGN_PUBLIC_IP.scoped(scope), ip),
+    ])
 }
 
 fn join(ids: &BTreeSet<String>) -> String {

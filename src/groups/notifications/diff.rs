@@ -8,13 +8,16 @@ use super::desired::Topic;
 use crate::desired::policy::equivalent;
 use crate::engine::Drift;
 use crate::groups::kit::{TagPlan, collection_plan, tag_drift};
+use crate::groups::{Changes, Diff};
 
 /// `SubscriptionArn` of a subscription the recipient has not confirmed yet: AWS gives no ARN,
 /// so it cannot be unsubscribed; AWS removes it when the confirmation expires.
 pub const PENDING: &str = "PendingConfirmation";
 
+/// The topic as SNS reports it: its identity, and what is compared.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TopicView {
+    pub arn: String,
     pub kms_key_arn: Option<String>,
     pub policy: Option<Value>,
     pub tags: BTreeMap<String, String>,
@@ -41,55 +44,50 @@ pub fn unremovable(d: &Topic, o: &TopicView) -> Vec<String> {
         .collect()
 }
 
-pub fn diff(d: &Topic, o: &TopicView) -> Vec<Change> {
-    let mut changes = Vec::new();
-    if o.kms_key_arn.as_deref() != Some(d.kms_key_arn.as_str()) {
-        changes.push(Change::Key);
-    }
-    if !o.policy.as_ref().is_some_and(|p| equivalent(p, &d.policy)) {
-        changes.push(Change::Policy);
-    }
-    let tags = d.tags.plan(&o.tags);
-    if !tags.is_empty() {
-        changes.push(Change::Tags(tags));
-    }
-    let wanted: BTreeMap<&String, ()> = d.emails.iter().map(|e| (e, ())).collect();
-    let present: BTreeMap<&String, &String> = o.subscriptions.iter().collect();
-    let plan = collection_plan(&wanted, &present, |_, _| false);
-    changes.extend(
-        plan.create
-            .into_iter()
-            .map(|e| Change::Subscribe(e.clone())),
-    );
-    changes.extend(
-        plan.delete
-            .into_iter()
-            .filter(|e| o.subscriptions[*e] != PENDING)
-            .map(|e| Change::Unsubscribe {
-                email: e.clone(),
-                arn: o.subscriptions[e].clone(),
-            }),
-    );
-    changes
-}
+impl Diff<TopicView> for Topic {
+    type Change = Change;
 
-/// One change in words.
-pub fn describe(d: &Topic, o: &TopicView, change: &Change) -> Vec<Drift> {
-    let topic = format!("SNS topic {}", d.name);
-    vec![match change {
-        Change::Key => Drift::value(
-            &topic,
-            "KMS key",
-            o.kms_key_arn.as_deref().unwrap_or("(none)"),
-            &d.kms_key_arn,
-        ),
-        Change::Policy => Drift::field(&topic, "topic policy"),
-        Change::Tags(plan) => return tag_drift(&topic, plan, &o.tags),
-        Change::Subscribe(email) => Drift::create(format!("{topic} e-mail subscription {email}")),
-        Change::Unsubscribe { email, .. } => {
-            Drift::delete(format!("{topic} e-mail subscription {email}"))
+    fn diff(&self, o: &TopicView) -> Changes<Change> {
+        let topic = format!("SNS topic {}", self.name);
+        let mut changes = Changes::new();
+        if o.kms_key_arn.as_deref() != Some(self.kms_key_arn.as_str()) {
+            let have = o.kms_key_arn.as_deref().unwrap_or("(none)");
+            let drift = Drift::value(&topic, "KMS key", have, &self.kms_key_arn);
+            changes.push(Change::Key, drift);
         }
-    }]
+        if !o
+            .policy
+            .as_ref()
+            .is_some_and(|p| equivalent(p, &self.policy))
+        {
+            changes.push(Change::Policy, Drift::field(&topic, "topic policy"));
+        }
+        let tags = self.tags.plan(&o.tags);
+        if !tags.is_empty() {
+            let drift = tag_drift(&topic, &tags, &o.tags);
+            changes.push_all(Change::Tags(tags), drift);
+        }
+        let subscription = |email: &str| format!("{topic} e-mail subscription {email}");
+        let wanted: BTreeMap<&String, ()> = self.emails.iter().map(|e| (e, ())).collect();
+        let present: BTreeMap<&String, &String> = o.subscriptions.iter().collect();
+        let plan = collection_plan(&wanted, &present, |_, _| false);
+        for email in plan.create {
+            let drift = Drift::create(subscription(email));
+            changes.push(Change::Subscribe(email.clone()), drift);
+        }
+        for email in plan.delete {
+            let arn = &o.subscriptions[email];
+            if arn != PENDING {
+                let drift = Drift::delete(subscription(email));
+                let change = Change::Unsubscribe {
+                    email: email.clone(),
+                    arn: arn.clone(),
+                };
+                changes.push(change, drift);
+            }
+        }
+        changes
+    }
 }
 
 #[cfg(test)]
@@ -108,6 +106,7 @@ mod tests {
                 .iter()
                 .map(|e| (e.clone(), format!("arn:aws:sns:us-east-1:1:t:{e}")))
                 .collect(),
+            ..TopicView::default()
         }
     }
 
@@ -118,7 +117,7 @@ mod tests {
             Purpose::Notifications,
             "arn:aws:kms:us-east-1:123456789012:key/k",
         );
-        assert_eq!(diff(&d, &in_sync(&d)), vec![]);
+        assert_eq!(d.diff(&in_sync(&d)), vec![]);
     }
 
     #[test]
@@ -135,7 +134,7 @@ mod tests {
         );
         d.emails.insert("new@example.com".into());
         assert_eq!(
-            diff(&d, &o),
+            d.diff(&o),
             vec![
                 Change::Subscribe("new@example.com".into()),
                 Change::Unsubscribe {
@@ -156,7 +155,7 @@ mod tests {
         let mut o = in_sync(&d);
         o.subscriptions
             .insert("pending@example.com".into(), PENDING.into());
-        assert_eq!(diff(&d, &o), vec![]);
+        assert_eq!(d.diff(&o), vec![]);
         assert_eq!(unremovable(&d, &o), vec!["pending@example.com".to_string()]);
     }
 }

@@ -4,12 +4,13 @@
 pub mod desired;
 pub mod diff;
 
-use std::collections::BTreeMap;
+use aws_sdk_sns::types::Subscription;
 
 use self::desired::{Purpose, Topic, topic};
-use self::diff::{Change, TopicView};
-use super::kit::check_owner;
+use self::diff::{Change, TopicView as Observed};
+use super::kit::{apply_tags, check_owner, input};
 use super::{Group, Placement, Produced, keys};
+use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession, found};
 use crate::desired::PipelineContext;
 use crate::desired::policy::parse;
@@ -60,23 +61,6 @@ impl TopicGroup {
     }
 }
 
-pub struct Observed {
-    arn: String,
-    view: TopicView,
-}
-
-fn sns_tags(tags: &BTreeMap<String, String>) -> Result<Vec<aws_sdk_sns::types::Tag>, Failure> {
-    tags.iter()
-        .map(|(k, v)| {
-            aws_sdk_sns::types::Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .map_err(|e| Failure::terminal("InvalidTag", format!("tag {k}: {e}")))
-        })
-        .collect()
-}
-
 async fn subscribe(aws: &AwsSession, topic_arn: &str, email: &str) -> Result<(), Failure> {
     aws.sns()
         .subscribe()
@@ -93,7 +77,6 @@ async fn subscribe(aws: &AwsSession, topic_arn: &str, email: &str) -> Result<(),
 impl Group for TopicGroup {
     type Desired = Topic;
     type Observed = Observed;
-    type Change = Change;
 
     fn condition(&self) -> String {
         match self.purpose {
@@ -122,7 +105,7 @@ impl Group for TopicGroup {
     }
 
     fn desired(&self, _at: &Placement, inputs: &Values) -> Result<Topic, Failure> {
-        let key = super::kit::input(inputs, keys::KMS_KEY_ARN)?;
+        let key = input(inputs, keys::KMS_KEY_ARN)?;
         Ok(topic(&self.ctx, self.purpose, key))
     }
 
@@ -137,68 +120,40 @@ impl Group for TopicGroup {
         else {
             return Ok(None);
         };
-        let tags: BTreeMap<String, String> = sns
+        let listed = sns
             .list_tags_for_resource()
             .resource_arn(&arn)
             .send()
             .await
-            .aws("sns:ListTagsForResource")?
-            .tags()
-            .iter()
-            .map(|t| (t.key().to_string(), t.value().to_string()))
-            .collect();
+            .aws("sns:ListTagsForResource")?;
+        let tags = from_sdk(listed.tags());
         check_owner(&self.ctx, &format!("SNS topic {arn}"), &tags)?;
-        let mut subscriptions = BTreeMap::new();
-        let mut token = None;
-        loop {
-            let page = sns
-                .list_subscriptions_by_topic()
-                .topic_arn(&arn)
-                .set_next_token(token)
-                .send()
-                .await
-                .aws("sns:ListSubscriptionsByTopic")?;
-            for s in page.subscriptions() {
-                if let (Some("email"), Some(endpoint), Some(sub_arn)) =
-                    (s.protocol(), s.endpoint(), s.subscription_arn())
-                {
-                    subscriptions.insert(endpoint.to_string(), sub_arn.to_string());
-                }
-            }
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
+        let subscriptions: Vec<Subscription> = sns
+            .list_subscriptions_by_topic()
+            .topic_arn(&arn)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .aws("sns:ListSubscriptionsByTopic")?;
+        let subscriptions = subscriptions
+            .iter()
+            .filter(|s| s.protocol() == Some("email"))
+            .filter_map(|s| Some((s.endpoint()?.to_string(), s.subscription_arn()?.to_string())))
+            .collect();
         let attribute = |name: &str| attributes.attributes().and_then(|a| a.get(name));
-        let kms_key_arn = attribute("KmsMasterKeyId").cloned();
-        let policy = attribute("Policy").and_then(|text| parse(text));
         Ok(Some(Observed {
+            kms_key_arn: attribute("KmsMasterKeyId").cloned(),
+            policy: attribute("Policy").and_then(|text| parse(text)),
+            tags,
+            subscriptions,
             arn,
-            view: TopicView {
-                kms_key_arn,
-                policy,
-                tags,
-                subscriptions,
-            },
         }))
     }
 
-    fn diff(desired: &Topic, observed: &Observed) -> Vec<Change> {
-        diff::diff(desired, &observed.view)
-    }
-
-    fn describe(
-        &self,
-        desired: &Topic,
-        observed: &Observed,
-        change: &Change,
-    ) -> Vec<crate::engine::Drift> {
-        diff::describe(desired, &observed.view, change)
-    }
-
     async fn create(&self, aws: &AwsSession, d: &Topic) -> Result<Produced, Failure> {
-        let tags = sns_tags(&d.tags.tags)?;
+        let at = Placement::of(aws);
         // CreateTopic is idempotent for the same name and attributes.
         let created = aws
             .sns()
@@ -206,24 +161,22 @@ impl Group for TopicGroup {
             .name(&d.name)
             .attributes("KmsMasterKeyId", &d.kms_key_arn)
             .attributes("Policy", d.policy.to_string())
-            .set_tags(Some(tags))
+            .set_tags(Some(to_sdk(&d.tags.tags)?))
             .send()
             .await
             .aws("sns:CreateTopic")?;
         let arn = created
             .topic_arn()
-            .map(str::to_string)
-            .unwrap_or_else(|| self.arn(&Placement::of(aws)));
+            .map_or_else(|| self.arn(&at), str::to_string);
         for email in &d.emails {
             subscribe(aws, &arn, email).await?;
         }
-        let at = Placement::of(aws);
         Ok(self.produced(
             &at,
             d,
             &Observed {
                 arn,
-                view: TopicView::default(),
+                ..Observed::default()
             },
         ))
     }
@@ -234,72 +187,73 @@ impl Group for TopicGroup {
         d: &Topic,
         o: &Observed,
         changes: Vec<Change>,
-    ) -> Result<(), Failure> {
-        let sns = aws.sns();
+    ) -> Result<Option<Observed>, Failure> {
+        let sns = &aws.sns();
+        let arn = o.arn.as_str();
+        let set_attribute = |name: &'static str, value: String| async move {
+            sns.set_topic_attributes()
+                .topic_arn(arn)
+                .attribute_name(name)
+                .attribute_value(value)
+                .send()
+                .await
+                .aws("sns:SetTopicAttributes")
+                .map(drop)
+        };
         for change in changes {
             match change {
-                Change::Key => {
-                    sns.set_topic_attributes()
-                        .topic_arn(&o.arn)
-                        .attribute_name("KmsMasterKeyId")
-                        .attribute_value(&d.kms_key_arn)
-                        .send()
-                        .await
-                        .aws("sns:SetTopicAttributes")?;
-                }
-                Change::Policy => {
-                    sns.set_topic_attributes()
-                        .topic_arn(&o.arn)
-                        .attribute_name("Policy")
-                        .attribute_value(d.policy.to_string())
-                        .send()
-                        .await
-                        .aws("sns:SetTopicAttributes")?;
-                }
+                Change::Key => set_attribute("KmsMasterKeyId", d.kms_key_arn.clone()).await?,
+                Change::Policy => set_attribute("Policy", d.policy.to_string()).await?,
                 Change::Tags(plan) => {
-                    if !plan.set.is_empty() {
-                        let tags = sns_tags(&plan.set)?;
-                        sns.tag_resource()
-                            .resource_arn(&o.arn)
-                            .set_tags(Some(tags))
-                            .send()
-                            .await
-                            .aws("sns:TagResource")?;
-                    }
-                    if !plan.remove.is_empty() {
-                        sns.untag_resource()
-                            .resource_arn(&o.arn)
-                            .set_tag_keys(Some(plan.remove))
-                            .send()
-                            .await
-                            .aws("sns:UntagResource")?;
-                    }
+                    apply_tags(
+                        plan,
+                        |set| async move {
+                            sns.tag_resource()
+                                .resource_arn(arn)
+                                .set_tags(Some(to_sdk(&set)?))
+                                .send()
+                                .await
+                                .aws("sns:TagResource")
+                                .map(drop)
+                        },
+                        |keys| async move {
+                            sns.untag_resource()
+                                .resource_arn(arn)
+                                .set_tag_keys(Some(keys))
+                                .send()
+                                .await
+                                .aws("sns:UntagResource")
+                                .map(drop)
+                        },
+                    )
+                    .await?
                 }
-                Change::Subscribe(email) => subscribe(aws, &o.arn, &email).await?,
+                Change::Subscribe(email) => subscribe(aws, arn, &email).await?,
                 Change::Unsubscribe { arn, .. } => {
-                    found(
-                        sns.unsubscribe().subscription_arn(&arn).send().await,
-                        "sns:Unsubscribe",
-                        NOT_FOUND,
-                    )?;
+                    sns.unsubscribe()
+                        .subscription_arn(&arn)
+                        .send()
+                        .await
+                        .aws_tolerating("sns:Unsubscribe", NOT_FOUND)?;
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     async fn delete(&self, aws: &AwsSession, o: Observed) -> Result<Removal, Failure> {
         // Deleting a topic deletes its subscriptions.
-        found(
-            aws.sns().delete_topic().topic_arn(&o.arn).send().await,
-            "sns:DeleteTopic",
-            NOT_FOUND,
-        )?;
+        aws.sns()
+            .delete_topic()
+            .topic_arn(&o.arn)
+            .send()
+            .await
+            .aws_tolerating("sns:DeleteTopic", NOT_FOUND)?;
         Ok(Removal::Gone)
     }
 
     fn note(&self, d: &Topic, o: &Observed) -> Option<Note> {
-        let waiting = diff::unremovable(d, &o.view);
+        let waiting = diff::unremovable(d, o);
         (!waiting.is_empty()).then(|| Note {
             reason: "UnconfirmedSubscribersExpire".into(),
             message: format!(

@@ -245,11 +245,11 @@ fn deploy(ctx: &PipelineContext, env: Env, inputs: &Inputs) -> Action {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::desired::testing::{FULL, MINIMAL, context};
 
-    fn inputs(deploy_roles: BTreeMap<Env, String>) -> Inputs<'static> {
+    pub fn inputs(deploy_roles: BTreeMap<Env, String>) -> Inputs<'static> {
         Inputs {
             role_arn: "arn:aws:iam::123456789012:role/p",
             artifact_bucket: "bucket",

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::desired::{Pipeline, Structure};
 use crate::engine::Drift;
 use crate::groups::kit::{TagPlan, tag_drift};
+use crate::groups::{Changes, Diff};
 
 /// An S3 source bucket as the pipeline needs it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -40,60 +41,40 @@ pub enum Change {
     Tags(TagPlan),
 }
 
-pub fn diff(d: &Pipeline, o: &View) -> Vec<Change> {
-    let mut changes = Vec::new();
-    if let Some(bucket) = &o.source_bucket {
-        if !bucket.versioned {
-            changes.push(Change::SourceNotVersioned);
-        }
-        if !bucket.sends_events {
-            changes.push(Change::SendSourceEvents);
-        }
-    }
-    match &o.pipeline {
-        None => changes.push(Change::Create),
-        Some(actual) => {
-            if actual.structure != d.structure {
-                changes.push(Change::Update);
-            }
-            let tags = d.tags.plan(&actual.tags);
-            if !tags.is_empty() {
-                changes.push(Change::Tags(tags));
-            }
-        }
-    }
-    changes
-}
+impl Diff<View> for Pipeline {
+    type Change = Change;
 
-/// One change in words: a structural update names each part that differs.
-pub fn describe(d: &Pipeline, o: &View, change: &Change) -> Vec<Drift> {
-    let pipeline = format!("CodePipeline {}", d.name);
-    let bucket = || format!("source bucket {}", d.source_bucket.as_deref().unwrap_or(""));
-    match change {
-        Change::SourceNotVersioned => vec![Drift::value(
-            bucket(),
-            "versioning (the bucket's owner must turn it on)",
-            "off",
-            "on",
-        )],
-        Change::SendSourceEvents => {
-            vec![Drift::value(
-                bucket(),
-                "EventBridge notifications",
-                "off",
-                "on",
-            )]
+    fn diff(&self, o: &View) -> Changes<Change> {
+        let d = self;
+        let mut changes = Changes::new();
+        if let Some(bucket) = &o.source_bucket {
+            let name = format!("source bucket {}", d.source_bucket.as_deref().unwrap_or(""));
+            if !bucket.versioned {
+                let field = "versioning (the bucket's owner must turn it on)";
+                let drift = Drift::value(&name, field, "off", "on");
+                changes.push(Change::SourceNotVersioned, drift);
+            }
+            if !bucket.sends_events {
+                let drift = Drift::value(&name, "EventBridge notifications", "off", "on");
+                changes.push(Change::SendSourceEvents, drift);
+            }
         }
-        Change::Create => vec![Drift::create(pipeline)],
-        Change::Update => match &o.pipeline {
-            Some(actual) => structure_drift(&pipeline, &actual.structure, &d.structure),
-            None => vec![Drift::field(pipeline, "structure")],
-        },
-        Change::Tags(plan) => {
-            let empty = BTreeMap::new();
-            let tags = o.pipeline.as_ref().map_or(&empty, |p| &p.tags);
-            tag_drift(&pipeline, plan, tags)
+        let pipeline = format!("CodePipeline {}", d.name);
+        match &o.pipeline {
+            None => changes.push(Change::Create, Drift::create(pipeline)),
+            Some(actual) => {
+                if actual.structure != d.structure {
+                    let drift = structure_drift(&pipeline, &actual.structure, &d.structure);
+                    changes.push_all(Change::Update, drift);
+                }
+                let tags = d.tags.plan(&actual.tags);
+                if !tags.is_empty() {
+                    let drift = tag_drift(&pipeline, &tags, &actual.tags);
+                    changes.push_all(Change::Tags(tags), drift);
+                }
+            }
         }
+        changes
     }
 }
 
@@ -142,21 +123,11 @@ fn structure_drift(pipeline: &str, have: &Structure, want: &Structure) -> Vec<Dr
 mod tests {
     use super::*;
     use crate::desired::testing::{MINIMAL, context};
-    use crate::groups::pipeline::desired::{Inputs, pipeline};
+    use crate::groups::pipeline::desired::pipeline;
+    use crate::groups::pipeline::desired::tests::inputs;
 
     fn desired() -> Pipeline {
-        pipeline(
-            &context(MINIMAL),
-            &Inputs {
-                role_arn: "arn:aws:iam::123456789012:role/p",
-                artifact_bucket: "bucket",
-                kms_key_arn: "arn:aws:kms:us-east-1:123456789012:key/k",
-                build_project: "build",
-                scan_project: "scan",
-                approval_topic_arn: "arn:aws:sns:us-east-1:123456789012:approval",
-                deploy_roles: BTreeMap::new(),
-            },
-        )
+        pipeline(&context(MINIMAL), &inputs(BTreeMap::new()))
     }
 
     fn in_sync(d: &Pipeline) -> View {
@@ -175,7 +146,7 @@ mod tests {
     #[test]
     fn an_equal_pipeline_needs_nothing() {
         let d = desired();
-        assert_eq!(diff(&d, &in_sync(&d)), vec![]);
+        assert_eq!(d.diff(&in_sync(&d)), vec![]);
     }
 
     #[test]
@@ -187,7 +158,7 @@ mod tests {
                 .configuration
                 .insert("CustomData".into(), "edited".into());
         }
-        assert_eq!(diff(&d, &o), vec![Change::Update]);
+        assert_eq!(d.diff(&o), vec![Change::Update]);
     }
 
     #[test]
@@ -196,7 +167,7 @@ mod tests {
         let mut o = in_sync(&d);
         o.source_bucket = Some(SourceBucketView::default());
         assert_eq!(
-            diff(&d, &o),
+            d.diff(&o),
             vec![Change::SourceNotVersioned, Change::SendSourceEvents]
         );
     }

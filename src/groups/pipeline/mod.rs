@@ -9,14 +9,15 @@ use aws_sdk_codepipeline::types::{
     ActionCategory, ActionDeclaration, ActionOwner, ActionTypeId, ArtifactStore, ArtifactStoreType,
     EncryptionKey, EncryptionKeyType, ExecutionMode, GitBranchFilterCriteria, GitConfiguration,
     GitPushFilter, InputArtifact, OutputArtifact, PipelineDeclaration, PipelineTriggerDeclaration,
-    PipelineTriggerProviderType, PipelineType, StageDeclaration, Tag,
+    PipelineTriggerProviderType, PipelineType, StageDeclaration,
 };
 
 use self::desired::{Action, Inputs, Pipeline, Stage, Structure, Trigger, pipeline};
 use self::diff::{Change, PipelineView, SourceBucketView, View};
-use super::kit::{check_owner, input};
-use super::{Group, Placement, Produced, keys};
-use crate::aws::{AwsResultExt, AwsSession, found};
+use super::kit::{apply_tags, check_owner, input, invalid};
+use super::{Diff, Group, Placement, Produced, keys};
+use crate::aws::tags::{from_sdk, to_sdk};
+use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::{Env, PipelineContext};
 use crate::engine::{Failure, Key, Removal, Values};
 
@@ -37,10 +38,7 @@ impl DeliveryPipelineGroup {
     }
 }
 
-fn invalid(what: &str, e: impl std::fmt::Display) -> Failure {
-    Failure::terminal("InvalidRequest", format!("{what}: {e}"))
-}
-
+/// A request the SDK's builder refused.
 fn action_declaration(a: &Action) -> Result<ActionDeclaration, Failure> {
     let type_id = ActionTypeId::builder()
         .category(ActionCategory::from(a.category.as_str()))
@@ -48,19 +46,19 @@ fn action_declaration(a: &Action) -> Result<ActionDeclaration, Failure> {
         .provider(&a.provider)
         .version("1")
         .build()
-        .map_err(|e| invalid("action type", e))?;
+        .map_err(invalid("action type"))?;
     let inputs = a
         .input_artifacts
         .iter()
         .map(|n| InputArtifact::builder().name(n).build())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid("input artifact", e))?;
+        .map_err(invalid("input artifact"))?;
     let outputs = a
         .output_artifacts
         .iter()
         .map(|n| OutputArtifact::builder().name(n).build())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid("output artifact", e))?;
+        .map_err(invalid("output artifact"))?;
     ActionDeclaration::builder()
         .name(&a.name)
         .action_type_id(type_id)
@@ -77,7 +75,7 @@ fn action_declaration(a: &Action) -> Result<ActionDeclaration, Failure> {
         .set_region(a.region.clone())
         .set_namespace(a.namespace.clone())
         .build()
-        .map_err(|e| invalid("action", e))
+        .map_err(invalid("action"))
 }
 
 fn declaration(name: &str, s: &Structure) -> Result<PipelineDeclaration, Failure> {
@@ -94,7 +92,7 @@ fn declaration(name: &str, s: &Structure) -> Result<PipelineDeclaration, Failure
                 .name(&stage.name)
                 .set_actions(Some(actions))
                 .build()
-                .map_err(|e| invalid("stage", e))
+                .map_err(invalid("stage"))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let triggers = s
@@ -108,25 +106,25 @@ fn declaration(name: &str, s: &Structure) -> Result<PipelineDeclaration, Failure
                 .source_action_name(&t.source_action)
                 .push(GitPushFilter::builder().branches(branches).build())
                 .build()
-                .map_err(|e| invalid("trigger", e))?;
+                .map_err(invalid("trigger"))?;
             PipelineTriggerDeclaration::builder()
                 .provider_type(PipelineTriggerProviderType::CodeStarSourceConnection)
                 .git_configuration(git)
                 .build()
-                .map_err(|e| invalid("trigger", e))
+                .map_err(invalid("trigger"))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let key = EncryptionKey::builder()
         .id(&s.kms_key_arn)
         .r#type(EncryptionKeyType::Kms)
         .build()
-        .map_err(|e| invalid("artifact key", e))?;
+        .map_err(invalid("artifact key"))?;
     let store = ArtifactStore::builder()
         .r#type(ArtifactStoreType::S3)
         .location(&s.artifact_bucket)
         .encryption_key(key)
         .build()
-        .map_err(|e| invalid("artifact store", e))?;
+        .map_err(invalid("artifact store"))?;
     PipelineDeclaration::builder()
         .name(name)
         .role_arn(&s.role_arn)
@@ -136,7 +134,7 @@ fn declaration(name: &str, s: &Structure) -> Result<PipelineDeclaration, Failure
         .set_stages(Some(stages))
         .set_triggers((!triggers.is_empty()).then_some(triggers))
         .build()
-        .map_err(|e| invalid("pipeline", e))
+        .map_err(invalid("pipeline"))
 }
 
 /// Reads a declaration back into the desired shape; what the operator does not set (run
@@ -222,44 +220,34 @@ fn structure_of(p: &PipelineDeclaration) -> Structure {
     }
 }
 
-fn tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, Failure> {
-    tags.iter()
-        .map(|(k, v)| {
-            Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .map_err(|e| invalid("tag", e))
-        })
-        .collect()
-}
-
 impl DeliveryPipelineGroup {
-    async fn observe_source_bucket(
-        &self,
-        aws: &AwsSession,
-        bucket: &str,
-    ) -> Result<SourceBucketView, Failure> {
+    /// What the pipeline needs of an S3 source's bucket (None: not an S3 source).
+    async fn source_bucket(&self, aws: &AwsSession) -> Result<Option<SourceBucketView>, Failure> {
+        let Some(bucket) = self.ctx.spec.source.s3.as_ref().map(|s3| &s3.bucket) else {
+            return Ok(None);
+        };
         let s3 = aws.s3();
+        let context =
+            |f: Failure| f.context(&format!("source bucket {bucket} (spec.source.s3.bucket)"));
         let versioning = s3
             .get_bucket_versioning()
             .bucket(bucket)
             .send()
             .await
             .aws("s3:GetBucketVersioning")
-            .map_err(|f| f.context(&format!("source bucket {bucket} (spec.source.s3.bucket)")))?;
+            .map_err(context)?;
         let notifications = s3
             .get_bucket_notification_configuration()
             .bucket(bucket)
             .send()
             .await
             .aws("s3:GetBucketNotificationConfiguration")
-            .map_err(|f| f.context(&format!("source bucket {bucket} (spec.source.s3.bucket)")))?;
-        Ok(SourceBucketView {
+            .map_err(context)?;
+        Ok(Some(SourceBucketView {
             versioned: versioning.status()
                 == Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled),
             sends_events: notifications.event_bridge_configuration().is_some(),
-        })
+        }))
     }
 
     /// Adds EventBridge delivery to the bucket's notification configuration, keeping the
@@ -305,7 +293,6 @@ impl DeliveryPipelineGroup {
 impl Group for DeliveryPipelineGroup {
     type Desired = Pipeline;
     type Observed = View;
-    type Change = Change;
 
     fn condition(&self) -> String {
         "PipelineReady".into()
@@ -369,70 +356,45 @@ impl Group for DeliveryPipelineGroup {
     async fn observe(&self, aws: &AwsSession) -> Result<Option<View>, Failure> {
         let codepipeline = aws.codepipeline();
         let name = self.name();
-        let pipeline = match found(
-            codepipeline.get_pipeline().name(&name).send().await,
-            "codepipeline:GetPipeline",
-            NOT_FOUND,
-        )? {
-            Some(got) => match got.pipeline() {
-                Some(declaration) => {
-                    let tags: BTreeMap<String, String> = codepipeline
-                        .list_tags_for_resource()
-                        .resource_arn(self.ctx.arns().pipeline())
-                        .send()
-                        .await
-                        .aws("codepipeline:ListTagsForResource")?
-                        .tags()
-                        .iter()
-                        .map(|t| (t.key().to_string(), t.value().to_string()))
-                        .collect();
-                    check_owner(&self.ctx, &format!("pipeline {name}"), &tags)?;
-                    Some(PipelineView {
-                        structure: structure_of(declaration),
-                        tags,
-                    })
-                }
-                None => None,
-            },
-            None => None,
-        };
-        let Some(pipeline) = pipeline else {
+        let Some(declaration) = codepipeline
+            .get_pipeline()
+            .name(&name)
+            .send()
+            .await
+            .aws_tolerating("codepipeline:GetPipeline", NOT_FOUND)?
+            .and_then(|got| got.pipeline)
+        else {
             // `create` checks the source bucket before creating.
             return Ok(None);
         };
-        let source_bucket = match &self.ctx.spec.source.s3 {
-            Some(s3) => Some(self.observe_source_bucket(aws, &s3.bucket).await?),
-            None => None,
-        };
+        let tags = from_sdk(
+            codepipeline
+                .list_tags_for_resource()
+                .resource_arn(self.ctx.arns().pipeline())
+                .send()
+                .await
+                .aws("codepipeline:ListTagsForResource")?
+                .tags(),
+        );
+        check_owner(&self.ctx, &format!("pipeline {name}"), &tags)?;
         Ok(Some(View {
-            pipeline: Some(pipeline),
-            source_bucket,
+            pipeline: Some(PipelineView {
+                structure: structure_of(&declaration),
+                tags,
+            }),
+            source_bucket: self.source_bucket(aws).await?,
         }))
     }
 
-    fn diff(desired: &Pipeline, observed: &View) -> Vec<Change> {
-        diff::diff(desired, observed)
-    }
-
-    fn describe(
-        &self,
-        desired: &Pipeline,
-        observed: &View,
-        change: &Change,
-    ) -> Vec<crate::engine::Drift> {
-        diff::describe(desired, observed, change)
-    }
-
+    /// The update from nothing, once the source bucket is known: an S3 source's bucket must be
+    /// usable before the pipeline exists.
     async fn create(&self, aws: &AwsSession, d: &Pipeline) -> Result<Produced, Failure> {
-        let source_bucket = match &d.source_bucket {
-            Some(bucket) => Some(self.observe_source_bucket(aws, bucket).await?),
-            None => None,
-        };
         let view = View {
             pipeline: None,
-            source_bucket,
+            source_bucket: self.source_bucket(aws).await?,
         };
-        self.update(aws, d, &view, diff::diff(d, &view)).await?;
+        self.update(aws, d, &view, d.diff(&view).into_changes())
+            .await?;
         Ok(self.produced(&Placement::of(aws), d, &view))
     }
 
@@ -442,7 +404,7 @@ impl Group for DeliveryPipelineGroup {
         d: &Pipeline,
         _o: &View,
         changes: Vec<Change>,
-    ) -> Result<(), Failure> {
+    ) -> Result<Option<View>, Failure> {
         let codepipeline = aws.codepipeline();
         for change in changes {
             match change {
@@ -464,7 +426,7 @@ impl Group for DeliveryPipelineGroup {
                     codepipeline
                         .create_pipeline()
                         .pipeline(declaration(&d.name, &d.structure)?)
-                        .set_tags(Some(tags(&d.tags.tags)?))
+                        .set_tags(Some(to_sdk(&d.tags.tags)?))
                         .send()
                         .await
                         .aws("codepipeline:CreatePipeline")?;
@@ -481,28 +443,35 @@ impl Group for DeliveryPipelineGroup {
                     }
                 }
                 Change::Tags(plan) => {
-                    if !plan.set.is_empty() {
-                        codepipeline
-                            .tag_resource()
-                            .resource_arn(&d.arn)
-                            .set_tags(Some(tags(&plan.set)?))
-                            .send()
-                            .await
-                            .aws("codepipeline:TagResource")?;
-                    }
-                    if !plan.remove.is_empty() {
-                        codepipeline
-                            .untag_resource()
-                            .resource_arn(&d.arn)
-                            .set_tag_keys(Some(plan.remove))
-                            .send()
-                            .await
-                            .aws("codepipeline:UntagResource")?;
-                    }
+                    let codepipeline = &codepipeline;
+                    apply_tags(
+                        plan,
+                        |set| async move {
+                            codepipeline
+                                .tag_resource()
+                                .resource_arn(&d.arn)
+                                .set_tags(Some(to_sdk(&set)?))
+                                .send()
+                                .await
+                                .aws("codepipeline:TagResource")
+                                .map(drop)
+                        },
+                        |keys| async move {
+                            codepipeline
+                                .untag_resource()
+                                .resource_arn(&d.arn)
+                                .set_tag_keys(Some(keys))
+                                .send()
+                                .await
+                                .aws("codepipeline:UntagResource")
+                                .map(drop)
+                        },
+                    )
+                    .await?;
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     async fn delete(&self, aws: &AwsSession, _o: View) -> Result<Removal, Failure> {

@@ -9,8 +9,8 @@ use serde_json::json;
 
 use crate::api::TagMutability;
 use crate::desired::PipelineContext;
+use crate::desired::names::role::{BUILDER, SCANNER};
 use crate::groups::kit::DesiredTags;
-use crate::groups::roles::desired::{BUILDER, SCANNER};
 
 /// The stage scripts, embedded at build time; `tests/stages` runs the same files.
 pub const BUILD_SCRIPT: &str = include_str!("scripts/build.sh");
@@ -31,8 +31,7 @@ pub const REPORT_FILE: &str = "scan-report.xml";
 pub const MAX_REPORTED_FINDINGS: u32 = 100;
 /// Seconds between scan status polls.
 pub const POLL_INTERVAL_SECONDS: u32 = 5;
-/// Where the report group exports raw reports, in the artifact bucket.
-pub const REPORT_EXPORT_PREFIX: &str = "scan-reports";
+pub use crate::desired::names::REPORT_EXPORT_PREFIX;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::desired::{Project, ReportGroup};
 use crate::engine::Drift;
 use crate::groups::kit::{TagPlan, tag_drift};
+use crate::groups::{Changes, Diff};
 
 /// A project as BatchGetProjects reports it, reduced to what the operator sets.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -57,30 +58,44 @@ pub enum Change {
     },
 }
 
-pub fn diff(d: &Project, o: &View) -> Vec<Change> {
-    let mut changes = Vec::new();
-    if let Some(group) = &d.report_group {
-        match &o.report_group {
-            None => changes.push(Change::CreateReportGroup),
-            Some(actual) => {
-                let tags = group.tags.plan(&actual.tags);
-                if !report_group_in_sync(group, actual) || !tags.is_empty() {
-                    changes.push(Change::UpdateReportGroup(tags));
+impl Diff<View> for Project {
+    type Change = Change;
+
+    fn diff(&self, o: &View) -> Changes<Change> {
+        let d = self;
+        let mut changes = Changes::new();
+        if let Some(group) = &d.report_group {
+            let name = format!("CodeBuild report group {}", group.name);
+            match &o.report_group {
+                None => changes.push(Change::CreateReportGroup, Drift::create(name)),
+                Some(actual) => {
+                    let tags = group.tags.plan(&actual.tags);
+                    let mut drift = Vec::new();
+                    if !report_group_in_sync(group, actual) {
+                        drift.push(Drift::field(&name, "export"));
+                    }
+                    drift.extend(tag_drift(&name, &tags, &actual.tags));
+                    if !drift.is_empty() {
+                        changes.push_all(Change::UpdateReportGroup(tags), drift);
+                    }
                 }
             }
         }
-    }
-    match &o.project {
-        None => changes.push(Change::CreateProject),
-        Some(actual) => {
-            let fields = drifted_fields(d, actual);
-            let tags = d.tags.plan(&actual.tags);
-            if !fields.is_empty() || !tags.is_empty() {
-                changes.push(Change::UpdateProject { fields, tags });
+        let project = format!("CodeBuild project {}", d.name);
+        match &o.project {
+            None => changes.push(Change::CreateProject, Drift::create(project)),
+            Some(actual) => {
+                let tags = d.tags.plan(&actual.tags);
+                let (fields, mut drift): (Vec<_>, Vec<_>) =
+                    project_drift(&project, d, actual).into_iter().unzip();
+                drift.extend(tag_drift(&project, &tags, &actual.tags));
+                if !drift.is_empty() {
+                    changes.push_all(Change::UpdateProject { fields, tags }, drift);
+                }
             }
         }
+        changes
     }
-    changes
 }
 
 fn report_group_in_sync(d: &ReportGroup, o: &ReportGroupView) -> bool {
@@ -89,96 +104,61 @@ fn report_group_in_sync(d: &ReportGroup, o: &ReportGroupView) -> bool {
         && o.kms_key_arn.as_deref() == Some(d.kms_key_arn.as_str())
 }
 
-fn drifted_fields(d: &Project, o: &ProjectView) -> Vec<&'static str> {
+/// A field that differs, named only (the buildspec, the variables).
+fn named(same: bool) -> Option<Option<(String, String)>> {
+    (!same).then_some(None)
+}
+
+/// A field that differs, with what AWS has and what the spec declares.
+fn valued<T: PartialEq + ToString>(have: T, want: T) -> Option<Option<(String, String)>> {
+    (have != want).then(|| Some((have.to_string(), want.to_string())))
+}
+
+/// Each project field that differs, in words: with its values when it is one short value.
+fn project_drift(project: &str, d: &Project, o: &ProjectView) -> Vec<(&'static str, Drift)> {
     let environment: BTreeMap<String, (String, String)> = d
         .environment
         .iter()
         .map(|(k, v)| (k.clone(), (v.clone(), "PLAINTEXT".to_string())))
         .collect();
     [
-        ("description", d.description == o.description),
+        ("description", valued(&o.description, &d.description)),
         (
             "source",
-            o.source_type == "CODEPIPELINE" && d.buildspec == o.buildspec,
+            named(o.source_type == "CODEPIPELINE" && d.buildspec == o.buildspec),
         ),
-        ("artifacts", o.artifacts_type == "CODEPIPELINE"),
-        ("image", d.image == o.image),
-        ("computeType", d.compute_type == o.compute_type),
-        ("privilegedMode", d.privileged == o.privileged),
-        ("environmentVariables", environment == o.environment),
-        ("timeoutInMinutes", d.timeout_minutes == o.timeout_minutes),
+        ("artifacts", named(o.artifacts_type == "CODEPIPELINE")),
+        ("image", valued(&o.image, &d.image)),
+        ("computeType", valued(&o.compute_type, &d.compute_type)),
+        ("privilegedMode", valued(o.privileged, d.privileged)),
+        ("environmentVariables", named(environment == o.environment)),
+        (
+            "timeoutInMinutes",
+            valued(o.timeout_minutes, d.timeout_minutes),
+        ),
         (
             "queuedTimeoutInMinutes",
-            d.queued_timeout_minutes == o.queued_timeout_minutes,
+            valued(o.queued_timeout_minutes, d.queued_timeout_minutes),
         ),
-        ("serviceRole", d.service_role_arn == o.service_role_arn),
-        ("encryptionKey", d.kms_key_arn == o.kms_key_arn),
+        (
+            "serviceRole",
+            valued(&o.service_role_arn, &d.service_role_arn),
+        ),
+        ("encryptionKey", valued(&o.kms_key_arn, &d.kms_key_arn)),
         (
             "logsConfig",
-            o.log_group.as_deref() == Some(d.log_group.as_str()) && !o.s3_logs_enabled,
+            named(o.log_group.as_deref() == Some(d.log_group.as_str()) && !o.s3_logs_enabled),
         ),
     ]
     .into_iter()
-    .filter(|(_, same)| !same)
-    .map(|(field, _)| field)
-    .collect()
-}
-
-/// One change in words: a project update names each field that differs, with its values when
-/// it is one short value (the buildspec and variables are named only).
-pub fn describe(d: &Project, o: &View, change: &Change) -> Vec<Drift> {
-    let project = format!("CodeBuild project {}", d.name);
-    let report_group = || {
-        format!(
-            "CodeBuild report group {}",
-            d.report_group.as_ref().map_or("", |g| g.name.as_str())
-        )
-    };
-    match change {
-        Change::CreateReportGroup => vec![Drift::create(report_group())],
-        Change::CreateProject => vec![Drift::create(project)],
-        Change::UpdateReportGroup(tags) => {
-            let mut drift = Vec::new();
-            if let (Some(want), Some(have)) = (&d.report_group, &o.report_group) {
-                if !report_group_in_sync(want, have) {
-                    drift.push(Drift::field(report_group(), "export"));
-                }
-                drift.extend(tag_drift(&report_group(), tags, &have.tags));
-            }
-            drift
-        }
-        Change::UpdateProject { fields, tags } => {
-            let Some(have) = &o.project else {
-                return vec![Drift::field(project, fields.join(", "))];
-            };
-            let mut drift: Vec<Drift> = fields
-                .iter()
-                .map(|field| match field_values(field, d, have) {
-                    Some((from, to)) => Drift::value(&project, *field, from, to),
-                    None => Drift::field(&project, *field),
-                })
-                .collect();
-            drift.extend(tag_drift(&project, tags, &have.tags));
-            drift
-        }
-    }
-}
-
-fn field_values(field: &str, d: &Project, o: &ProjectView) -> Option<(String, String)> {
-    Some(match field {
-        "description" => (o.description.clone(), d.description.clone()),
-        "image" => (o.image.clone(), d.image.clone()),
-        "computeType" => (o.compute_type.clone(), d.compute_type.clone()),
-        "privilegedMode" => (o.privileged.to_string(), d.privileged.to_string()),
-        "timeoutInMinutes" => (o.timeout_minutes.to_string(), d.timeout_minutes.to_string()),
-        "queuedTimeoutInMinutes" => (
-            o.queued_timeout_minutes.to_string(),
-            d.queued_timeout_minutes.to_string(),
-        ),
-        "serviceRole" => (o.service_role_arn.clone(), d.service_role_arn.clone()),
-        "encryptionKey" => (o.kms_key_arn.clone(), d.kms_key_arn.clone()),
-        _ => return None,
+    .filter_map(|(field, differs)| {
+        let drift = match differs? {
+            Some((from, to)) => Drift::value(project, field, from, to),
+            None => Drift::field(project, field),
+        };
+        Some((field, drift))
     })
+    .collect()
 }
 
 #[cfg(test)]
@@ -237,7 +217,7 @@ mod tests {
     fn in_sync_projects_need_nothing() {
         for stage in [Stage::Build, Stage::Scan] {
             let d = desired(stage);
-            assert_eq!(diff(&d, &in_sync(&d)), vec![], "{stage:?}");
+            assert_eq!(d.diff(&in_sync(&d)), vec![], "{stage:?}");
         }
     }
 
@@ -245,7 +225,7 @@ mod tests {
     fn a_missing_scan_creates_its_report_group_first() {
         let d = desired(Stage::Scan);
         assert_eq!(
-            diff(&d, &View::default()),
+            d.diff(&View::default()),
             vec![Change::CreateReportGroup, Change::CreateProject]
         );
     }
@@ -260,7 +240,7 @@ mod tests {
             p.buildspec.push_str("# edited\n");
         }
         assert_eq!(
-            diff(&d, &o),
+            d.diff(&o),
             vec![Change::UpdateProject {
                 fields: vec!["source", "environmentVariables", "timeoutInMinutes"],
                 tags: TagPlan::default(),
@@ -277,6 +257,6 @@ mod tests {
         {
             v.1 = "PARAMETER_STORE".into();
         }
-        assert_eq!(diff(&d, &o).len(), 1);
+        assert_eq!(d.diff(&o).len(), 1);
     }
 }

@@ -16,9 +16,10 @@ use aws_sdk_codebuild::types::{
 
 use self::desired::{Inputs, Project, Stage, project};
 use self::diff::{Change, ProjectView, ReportGroupView, View};
-use super::kit::{TagPlan, check_owner, input};
+use super::kit::{TagPlan, check_owner, input, invalid};
 use super::{Group, Placement, Produced, keys};
-use crate::aws::{AwsResultExt, AwsSession, found};
+use crate::aws::tags::{from_sdk, to_sdk};
+use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::PipelineContext;
 use crate::engine::{Failure, Key, Removal, Values};
 
@@ -56,24 +57,15 @@ impl BuildProject {
             Stage::Scan => keys::SCAN_PROJECT,
         }
     }
+
+    fn report_group_arn(&self) -> String {
+        self.ctx
+            .arns()
+            .report_group(&self.ctx.names().report_group())
+    }
 }
 
-fn build_error(what: &str, e: impl std::fmt::Display) -> Failure {
-    Failure::terminal("InvalidRequest", format!("{what}: {e}"))
-}
-
-fn tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
-    tags.iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
-}
-
-fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
-    tags.iter()
-        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-        .collect()
-}
-
+/// A request the SDK's builder refused.
 /// The request members of a project, shared by CreateProject and UpdateProject.
 struct Settings {
     source: ProjectSource,
@@ -92,7 +84,7 @@ fn settings(d: &Project) -> Result<Settings, Failure> {
                 .value(value)
                 .r#type(EnvironmentVariableType::Plaintext)
                 .build()
-                .map_err(|e| build_error("environment variable", e))
+                .map_err(invalid("environment variable"))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Settings {
@@ -100,11 +92,11 @@ fn settings(d: &Project) -> Result<Settings, Failure> {
             .r#type(SourceType::Codepipeline)
             .buildspec(&d.buildspec)
             .build()
-            .map_err(|e| build_error("source", e))?,
+            .map_err(invalid("source"))?,
         artifacts: ProjectArtifacts::builder()
             .r#type(ArtifactsType::Codepipeline)
             .build()
-            .map_err(|e| build_error("artifacts", e))?,
+            .map_err(invalid("artifacts"))?,
         environment: ProjectEnvironment::builder()
             .r#type(EnvironmentType::LinuxContainer)
             .image(&d.image)
@@ -113,20 +105,20 @@ fn settings(d: &Project) -> Result<Settings, Failure> {
             .image_pull_credentials_type(ImagePullCredentialsType::Codebuild)
             .set_environment_variables(Some(variables))
             .build()
-            .map_err(|e| build_error("environment", e))?,
+            .map_err(invalid("environment"))?,
         logs: LogsConfig::builder()
             .cloud_watch_logs(
                 CloudWatchLogsConfig::builder()
                     .status(LogsConfigStatusType::Enabled)
                     .group_name(&d.log_group)
                     .build()
-                    .map_err(|e| build_error("logs", e))?,
+                    .map_err(invalid("logs"))?,
             )
             .s3_logs(
                 S3LogsConfig::builder()
                     .status(LogsConfigStatusType::Disabled)
                     .build()
-                    .map_err(|e| build_error("logs", e))?,
+                    .map_err(invalid("logs"))?,
             )
             .build(),
     })
@@ -197,7 +189,7 @@ fn view_of_project(p: &aws_sdk_codebuild::types::Project) -> ProjectView {
         s3_logs_enabled: logs
             .and_then(|l| l.s3_logs())
             .is_some_and(|s| s.status() == &LogsConfigStatusType::Enabled),
-        tags: tag_map(p.tags()),
+        tags: from_sdk(p.tags()),
     }
 }
 
@@ -207,46 +199,28 @@ fn view_of_report_group(g: &AwsReportGroup) -> ReportGroupView {
         export_bucket: s3.and_then(|d| d.bucket()).map(str::to_string),
         export_prefix: s3.and_then(|d| d.path()).map(str::to_string),
         kms_key_arn: s3.and_then(|d| d.encryption_key()).map(str::to_string),
-        tags: tag_map(g.tags()),
+        tags: from_sdk(g.tags()),
     }
 }
 
-impl BuildProject {
-    async fn create_project(&self, aws: &AwsSession, d: &Project) -> Result<(), Failure> {
-        let s = settings(d)?;
-        aws.codebuild()
-            .create_project()
-            .name(&d.name)
-            .description(&d.description)
-            .source(s.source)
-            .artifacts(s.artifacts)
-            .environment(s.environment)
-            .service_role(&d.service_role_arn)
-            .timeout_in_minutes(d.timeout_minutes)
-            .queued_timeout_in_minutes(d.queued_timeout_minutes)
-            .encryption_key(&d.kms_key_arn)
-            .logs_config(s.logs)
-            .set_tags(Some(tags(&d.tags.tags)))
-            .send()
-            .await
-            .aws("codebuild:CreateProject")?;
-        Ok(())
+/// CodeBuild replaces the tag set when tags are given, so they are given only when ours
+/// drifted, and then with the tags others set (`actual`) kept.
+fn replaced_tags(
+    plan: &TagPlan,
+    actual: Option<&BTreeMap<String, String>>,
+) -> Result<Option<Vec<Tag>>, Failure> {
+    if plan.is_empty() {
+        return Ok(None);
     }
+    to_sdk(&plan.whole_set(&actual.cloned().unwrap_or_default())).map(Some)
+}
 
-    /// UpdateProject with every member the operator owns: one call, whatever drifted.
-    /// CodeBuild replaces the tag set when tags are given, so they are given only when ours
-    /// drifted, and then with the tags others set kept.
-    async fn update_project(
-        &self,
-        aws: &AwsSession,
-        d: &Project,
-        actual_tags: &BTreeMap<String, String>,
-        tag_plan: &TagPlan,
-    ) -> Result<(), Failure> {
-        let s = settings(d)?;
-        let new_tags = (!tag_plan.is_empty()).then(|| tags(&tag_plan.whole_set(actual_tags)));
-        aws.codebuild()
-            .update_project()
+/// CreateProject and UpdateProject take the same members (`d`'s, with its `settings`), on
+/// builders of different types.
+macro_rules! project_request {
+    ($call:expr, $d:expr, $settings:expr) => {{
+        let (d, s): (&Project, Settings) = ($d, $settings);
+        $call
             .name(&d.name)
             .description(&d.description)
             .source(s.source)
@@ -257,18 +231,12 @@ impl BuildProject {
             .queued_timeout_in_minutes(d.queued_timeout_minutes)
             .encryption_key(&d.kms_key_arn)
             .logs_config(s.logs)
-            .set_tags(new_tags)
-            .send()
-            .await
-            .aws("codebuild:UpdateProject")?;
-        Ok(())
-    }
+    }};
 }
 
 impl Group for BuildProject {
     type Desired = Project;
     type Observed = View;
-    type Change = Change;
 
     fn condition(&self) -> String {
         match self.stage {
@@ -347,14 +315,11 @@ impl Group for BuildProject {
             check_owner(
                 &self.ctx,
                 &format!("CodeBuild project {name}"),
-                &tag_map(p.tags()),
+                &from_sdk(p.tags()),
             )?;
         }
         let report_group = if self.stage == Stage::Scan {
-            let arn = self
-                .ctx
-                .arns()
-                .report_group(&self.ctx.names().report_group());
+            let arn = self.report_group_arn();
             let groups = codebuild
                 .batch_get_report_groups()
                 .report_group_arns(&arn)
@@ -376,81 +341,60 @@ impl Group for BuildProject {
         Ok((view != View::default()).then_some(view))
     }
 
-    fn diff(desired: &Project, observed: &View) -> Vec<Change> {
-        diff::diff(desired, observed)
-    }
-
-    fn describe(
-        &self,
-        desired: &Project,
-        observed: &View,
-        change: &Change,
-    ) -> Vec<crate::engine::Drift> {
-        diff::describe(desired, observed, change)
-    }
-
-    async fn create(&self, aws: &AwsSession, d: &Project) -> Result<Produced, Failure> {
-        let none = View::default();
-        self.update(aws, d, &none, diff::diff(d, &none)).await?;
-        Ok(self.produced(&Placement::of(aws), d, &none))
-    }
-
     async fn update(
         &self,
         aws: &AwsSession,
         d: &Project,
         o: &View,
         changes: Vec<Change>,
-    ) -> Result<(), Failure> {
+    ) -> Result<Option<View>, Failure> {
         let codebuild = aws.codebuild();
         for change in changes {
-            match change {
-                Change::CreateReportGroup => {
-                    let Some(group) = &d.report_group else {
-                        continue;
-                    };
+            match (change, &d.report_group) {
+                (Change::CreateReportGroup, Some(group)) => {
                     codebuild
                         .create_report_group()
                         .name(&group.name)
                         .r#type(ReportType::Test)
                         .export_config(export_config(group))
-                        .set_tags(Some(tags(&group.tags.tags)))
+                        .set_tags(Some(to_sdk(&group.tags.tags)?))
                         .send()
                         .await
                         .aws("codebuild:CreateReportGroup")?;
                 }
-                Change::UpdateReportGroup(plan) => {
-                    let Some(group) = &d.report_group else {
-                        continue;
-                    };
-                    let actual = o
-                        .report_group
-                        .as_ref()
-                        .map(|g| g.tags.clone())
-                        .unwrap_or_default();
-                    let new_tags = (!plan.is_empty()).then(|| tags(&plan.whole_set(&actual)));
+                (Change::UpdateReportGroup(plan), Some(group)) => {
+                    let actual = o.report_group.as_ref().map(|g| &g.tags);
                     codebuild
                         .update_report_group()
                         .arn(&group.arn)
                         .export_config(export_config(group))
-                        .set_tags(new_tags)
+                        .set_tags(replaced_tags(&plan, actual)?)
                         .send()
                         .await
                         .aws("codebuild:UpdateReportGroup")?;
                 }
-                Change::CreateProject => self.create_project(aws, d).await?,
-                Change::UpdateProject { fields, tags } => {
+                // The diff finds report group changes only for a project that has one.
+                (Change::CreateReportGroup | Change::UpdateReportGroup(_), None) => {}
+                (Change::CreateProject, _) => {
+                    project_request!(codebuild.create_project(), d, settings(d)?)
+                        .set_tags(Some(to_sdk(&d.tags.tags)?))
+                        .send()
+                        .await
+                        .aws("codebuild:CreateProject")?;
+                }
+                // Every member the operator owns: one call, whatever drifted.
+                (Change::UpdateProject { fields, tags }, _) => {
                     tracing::debug!(project = %d.name, ?fields, "project drifted");
-                    let actual = o
-                        .project
-                        .as_ref()
-                        .map(|p| p.tags.clone())
-                        .unwrap_or_default();
-                    self.update_project(aws, d, &actual, &tags).await?;
+                    let actual = o.project.as_ref().map(|p| &p.tags);
+                    project_request!(codebuild.update_project(), d, settings(d)?)
+                        .set_tags(replaced_tags(&tags, actual)?)
+                        .send()
+                        .await
+                        .aws("codebuild:UpdateProject")?;
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     async fn delete(&self, aws: &AwsSession, o: View) -> Result<Removal, Failure> {
@@ -465,20 +409,13 @@ impl Group for BuildProject {
                 .aws("codebuild:DeleteProject")?;
         }
         if o.report_group.is_some() {
-            let arn = self
-                .ctx
-                .arns()
-                .report_group(&self.ctx.names().report_group());
-            found(
-                codebuild
-                    .delete_report_group()
-                    .arn(&arn)
-                    .delete_reports(true)
-                    .send()
-                    .await,
-                "codebuild:DeleteReportGroup",
-                NOT_FOUND,
-            )?;
+            codebuild
+                .delete_report_group()
+                .arn(self.report_group_arn())
+                .delete_reports(true)
+                .send()
+                .await
+                .aws_tolerating("codebuild:DeleteReportGroup", NOT_FOUND)?;
         }
         Ok(Removal::Gone)
     }

@@ -10,10 +10,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::desired::names::log_group::{APPLICATION, BUILD, SCAN};
+pub use crate::desired::names::role::{
+    BUILDER, DEPLOY, EXECUTION, PIPELINE, SCANNER, TASK, TRIGGER,
+};
+use crate::desired::names::{REPORT_EXPORT_PREFIX, TRIGGER_RULE};
 use crate::desired::{Env, PipelineContext};
 use crate::groups::kit::DesiredTags;
-use crate::groups::log_groups::desired::{APPLICATION, BUILD, SCAN};
-use crate::groups::projects::desired::REPORT_EXPORT_PREFIX;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -36,19 +39,6 @@ pub struct Roles {
     /// an environment that moved into the pipeline account): deleted when found.
     pub retired: Vec<String>,
 }
-
-/// Purposes of the pipeline account's roles and of each environment's roles.
-pub const PIPELINE: &str = "pipeline";
-pub const BUILDER: &str = "build";
-pub const SCANNER: &str = "scan";
-pub const EXECUTION: &str = "exec";
-pub const TASK: &str = "task";
-pub const DEPLOY: &str = "deploy";
-/// The role EventBridge assumes to start the pipeline when its S3 or CodeCommit source changes.
-pub const TRIGGER: &str = "trigger";
-/// The purpose of the EventBridge rule that starts the pipeline (its name's last part): the
-/// trigger role trusts EventBridge only for that rule.
-pub const TRIGGER_RULE: &str = "source";
 
 const ALLOW: &str = "Allow";
 
@@ -112,7 +102,16 @@ const ECS_READ_TASK_DEFINITIONS: &[&str] = &["ecs:DescribeTaskDefinition"];
 /// The one ECR action AWS authorizes only on `*`.
 const ECR_LOGIN: &[&str] = &["ecr:GetAuthorizationToken"];
 
-fn role(ctx: &PipelineContext, name: String, arn: String, description: String) -> Role {
+/// A role named for its purpose, in the pipeline account (`env` None) or in an environment's.
+fn role(ctx: &PipelineContext, env: Option<Env>, purpose: &str, description: String) -> Role {
+    let (names, arns) = (ctx.names(), ctx.arns());
+    let (name, arn) = match env {
+        None => (names.role(purpose), arns.pipeline_role(purpose)),
+        Some(env) => (
+            names.environment_role(env, purpose),
+            arns.environment_role(env, purpose),
+        ),
+    };
     Role {
         name,
         arn,
@@ -149,8 +148,8 @@ pub fn pipeline(ctx: &PipelineContext, kms_key_arn: &str) -> Roles {
 
     let pipeline_role = role(
         ctx,
-        ctx.names().role(PIPELINE),
-        arns.pipeline_role(PIPELINE),
+        None,
+        PIPELINE,
         format!("CodePipeline service role of delivery pipeline {owner}"),
     )
     .trust(service_trust(
@@ -162,8 +161,8 @@ pub fn pipeline(ctx: &PipelineContext, kms_key_arn: &str) -> Roles {
 
     let build_role = role(
         ctx,
-        ctx.names().role(BUILDER),
-        arns.pipeline_role(BUILDER),
+        None,
+        BUILDER,
         format!("CodeBuild role of the image build of delivery pipeline {owner}"),
     )
     .trust(service_trust(
@@ -205,8 +204,8 @@ pub fn pipeline(ctx: &PipelineContext, kms_key_arn: &str) -> Roles {
     }
     let scan_role = role(
         ctx,
-        ctx.names().role(SCANNER),
-        arns.pipeline_role(SCANNER),
+        None,
+        SCANNER,
         format!("CodeBuild role of the image scan gate of delivery pipeline {owner}"),
     )
     .trust(service_trust(
@@ -234,14 +233,13 @@ pub fn pipeline(ctx: &PipelineContext, kms_key_arn: &str) -> Roles {
 
     let mut roles = vec![pipeline_role, build_role, scan_role];
     let mut retired = Vec::new();
-    let trigger_name = ctx.names().role(TRIGGER);
-    if has_trigger(ctx) {
+    if ctx.has_trigger() {
         let rule = arns.rule(&ctx.names().rule(TRIGGER_RULE));
         roles.push(
             role(
                 ctx,
-                trigger_name,
-                arns.pipeline_role(TRIGGER),
+                None,
+                TRIGGER,
                 format!(
                     "Assumed by EventBridge to start delivery pipeline {owner} when its source changes"
                 ),
@@ -257,15 +255,9 @@ pub fn pipeline(ctx: &PipelineContext, kms_key_arn: &str) -> Roles {
             ),
         );
     } else {
-        retired.push(trigger_name);
+        retired.push(ctx.names().role(TRIGGER));
     }
     Roles { roles, retired }
-}
-
-/// Whether the source is started by an EventBridge rule (S3 object and CodeCommit branch
-/// changes). A connection source is started by the pipeline's own V2 trigger instead.
-pub fn has_trigger(ctx: &PipelineContext) -> bool {
-    ctx.spec.source.s3.is_some() || ctx.spec.source.code_commit.is_some()
 }
 
 fn pipeline_statements(ctx: &PipelineContext, key: &[String]) -> Vec<Value> {
@@ -434,23 +426,24 @@ pub fn environment(ctx: &PipelineContext, env: Env, kms_key_arn: &str) -> Roles 
     let account = ctx.environment_account(env);
     let owner = ctx.owner();
     let title = env.name();
-    let ecs_tasks_source = format!("arn:{}:ecs:{}:{account}:*", ctx.partition(), ctx.region);
     let app_logs = arns.log_streams(
         &account,
         &format!("{}{APPLICATION}", names.log_group_prefix(env.name())),
     );
 
-    let execution = role(
-        ctx,
-        names.environment_role(env, EXECUTION),
-        arns.environment_role(env, EXECUTION),
-        format!("ECS task execution role of the {title} environment of delivery pipeline {owner}"),
-    )
-    .trust(service_trust(
+    let ecs_tasks_trust = service_trust(
         "ecs-tasks.amazonaws.com",
         &account,
-        &ecs_tasks_source,
-    ))
+        &format!("arn:{}:ecs:{}:{account}:*", ctx.partition(), ctx.region),
+    );
+
+    let execution = role(
+        ctx,
+        Some(env),
+        EXECUTION,
+        format!("ECS task execution role of the {title} environment of delivery pipeline {owner}"),
+    )
+    .trust(ecs_tasks_trust.clone())
     .policy(
         EXECUTION,
         vec![
@@ -463,17 +456,13 @@ pub fn environment(ctx: &PipelineContext, env: Env, kms_key_arn: &str) -> Roles 
 
     let mut task = role(
         ctx,
-        names.environment_role(env, TASK),
-        arns.environment_role(env, TASK),
+        Some(env),
+        TASK,
         format!(
             "Task role of the application in the {title} environment of delivery pipeline {owner}"
         ),
     )
-    .trust(service_trust(
-        "ecs-tasks.amazonaws.com",
-        &account,
-        &ecs_tasks_source,
-    ));
+    .trust(ecs_tasks_trust);
     task.managed_policy_arns = env
         .spec(&ctx.spec)
         .task_role_policy_arns
@@ -482,7 +471,6 @@ pub fn environment(ctx: &PipelineContext, env: Env, kms_key_arn: &str) -> Roles 
         .collect();
 
     let mut roles = vec![execution, task];
-    let deploy_name = names.environment_role(env, DEPLOY);
     let mut retired = Vec::new();
     if ctx.is_cross_account(env) {
         let mut statements = ecs_deploy_statements(ctx, &[env]);
@@ -499,15 +487,15 @@ pub fn environment(ctx: &PipelineContext, env: Env, kms_key_arn: &str) -> Roles 
         roles.push(
             role(
                 ctx,
-                deploy_name,
-                arns.environment_role(env, DEPLOY),
+                Some(env),
+                DEPLOY,
                 format!("Assumed by delivery pipeline {owner} to deploy to {title}"),
             )
             .trust(role_trust(&arns.pipeline_role(PIPELINE)))
             .policy(DEPLOY, statements),
         );
     } else {
-        retired.push(deploy_name);
+        retired.push(names.environment_role(env, DEPLOY));
     }
     Roles { roles, retired }
 }
@@ -560,7 +548,7 @@ mod tests {
             repository: "app".into(),
             branch: "main".into(),
         });
-        assert!(has_trigger(&c));
+        assert!(c.has_trigger());
         assert_eq!(pipeline(&c, KEY).roles.len(), 4);
         let full = context(FULL);
         let roles = pipeline(&full, KEY);

@@ -9,6 +9,7 @@ use super::desired::{Role, Roles};
 use crate::desired::policy::equivalent;
 use crate::engine::Drift;
 use crate::groups::kit::{TagPlan, tag_drift};
+use crate::groups::{Changes, Diff};
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObservedRole {
@@ -19,6 +20,9 @@ pub struct ObservedRole {
     pub managed_policy_arns: BTreeSet<String>,
     pub tags: BTreeMap<String, String>,
 }
+
+/// The roles found, by name.
+pub type Observed = BTreeMap<String, ObservedRole>;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {
@@ -50,126 +54,107 @@ pub enum Change {
     Delete(String),
 }
 
-pub fn diff(d: &Roles, observed: &BTreeMap<String, ObservedRole>) -> Vec<Change> {
-    let mut changes = Vec::new();
-    for role in &d.roles {
-        match observed.get(&role.name) {
-            None => {
-                changes.push(Change::Create(role.name.clone()));
-                changes.extend(role_changes(role, &ObservedRole::default(), true));
+/// What a role is called in words.
+pub const ROLE: &str = "IAM role";
+
+/// A role in words.
+pub fn words(name: &str) -> String {
+    format!("{ROLE} {name}")
+}
+
+impl Diff<Observed> for Roles {
+    type Change = Change;
+
+    /// Policy documents are named in the words, not printed.
+    fn diff(&self, observed: &Observed) -> Changes<Change> {
+        let mut changes = Changes::new();
+        for role in &self.roles {
+            match observed.get(&role.name) {
+                None => {
+                    changes.push(
+                        Change::Create(role.name.clone()),
+                        Drift::create(words(&role.name)),
+                    );
+                    changes.extend(role_changes(role, &ObservedRole::default(), true));
+                }
+                Some(o) => changes.extend(role_changes(role, o, false)),
             }
-            Some(o) => changes.extend(role_changes(role, o, false)),
         }
-    }
-    changes.extend(
-        d.retired
+        for name in self
+            .retired
             .iter()
             .filter(|name| observed.contains_key(*name))
-            .map(|name| Change::Delete(name.clone())),
-    );
-    changes
+        {
+            changes.push(Change::Delete(name.clone()), Drift::delete(words(name)));
+        }
+        changes
+    }
 }
 
 /// Changes to one role; a role just created already has its trust, description and tags.
-fn role_changes(d: &Role, o: &ObservedRole, created: bool) -> Vec<Change> {
+fn role_changes(d: &Role, o: &ObservedRole, created: bool) -> Changes<Change> {
+    let role = words(&d.name);
     let name = || d.name.clone();
-    let mut changes = Vec::new();
+    let mut changes = Changes::new();
     if !created {
         if !equivalent(&d.trust_policy, &o.trust_policy) {
-            changes.push(Change::Trust(name()));
+            changes.push(Change::Trust(name()), Drift::field(&role, "trust policy"));
         }
         if d.description != o.description {
-            changes.push(Change::Description(name()));
+            let drift = Drift::value(&role, "description", &o.description, &d.description);
+            changes.push(Change::Description(name()), drift);
         }
         let tags = d.tags.plan(&o.tags);
         if !tags.is_empty() {
-            changes.push(Change::Tags {
-                role: name(),
-                plan: tags,
-            });
+            let drift = tag_drift(&role, &tags, &o.tags);
+            changes.push_all(
+                Change::Tags {
+                    role: name(),
+                    plan: tags,
+                },
+                drift,
+            );
         }
     }
     for (policy, document) in &d.inline_policies {
-        if !o
-            .inline_policies
-            .get(policy)
-            .is_some_and(|actual| equivalent(document, actual))
-        {
-            changes.push(Change::PutPolicy {
-                role: name(),
-                policy: policy.clone(),
-            });
-        }
+        let drift = match o.inline_policies.get(policy) {
+            Some(actual) if equivalent(document, actual) => continue,
+            Some(_) => Drift::field(&role, format!("inline policy {policy}")),
+            None => Drift::create(format!("{role} inline policy {policy}")),
+        };
+        let change = Change::PutPolicy {
+            role: name(),
+            policy: policy.clone(),
+        };
+        changes.push(change, drift);
     }
     for policy in o.inline_policies.keys() {
         if !d.inline_policies.contains_key(policy) {
-            changes.push(Change::DeletePolicy {
+            let change = Change::DeletePolicy {
                 role: name(),
                 policy: policy.clone(),
-            });
+            };
+            changes.push(
+                change,
+                Drift::delete(format!("{role} inline policy {policy}")),
+            );
         }
     }
     for arn in d.managed_policy_arns.difference(&o.managed_policy_arns) {
-        changes.push(Change::Attach {
+        let change = Change::Attach {
             role: name(),
             policy_arn: arn.clone(),
-        });
+        };
+        changes.push(change, Drift::create(format!("{role} attachment of {arn}")));
     }
     for arn in o.managed_policy_arns.difference(&d.managed_policy_arns) {
-        changes.push(Change::Detach {
+        let change = Change::Detach {
             role: name(),
             policy_arn: arn.clone(),
-        });
+        };
+        changes.push(change, Drift::delete(format!("{role} attachment of {arn}")));
     }
     changes
-}
-
-/// One change in words (policy documents are named, not printed).
-pub fn describe(
-    d: &Roles,
-    observed: &BTreeMap<String, ObservedRole>,
-    change: &Change,
-) -> Vec<Drift> {
-    let role = |name: &str| format!("IAM role {name}");
-    vec![match change {
-        Change::Create(name) => Drift::create(role(name)),
-        Change::Delete(name) => Drift::delete(role(name)),
-        Change::Trust(name) => Drift::field(role(name), "trust policy"),
-        Change::Description(name) => Drift::value(
-            role(name),
-            "description",
-            observed.get(name).map_or("", |o| o.description.as_str()),
-            d.roles
-                .iter()
-                .find(|r| r.name == *name)
-                .map_or("", |r| r.description.as_str()),
-        ),
-        Change::PutPolicy { role: name, policy } => {
-            match observed
-                .get(name)
-                .map(|o| o.inline_policies.contains_key(policy))
-            {
-                Some(true) => Drift::field(role(name), format!("inline policy {policy}")),
-                _ => Drift::create(format!("{} inline policy {policy}", role(name))),
-            }
-        }
-        Change::DeletePolicy { role: name, policy } => {
-            Drift::delete(format!("{} inline policy {policy}", role(name)))
-        }
-        Change::Attach {
-            role: name,
-            policy_arn,
-        } => Drift::create(format!("{} attachment of {policy_arn}", role(name))),
-        Change::Detach {
-            role: name,
-            policy_arn,
-        } => Drift::delete(format!("{} attachment of {policy_arn}", role(name))),
-        Change::Tags { role: name, plan } => {
-            let empty = BTreeMap::new();
-            let tags = observed.get(name).map_or(&empty, |o| &o.tags);
-            return tag_drift(&role(name), plan, tags);
-        }
-    }]
 }
 
 #[cfg(test)]
@@ -203,13 +188,13 @@ mod tests {
     #[test]
     fn roles_in_sync_need_nothing() {
         let d = pipeline(&context(FULL), KEY);
-        assert_eq!(diff(&d, &in_sync(&d)), vec![]);
+        assert_eq!(d.diff(&in_sync(&d)), vec![]);
     }
 
     #[test]
     fn missing_roles_are_created_with_their_policies() {
         let d = environment(&context(FULL), Env::Production, KEY);
-        let changes = diff(&d, &BTreeMap::new());
+        let changes = d.diff(&Observed::new());
         let creates = changes
             .iter()
             .filter(|c| matches!(c, Change::Create(_)))
@@ -236,7 +221,7 @@ mod tests {
             .inline_policies
             .insert("extra".into(), serde_json::json!({}));
         assert_eq!(
-            diff(&d, &observed),
+            d.diff(&observed),
             vec![
                 Change::PutPolicy {
                     role: build.clone(),
@@ -261,7 +246,7 @@ mod tests {
         let o = observed.get_mut(&task).expect("task role");
         o.managed_policy_arns = BTreeSet::from(["arn:aws:iam::aws:policy/Old".to_string()]);
         assert_eq!(
-            diff(&d, &observed),
+            d.diff(&observed),
             vec![
                 Change::Attach {
                     role: task.clone(),
@@ -281,6 +266,6 @@ mod tests {
         let mut observed = in_sync(&d);
         let retired = d.retired[0].clone();
         observed.insert(retired.clone(), ObservedRole::default());
-        assert_eq!(diff(&d, &observed), vec![Change::Delete(retired)]);
+        assert_eq!(d.diff(&observed), vec![Change::Delete(retired)]);
     }
 }

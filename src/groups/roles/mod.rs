@@ -5,16 +5,18 @@
 pub mod desired;
 pub mod diff;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use self::desired::{DEPLOY, EXECUTION, PIPELINE, Roles, TASK, TRIGGER};
-use self::diff::{Change, ObservedRole};
-use super::kit::check_owner;
+use self::desired::Roles;
+use self::diff::{Change, Observed, ObservedRole};
+use super::kit::{apply_tags, check_owner, deletions, input};
 use super::{Group, Placement, Produced, keys};
-use crate::aws::{AwsResultExt, AwsSession, found};
+use crate::aws::tags::{from_sdk, to_sdk};
+use crate::aws::{AwsResultExt, AwsSession};
+use crate::desired::names::role::{BUILDER, DEPLOY, EXECUTION, PIPELINE, SCANNER, TASK, TRIGGER};
 use crate::desired::policy::parse;
 use crate::desired::{Env, PipelineContext};
-use crate::engine::{Failure, Key, Removal, Values};
+use crate::engine::{Drift, Failure, Key, Removal, Values};
 
 const KIND: &str = "AWS::IAM::Role";
 const NOT_FOUND: &[&str] = &["NoSuchEntity"];
@@ -46,8 +48,8 @@ impl RoleSet {
         match self.env {
             None => vec![
                 (names.role(PIPELINE), keys::PIPELINE_ROLE_ARN),
-                (names.role(desired::BUILDER), keys::BUILD_ROLE_ARN),
-                (names.role(desired::SCANNER), keys::SCAN_ROLE_ARN),
+                (names.role(BUILDER), keys::BUILD_ROLE_ARN),
+                (names.role(SCANNER), keys::SCAN_ROLE_ARN),
                 (names.role(TRIGGER), keys::TRIGGER_ROLE_ARN),
             ],
             Some(env) => {
@@ -78,25 +80,11 @@ impl RoleSet {
     /// environment in another account, the trigger role only for S3 and CodeCommit sources.
     fn wants(&self, key: Key) -> bool {
         match self.env {
-            None if key == keys::TRIGGER_ROLE_ARN => desired::has_trigger(&self.ctx),
+            None if key == keys::TRIGGER_ROLE_ARN => self.ctx.has_trigger(),
             Some(env) if key == keys::DEPLOY_ROLE_ARN.scoped(env.name()) => self.has_deploy_role(),
             _ => true,
         }
     }
-}
-
-type Observed = BTreeMap<String, ObservedRole>;
-
-fn iam_tags(tags: &BTreeMap<String, String>) -> Result<Vec<aws_sdk_iam::types::Tag>, Failure> {
-    tags.iter()
-        .map(|(k, v)| {
-            aws_sdk_iam::types::Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .map_err(|e| Failure::terminal("InvalidTag", format!("tag {k}: {e}")))
-        })
-        .collect()
 }
 
 fn policy_text(operation: &str, text: &str) -> Result<serde_json::Value, Failure> {
@@ -110,15 +98,14 @@ fn policy_text(operation: &str, text: &str) -> Result<serde_json::Value, Failure
 
 async fn observe_role(aws: &AwsSession, name: &str) -> Result<Option<ObservedRole>, Failure> {
     let iam = aws.iam();
-    let Some(got) = found(
-        iam.get_role().role_name(name).send().await,
-        "iam:GetRole",
-        NOT_FOUND,
-    )?
+    let Some(role) = iam
+        .get_role()
+        .role_name(name)
+        .send()
+        .await
+        .aws_tolerating("iam:GetRole", NOT_FOUND)?
+        .and_then(|got| got.role)
     else {
-        return Ok(None);
-    };
-    let Some(role) = got.role() else {
         return Ok(None);
     };
     let mut observed = ObservedRole {
@@ -128,11 +115,7 @@ async fn observe_role(aws: &AwsSession, name: &str) -> Result<Option<ObservedRol
             Some(text) => policy_text("iam:GetRole", text)?,
             None => serde_json::Value::Null,
         },
-        tags: role
-            .tags()
-            .iter()
-            .map(|t| (t.key().to_string(), t.value().to_string()))
-            .collect(),
+        tags: from_sdk(role.tags()),
         ..ObservedRole::default()
     };
     // A role has at most a handful of inline and attached policies; one page each (the
@@ -165,53 +148,55 @@ async fn observe_role(aws: &AwsSession, name: &str) -> Result<Option<ObservedRol
         .attached_policies()
         .iter()
         .filter_map(|p| p.policy_arn().map(str::to_string))
-        .collect::<BTreeSet<_>>();
+        .collect();
     Ok(Some(observed))
+}
+
+async fn detach(aws: &AwsSession, role: &str, policy_arn: &str) -> Result<(), Failure> {
+    aws.iam()
+        .detach_role_policy()
+        .role_name(role)
+        .policy_arn(policy_arn)
+        .send()
+        .await
+        .aws_tolerating("iam:DetachRolePolicy", NOT_FOUND)?;
+    Ok(())
+}
+
+async fn delete_policy(aws: &AwsSession, role: &str, policy: &str) -> Result<(), Failure> {
+    aws.iam()
+        .delete_role_policy()
+        .role_name(role)
+        .policy_name(policy)
+        .send()
+        .await
+        .aws_tolerating("iam:DeleteRolePolicy", NOT_FOUND)?;
+    Ok(())
 }
 
 /// Removes a role's policies, then the role (IAM refuses to delete a role with policies).
 async fn delete_role(aws: &AwsSession, name: &str, o: &ObservedRole) -> Result<(), Failure> {
-    let iam = aws.iam();
     for arn in &o.managed_policy_arns {
-        found(
-            iam.detach_role_policy()
-                .role_name(name)
-                .policy_arn(arn)
-                .send()
-                .await,
-            "iam:DetachRolePolicy",
-            NOT_FOUND,
-        )?;
+        detach(aws, name, arn).await?;
     }
     for policy in o.inline_policies.keys() {
-        found(
-            iam.delete_role_policy()
-                .role_name(name)
-                .policy_name(policy)
-                .send()
-                .await,
-            "iam:DeleteRolePolicy",
-            NOT_FOUND,
-        )?;
+        delete_policy(aws, name, policy).await?;
     }
-    found(
-        iam.delete_role().role_name(name).send().await,
-        "iam:DeleteRole",
-        NOT_FOUND,
-    )?;
+    aws.iam()
+        .delete_role()
+        .role_name(name)
+        .send()
+        .await
+        .aws_tolerating("iam:DeleteRole", NOT_FOUND)?;
     Ok(())
 }
 
 impl Group for RoleSet {
     type Desired = Roles;
     type Observed = Observed;
-    type Change = Change;
 
     fn condition(&self) -> String {
-        match self.env {
-            None => "RolesReady".into(),
-            Some(env) => format!("{}RolesReady", env.title()),
-        }
+        format!("{}RolesReady", self.env.map_or("", Env::title))
     }
 
     fn kind(&self) -> &'static str {
@@ -259,7 +244,7 @@ impl Group for RoleSet {
     }
 
     fn desired(&self, _at: &Placement, inputs: &Values) -> Result<Roles, Failure> {
-        let key = super::kit::input(inputs, keys::KMS_KEY_ARN)?;
+        let key = input(inputs, keys::KMS_KEY_ARN)?;
         Ok(match self.env {
             None => desired::pipeline(&self.ctx, key),
             Some(env) => desired::environment(&self.ctx, env, key),
@@ -270,34 +255,15 @@ impl Group for RoleSet {
         let mut observed = Observed::new();
         for (name, _) in self.outputs() {
             if let Some(role) = observe_role(aws, &name).await? {
-                check_owner(&self.ctx, &format!("IAM role {name}"), &role.tags)?;
+                check_owner(&self.ctx, &diff::words(&name), &role.tags)?;
                 observed.insert(name, role);
             }
         }
         Ok((!observed.is_empty()).then_some(observed))
     }
 
-    fn diff(desired: &Roles, observed: &Observed) -> Vec<Change> {
-        diff::diff(desired, observed)
-    }
-
-    fn describe(
-        &self,
-        desired: &Roles,
-        observed: &Observed,
-        change: &Change,
-    ) -> Vec<crate::engine::Drift> {
-        diff::describe(desired, observed, change)
-    }
-
-    fn describe_removal(&self, observed: &Observed) -> Vec<crate::engine::Drift> {
-        super::kit::deletions("IAM role", observed.keys())
-    }
-
-    async fn create(&self, aws: &AwsSession, d: &Roles) -> Result<Produced, Failure> {
-        let none = Observed::new();
-        self.update(aws, d, &none, diff::diff(d, &none)).await?;
-        Ok(self.produced(&Placement::of(aws), d, &none))
+    fn removal(&self, observed: &Observed) -> Vec<Drift> {
+        deletions(diff::ROLE, observed.keys())
     }
 
     async fn update(
@@ -306,8 +272,8 @@ impl Group for RoleSet {
         d: &Roles,
         o: &Observed,
         changes: Vec<Change>,
-    ) -> Result<(), Failure> {
-        let iam = aws.iam();
+    ) -> Result<Option<Observed>, Failure> {
+        let iam = &aws.iam();
         let role = |name: &str| d.roles.iter().find(|r| r.name == name);
         for change in changes {
             match change {
@@ -317,7 +283,7 @@ impl Group for RoleSet {
                         .role_name(&r.name)
                         .description(&r.description)
                         .assume_role_policy_document(r.trust_policy.to_string())
-                        .set_tags(Some(iam_tags(&r.tags.tags)?))
+                        .set_tags(Some(to_sdk(&r.tags.tags)?))
                         .send()
                         .await
                         .aws("iam:CreateRole")?;
@@ -354,15 +320,7 @@ impl Group for RoleSet {
                         .aws("iam:PutRolePolicy")?;
                 }
                 Change::DeletePolicy { role: name, policy } => {
-                    found(
-                        iam.delete_role_policy()
-                            .role_name(&name)
-                            .policy_name(&policy)
-                            .send()
-                            .await,
-                        "iam:DeleteRolePolicy",
-                        NOT_FOUND,
-                    )?;
+                    delete_policy(aws, &name, &policy).await?;
                 }
                 Change::Attach {
                     role: name,
@@ -379,33 +337,32 @@ impl Group for RoleSet {
                     role: name,
                     policy_arn,
                 } => {
-                    found(
-                        iam.detach_role_policy()
-                            .role_name(&name)
-                            .policy_arn(&policy_arn)
-                            .send()
-                            .await,
-                        "iam:DetachRolePolicy",
-                        NOT_FOUND,
-                    )?;
+                    detach(aws, &name, &policy_arn).await?;
                 }
                 Change::Tags { role: name, plan } => {
-                    if !plan.set.is_empty() {
-                        iam.tag_role()
-                            .role_name(&name)
-                            .set_tags(Some(iam_tags(&plan.set)?))
-                            .send()
-                            .await
-                            .aws("iam:TagRole")?;
-                    }
-                    if !plan.remove.is_empty() {
-                        iam.untag_role()
-                            .role_name(&name)
-                            .set_tag_keys(Some(plan.remove))
-                            .send()
-                            .await
-                            .aws("iam:UntagRole")?;
-                    }
+                    let name = name.as_str();
+                    apply_tags(
+                        plan,
+                        |set| async move {
+                            iam.tag_role()
+                                .role_name(name)
+                                .set_tags(Some(to_sdk(&set)?))
+                                .send()
+                                .await
+                                .aws("iam:TagRole")
+                                .map(drop)
+                        },
+                        |keys| async move {
+                            iam.untag_role()
+                                .role_name(name)
+                                .set_tag_keys(Some(keys))
+                                .send()
+                                .await
+                                .aws("iam:UntagRole")
+                                .map(drop)
+                        },
+                    )
+                    .await?;
                 }
                 Change::Delete(name) => {
                     if let Some(observed) = o.get(&name) {
@@ -414,7 +371,7 @@ impl Group for RoleSet {
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     async fn delete(&self, aws: &AwsSession, o: Observed) -> Result<Removal, Failure> {

@@ -12,9 +12,9 @@ use super::desired::{
     AWSVPC, CONTAINER_INSIGHTS, Cluster, Container, Deployment, HealthCheck, Runtime, Service,
     Strategy, TCP, TaskDefinition,
 };
-use crate::engine::Drift;
-use crate::engine::{Note, Progress};
-use crate::groups::kit::{TagPlan, tag_drift};
+use crate::engine::{Drift, Note, Progress};
+use crate::groups::kit::{DesiredTags, TagPlan, tag_drift};
+use crate::groups::{Changes, Diff};
 
 pub const ACTIVE: &str = "ACTIVE";
 pub const PRIMARY: &str = "PRIMARY";
@@ -32,12 +32,6 @@ pub struct Observed {
     pub service: Option<ObservedService>,
     /// The revision the service runs; without a service, the family's latest ACTIVE one.
     pub task_definition: Option<ObservedTaskDefinition>,
-}
-
-impl Observed {
-    pub fn is_empty(&self) -> bool {
-        self.cluster.is_none() && self.service.is_none()
-    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -232,21 +226,55 @@ pub fn task_definition_matches(want: &TaskDefinition, have: &ObservedTaskDefinit
             .all(|c| container_matches(&want.container, c))
 }
 
-fn cluster_changes(want: &Cluster, have: &ObservedCluster) -> Vec<Change> {
-    let mut changes = Vec::new();
-    if have.settings.get(CONTAINER_INSIGHTS) != Some(&want.container_insights) {
-        changes.push(Change::ClusterSettings);
+/// Tag writes, when any, with one drift per key.
+fn tag_change(
+    changes: &mut Changes<Change>,
+    resource: &str,
+    want: &DesiredTags,
+    have: &BTreeMap<String, String>,
+    change: fn(TagPlan) -> Change,
+) {
+    let plan = want.plan(have);
+    if !plan.is_empty() {
+        let drift = tag_drift(resource, &plan, have);
+        changes.push_all(change(plan), drift);
+    }
+}
+
+fn cluster_changes(
+    changes: &mut Changes<Change>,
+    cluster: &str,
+    want: &Cluster,
+    have: &ObservedCluster,
+) {
+    let insights = have.settings.get(CONTAINER_INSIGHTS);
+    if insights != Some(&want.container_insights) {
+        let drift = Drift::value(
+            cluster,
+            CONTAINER_INSIGHTS,
+            insights.map_or("(unset)", String::as_str),
+            &want.container_insights,
+        );
+        changes.push(Change::ClusterSettings, drift);
     }
     if have.capacity_providers != want.capacity_providers
         || have.default_strategy != want.default_strategy
     {
-        changes.push(Change::CapacityProviders);
+        let drift = Drift::value(
+            cluster,
+            "capacity providers",
+            have.capacity_providers.join(", "),
+            want.capacity_providers.join(", "),
+        );
+        changes.push(Change::CapacityProviders, drift);
     }
-    let tags = want.tags.plan(&have.tags);
-    if !tags.is_empty() {
-        changes.push(Change::ClusterTags(tags));
-    }
-    changes
+    tag_change(
+        changes,
+        cluster,
+        &want.tags,
+        &have.tags,
+        Change::ClusterTags,
+    );
 }
 
 fn deployment_matches(want: &Deployment, have: &ObservedDeploymentConfiguration) -> bool {
@@ -256,9 +284,17 @@ fn deployment_matches(want: &Deployment, have: &ObservedDeploymentConfiguration)
         && have.maximum_percent == Some(want.maximum_percent)
 }
 
-fn service_update(want: &Service, count: i32, have: &ObservedService) -> ServiceUpdate {
-    ServiceUpdate {
-        task_definition: false,
+/// What one UpdateService changes (`register`: with the revision registered before it), in
+/// words.
+fn service_update(
+    service: &str,
+    want: &Service,
+    count: i32,
+    register: bool,
+    have: &ObservedService,
+) -> (ServiceUpdate, Vec<Drift>) {
+    let update = ServiceUpdate {
+        task_definition: register,
         desired_count: (have.desired_count != count).then_some(count),
         deployment_configuration: !deployment_matches(&want.deployment, &have.deployment),
         health_check_grace_period: have.health_check_grace_period_seconds.unwrap_or(0)
@@ -268,7 +304,28 @@ fn service_update(want: &Service, count: i32, have: &ObservedService) -> Service
             || have.assign_public_ip.as_deref() != Some(want.assign_public_ip.as_str()),
         propagate_tags: have.propagate_tags.as_deref() != Some(want.propagate_tags.as_str()),
         managed_tags: have.enable_ecs_managed_tags != want.enable_ecs_managed_tags,
-    }
+    };
+    let named = |differs: bool, field: &str| differs.then(|| Drift::field(service, field));
+    let drift = [
+        named(update.task_definition, "task definition (a new revision)"),
+        update
+            .desired_count
+            .map(|count| Drift::value(service, "desired count", have.desired_count, count)),
+        named(update.deployment_configuration, "deployment configuration"),
+        update.health_check_grace_period.then(|| {
+            Drift::value(
+                service,
+                "health check grace period",
+                have.health_check_grace_period_seconds
+                    .map_or("(unset)".to_string(), |s| format!("{s} s")),
+                format!("{} s", want.health_check_grace_period_seconds),
+            )
+        }),
+        named(update.network, "network configuration"),
+        named(update.propagate_tags, "tag propagation"),
+        named(update.managed_tags, "ECS managed tags"),
+    ];
+    (update, drift.into_iter().flatten().collect())
 }
 
 /// A deployment of the service is under way (a pipeline's release, or the circuit breaker
@@ -281,38 +338,55 @@ pub fn rolling_out(o: &Observed) -> bool {
     })
 }
 
-pub fn diff(d: &Runtime, o: &Observed) -> Vec<Change> {
-    let mut changes = match &o.cluster {
-        None => vec![Change::CreateCluster],
-        Some(have) => cluster_changes(&d.cluster, have),
-    };
-    let register = !rolling_out(o)
-        && o.task_definition
-            .as_ref()
-            .is_none_or(|t| !task_definition_matches(&d.task_definition, t));
-    if register {
-        changes.push(Change::RegisterTaskDefinition {
-            image: kept_image(d, o),
-        });
-    }
-    let count = wanted_count(d, o);
-    match &o.service {
-        None => changes.push(Change::CreateService {
-            desired_count: count,
-        }),
-        Some(have) => {
-            let mut update = service_update(&d.service, count, have);
-            update.task_definition = register;
-            if !update.is_empty() {
-                changes.push(Change::UpdateService(update));
-            }
-            let tags = d.service.tags.plan(&have.tags);
-            if !tags.is_empty() {
-                changes.push(Change::ServiceTags(tags));
+impl Diff<Observed> for Runtime {
+    type Change = Change;
+
+    fn diff(&self, o: &Observed) -> Changes<Change> {
+        let d = self;
+        let cluster = format!("ECS cluster {}", d.cluster.name);
+        let service = format!("ECS service {}", d.service.name);
+        let mut changes = Changes::new();
+        match &o.cluster {
+            None => changes.push(Change::CreateCluster, Drift::create(&cluster)),
+            Some(have) => cluster_changes(&mut changes, &cluster, &d.cluster, have),
+        }
+        let register = !rolling_out(o)
+            && o.task_definition
+                .as_ref()
+                .is_none_or(|t| !task_definition_matches(&d.task_definition, t));
+        if register {
+            let family = format!("ECS task definition {}", d.task_definition.family);
+            let drift = match &o.task_definition {
+                None => vec![Drift::create(family)],
+                Some(have) => task_definition_drift(&family, &d.task_definition, have),
+            };
+            let image = kept_image(d, o);
+            changes.push_all(Change::RegisterTaskDefinition { image }, drift);
+        }
+        let count = wanted_count(d, o);
+        match &o.service {
+            None => changes.push(
+                Change::CreateService {
+                    desired_count: count,
+                },
+                Drift::create(service),
+            ),
+            Some(have) => {
+                let (update, drift) = service_update(&service, &d.service, count, register, have);
+                if !update.is_empty() {
+                    changes.push_all(Change::UpdateService(update), drift);
+                }
+                tag_change(
+                    &mut changes,
+                    &service,
+                    &d.service.tags,
+                    &have.tags,
+                    Change::ServiceTags,
+                );
             }
         }
+        changes
     }
-    changes
 }
 
 /// A service that runs no task until the pipeline's first deployment: in its declared state
@@ -381,86 +455,6 @@ fn pending_revision(d: &Runtime, o: &Observed) -> bool {
     o.task_definition
         .as_ref()
         .is_some_and(|t| !task_definition_matches(&d.task_definition, t))
-}
-
-/// One change in words.
-pub fn describe(d: &Runtime, o: &Observed, change: &Change) -> Vec<Drift> {
-    let cluster = format!("ECS cluster {}", d.cluster.name);
-    let service = format!("ECS service {}", d.service.name);
-    let family = format!("ECS task definition {}", d.task_definition.family);
-    let empty = BTreeMap::new();
-    match change {
-        Change::CreateCluster => vec![Drift::create(cluster)],
-        Change::ClusterSettings => vec![Drift::value(
-            cluster,
-            "containerInsights",
-            o.cluster
-                .as_ref()
-                .and_then(|c| c.settings.get("containerInsights"))
-                .map_or("(unset)", String::as_str),
-            &d.cluster.container_insights,
-        )],
-        Change::CapacityProviders => vec![Drift::value(
-            cluster,
-            "capacity providers",
-            o.cluster
-                .as_ref()
-                .map_or(String::new(), |c| c.capacity_providers.join(", ")),
-            d.cluster.capacity_providers.join(", "),
-        )],
-        Change::ClusterTags(plan) => tag_drift(
-            &cluster,
-            plan,
-            o.cluster.as_ref().map_or(&empty, |c| &c.tags),
-        ),
-        Change::RegisterTaskDefinition { .. } => match &o.task_definition {
-            None => vec![Drift::create(family)],
-            Some(have) => task_definition_drift(&family, &d.task_definition, have),
-        },
-        Change::CreateService { .. } => vec![Drift::create(service)],
-        Change::UpdateService(update) => {
-            let mut drift = Vec::new();
-            let have = o.service.as_ref();
-            if update.task_definition {
-                drift.push(Drift::field(&service, "task definition (a new revision)"));
-            }
-            if let Some(count) = update.desired_count {
-                drift.push(Drift::value(
-                    &service,
-                    "desired count",
-                    have.map_or(0, |s| s.desired_count),
-                    count,
-                ));
-            }
-            if update.deployment_configuration {
-                drift.push(Drift::field(&service, "deployment configuration"));
-            }
-            if update.health_check_grace_period {
-                drift.push(Drift::value(
-                    &service,
-                    "health check grace period",
-                    have.and_then(|s| s.health_check_grace_period_seconds)
-                        .map_or("(unset)".to_string(), |s| format!("{s} s")),
-                    format!("{} s", d.service.health_check_grace_period_seconds),
-                ));
-            }
-            if update.network {
-                drift.push(Drift::field(&service, "network configuration"));
-            }
-            if update.propagate_tags {
-                drift.push(Drift::field(&service, "tag propagation"));
-            }
-            if update.managed_tags {
-                drift.push(Drift::field(&service, "ECS managed tags"));
-            }
-            drift
-        }
-        Change::ServiceTags(plan) => tag_drift(
-            &service,
-            plan,
-            o.service.as_ref().map_or(&empty, |s| &s.tags),
-        ),
-    }
 }
 
 fn task_definition_drift(
@@ -593,7 +587,7 @@ mod tests {
     fn nothing_there_creates_the_cluster_a_revision_with_the_placeholder_and_an_idle_service() {
         let d = desired(FULL, Env::Staging);
         assert_eq!(
-            diff(&d, &Observed::default()),
+            d.diff(&Observed::default()),
             vec![
                 Change::CreateCluster,
                 Change::RegisterTaskDefinition {
@@ -609,10 +603,10 @@ mod tests {
         for manifest in [FULL, MINIMAL] {
             for env in Env::ALL {
                 let d = desired(manifest, env);
-                assert_eq!(diff(&d, &deployed_state(&d)), vec![], "{env:?}");
+                assert_eq!(d.diff(&deployed_state(&d)), vec![], "{env:?}");
                 // Before the first deployment: the placeholder at no task is in sync too.
                 let idle = observed_as(&d, &d.placeholder_image, 0);
-                assert_eq!(diff(&d, &idle), vec![], "{env:?}");
+                assert_eq!(d.diff(&idle), vec![], "{env:?}");
             }
         }
     }
@@ -631,13 +625,13 @@ mod tests {
         service(&mut o)
             .tags
             .insert("added-by-someone".into(), "x".into());
-        assert_eq!(diff(&d, &o), vec![]);
+        assert_eq!(d.diff(&o), vec![]);
         // No grace period reported reads as 0.
         let mut zero = d.clone();
         zero.service.health_check_grace_period_seconds = 0;
         let mut o = deployed_state(&zero);
         service(&mut o).health_check_grace_period_seconds = None;
-        assert_eq!(diff(&zero, &o), vec![]);
+        assert_eq!(zero.diff(&o), vec![]);
     }
 
     #[test]
@@ -648,7 +642,7 @@ mod tests {
             .environment
             .insert("LOG_LEVEL".into(), "info".into());
         assert_eq!(
-            diff(&d, &o),
+            d.diff(&o),
             vec![
                 Change::RegisterTaskDefinition {
                     image: DEPLOYED.into()
@@ -663,7 +657,7 @@ mod tests {
         let mut o = deployed_state(&d);
         container(&mut o).environment.insert("X".into(), "1".into());
         assert!(matches!(
-            diff(&d, &o)[0],
+            d.diff(&o)[0],
             Change::RegisterTaskDefinition { ref image } if image == DEPLOYED
         ));
     }
@@ -752,7 +746,7 @@ mod tests {
         for (what, edit) in edits {
             let mut o = deployed_state(&d);
             edit(o.task_definition.as_mut().expect("revision"));
-            let changes = diff(&d, &o);
+            let changes = d.diff(&o).into_changes();
             assert_eq!(
                 changes.first(),
                 Some(&Change::RegisterTaskDefinition {
@@ -778,7 +772,7 @@ mod tests {
         let d = desired(MINIMAL, Env::Production);
         let o = observed_as(&d, DEPLOYED, 5);
         assert_eq!(
-            diff(&d, &o),
+            d.diff(&o),
             vec![Change::UpdateService(ServiceUpdate {
                 desired_count: Some(2),
                 ..ServiceUpdate::default()
@@ -788,7 +782,7 @@ mod tests {
         // the spec's count.
         let o = observed_as(&d, DEPLOYED, 0);
         assert_eq!(
-            diff(&d, &o),
+            d.diff(&o),
             vec![Change::UpdateService(ServiceUpdate {
                 desired_count: Some(2),
                 ..ServiceUpdate::default()
@@ -801,11 +795,11 @@ mod tests {
         let d = desired(MINIMAL, Env::Production);
         let idle = observed_as(&d, &d.placeholder_image, 0);
         assert_eq!(wanted_count(&d, &idle), 0);
-        assert_eq!(diff(&d, &idle), vec![]);
+        assert_eq!(d.diff(&idle), vec![]);
         // Scaled up by hand before any image exists: back to none.
         let scaled = observed_as(&d, &d.placeholder_image, 3);
         assert_eq!(
-            diff(&d, &scaled),
+            d.diff(&scaled),
             vec![Change::UpdateService(ServiceUpdate {
                 desired_count: Some(0),
                 ..ServiceUpdate::default()
@@ -836,7 +830,7 @@ mod tests {
             let mut o = deployed_state(&d);
             edit(&mut service(&mut o).deployment);
             assert_eq!(
-                diff(&d, &o),
+                d.diff(&o),
                 vec![Change::UpdateService(ServiceUpdate {
                     deployment_configuration: true,
                     ..ServiceUpdate::default()
@@ -856,7 +850,7 @@ mod tests {
         s.enable_ecs_managed_tags = false;
         s.desired_count = 4;
         s.tags.remove("CostCenter");
-        let changes = diff(&d, &o);
+        let changes = d.diff(&o);
         assert_eq!(changes.len(), 2, "{changes:?}");
         assert_eq!(
             changes[0],
@@ -873,7 +867,7 @@ mod tests {
         assert!(matches!(&changes[1], Change::ServiceTags(p) if p.set.contains_key("CostCenter")));
         let mut o = deployed_state(&d);
         service(&mut o).subnets.insert("subnet-c".into());
-        assert!(matches!(&diff(&d, &o)[..], [Change::UpdateService(u)] if u.network));
+        assert!(matches!(&d.diff(&o).into_changes()[..], [Change::UpdateService(u)] if u.network));
     }
 
     #[test]
@@ -885,7 +879,7 @@ mod tests {
             .insert(CONTAINER_INSIGHTS.into(), "disabled".into());
         c.capacity_providers.push("FARGATE_SPOT".into());
         c.tags.remove("Team");
-        let changes = diff(&d, &o);
+        let changes = d.diff(&o).into_changes();
         assert_eq!(
             changes[..2],
             [Change::ClusterSettings, Change::CapacityProviders]
@@ -897,7 +891,7 @@ mod tests {
             .expect("cluster")
             .default_strategy
             .clear();
-        assert_eq!(diff(&d, &o), vec![Change::CapacityProviders]);
+        assert_eq!(d.diff(&o), vec![Change::CapacityProviders]);
     }
 
     #[test]
@@ -905,15 +899,12 @@ mod tests {
         let d = desired(MINIMAL, Env::Staging);
         let mut o = deployed_state(&d);
         o.service = None;
-        assert_eq!(
-            diff(&d, &o),
-            vec![Change::CreateService { desired_count: 1 }]
-        );
+        assert_eq!(d.diff(&o), vec![Change::CreateService { desired_count: 1 }]);
         let mut o = observed_as(&d, &d.placeholder_image, 0);
         o.service = None;
         o.task_definition = None;
         assert_eq!(
-            diff(&d, &o),
+            d.diff(&o),
             vec![
                 Change::RegisterTaskDefinition {
                     image: d.placeholder_image.clone()
@@ -958,7 +949,7 @@ mod tests {
             "deployment ecs-svc/3 of td:3 failed: ECS deployment circuit breaker: tasks failed to start. (4 task(s) failed to start); rolling back to td:2"
         );
         // Nothing to write while it rolls back: the revision it returns to is in sync.
-        assert_eq!(diff(&d, &o), vec![]);
+        assert_eq!(d.diff(&o), vec![]);
     }
 
     #[test]
@@ -973,7 +964,7 @@ mod tests {
             .environment
             .insert("LOG_LEVEL".into(), "info".into());
         assert_eq!(
-            diff(&d, &o),
+            d.diff(&o),
             vec![Change::UpdateService(ServiceUpdate {
                 desired_count: Some(1),
                 deployment_configuration: true,
@@ -990,7 +981,7 @@ mod tests {
         // Once it completes, the revision is registered with the image it rolled out.
         service(&mut o).deployments[0].rollout_state = Some("COMPLETED".into());
         assert!(matches!(
-            &diff(&d, &o)[0],
+            &d.diff(&o)[0],
             Change::RegisterTaskDefinition { image } if image == DEPLOYED
         ));
     }

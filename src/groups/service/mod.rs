@@ -12,15 +12,12 @@ pub mod diff;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use aws_sdk_ecs::operation::describe_task_definition::{
-    DescribeTaskDefinitionError, DescribeTaskDefinitionOutput,
-};
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, ClusterField,
     ClusterSetting, ClusterSettingName, Compatibility, ContainerDefinition,
     DeploymentCircuitBreaker, DeploymentConfiguration, HealthCheck as EcsHealthCheck, KeyValuePair,
     LaunchType, LogConfiguration, LogDriver, NetworkConfiguration, NetworkMode, PortMapping,
-    PropagateTags, ServiceField, Tag, TaskDefinitionStatus, TransportProtocol,
+    PropagateTags, ServiceField, TaskDefinitionStatus, TransportProtocol,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -31,9 +28,10 @@ use self::diff::{
     ACTIVE, Change, Observed, ObservedCluster, ObservedContainer, ObservedDeployment,
     ObservedDeploymentConfiguration, ObservedService, ObservedTaskDefinition, ServiceUpdate,
 };
-use super::kit::{TagPlan, check_owner, input};
+use super::kit::{TagPlan, apply_tags, check_owner, input, invalid};
 use super::{Group, Placement, Produced, keys};
-use crate::aws::{AwsResultExt, AwsSession, classify, code, found};
+use crate::aws::tags::{from_sdk, to_sdk};
+use crate::aws::{AwsResultExt, AwsSession, code};
 use crate::desired::{Env, PipelineContext};
 use crate::engine::{Failure, Key, Removal, Values};
 
@@ -74,37 +72,17 @@ impl ServiceGroup {
     }
 }
 
-fn ecs_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
-    tags.iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
-}
-
-fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
-    tags.iter()
-        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-        .collect()
-}
-
-fn built<T>(
-    what: &str,
-    result: Result<T, aws_smithy_types::error::operation::BuildError>,
-) -> Result<T, Failure> {
-    result.map_err(|e| Failure::terminal("InvalidRequest", format!("{what}: {e}")))
-}
-
+/// A request the SDK's builder refused.
 fn strategy_items(strategy: &[Strategy]) -> Result<Vec<CapacityProviderStrategyItem>, Failure> {
     strategy
         .iter()
         .map(|s| {
-            built(
-                "capacity provider strategy",
-                CapacityProviderStrategyItem::builder()
-                    .capacity_provider(&s.capacity_provider)
-                    .weight(s.weight)
-                    .base(s.base)
-                    .build(),
-            )
+            CapacityProviderStrategyItem::builder()
+                .capacity_provider(&s.capacity_provider)
+                .weight(s.weight)
+                .base(s.base)
+                .build()
+                .map_err(invalid("capacity provider strategy"))
         })
         .collect()
 }
@@ -130,7 +108,7 @@ fn observed_cluster(c: &aws_sdk_ecs::types::Cluster) -> ObservedCluster {
             .collect(),
         capacity_providers: c.capacity_providers().to_vec(),
         default_strategy: observed_strategy(c.default_capacity_provider_strategy()),
-        tags: tag_map(c.tags()),
+        tags: from_sdk(c.tags()),
     }
 }
 
@@ -162,7 +140,7 @@ fn observed_service(s: &aws_sdk_ecs::types::Service) -> ObservedService {
         health_check_grace_period_seconds: s.health_check_grace_period_seconds(),
         enable_ecs_managed_tags: s.enable_ecs_managed_tags(),
         propagate_tags: s.propagate_tags().map(|p| p.as_str().to_string()),
-        tags: tag_map(s.tags()),
+        tags: from_sdk(s.tags()),
         deployments: s
             .deployments()
             .iter()
@@ -251,14 +229,12 @@ fn deployment_configuration(d: &desired::Deployment) -> DeploymentConfiguration 
 }
 
 fn network_configuration(s: &desired::Service) -> Result<NetworkConfiguration, Failure> {
-    let vpc = built(
-        "awsvpc configuration",
-        AwsVpcConfiguration::builder()
-            .set_subnets(Some(s.subnets.iter().cloned().collect()))
-            .set_security_groups(Some(s.security_groups.iter().cloned().collect()))
-            .assign_public_ip(AssignPublicIp::from(s.assign_public_ip.as_str()))
-            .build(),
-    )?;
+    let vpc = AwsVpcConfiguration::builder()
+        .set_subnets(Some(s.subnets.iter().cloned().collect()))
+        .set_security_groups(Some(s.security_groups.iter().cloned().collect()))
+        .assign_public_ip(AssignPublicIp::from(s.assign_public_ip.as_str()))
+        .build()
+        .map_err(invalid("awsvpc configuration"))?;
     Ok(NetworkConfiguration::builder()
         .awsvpc_configuration(vpc)
         .build())
@@ -268,31 +244,30 @@ fn container_definition(
     c: &desired::Container,
     image: &str,
 ) -> Result<ContainerDefinition, Failure> {
-    let health_check = match &c.health_check {
-        Some(h) => Some(built(
-            "health check",
+    let health_check = c
+        .health_check
+        .as_ref()
+        .map(|h| {
             EcsHealthCheck::builder()
                 .set_command(Some(h.command.clone()))
                 .interval(h.interval)
                 .timeout(h.timeout)
                 .retries(h.retries)
                 .start_period(h.start_period)
-                .build(),
-        )?),
-        None => None,
-    };
-    let log = built(
-        "log configuration",
-        LogConfiguration::builder()
-            .log_driver(LogDriver::from(c.log_driver.as_str()))
-            .set_options(Some(
-                c.log_options
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect::<HashMap<_, _>>(),
-            ))
-            .build(),
-    )?;
+                .build()
+                .map_err(invalid("health check"))
+        })
+        .transpose()?;
+    let log = LogConfiguration::builder()
+        .log_driver(LogDriver::from(c.log_driver.as_str()))
+        .set_options(Some(
+            c.log_options
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<HashMap<_, _>>(),
+        ))
+        .build()
+        .map_err(invalid("log configuration"))?;
     Ok(ContainerDefinition::builder()
         .name(&c.name)
         .image(image)
@@ -342,191 +317,69 @@ where
     }
 }
 
+/// The Container Insights setting of the cluster.
+fn insights(c: &desired::Cluster) -> ClusterSetting {
+    ClusterSetting::builder()
+        .name(ClusterSettingName::ContainerInsights)
+        .value(&c.container_insights)
+        .build()
+}
+
+/// Writes `plan` to the resource `arn` and records on `tags` the set it leaves.
+async fn retag(
+    aws: &AwsSession,
+    arn: &str,
+    tags: &mut BTreeMap<String, String>,
+    plan: TagPlan,
+) -> Result<(), Failure> {
+    let left = plan.whole_set(tags);
+    apply_tags(
+        plan,
+        |set| async move {
+            aws.ecs()
+                .tag_resource()
+                .resource_arn(arn)
+                .set_tags(Some(to_sdk(&set)?))
+                .send()
+                .await
+                .aws("ecs:TagResource")
+                .map(drop)
+        },
+        |keys| async move {
+            aws.ecs()
+                .untag_resource()
+                .resource_arn(arn)
+                .set_tag_keys(Some(keys))
+                .send()
+                .await
+                .aws("ecs:UntagResource")
+                .map(drop)
+        },
+    )
+    .await?;
+    *tags = left;
+    Ok(())
+}
+
+/// Every revision of the family with `status`.
+async fn revisions(
+    aws: &AwsSession,
+    family: &str,
+    status: TaskDefinitionStatus,
+) -> Result<Vec<String>, Failure> {
+    aws.ecs()
+        .list_task_definitions()
+        .family_prefix(family)
+        .status(status)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .aws("ecs:ListTaskDefinitions")
+}
+
 impl ServiceGroup {
-    async fn describe_task_definition(
-        &self,
-        aws: &AwsSession,
-        reference: &str,
-    ) -> Result<DescribeTaskDefinitionOutput, SdkError<DescribeTaskDefinitionError, HttpResponse>>
-    {
-        aws.ecs()
-            .describe_task_definition()
-            .task_definition(reference)
-            .send()
-            .await
-    }
-
-    /// Applies `changes` in order (cluster, revision, service) and returns the state they leave,
-    /// from AWS's answers (no further reads).
-    async fn apply(
-        &self,
-        aws: &AwsSession,
-        d: &Runtime,
-        o: &Observed,
-        changes: Vec<Change>,
-    ) -> Result<Observed, Failure> {
-        let ecs = aws.ecs();
-        let mut state = o.clone();
-        let cluster_arn = |state: &Observed| {
-            state
-                .cluster
-                .as_ref()
-                .map(|c| c.arn.clone())
-                .unwrap_or_default()
-        };
-        let service_arn = |state: &Observed| {
-            state
-                .service
-                .as_ref()
-                .map(|s| s.arn.clone())
-                .unwrap_or_default()
-        };
-        for change in changes {
-            match change {
-                Change::CreateCluster => {
-                    let c = &d.cluster;
-                    let out = ecs
-                        .create_cluster()
-                        .cluster_name(&c.name)
-                        .settings(
-                            ClusterSetting::builder()
-                                .name(ClusterSettingName::ContainerInsights)
-                                .value(&c.container_insights)
-                                .build(),
-                        )
-                        .set_capacity_providers(Some(c.capacity_providers.clone()))
-                        .set_default_capacity_provider_strategy(Some(strategy_items(
-                            &c.default_strategy,
-                        )?))
-                        .set_tags(Some(ecs_tags(&c.tags.tags)))
-                        .send()
-                        .await
-                        .aws("ecs:CreateCluster")?;
-                    state.cluster = out.cluster().map(|x| ObservedCluster {
-                        tags: c.tags.tags.clone(),
-                        ..observed_cluster(x)
-                    });
-                }
-                Change::ClusterSettings => {
-                    ecs.update_cluster()
-                        .cluster(&d.cluster.name)
-                        .settings(
-                            ClusterSetting::builder()
-                                .name(ClusterSettingName::ContainerInsights)
-                                .value(&d.cluster.container_insights)
-                                .build(),
-                        )
-                        .send()
-                        .await
-                        .aws("ecs:UpdateCluster")?;
-                    if let Some(c) = state.cluster.as_mut() {
-                        c.settings.insert(
-                            desired::CONTAINER_INSIGHTS.into(),
-                            d.cluster.container_insights.clone(),
-                        );
-                    }
-                }
-                Change::CapacityProviders => {
-                    ecs.put_cluster_capacity_providers()
-                        .cluster(&d.cluster.name)
-                        .set_capacity_providers(Some(d.cluster.capacity_providers.clone()))
-                        .set_default_capacity_provider_strategy(Some(strategy_items(
-                            &d.cluster.default_strategy,
-                        )?))
-                        .send()
-                        .await
-                        .aws("ecs:PutClusterCapacityProviders")?;
-                    if let Some(c) = state.cluster.as_mut() {
-                        c.capacity_providers = d.cluster.capacity_providers.clone();
-                        c.default_strategy = d.cluster.default_strategy.clone();
-                    }
-                }
-                Change::ClusterTags(plan) => {
-                    let arn = cluster_arn(&state);
-                    self.tag(aws, &arn, &plan).await?;
-                    if let Some(c) = state.cluster.as_mut() {
-                        c.tags = plan.whole_set(&c.tags);
-                    }
-                }
-                Change::RegisterTaskDefinition { image } => {
-                    let t = &d.task_definition;
-                    let out = ecs
-                        .register_task_definition()
-                        .family(&t.family)
-                        .requires_compatibilities(Compatibility::from(desired::FARGATE))
-                        .network_mode(NetworkMode::from(t.network_mode.as_str()))
-                        .cpu(&t.cpu)
-                        .memory(&t.memory)
-                        .execution_role_arn(&t.execution_role_arn)
-                        .task_role_arn(&t.task_role_arn)
-                        .container_definitions(container_definition(&t.container, &image)?)
-                        .set_tags(Some(ecs_tags(&t.tags)))
-                        .send()
-                        .await
-                        .aws("ecs:RegisterTaskDefinition")?;
-                    let registered = out.task_definition().ok_or_else(|| {
-                        Failure::retryable(
-                            "IncompleteAnswer",
-                            "ecs:RegisterTaskDefinition answered without the revision",
-                        )
-                    })?;
-                    state.task_definition = Some(observed_task_definition(registered));
-                }
-                Change::CreateService { desired_count } => {
-                    let s = &d.service;
-                    let revision = state
-                        .task_definition
-                        .as_ref()
-                        .map(|t| t.arn.clone())
-                        .unwrap_or_else(|| d.task_definition.family.clone());
-                    let out = service_call(
-                        ecs.create_service()
-                            .cluster(&s.cluster)
-                            .service_name(&s.name)
-                            .task_definition(&revision)
-                            .desired_count(desired_count)
-                            .launch_type(LaunchType::from(s.launch_type.as_str()))
-                            .network_configuration(network_configuration(s)?)
-                            .deployment_configuration(deployment_configuration(&s.deployment))
-                            .health_check_grace_period_seconds(s.health_check_grace_period_seconds)
-                            .enable_ecs_managed_tags(s.enable_ecs_managed_tags)
-                            .propagate_tags(PropagateTags::from(s.propagate_tags.as_str()))
-                            .set_tags(Some(ecs_tags(&s.tags.tags)))
-                            .send()
-                            .await,
-                        "ecs:CreateService",
-                    )?;
-                    state.service = out.service().map(|x| ObservedService {
-                        tags: s.tags.tags.clone(),
-                        ..observed_service(x)
-                    });
-                }
-                Change::UpdateService(u) => {
-                    let out = self.update_service(aws, d, &state, &u).await?;
-                    if let Some(x) = out {
-                        let tags = state
-                            .service
-                            .as_ref()
-                            .map(|s| s.tags.clone())
-                            .unwrap_or_default();
-                        state.service = Some(ObservedService {
-                            tags,
-                            ..observed_service(&x)
-                        });
-                    }
-                }
-                Change::ServiceTags(plan) => {
-                    let arn = service_arn(&state);
-                    self.tag(aws, &arn, &plan).await?;
-                    if let Some(s) = state.service.as_mut() {
-                        s.tags = plan.whole_set(&s.tags);
-                    }
-                }
-            }
-        }
-        Ok(state)
-    }
-
     /// One UpdateService with every field that changed.
     async fn update_service(
         &self,
@@ -574,64 +427,12 @@ impl ServiceGroup {
         Ok(out.service().cloned())
     }
 
-    async fn tag(&self, aws: &AwsSession, arn: &str, plan: &TagPlan) -> Result<(), Failure> {
-        let ecs = aws.ecs();
-        if !plan.set.is_empty() {
-            ecs.tag_resource()
-                .resource_arn(arn)
-                .set_tags(Some(ecs_tags(&plan.set)))
-                .send()
-                .await
-                .aws("ecs:TagResource")?;
-        }
-        if !plan.remove.is_empty() {
-            ecs.untag_resource()
-                .resource_arn(arn)
-                .set_tag_keys(Some(plan.remove.clone()))
-                .send()
-                .await
-                .aws("ecs:UntagResource")?;
-        }
-        Ok(())
-    }
-
-    /// Every revision of the family with `status`.
-    async fn revisions(
-        &self,
-        aws: &AwsSession,
-        family: &str,
-        status: TaskDefinitionStatus,
-    ) -> Result<Vec<String>, Failure> {
-        let mut arns = Vec::new();
-        let mut token = None;
-        loop {
-            let page = aws
-                .ecs()
-                .list_task_definitions()
-                .family_prefix(family)
-                .status(status.clone())
-                .set_next_token(token)
-                .send()
-                .await
-                .aws("ecs:ListTaskDefinitions")?;
-            arns.extend(page.task_definition_arns().iter().cloned());
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                return Ok(arns);
-            }
-        }
-    }
-
     /// Deregisters the family's active revisions, then deletes every revision.
     async fn delete_revisions(&self, aws: &AwsSession) -> Result<(), Failure> {
         let ecs = aws.ecs();
         let family = self.service_name();
-        let active = self
-            .revisions(aws, &family, TaskDefinitionStatus::Active)
-            .await?;
-        let mut all = self
-            .revisions(aws, &family, TaskDefinitionStatus::Inactive)
-            .await?;
+        let active = revisions(aws, &family, TaskDefinitionStatus::Active).await?;
+        let mut all = revisions(aws, &family, TaskDefinitionStatus::Inactive).await?;
         for arn in &active {
             ecs.deregister_task_definition()
                 .task_definition(arn)
@@ -667,12 +468,9 @@ impl ServiceGroup {
     }
 }
 
-type Observe = Result<Option<Observed>, Failure>;
-
 impl Group for ServiceGroup {
     type Desired = Runtime;
     type Observed = Observed;
-    type Change = Change;
 
     fn condition(&self) -> String {
         format!("{}ServiceReady", self.env.title())
@@ -749,7 +547,7 @@ impl Group for ServiceGroup {
         ))
     }
 
-    async fn observe(&self, aws: &AwsSession) -> Observe {
+    async fn observe(&self, aws: &AwsSession) -> Result<Option<Observed>, Failure> {
         let ecs = aws.ecs();
         let (cluster_name, service_name) = (self.cluster_name(), self.service_name());
         let clusters = ecs
@@ -800,22 +598,19 @@ impl Group for ServiceGroup {
         if let Some(s) = &service {
             check_owner(&self.ctx, &format!("ECS service {service_name}"), &s.tags)?;
         }
-        let task_definition = match &service {
+        let (revision, missing): (&str, &[&str]) = match &service {
             // The revision the service runs must be readable: its image is what a new one keeps.
-            Some(s) => self
-                .describe_task_definition(aws, &s.task_definition)
-                .await
-                .aws("ecs:DescribeTaskDefinition")?
-                .task_definition()
-                .map(observed_task_definition),
+            Some(s) => (&s.task_definition, &[]),
             // No service: the family's latest active revision, if any, is reused.
-            None => found(
-                self.describe_task_definition(aws, &service_name).await,
-                "ecs:DescribeTaskDefinition",
-                &["ClientException"],
-            )?
-            .and_then(|out| out.task_definition().map(observed_task_definition)),
+            None => (&service_name, &["ClientException"]),
         };
+        let task_definition = ecs
+            .describe_task_definition()
+            .task_definition(revision)
+            .send()
+            .await
+            .aws_tolerating("ecs:DescribeTaskDefinition", missing)?
+            .and_then(|out| out.task_definition().map(observed_task_definition));
         Ok(Some(Observed {
             cluster: Some(cluster),
             service,
@@ -823,43 +618,144 @@ impl Group for ServiceGroup {
         }))
     }
 
-    fn diff(desired: &Runtime, observed: &Observed) -> Vec<Change> {
-        diff::diff(desired, observed)
-    }
-
-    fn describe(
-        &self,
-        desired: &Runtime,
-        observed: &Observed,
-        change: &Change,
-    ) -> Vec<crate::engine::Drift> {
-        diff::describe(desired, observed, change)
-    }
-
-    async fn create(&self, aws: &AwsSession, d: &Runtime) -> Result<Produced, Failure> {
-        let none = Observed::default();
-        let state = self.apply(aws, d, &none, diff::diff(d, &none)).await?;
-        Ok(self.produced(&Placement::of(aws), d, &state))
-    }
-
+    /// Applies `changes` in order (cluster, revision, service) and returns the state they leave,
+    /// from AWS's answers (no further reads).
     async fn update(
         &self,
         aws: &AwsSession,
         d: &Runtime,
         o: &Observed,
         changes: Vec<Change>,
-    ) -> Result<(), Failure> {
-        self.apply(aws, d, o, changes).await.map(drop)
-    }
-
-    async fn update_settled(
-        &self,
-        aws: &AwsSession,
-        d: &Runtime,
-        o: &Observed,
-        changes: Vec<Change>,
     ) -> Result<Option<Observed>, Failure> {
-        self.apply(aws, d, o, changes).await.map(Some)
+        let ecs = aws.ecs();
+        let mut state = o.clone();
+        for change in changes {
+            match change {
+                Change::CreateCluster => {
+                    let c = &d.cluster;
+                    let out = ecs
+                        .create_cluster()
+                        .cluster_name(&c.name)
+                        .settings(insights(c))
+                        .set_capacity_providers(Some(c.capacity_providers.clone()))
+                        .set_default_capacity_provider_strategy(Some(strategy_items(
+                            &c.default_strategy,
+                        )?))
+                        .set_tags(Some(to_sdk(&c.tags.tags)?))
+                        .send()
+                        .await
+                        .aws("ecs:CreateCluster")?;
+                    state.cluster = out.cluster().map(|x| ObservedCluster {
+                        tags: c.tags.tags.clone(),
+                        ..observed_cluster(x)
+                    });
+                }
+                Change::ClusterSettings => {
+                    ecs.update_cluster()
+                        .cluster(&d.cluster.name)
+                        .settings(insights(&d.cluster))
+                        .send()
+                        .await
+                        .aws("ecs:UpdateCluster")?;
+                    if let Some(c) = state.cluster.as_mut() {
+                        c.settings.insert(
+                            desired::CONTAINER_INSIGHTS.into(),
+                            d.cluster.container_insights.clone(),
+                        );
+                    }
+                }
+                Change::CapacityProviders => {
+                    ecs.put_cluster_capacity_providers()
+                        .cluster(&d.cluster.name)
+                        .set_capacity_providers(Some(d.cluster.capacity_providers.clone()))
+                        .set_default_capacity_provider_strategy(Some(strategy_items(
+                            &d.cluster.default_strategy,
+                        )?))
+                        .send()
+                        .await
+                        .aws("ecs:PutClusterCapacityProviders")?;
+                    if let Some(c) = state.cluster.as_mut() {
+                        c.capacity_providers = d.cluster.capacity_providers.clone();
+                        c.default_strategy = d.cluster.default_strategy.clone();
+                    }
+                }
+                // The diff finds tag writes only on a cluster and a service that exist.
+                Change::ClusterTags(plan) => {
+                    if let Some(c) = state.cluster.as_mut() {
+                        retag(aws, &c.arn, &mut c.tags, plan).await?;
+                    }
+                }
+                Change::RegisterTaskDefinition { image } => {
+                    let t = &d.task_definition;
+                    let out = ecs
+                        .register_task_definition()
+                        .family(&t.family)
+                        .requires_compatibilities(Compatibility::from(desired::FARGATE))
+                        .network_mode(NetworkMode::from(t.network_mode.as_str()))
+                        .cpu(&t.cpu)
+                        .memory(&t.memory)
+                        .execution_role_arn(&t.execution_role_arn)
+                        .task_role_arn(&t.task_role_arn)
+                        .container_definitions(container_definition(&t.container, &image)?)
+                        .set_tags(Some(to_sdk(&t.tags)?))
+                        .send()
+                        .await
+                        .aws("ecs:RegisterTaskDefinition")?;
+                    let registered = out.task_definition().ok_or_else(|| {
+                        Failure::retryable(
+                            "IncompleteAnswer",
+                            "ecs:RegisterTaskDefinition answered without the revision",
+                        )
+                    })?;
+                    state.task_definition = Some(observed_task_definition(registered));
+                }
+                Change::CreateService { desired_count } => {
+                    let s = &d.service;
+                    let revision = state
+                        .task_definition
+                        .as_ref()
+                        .map(|t| t.arn.clone())
+                        .unwrap_or_else(|| d.task_definition.family.clone());
+                    let out = service_call(
+                        ecs.create_service()
+                            .cluster(&s.cluster)
+                            .service_name(&s.name)
+                            .task_definition(&revision)
+                            .desired_count(desired_count)
+                            .launch_type(LaunchType::from(s.launch_type.as_str()))
+                            .network_configuration(network_configuration(s)?)
+                            .deployment_configuration(deployment_configuration(&s.deployment))
+                            .health_check_grace_period_seconds(s.health_check_grace_period_seconds)
+                            .enable_ecs_managed_tags(s.enable_ecs_managed_tags)
+                            .propagate_tags(PropagateTags::from(s.propagate_tags.as_str()))
+                            .set_tags(Some(to_sdk(&s.tags.tags)?))
+                            .send()
+                            .await,
+                        "ecs:CreateService",
+                    )?;
+                    state.service = out.service().map(|x| ObservedService {
+                        tags: s.tags.tags.clone(),
+                        ..observed_service(x)
+                    });
+                }
+                Change::UpdateService(u) => {
+                    let out = self.update_service(aws, d, &state, &u).await?;
+                    if let Some(x) = out {
+                        let tags = state.service.take().map(|s| s.tags).unwrap_or_default();
+                        state.service = Some(ObservedService {
+                            tags,
+                            ..observed_service(&x)
+                        });
+                    }
+                }
+                Change::ServiceTags(plan) => {
+                    if let Some(s) = state.service.as_mut() {
+                        retag(aws, &s.arn, &mut s.tags, plan).await?;
+                    }
+                }
+            }
+        }
+        Ok(Some(state))
     }
 
     /// Dependents first: the service (scaled to no task, then deleted with force; waited for
@@ -870,27 +766,22 @@ impl Group for ServiceGroup {
         const GONE: &[&str] = &["ServiceNotFoundException", "ServiceNotActiveException"];
         if let Some(s) = &o.service {
             if s.desired_count > 0 {
-                found(
-                    ecs.update_service()
-                        .cluster(&cluster)
-                        .service(&name)
-                        .desired_count(0)
-                        .send()
-                        .await,
-                    "ecs:UpdateService",
-                    GONE,
-                )?;
-            }
-            let deleted = found(
-                ecs.delete_service()
+                ecs.update_service()
                     .cluster(&cluster)
                     .service(&name)
-                    .force(true)
+                    .desired_count(0)
                     .send()
-                    .await,
-                "ecs:DeleteService",
-                GONE,
-            )?;
+                    .await
+                    .aws_tolerating("ecs:UpdateService", GONE)?;
+            }
+            let deleted = ecs
+                .delete_service()
+                .cluster(&cluster)
+                .service(&name)
+                .force(true)
+                .send()
+                .await
+                .aws_tolerating("ecs:DeleteService", GONE)?;
             let status = deleted
                 .as_ref()
                 .and_then(|out| out.service())
@@ -903,45 +794,33 @@ impl Group for ServiceGroup {
             }
         }
         self.delete_revisions(aws).await?;
-        match ecs.delete_cluster().cluster(&cluster).send().await {
-            Ok(_) => Ok(Removal::Gone),
-            Err(e) if code(&e) == Some("ClusterNotFoundException") => Ok(Removal::Gone),
-            Err(e)
-                if matches!(
-                    code(&e),
-                    Some("ClusterContainsServicesException" | "ClusterContainsTasksException")
-                ) =>
-            {
-                Ok(Removal::Pending(format!(
-                    "cluster {cluster} still has services or tasks ({})",
-                    e.message().unwrap_or_default()
-                )))
-            }
-            Err(e) => Err(classify("ecs:DeleteCluster", e)),
+        let deleted = ecs.delete_cluster().cluster(&cluster).send().await;
+        if let Err(e) = &deleted
+            && let Some("ClusterContainsServicesException" | "ClusterContainsTasksException") =
+                code(e)
+        {
+            return Ok(Removal::Pending(format!(
+                "cluster {cluster} still has services or tasks ({})",
+                e.message().unwrap_or_default()
+            )));
         }
+        deleted.aws_tolerating("ecs:DeleteCluster", &["ClusterNotFoundException"])?;
+        Ok(Removal::Gone)
     }
 
     fn produced(&self, at: &Placement, d: &Runtime, o: &Observed) -> Produced {
         let scope = self.env.name();
         let predicted = self.predicted(at);
-        let fallback = |key: Key| {
-            predicted
-                .get(&key.scoped(scope))
+        // The ARN AWS answered with, else the predicted one.
+        let arn_of = |answered: Option<&String>, key: Key| {
+            answered
+                .filter(|a| !a.is_empty())
+                .or_else(|| predicted.get(&key.scoped(scope)))
                 .cloned()
                 .unwrap_or_default()
         };
-        let cluster_arn = o
-            .cluster
-            .as_ref()
-            .map(|c| c.arn.clone())
-            .filter(|a| !a.is_empty())
-            .unwrap_or_else(|| fallback(keys::CLUSTER_ARN));
-        let service_arn = o
-            .service
-            .as_ref()
-            .map(|s| s.arn.clone())
-            .filter(|a| !a.is_empty())
-            .unwrap_or_else(|| fallback(keys::SERVICE_ARN));
+        let cluster_arn = arn_of(o.cluster.as_ref().map(|c| &c.arn), keys::CLUSTER_ARN);
+        let service_arn = arn_of(o.service.as_ref().map(|s| &s.arn), keys::SERVICE_ARN);
         let family = self.arn(
             at,
             &format!("task-definition/{}:*", d.task_definition.family),

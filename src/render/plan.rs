@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::PipelineContext;
-use crate::engine::Values;
-use crate::groups::{self, Placement, Sessions};
+use crate::desired::PipelineContext;
+use crate::engine::{Failure, Values};
+use crate::groups::{self, Placement};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -46,8 +46,18 @@ pub struct PolicyDocument {
     pub document: Value,
 }
 
+/// No AWS at all: the offline plan only renders desired states.
+fn offline(
+    _: Option<crate::desired::Env>,
+) -> Result<std::sync::Arc<crate::aws::AwsSession>, Failure> {
+    Err(Failure::terminal(
+        "Offline",
+        "the offline plan makes no AWS calls",
+    ))
+}
+
 pub fn plan(ctx: &PipelineContext) -> Plan {
-    let steps = groups::steps(ctx, &Sessions::offline());
+    let steps = groups::steps(ctx, &offline);
     let placement_of = |step: &dyn groups::GroupStep| Placement {
         account_id: step
             .environment()
@@ -204,7 +214,7 @@ mod tests {
     #[test]
     fn the_registry_forms_a_valid_graph() {
         let c = context(FULL);
-        let steps = crate::groups::steps(&c, &Sessions::offline());
+        let steps = crate::groups::steps(&c, &offline);
         let seed = crate::groups::seed("123456789012", "us-east-1");
         let graph = crate::engine::Graph::build(&steps, &seed.keys().copied().collect());
         assert!(graph.is_ok(), "{:?}", graph.err());

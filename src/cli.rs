@@ -1,0 +1,433 @@
+//! The command line: `run` (the operator), `crd` (print or write the CRD), `plan` (offline render of
+//! the desired AWS state of a manifest), `diff` (what a reconcile of a manifest would change in
+//! AWS now, read only).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Parser, Subcommand};
+use kube::ResourceExt;
+use tracing::{error, info, info_span};
+
+use crate::api::{self, DeliveryPipeline};
+use crate::aws::AwsFactory;
+use crate::controller::{self, Context, Settings};
+use crate::desired::PipelineContext;
+use crate::leader::{
+    self, LeaderElector, Shutdown, Timing, lead, reconcile_until_stopped, stopped,
+};
+use crate::metrics::Metrics;
+use crate::render::{drift as diff, plan};
+
+#[derive(Parser)]
+#[command(
+    name = "delivery-operator",
+    version,
+    about = "DeliveryPipeline operator for AWS"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator.
+    Run(RunArgs),
+    /// Print the CustomResourceDefinition, or write it into a directory.
+    Crd {
+        /// Directory to write `deliverypipelines.yaml` into; prints to stdout when absent.
+        #[arg(long)]
+        output_dir: Option<PathBuf>,
+    },
+    /// Render the desired AWS state of a DeliveryPipeline manifest, offline.
+    Plan {
+        /// Manifest file (YAML).
+        file: PathBuf,
+        /// AWS account to render for.
+        #[arg(long, default_value = "123456789012")]
+        account_id: String,
+        /// Region used when the manifest names none.
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Yaml)]
+        output: PlanFormat,
+    },
+    /// Show what a reconcile of a DeliveryPipeline manifest would change in AWS now, reading
+    /// only. Needs AWS credentials; a kubeconfig is optional (with one, the live object's
+    /// status supplies the recorded region and the tag keys already applied). Exit status: 0
+    /// when nothing would change, 1 when something would, 2 on error.
+    Diff(DiffArgs),
+}
+
+#[derive(clap::Args)]
+struct DiffArgs {
+    /// Manifest file (YAML).
+    file: PathBuf,
+    /// Namespace when the manifest names none (else the kubeconfig's, else `default`).
+    #[arg(long, short = 'n')]
+    namespace: Option<String>,
+    /// Do not read the live object from the cluster, even when a kubeconfig is available.
+    #[arg(long)]
+    no_cluster: bool,
+    /// AWS endpoint override (an emulator or VPC endpoint); also read from AWS_ENDPOINT_URL.
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    aws_endpoint_url: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+    output: DiffFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DiffFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PlanFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Namespace to watch (repeatable); all namespaces when absent.
+    #[arg(long = "namespace", env = "WATCH_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Address of the metrics and health endpoint.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Seconds between drift checks of a pipeline that is in sync.
+    #[arg(long, env = "RESYNC_INTERVAL_SECONDS", default_value_t = 600)]
+    resync_interval_seconds: u64,
+    /// Seconds between retries of a pipeline stuck on a terminal error.
+    #[arg(long, env = "TERMINAL_RETRY_SECONDS", default_value_t = 300)]
+    terminal_retry_seconds: u64,
+    /// Pipelines reconciled at once (per watched namespace).
+    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 8)]
+    max_concurrent_reconciles: u16,
+    /// AWS endpoint override (an emulator or VPC endpoint); also read from AWS_ENDPOINT_URL.
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    aws_endpoint_url: Option<String>,
+    /// Role ARN patterns (`*` matches anything) that pipelines may name in spec.credentials
+    /// and environments; empty: any role.
+    #[arg(
+        long = "allowed-role-arn",
+        env = "ALLOWED_ROLE_ARNS",
+        value_delimiter = ','
+    )]
+    allowed_role_arns: Vec<String>,
+    /// Log format: text or json.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    log_format: String,
+    /// Elect a leader on a Lease so that of several replicas only one reconciles; the others
+    /// wait to take over. `--leader-elect=false` reconciles at once (run a single replica).
+    #[arg(
+        long,
+        env = "LEADER_ELECT",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = BoolishValueParser::new()
+    )]
+    leader_elect: bool,
+    /// Name of the coordination.k8s.io/v1 Lease the replicas elect a leader on.
+    #[arg(
+        long,
+        env = "LEADER_ELECT_LEASE_NAME",
+        default_value = "delivery-operator"
+    )]
+    leader_elect_lease_name: String,
+    /// Namespace of the Lease: the operator's own (POD_NAMESPACE in a pod); else the
+    /// kubeconfig's namespace (or the in-cluster one), else `default`.
+    #[arg(long, env = "POD_NAMESPACE")]
+    leader_elect_lease_namespace: Option<String>,
+    /// Seconds another replica's claim on the lease lasts after it last changed, measured on
+    /// the waiting replica's own clock.
+    #[arg(
+        long,
+        env = "LEADER_ELECT_LEASE_DURATION_SECONDS",
+        default_value_t = 15
+    )]
+    leader_elect_lease_duration_seconds: u64,
+    /// Seconds the leader keeps leading without a successful renewal; then it exits.
+    #[arg(
+        long,
+        env = "LEADER_ELECT_RENEW_DEADLINE_SECONDS",
+        default_value_t = 10
+    )]
+    leader_elect_renew_deadline_seconds: u64,
+    /// Seconds between attempts to acquire or renew the lease.
+    #[arg(long, env = "LEADER_ELECT_RETRY_PERIOD_SECONDS", default_value_t = 2)]
+    leader_elect_retry_period_seconds: u64,
+}
+
+/// Parses the command line and runs the command.
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // kube and the AWS SDK both use rustls; pick its provider once for the whole process.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    match cli.command {
+        Command::Crd { output_dir } => write_crd(output_dir),
+        Command::Plan {
+            file,
+            account_id,
+            region,
+            output,
+        } => print_plan(&file, account_id, region, output),
+        Command::Run(args) => run(args).await,
+        Command::Diff(args) => print_diff(args).await,
+    }
+}
+
+fn write_crd(output_dir: Option<PathBuf>) -> ExitCode {
+    let yaml = match api::crd_yaml() {
+        Ok(y) => y,
+        Err(e) => {
+            eprintln!("could not render the CRD: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match output_dir {
+        None => print!("{yaml}"),
+        Some(dir) => {
+            let path = dir.join("deliverypipelines.yaml");
+            if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, yaml))
+            {
+                eprintln!("could not write {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// A DeliveryPipeline manifest (YAML) from `file`, or why it is not one.
+fn read_manifest(file: &Path) -> Result<DeliveryPipeline, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    serde_yaml::from_str(&text)
+        .map_err(|e| format!("{} is not a valid DeliveryPipeline: {e}", file.display()))
+}
+
+fn print_plan(file: &Path, account_id: String, region: String, output: PlanFormat) -> ExitCode {
+    let dp = match read_manifest(file) {
+        Ok(dp) => dp,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let region = dp.spec.region.clone().unwrap_or(region);
+    let ctx = PipelineContext::of(&dp, &account_id, &region);
+    let plan = plan::plan(&ctx);
+    let rendered = match output {
+        PlanFormat::Yaml => serde_yaml::to_string(&plan).map_err(|e| e.to_string()),
+        PlanFormat::Json => serde_json::to_string_pretty(&plan)
+            .map(|json| json + "\n")
+            .map_err(|e| e.to_string()),
+    };
+    match rendered {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("could not render the plan: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads the manifest (and, when a cluster is reachable, the live object's status), runs the
+/// observe-only walk and prints what would change.
+async fn print_diff(args: DiffArgs) -> ExitCode {
+    const ERROR: u8 = 2;
+    let mut dp = match read_manifest(&args.file) {
+        Ok(dp) => dp,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(ERROR);
+        }
+    };
+    let cluster = if args.no_cluster {
+        None
+    } else {
+        kube::Config::infer().await.ok()
+    };
+    let namespace = dp
+        .metadata
+        .namespace
+        .clone()
+        .or(args.namespace)
+        .or_else(|| cluster.as_ref().map(|c| c.default_namespace.clone()))
+        .unwrap_or_else(|| "default".into());
+    dp.metadata.namespace = Some(namespace.clone());
+    if let Some(config) = cluster {
+        match live_status(config, &namespace, &dp.name_any()).await {
+            Ok(status) => dp.status = status,
+            Err(e) => eprintln!(
+                "note: could not read {namespace}/{} from the cluster ({e}); comparing without its status",
+                dp.name_any()
+            ),
+        }
+    }
+    let aws = AwsFactory::new(
+        args.aws_endpoint_url,
+        Arc::new(Metrics::default()),
+        Vec::new(),
+    )
+    .await;
+    let report = match controller::preview(&dp, &aws).await {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("cannot compare: {e}");
+            return ExitCode::from(ERROR);
+        }
+    };
+    let summary = diff::Summary::of(&report);
+    match args.output {
+        DiffFormat::Text => print!("{}", summary.text()),
+        DiffFormat::Json => match serde_json::to_string_pretty(&summary) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("could not render the diff: {e}");
+                return ExitCode::from(ERROR);
+            }
+        },
+    }
+    ExitCode::from(summary.exit_code())
+}
+
+/// The live object's status, if the object exists.
+async fn live_status(
+    config: kube::Config,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<api::DeliveryPipelineStatus>, kube::Error> {
+    let client = kube::Client::try_from(config)?;
+    let pipelines: kube::Api<DeliveryPipeline> = kube::Api::namespaced(client, namespace);
+    Ok(pipelines.get_opt(name).await?.and_then(|live| live.status))
+}
+
+async fn run(args: RunArgs) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,aws=warn,kube=warn".into());
+    if args.log_format == "json" {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let timing = if args.leader_elect {
+        let timing = Timing {
+            lease_duration: Duration::from_secs(args.leader_elect_lease_duration_seconds),
+            renew_deadline: Duration::from_secs(args.leader_elect_renew_deadline_seconds),
+            retry_period: Duration::from_secs(args.leader_elect_retry_period_seconds),
+        };
+        match timing.validate() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                error!(error = %e, "cannot start");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            error!(error = %e, "no Kubernetes configuration (kubeconfig or in-cluster)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let identity = leader::default_identity();
+    let metrics = Arc::new(Metrics::default());
+    let allowed_roles = args
+        .allowed_role_arns
+        .iter()
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let aws = AwsFactory::new(
+        args.aws_endpoint_url.clone(),
+        metrics.clone(),
+        allowed_roles,
+    )
+    .await;
+    let settings = Settings {
+        // An empty WATCH_NAMESPACES (or stray commas) means all namespaces, not namespace "".
+        namespaces: args
+            .namespaces
+            .into_iter()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect(),
+        resync_interval: Duration::from_secs(args.resync_interval_seconds),
+        terminal_retry: Duration::from_secs(args.terminal_retry_seconds),
+        base_backoff: Duration::from_secs(2),
+        max_backoff: Duration::from_secs(300),
+        instance: identity.clone(),
+        max_concurrent_reconciles: args.max_concurrent_reconciles,
+    };
+    let ctx = Arc::new(Context::new(client.clone(), aws, metrics.clone(), settings));
+
+    let listener = match tokio::net::TcpListener::bind(args.metrics_addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            error!(error = %e, addr = %args.metrics_addr, "cannot listen for metrics");
+            return ExitCode::FAILURE;
+        }
+    };
+    let m = metrics.clone();
+    // Readiness is about serving this endpoint, not about leading: a replica waiting for the
+    // lease is ready (as controller-runtime's are), so a rollout is not held up by it.
+    let router = Router::new()
+        .route(
+            "/metrics",
+            get(move || async move { m.encode().unwrap_or_default() }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            error!(error = %e, "metrics server stopped");
+        }
+    });
+    let shutdown = Shutdown::listen();
+    info!(addr = %args.metrics_addr, %identity, "delivery-operator started");
+    let Some(timing) = timing else {
+        metrics.leader.set(1);
+        let forced = reconcile_until_stopped(ctx, &shutdown).await;
+        return stopped(forced);
+    };
+    let namespace = args
+        .leader_elect_lease_namespace
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let elector = LeaderElector::new(
+        client,
+        &namespace,
+        &args.leader_elect_lease_name,
+        &identity,
+        timing,
+    );
+    let span = info_span!(
+        "leader_election",
+        lease = %format!("{namespace}/{}", args.leader_elect_lease_name),
+        %identity
+    );
+    lead(elector, span, ctx, metrics, shutdown).await
+}

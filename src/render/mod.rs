@@ -1,0 +1,6 @@
+//! What the operator shows people without changing anything: the offline plan of a manifest
+//! (`delivery-operator plan`) and the drift an observe-only run found (`delivery-operator
+//! diff`). Both render what the groups and the engine computed; neither decides anything.
+
+pub mod drift;
+pub mod plan;
