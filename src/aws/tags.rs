@@ -2,7 +2,9 @@
 //! `BTreeMap<String, String>` only.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 
+use super::error::AwsResultExt;
 use crate::engine::Failure;
 
 /// An SDK's tag type: built from a key and value (some SDKs check them at build time), read
@@ -69,6 +71,138 @@ sdk_tag!(aws_sdk_eventbridge::types::Tag, key, value, required);
 sdk_tag!(aws_sdk_codebuild::types::Tag, key, value, optional);
 sdk_tag!(aws_sdk_ec2::types::Tag, key, value, optional);
 sdk_tag!(aws_sdk_ecs::types::Tag, key, value, optional);
+
+/// A service's own tag and untag calls on one resource (named by ARN, or by the member the
+/// service uses: a KMS key ID, an IAM role name).
+pub trait Tagging: Sync {
+    fn tag(
+        &self,
+        resource: &str,
+        tags: BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<(), Failure>> + Send;
+    fn untag(
+        &self,
+        resource: &str,
+        keys: Vec<String>,
+    ) -> impl Future<Output = Result<(), Failure>> + Send;
+}
+
+macro_rules! tagging {
+    ($client:ty, $tag:ident, $untag:ident, $member:ident, $tag_op:literal, $untag_op:literal) => {
+        impl Tagging for $client {
+            async fn tag(
+                &self,
+                resource: &str,
+                tags: BTreeMap<String, String>,
+            ) -> Result<(), Failure> {
+                self.$tag()
+                    .$member(resource)
+                    .set_tags(Some(to_sdk(&tags)?))
+                    .send()
+                    .await
+                    .aws($tag_op)
+                    .map(drop)
+            }
+            async fn untag(&self, resource: &str, keys: Vec<String>) -> Result<(), Failure> {
+                self.$untag()
+                    .$member(resource)
+                    .set_tag_keys(Some(keys))
+                    .send()
+                    .await
+                    .aws($untag_op)
+                    .map(drop)
+            }
+        }
+    };
+}
+
+tagging!(
+    aws_sdk_kms::Client,
+    tag_resource,
+    untag_resource,
+    key_id,
+    "kms:TagResource",
+    "kms:UntagResource"
+);
+tagging!(
+    aws_sdk_ecr::Client,
+    tag_resource,
+    untag_resource,
+    resource_arn,
+    "ecr:TagResource",
+    "ecr:UntagResource"
+);
+tagging!(
+    aws_sdk_sns::Client,
+    tag_resource,
+    untag_resource,
+    resource_arn,
+    "sns:TagResource",
+    "sns:UntagResource"
+);
+tagging!(
+    aws_sdk_cloudwatch::Client,
+    tag_resource,
+    untag_resource,
+    resource_arn,
+    "cloudwatch:TagResource",
+    "cloudwatch:UntagResource"
+);
+tagging!(
+    aws_sdk_eventbridge::Client,
+    tag_resource,
+    untag_resource,
+    resource_arn,
+    "events:TagResource",
+    "events:UntagResource"
+);
+tagging!(
+    aws_sdk_codepipeline::Client,
+    tag_resource,
+    untag_resource,
+    resource_arn,
+    "codepipeline:TagResource",
+    "codepipeline:UntagResource"
+);
+tagging!(
+    aws_sdk_ecs::Client,
+    tag_resource,
+    untag_resource,
+    resource_arn,
+    "ecs:TagResource",
+    "ecs:UntagResource"
+);
+// Roles are the only IAM resources the operator tags.
+tagging!(
+    aws_sdk_iam::Client,
+    tag_role,
+    untag_role,
+    role_name,
+    "iam:TagRole",
+    "iam:UntagRole"
+);
+
+/// CloudWatch Logs takes its tags as a map, not as a list of `Tag`s.
+impl Tagging for aws_sdk_cloudwatchlogs::Client {
+    async fn tag(&self, resource: &str, tags: BTreeMap<String, String>) -> Result<(), Failure> {
+        self.tag_resource()
+            .resource_arn(resource)
+            .set_tags(Some(tags.into_iter().collect()))
+            .send()
+            .await
+            .aws("logs:TagResource")
+            .map(drop)
+    }
+    async fn untag(&self, resource: &str, keys: Vec<String>) -> Result<(), Failure> {
+        self.untag_resource()
+            .resource_arn(resource)
+            .set_tag_keys(Some(keys))
+            .send()
+            .await
+            .aws("logs:UntagResource")
+            .map(drop)
+    }
+}
 
 #[cfg(test)]
 mod tests {

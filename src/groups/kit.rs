@@ -110,6 +110,20 @@ where
     Ok(())
 }
 
+/// Applies a tag plan to one resource through its service's tag and untag calls.
+pub async fn retag<C: crate::aws::tags::Tagging>(
+    client: &C,
+    resource: &str,
+    plan: TagPlan,
+) -> Result<(), Failure> {
+    apply_tags(
+        plan,
+        |set| client.tag(resource, set),
+        |keys| client.untag(resource, keys),
+    )
+    .await
+}
+
 /// A switch as a drift shows it.
 pub fn on_off(on: bool) -> &'static str {
     if on { "on" } else { "off" }

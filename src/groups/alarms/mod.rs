@@ -9,7 +9,7 @@ use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricAlarm, Stat
 
 use self::desired::{Alarm, Alarms, Inputs, Settings};
 use self::diff::{ALARM, Change, Observed, ObservedAlarm};
-use super::kit::{apply_tags, check_owner, deletions, input};
+use super::kit::{check_owner, deletions, input, retag};
 use super::{Group, Placement, Produced, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession};
@@ -222,30 +222,7 @@ impl Group for AlarmSet {
                     let Some(arn) = o.get(&alarm).map(|a| a.arn.as_str()) else {
                         continue;
                     };
-                    apply_tags(
-                        plan,
-                        |set| async move {
-                            cloudwatch
-                                .tag_resource()
-                                .resource_arn(arn)
-                                .set_tags(Some(to_sdk(&set)?))
-                                .send()
-                                .await
-                                .aws("cloudwatch:TagResource")
-                                .map(drop)
-                        },
-                        |keys| async move {
-                            cloudwatch
-                                .untag_resource()
-                                .resource_arn(arn)
-                                .set_tag_keys(Some(keys))
-                                .send()
-                                .await
-                                .aws("cloudwatch:UntagResource")
-                                .map(drop)
-                        },
-                    )
-                    .await?;
+                    retag(cloudwatch, arn, plan).await?;
                 }
                 Change::Delete(names) => delete_alarms(aws, names).await?,
             }

@@ -11,7 +11,7 @@ use aws_sdk_kms::types::{KeyMetadata, KeySpec, KeyState as KmsKeyState, KeyUsage
 
 use self::desired::{ALIAS_TAG, DELETION_WINDOW_DAYS, EncryptionKey as Desired, encryption_key};
 use self::diff::{Change, KeyState, KeyView as Observed};
-use super::kit::{apply_tags, check_owner};
+use super::kit::{check_owner, retag};
 use super::{Diff, Group, Placement, Produced, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession};
@@ -292,30 +292,7 @@ impl Group for EncryptionKey {
                         .await
                         .aws("kms:UpdateKeyDescription")?;
                 }
-                Change::Tags(plan) => {
-                    apply_tags(
-                        plan,
-                        |set| async move {
-                            kms.tag_resource()
-                                .key_id(key_id)
-                                .set_tags(Some(to_sdk(&set)?))
-                                .send()
-                                .await
-                                .aws("kms:TagResource")
-                                .map(drop)
-                        },
-                        |keys| async move {
-                            kms.untag_resource()
-                                .key_id(key_id)
-                                .set_tag_keys(Some(keys))
-                                .send()
-                                .await
-                                .aws("kms:UntagResource")
-                                .map(drop)
-                        },
-                    )
-                    .await?
-                }
+                Change::Tags(plan) => retag(kms, key_id, plan).await?,
             }
         }
         Ok(None)

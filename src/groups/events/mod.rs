@@ -10,7 +10,7 @@ use aws_smithy_types::error::operation::BuildError;
 
 use self::desired::{FAILED, Inputs, Rules, SUCCEEDED};
 use self::diff::{Change, Observed, ObservedRule, ObservedTarget};
-use super::kit::{apply_tags, check_owner, deletions, input};
+use super::kit::{check_owner, deletions, input, retag};
 use super::{Group, Placement, Produced, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession};
@@ -327,30 +327,7 @@ impl Group for EventRules {
                     let Some(arn) = o.get(&rule).map(|r| r.arn.as_str()) else {
                         continue;
                     };
-                    apply_tags(
-                        plan,
-                        |set| async move {
-                            events
-                                .tag_resource()
-                                .resource_arn(arn)
-                                .set_tags(Some(to_sdk(&set)?))
-                                .send()
-                                .await
-                                .aws("events:TagResource")
-                                .map(drop)
-                        },
-                        |keys| async move {
-                            events
-                                .untag_resource()
-                                .resource_arn(arn)
-                                .set_tag_keys(Some(keys))
-                                .send()
-                                .await
-                                .aws("events:UntagResource")
-                                .map(drop)
-                        },
-                    )
-                    .await?;
+                    retag(events, arn, plan).await?;
                 }
                 Change::Delete { rule, targets } => delete_rule(aws, &rule, targets).await?,
             }

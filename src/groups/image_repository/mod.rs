@@ -11,7 +11,7 @@ use aws_sdk_ecr::types::{
 
 use self::desired::{ImageRepository as Desired, Mutability, image_repository};
 use self::diff::{Change, Encryption, RepositoryView as Observed};
-use super::kit::{apply_tags, check_owner, input, invalid};
+use super::kit::{check_owner, input, invalid, retag};
 use super::{Diff, Group, Placement, Produced, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession, found};
@@ -313,30 +313,7 @@ impl Group for ImageRepository {
         for change in changes {
             match change {
                 Change::Encryption(_) => {}
-                Change::Tags(plan) => {
-                    apply_tags(
-                        plan,
-                        |set| async move {
-                            ecr.tag_resource()
-                                .resource_arn(arn)
-                                .set_tags(Some(to_sdk(&set)?))
-                                .send()
-                                .await
-                                .aws("ecr:TagResource")
-                                .map(drop)
-                        },
-                        |keys| async move {
-                            ecr.untag_resource()
-                                .resource_arn(arn)
-                                .set_tag_keys(Some(keys))
-                                .send()
-                                .await
-                                .aws("ecr:UntagResource")
-                                .map(drop)
-                        },
-                    )
-                    .await?
-                }
+                Change::Tags(plan) => retag(ecr, arn, plan).await?,
                 Change::Mutability => {
                     ecr.put_image_tag_mutability()
                         .repository_name(&d.name)

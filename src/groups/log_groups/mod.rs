@@ -6,7 +6,7 @@ pub mod diff;
 
 use self::desired::LogGroups as Desired;
 use self::diff::{Change, Observed, ObservedLogGroup};
-use super::kit::{apply_tags, check_owner, deletions, input};
+use super::kit::{check_owner, deletions, input, retag};
 use super::{Group, Placement, Produced, keys};
 use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::{Env, PipelineContext};
@@ -199,28 +199,7 @@ impl Group for LogGroups {
                 }
                 Change::Tags(name, plan) => {
                     let arn = o.get(&name).map_or("", |g| g.arn.as_str());
-                    apply_tags(
-                        plan,
-                        |set| async move {
-                            logs.tag_resource()
-                                .resource_arn(arn)
-                                .set_tags(Some(set.into_iter().collect()))
-                                .send()
-                                .await
-                                .aws("logs:TagResource")
-                                .map(drop)
-                        },
-                        |keys| async move {
-                            logs.untag_resource()
-                                .resource_arn(arn)
-                                .set_tag_keys(Some(keys))
-                                .send()
-                                .await
-                                .aws("logs:UntagResource")
-                                .map(drop)
-                        },
-                    )
-                    .await?;
+                    retag(logs, arn, plan).await?;
                 }
                 Change::Delete(name) => delete_group(aws, &name).await?,
             }

@@ -8,7 +8,7 @@ use aws_sdk_sns::types::Subscription;
 
 use self::desired::{Purpose, Topic, topic};
 use self::diff::{Change, TopicView as Observed};
-use super::kit::{apply_tags, check_owner, input};
+use super::kit::{check_owner, input, retag};
 use super::{Group, Placement, Produced, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession, found};
@@ -204,30 +204,7 @@ impl Group for TopicGroup {
             match change {
                 Change::Key => set_attribute("KmsMasterKeyId", d.kms_key_arn.clone()).await?,
                 Change::Policy => set_attribute("Policy", d.policy.to_string()).await?,
-                Change::Tags(plan) => {
-                    apply_tags(
-                        plan,
-                        |set| async move {
-                            sns.tag_resource()
-                                .resource_arn(arn)
-                                .set_tags(Some(to_sdk(&set)?))
-                                .send()
-                                .await
-                                .aws("sns:TagResource")
-                                .map(drop)
-                        },
-                        |keys| async move {
-                            sns.untag_resource()
-                                .resource_arn(arn)
-                                .set_tag_keys(Some(keys))
-                                .send()
-                                .await
-                                .aws("sns:UntagResource")
-                                .map(drop)
-                        },
-                    )
-                    .await?
-                }
+                Change::Tags(plan) => retag(sns, arn, plan).await?,
                 Change::Subscribe(email) => subscribe(aws, arn, &email).await?,
                 Change::Unsubscribe { arn, .. } => {
                     sns.unsubscribe()

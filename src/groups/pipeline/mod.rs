@@ -14,7 +14,7 @@ use aws_sdk_codepipeline::types::{
 
 use self::desired::{Action, Inputs, Pipeline, Stage, Structure, Trigger, pipeline};
 use self::diff::{Change, PipelineView, SourceBucketView, View};
-use super::kit::{apply_tags, check_owner, input, invalid};
+use super::kit::{check_owner, input, invalid, retag};
 use super::{Diff, Group, Placement, Produced, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession};
@@ -444,30 +444,7 @@ impl Group for DeliveryPipelineGroup {
                 }
                 Change::Tags(plan) => {
                     let codepipeline = &codepipeline;
-                    apply_tags(
-                        plan,
-                        |set| async move {
-                            codepipeline
-                                .tag_resource()
-                                .resource_arn(&d.arn)
-                                .set_tags(Some(to_sdk(&set)?))
-                                .send()
-                                .await
-                                .aws("codepipeline:TagResource")
-                                .map(drop)
-                        },
-                        |keys| async move {
-                            codepipeline
-                                .untag_resource()
-                                .resource_arn(&d.arn)
-                                .set_tag_keys(Some(keys))
-                                .send()
-                                .await
-                                .aws("codepipeline:UntagResource")
-                                .map(drop)
-                        },
-                    )
-                    .await?;
+                    retag(codepipeline, &d.arn, plan).await?;
                 }
             }
         }

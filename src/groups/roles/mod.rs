@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use self::desired::Roles;
 use self::diff::{Change, Observed, ObservedRole};
-use super::kit::{apply_tags, check_owner, deletions, input};
+use super::kit::{check_owner, deletions, input, retag};
 use super::{Group, Placement, Produced, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession};
@@ -341,28 +341,7 @@ impl Group for RoleSet {
                 }
                 Change::Tags { role: name, plan } => {
                     let name = name.as_str();
-                    apply_tags(
-                        plan,
-                        |set| async move {
-                            iam.tag_role()
-                                .role_name(name)
-                                .set_tags(Some(to_sdk(&set)?))
-                                .send()
-                                .await
-                                .aws("iam:TagRole")
-                                .map(drop)
-                        },
-                        |keys| async move {
-                            iam.untag_role()
-                                .role_name(name)
-                                .set_tag_keys(Some(keys))
-                                .send()
-                                .await
-                                .aws("iam:UntagRole")
-                                .map(drop)
-                        },
-                    )
-                    .await?;
+                    retag(iam, name, plan).await?;
                 }
                 Change::Delete(name) => {
                     if let Some(observed) = o.get(&name) {

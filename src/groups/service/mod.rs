@@ -28,7 +28,7 @@ use self::diff::{
     ACTIVE, Change, Observed, ObservedCluster, ObservedContainer, ObservedDeployment,
     ObservedDeploymentConfiguration, ObservedService, ObservedTaskDefinition, ServiceUpdate,
 };
-use super::kit::{TagPlan, apply_tags, check_owner, input, invalid};
+use super::kit::{TagPlan, check_owner, input, invalid, retag};
 use super::{Group, Placement, Produced, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession, code};
@@ -326,37 +326,14 @@ fn insights(c: &desired::Cluster) -> ClusterSetting {
 }
 
 /// Writes `plan` to the resource `arn` and records on `tags` the set it leaves.
-async fn retag(
+async fn retag_recording(
     aws: &AwsSession,
     arn: &str,
     tags: &mut BTreeMap<String, String>,
     plan: TagPlan,
 ) -> Result<(), Failure> {
     let left = plan.whole_set(tags);
-    apply_tags(
-        plan,
-        |set| async move {
-            aws.ecs()
-                .tag_resource()
-                .resource_arn(arn)
-                .set_tags(Some(to_sdk(&set)?))
-                .send()
-                .await
-                .aws("ecs:TagResource")
-                .map(drop)
-        },
-        |keys| async move {
-            aws.ecs()
-                .untag_resource()
-                .resource_arn(arn)
-                .set_tag_keys(Some(keys))
-                .send()
-                .await
-                .aws("ecs:UntagResource")
-                .map(drop)
-        },
-    )
-    .await?;
+    retag(&aws.ecs(), arn, plan).await?;
     *tags = left;
     Ok(())
 }
@@ -682,7 +659,7 @@ impl Group for ServiceGroup {
                 // The diff finds tag writes only on a cluster and a service that exist.
                 Change::ClusterTags(plan) => {
                     if let Some(c) = state.cluster.as_mut() {
-                        retag(aws, &c.arn, &mut c.tags, plan).await?;
+                        retag_recording(aws, &c.arn, &mut c.tags, plan).await?;
                     }
                 }
                 Change::RegisterTaskDefinition { image } => {
@@ -750,7 +727,7 @@ impl Group for ServiceGroup {
                 }
                 Change::ServiceTags(plan) => {
                     if let Some(s) = state.service.as_mut() {
-                        retag(aws, &s.arn, &mut s.tags, plan).await?;
+                        retag_recording(aws, &s.arn, &mut s.tags, plan).await?;
                     }
                 }
             }
