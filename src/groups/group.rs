@@ -284,10 +284,14 @@ impl<G: Group> Instance<G> {
         tracing::info_span!("group", group = %self.condition, account = %account)
     }
 
+    fn session(&self) -> Result<&AwsSession, Failure> {
+        self.session.as_deref().map_err(Clone::clone)
+    }
+
     /// The session, where the resources live, and the desired state: what apply and preview
     /// both start from.
     fn prepare(&self, inputs: &Values) -> Result<(&AwsSession, Placement, G::Desired), Failure> {
-        let aws = self.session.as_deref().map_err(Clone::clone)?;
+        let aws = self.session()?;
         let at = Placement::of(aws);
         let desired = self.group.desired(&at, inputs)?;
         Ok((aws, at, desired))
@@ -358,7 +362,7 @@ impl<G: Group> Instance<G> {
     }
 
     async fn run_preview_removal(&self) -> Result<Vec<Drift>, Failure> {
-        let aws = self.session.as_deref().map_err(Clone::clone)?;
+        let aws = self.session()?;
         Ok(match self.group.observe(aws).await? {
             None => Vec::new(),
             Some(observed) => self.group.removal(&observed),
@@ -366,7 +370,7 @@ impl<G: Group> Instance<G> {
     }
 
     async fn run_delete(&self) -> Result<Removal, Failure> {
-        let aws = self.session.as_deref().map_err(Clone::clone)?;
+        let aws = self.session()?;
         match self.group.observe(aws).await? {
             None => Ok(Removal::Gone),
             Some(observed) => self.group.delete(aws, observed).await,

@@ -40,13 +40,17 @@ use crate::engine::{Class, Drift, Failure, Key, Removal, Values};
 /// security group, subnet or the VPC.
 const RELEASE_RETRY: Duration = Duration::from_secs(30);
 /// EC2 is eventually consistent: a resource just created may not be found by the next call.
-const NOT_YET_VISIBLE: &[&str] = &[
+const NOT_YET_VISIBLE: [&str; 5] = [
     "InvalidVpcID.NotFound",
     "InvalidSubnetID.NotFound",
     "InvalidRouteTableID.NotFound",
     "InvalidInternetGatewayID.NotFound",
     "InvalidGroup.NotFound",
 ];
+/// Still not visible after `while_unseen` waited: in progress, looked at again in 10 s.
+fn unseen_in_progress() -> [(&'static str, Class); 5] {
+    NOT_YET_VISIBLE.map(|c| (c, Class::InProgress(Duration::from_secs(10))))
+}
 /// The default route's destination, and where a new group's egress rule goes.
 const ANYWHERE: &str = "0.0.0.0/0";
 
@@ -154,9 +158,9 @@ where
     Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    tolerant(operation, &[], call)
-        .await?
-        .ok_or_else(|| Failure::terminal("Unreachable", format!("{operation}: no answer")))
+    while_unseen(&NOT_YET_VISIBLE, call)
+        .await
+        .aws_with(operation, &unseen_in_progress())
 }
 
 /// [`consistent`], with the error codes in `done` meaning the call's effect is already there
@@ -171,15 +175,9 @@ where
     Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    match while_unseen(NOT_YET_VISIBLE, call).await {
+    match while_unseen(&NOT_YET_VISIBLE, call).await {
         Err(e) if code(&e).is_some_and(|c| done.contains(&c)) => Ok(None),
-        result => {
-            let overrides: Vec<(&str, Class)> = NOT_YET_VISIBLE
-                .iter()
-                .map(|c| (*c, Class::InProgress(Duration::from_secs(10))))
-                .collect();
-            result.aws_with(operation, &overrides).map(Some)
-        }
+        result => result.aws_with(operation, &unseen_in_progress()).map(Some),
     }
 }
 
@@ -295,7 +293,7 @@ async fn disassociate(ec2: &Client, association: &str) -> Result<(), Failure> {
 /// Associates a subnet with the table; a subnet associated with another table (by hand) is
 /// moved to this one. Returns the association's ID.
 async fn associate(ec2: &Client, table: &str, subnet: &str) -> Result<String, Failure> {
-    let associated = while_unseen(NOT_YET_VISIBLE, || {
+    let associated = while_unseen(&NOT_YET_VISIBLE, || {
         ec2.associate_route_table()
             .route_table_id(table)
             .subnet_id(subnet)
