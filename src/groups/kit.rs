@@ -164,6 +164,22 @@ pub fn tag_drift(
         .collect()
 }
 
+/// Tag writes on one resource, when it lacks what it must carry: the change `change` makes of
+/// the plan, with one drift per key.
+pub fn tag_change<C>(
+    changes: &mut crate::groups::Changes<C>,
+    resource: &str,
+    want: &DesiredTags,
+    have: &BTreeMap<String, String>,
+    change: impl FnOnce(TagPlan) -> C,
+) {
+    let plan = want.plan(have);
+    if !plan.is_empty() {
+        let drift = tag_drift(resource, &plan, have);
+        changes.push_all(change(plan), drift);
+    }
+}
+
 /// Refuses a resource that another pipeline's owner tag claims. Untagged resources (a crash
 /// between create and tag, or made by hand under our deterministic name) are adopted.
 pub fn check_owner(

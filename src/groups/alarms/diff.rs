@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::desired::{Alarms, Settings};
 use crate::engine::Drift;
-use crate::groups::kit::{TagPlan, collection_plan, deletions, tag_drift};
+use crate::groups::kit::{TagPlan, collection_plan, deletions, tag_change};
 use crate::groups::{Changes, Diff};
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -62,15 +62,10 @@ impl Diff<Observed> for Alarms {
         }
         for (name, want) in &self.alarms {
             if let Some(have) = observed.get(name) {
-                let plan = want.tags.plan(&have.tags);
-                if !plan.is_empty() {
-                    let drift = tag_drift(&words(name), &plan, &have.tags);
-                    let change = Change::Tags {
-                        alarm: name.clone(),
-                        plan,
-                    };
-                    changes.push_all(change, drift);
-                }
+                let alarm = name.clone();
+                tag_change(&mut changes, &words(name), &want.tags, &have.tags, |plan| {
+                    Change::Tags { alarm, plan }
+                });
             }
         }
         if !plan.delete.is_empty() {

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::desired::{ArtifactBucket, Lifecycle};
 use crate::desired::policy;
 use crate::engine::Drift;
-use crate::groups::kit::{TagPlan, on_off, tag_drift};
+use crate::groups::kit::{TagPlan, on_off, tag_change};
 use crate::groups::{Changes, Diff};
 
 /// What the bucket looks like now; `None` where the setting is absent.
@@ -44,11 +44,7 @@ impl Diff<BucketView> for ArtifactBucket {
             Drift::value(&bucket, field, on_off(have), on_off(want))
         };
         let mut changes = Changes::new();
-        let tags = self.tags.plan(&o.tags);
-        if !tags.is_empty() {
-            let drift = tag_drift(&bucket, &tags, &o.tags);
-            changes.push_all(Change::Tags(tags), drift);
-        }
+        tag_change(&mut changes, &bucket, &self.tags, &o.tags, Change::Tags);
         if o.public_access_blocked != self.block_public_access {
             let drift = switch(
                 "block public access",

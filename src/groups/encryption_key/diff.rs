@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::desired::EncryptionKey;
 use crate::engine::Drift;
-use crate::groups::kit::{TagPlan, tag_drift};
+use crate::groups::kit::{TagPlan, tag_change};
 use crate::groups::{Changes, Diff};
 
 /// The key's state in KMS, as far as the diff cares.
@@ -77,11 +77,7 @@ impl Diff<KeyView> for EncryptionKey {
             let drift = Drift::value(&key, "description", &o.description, &self.description);
             changes.push(Change::Description, drift);
         }
-        let tags = self.tags.plan(&o.tags);
-        if !tags.is_empty() {
-            let drift = tag_drift(&key, &tags, &o.tags);
-            changes.push_all(Change::Tags(tags), drift);
-        }
+        tag_change(&mut changes, &key, &self.tags, &o.tags, Change::Tags);
         changes
     }
 }

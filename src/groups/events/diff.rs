@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::desired::{InputTransformer, Rule, Rules, Target};
 use crate::engine::Drift;
-use crate::groups::kit::{TagPlan, collection_plan, tag_drift};
+use crate::groups::kit::{TagPlan, collection_plan, tag_change};
 use crate::groups::{Changes, Diff};
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -146,17 +146,10 @@ fn rule_changes(d: &Rule, o: &ObservedRule) -> Changes<Change> {
             drift,
         );
     }
-    let tags = d.tags.plan(&o.tags);
-    if !tags.is_empty() {
-        let drift = tag_drift(&rule, &tags, &o.tags);
-        changes.push_all(
-            Change::Tags {
-                rule: name(),
-                plan: tags,
-            },
-            drift,
-        );
-    }
+    tag_change(&mut changes, &rule, &d.tags, &o.tags, |plan| Change::Tags {
+        rule: name(),
+        plan,
+    });
     changes
 }
 

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::desired::{ImageRepository, Mutability};
 use crate::desired::policy;
 use crate::engine::{Drift, Failure};
-use crate::groups::kit::{TagPlan, json_subset, on_off, tag_drift};
+use crate::groups::kit::{TagPlan, json_subset, on_off, tag_change};
 use crate::groups::{Changes, Diff};
 
 /// How ECR encrypts the repository (`encryptionConfiguration`).
@@ -75,11 +75,7 @@ impl Diff<RepositoryView> for ImageRepository {
             );
             changes.push(Change::Encryption(have.clone()), drift);
         }
-        let tags = self.tags.plan(&o.tags);
-        if !tags.is_empty() {
-            let drift = tag_drift(&repository, &tags, &o.tags);
-            changes.push_all(Change::Tags(tags), drift);
-        }
+        tag_change(&mut changes, &repository, &self.tags, &o.tags, Change::Tags);
         if !same_mutability(&self.mutability, &o.mutability) {
             let words = |m: &Mutability| match m.exclusions.as_slice() {
                 [] => m.mode.clone(),

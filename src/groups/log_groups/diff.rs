@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::desired::LogGroups;
 use crate::engine::Drift;
-use crate::groups::kit::{TagPlan, collection_plan, tag_drift};
+use crate::groups::kit::{TagPlan, collection_plan, tag_change};
 use crate::groups::{Changes, Diff};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -66,11 +66,13 @@ impl Diff<Observed> for LogGroups {
                 );
                 changes.push(Change::Key(name.clone()), drift);
             }
-            let tags = self.tags.plan(&have.tags);
-            if !tags.is_empty() {
-                let drift = tag_drift(&words(&name), &tags, &have.tags);
-                changes.push_all(Change::Tags(name, tags), drift);
-            }
+            tag_change(
+                &mut changes,
+                &words(&name),
+                &self.tags,
+                &have.tags,
+                |plan| Change::Tags(name, plan),
+            );
         }
         for name in plan.delete {
             changes.push(Change::Delete(name.clone()), Drift::delete(words(&name)));

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::desired::Topic;
 use crate::desired::policy::equivalent;
 use crate::engine::Drift;
-use crate::groups::kit::{TagPlan, collection_plan, tag_drift};
+use crate::groups::kit::{TagPlan, collection_plan, tag_change};
 use crate::groups::{Changes, Diff};
 
 /// `SubscriptionArn` of a subscription the recipient has not confirmed yet: AWS gives no ARN,
@@ -62,11 +62,7 @@ impl Diff<TopicView> for Topic {
         {
             changes.push(Change::Policy, Drift::field(&topic, "topic policy"));
         }
-        let tags = self.tags.plan(&o.tags);
-        if !tags.is_empty() {
-            let drift = tag_drift(&topic, &tags, &o.tags);
-            changes.push_all(Change::Tags(tags), drift);
-        }
+        tag_change(&mut changes, &topic, &self.tags, &o.tags, Change::Tags);
         let subscription = |email: &str| format!("{topic} e-mail subscription {email}");
         let wanted: BTreeMap<&String, ()> = self.emails.iter().map(|e| (e, ())).collect();
         let present: BTreeMap<&String, &String> = o.subscriptions.iter().collect();

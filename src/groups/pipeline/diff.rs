@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::desired::{Pipeline, Structure};
 use crate::engine::Drift;
-use crate::groups::kit::{TagPlan, tag_drift};
+use crate::groups::kit::{TagPlan, tag_change};
 use crate::groups::{Changes, Diff};
 
 /// An S3 source bucket as the pipeline needs it.
@@ -67,11 +67,7 @@ impl Diff<View> for Pipeline {
                     let drift = structure_drift(&pipeline, &actual.structure, &d.structure);
                     changes.push_all(Change::Update, drift);
                 }
-                let tags = d.tags.plan(&actual.tags);
-                if !tags.is_empty() {
-                    let drift = tag_drift(&pipeline, &tags, &actual.tags);
-                    changes.push_all(Change::Tags(tags), drift);
-                }
+                tag_change(&mut changes, &pipeline, &d.tags, &actual.tags, Change::Tags);
             }
         }
         changes

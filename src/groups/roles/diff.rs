@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::desired::{Role, Roles};
 use crate::desired::policy::equivalent;
 use crate::engine::Drift;
-use crate::groups::kit::{TagPlan, tag_drift};
+use crate::groups::kit::{TagPlan, tag_change};
 use crate::groups::{Changes, Diff};
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -104,17 +104,10 @@ fn role_changes(d: &Role, o: &ObservedRole, created: bool) -> Changes<Change> {
             let drift = Drift::value(&role, "description", &o.description, &d.description);
             changes.push(Change::Description(name()), drift);
         }
-        let tags = d.tags.plan(&o.tags);
-        if !tags.is_empty() {
-            let drift = tag_drift(&role, &tags, &o.tags);
-            changes.push_all(
-                Change::Tags {
-                    role: name(),
-                    plan: tags,
-                },
-                drift,
-            );
-        }
+        tag_change(&mut changes, &role, &d.tags, &o.tags, |plan| Change::Tags {
+            role: name(),
+            plan,
+        });
     }
     for (policy, document) in &d.inline_policies {
         let drift = match o.inline_policies.get(policy) {

@@ -13,7 +13,7 @@ use super::desired::{
     Strategy, TCP, TaskDefinition,
 };
 use crate::engine::{Drift, Note, Progress};
-use crate::groups::kit::{DesiredTags, TagPlan, tag_drift};
+use crate::groups::kit::{TagPlan, tag_change};
 use crate::groups::{Changes, Diff};
 
 pub const ACTIVE: &str = "ACTIVE";
@@ -224,21 +224,6 @@ pub fn task_definition_matches(want: &TaskDefinition, have: &ObservedTaskDefinit
             .containers
             .iter()
             .all(|c| container_matches(&want.container, c))
-}
-
-/// Tag writes, when any, with one drift per key.
-fn tag_change(
-    changes: &mut Changes<Change>,
-    resource: &str,
-    want: &DesiredTags,
-    have: &BTreeMap<String, String>,
-    change: fn(TagPlan) -> Change,
-) {
-    let plan = want.plan(have);
-    if !plan.is_empty() {
-        let drift = tag_drift(resource, &plan, have);
-        changes.push_all(change(plan), drift);
-    }
 }
 
 fn cluster_changes(
