@@ -148,6 +148,29 @@ pub trait Diff<Observed> {
     fn diff(&self, observed: &Observed) -> Changes<Self::Change>;
 }
 
+/// A group's condition (`RolesReady`) and what it is, for events and messages ("IAM roles").
+pub struct Names {
+    pub condition: &'static str,
+    pub kind: &'static str,
+}
+
+impl Names {
+    pub const fn new(condition: &'static str, kind: &'static str) -> Self {
+        Self { condition, kind }
+    }
+
+    /// The names of an instance in `env`'s account.
+    fn in_environment(&self, env: Option<Env>) -> (String, String) {
+        match env {
+            None => (self.condition.to_string(), self.kind.to_string()),
+            Some(env) => (
+                format!("{}{}", env.title(), self.condition),
+                format!("{} {}", env.name(), self.kind),
+            ),
+        }
+    }
+}
+
 /// A group's change type.
 pub type ChangeOf<G> = <<G as Group>::Desired as Diff<<G as Group>::Observed>>::Change;
 
@@ -165,10 +188,9 @@ pub trait Group: Send + Sync + 'static {
     /// applies the diff from it.
     type Observed: Send + Sync + Default;
 
-    /// The status condition, e.g. `EncryptionKeyReady` or `StagingLogGroupsReady`.
-    fn condition(&self) -> String;
-    /// What it is, for events and messages.
-    fn kind(&self) -> &'static str;
+    /// Its condition and what it is; an instance in an environment gets that environment's
+    /// prefix on both (`LogGroupsReady` becomes `StagingLogGroupsReady`).
+    fn names(&self) -> Names;
     fn needs(&self) -> Vec<Key> {
         Vec::new()
     }
@@ -227,9 +249,10 @@ pub trait Group: Send + Sync + 'static {
         aws: &AwsSession,
         observed: Self::Observed,
     ) -> impl Future<Output = Result<Removal, Failure>> + Send;
-    /// Pure: what `delete` would remove, in words.
+    /// Pure: what `delete` would remove, in words. Empty (the default): the whole group,
+    /// named by its kind.
     fn removal(&self, _observed: &Self::Observed) -> Vec<Drift> {
-        vec![Drift::delete(self.kind())]
+        Vec::new()
     }
     /// Outputs and owned resources once `observed` is in the desired state (after an update,
     /// collections hold exactly the desired members).
@@ -262,13 +285,16 @@ pub trait GroupStep: Step {
 pub struct Instance<G: Group> {
     group: G,
     condition: String,
+    kind: String,
     session: Result<Arc<AwsSession>, Failure>,
 }
 
 impl<G: Group> Instance<G> {
     pub fn boxed(group: G, session: Result<Arc<AwsSession>, Failure>) -> Box<dyn GroupStep> {
+        let (condition, kind) = group.names().in_environment(group.environment());
         Box::new(Self {
-            condition: group.condition(),
+            condition,
+            kind,
             group,
             session,
         })
@@ -314,7 +340,7 @@ impl<G: Group> Instance<G> {
         if changes.is_empty() {
             return Ok(self.existing(&at, &desired, &observed, Action::Unchanged, Vec::new()));
         }
-        tracing::debug!(kind = self.group.kind(), changes = ?changes.iter().collect::<Vec<_>>(), "updating");
+        tracing::debug!(kind = %self.kind, changes = ?changes.iter().collect::<Vec<_>>(), "updating");
         let left = self
             .group
             .update(aws, &desired, &observed, changes.into_changes())
@@ -354,7 +380,7 @@ impl<G: Group> Instance<G> {
                 owned: Vec::new(),
                 progress: None,
                 note: None,
-                drift: vec![Drift::create(self.group.kind())],
+                drift: vec![Drift::create(&self.kind)],
             });
         };
         let drift = desired.diff(&observed).drift();
@@ -365,7 +391,14 @@ impl<G: Group> Instance<G> {
         let aws = self.session()?;
         Ok(match self.group.observe(aws).await? {
             None => Vec::new(),
-            Some(observed) => self.group.removal(&observed),
+            Some(observed) => {
+                let parts = self.group.removal(&observed);
+                if parts.is_empty() {
+                    vec![Drift::delete(&self.kind)]
+                } else {
+                    parts
+                }
+            }
         })
     }
 
@@ -383,7 +416,7 @@ impl<G: Group> Step for Instance<G> {
         &self.condition
     }
     fn kind(&self) -> &str {
-        self.group.kind()
+        &self.kind
     }
     fn needs(&self) -> Vec<Key> {
         self.group.needs()

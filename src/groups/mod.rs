@@ -25,5 +25,5 @@ pub mod registry;
 pub mod roles;
 pub mod service;
 
-pub use group::{ChangeOf, Changes, Diff, Group, GroupStep, Instance, Placement, Produced};
+pub use group::{ChangeOf, Changes, Diff, Group, GroupStep, Instance, Names, Placement, Produced};
 pub use registry::{SessionFor, seed, steps};

@@ -10,7 +10,7 @@ use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricAlarm, Stat
 use self::desired::{Alarm, Alarms, Inputs, Settings};
 use self::diff::{ALARM, Change, Observed, ObservedAlarm};
 use super::kit::{check_owner, deletions, input, retag};
-use super::{Group, Placement, Produced, keys};
+use super::{Group, Names, Placement, Produced, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::PipelineContext;
@@ -123,12 +123,8 @@ impl Group for AlarmSet {
     type Desired = Alarms;
     type Observed = Observed;
 
-    fn condition(&self) -> String {
-        "AlarmsReady".into()
-    }
-
-    fn kind(&self) -> &'static str {
-        "CloudWatch alarms"
+    fn names(&self) -> Names {
+        Names::new("AlarmsReady", "CloudWatch alarms")
     }
 
     fn needs(&self) -> Vec<Key> {

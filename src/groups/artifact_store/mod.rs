@@ -17,7 +17,7 @@ use self::desired::{
 };
 use self::diff::{BucketView, Change};
 use super::kit::{check_owner, input, invalid};
-use super::{Diff, Group, Placement, Produced, keys};
+use super::{Diff, Group, Names, Placement, Produced, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession, classify, code, found};
 use crate::desired::PipelineContext;
@@ -218,12 +218,8 @@ impl Group for ArtifactStore {
     type Desired = ArtifactBucket;
     type Observed = BucketView;
 
-    fn condition(&self) -> String {
-        "ArtifactStoreReady".into()
-    }
-
-    fn kind(&self) -> &'static str {
-        "S3 artifact bucket"
+    fn names(&self) -> Names {
+        Names::new("ArtifactStoreReady", "S3 artifact bucket")
     }
 
     fn needs(&self) -> Vec<Key> {

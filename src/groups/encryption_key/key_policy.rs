@@ -15,7 +15,7 @@ use crate::desired::PipelineContext;
 use crate::desired::policy::{equivalent, parse};
 use crate::engine::{Drift, Failure, Key, Removal, Values};
 use crate::groups::kit::input;
-use crate::groups::{Changes, Diff, Group, Placement, Produced, keys};
+use crate::groups::{Changes, Diff, Group, Names, Placement, Produced, keys};
 
 pub struct KeyPolicy {
     ctx: PipelineContext,
@@ -65,12 +65,8 @@ impl Group for KeyPolicy {
     type Desired = Desired;
     type Observed = Observed;
 
-    fn condition(&self) -> String {
-        "EncryptionKeyReady".into()
-    }
-
-    fn kind(&self) -> &'static str {
-        "KMS key policy"
+    fn names(&self) -> Names {
+        Names::new("EncryptionKeyReady", "KMS key policy")
     }
 
     fn needs(&self) -> Vec<Key> {

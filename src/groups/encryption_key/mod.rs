@@ -12,7 +12,7 @@ use aws_sdk_kms::types::{KeyMetadata, KeySpec, KeyState as KmsKeyState, KeyUsage
 use self::desired::{ALIAS_TAG, DELETION_WINDOW_DAYS, EncryptionKey as Desired, encryption_key};
 use self::diff::{Change, KeyState, KeyView as Observed};
 use super::kit::{check_owner, retag};
-use super::{Diff, Group, Placement, Produced, keys};
+use super::{Diff, Group, Names, Placement, Produced, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::PipelineContext;
@@ -127,12 +127,8 @@ impl Group for EncryptionKey {
     type Desired = Desired;
     type Observed = Observed;
 
-    fn condition(&self) -> String {
-        "EncryptionKeyReady".into()
-    }
-
-    fn kind(&self) -> &'static str {
-        "KMS key"
+    fn names(&self) -> Names {
+        Names::new("EncryptionKeyReady", "KMS key")
     }
 
     fn provides(&self) -> Vec<Key> {

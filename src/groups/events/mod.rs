@@ -11,7 +11,7 @@ use aws_smithy_types::error::operation::BuildError;
 use self::desired::{FAILED, Inputs, Rules, SUCCEEDED};
 use self::diff::{Change, Observed, ObservedRule, ObservedTarget};
 use super::kit::{check_owner, deletions, input, retag};
-use super::{Group, Placement, Produced, keys};
+use super::{Group, Names, Placement, Produced, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::PipelineContext;
@@ -179,12 +179,8 @@ impl Group for EventRules {
     type Desired = Rules;
     type Observed = Observed;
 
-    fn condition(&self) -> String {
-        "EventRulesReady".into()
-    }
-
-    fn kind(&self) -> &'static str {
-        "EventBridge rules"
+    fn names(&self) -> Names {
+        Names::new("EventRulesReady", "EventBridge rules")
     }
 
     fn needs(&self) -> Vec<Key> {

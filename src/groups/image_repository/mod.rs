@@ -12,7 +12,7 @@ use aws_sdk_ecr::types::{
 use self::desired::{ImageRepository as Desired, Mutability, image_repository};
 use self::diff::{Change, Encryption, RepositoryView as Observed};
 use super::kit::{check_owner, input, invalid, retag};
-use super::{Diff, Group, Placement, Produced, keys};
+use super::{Diff, Group, Names, Placement, Produced, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession, found};
 use crate::desired::{PipelineContext, policy};
@@ -142,12 +142,8 @@ impl Group for ImageRepository {
     type Desired = Desired;
     type Observed = Observed;
 
-    fn condition(&self) -> String {
-        "ImageRepositoryReady".into()
-    }
-
-    fn kind(&self) -> &'static str {
-        "ECR image repository"
+    fn names(&self) -> Names {
+        Names::new("ImageRepositoryReady", "ECR image repository")
     }
 
     fn needs(&self) -> Vec<Key> {

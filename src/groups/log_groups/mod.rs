@@ -7,7 +7,7 @@ pub mod diff;
 use self::desired::LogGroups as Desired;
 use self::diff::{Change, Observed, ObservedLogGroup};
 use super::kit::{check_owner, deletions, input, retag};
-use super::{Group, Placement, Produced, keys};
+use super::{Group, Names, Placement, Produced, keys};
 use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::{Env, PipelineContext};
 use crate::engine::{Drift, Failure, Key, Removal, Values};
@@ -112,16 +112,12 @@ impl Group for LogGroups {
     type Desired = Desired;
     type Observed = Observed;
 
-    fn condition(&self) -> String {
-        format!("{}LogGroupsReady", self.env.map_or("", Env::title))
-    }
-
-    fn kind(&self) -> &'static str {
-        match self.env {
+    fn names(&self) -> Names {
+        let kind = match self.env {
             None => "build and scan log groups",
-            Some(Env::Staging) => "staging application log group",
-            Some(Env::Production) => "production application log group",
-        }
+            Some(_) => "application log group",
+        };
+        Names::new("LogGroupsReady", kind)
     }
 
     fn environment(&self) -> Option<Env> {

@@ -29,7 +29,7 @@ use self::diff::{
     ObservedVpc, existing_vpc, primary,
 };
 use super::kit::{TagPlan, apply_tags};
-use super::{Group, Placement, Produced, keys};
+use super::{Group, Names, Placement, Produced, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession, code, found, while_unseen};
 use crate::desired::tags::{ENVIRONMENT_KEY, OWNER_KEY};
@@ -959,15 +959,8 @@ impl Group for NetworkGroup {
     type Desired = Network;
     type Observed = Observed;
 
-    fn condition(&self) -> String {
-        format!("{}NetworkReady", self.env.title())
-    }
-
-    fn kind(&self) -> &'static str {
-        match self.env {
-            Env::Staging => "staging network",
-            Env::Production => "production network",
-        }
+    fn names(&self) -> Names {
+        Names::new("NetworkReady", "network")
     }
 
     fn environment(&self) -> Option<Env> {

@@ -9,7 +9,7 @@ use aws_sdk_sns::types::Subscription;
 use self::desired::{Purpose, Topic, topic};
 use self::diff::{Change, TopicView as Observed};
 use super::kit::{check_owner, input, retag};
-use super::{Group, Placement, Produced, keys};
+use super::{Group, Names, Placement, Produced, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession, found};
 use crate::desired::PipelineContext;
@@ -78,17 +78,10 @@ impl Group for TopicGroup {
     type Desired = Topic;
     type Observed = Observed;
 
-    fn condition(&self) -> String {
+    fn names(&self) -> Names {
         match self.purpose {
-            Purpose::Notifications => "NotificationsReady".into(),
-            Purpose::Approval => "ApprovalTopicReady".into(),
-        }
-    }
-
-    fn kind(&self) -> &'static str {
-        match self.purpose {
-            Purpose::Notifications => "SNS notifications topic",
-            Purpose::Approval => "SNS approval topic",
+            Purpose::Notifications => Names::new("NotificationsReady", "SNS notifications topic"),
+            Purpose::Approval => Names::new("ApprovalTopicReady", "SNS approval topic"),
         }
     }
 

@@ -15,7 +15,7 @@ use aws_sdk_codepipeline::types::{
 use self::desired::{Action, Inputs, Pipeline, Stage, Structure, Trigger, pipeline};
 use self::diff::{Change, PipelineView, SourceBucketView, View};
 use super::kit::{check_owner, input, invalid, retag};
-use super::{Diff, Group, Placement, Produced, keys};
+use super::{Diff, Group, Names, Placement, Produced, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::{Env, PipelineContext};
@@ -294,12 +294,8 @@ impl Group for DeliveryPipelineGroup {
     type Desired = Pipeline;
     type Observed = View;
 
-    fn condition(&self) -> String {
-        "PipelineReady".into()
-    }
-
-    fn kind(&self) -> &'static str {
-        "CodePipeline pipeline"
+    fn names(&self) -> Names {
+        Names::new("PipelineReady", "CodePipeline pipeline")
     }
 
     fn needs(&self) -> Vec<Key> {

@@ -17,7 +17,7 @@ use aws_sdk_codebuild::types::{
 use self::desired::{Inputs, Project, Stage, project};
 use self::diff::{Change, ProjectView, ReportGroupView, View};
 use super::kit::{TagPlan, check_owner, input, invalid};
-use super::{Group, Placement, Produced, keys};
+use super::{Group, Names, Placement, Produced, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::PipelineContext;
@@ -238,17 +238,10 @@ impl Group for BuildProject {
     type Desired = Project;
     type Observed = View;
 
-    fn condition(&self) -> String {
+    fn names(&self) -> Names {
         match self.stage {
-            Stage::Build => "BuildProjectReady".into(),
-            Stage::Scan => "ScanProjectReady".into(),
-        }
-    }
-
-    fn kind(&self) -> &'static str {
-        match self.stage {
-            Stage::Build => "CodeBuild image build project",
-            Stage::Scan => "CodeBuild image scan project",
+            Stage::Build => Names::new("BuildProjectReady", "CodeBuild image build project"),
+            Stage::Scan => Names::new("ScanProjectReady", "CodeBuild image scan project"),
         }
     }
 

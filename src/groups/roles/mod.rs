@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use self::desired::Roles;
 use self::diff::{Change, Observed, ObservedRole};
 use super::kit::{check_owner, deletions, input, retag};
-use super::{Group, Placement, Produced, keys};
+use super::{Group, Names, Placement, Produced, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::names::role::{BUILDER, DEPLOY, EXECUTION, PIPELINE, SCANNER, TASK, TRIGGER};
@@ -195,16 +195,12 @@ impl Group for RoleSet {
     type Desired = Roles;
     type Observed = Observed;
 
-    fn condition(&self) -> String {
-        format!("{}RolesReady", self.env.map_or("", Env::title))
-    }
-
-    fn kind(&self) -> &'static str {
-        match self.env {
+    fn names(&self) -> Names {
+        let kind = match self.env {
             None => "pipeline, build, scan and trigger IAM roles",
-            Some(Env::Staging) => "staging IAM roles",
-            Some(Env::Production) => "production IAM roles",
-        }
+            Some(_) => "IAM roles",
+        };
+        Names::new("RolesReady", kind)
     }
 
     fn environment(&self) -> Option<Env> {

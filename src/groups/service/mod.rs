@@ -29,7 +29,7 @@ use self::diff::{
     ObservedDeploymentConfiguration, ObservedService, ObservedTaskDefinition, ServiceUpdate,
 };
 use super::kit::{TagPlan, check_owner, input, invalid, retag};
-use super::{Group, Placement, Produced, keys};
+use super::{Group, Names, Placement, Produced, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession, code};
 use crate::desired::{Env, PipelineContext};
@@ -449,15 +449,8 @@ impl Group for ServiceGroup {
     type Desired = Runtime;
     type Observed = Observed;
 
-    fn condition(&self) -> String {
-        format!("{}ServiceReady", self.env.title())
-    }
-
-    fn kind(&self) -> &'static str {
-        match self.env {
-            Env::Staging => "staging ECS cluster and service",
-            Env::Production => "production ECS cluster and service",
-        }
+    fn names(&self) -> Names {
+        Names::new("ServiceReady", "ECS cluster and service")
     }
 
     fn environment(&self) -> Option<Env> {
