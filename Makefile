@@ -32,7 +32,7 @@ build:
 ## Regenerate crds/ (and the chart's copy, which templates/crd.yaml installs) from the Rust types.
 crds: build
 	$(BIN) crd --output-dir crds
-	cp crds/deliverypipelines.yaml charts/delivery-operator/files/crds/deliverypipelines.yaml
+	cp crds/deliverypipelines.yaml crds/deliverypolicies.yaml charts/delivery-operator/files/crds/
 
 fmt:
 	cargo fmt

@@ -17,7 +17,7 @@ use tracing::{error, info, info_span};
 
 use crate::api::{self, DeliveryPipeline};
 use crate::aws::AwsFactory;
-use crate::controller::{self, Context, Settings};
+use crate::controller::{self, Context, Settings, Tenants};
 use crate::desired::PipelineContext;
 use crate::leader::{
     self, LeaderElector, Shutdown, Timing, lead, reconcile_until_stopped, stopped,
@@ -42,7 +42,8 @@ enum Command {
     Run(RunArgs),
     /// Print the CustomResourceDefinition, or write it into a directory.
     Crd {
-        /// Directory to write `deliverypipelines.yaml` into; prints to stdout when absent.
+        /// Directory to write `deliverypipelines.yaml` and `deliverypolicies.yaml` into; prints both
+        /// to stdout (one YAML stream) when absent.
         #[arg(long)]
         output_dir: Option<PathBuf>,
     },
@@ -80,6 +81,9 @@ struct DiffArgs {
     /// AWS endpoint override (an emulator or VPC endpoint); also read from AWS_ENDPOINT_URL.
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     aws_endpoint_url: Option<String>,
+    /// The operator's cluster identity (its --cluster-id); default: read from the cluster.
+    #[arg(long, env = "CLUSTER_ID")]
+    cluster_id: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
     output: DiffFormat,
@@ -125,6 +129,23 @@ struct RunArgs {
         value_delimiter = ','
     )]
     allowed_role_arns: Vec<String>,
+    /// This cluster's identity, in every external ID and owner tag, so two clusters sharing an
+    /// AWS account never act on each other's resources. Default: the UID of the kube-system
+    /// namespace.
+    #[arg(long, env = "CLUSTER_ID")]
+    cluster_id: Option<String>,
+    /// Refuse pipelines of namespaces that no DeliveryPolicy selects (for clusters shared by
+    /// many teams: nothing runs without the platform team's guardrails).
+    #[arg(
+        long,
+        env = "REQUIRE_POLICY",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = BoolishValueParser::new()
+    )]
+    require_policy: bool,
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -190,21 +211,25 @@ pub async fn main() -> ExitCode {
 }
 
 fn write_crd(output_dir: Option<PathBuf>) -> ExitCode {
-    let yaml = match api::crd_yaml() {
-        Ok(y) => y,
+    let files = match api::crd_files() {
+        Ok(files) => files,
         Err(e) => {
-            eprintln!("could not render the CRD: {e}");
+            eprintln!("could not render the CRDs: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match output_dir {
-        None => print!("{yaml}"),
-        Some(dir) => {
-            let path = dir.join("deliverypipelines.yaml");
-            if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, yaml))
-            {
-                eprintln!("could not write {}: {e}", path.display());
-                return ExitCode::FAILURE;
+    for (file, yaml) in files {
+        match &output_dir {
+            // One YAML stream, as `kubectl apply -f -` takes it.
+            None => print!("---\n{yaml}"),
+            Some(dir) => {
+                let path = dir.join(file);
+                if let Err(e) =
+                    std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&path, yaml))
+                {
+                    eprintln!("could not write {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
             }
         }
     }
@@ -272,8 +297,9 @@ async fn print_diff(args: DiffArgs) -> ExitCode {
         .or_else(|| cluster.as_ref().map(|c| c.default_namespace.clone()))
         .unwrap_or_else(|| "default".into());
     dp.metadata.namespace = Some(namespace.clone());
-    if let Some(config) = cluster {
-        match live_status(config, &namespace, &dp.name_any()).await {
+    let live_client = cluster.and_then(|config| kube::Client::try_from(config).ok());
+    if let Some(client) = &live_client {
+        match live_status(client, &namespace, &dp.name_any()).await {
             Ok(status) => dp.status = status,
             Err(e) => eprintln!(
                 "note: could not read {namespace}/{} from the cluster ({e}); comparing without its status",
@@ -281,13 +307,20 @@ async fn print_diff(args: DiffArgs) -> ExitCode {
             ),
         }
     }
+    let admitted = match diff_admission(&dp, args.cluster_id, live_client).await {
+        Ok(admitted) => admitted,
+        Err(e) => {
+            eprintln!("cannot compare: {e}");
+            return ExitCode::from(ERROR);
+        }
+    };
     let aws = AwsFactory::new(
         args.aws_endpoint_url,
         Arc::new(Metrics::default()),
         Vec::new(),
     )
     .await;
-    let report = match controller::preview(&dp, &aws).await {
+    let report = match controller::preview(&dp, &aws, &admitted).await {
         Ok(report) => report,
         Err(e) => {
             eprintln!("cannot compare: {e}");
@@ -308,14 +341,38 @@ async fn print_diff(args: DiffArgs) -> ExitCode {
     ExitCode::from(summary.exit_code())
 }
 
+/// What the diff runs under: the cluster's policies and identity when a cluster is reachable
+/// (as the operator would), else none and the given cluster ID.
+async fn diff_admission(
+    dp: &DeliveryPipeline,
+    cluster_id: Option<String>,
+    client: Option<kube::Client>,
+) -> Result<controller::tenants::Admitted, String> {
+    let Some(client) = client else {
+        let cluster_id = cluster_id.ok_or(
+            "without a cluster, --cluster-id (the operator's) is needed: it makes the external ID of every AssumeRole",
+        )?;
+        return controller::tenants::Admitted::without_policies(&cluster_id, dp)
+            .map_err(|v| v.to_string());
+    };
+    let cluster_id = match cluster_id {
+        Some(id) => id,
+        None => controller::tenants::cluster_identity(&client)
+            .await
+            .map_err(|e| format!("could not read the cluster identity: {e}"))?,
+    };
+    let tenants = Tenants::start(&client, cluster_id, false);
+    tenants.ready().await;
+    tenants.admit(dp).map_err(|v| v.to_string())
+}
+
 /// The live object's status, if the object exists.
 async fn live_status(
-    config: kube::Config,
+    client: &kube::Client,
     namespace: &str,
     name: &str,
 ) -> Result<Option<api::DeliveryPipelineStatus>, kube::Error> {
-    let client = kube::Client::try_from(config)?;
-    let pipelines: kube::Api<DeliveryPipeline> = kube::Api::namespaced(client, namespace);
+    let pipelines: kube::Api<DeliveryPipeline> = kube::Api::namespaced(client.clone(), namespace);
     Ok(pipelines.get_opt(name).await?.and_then(|live| live.status))
 }
 
@@ -382,7 +439,25 @@ async fn run(args: RunArgs) -> ExitCode {
         instance: identity.clone(),
         max_concurrent_reconciles: args.max_concurrent_reconciles,
     };
-    let ctx = Arc::new(Context::new(client.clone(), aws, metrics.clone(), settings));
+    let cluster_id = match args.cluster_id {
+        Some(id) => id,
+        None => match controller::tenants::cluster_identity(&client).await {
+            Ok(id) => id,
+            Err(e) => {
+                error!(error = %e, "cannot read the cluster identity (the kube-system namespace's UID); set --cluster-id");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    info!(%cluster_id, require_policy = args.require_policy, "tenancy");
+    let tenants = Tenants::start(&client, cluster_id, args.require_policy);
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        aws,
+        tenants,
+        metrics.clone(),
+        settings,
+    ));
 
     let listener = match tokio::net::TcpListener::bind(args.metrics_addr).await {
         Ok(l) => l,

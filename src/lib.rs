@@ -20,3 +20,4 @@ pub mod groups;
 pub mod leader;
 pub mod metrics;
 pub mod render;
+pub mod tenancy;

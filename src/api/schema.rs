@@ -94,25 +94,127 @@ pub const OPERATOR_BUILD_VARIABLES: &[&str] = &[
     "TAG_LATEST",
 ];
 
-pub fn build_env_vars(_: &mut SchemaGenerator) -> Schema {
-    let reserved = OPERATOR_BUILD_VARIABLES
+/// Names that change how the shell, the dynamic linker, the AWS CLI or Docker behave: set by a
+/// tenant, they would run code before the build script (`BASH_ENV`, `ENV`, `LD_PRELOAD`),
+/// replace the tools it calls (`PATH`), or send the image and credentials elsewhere
+/// (`AWS_*`, `DOCKER_*`).
+pub const RESERVED_BUILD_VARIABLES: &[&str] = &[
+    "BASH_ENV",
+    "BASHOPTS",
+    "ENV",
+    "IFS",
+    "PATH",
+    "PS4",
+    "SHELLOPTS",
+];
+/// Prefixes of reserved names, for the same reasons.
+pub const RESERVED_BUILD_PREFIXES: &[&str] = &["AWS_", "CODEBUILD_", "DOCKER_", "LD_"];
+
+fn cel_list(items: &[&str]) -> String {
+    items
         .iter()
         .map(|n| format!("'{n}'"))
         .collect::<Vec<_>>()
-        .join(", ");
+        .join(", ")
+}
+
+pub fn build_env_vars(_: &mut SchemaGenerator) -> Schema {
     env_vars(Some(json!([
         {
-            "rule": "!self.name.startsWith('CODEBUILD_')",
-            "message": "build environment variable names must not start with CODEBUILD_, which CodeBuild reserves"
+            "rule": format!("!({}).exists(p, self.name.startsWith(p))", format!("[{}]", cel_list(RESERVED_BUILD_PREFIXES))),
+            "message": format!(
+                "build environment variable names must not start with {}: CodeBuild, the AWS CLI, Docker and the dynamic linker read them",
+                RESERVED_BUILD_PREFIXES.join(", ")
+            )
         },
         {
-            "rule": format!("!(self.name in [{reserved}])"),
+            "rule": format!("!(self.name in [{}])", cel_list(RESERVED_BUILD_VARIABLES)),
+            "message": format!(
+                "build environment variable names must not be {}: they change what the build shell runs",
+                RESERVED_BUILD_VARIABLES.join(", ")
+            )
+        },
+        {
+            "rule": format!("!(self.name in [{}])", cel_list(OPERATOR_BUILD_VARIABLES)),
             "message": format!(
                 "build environment variable names must not be one the operator sets ({})",
                 OPERATOR_BUILD_VARIABLES.join(", ")
             )
         }
     ])))
+}
+
+/// A namespace label selector, as Kubernetes writes it.
+pub fn label_selector(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "properties": {
+            "matchLabels": {
+                "type": "object",
+                "maxProperties": 20,
+                "additionalProperties": {"type": "string", "maxLength": 63}
+            },
+            "matchExpressions": {
+                "type": "array",
+                "maxItems": 20,
+                "items": {
+                    "type": "object",
+                    "required": ["key", "operator"],
+                    "properties": {
+                        "key": {"type": "string", "minLength": 1, "maxLength": 317},
+                        "operator": {"type": "string", "enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
+                        "values": {"type": "array", "maxItems": 50, "items": {"type": "string", "maxLength": 63}}
+                    },
+                    "x-kubernetes-validations": [{
+                        "rule": "(self.operator in ['In', 'NotIn']) == (has(self.values) && size(self.values) > 0)",
+                        "message": "In and NotIn need values; Exists and DoesNotExist take none"
+                    }]
+                }
+            }
+        }
+    })
+}
+
+fn patterns(max_length: u32, pattern: &str, message: &str) -> Schema {
+    json_schema!({
+        "type": "array",
+        "maxItems": 100,
+        "x-kubernetes-list-type": "set",
+        "items": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": max_length,
+            "pattern": pattern,
+            "x-kubernetes-validations": [{"rule": "self != '*'", "message": message}]
+        }
+    })
+}
+
+/// Names or ARNs, each with optional `*` wildcards.
+pub fn name_patterns(_: &mut SchemaGenerator) -> Schema {
+    patterns(
+        2048,
+        r"^[^\s?]+$",
+        "a lone * admits everything: leave the field out instead",
+    )
+}
+
+/// IAM role ARNs, each with optional `*` wildcards.
+pub fn role_arn_patterns(_: &mut SchemaGenerator) -> Schema {
+    patterns(
+        2048,
+        r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/*-]+$",
+        "a lone * admits everything: leave the field out instead",
+    )
+}
+
+/// Managed policy ARNs, each with optional `*` wildcards.
+pub fn policy_arn_patterns(_: &mut SchemaGenerator) -> Schema {
+    patterns(
+        2048,
+        r"^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/[\w+=,.@/*-]+$",
+        "a lone * admits everything: leave the field out instead",
+    )
 }
 
 /// Container environment variables: ECS reserves no names (a container may set `AWS_REGION`).

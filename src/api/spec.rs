@@ -243,18 +243,15 @@ pub struct OutputsSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Credentials {
-    /// IAM role the operator assumes for every AWS call of this pipeline.
+    /// IAM role the operator assumes for every AWS call of this pipeline. The operator sends
+    /// the external ID `delivery-operator:<cluster ID>:<namespace>`, which the role's trust
+    /// policy must require (`sts:ExternalId`); a team cannot choose it, so one namespace cannot
+    /// assume a role trusted for another.
     #[schemars(
         length(max = 2048),
         regex(pattern = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$")
     )]
     pub role_arn: String,
-
-    /// External ID required by the role's trust policy, if any: 2 to 1224 letters, digits and
-    /// `_+=,.@:/-` (STS's limits). Not secret in AWS's model but never logged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 2, max = 1224), regex(pattern = r"^[\w+=,.@:/-]*$"))]
-    pub external_id: Option<String>,
 }
 
 /// Pipeline source: exactly one of `s3`, `connection` or `codeCommit`.
@@ -292,8 +289,9 @@ pub struct S3Source {
     )]
     pub bucket: String,
     /// Object key of the source archive, e.g. `checkout.zip`. At most 1000 characters
-    /// (CodePipeline's limit for action configuration values).
-    #[schemars(length(min = 1, max = 1000))]
+    /// (CodePipeline's limit for action configuration values). No `*` or `?`: the pipeline
+    /// role is granted read on exactly this object, and a wildcard would widen that grant.
+    #[schemars(length(min = 1, max = 1000), regex(pattern = r"^[^*?]+$"))]
     pub object_key: String,
 }
 
@@ -356,8 +354,10 @@ pub struct Build {
     #[serde(default = "defaults::context")]
     #[schemars(length(min = 1, max = 1024), regex(pattern = r"^[^/]"))]
     pub context: String,
-    /// Plain-text environment variables of the build. Do not put secrets here. Names starting
-    /// with `CODEBUILD_` are reserved by CodeBuild.
+    /// Plain-text environment variables of the build. Do not put secrets here. Reserved (they
+    /// change what the build shell runs or where it pushes): `BASH_ENV`, `BASHOPTS`, `ENV`,
+    /// `IFS`, `PATH`, `PS4`, `SHELLOPTS`, names starting with `AWS_`, `CODEBUILD_`, `DOCKER_`
+    /// or `LD_`, and the build script's inputs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "schema::build_env_vars")]
     pub environment: Vec<EnvVar>,

@@ -160,7 +160,11 @@ impl AwsFactory {
 
     /// Whether the operator's `--allowed-role-arn` patterns admit `role_arn`.
     pub fn role_allowed(&self, role_arn: &str) -> bool {
-        self.allowed_roles.is_empty() || self.allowed_roles.iter().any(|p| glob(p, role_arn))
+        self.allowed_roles.is_empty()
+            || self
+                .allowed_roles
+                .iter()
+                .any(|p| wildmatch::WildMatch::new(p).matches(role_arn))
     }
 
     /// A session for `key`, created (and its identity verified) on first use, then cached.
@@ -237,21 +241,6 @@ impl AwsFactory {
             path_style_s3: self.endpoint_override,
             clients: Clients::default(),
         }))
-    }
-}
-
-/// `*` matches any run of characters; everything else literally.
-fn glob(pattern: &str, text: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == text,
-        Some((head, rest)) => {
-            let Some(tail) = text.strip_prefix(head) else {
-                return false;
-            };
-            (0..=tail.len())
-                .filter(|&i| tail.is_char_boundary(i))
-                .any(|i| glob(rest, &tail[i..]))
-        }
     }
 }
 
@@ -341,24 +330,5 @@ impl ProvideCredentials for AssumedRole {
         Self: 'a,
     {
         future::ProvideCredentials::new(self.current())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob;
-
-    #[test]
-    fn role_patterns_match_with_wildcards() {
-        assert!(glob(
-            "arn:aws:iam::*:role/delivery-*",
-            "arn:aws:iam::111111111111:role/delivery-x"
-        ));
-        assert!(!glob(
-            "arn:aws:iam::*:role/delivery-*",
-            "arn:aws:iam::111111111111:role/admin"
-        ));
-        assert!(glob("exact", "exact"));
-        assert!(!glob("exact", "exactly"));
     }
 }

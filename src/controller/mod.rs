@@ -5,8 +5,9 @@ mod executions;
 mod outputs;
 mod sessions;
 mod status;
+pub mod tenants;
 
-pub use sessions::default_external_id;
+pub use tenants::Tenants;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -27,7 +28,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::api::{DeletionPolicy, DeliveryPipeline, FINALIZER, ManagementPolicy};
 use crate::aws::{AwsFactory, AwsSession};
-use crate::desired::PipelineContext;
+use crate::desired::{PipelineContext, Tenancy};
 use crate::engine::{self, Action, Class, Failure, Outcome, Removal, Report};
 use crate::groups::{self, GroupStep};
 use crate::metrics::Metrics;
@@ -55,6 +56,8 @@ pub struct Settings {
 pub struct Context {
     pub client: Client,
     pub aws: AwsFactory,
+    /// The administrators' policies and the namespaces' labels.
+    pub tenants: Arc<Tenants>,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub settings: Settings,
@@ -98,7 +101,13 @@ fn is_paused(dp: &DeliveryPipeline) -> bool {
 }
 
 impl Context {
-    pub fn new(client: Client, aws: AwsFactory, metrics: Arc<Metrics>, settings: Settings) -> Self {
+    pub fn new(
+        client: Client,
+        aws: AwsFactory,
+        tenants: Arc<Tenants>,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+    ) -> Self {
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -109,6 +118,7 @@ impl Context {
         Self {
             client,
             aws,
+            tenants,
             metrics,
             recorder,
             settings,
@@ -216,7 +226,9 @@ where
             .reflect(writer)
             .applied_objects()
             .predicate_filter(reconcile_trigger, Default::default());
+        let affected = affected_by_tenancy_changes(&ctx.tenants, reader.clone());
         Controller::for_stream(stream, reader)
+            .reconcile_on(affected)
             .with_config(
                 kube::runtime::controller::Config::default()
                     .concurrency(ctx.settings.max_concurrent_reconciles),
@@ -230,6 +242,34 @@ where
             })
     });
     futures::future::join_all(controllers).await;
+}
+
+/// The pipelines (of those this controller watches) in the namespaces a policy or namespace
+/// label change affects: they are admitted or refused again.
+fn affected_by_tenancy_changes(
+    tenants: &Tenants,
+    pipelines: reflector::Store<DeliveryPipeline>,
+) -> impl futures::Stream<Item = reflector::ObjectRef<DeliveryPipeline>> + Send + 'static {
+    let changes = tenants.changes();
+    futures::stream::unfold(changes, |mut changes| async move {
+        loop {
+            match changes.recv().await {
+                Ok(namespaces) => return Some((namespaces, changes)),
+                // Missed changes: nothing names them now, and the resync looks again.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .flat_map(move |namespaces| {
+        let refs: Vec<_> = pipelines
+            .state()
+            .iter()
+            .filter(|dp| dp.namespace().is_some_and(|ns| namespaces.contains(&ns)))
+            .map(|dp| reflector::ObjectRef::from_obj(dp.as_ref()))
+            .collect();
+        futures::stream::iter(refs)
+    })
 }
 
 fn key_of(dp: &DeliveryPipeline) -> String {
@@ -347,13 +387,21 @@ fn placement_conflict(dp: &DeliveryPipeline, account_id: &str, region: &str) -> 
 async fn group_steps(
     dp: &DeliveryPipeline,
     aws: &AwsFactory,
-    namespace: &str,
+    tenancy: &Tenancy,
     region: &str,
     pipeline: Arc<AwsSession>,
 ) -> Vec<Box<dyn GroupStep>> {
-    let pctx = PipelineContext::of(dp, &pipeline.account_id, region);
-    let sessions = sessions::all(aws, dp, namespace, region, pipeline).await;
+    let pctx = PipelineContext::of(dp, &pipeline.account_id, region).governed(tenancy.clone());
+    let sessions = sessions::all(aws, dp, origin(dp, tenancy), region, pipeline).await;
     groups::steps(&pctx, &|env| sessions.of(env))
+}
+
+/// Where the pipeline's sessions come from (its namespace, the cluster).
+fn origin<'a>(dp: &'a DeliveryPipeline, tenancy: &'a Tenancy) -> sessions::Origin<'a> {
+    sessions::Origin {
+        cluster_id: &tenancy.cluster_id,
+        namespace: dp.metadata.namespace.as_deref().unwrap_or_default(),
+    }
 }
 
 /// What one run works with: the pipeline account's session, the values the run starts from,
@@ -369,7 +417,7 @@ struct Prepared {
 async fn prepare(
     dp: &DeliveryPipeline,
     aws: &AwsFactory,
-    namespace: &str,
+    admitted: &tenants::Admitted,
 ) -> Result<Prepared, Failure> {
     let region = region_of(dp, aws).ok_or_else(|| {
         Failure::terminal(
@@ -377,12 +425,17 @@ async fn prepare(
             "spec.region is not set and the operator has no default region; set spec.region or AWS_REGION for the operator",
         )
     })?;
-    let pipeline = sessions::pipeline(aws, dp, namespace, &region).await?;
+    let tenancy = &admitted.tenancy;
+    let pipeline = sessions::pipeline(aws, dp, origin(dp, tenancy), &region).await?;
     if let Some(err) = placement_conflict(dp, &pipeline.account_id, &region) {
         return Err(err);
     }
+    admitted
+        .guardrails
+        .admit_accounts(&pipeline.account_id, &dp.spec)
+        .map_err(|v| refusal(&v))?;
     let seed = groups::seed(&pipeline.account_id, &region);
-    let steps = group_steps(dp, aws, namespace, &region, pipeline.clone()).await;
+    let steps = group_steps(dp, aws, tenancy, &region, pipeline.clone()).await;
     Ok(Prepared {
         pipeline,
         seed,
@@ -393,9 +446,12 @@ async fn prepare(
 /// What a reconcile of `dp` would change in AWS now, reading only (`delivery-operator diff`).
 /// `dp` may carry the live object's status: it supplies the recorded region and the tag keys
 /// the operator has applied, as a reconcile would use them.
-pub async fn preview(dp: &DeliveryPipeline, aws: &AwsFactory) -> Result<Report, Error> {
-    let namespace = dp.namespace().ok_or(Error::NoNamespace)?;
-    let Prepared { seed, steps, .. } = prepare(dp, aws, &namespace).await?;
+pub async fn preview(
+    dp: &DeliveryPipeline,
+    aws: &AwsFactory,
+    admitted: &tenants::Admitted,
+) -> Result<Report, Error> {
+    let Prepared { seed, steps, .. } = prepare(dp, aws, admitted).await?;
     Ok(engine::preview(&steps, seed).await?)
 }
 
@@ -471,17 +527,20 @@ async fn apply(
     ctx: &Context,
 ) -> Result<Requeue, Error> {
     let key = key_of(dp);
-    let namespace = dp.namespace().unwrap_or_default();
     if is_paused(dp) {
         status::write(api, dp, status::paused(dp, false)).await?;
         return Ok(Requeue::await_change());
     }
-    // context -> sessions -> engine run -> one status computation -> one write
+    // admission -> context -> sessions -> engine run -> one status computation -> one write
+    let admitted = match admit(dp, ctx).await {
+        Ok(admitted) => admitted,
+        Err(err) => return not_attempted(dp, api, ctx, &key, err).await,
+    };
     let Prepared {
         pipeline,
         seed,
         steps,
-    } = match prepare(dp, &ctx.aws, &namespace).await {
+    } = match prepare(dp, &ctx.aws, &admitted).await {
         Ok(prepared) => prepared,
         Err(err) => return not_attempted(dp, api, ctx, &key, err).await,
     };
@@ -494,6 +553,7 @@ async fn apply(
         let status = status::after_apply(dp, &report);
         (report, status)
     };
+    status::compliant(dp, &mut status, &ctx.tenants.governing(dp));
     publish_events(dp, ctx, &report).await;
     let mut next = next_look(&report, ctx, &key);
     if let Some(name) = report.values.get(&groups::keys::PIPELINE_NAME) {
@@ -516,7 +576,26 @@ async fn apply(
         .as_ref()
         .and_then(|o| o.config_map_name.as_deref())
     {
-        outputs::publish(&ctx.client, dp, name, &status.outputs).await?;
+        match outputs::publish(&ctx.client, dp, name, &status.outputs).await {
+            Ok(()) => status::outputs_published(dp, &mut status, None),
+            Err(outputs::PublishError::Kube(e)) => return Err(e.into()),
+            Err(refused @ outputs::PublishError::NotOwned(_)) => {
+                let message = refused.to_string();
+                ctx.event(
+                    dp,
+                    EventType::Warning,
+                    status::CONFIG_MAP_NOT_OWNED,
+                    "PublishOutputs",
+                    message.clone(),
+                )
+                .await;
+                status::outputs_published(dp, &mut status, Some(&message));
+            }
+        }
+    } else {
+        status
+            .conditions
+            .retain(|c| c.type_ != status::OUTPUTS_PUBLISHED);
     }
     status::write(api, dp, status).await?;
     Ok(Requeue::requeue(next))
@@ -576,8 +655,16 @@ async fn cleanup(
             .await;
         return Ok(Requeue::await_change());
     }
-    let namespace = dp.namespace().unwrap_or_default();
     let nothing_recorded = dp.status.as_ref().is_none_or(|s| s.inventory.is_empty());
+    // Deleting acts in the tenant's accounts too: only with roles the policies still allow.
+    let admitted = match admit(dp, ctx).await {
+        Ok(admitted) => Some(admitted),
+        Err(_) if nothing_recorded => None,
+        Err(e) => {
+            status::write(api, dp, status::deletion_blocked(dp, &e)).await?;
+            return Err(Error::Aws(e));
+        }
+    };
     let Some(region) = region_of(dp, &ctx.aws) else {
         return if nothing_recorded {
             Ok(Requeue::await_change())
@@ -588,7 +675,11 @@ async fn cleanup(
             )))
         };
     };
-    let pipeline = match sessions::pipeline(&ctx.aws, dp, &namespace, &region).await {
+    let Some(admitted) = admitted else {
+        return Ok(Requeue::await_change());
+    };
+    let tenancy = &admitted.tenancy;
+    let pipeline = match sessions::pipeline(&ctx.aws, dp, origin(dp, tenancy), &region).await {
         Ok(s) => s,
         // Credentials that never worked created nothing: do not hold the object hostage.
         Err(_) if nothing_recorded => {
@@ -607,7 +698,7 @@ async fn cleanup(
             return Err(Error::Aws(e));
         }
     };
-    let steps = group_steps(dp, &ctx.aws, &namespace, &region, pipeline).await;
+    let steps = group_steps(dp, &ctx.aws, tenancy, &region, pipeline).await;
     // Deletion works from identity (names, tags): it needs no other step's outputs, so it
     // completes whatever partial state the pipeline is in.
     let report = engine::delete(&steps).await?;
@@ -621,7 +712,7 @@ async fn cleanup(
             .as_ref()
             .and_then(|o| o.config_map_name.as_deref())
         {
-            outputs::remove(&ctx.client, &namespace, name).await?;
+            outputs::remove(&ctx.client, dp, name).await?;
         }
         ctx.event(
             dp,
@@ -640,6 +731,19 @@ async fn cleanup(
             .map(|e| e.message)
             .unwrap_or_else(|| "waiting for AWS to finish deleting".into()),
     ))
+}
+
+/// What the administrators' policies allow the pipeline (waiting for their first listing), or
+/// a `PolicyViolation` naming the field, the value and the policy, with a Warning event.
+async fn admit(dp: &DeliveryPipeline, ctx: &Context) -> Result<tenants::Admitted, Failure> {
+    ctx.tenants.ready().await;
+    ctx.tenants.admit(dp).map_err(|v| refusal(&v))
+}
+
+/// A pipeline the policies refuse: terminal until the spec or a policy changes (either wakes
+/// the controller).
+fn refusal(violation: &crate::tenancy::Violation) -> Failure {
+    Failure::terminal(status::POLICY_VIOLATION, violation.to_string())
 }
 
 /// Asks for a reconcile now (used by tests and `kubectl annotate`).

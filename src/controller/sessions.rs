@@ -8,6 +8,7 @@ use crate::api::DeliveryPipeline;
 use crate::aws::{Assume, AwsFactory, AwsSession, SessionKey};
 use crate::desired::Env;
 use crate::engine::Failure;
+use crate::tenancy;
 
 /// The sessions of one reconcile: the pipeline's, and each environment's (the pipeline's own
 /// when the environment is in the pipeline account).
@@ -30,14 +31,21 @@ impl Sessions {
     }
 }
 
-/// The external ID the operator sends when the spec names none: derived from the namespace,
-/// so a role trusted for one namespace's pipelines cannot be used from another namespace (the
-/// confused-deputy problem; see docs/security.md).
-pub fn default_external_id(namespace: &str) -> String {
-    format!("delivery-operator:{namespace}")
+/// Where a pipeline's sessions come from: its namespace and the operator's cluster identity,
+/// which make the external ID of every AssumeRole (see `tenancy::external_id`).
+#[derive(Clone, Copy)]
+pub struct Origin<'a> {
+    pub cluster_id: &'a str,
+    pub namespace: &'a str,
 }
 
-fn pipeline_key(dp: &DeliveryPipeline, namespace: &str, region: &str) -> SessionKey {
+impl Origin<'_> {
+    fn external_id(&self) -> String {
+        tenancy::external_id(self.cluster_id, self.namespace)
+    }
+}
+
+fn pipeline_key(dp: &DeliveryPipeline, origin: Origin<'_>, region: &str) -> SessionKey {
     SessionKey {
         region: region.to_string(),
         chain: dp
@@ -46,10 +54,7 @@ fn pipeline_key(dp: &DeliveryPipeline, namespace: &str, region: &str) -> Session
             .iter()
             .map(|c| Assume {
                 role_arn: c.role_arn.clone(),
-                external_id: c
-                    .external_id
-                    .clone()
-                    .unwrap_or_else(|| default_external_id(namespace)),
+                external_id: origin.external_id(),
             })
             .collect(),
     }
@@ -59,10 +64,10 @@ fn pipeline_key(dp: &DeliveryPipeline, namespace: &str, region: &str) -> Session
 pub async fn pipeline(
     aws: &AwsFactory,
     dp: &DeliveryPipeline,
-    namespace: &str,
+    origin: Origin<'_>,
     region: &str,
 ) -> Result<Arc<AwsSession>, Failure> {
-    aws.session(&pipeline_key(dp, namespace, region))
+    aws.session(&pipeline_key(dp, origin, region))
         .await
         .map_err(|e| match &dp.spec.credentials {
             // The spec field names the role the user must fix.
@@ -79,11 +84,11 @@ pub async fn pipeline(
 pub async fn all(
     aws: &AwsFactory,
     dp: &DeliveryPipeline,
-    namespace: &str,
+    origin: Origin<'_>,
     region: &str,
     pipeline: Arc<AwsSession>,
 ) -> Sessions {
-    let base = pipeline_key(dp, namespace, region);
+    let base = pipeline_key(dp, origin, region);
     let environment = |env: Env| {
         let base = base.clone();
         let pipeline = pipeline.clone();
@@ -95,7 +100,7 @@ pub async fn all(
             let mut key = base;
             key.chain.push(Assume {
                 role_arn: role_arn.clone(),
-                external_id: default_external_id(namespace),
+                external_id: origin.external_id(),
             });
             let session = aws.session(&key).await.map_err(|e| {
                 e.context(&format!(
@@ -130,18 +135,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_assumption_carries_an_external_id() {
+    fn every_assumption_carries_the_derived_external_id() {
         let mut dp: DeliveryPipeline =
             serde_yaml::from_str(include_str!("../../examples/minimal.yaml")).expect("example");
         dp.spec.credentials = Some(crate::api::Credentials {
             role_arn: "arn:aws:iam::111111111111:role/x".into(),
-            external_id: None,
         });
-        let key = pipeline_key(&dp, "team-a", "us-east-1");
+        let origin = |namespace| Origin {
+            cluster_id: "c1",
+            namespace,
+        };
+        let key = pipeline_key(&dp, origin("team-a"), "us-east-1");
         assert_eq!(key.chain.len(), 1);
-        assert_eq!(key.chain[0].external_id, "delivery-operator:team-a");
+        assert_eq!(key.chain[0].external_id, "delivery-operator:c1:team-a");
         assert_ne!(
-            pipeline_key(&dp, "team-b", "us-east-1").chain[0].external_id,
+            pipeline_key(&dp, origin("team-b"), "us-east-1").chain[0].external_id,
             key.chain[0].external_id
         );
     }

@@ -17,6 +17,11 @@ use crate::engine::conditions::{self, FALSE, State, UNKNOWN};
 use crate::engine::{Failure, Key, Outcome, Report, Values};
 use crate::groups::keys;
 
+/// The condition that says whether the administrators' policies admit the pipeline.
+pub const POLICY_COMPLIANT: &str = "PolicyCompliant";
+/// Its reason, and the failure's, when they do not.
+pub const POLICY_VIOLATION: &str = "PolicyViolation";
+
 fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
 }
@@ -190,7 +195,7 @@ pub fn failed_before_aws(dp: &DeliveryPipeline, err: &Failure) -> DeliveryPipeli
     let mut states: Vec<State> = old
         .conditions
         .iter()
-        .filter(|c| c.type_ != READY && c.type_ != SYNCED)
+        .filter(|c| c.type_ != READY && c.type_ != SYNCED && c.type_ != POLICY_COMPLIANT)
         .map(|c| {
             State::new(
                 &c.type_,
@@ -200,6 +205,14 @@ pub fn failed_before_aws(dp: &DeliveryPipeline, err: &Failure) -> DeliveryPipeli
             )
         })
         .collect();
+    if err.reason == POLICY_VIOLATION {
+        states.push(State::new(
+            POLICY_COMPLIANT,
+            FALSE,
+            &err.reason,
+            &err.message,
+        ));
+    }
     states.push(State::new(READY, FALSE, &err.reason, &err.message));
     states.push(State::new(SYNCED, FALSE, &err.reason, &err.message));
     DeliveryPipelineStatus {
@@ -207,6 +220,48 @@ pub fn failed_before_aws(dp: &DeliveryPipeline, err: &Failure) -> DeliveryPipeli
         conditions: merge(&old.conditions, &states, &[], generation, &now()),
         ..old
     }
+}
+
+/// The pipeline was admitted: `PolicyCompliant` names the policies that govern it.
+pub fn compliant(dp: &DeliveryPipeline, status: &mut DeliveryPipelineStatus, governing: &[String]) {
+    let (reason, message) = if governing.is_empty() {
+        (
+            "NoPolicy",
+            "no DeliveryPolicy selects this namespace".to_string(),
+        )
+    } else {
+        (
+            "Admitted",
+            format!("admitted by DeliveryPolicy {}", governing.join(", ")),
+        )
+    };
+    let state = State::new(POLICY_COMPLIANT, conditions::TRUE, reason, &message);
+    let generation = dp.meta().generation;
+    status.conditions = merge(&status.conditions, &[state], &[], generation, &now());
+}
+
+/// The condition about `spec.outputs.configMapName`.
+pub const OUTPUTS_PUBLISHED: &str = "OutputsPublished";
+/// Its reason when a ConfigMap of that name is someone else's.
+pub const CONFIG_MAP_NOT_OWNED: &str = "ConfigMapNotOwned";
+
+/// Whether the outputs ConfigMap was written (`refused`: why not).
+pub fn outputs_published(
+    dp: &DeliveryPipeline,
+    status: &mut DeliveryPipelineStatus,
+    refused: Option<&str>,
+) {
+    let state = match refused {
+        None => State::new(
+            OUTPUTS_PUBLISHED,
+            conditions::TRUE,
+            "Published",
+            "the outputs are in the ConfigMap spec.outputs.configMapName",
+        ),
+        Some(message) => State::new(OUTPUTS_PUBLISHED, FALSE, CONFIG_MAP_NOT_OWNED, message),
+    };
+    let generation = dp.meta().generation;
+    status.conditions = merge(&status.conditions, &[state], &[], generation, &now());
 }
 
 /// During deletion: what each group is waiting for, or why it failed.

@@ -29,8 +29,13 @@ impl<'a> Arns<'a> {
         )
     }
 
+    /// A role the operator creates: on the IAM path the administrators' policy sets.
     pub fn role(&self, account: &str, name: &str) -> String {
-        format!("arn:{}:iam::{account}:role/{name}", self.partition())
+        format!(
+            "arn:{}:iam::{account}:role{}{name}",
+            self.partition(),
+            self.ctx.tenancy.role_path
+        )
     }
 
     /// A pipeline-account role: `pipeline`, `build` or `scan`.

@@ -55,6 +55,33 @@ pub struct PipelineContext {
     pub region: String,
     /// User tag keys applied earlier that the spec no longer has: removed from every resource.
     pub retired_tag_keys: Vec<String>,
+    /// The cluster it belongs to and what the administrators' policies impose on it.
+    pub tenancy: Tenancy,
+}
+
+/// What the pipeline's cluster and the administrators' `DeliveryPolicy` objects impose.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tenancy {
+    /// The operator's cluster identity: part of the owner tag, so two clusters sharing an
+    /// account never adopt each other's resources. Empty for the offline plan.
+    pub cluster_id: String,
+    /// Permissions boundary of every IAM role created.
+    pub permissions_boundary_arn: Option<String>,
+    /// IAM path of every role created.
+    pub role_path: String,
+    /// Whether the operator may turn on EventBridge notifications of an S3 source bucket.
+    pub manage_bucket_notifications: bool,
+}
+
+impl Default for Tenancy {
+    fn default() -> Self {
+        Self {
+            cluster_id: String::new(),
+            permissions_boundary_arn: None,
+            role_path: "/".into(),
+            manage_bucket_notifications: true,
+        }
+    }
 }
 
 impl PipelineContext {
@@ -83,7 +110,13 @@ impl PipelineContext {
                         .collect()
                 })
                 .unwrap_or_default(),
+            tenancy: Tenancy::default(),
         }
+    }
+
+    /// The same pipeline, under `tenancy`.
+    pub fn governed(self, tenancy: Tenancy) -> Self {
+        Self { tenancy, ..self }
     }
 
     /// Whether a source change starts the pipeline through an EventBridge rule (S3 and
@@ -97,9 +130,17 @@ impl PipelineContext {
         partition_of(&self.region)
     }
 
-    /// `namespace/name`, the value of the owner tag.
+    /// `<cluster ID>/namespace/name`, the value of the owner tag (`namespace/name` in the
+    /// offline plan, which knows no cluster).
     pub fn owner(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
+        if self.tenancy.cluster_id.is_empty() {
+            format!("{}/{}", self.namespace, self.name)
+        } else {
+            format!(
+                "{}/{}/{}",
+                self.tenancy.cluster_id, self.namespace, self.name
+            )
+        }
     }
 
     pub fn names(&self) -> names::Names<'_> {
@@ -165,6 +206,7 @@ pub(crate) mod testing {
             account_id: "123456789012".into(),
             region: "us-east-1".into(),
             retired_tag_keys: Vec::new(),
+            tenancy: super::Tenancy::default(),
         }
     }
 }

@@ -31,6 +31,7 @@ use tokio::sync::RwLock;
 use crate::support::{Operator, Sandbox, example, free_port, repo_root, unique, wait_ready};
 
 const CRD: &str = "deliverypipelines.pipelines.delivery-operator.dev";
+const POLICY_CRD: &str = "deliverypolicies.pipelines.delivery-operator.dev";
 
 /// Held for writing by a test that would disturb any other pipeline of [`cluster`] (a
 /// cluster-wide operator, an older CRD), for reading by one that owns pipelines there.
@@ -54,8 +55,8 @@ fn cluster() -> &'static Sandbox {
         succeeded(
             sb.kubectl()
                 .args(["apply", "--server-side", "-f"])
-                .arg(repo_root().join("crds/deliverypipelines.yaml")),
-            "apply the CRD",
+                .arg(repo_root().join("crds")),
+            "apply the CRDs",
         );
         succeeded(
             sb.kubectl().args([
@@ -783,28 +784,30 @@ async fn helm_upgrade_brings_the_crd_up_to_date_and_uninstall_keeps_it() {
     let namespace = unique("chart-crd");
     let name = unique("ops");
 
-    // The README's hand-over of a CRD the release did not create.
-    succeeded(
-        sb.kubectl().args([
-            "label",
-            "--overwrite",
-            &format!("crd/{CRD}"),
-            "app.kubernetes.io/managed-by=Helm",
-        ]),
-        "label the CRD",
-    );
-    succeeded(
-        sb.kubectl().args([
-            "annotate",
-            "--overwrite",
-            &format!("crd/{CRD}"),
-            &format!("meta.helm.sh/release-name={name}"),
-            &format!("meta.helm.sh/release-namespace={namespace}"),
-        ]),
-        "annotate the CRD",
-    );
+    // The README's hand-over of the CRDs the release did not create.
+    for crd in [CRD, POLICY_CRD] {
+        succeeded(
+            sb.kubectl().args([
+                "label",
+                "--overwrite",
+                &format!("crd/{crd}"),
+                "app.kubernetes.io/managed-by=Helm",
+            ]),
+            "label the CRD",
+        );
+        succeeded(
+            sb.kubectl().args([
+                "annotate",
+                "--overwrite",
+                &format!("crd/{crd}"),
+                &format!("meta.helm.sh/release-name={name}"),
+                &format!("meta.helm.sh/release-namespace={namespace}"),
+            ]),
+            "annotate the CRD",
+        );
+    }
     let mut release = Release::install(sb, &older_chart(sb), &name, &namespace, &[]);
-    assert_eq!(release.all("CustomResourceDefinition").len(), 1);
+    assert_eq!(release.all("CustomResourceDefinition").len(), 2);
     let older = served().await;
     let properties = |crd: &Value| -> Vec<String> {
         crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
@@ -905,10 +908,16 @@ async fn the_rendered_crd_is_the_committed_one_and_follows_the_crds_values() {
         .into_iter()
         .filter(|o| o["kind"] == "CustomResourceDefinition")
         .collect();
-    assert_eq!(crds.len(), 1);
+    assert_eq!(crds.len(), 2);
     let committed = committed_crd();
     assert_eq!(crds[0]["spec"], committed["spec"]);
     assert_eq!(crds[0]["metadata"]["name"], committed["metadata"]["name"]);
+    let policy: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo_root().join("crds/deliverypolicies.yaml")).expect("crd"),
+    )
+    .expect("crd yaml");
+    assert_eq!(crds[1]["spec"], policy["spec"]);
+    assert_eq!(crds[1]["metadata"]["name"], POLICY_CRD);
     assert_eq!(
         crds[0]["metadata"]["annotations"]["helm.sh/resource-policy"],
         "keep"

@@ -7,14 +7,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use delivery_operator::api::{Credentials as SpecCredentials, DeliveryPipeline};
-use delivery_operator::controller::default_external_id;
+use delivery_operator::desired::Tenancy;
+use delivery_operator::tenancy::external_id;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::emulator::{Fault, clear_faults_for, inject};
 use crate::support::{
-    Operator, aws_config, condition, create_namespace, eventually, example, gone, is_ready,
-    kube_client, member_config, s3, source_bucket, start, unique,
+    Operator, aws_config, cluster_id, condition, create_namespace, eventually, example, gone,
+    is_ready, kube_client, member_config, s3, source_bucket, start, unique,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -262,7 +263,7 @@ async fn a_role_trusting_another_namespace_is_refused_and_its_own_namespace_work
             "Effect": "Allow",
             "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
             "Action": "sts:AssumeRole",
-            "Condition": {"StringEquals": {"sts:ExternalId": default_external_id(&ns_b)}}
+            "Condition": {"StringEquals": {"sts:ExternalId": external_id(cluster_id(), &ns_b)}}
         }]
     });
     let iam = aws_sdk_iam::Client::new(&member_config(member).await);
@@ -279,7 +280,6 @@ async fn a_role_trusting_another_namespace_is_refused_and_its_own_namespace_work
 
     let credentials = SpecCredentials {
         role_arn: role_arn.clone(),
-        external_id: None,
     };
     let op_a = Operator::start(&ns_a, &[]);
     let api_a: Api<DeliveryPipeline> = Api::namespaced(client.clone(), &ns_a);
@@ -347,6 +347,10 @@ async fn a_bucket_name_taken_in_another_account_is_reported_not_adopted() {
         account_id: "123456789012".into(),
         region: "us-east-1".into(),
         retired_tag_keys: Vec::new(),
+        tenancy: Tenancy {
+            cluster_id: cluster_id().into(),
+            ..Tenancy::default()
+        },
     };
     let name = ctx.names().artifact_bucket();
     // Someone else's account owns the name first.

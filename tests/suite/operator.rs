@@ -678,7 +678,6 @@ async fn a_credentials_role_that_cannot_be_assumed_is_reported_and_creates_nothi
     let role = format!("arn:aws:iam::{ACCOUNT}:role/no-such-role");
     dp.spec.credentials = Some(delivery_operator::api::Credentials {
         role_arn: role.clone(),
-        external_id: None,
     });
     api.create(&PostParams::default(), &dp)
         .await

@@ -11,7 +11,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use delivery_operator::api::DeliveryPipeline;
-use delivery_operator::desired::PipelineContext;
+use delivery_operator::desired::{PipelineContext, Tenancy};
 use kube::api::{Api, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
@@ -118,7 +118,7 @@ pub fn sandbox() -> &'static Sandbox {
         let out = sandbox
             .kubectl()
             .args(["apply", "--server-side", "--force-conflicts", "-f"])
-            .arg(repo_root().join("crds/deliverypipelines.yaml"))
+            .arg(repo_root().join("crds"))
             .output()
             .expect("kubectl apply crd");
         assert!(
@@ -133,6 +133,7 @@ pub fn sandbox() -> &'static Sandbox {
                 "--for=condition=Established",
                 "--timeout=60s",
                 "crd/deliverypipelines.pipelines.delivery-operator.dev",
+                "crd/deliverypolicies.pipelines.delivery-operator.dev",
             ])
             .output()
             .expect("kubectl wait");
@@ -631,7 +632,36 @@ pub fn ctx_of(dp: &DeliveryPipeline) -> PipelineContext {
         account_id: ACCOUNT.into(),
         region: REGION.into(),
         retired_tag_keys: Vec::new(),
+        tenancy: Tenancy {
+            cluster_id: cluster_id().into(),
+            ..Tenancy::default()
+        },
     }
+}
+
+/// The sandbox cluster's identity as the operator derives it: the kube-system namespace's UID.
+pub fn cluster_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        let out = sandbox()
+            .kubectl()
+            .args([
+                "get",
+                "namespace",
+                "kube-system",
+                "-o",
+                "jsonpath={.metadata.uid}",
+            ])
+            .output()
+            .expect("kubectl get namespace kube-system");
+        let uid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            !uid.is_empty(),
+            "kube-system has no UID: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        uid
+    })
 }
 
 /// The reason of a service's condition (True: the service is as declared, at no task) until the

@@ -73,7 +73,9 @@ RBAC rules of the operator; shared by the ClusterRole and the per-namespace Role
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
-# spec.outputs.configMapName: the outputs ConfigMap, applied server-side.
+# spec.outputs.configMapName: the outputs ConfigMap. Created when absent; read, patched and
+# deleted only when this pipeline owns it (owner reference; deletion with a UID precondition).
+# No list or watch: the operator never reads ConfigMaps it did not name.
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "create", "patch", "delete"]

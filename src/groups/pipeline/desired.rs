@@ -74,6 +74,9 @@ pub struct Pipeline {
     /// An S3 source's bucket: it must be versioned and send events to EventBridge.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_bucket: Option<String>,
+    /// Whether the operator may turn on the source bucket's EventBridge notifications (the
+    /// administrators' policy says; without one, a single-team install may).
+    pub manage_source_events: bool,
     pub tags: DesiredTags,
 }
 
@@ -177,6 +180,7 @@ pub fn pipeline(ctx: &PipelineContext, inputs: &Inputs) -> Pipeline {
         },
         restart_on_update: ctx.spec.restart_execution_on_update,
         source_bucket: ctx.spec.source.s3.as_ref().map(|s| s.bucket.clone()),
+        manage_source_events: ctx.tenancy.manage_bucket_notifications,
         tags: DesiredTags::of(ctx),
     }
 }

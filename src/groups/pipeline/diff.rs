@@ -36,6 +36,9 @@ pub enum Change {
     /// Turn on S3's EventBridge delivery for the source bucket (the other notification
     /// settings of the user's bucket are kept).
     SendSourceEvents,
+    /// Cannot be fixed by the operator under the administrators' policy: the bucket's owner
+    /// must turn on EventBridge notifications.
+    SourceSendsNoEvents,
     Create,
     Update,
     Tags(TagPlan),
@@ -55,8 +58,13 @@ impl Diff<View> for Pipeline {
                 changes.push(Change::SourceNotVersioned, drift);
             }
             if !bucket.sends_events {
+                let change = if d.manage_source_events {
+                    Change::SendSourceEvents
+                } else {
+                    Change::SourceSendsNoEvents
+                };
                 let drift = Drift::value(&name, "EventBridge notifications", "off", "on");
-                changes.push(Change::SendSourceEvents, drift);
+                changes.push(change, drift);
             }
         }
         let pipeline = format!("CodePipeline {}", d.name);

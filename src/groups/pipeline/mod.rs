@@ -413,6 +413,15 @@ impl Group for DeliveryPipelineGroup {
                         ),
                     ));
                 }
+                Change::SourceSendsNoEvents => {
+                    return Err(Failure::terminal(
+                        "SourceBucketSendsNoEvents",
+                        format!(
+                            "source bucket {} (spec.source.s3.bucket) does not send events to EventBridge, and the DeliveryPolicy does not let the operator change its notification configuration (sources.manageBucketNotifications); its owner must turn on EventBridge notifications",
+                            d.source_bucket.as_deref().unwrap_or_default()
+                        ),
+                    ));
+                }
                 Change::SendSourceEvents => {
                     if let Some(bucket) = &d.source_bucket {
                         self.send_source_events(aws, bucket).await?;

@@ -23,6 +23,11 @@ use crate::groups::kit::DesiredTags;
 pub struct Role {
     pub name: String,
     pub arn: String,
+    /// IAM path (`/` unless the administrators' policy sets one); fixed at creation.
+    pub path: String,
+    /// Permissions boundary from the administrators' policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permissions_boundary: Option<String>,
     pub description: String,
     pub trust_policy: Value,
     /// Policy name -> document.
@@ -115,6 +120,8 @@ fn role(ctx: &PipelineContext, env: Option<Env>, purpose: &str, description: Str
     Role {
         name,
         arn,
+        path: ctx.tenancy.role_path.clone(),
+        permissions_boundary: ctx.tenancy.permissions_boundary_arn.clone(),
         description,
         trust_policy: Value::Null,
         inline_policies: BTreeMap::new(),

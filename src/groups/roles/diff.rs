@@ -14,6 +14,8 @@ use crate::groups::{Changes, Diff};
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObservedRole {
     pub arn: String,
+    pub path: String,
+    pub permissions_boundary: Option<String>,
     pub description: String,
     pub trust_policy: Value,
     pub inline_policies: BTreeMap<String, Value>,
@@ -26,8 +28,11 @@ pub type Observed = BTreeMap<String, ObservedRole>;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {
-    /// Create the role with its trust policy and tags (its policies follow as their own changes).
+    /// Create the role with its path, boundary, trust policy and tags (its policies follow as
+    /// their own changes).
     Create(String),
+    /// Set the role's permissions boundary to the desired one (or remove it).
+    Boundary(String),
     Trust(String),
     Description(String),
     PutPolicy {
@@ -77,6 +82,17 @@ impl Diff<Observed> for Roles {
                     );
                     changes.extend(role_changes(role, &ObservedRole::default(), true));
                 }
+                // IAM cannot move a role to another path: it is made again there (the
+                // delete comes first, so the name is free).
+                Some(o) if o.path != role.path => {
+                    let drift = Drift::value(words(&role.name), "path", &o.path, &role.path);
+                    changes.push(Change::Delete(role.name.clone()), drift);
+                    changes.push(
+                        Change::Create(role.name.clone()),
+                        Drift::create(words(&role.name)),
+                    );
+                    changes.extend(role_changes(role, &ObservedRole::default(), true));
+                }
                 Some(o) => changes.extend(role_changes(role, o, false)),
             }
         }
@@ -99,6 +115,15 @@ fn role_changes(d: &Role, o: &ObservedRole, created: bool) -> Changes<Change> {
     if !created {
         if !equivalent(&d.trust_policy, &o.trust_policy) {
             changes.push(Change::Trust(name()), Drift::field(&role, "trust policy"));
+        }
+        if d.permissions_boundary != o.permissions_boundary {
+            let drift = Drift::value(
+                &role,
+                "permissions boundary",
+                o.permissions_boundary.as_deref().unwrap_or("none"),
+                d.permissions_boundary.as_deref().unwrap_or("none"),
+            );
+            changes.push(Change::Boundary(name()), drift);
         }
         if d.description != o.description {
             let drift = Drift::value(&role, "description", &o.description, &d.description);
@@ -167,6 +192,8 @@ mod tests {
                     r.name.clone(),
                     ObservedRole {
                         arn: r.arn.clone(),
+                        path: r.path.clone(),
+                        permissions_boundary: r.permissions_boundary.clone(),
                         description: r.description.clone(),
                         trust_policy: r.trust_policy.clone(),
                         inline_policies: r.inline_policies.clone(),

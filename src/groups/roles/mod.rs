@@ -96,6 +96,28 @@ fn policy_text(operation: &str, text: &str) -> Result<serde_json::Value, Failure
     })
 }
 
+async fn set_boundary(aws: &AwsSession, r: &desired::Role) -> Result<(), Failure> {
+    let iam = aws.iam();
+    match &r.permissions_boundary {
+        Some(boundary) => {
+            iam.put_role_permissions_boundary()
+                .role_name(&r.name)
+                .permissions_boundary(boundary)
+                .send()
+                .await
+                .aws("iam:PutRolePermissionsBoundary")?;
+        }
+        None => {
+            iam.delete_role_permissions_boundary()
+                .role_name(&r.name)
+                .send()
+                .await
+                .aws_tolerating("iam:DeleteRolePermissionsBoundary", NOT_FOUND)?;
+        }
+    }
+    Ok(())
+}
+
 async fn observe_role(aws: &AwsSession, name: &str) -> Result<Option<ObservedRole>, Failure> {
     let iam = aws.iam();
     let Some(role) = iam
@@ -110,6 +132,11 @@ async fn observe_role(aws: &AwsSession, name: &str) -> Result<Option<ObservedRol
     };
     let mut observed = ObservedRole {
         arn: role.arn().to_string(),
+        path: role.path().to_string(),
+        permissions_boundary: role
+            .permissions_boundary()
+            .and_then(|b| b.permissions_boundary_arn())
+            .map(str::to_string),
         description: role.description().unwrap_or_default().to_string(),
         trust_policy: match role.assume_role_policy_document() {
             Some(text) => policy_text("iam:GetRole", text)?,
@@ -277,6 +304,8 @@ impl Group for RoleSet {
                     let Some(r) = role(&name) else { continue };
                     iam.create_role()
                         .role_name(&r.name)
+                        .path(&r.path)
+                        .set_permissions_boundary(r.permissions_boundary.clone())
                         .description(&r.description)
                         .assume_role_policy_document(r.trust_policy.to_string())
                         .set_tags(Some(to_sdk(&r.tags.tags)?))
@@ -292,6 +321,10 @@ impl Group for RoleSet {
                         .send()
                         .await
                         .aws("iam:UpdateAssumeRolePolicy")?;
+                }
+                Change::Boundary(name) => {
+                    let Some(r) = role(&name) else { continue };
+                    set_boundary(aws, r).await?;
                 }
                 Change::Description(name) => {
                     let Some(r) = role(&name) else { continue };
