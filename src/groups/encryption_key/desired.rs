@@ -26,30 +26,25 @@ pub struct EncryptionKey {
     pub tags: DesiredTags,
 }
 
-/// Actions the account's principals (through IAM) need to administer and use the key. Listed
-/// rather than `kms:*` so the policy grants nothing that is not needed.
+/// Actions the account's principals (through IAM) need to administer the key. Listed rather
+/// than `kms:*`, and without the cryptographic ones: an unrelated principal with `kms:Decrypt`
+/// on `*` in its IAM policy must not read every pipeline's artifacts. Use goes through the
+/// services (`kms:ViaService`) or to the pipeline's own roles by ARN.
 const ADMIN_ACTIONS: &[&str] = &[
     "kms:CancelKeyDeletion",
     "kms:CreateAlias",
-    "kms:CreateGrant",
-    "kms:Decrypt",
     "kms:DeleteAlias",
     "kms:DescribeKey",
     "kms:DisableKey",
     "kms:DisableKeyRotation",
     "kms:EnableKey",
     "kms:EnableKeyRotation",
-    "kms:Encrypt",
-    "kms:GenerateDataKey",
-    "kms:GenerateDataKeyWithoutPlaintext",
     "kms:GetKeyPolicy",
     "kms:GetKeyRotationStatus",
     "kms:ListGrants",
     "kms:ListKeyRotations",
     "kms:ListResourceTags",
     "kms:PutKeyPolicy",
-    "kms:ReEncryptFrom",
-    "kms:ReEncryptTo",
     "kms:RevokeGrant",
     "kms:RotateKeyOnDemand",
     "kms:ScheduleKeyDeletion",
@@ -84,29 +79,46 @@ pub fn encryption_key(ctx: &PipelineContext) -> EncryptionKey {
         ),
         rotation_enabled: true,
         rotation_period_days: ROTATION_PERIOD_DAYS,
-        initial_policy: key_policy(ctx, &[]),
+        initial_policy: key_policy(ctx, &KeyUsers::default()),
         tags: key_tags,
     }
 }
 
-/// Roles in other accounts that use the key: each cross-account environment's deploy role
-/// (reads artifacts) and task execution role (pulls images encrypted with it).
-pub fn environment_roles(ctx: &PipelineContext) -> Vec<String> {
-    let arns = ctx.arns();
-    ctx.cross_account_environments()
-        .into_iter()
-        .flat_map(|env| {
-            [
-                arns.environment_role(env, roles::DEPLOY),
-                arns.environment_role(env, roles::EXECUTION),
-            ]
-        })
-        .collect()
+/// Roles granted use of the key by ARN, once they exist (KMS refuses a policy naming an unknown
+/// principal).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KeyUsers {
+    /// The pipeline's own roles in its account: the pipeline, build and scan roles.
+    pub pipeline_roles: Vec<String>,
+    /// Roles in other accounts: each cross-account environment's deploy role (reads
+    /// artifacts) and task execution role (pulls images encrypted with it).
+    pub environment_roles: Vec<String>,
 }
 
-/// The key policy: administration and service use in this account, and decryption for
-/// `environment_roles` (specific roles, never another account's root).
-pub fn key_policy(ctx: &PipelineContext, environment_roles: &[String]) -> Value {
+pub fn key_users(ctx: &PipelineContext) -> KeyUsers {
+    let arns = ctx.arns();
+    KeyUsers {
+        pipeline_roles: [roles::PIPELINE, roles::BUILDER, roles::SCANNER]
+            .into_iter()
+            .map(|purpose| arns.pipeline_role(purpose))
+            .collect(),
+        environment_roles: ctx
+            .cross_account_environments()
+            .into_iter()
+            .flat_map(|env| {
+                [
+                    arns.environment_role(env, roles::DEPLOY),
+                    arns.environment_role(env, roles::EXECUTION),
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// The key policy: administration by the account; use through the pipeline's services in this
+/// account and by the pipeline's own roles; decryption for the environment roles of other
+/// accounts (specific roles, never another account's root).
+pub fn key_policy(ctx: &PipelineContext, users: &KeyUsers) -> Value {
     let partition = ctx.partition();
     let account = &ctx.account_id;
     let region = &ctx.region;
@@ -139,6 +151,23 @@ pub fn key_policy(ctx: &PipelineContext, environment_roles: &[String]) -> Value 
             }
         }),
         json!({
+            "Sid": "PipelineServicesGrants",
+            "Effect": "Allow",
+            "Principal": {"AWS": root},
+            "Action": "kms:CreateGrant",
+            "Resource": "*",
+            "Condition": {
+                "StringEquals": {
+                    "kms:CallerAccount": account,
+                    "kms:ViaService": [
+                        format!("codebuild.{region}.amazonaws.com"),
+                        format!("ecr.{region}.amazonaws.com"),
+                    ]
+                },
+                "Bool": {"kms:GrantIsForAWSResource": "true"}
+            }
+        }),
+        json!({
             "Sid": "CloudWatchLogs",
             "Effect": "Allow",
             "Principal": {"Service": format!("logs.{region}.amazonaws.com")},
@@ -159,11 +188,20 @@ pub fn key_policy(ctx: &PipelineContext, environment_roles: &[String]) -> Value 
             "Condition": {"StringEquals": {"aws:SourceAccount": account}}
         }),
     ];
-    if !environment_roles.is_empty() {
+    if !users.pipeline_roles.is_empty() {
+        statements.push(json!({
+            "Sid": "PipelineRolesUse",
+            "Effect": "Allow",
+            "Principal": {"AWS": users.pipeline_roles},
+            "Action": USE_ACTIONS,
+            "Resource": "*"
+        }));
+    }
+    if !users.environment_roles.is_empty() {
         statements.push(json!({
             "Sid": "EnvironmentRolesDecrypt",
             "Effect": "Allow",
-            "Principal": {"AWS": environment_roles},
+            "Principal": {"AWS": users.environment_roles},
             "Action": ["kms:Decrypt", "kms:DescribeKey"],
             "Resource": "*"
         }));
@@ -188,7 +226,7 @@ mod tests {
     #[test]
     fn key_policy_golden_cross_account() {
         let c = context(FULL);
-        let policy = key_policy(&c, &environment_roles(&c));
+        let policy = key_policy(&c, &key_users(&c));
         let golden: Value = serde_json::from_str(include_str!(
             "../../../tests/data/golden/kms-key-policy-cross-account.json"
         ))
@@ -204,7 +242,7 @@ mod tests {
     #[test]
     fn cross_account_grants_name_the_environment_roles_only() {
         let c = context(FULL);
-        let roles = environment_roles(&c);
+        let roles = key_users(&c).environment_roles;
         assert_eq!(roles.len(), 4, "{roles:?}");
         assert!(
             roles
@@ -217,10 +255,47 @@ mod tests {
     }
 
     #[test]
+    fn the_account_administers_the_key_but_uses_it_only_through_services_or_named_roles() {
+        let c = context(MINIMAL);
+        let policy = key_policy(&c, &key_users(&c));
+        let crypto = [
+            "kms:Decrypt",
+            "kms:Encrypt",
+            "kms:GenerateDataKey",
+            "kms:ReEncryptFrom",
+            "kms:ReEncryptTo",
+            "kms:CreateGrant",
+        ];
+        for statement in policy["Statement"].as_array().into_iter().flatten() {
+            let root_principal = statement["Principal"]["AWS"]
+                .as_str()
+                .is_some_and(|p| p.ends_with(":root"));
+            let actions: Vec<&str> = match &statement["Action"] {
+                Value::String(a) => vec![a.as_str()],
+                Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+                _ => Vec::new(),
+            };
+            if root_principal && actions.iter().any(|a| crypto.contains(a)) {
+                assert!(
+                    statement["Condition"]["StringEquals"]["kms:ViaService"].is_array(),
+                    "the account uses the key only through services: {statement}"
+                );
+            }
+        }
+        let named = policy["Statement"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["Sid"] == "PipelineRolesUse")
+            .expect("the pipeline's roles by ARN");
+        assert_eq!(named["Principal"]["AWS"].as_array().map(Vec::len), Some(3));
+    }
+
+    #[test]
     fn single_account_key_policy_grants_no_other_account() {
         let c = context(MINIMAL);
-        assert!(environment_roles(&c).is_empty());
-        let text = key_policy(&c, &environment_roles(&c)).to_string();
+        assert!(key_users(&c).environment_roles.is_empty());
+        let text = key_policy(&c, &key_users(&c)).to_string();
         assert!(!text.contains("EnvironmentRolesDecrypt"));
         assert!(!text.contains("222222222222"));
     }
@@ -229,7 +304,7 @@ mod tests {
     fn key_policy_has_no_wildcard_action() {
         for manifest in [FULL, MINIMAL] {
             let c = context(manifest);
-            let actions = allowed_actions(&key_policy(&c, &environment_roles(&c)));
+            let actions = allowed_actions(&key_policy(&c, &key_users(&c)));
             assert!(!actions.is_empty());
             assert!(actions.iter().all(|a| !a.contains('*')), "{actions:?}");
         }

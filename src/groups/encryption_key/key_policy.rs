@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::desired::{environment_roles, key_policy};
+use super::desired::{key_policy, key_users};
 use super::key_by_alias;
 use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::PipelineContext;
@@ -70,7 +70,8 @@ impl Group for KeyPolicy {
     }
 
     fn needs(&self) -> Vec<Key> {
-        let mut needs = vec![keys::KMS_KEY_ARN];
+        // The pipeline role set makes the pipeline, build and scan roles the policy names.
+        let mut needs = vec![keys::KMS_KEY_ARN, keys::PIPELINE_ROLE_ARN];
         for env in self.ctx.cross_account_environments() {
             needs.push(keys::DEPLOY_ROLE_ARN.scoped(env.name()));
             needs.push(keys::EXECUTION_ROLE_ARN.scoped(env.name()));
@@ -82,7 +83,7 @@ impl Group for KeyPolicy {
         Ok(Desired {
             alias: self.ctx.names().kms_alias(),
             key_arn: input(inputs, keys::KMS_KEY_ARN)?.to_string(),
-            policy: key_policy(&self.ctx, &environment_roles(&self.ctx)),
+            policy: key_policy(&self.ctx, &key_users(&self.ctx)),
         })
     }
 

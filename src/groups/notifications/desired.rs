@@ -54,7 +54,8 @@ pub fn topic(ctx: &PipelineContext, purpose: Purpose, kms_key_arn: &str) -> Topi
     }
 }
 
-/// The account manages the topic through IAM; EventBridge rules and CloudWatch alarms of this
+/// The account manages the topic through IAM; publishing without TLS is denied to everyone;
+/// EventBridge rules and CloudWatch alarms of this
 /// pipeline publish to the notifications topic (confused deputy: source account and ARN).
 /// The approval topic needs no service grant: CodePipeline publishes as the pipeline role,
 /// whose identity policy allows it.
@@ -100,6 +101,15 @@ fn topic_policy(ctx: &PipelineContext, purpose: Purpose, topic_arn: &str) -> Val
             }));
         }
     }
+    // Messages carry pipeline state and approval links: never in clear text.
+    statements.push(json!({
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "sns:Publish",
+        "Resource": topic_arn,
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+    }));
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
@@ -139,5 +149,21 @@ mod tests {
         assert!(notifications.contains("aws:SourceArn"));
         let approval = topic(&c, Purpose::Approval, KEY).policy.to_string();
         assert!(!approval.contains("amazonaws.com"));
+    }
+
+    #[test]
+    fn both_topics_deny_publishing_without_tls() {
+        let c = context(FULL);
+        for purpose in [Purpose::Notifications, Purpose::Approval] {
+            let policy = topic(&c, purpose, KEY).policy;
+            let deny = policy["Statement"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|s| s["Effect"] == "Deny")
+                .expect("a deny statement");
+            assert_eq!(deny["Principal"], "*");
+            assert_eq!(deny["Condition"]["Bool"]["aws:SecureTransport"], "false");
+        }
     }
 }
