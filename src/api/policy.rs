@@ -90,15 +90,15 @@ pub struct DeliveryPolicySpec {
 pub struct AccountRules {
     /// Accounts the pipeline may live in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 100))]
+    #[schemars(length(max = 20))]
     pub pipeline: Option<Vec<AccountGrant>>,
     /// Accounts the staging environment may live in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 100))]
+    #[schemars(length(max = 20))]
     pub staging: Option<Vec<AccountGrant>>,
     /// Accounts the production environment may live in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 100))]
+    #[schemars(length(max = 20))]
     pub production: Option<Vec<AccountGrant>>,
 }
 
@@ -106,12 +106,12 @@ pub struct AccountRules {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "!has(self.roleArns) || self.roleArns.all(r, r.split(':')[4] == self.accountId)",
+    "rule": "!has(self.roleArns) || self.roleArns.all(r, r.contains(':iam::' + self.accountId + ':role/'))",
     "message": "every roleArns pattern must name a role in accountId"
 }]))]
 pub struct AccountGrant {
     /// The 12-digit AWS account ID.
-    #[schemars(regex(pattern = r"^[0-9]{12}$"))]
+    #[schemars(length(min = 12, max = 12), regex(pattern = r"^[0-9]{12}$"))]
     pub account_id: String,
     /// Role ARNs that may be assumed in this account (`*` matches any run of characters, e.g.
     /// `arn:aws:iam::111111111111:role/payments-*`). Left out: a pipeline in this account uses

@@ -178,7 +178,7 @@ pub fn label_selector(_: &mut SchemaGenerator) -> Schema {
 fn patterns(max_length: u32, pattern: &str, message: &str) -> Schema {
     json_schema!({
         "type": "array",
-        "maxItems": 100,
+        "maxItems": 50,
         "x-kubernetes-list-type": "set",
         "items": {
             "type": "string",
@@ -202,7 +202,7 @@ pub fn name_patterns(_: &mut SchemaGenerator) -> Schema {
 /// IAM role ARNs, each with optional `*` wildcards.
 pub fn role_arn_patterns(_: &mut SchemaGenerator) -> Schema {
     patterns(
-        2048,
+        1024,
         r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/*-]+$",
         "a lone * admits everything: leave the field out instead",
     )

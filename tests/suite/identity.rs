@@ -387,7 +387,7 @@ async fn cross_account_pipeline_puts_each_resource_in_its_account_and_deletion_l
         .await
         .expect("key policy");
     let key_policy = parsed(key_policy.policy());
-    let want = encryption_key::key_policy(&ctx, &encryption_key::environment_roles(&ctx));
+    let want = encryption_key::key_policy(&ctx, &encryption_key::key_users(&ctx));
     assert!(policy::equivalent(&key_policy, &want), "{key_policy}");
     let bucket = status.outputs.artifact_bucket.clone().expect("bucket");
     let bucket_policy = s3(&aws_config().await)

@@ -339,7 +339,7 @@ async fn minimal_pipeline_reaches_ready_with_every_aws_property_and_updates_mini
     assert!(
         policy::equivalent(
             &key_policy,
-            &encryption_key::key_policy(&ctx, &encryption_key::environment_roles(&ctx))
+            &encryption_key::key_policy(&ctx, &encryption_key::key_users(&ctx))
         ),
         "{key_policy}"
     );
