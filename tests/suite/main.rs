@@ -19,3 +19,4 @@ mod pipeline;
 mod projects;
 mod runtime;
 mod support;
+mod tenancy;

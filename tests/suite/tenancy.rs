@@ -1,0 +1,498 @@
+//! Tenancy: each attack a tenant would try against a shared operator, on the real API server and
+//! the emulator. The attack makes no AWS write (the emulator's own record), its pipeline's
+//! `PolicyCompliant` condition names the refused field, and the legitimate neighbour stays Ready.
+//! Then: a permission taken away turns the neighbour's condition False without deleting
+//! anything; every role the operator created carries the policy's boundary and path; the
+//! outputs ConfigMap of another owner is left alone; a source bucket the policy does not let the
+//! operator change keeps its notification configuration; and another cluster's operator does
+//! not adopt this cluster's resources.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_iam::types::Role;
+use delivery_operator::api::{DeliveryPipeline, DeliveryPolicy, OutputsSpec, S3Source};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use crate::emulator::{self, count};
+use crate::support::{
+    ACCOUNT, Operator, aws_config, condition, eventually, example, is_ready, kube_client, s3,
+    source_bucket, unique, wait_ready,
+};
+
+const WAIT: Duration = Duration::from_secs(120);
+const POLICY_COMPLIANT: &str = "PolicyCompliant";
+
+/// A namespace labelled `team=<team>`.
+async fn team_namespace(team: &str) -> String {
+    let client = kube_client("admin").await;
+    let name = unique("tenant");
+    let ns: Namespace = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"team": team}}
+    }))
+    .expect("namespace");
+    Api::<Namespace>::all(client)
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    name
+}
+
+/// Creates (or replaces) the cluster-scoped policy `name` with `spec`.
+async fn apply_policy(name: &str, spec: serde_json::Value) {
+    let policies: Api<DeliveryPolicy> = Api::all(kube_client("admin").await);
+    let policy = json!({
+        "apiVersion": "pipelines.delivery-operator.dev/v1alpha1",
+        "kind": "DeliveryPolicy",
+        "metadata": {"name": name},
+        "spec": spec,
+    });
+    policies
+        .patch(
+            name,
+            &PatchParams::apply("tenancy-test").force(),
+            &Patch::Apply(&policy),
+        )
+        .await
+        .expect("apply policy");
+}
+
+async fn delete_policy(name: &str) {
+    let policies: Api<DeliveryPolicy> = Api::all(kube_client("admin").await);
+    let _ = policies.delete(name, &DeleteParams::default()).await;
+}
+
+fn with_source(dp: &mut DeliveryPipeline, bucket: &str) {
+    dp.spec.source.s3 = Some(S3Source {
+        bucket: bucket.into(),
+        object_key: "app.zip".into(),
+    });
+}
+
+/// Waits until `name`'s `PolicyCompliant` condition is False, and returns its message.
+async fn refused(api: &Api<DeliveryPipeline>, name: &str) -> String {
+    eventually(&format!("{name} refused by the policy"), WAIT, || async {
+        let dp = api.get(name).await.ok()?;
+        let c = condition(&dp, POLICY_COMPLIANT)?;
+        (c.status == "False" && c.reason == "PolicyViolation").then(|| c.message.clone())
+    })
+    .await
+}
+
+/// A customer managed policy allowing `actions` (IAM requires a boundary or an attached policy to
+/// exist).
+async fn managed_policy(prefix: &str, actions: &[&str]) -> String {
+    let iam = aws_sdk_iam::Client::new(&aws_config().await);
+    let document = json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]
+    });
+    iam.create_policy()
+        .policy_name(unique(prefix))
+        .policy_document(document.to_string())
+        .send()
+        .await
+        .expect("create boundary policy")
+        .policy()
+        .and_then(|p| p.arn())
+        .expect("policy arn")
+        .to_string()
+}
+
+/// Every role on `path` (paged), by name.
+async fn roles_on_path(path: &str) -> BTreeMap<String, Role> {
+    let iam = aws_sdk_iam::Client::new(&aws_config().await);
+    let mut pages = iam
+        .list_roles()
+        .path_prefix(path)
+        .max_items(5)
+        .into_paginator()
+        .items()
+        .send();
+    let mut roles = BTreeMap::new();
+    while let Some(role) = pages.next().await {
+        let role = role.expect("list roles");
+        roles.insert(role.role_name().to_string(), role);
+    }
+    roles
+}
+
+#[tokio::test]
+async fn each_tenant_attack_is_refused_without_an_aws_write_and_the_neighbour_stays_ready() {
+    let team = unique("team");
+    let ns = team_namespace(&team).await;
+    let policy_name = unique("guard");
+    let boundary = managed_policy(
+        "tenant-boundary",
+        &[
+            "s3:*",
+            "ecr:*",
+            "logs:*",
+            "kms:*",
+            "codebuild:*",
+            "codepipeline:*",
+            "ecs:*",
+            "sns:*",
+            "iam:PassRole",
+        ],
+    )
+    .await;
+    let app_read = managed_policy("app-read", &["s3:GetObject"]).await;
+    let path = format!("/delivery/{team}/");
+    let allowed_bucket = source_bucket(&s3(&aws_config().await), true, true).await;
+    let policy = |buckets: Vec<String>| {
+        json!({
+            "namespaceSelector": {"matchLabels": {"team": team}},
+            "accounts": {
+                "pipeline": [{"accountId": ACCOUNT, "roleArns": [format!("arn:aws:iam::{ACCOUNT}:role/{team}-*")]}],
+                "staging": [{"accountId": ACCOUNT}],
+                "production": [{"accountId": ACCOUNT}]
+            },
+            "sources": {"s3Buckets": buckets, "manageBucketNotifications": false},
+            "roles": {
+                "permissionsBoundaryArn": boundary,
+                "path": path,
+                "taskRolePolicyArns": [app_read]
+            },
+            "build": {"images": ["aws/codebuild/standard:*"]}
+        })
+    };
+    apply_policy(&policy_name, policy(vec![allowed_bucket.clone()])).await;
+    let operator = Operator::start(&ns, &[]);
+    let api: Api<DeliveryPipeline> = Api::namespaced(kube_client("admin").await, &ns);
+
+    // The legitimate neighbour: admitted, Ready, and every role it has carries the boundary.
+    let mut neighbour = example("minimal.yaml", &ns, "neighbour");
+    with_source(&mut neighbour, &allowed_bucket);
+    neighbour.spec.environments.staging.task_role_policy_arns = vec![app_read.clone()];
+    api.create(&PostParams::default(), &neighbour)
+        .await
+        .expect("create neighbour");
+    let ready = wait_ready(&api, "neighbour", 1).await;
+    let admitted = condition(&ready, POLICY_COMPLIANT).expect("PolicyCompliant");
+    assert_eq!(admitted.status, "True");
+    assert!(
+        admitted.message.contains(&policy_name),
+        "{}",
+        admitted.message
+    );
+    let roles = roles_on_path(&path).await;
+    let created = ready
+        .status
+        .as_ref()
+        .map(|s| {
+            s.inventory
+                .iter()
+                .filter(|i| i.kind == "AWS::IAM::Role")
+                .count()
+        })
+        .unwrap_or_default();
+    assert!(created >= 5, "the pipeline's roles: {created}");
+    assert_eq!(roles.len(), created, "every role is on the policy's path");
+    for (name, role) in &roles {
+        let iam = aws_sdk_iam::Client::new(&aws_config().await);
+        let got = iam
+            .get_role()
+            .role_name(name)
+            .send()
+            .await
+            .expect("get role")
+            .role
+            .expect("role");
+        assert_eq!(
+            got.permissions_boundary()
+                .and_then(|b| b.permissions_boundary_arn()),
+            Some(boundary.as_str()),
+            "{name} carries the boundary"
+        );
+        assert!(
+            role.arn().contains(&format!(":role{path}")),
+            "{}",
+            role.arn()
+        );
+    }
+
+    // Each attack, as its own pipeline in the same namespace.
+    let foreign_bucket = source_bucket(&s3(&aws_config().await), true, true).await;
+    type Attack = Box<dyn Fn(&mut DeliveryPipeline)>;
+    let attacks: Vec<(&str, Attack, &str)> = vec![
+        (
+            "admin-task-role",
+            Box::new(|dp| {
+                dp.spec.environments.production.task_role_policy_arns =
+                    vec!["arn:aws:iam::aws:policy/AdministratorAccess".into()]
+            }),
+            "spec.environments.production.taskRolePolicyArns",
+        ),
+        (
+            "foreign-bucket",
+            Box::new(move |dp| with_source(dp, &foreign_bucket)),
+            "spec.source.s3.bucket",
+        ),
+        (
+            "foreign-role",
+            Box::new(|dp| {
+                dp.spec.credentials = Some(delivery_operator::api::Credentials {
+                    role_arn: format!("arn:aws:iam::{ACCOUNT}:role/other-team-admin"),
+                })
+            }),
+            "spec.credentials.roleArn",
+        ),
+        (
+            "foreign-account",
+            Box::new(|dp| {
+                dp.spec.environments.production.account_id = Some("444444444444".into());
+                dp.spec.environments.production.management_role_arn =
+                    Some("arn:aws:iam::444444444444:role/admin".into());
+            }),
+            "spec.environments.production.managementRoleArn",
+        ),
+        (
+            "open-ingress",
+            Box::new(|dp| {
+                dp.spec.environments.staging.allowed_ingress_cidrs = vec!["0.0.0.0/0".into()]
+            }),
+            "spec.environments.staging.allowedIngressCidrs",
+        ),
+        (
+            "own-build-image",
+            Box::new(|dp| dp.spec.build.image = "attacker/builder:latest".into()),
+            "spec.build.image",
+        ),
+    ];
+    let since = emulator::last_seq(&operator.access_key).await;
+    for (name, attack, field) in &attacks {
+        let mut dp = example("minimal.yaml", &ns, name);
+        with_source(&mut dp, &allowed_bucket);
+        attack(&mut dp);
+        api.create(&PostParams::default(), &dp)
+            .await
+            .expect("create attack");
+        let message = refused(&api, name).await;
+        assert!(message.contains(field), "{name}: {message}");
+        assert!(message.contains(&policy_name), "{name}: {message}");
+        let stored = api.get(name).await.expect("get");
+        let ready = condition(&stored, "Ready").expect("Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "PolicyViolation")
+        );
+    }
+    operator.settled().await;
+    let calls = emulator::calls_after(&operator.access_key, since).await;
+    assert_eq!(
+        count(&calls, "write"),
+        BTreeMap::new(),
+        "a refused pipeline writes nothing in AWS"
+    );
+    assert!(
+        is_ready(&api.get("neighbour").await.expect("neighbour")),
+        "the neighbour stays Ready"
+    );
+
+    // The platform team withdraws the neighbour's bucket: refused, and nothing is deleted.
+    let since = emulator::last_seq(&operator.access_key).await;
+    apply_policy(&policy_name, policy(vec!["someone-elses-*".into()])).await;
+    let message = refused(&api, "neighbour").await;
+    assert!(message.contains("spec.source.s3.bucket"), "{message}");
+    operator.settled().await;
+    let calls = emulator::calls_after(&operator.access_key, since).await;
+    assert_eq!(
+        count(&calls, "write"),
+        BTreeMap::new(),
+        "nothing is deleted"
+    );
+    assert_eq!(roles_on_path(&path).await.len(), created, "the roles stay");
+
+    // Given back: Ready again without a write.
+    apply_policy(&policy_name, policy(vec![allowed_bucket.clone()])).await;
+    eventually("the neighbour admitted again", WAIT, || async {
+        let dp = api.get("neighbour").await.ok()?;
+        (condition(&dp, POLICY_COMPLIANT)?.status == "True" && is_ready(&dp)).then_some(())
+    })
+    .await;
+    operator.assert_calls_match_record().await;
+    delete_policy(&policy_name).await;
+}
+
+#[tokio::test]
+async fn a_source_bucket_the_policy_does_not_let_the_operator_change_keeps_its_notifications() {
+    let team = unique("team");
+    let ns = team_namespace(&team).await;
+    let policy_name = unique("no-notify");
+    apply_policy(
+        &policy_name,
+        json!({"namespaceSelector": {"matchLabels": {"team": team}}, "sources": {"manageBucketNotifications": false}}),
+    )
+    .await;
+    let operator = Operator::start(&ns, &[]);
+    let api: Api<DeliveryPipeline> = Api::namespaced(kube_client("admin").await, &ns);
+    let quiet = source_bucket(&s3(&aws_config().await), true, false).await;
+    let mut dp = example("minimal.yaml", &ns, "quiet");
+    with_source(&mut dp, &quiet);
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    let reported = eventually("the bucket without events reported", WAIT, || async {
+        let dp = api.get("quiet").await.ok()?;
+        condition(&dp, "PipelineReady")
+            .filter(|c| c.reason == "SourceBucketSendsNoEvents")
+            .cloned()
+    })
+    .await;
+    assert!(reported.message.contains(&quiet), "{}", reported.message);
+    let writes = emulator::counts_by(&operator.access_key, "write").await;
+    assert_eq!(writes.get("S3:PutBucketNotificationConfiguration"), None);
+    let got = s3(&aws_config().await)
+        .get_bucket_notification_configuration()
+        .bucket(&quiet)
+        .send()
+        .await
+        .expect("notification configuration");
+    assert!(got.event_bridge_configuration().is_none());
+    delete_policy(&policy_name).await;
+}
+
+#[tokio::test]
+async fn an_outputs_config_map_of_another_owner_is_left_alone() {
+    let team = unique("team");
+    let ns = team_namespace(&team).await;
+    let client = kube_client("admin").await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let theirs: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "app-settings"},
+        "data": {"database": "prod"}
+    }))
+    .expect("config map");
+    config_maps
+        .create(&PostParams::default(), &theirs)
+        .await
+        .expect("create config map");
+    let operator = Operator::start(&ns, &[]);
+    let api: Api<DeliveryPipeline> = Api::namespaced(client.clone(), &ns);
+    let bucket = source_bucket(&s3(&aws_config().await), true, true).await;
+    let mut dp = example("minimal.yaml", &ns, "grabby");
+    with_source(&mut dp, &bucket);
+    dp.spec.outputs = Some(OutputsSpec {
+        config_map_name: Some("app-settings".into()),
+    });
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    let refused = eventually("the foreign ConfigMap refused", WAIT, || async {
+        let dp = api.get("grabby").await.ok()?;
+        condition(&dp, "OutputsPublished")
+            .filter(|c| c.status == "False")
+            .cloned()
+    })
+    .await;
+    assert_eq!(refused.reason, "ConfigMapNotOwned");
+    assert!(
+        refused.message.contains("app-settings"),
+        "{}",
+        refused.message
+    );
+    let after = config_maps.get("app-settings").await.expect("still there");
+    assert_eq!(
+        after.data,
+        Some(BTreeMap::from([(
+            "database".to_string(),
+            "prod".to_string()
+        )]))
+    );
+    assert!(after.metadata.owner_references.is_none());
+
+    // Deleting the pipeline leaves it too.
+    api.delete("grabby", &DeleteParams::default())
+        .await
+        .expect("delete");
+    crate::support::gone(&api, "grabby").await;
+    assert!(
+        config_maps
+            .get_opt("app-settings")
+            .await
+            .expect("get")
+            .is_some()
+    );
+    drop(operator);
+}
+
+#[tokio::test]
+async fn another_clusters_operator_does_not_adopt_this_clusters_resources() {
+    let team = unique("team");
+    let ns = team_namespace(&team).await;
+    let api: Api<DeliveryPipeline> = Api::namespaced(kube_client("admin").await, &ns);
+    let bucket = source_bucket(&s3(&aws_config().await), true, true).await;
+    let mut dp = example("minimal.yaml", &ns, "shared-account");
+    with_source(&mut dp, &bucket);
+    let mut ours = Operator::start(&ns, &[]);
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    wait_ready(&api, "shared-account", 1).await;
+    ours.kill();
+
+    // The same namespace and name, seen by an operator of another cluster sharing the account.
+    let other = Operator::start(&ns, &[("CLUSTER_ID", "another-cluster")]);
+    crate::support::request_reconcile(&api, "shared-account").await;
+    let since = 0;
+    let refused = eventually("the other cluster's operator refuses", WAIT, || async {
+        let dp = api.get("shared-account").await.ok()?;
+        condition(&dp, "EncryptionKeyReady")
+            .filter(|c| c.status == "False")
+            .cloned()
+    })
+    .await;
+    assert!(
+        refused.message.contains(crate::support::cluster_id()),
+        "names the owner: {}",
+        refused.message
+    );
+    other.settled().await;
+    // Named resources (key alias, bucket, repository, roles, topics, log groups) are found and
+    // refused; it may make resources of its own that are found by owner tag (a VPC), but it
+    // never changes one of this cluster's.
+    let calls = emulator::calls_after(&other.access_key, since).await;
+    let touched: Vec<String> = count(&calls, "write")
+        .into_keys()
+        .filter(|op| {
+            [
+                "IAM:",
+                "KMS:",
+                "S3:",
+                "ECR:",
+                "SNS:",
+                "CloudWatchLogs:",
+                "CodePipeline:",
+            ]
+            .iter()
+            .any(|service| op.starts_with(service))
+        })
+        .collect();
+    assert_eq!(
+        touched,
+        Vec::<String>::new(),
+        "another cluster's operator changes none of ours"
+    );
+    let ctx = crate::support::ctx_of(&dp);
+    let tags = aws_sdk_iam::Client::new(&aws_config().await)
+        .get_role()
+        .role_name(
+            ctx.names()
+                .role(delivery_operator::groups::roles::desired::PIPELINE),
+        )
+        .send()
+        .await
+        .expect("our pipeline role")
+        .role
+        .map(|r| r.tags().to_vec())
+        .unwrap_or_default();
+    let owner = tags
+        .iter()
+        .find(|t| t.key() == delivery_operator::desired::tags::OWNER_KEY)
+        .map(|t| t.value().to_string());
+    assert_eq!(owner, Some(ctx.owner()), "still ours");
+    assert!(ctx.owner().starts_with(crate::support::cluster_id()));
+}
