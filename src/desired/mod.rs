@@ -130,11 +130,16 @@ impl PipelineContext {
         partition_of(&self.region)
     }
 
+    /// `namespace/name`, how people name the pipeline (descriptions, messages).
+    pub fn display_name(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
     /// `<cluster ID>/namespace/name`, the value of the owner tag (`namespace/name` in the
     /// offline plan, which knows no cluster).
     pub fn owner(&self) -> String {
         if self.tenancy.cluster_id.is_empty() {
-            format!("{}/{}", self.namespace, self.name)
+            self.display_name()
         } else {
             format!(
                 "{}/{}/{}",

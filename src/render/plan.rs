@@ -91,7 +91,7 @@ pub fn plan(ctx: &PipelineContext) -> Plan {
         };
     }
     Plan {
-        pipeline: ctx.owner(),
+        pipeline: ctx.display_name(),
         account_id: ctx.account_id.clone(),
         region: ctx.region.clone(),
         groups,

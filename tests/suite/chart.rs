@@ -209,6 +209,27 @@ impl Release {
         assert_eq!(bindings[0]["roleRef"]["name"], role["metadata"]["name"]);
     }
 
+    /// The tenancy ClusterRole reads DeliveryPolicies and namespaces, and does nothing else.
+    fn assert_tenancy_role_reads_only(&self) {
+        let tenancy: Vec<&Value> = self
+            .all("ClusterRole")
+            .into_iter()
+            .filter(|r| {
+                r["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with("-tenancy"))
+            })
+            .collect();
+        assert_eq!(tenancy.len(), 1, "{tenancy:?}");
+        assert_eq!(
+            tenancy[0]["rules"],
+            json!([
+                {"apiGroups": ["pipelines.delivery-operator.dev"], "resources": ["deliverypolicies"], "verbs": ["get", "list", "watch"]},
+                {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}
+            ])
+        );
+    }
+
     /// The release's Lease (named by the Deployment's `LEADER_ELECT_LEASE_NAME`) names
     /// `holder`.
     async fn assert_lease_held_by(&self, admin: &Client, holder: &str) {
@@ -392,8 +413,10 @@ async fn a_cluster_wide_release_runs_the_operator_as_its_service_account_and_gra
         &namespace,
         &["--set", "crds.install=false"],
     );
-    assert_eq!(release.all("ClusterRole").len(), 1);
-    assert_eq!(release.all("ClusterRoleBinding").len(), 1);
+    // The operator's, and tenancy's (read-only, cluster-scoped by nature).
+    assert_eq!(release.all("ClusterRole").len(), 2);
+    assert_eq!(release.all("ClusterRoleBinding").len(), 2);
+    release.assert_tenancy_role_reads_only();
     // Namespaced grants: only leader election's, on Leases in the release's own namespace.
     release.assert_only_leader_election_roles();
     assert!(release.all("CustomResourceDefinition").is_empty());
@@ -511,7 +534,10 @@ async fn a_release_watching_namespaces_reconciles_there_and_cannot_read_elsewher
             &format!("watchNamespaces={{{watched},{also_watched}}}"),
         ],
     );
-    assert!(release.all("ClusterRole").is_empty() && release.all("ClusterRoleBinding").is_empty());
+    // Cluster-wide: only tenancy's reads of DeliveryPolicies and namespaces.
+    assert_eq!(release.all("ClusterRole").len(), 1);
+    assert_eq!(release.all("ClusterRoleBinding").len(), 1);
+    release.assert_tenancy_role_reads_only();
     let role_namespaces = |kind: &str| -> Vec<String> {
         let mut v: Vec<String> = release
             .all(kind)

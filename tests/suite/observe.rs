@@ -240,7 +240,13 @@ async fn the_diff_command_shows_what_a_reconcile_would_change() {
     let access_key = emulator::unique_access_key();
 
     // In sync: exit 0, without a cluster as with one.
-    let same = diff(&dir, &dp, &access_key, &["--no-cluster"]);
+    // Without a cluster, the operator's cluster identity is given (it is in the owner tags).
+    let same = diff(
+        &dir,
+        &dp,
+        &access_key,
+        &["--no-cluster", "--cluster-id", crate::support::cluster_id()],
+    );
     assert_eq!(same.status.code(), Some(0), "{}", stdout(&same));
     assert_eq!(stdout(&same), "No changes: AWS matches the manifest.\n");
 

@@ -352,7 +352,7 @@ async fn minimal_pipeline_reaches_ready_with_every_aws_property_and_updates_mini
     assert_eq!(tags.get("CostCenter").map(String::as_str), Some("platform"));
     assert_eq!(
         tags.get("delivery-operator.dev/owner"),
-        Some(&format!("{ns}/hello"))
+        Some(&format!("{}/{ns}/hello", crate::support::cluster_id()))
     );
 
     // Artifact bucket, read back field by field.
@@ -665,7 +665,8 @@ async fn same_name_in_two_namespaces_gets_distinct_aws_resources() {
             .await
             .remove("delivery-operator.dev/owner");
         assert!(
-            owner == Some(format!("{a}/app")) || owner == Some(format!("{b}/app")),
+            owner == Some(format!("{}/{a}/app", crate::support::cluster_id()))
+                || owner == Some(format!("{}/{b}/app", crate::support::cluster_id())),
             "{owner:?}"
         );
     }
@@ -842,7 +843,12 @@ async fn a_key_left_by_a_crash_before_its_alias_is_adopted_not_duplicated() {
     let metrics = operator.settled().await;
     assert_eq!(
         by_group(metrics.aws_calls("write")),
-        creation_writes(&[("KMS:CreateAlias", 1.0), ("KMS:EnableKeyRotation", 1.0)]),
+        // The key policy step names the pipeline's roles once they exist: one PutKeyPolicy.
+        creation_writes(&[
+            ("KMS:CreateAlias", 1.0),
+            ("KMS:EnableKeyRotation", 1.0),
+            ("KMS:PutKeyPolicy", 1.0)
+        ]),
         "adoption must not create a second key"
     );
     let rotation = kms
@@ -870,7 +876,8 @@ async fn first_reconcile_makes_exactly_the_creating_calls() {
         creation_writes(&[
             ("KMS:CreateKey", 1.0),
             ("KMS:CreateAlias", 1.0),
-            ("KMS:EnableKeyRotation", 1.0)
+            ("KMS:EnableKeyRotation", 1.0),
+            ("KMS:PutKeyPolicy", 1.0)
         ])
     );
     // Reads: the identity once, each absent group observed once, the orphan-key search.

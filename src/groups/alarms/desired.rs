@@ -78,7 +78,7 @@ pub struct Inputs<'a> {
 
 pub fn alarms(ctx: &PipelineContext, inputs: &Inputs) -> Alarms {
     let names = ctx.names();
-    let owner = ctx.owner();
+    let owner = ctx.display_name();
     let pipeline = names.base();
     let topic = vec![inputs.topic_arn.to_string()];
     let monitoring = &ctx.spec.monitoring;

@@ -75,7 +75,7 @@ pub fn encryption_key(ctx: &PipelineContext) -> EncryptionKey {
         alias,
         description: format!(
             "Encrypts the artifacts, images, logs and notifications of delivery pipeline {}",
-            ctx.owner()
+            ctx.display_name()
         ),
         rotation_enabled: true,
         rotation_period_days: ROTATION_PERIOD_DAYS,

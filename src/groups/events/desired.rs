@@ -77,7 +77,7 @@ pub struct Inputs<'a> {
 
 pub fn rules(ctx: &PipelineContext, inputs: &Inputs) -> Rules {
     let names = ctx.names();
-    let owner = ctx.owner();
+    let owner = ctx.display_name();
     let pipeline = names.base();
     let rule = |purpose: &str, description: String, event_pattern: Value, target: Target| {
         let name = names.rule(purpose);
@@ -192,7 +192,7 @@ pub fn message(ctx: &PipelineContext) -> InputTransformer {
             .collect(),
         input_template: format!(
             "\"Delivery pipeline {}: execution <execution> of CodePipeline <pipeline> <state> at <time>. Details: {link}\"",
-            ctx.owner()
+            ctx.display_name()
         ),
     }
 }

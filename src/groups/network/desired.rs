@@ -345,7 +345,7 @@ pub fn network(ctx: &PipelineContext, env: Env, at: &Placement) -> Result<Networ
                 security_group_name: name("tasks"),
                 security_group_description: format!(
                     "Tasks of delivery pipeline {} ({})",
-                    ctx.owner(),
+                    ctx.display_name(),
                     env.name()
                 ),
                 ingress,

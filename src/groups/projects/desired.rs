@@ -97,7 +97,7 @@ pub fn project(ctx: &PipelineContext, stage: Stage, inputs: &Inputs) -> Project 
     let names = ctx.names();
     let name = names.project(stage.purpose());
     let build = &ctx.spec.build;
-    let owner = ctx.owner();
+    let owner = ctx.display_name();
     let common = |description: String, buildspec: String| Project {
         arn: arns.project(stage.purpose()),
         name: name.clone(),

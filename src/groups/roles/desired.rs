@@ -151,7 +151,7 @@ pub fn pipeline(ctx: &PipelineContext, kms_key_arn: &str) -> Roles {
     let log_prefix = ctx.names().log_group_prefix("pipeline");
     let build_logs = arns.log_streams(account, &format!("{log_prefix}{BUILD}"));
     let scan_logs = arns.log_streams(account, &format!("{log_prefix}{SCAN}"));
-    let owner = ctx.owner();
+    let owner = ctx.display_name();
 
     let pipeline_role = role(
         ctx,
@@ -431,7 +431,7 @@ pub fn environment(ctx: &PipelineContext, env: Env, kms_key_arn: &str) -> Roles 
     let arns = ctx.arns();
     let names = ctx.names();
     let account = ctx.environment_account(env);
-    let owner = ctx.owner();
+    let owner = ctx.display_name();
     let title = env.name();
     let app_logs = arns.log_streams(
         &account,
