@@ -23,7 +23,7 @@ use crate::leader::{
     self, LeaderElector, Shutdown, Timing, lead, reconcile_until_stopped, stopped,
 };
 use crate::metrics::Metrics;
-use crate::render::{drift as diff, plan};
+use crate::render::{drift as diff, operator_policy, plan};
 
 #[derive(Parser)]
 #[command(
@@ -47,6 +47,8 @@ enum Command {
         #[arg(long)]
         output_dir: Option<PathBuf>,
     },
+    /// Print the least-privilege IAM policy the operator's own identity needs.
+    IamPolicy(IamPolicyArgs),
     /// Render the desired AWS state of a DeliveryPipeline manifest, offline.
     Plan {
         /// Manifest file (YAML).
@@ -206,6 +208,7 @@ pub async fn main() -> ExitCode {
             output,
         } => print_plan(&file, account_id, region, output),
         Command::Run(args) => run(args).await,
+        Command::IamPolicy(args) => print_iam_policy(args),
         Command::Diff(args) => print_diff(args).await,
     }
 }
@@ -234,6 +237,78 @@ fn write_crd(output_dir: Option<PathBuf>) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+#[derive(clap::Args, Debug)]
+struct IamPolicyArgs {
+    /// The AWS account the policy is attached in (`*`: any).
+    #[arg(long, default_value = "*")]
+    account_id: String,
+    /// The region the operator works in (`*`: any).
+    #[arg(long, default_value = "*")]
+    region: String,
+    /// AWS partition.
+    #[arg(long, default_value = "aws")]
+    partition: String,
+    /// IAM path of the roles the operator creates (the DeliveryPolicies' `roles.path`).
+    #[arg(long, default_value = "/")]
+    role_path: String,
+    /// Permissions boundary every created role must carry (the DeliveryPolicies'
+    /// `roles.permissionsBoundaryArn`); the policy then denies roles without it.
+    #[arg(long)]
+    permissions_boundary_arn: Option<String>,
+    /// Role ARN patterns pipelines may assume (`spec.credentials`, `managementRoleArn`), e.g.
+    /// `arn:aws:iam::222222222222:role/delivery-*`; default: any role of --account-id.
+    #[arg(long = "assumable-role-arn")]
+    assumable_role_arns: Vec<String>,
+    /// `policy`: the policy document; `plan`: as `plan --output json` lists policies (what
+    /// tests/iam reads).
+    #[arg(long, default_value = "policy")]
+    output: String,
+}
+
+fn print_iam_policy(args: IamPolicyArgs) -> ExitCode {
+    let assumable_roles = if args.assumable_role_arns.is_empty() {
+        vec![format!(
+            "arn:{}:iam::{}:role/*",
+            args.partition, args.account_id
+        )]
+    } else {
+        args.assumable_role_arns
+    };
+    let scope = operator_policy::Scope {
+        partition: args.partition,
+        account: args.account_id.clone(),
+        region: args.region,
+        role_path: args.role_path,
+        permissions_boundary_arn: args.permissions_boundary_arn,
+        assumable_roles,
+    };
+    let policy = operator_policy::operator_policy(&scope);
+    let out = match args.output.as_str() {
+        "policy" => policy,
+        "plan" => serde_json::json!({"policies": [{
+            "group": "Operator",
+            "account": args.account_id,
+            "kind": "identity",
+            "name": "delivery-operator",
+            "document": policy,
+        }]}),
+        other => {
+            eprintln!("unknown --output {other}: policy or plan");
+            return ExitCode::FAILURE;
+        }
+    };
+    match serde_json::to_string_pretty(&out) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("could not render the policy: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// A DeliveryPipeline manifest (YAML) from `file`, or why it is not one.

@@ -496,3 +496,94 @@ async fn another_clusters_operator_does_not_adopt_this_clusters_resources() {
     assert_eq!(owner, Some(ctx.owner()), "still ours");
     assert!(ctx.owner().starts_with(crate::support::cluster_id()));
 }
+
+/// The IAM action a recorded request needs (`Service:Operation` as the emulator records it).
+fn iam_action(call: &str) -> String {
+    let (service, operation) = call.split_once(':').expect("Service:Operation");
+    let prefix = match service {
+        "CloudWatch Logs" => "logs",
+        "EventBridge" => "events",
+        "Resource Groups Tagging API" => "tag",
+        other => return format!("{}:{operation}", other.to_lowercase()),
+    };
+    format!("{prefix}:{operation}")
+}
+
+/// S3 operations whose IAM action has another name (the Service Authorization Reference).
+fn s3_action(operation: &str) -> Vec<String> {
+    let actions: &[&str] = match operation {
+        "HeadBucket" => &["ListBucket"],
+        "GetBucketNotificationConfiguration" => &["GetBucketNotification"],
+        "PutBucketNotificationConfiguration" => &["PutBucketNotification"],
+        "GetBucketEncryption" => &["GetEncryptionConfiguration"],
+        "PutBucketEncryption" => &["PutEncryptionConfiguration"],
+        "GetPublicAccessBlock" => &["GetBucketPublicAccessBlock"],
+        "PutPublicAccessBlock" => &["PutBucketPublicAccessBlock"],
+        "GetBucketLifecycleConfiguration" => &["GetLifecycleConfiguration"],
+        "PutBucketLifecycleConfiguration" => &["PutLifecycleConfiguration"],
+        "ListObjectVersions" => &["ListBucketVersions"],
+        "DeleteObjects" => &["DeleteObject", "DeleteObjectVersion"],
+        other => return vec![format!("s3:{other}")],
+    };
+    actions.iter().map(|a| format!("s3:{a}")).collect()
+}
+
+/// Every request the operator made over a pipeline's life (create, a change, a hand edit
+/// restored, deletion), as the emulator recorded it, is an action `delivery-operator
+/// iam-policy` allows: the printed policy is enough to run the operator.
+#[tokio::test]
+async fn the_operators_own_policy_allows_every_call_it_makes() {
+    use delivery_operator::render::operator_policy::{Scope, allowed_actions, operator_policy};
+    let team = unique("team");
+    let ns = team_namespace(&team).await;
+    let operator = Operator::start(&ns, &[]);
+    let api: Api<DeliveryPipeline> = Api::namespaced(kube_client("admin").await, &ns);
+    // A source without EventBridge notifications: the operator turns them on.
+    let bucket = source_bucket(&s3(&aws_config().await), true, false).await;
+    let mut dp = example("minimal.yaml", &ns, "lifecycle");
+    with_source(&mut dp, &bucket);
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    wait_ready(&api, "lifecycle", 1).await;
+    api.patch(
+        "lifecycle",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"logRetentionDays": 14, "tags": {"team": "x"}}})),
+    )
+    .await
+    .expect("change");
+    wait_ready(&api, "lifecycle", 2).await;
+    api.delete("lifecycle", &DeleteParams::default())
+        .await
+        .expect("delete");
+    crate::support::gone(&api, "lifecycle").await;
+
+    let allowed = allowed_actions(&operator_policy(&Scope {
+        partition: "aws".into(),
+        account: ACCOUNT.into(),
+        region: "us-east-1".into(),
+        role_path: "/".into(),
+        permissions_boundary_arn: None,
+        assumable_roles: vec![format!("arn:aws:iam::{ACCOUNT}:role/*")],
+    }));
+    let calls = emulator::calls_by(&operator.access_key).await;
+    let made: std::collections::BTreeSet<String> = calls
+        .iter()
+        .map(|c| format!("{}:{}", c.service, c.operation))
+        .collect();
+    assert!(made.len() > 40, "a whole lifecycle: {made:?}");
+    let missing: Vec<String> = made
+        .iter()
+        .flat_map(|call| match call.strip_prefix("S3:") {
+            Some(operation) => s3_action(operation),
+            None => vec![iam_action(call)],
+        })
+        .filter(|action| !allowed.contains(action))
+        .collect();
+    assert_eq!(
+        missing,
+        Vec::<String>::new(),
+        "calls the policy does not allow"
+    );
+}
