@@ -18,11 +18,13 @@ import sys
 from pathlib import Path
 
 FORBIDDEN = {
-    "engine": {"api", "aws", "desired", "groups", "controller", "render", "cli", "leader"},
-    "aws": {"api", "desired", "groups", "controller", "render", "cli", "leader"},
-    "api": {"aws", "desired", "engine", "groups", "controller", "render", "cli", "leader"},
-    "desired": {"groups", "controller", "render", "cli", "leader"},
-    "groups": {"controller", "render", "cli", "leader"},
+    "engine": {"api", "aws", "desired", "groups", "controller", "render", "cli", "leader", "tenancy"},
+    "aws": {"api", "desired", "groups", "controller", "render", "cli", "leader", "tenancy"},
+    "api": {"aws", "desired", "engine", "groups", "controller", "render", "cli", "leader", "tenancy"},
+    "desired": {"groups", "controller", "render", "cli", "leader", "tenancy"},
+    "groups": {"controller", "render", "cli", "leader", "tenancy"},
+    # What the administrators' policies allow: pure, from the API types alone.
+    "tenancy": {"aws", "desired", "engine", "groups", "controller", "render", "cli", "leader"},
 }
 SHARED_IN_GROUPS = {"group", "registry", "kit", "keys"}
 

@@ -5,6 +5,7 @@
 
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 use serde::Deserialize;
+use serde_json::json;
 
 use crate::support::{create_namespace, kube_client, repo_root, sandbox, unique};
 
@@ -192,4 +193,75 @@ async fn kubectl_explain_shows_field_documentation() {
     );
     assert!(text.contains("managementRoleArn"), "{text}");
     assert!(text.contains("Fargate task CPU units"), "{text}");
+    let policy = crate::support::eventually(
+        "kubectl explain to know the DeliveryPolicy CRD",
+        std::time::Duration::from_secs(60),
+        || async {
+            let out = sandbox()
+                .kubectl()
+                .args(["explain", "deliverypolicy.spec.roles"])
+                .output()
+                .expect("kubectl explain");
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+        },
+    )
+    .await;
+    assert!(policy.contains("permissionsBoundaryArn"), "{policy}");
+    assert!(
+        policy.contains("Managed policy every role the operator creates carries"),
+        "{policy}"
+    );
+}
+
+/// The example DeliveryPolicy is accepted; the schema refuses a lone `*`, a role outside its
+/// account and a selector operator without values, each with its message.
+#[tokio::test]
+async fn delivery_policies_are_validated_at_admission() {
+    let client = kube_client("admin").await;
+    let policies: Api<DynamicObject> = Api::all_with(
+        client,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(
+                "pipelines.delivery-operator.dev",
+                "v1alpha1",
+                "DeliveryPolicy",
+            ),
+            "deliverypolicies",
+        ),
+    );
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let text = std::fs::read_to_string(repo_root().join("examples/policies/payments.yaml"))
+        .expect("example policy");
+    let example = documents(&text).remove(0);
+    policies
+        .create(&dry_run, &example)
+        .await
+        .expect("the example policy is accepted");
+    let cases = [
+        (
+            json!({"namespaceSelector": {}, "build": {"images": ["*"]}}),
+            "a lone * admits everything",
+        ),
+        (
+            json!({"namespaceSelector": {}, "accounts": {"pipeline": [{"accountId": "111111111111", "roleArns": ["arn:aws:iam::222222222222:role/x"]}]}}),
+            "every roleArns pattern must name a role in accountId",
+        ),
+        (
+            json!({"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "In"}]}}),
+            "In and NotIn need values",
+        ),
+    ];
+    for (spec, expected) in cases {
+        let mut bad = example.clone();
+        bad.data["spec"] = spec;
+        match policies.create(&dry_run, &bad).await {
+            Err(kube::Error::Api(e)) => assert!(e.message.contains(expected), "{}", e.message),
+            other => panic!("expected a rejection containing {expected:?}, got {other:?}"),
+        }
+    }
 }
