@@ -219,30 +219,53 @@ where
             .map(|ns| Api::namespaced(ctx.client.clone(), ns))
             .collect()
     };
-    let controllers = apis.into_iter().map(|api| {
-        let (reader, writer) = reflector::store();
-        let stream = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .reflect(writer)
-            .applied_objects()
-            .predicate_filter(reconcile_trigger, Default::default());
-        let affected = affected_by_tenancy_changes(&ctx.tenants, reader.clone());
-        Controller::for_stream(stream, reader)
-            .reconcile_on(affected)
-            .with_config(
-                kube::runtime::controller::Config::default()
-                    .concurrency(ctx.settings.max_concurrent_reconciles),
-            )
-            .graceful_shutdown_on(shutdown.clone())
-            .run(reconcile, error_policy, ctx.clone())
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    warn!(error = %e, "reconcile failed");
-                }
-            })
-    });
-    futures::future::join_all(controllers).await;
+    let cluster_wide = ctx.settings.namespaces.is_empty();
+    let mut readers = Vec::new();
+    let controllers: Vec<_> = apis
+        .into_iter()
+        .map(|api| {
+            let (reader, writer) = reflector::store();
+            readers.push(reader.clone());
+            let stream = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .reflect(writer)
+                .applied_objects()
+                .predicate_filter(reconcile_trigger, Default::default());
+            let affected = affected_by_tenancy_changes(&ctx.tenants, reader.clone());
+            Controller::for_stream(stream, reader)
+                .reconcile_on(affected)
+                .with_config(
+                    kube::runtime::controller::Config::default()
+                        .concurrency(ctx.settings.max_concurrent_reconciles),
+                )
+                .graceful_shutdown_on(shutdown.clone())
+                .run(reconcile, error_policy, ctx.clone())
+                .for_each(|result| async move {
+                    if let Err(e) = result {
+                        warn!(error = %e, "reconcile failed");
+                    }
+                })
+        })
+        .collect();
+    // Only a cluster-wide operator sees every pipeline a policy governs.
+    let reach = async {
+        match readers.pop() {
+            Some(pipelines) if cluster_wide => {
+                ctx.tenants
+                    .publish_reach(ctx.client.clone(), pipelines, POLICY_STATUS_INTERVAL)
+                    .await
+            }
+            _ => futures::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = futures::future::join_all(controllers) => {}
+        () = reach => {}
+    }
 }
+
+/// How often a cluster-wide operator refreshes the DeliveryPolicies' counts.
+const POLICY_STATUS_INTERVAL: Duration = Duration::from_secs(15);
 
 /// The pipelines (of those this controller watches) in the namespaces a policy or namespace
 /// label change affects: they are admitted or refused again.

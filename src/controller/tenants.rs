@@ -171,6 +171,50 @@ impl Tenants {
         })
     }
 
+    /// Keeps each policy's `status` (namespaces, pipelines, violations) current, every
+    /// `interval`, writing only what changed. Run by the leader of a cluster-wide operator only:
+    /// one watching some namespaces sees part of the picture.
+    pub async fn publish_reach(
+        &self,
+        client: Client,
+        pipelines: Store<DeliveryPipeline>,
+        interval: std::time::Duration,
+    ) {
+        let api: Api<DeliveryPolicy> = Api::all(client);
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let namespaces = self.namespaces.state();
+            let labelled: Vec<(String, BTreeMap<String, String>)> = namespaces
+                .iter()
+                .map(|ns| (ns.name_any(), ns.labels().clone()))
+                .collect();
+            let all = pipelines.state();
+            let specs: Vec<(String, &crate::api::DeliveryPipelineSpec)> = all
+                .iter()
+                .map(|dp| (dp.namespace().unwrap_or_default(), &dp.spec))
+                .collect();
+            for policy in self.policies.state() {
+                let status = crate::tenancy::reach(
+                    &policy,
+                    labelled.iter().map(|(n, l)| (n.as_str(), l)),
+                    specs.iter().map(|(n, s)| (n.as_str(), *s)),
+                );
+                if policy.status.as_ref() == Some(&status) {
+                    continue;
+                }
+                let patch = kube::api::Patch::Merge(serde_json::json!({ "status": status }));
+                if let Err(e) = api
+                    .patch_status(&policy.name_any(), &Default::default(), &patch)
+                    .await
+                {
+                    warn!(policy = %policy.name_any(), error = %e, "could not write the policy's status");
+                }
+            }
+        }
+    }
+
     /// The names of the policies selecting the pipeline's namespace.
     pub fn governing(&self, dp: &DeliveryPipeline) -> Vec<String> {
         let labels = self.labels_of(dp);

@@ -11,7 +11,7 @@ use kube::core::{Selector, SelectorExt};
 use wildmatch::WildMatch;
 
 use crate::api::policy::AccountGrant;
-use crate::api::{DeliveryPipelineSpec, DeliveryPolicy, Environment};
+use crate::api::{DeliveryPipelineSpec, DeliveryPolicy, DeliveryPolicyStatus, Environment};
 
 /// The prefix of every external ID the operator sends.
 pub const EXTERNAL_ID_PREFIX: &str = "delivery-operator";
@@ -193,6 +193,36 @@ impl Guardrails {
         }
         Ok(())
     }
+}
+
+/// How far a policy reaches: the namespaces it selects, the pipelines in them, and how many of
+/// those it refuses (from their specs; account rules need the sessions and are not counted).
+pub fn reach<'a>(
+    policy: &DeliveryPolicy,
+    namespaces: impl IntoIterator<Item = (&'a str, &'a BTreeMap<String, String>)>,
+    pipelines: impl IntoIterator<Item = (&'a str, &'a DeliveryPipelineSpec)> + Clone,
+) -> DeliveryPolicyStatus {
+    let mut status = DeliveryPolicyStatus {
+        observed_generation: policy.metadata.generation,
+        ..DeliveryPolicyStatus::default()
+    };
+    for (namespace, labels) in namespaces {
+        if !selects(policy, labels) {
+            continue;
+        }
+        status.namespaces += 1;
+        for (_, spec) in pipelines
+            .clone()
+            .into_iter()
+            .filter(|(ns, _)| *ns == namespace)
+        {
+            status.pipelines += 1;
+            if check(policy, spec).is_err() {
+                status.violations += 1;
+            }
+        }
+    }
+    status
 }
 
 fn selects(policy: &DeliveryPolicy, labels: &BTreeMap<String, String>) -> bool {

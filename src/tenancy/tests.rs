@@ -249,3 +249,25 @@ fn wildcards_match_runs_of_characters_only_where_written() {
     assert!(admitted(&["exact".into()], "exact"));
     assert!(!admitted(&["exact".into()], "exactly"));
 }
+
+#[test]
+fn reach_counts_selected_namespaces_their_pipelines_and_refusals() {
+    let rules = policy(
+        "guard",
+        serde_json::json!({"namespaceSelector": {"matchLabels": {"team": "payments"}}, "build": {"images": ["aws/codebuild/*"]}}),
+    );
+    let payments = labels(&[("team", "payments")]);
+    let search = labels(&[("team", "search")]);
+    let good = minimal();
+    let mut bad = minimal();
+    bad.build.image = "attacker/image".into();
+    let status = reach(
+        &rules,
+        [("a", &payments), ("b", &payments), ("c", &search)],
+        [("a", &good), ("a", &bad), ("b", &good), ("c", &bad)],
+    );
+    assert_eq!(
+        (status.namespaces, status.pipelines, status.violations),
+        (2, 3, 1)
+    );
+}

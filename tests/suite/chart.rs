@@ -16,7 +16,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use delivery_operator::api::{DeliveryPipeline, FINALIZER, OutputsSpec};
+use delivery_operator::api::{DeliveryPipeline, DeliveryPolicy, FINALIZER, OutputsSpec};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, ServiceAccount};
@@ -209,7 +209,8 @@ impl Release {
         assert_eq!(bindings[0]["roleRef"]["name"], role["metadata"]["name"]);
     }
 
-    /// The tenancy ClusterRole reads DeliveryPolicies and namespaces, and does nothing else.
+    /// The tenancy ClusterRole reads DeliveryPolicies and namespaces and writes the policies'
+    /// counts, and does nothing else.
     fn assert_tenancy_role_reads_only(&self) {
         let tenancy: Vec<&Value> = self
             .all("ClusterRole")
@@ -225,6 +226,7 @@ impl Release {
             tenancy[0]["rules"],
             json!([
                 {"apiGroups": ["pipelines.delivery-operator.dev"], "resources": ["deliverypolicies"], "verbs": ["get", "list", "watch"]},
+                {"apiGroups": ["pipelines.delivery-operator.dev"], "resources": ["deliverypolicies/status"], "verbs": ["patch"]},
                 {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}
             ])
         );
@@ -429,7 +431,7 @@ async fn a_cluster_wide_release_runs_the_operator_as_its_service_account_and_gra
 
     // A pipeline in a namespace created after the operator started, far from the release's.
     let elsewhere = unique("chart-any");
-    create_namespace_labelled(&admin, &elsewhere, json!({})).await;
+    create_namespace_labelled(&admin, &elsewhere, json!({"team": elsewhere})).await;
     let pipelines: Api<DeliveryPipeline> = Api::namespaced(admin.clone(), &elsewhere);
     let started = Instant::now();
     pipelines
@@ -503,6 +505,39 @@ async fn a_cluster_wide_release_runs_the_operator_as_its_service_account_and_gra
             "create resource \"deployments\" in API group \"apps\" in the namespace \"{elsewhere}\""
         ),
     );
+
+    // The cluster-wide leader keeps each DeliveryPolicy's counts: the namespaces it selects,
+    // their pipelines, and those it refuses.
+    let policies: Api<DeliveryPolicy> = Api::all(admin.clone());
+    let policy_name = unique("chart-policy");
+    let policy: DeliveryPolicy = serde_json::from_value(json!({
+        "apiVersion": "pipelines.delivery-operator.dev/v1alpha1",
+        "kind": "DeliveryPolicy",
+        "metadata": {"name": policy_name},
+        "spec": {
+            "namespaceSelector": {"matchLabels": {"team": elsewhere}},
+            "build": {"images": ["aws/codebuild/amazonlinux-x86_64-standard:*"]}
+        }
+    }))
+    .expect("policy");
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("create policy");
+    let counts = crate::support::eventually(
+        "the policy's counts",
+        std::time::Duration::from_secs(60),
+        || async {
+            let status = policies.get(&policy_name).await.ok()?.status?;
+            (status.pipelines == 1).then_some(status)
+        },
+    )
+    .await;
+    assert_eq!((counts.namespaces, counts.violations), (1, 1), "{counts:?}");
+    policies
+        .delete(&policy_name, &Default::default())
+        .await
+        .expect("delete policy");
     eprintln!(
         "chart: cluster-wide helm install {:.1} s; pipeline Ready {to_ready:.1} s after creation",
         release.install_seconds
