@@ -50,7 +50,7 @@ use super::schema;
     printcolumn(
         name = "Boundary",
         type_ = "string",
-        json_path = ".spec.roles.permissionsBoundaryArn",
+        json_path = ".spec.roles.permissionsBoundaryPolicy",
         description = "Permissions boundary of every IAM role the operator creates",
         priority = 1
     ),
@@ -149,13 +149,16 @@ pub struct SourceRules {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoleRules {
-    /// Managed policy every role the operator creates carries as its permissions boundary.
+    /// Managed policy every role the operator creates carries as its permissions boundary, by
+    /// name (with its IAM path, if any, e.g. `boundaries/delivery-tenant`). It is resolved in
+    /// each role's own account, so it must exist under that name in every account the selected
+    /// namespaces' pipelines and environments use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
-        length(max = 2048),
-        regex(pattern = r"^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/[\w+=,.@/-]{1,512}$")
+        length(min = 1, max = 512),
+        regex(pattern = r"^([\w+=,.@-]+/)*[\w+=,.@-]{1,128}$")
     )]
-    pub permissions_boundary_arn: Option<String>,
+    pub permissions_boundary_policy: Option<String>,
     /// IAM path of every role the operator creates, e.g. `/delivery/payments/`, so
     /// administrators can scope their own policies to it. Default `/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -163,7 +163,7 @@ impl Tenants {
         Ok(Admitted {
             tenancy: Tenancy {
                 cluster_id: self.cluster_id.clone(),
-                permissions_boundary_arn: guardrails.permissions_boundary_arn.clone(),
+                permissions_boundary_policy: guardrails.permissions_boundary_policy.clone(),
                 role_path: guardrails.role_path.clone(),
                 manage_bucket_notifications: guardrails.manage_bucket_notifications,
             },

@@ -65,8 +65,9 @@ pub struct Tenancy {
     /// The operator's cluster identity: part of the owner tag, so two clusters sharing an
     /// account never adopt each other's resources. Empty for the offline plan.
     pub cluster_id: String,
-    /// Permissions boundary of every IAM role created.
-    pub permissions_boundary_arn: Option<String>,
+    /// Permissions boundary of every IAM role created: a managed policy's name (with its path),
+    /// resolved in each role's own account.
+    pub permissions_boundary_policy: Option<String>,
     /// IAM path of every role created.
     pub role_path: String,
     /// Whether the operator may turn on EventBridge notifications of an S3 source bucket.
@@ -77,7 +78,7 @@ impl Default for Tenancy {
     fn default() -> Self {
         Self {
             cluster_id: String::new(),
-            permissions_boundary_arn: None,
+            permissions_boundary_policy: None,
             role_path: "/".into(),
             manage_bucket_notifications: true,
         }

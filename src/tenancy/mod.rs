@@ -27,7 +27,7 @@ pub fn external_id(cluster_id: &str, namespace: &str) -> String {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Guardrails {
     /// Permissions boundary of every role the operator creates.
-    pub permissions_boundary_arn: Option<String>,
+    pub permissions_boundary_policy: Option<String>,
     /// IAM path of every role the operator creates (`/` when no policy sets one).
     pub role_path: String,
     /// Whether the operator may turn on EventBridge notifications of an S3 source bucket.
@@ -116,13 +116,13 @@ impl Policies<'_> {
             let name = policy.name_any();
             check(policy, spec)?;
             let rules = &policy.spec;
-            if let Some(boundary) = &rules.roles.permissions_boundary_arn {
+            if let Some(boundary) = &rules.roles.permissions_boundary_policy {
                 agree(
-                    &mut guard.permissions_boundary_arn,
+                    &mut guard.permissions_boundary_policy,
                     &mut boundary_from,
                     boundary,
                     &name,
-                    "roles.permissionsBoundaryArn",
+                    "roles.permissionsBoundaryPolicy",
                 )?;
             }
             if let Some(path) = &rules.roles.path {

@@ -56,7 +56,7 @@ fn external_ids_differ_per_cluster_and_namespace() {
 fn without_a_policy_a_single_team_install_keeps_working() {
     let guard = admit(&[], &minimal()).expect("admitted");
     assert_eq!(guard.role_path, "/");
-    assert_eq!(guard.permissions_boundary_arn, None);
+    assert_eq!(guard.permissions_boundary_policy, None);
     assert!(guard.manage_bucket_notifications);
 }
 
@@ -212,12 +212,12 @@ fn accounts_are_checked_once_the_sessions_resolve_them() {
 fn boundary_and_path_come_from_the_policy_and_conflicts_are_refused() {
     let a = policy(
         "a",
-        serde_json::json!({"namespaceSelector": {}, "roles": {"permissionsBoundaryArn": "arn:aws:iam::111111111111:policy/tenant-boundary", "path": "/delivery/payments/"}}),
+        serde_json::json!({"namespaceSelector": {}, "roles": {"permissionsBoundaryPolicy": "tenant-boundary", "path": "/delivery/payments/"}}),
     );
     let guard = admit(std::slice::from_ref(&a), &minimal()).expect("admitted");
     assert_eq!(
-        guard.permissions_boundary_arn.as_deref(),
-        Some("arn:aws:iam::111111111111:policy/tenant-boundary")
+        guard.permissions_boundary_policy.as_deref(),
+        Some("tenant-boundary")
     );
     assert_eq!(guard.role_path, "/delivery/payments/");
     assert!(
@@ -226,13 +226,13 @@ fn boundary_and_path_come_from_the_policy_and_conflicts_are_refused() {
     );
     let b = policy(
         "b",
-        serde_json::json!({"namespaceSelector": {}, "roles": {"permissionsBoundaryArn": "arn:aws:iam::111111111111:policy/other"}}),
+        serde_json::json!({"namespaceSelector": {}, "roles": {"permissionsBoundaryPolicy": "other"}}),
     );
     let conflict = admit(&[a, b], &minimal()).expect_err("conflict");
     assert!(
         conflict
             .to_string()
-            .contains("different roles.permissionsBoundaryArn")
+            .contains("different roles.permissionsBoundaryPolicy")
     );
 }
 

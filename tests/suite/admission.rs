@@ -208,7 +208,7 @@ async fn kubectl_explain_shows_field_documentation() {
         },
     )
     .await;
-    assert!(policy.contains("permissionsBoundaryArn"), "{policy}");
+    assert!(policy.contains("permissionsBoundaryPolicy"), "{policy}");
     assert!(
         policy.contains("Managed policy every role the operator creates carries"),
         "{policy}"

@@ -142,24 +142,24 @@ async fn each_tenant_attack_is_refused_without_an_aws_write_and_the_neighbour_st
     let app_read = managed_policy("app-read", &["s3:GetObject"]).await;
     let path = format!("/delivery/{team}/");
     let allowed_bucket = source_bucket(&s3(&aws_config().await), true, true).await;
-    let policy = |buckets: Vec<String>| {
+    let policy = |pipeline_account: &str| {
         json!({
             "namespaceSelector": {"matchLabels": {"team": team}},
             "accounts": {
-                "pipeline": [{"accountId": ACCOUNT, "roleArns": [format!("arn:aws:iam::{ACCOUNT}:role/{team}-*")]}],
+                "pipeline": [{"accountId": pipeline_account, "roleArns": [format!("arn:aws:iam::{pipeline_account}:role/{team}-*")]}],
                 "staging": [{"accountId": ACCOUNT}],
                 "production": [{"accountId": ACCOUNT}]
             },
-            "sources": {"s3Buckets": buckets, "manageBucketNotifications": false},
+            "sources": {"s3Buckets": [allowed_bucket], "manageBucketNotifications": false},
             "roles": {
-                "permissionsBoundaryArn": boundary,
+                "permissionsBoundaryPolicy": boundary.rsplit('/').next().expect("policy name"),
                 "path": path,
                 "taskRolePolicyArns": [app_read]
             },
             "build": {"images": ["aws/codebuild/standard:*"]}
         })
     };
-    apply_policy(&policy_name, policy(vec![allowed_bucket.clone()])).await;
+    apply_policy(&policy_name, policy(ACCOUNT)).await;
     let operator = Operator::start(&ns, &[]);
     let api: Api<DeliveryPipeline> = Api::namespaced(kube_client("admin").await, &ns);
 
@@ -292,11 +292,14 @@ async fn each_tenant_attack_is_refused_without_an_aws_write_and_the_neighbour_st
         "the neighbour stays Ready"
     );
 
-    // The platform team withdraws the neighbour's bucket: refused, and nothing is deleted.
+    // The platform team withdraws the neighbour's account: refused, and nothing is deleted.
     let since = emulator::last_seq(&operator.access_key).await;
-    apply_policy(&policy_name, policy(vec!["someone-elses-*".into()])).await;
+    apply_policy(&policy_name, policy("999999999999")).await;
     let message = refused(&api, "neighbour").await;
-    assert!(message.contains("spec.source.s3.bucket"), "{message}");
+    assert!(
+        message.contains("accounts.pipeline does not list this account"),
+        "{message}"
+    );
     operator.settled().await;
     let calls = emulator::calls_after(&operator.access_key, since).await;
     assert_eq!(
@@ -307,7 +310,7 @@ async fn each_tenant_attack_is_refused_without_an_aws_write_and_the_neighbour_st
     assert_eq!(roles_on_path(&path).await.len(), created, "the roles stay");
 
     // Given back: Ready again without a write.
-    apply_policy(&policy_name, policy(vec![allowed_bucket.clone()])).await;
+    apply_policy(&policy_name, policy(ACCOUNT)).await;
     eventually("the neighbour admitted again", WAIT, || async {
         let dp = api.get("neighbour").await.ok()?;
         (condition(&dp, POLICY_COMPLIANT)?.status == "True" && is_ready(&dp)).then_some(())
@@ -586,4 +589,91 @@ async fn the_operators_own_policy_allows_every_call_it_makes() {
         Vec::<String>::new(),
         "calls the policy does not allow"
     );
+}
+
+/// The cross-account example under a policy with a boundary and a path: every role in every
+/// account carries the boundary of its own account and lives on the path, and the pipeline is
+/// Ready (the key, bucket and repository policies name the roles by their ARNs with the path).
+#[tokio::test]
+async fn every_role_in_every_account_carries_its_accounts_boundary() {
+    let team = unique("team");
+    let ns = team_namespace(&team).await;
+    let boundary = unique("tenant-boundary");
+    let accounts = [ACCOUNT, "222222222222", "333333333333"];
+    let document = json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["s3:*", "ecr:*", "logs:*", "kms:*", "ecs:*", "sns:*"], "Resource": "*"}]
+    });
+    for account in accounts {
+        aws_sdk_iam::Client::new(&crate::support::config_for(account).await)
+            .create_policy()
+            .policy_name(&boundary)
+            .policy_document(document.to_string())
+            .send()
+            .await
+            .expect("boundary policy in each account");
+    }
+    let path = format!("/delivery/{team}/");
+    let policy_name = unique("bounded");
+    apply_policy(
+        &policy_name,
+        json!({
+            "namespaceSelector": {"matchLabels": {"team": team}},
+            "roles": {"permissionsBoundaryPolicy": boundary, "path": path}
+        }),
+    )
+    .await;
+    let _operator = Operator::start(&ns, &[]);
+    let api: Api<DeliveryPipeline> = Api::namespaced(kube_client("admin").await, &ns);
+    let dp = example("cross-account.yaml", &ns, "bounded");
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    let ready = wait_ready(&api, "bounded", 1).await;
+    let inventory_roles = ready
+        .status
+        .as_ref()
+        .map(|s| {
+            s.inventory
+                .iter()
+                .filter(|i| i.kind == "AWS::IAM::Role")
+                .count()
+        })
+        .unwrap_or_default();
+    let mut found = 0;
+    for account in accounts {
+        let iam = aws_sdk_iam::Client::new(&crate::support::config_for(account).await);
+        let mut pages = iam
+            .list_roles()
+            .path_prefix(&path)
+            .max_items(5)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(role) = pages.next().await {
+            let role = role.expect("list roles");
+            let got = iam
+                .get_role()
+                .role_name(role.role_name())
+                .send()
+                .await
+                .expect("get role")
+                .role
+                .expect("role");
+            assert_eq!(
+                got.permissions_boundary()
+                    .and_then(|b| b.permissions_boundary_arn()),
+                Some(format!("arn:aws:iam::{account}:policy/{boundary}").as_str()),
+                "{} in {account}",
+                role.role_name()
+            );
+            found += 1;
+        }
+    }
+    assert!(found >= 9, "roles in three accounts: {found}");
+    assert_eq!(
+        found, inventory_roles,
+        "every role the pipeline owns is on the path"
+    );
+    delete_policy(&policy_name).await;
 }

@@ -121,7 +121,15 @@ fn role(ctx: &PipelineContext, env: Option<Env>, purpose: &str, description: Str
         name,
         arn,
         path: ctx.tenancy.role_path.clone(),
-        permissions_boundary: ctx.tenancy.permissions_boundary_arn.clone(),
+        permissions_boundary: ctx
+            .tenancy
+            .permissions_boundary_policy
+            .as_ref()
+            .map(|name| {
+                let account =
+                    env.map_or_else(|| ctx.account_id.clone(), |e| ctx.environment_account(e));
+                format!("arn:{}:iam::{account}:policy/{name}", ctx.partition())
+            }),
         description,
         trust_policy: Value::Null,
         inline_policies: BTreeMap::new(),
