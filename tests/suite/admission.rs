@@ -169,16 +169,16 @@ async fn every_example_is_accepted() {
     }
 }
 
-#[tokio::test]
-async fn kubectl_explain_shows_field_documentation() {
-    // The API server publishes a new CRD's OpenAPI a few seconds after it is established.
-    let text = crate::support::eventually(
-        "kubectl explain to know the CRD",
+/// `kubectl explain path`, once the API server publishes the CRD's OpenAPI (a few seconds
+/// after it is established).
+async fn explain(path: &str) -> String {
+    crate::support::eventually(
+        &format!("kubectl explain {path}"),
         std::time::Duration::from_secs(60),
         || async {
             let out = sandbox()
                 .kubectl()
-                .args(["explain", "deliverypipeline.spec.environments.production"])
+                .args(["explain", path])
                 .output()
                 .expect("kubectl explain");
             out.status
@@ -186,28 +186,19 @@ async fn kubectl_explain_shows_field_documentation() {
                 .then(|| String::from_utf8_lossy(&out.stdout).to_string())
         },
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn kubectl_explain_shows_field_documentation() {
+    let text = explain("deliverypipeline.spec.environments.production").await;
     assert!(
         text.contains("Production: deployed after the manual approval"),
         "{text}"
     );
     assert!(text.contains("managementRoleArn"), "{text}");
     assert!(text.contains("Fargate task CPU units"), "{text}");
-    let policy = crate::support::eventually(
-        "kubectl explain to know the DeliveryPolicy CRD",
-        std::time::Duration::from_secs(60),
-        || async {
-            let out = sandbox()
-                .kubectl()
-                .args(["explain", "deliverypolicy.spec.roles"])
-                .output()
-                .expect("kubectl explain");
-            out.status
-                .success()
-                .then(|| String::from_utf8_lossy(&out.stdout).to_string())
-        },
-    )
-    .await;
+    let policy = explain("deliverypolicy.spec.roles").await;
     assert!(policy.contains("permissionsBoundaryPolicy"), "{policy}");
     assert!(
         policy.contains("Managed policy every role the operator creates carries"),

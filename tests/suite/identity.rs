@@ -167,116 +167,153 @@ async fn leftovers(ctx: &PipelineContext, account: &str) -> Vec<String> {
     let names = ctx.names();
     let mark = names.identity_tag();
     let mut left = Vec::new();
-    let iam = aws_sdk_iam::Client::new(&config);
-    let roles = iam.list_roles().send().await.expect("list roles");
+    // Every list pages: an account shared by many tests holds more than one page.
+    let roles: Vec<_> = aws_sdk_iam::Client::new(&config)
+        .list_roles()
+        .into_paginator()
+        .items()
+        .send()
+        .collect()
+        .await;
     left.extend(
         roles
-            .roles()
-            .iter()
-            .map(|r| r.role_name().to_string())
+            .into_iter()
+            .map(|r| r.expect("list roles").role_name().to_string())
             .filter(|n| n.contains(&mark)),
     );
-    let sns = aws_sdk_sns::Client::new(&config);
-    let topics = sns.list_topics().send().await.expect("list topics");
+    let topics: Vec<_> = aws_sdk_sns::Client::new(&config)
+        .list_topics()
+        .into_paginator()
+        .items()
+        .send()
+        .collect()
+        .await;
     left.extend(
         topics
-            .topics()
-            .iter()
-            .filter_map(|t| t.topic_arn().map(str::to_string))
+            .into_iter()
+            .filter_map(|t| t.expect("list topics").topic_arn().map(str::to_string))
             .filter(|a| a.contains(&mark)),
     );
-    let buckets = s3(&config).list_buckets().send().await.expect("buckets");
+    let buckets: Vec<_> = s3(&config)
+        .list_buckets()
+        .into_paginator()
+        .items()
+        .send()
+        .collect()
+        .await;
     left.extend(
         buckets
-            .buckets()
-            .iter()
-            .filter_map(|b| b.name().map(str::to_string))
+            .into_iter()
+            .filter_map(|b| b.expect("list buckets").name().map(str::to_string))
             .filter(|b| *b == names.artifact_bucket()),
     );
-    let kms = aws_sdk_kms::Client::new(&config);
-    let aliases = kms.list_aliases().send().await.expect("aliases");
+    let aliases: Vec<_> = aws_sdk_kms::Client::new(&config)
+        .list_aliases()
+        .into_paginator()
+        .items()
+        .send()
+        .collect()
+        .await;
     left.extend(
         aliases
-            .aliases()
-            .iter()
-            .filter_map(|a| a.alias_name().map(str::to_string))
+            .into_iter()
+            .filter_map(|a| a.expect("list aliases").alias_name().map(str::to_string))
             .filter(|a| *a == names.kms_alias()),
     );
     let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
     let prefix = format!("/delivery-operator/{}/", names.base());
     left.extend(log_group_retention(&logs, &prefix).await.into_keys());
-    let ecr = aws_sdk_ecr::Client::new(&config);
-    let repositories = ecr
+    let repositories: Vec<_> = aws_sdk_ecr::Client::new(&config)
         .describe_repositories()
+        .into_paginator()
+        .items()
         .send()
-        .await
-        .expect("repositories");
+        .collect()
+        .await;
     left.extend(
         repositories
-            .repositories()
-            .iter()
-            .filter_map(|r| r.repository_name().map(str::to_string))
+            .into_iter()
+            .filter_map(|r| {
+                r.expect("repositories")
+                    .repository_name()
+                    .map(str::to_string)
+            })
             .filter(|r| *r == names.image_repository()),
     );
-    let rules = aws_sdk_eventbridge::Client::new(&config)
-        .list_rules()
-        .name_prefix(names.rule_prefix())
-        .send()
-        .await
-        .expect("rules");
-    left.extend(
-        rules
-            .rules()
-            .iter()
-            .filter_map(|r| r.name().map(str::to_string)),
-    );
-    let alarms = aws_sdk_cloudwatch::Client::new(&config)
+    // ListRules has no paginator in the SDK: follow NextToken by hand.
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let mut token = None;
+    loop {
+        let page = events
+            .list_rules()
+            .name_prefix(names.rule_prefix())
+            .set_next_token(token)
+            .send()
+            .await
+            .expect("rules");
+        left.extend(
+            page.rules()
+                .iter()
+                .filter_map(|r| r.name().map(str::to_string)),
+        );
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    let alarms: Vec<_> = aws_sdk_cloudwatch::Client::new(&config)
         .describe_alarms()
         .alarm_name_prefix(names.alarm_prefix())
+        .into_paginator()
         .send()
-        .await
-        .expect("alarms");
-    left.extend(
-        alarms
-            .metric_alarms()
-            .iter()
-            .filter_map(|a| a.alarm_name().map(str::to_string)),
-    );
+        .collect()
+        .await;
+    for page in alarms {
+        left.extend(
+            page.expect("alarms")
+                .metric_alarms()
+                .iter()
+                .filter_map(|a| a.alarm_name().map(str::to_string)),
+        );
+    }
     left.extend(crate::runtime::leftovers(ctx, account).await);
-    let projects = aws_sdk_codebuild::Client::new(&config)
+    let projects: Vec<_> = aws_sdk_codebuild::Client::new(&config)
         .list_projects()
+        .into_paginator()
+        .items()
         .send()
-        .await
-        .expect("projects");
+        .collect()
+        .await;
     left.extend(
         projects
-            .projects()
-            .iter()
-            .filter(|p| p.contains(&mark))
-            .cloned(),
+            .into_iter()
+            .map(|p| p.expect("projects"))
+            .filter(|p| p.contains(&mark)),
     );
-    let reports = aws_sdk_codebuild::Client::new(&config)
+    let reports: Vec<_> = aws_sdk_codebuild::Client::new(&config)
         .list_report_groups()
+        .into_paginator()
+        .items()
         .send()
-        .await
-        .expect("report groups");
+        .collect()
+        .await;
     left.extend(
         reports
-            .report_groups()
-            .iter()
-            .filter(|g| g.contains(&mark))
-            .cloned(),
+            .into_iter()
+            .map(|g| g.expect("report groups"))
+            .filter(|g| g.contains(&mark)),
     );
-    let pipelines = aws_sdk_codepipeline::Client::new(&config)
+    let pipelines: Vec<_> = aws_sdk_codepipeline::Client::new(&config)
         .list_pipelines()
+        .into_paginator()
+        .items()
         .send()
-        .await
-        .expect("pipelines");
+        .collect()
+        .await;
     left.extend(
         pipelines
-            .pipelines()
-            .iter()
-            .filter_map(|p| p.name().map(str::to_string))
+            .into_iter()
+            .filter_map(|p| p.expect("pipelines").name().map(str::to_string))
             .filter(|n| *n == names.base()),
     );
     // The network: anything tagged as this pipeline's.

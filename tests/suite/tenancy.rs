@@ -101,9 +101,9 @@ async fn managed_policy(prefix: &str, actions: &[&str]) -> String {
         .to_string()
 }
 
-/// Every role on `path` (paged), by name.
-async fn roles_on_path(path: &str) -> BTreeMap<String, Role> {
-    let iam = aws_sdk_iam::Client::new(&aws_config().await);
+/// Every role on `path` in `account` (paged), by name.
+async fn roles_on_path(account: &str, path: &str) -> BTreeMap<String, Role> {
+    let iam = aws_sdk_iam::Client::new(&crate::support::config_for(account).await);
     let mut pages = iam
         .list_roles()
         .path_prefix(path)
@@ -178,7 +178,7 @@ async fn each_tenant_attack_is_refused_without_an_aws_write_and_the_neighbour_st
         "{}",
         admitted.message
     );
-    let roles = roles_on_path(&path).await;
+    let roles = roles_on_path(ACCOUNT, &path).await;
     let created = ready
         .status
         .as_ref()
@@ -307,7 +307,11 @@ async fn each_tenant_attack_is_refused_without_an_aws_write_and_the_neighbour_st
         BTreeMap::new(),
         "nothing is deleted"
     );
-    assert_eq!(roles_on_path(&path).await.len(), created, "the roles stay");
+    assert_eq!(
+        roles_on_path(ACCOUNT, &path).await.len(),
+        created,
+        "the roles stay"
+    );
 
     // Given back: Ready again without a write.
     apply_policy(&policy_name, policy(ACCOUNT)).await;
@@ -643,15 +647,7 @@ async fn every_role_in_every_account_carries_its_accounts_boundary() {
     let mut found = 0;
     for account in accounts {
         let iam = aws_sdk_iam::Client::new(&crate::support::config_for(account).await);
-        let mut pages = iam
-            .list_roles()
-            .path_prefix(&path)
-            .max_items(5)
-            .into_paginator()
-            .items()
-            .send();
-        while let Some(role) = pages.next().await {
-            let role = role.expect("list roles");
+        for role in roles_on_path(account, &path).await.values() {
             let got = iam
                 .get_role()
                 .role_name(role.role_name())

@@ -140,13 +140,7 @@ pub fn key_policy(ctx: &PipelineContext, users: &KeyUsers) -> Value {
             "Condition": {
                 "StringEquals": {
                     "kms:CallerAccount": account,
-                    "kms:ViaService": [
-                        format!("codebuild.{region}.amazonaws.com"),
-                        format!("codepipeline.{region}.amazonaws.com"),
-                        format!("ecr.{region}.amazonaws.com"),
-                        format!("s3.{region}.amazonaws.com"),
-                        format!("sns.{region}.amazonaws.com"),
-                    ]
+                    "kms:ViaService": via(region, &["codebuild", "codepipeline", "ecr", "s3", "sns"])
                 }
             }
         }),
@@ -159,10 +153,7 @@ pub fn key_policy(ctx: &PipelineContext, users: &KeyUsers) -> Value {
             "Condition": {
                 "StringEquals": {
                     "kms:CallerAccount": account,
-                    "kms:ViaService": [
-                        format!("codebuild.{region}.amazonaws.com"),
-                        format!("ecr.{region}.amazonaws.com"),
-                    ]
+                    "kms:ViaService": via(region, &["codebuild", "ecr"])
                 },
                 "Bool": {"kms:GrantIsForAWSResource": "true"}
             }
@@ -207,6 +198,14 @@ pub fn key_policy(ctx: &PipelineContext, users: &KeyUsers) -> Value {
         }));
     }
     json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// The regional endpoints of `services`, as `kms:ViaService` names them.
+fn via(region: &str, services: &[&str]) -> Vec<String> {
+    services
+        .iter()
+        .map(|service| format!("{service}.{region}.amazonaws.com"))
+        .collect()
 }
 
 #[cfg(test)]
