@@ -71,14 +71,31 @@ fn with_source(dp: &mut DeliveryPipeline, bucket: &str) {
     });
 }
 
+/// Waits until `name`'s condition `type_` is False with `reason`, and returns it.
+async fn failed_with(
+    api: &Api<DeliveryPipeline>,
+    name: &str,
+    type_: &str,
+    reason: &str,
+) -> delivery_operator::api::Condition {
+    eventually(
+        &format!("{name}: {type_} False, {reason}"),
+        WAIT,
+        || async {
+            let dp = api.get(name).await.ok()?;
+            condition(&dp, type_)
+                .filter(|c| c.status == "False" && c.reason == reason)
+                .cloned()
+        },
+    )
+    .await
+}
+
 /// Waits until `name`'s `PolicyCompliant` condition is False, and returns its message.
 async fn refused(api: &Api<DeliveryPipeline>, name: &str) -> String {
-    eventually(&format!("{name} refused by the policy"), WAIT, || async {
-        let dp = api.get(name).await.ok()?;
-        let c = condition(&dp, POLICY_COMPLIANT)?;
-        (c.status == "False" && c.reason == "PolicyViolation").then(|| c.message.clone())
-    })
-    .await
+    failed_with(api, name, POLICY_COMPLIANT, "PolicyViolation")
+        .await
+        .message
 }
 
 /// A customer managed policy allowing `actions` (IAM requires a boundary or an attached policy to
@@ -342,13 +359,7 @@ async fn a_source_bucket_the_policy_does_not_let_the_operator_change_keeps_its_n
     api.create(&PostParams::default(), &dp)
         .await
         .expect("create");
-    let reported = eventually("the bucket without events reported", WAIT, || async {
-        let dp = api.get("quiet").await.ok()?;
-        condition(&dp, "PipelineReady")
-            .filter(|c| c.reason == "SourceBucketSendsNoEvents")
-            .cloned()
-    })
-    .await;
+    let reported = failed_with(&api, "quiet", "PipelineReady", "SourceBucketSendsNoEvents").await;
     assert!(reported.message.contains(&quiet), "{}", reported.message);
     let writes = emulator::counts_by(&operator.access_key, "write").await;
     assert_eq!(writes.get("S3:PutBucketNotificationConfiguration"), None);
@@ -388,14 +399,7 @@ async fn an_outputs_config_map_of_another_owner_is_left_alone() {
     api.create(&PostParams::default(), &dp)
         .await
         .expect("create");
-    let refused = eventually("the foreign ConfigMap refused", WAIT, || async {
-        let dp = api.get("grabby").await.ok()?;
-        condition(&dp, "OutputsPublished")
-            .filter(|c| c.status == "False")
-            .cloned()
-    })
-    .await;
-    assert_eq!(refused.reason, "ConfigMapNotOwned");
+    let refused = failed_with(&api, "grabby", "OutputsPublished", "ConfigMapNotOwned").await;
     assert!(
         refused.message.contains("app-settings"),
         "{}",
@@ -445,12 +449,12 @@ async fn another_clusters_operator_does_not_adopt_this_clusters_resources() {
     let other = Operator::start(&ns, &[("CLUSTER_ID", "another-cluster")]);
     crate::support::request_reconcile(&api, "shared-account").await;
     let since = 0;
-    let refused = eventually("the other cluster's operator refuses", WAIT, || async {
-        let dp = api.get("shared-account").await.ok()?;
-        condition(&dp, "EncryptionKeyReady")
-            .filter(|c| c.status == "False")
-            .cloned()
-    })
+    let refused = failed_with(
+        &api,
+        "shared-account",
+        "EncryptionKeyReady",
+        "ResourceOwnedByAnotherPipeline",
+    )
     .await;
     assert!(
         refused.message.contains(crate::support::cluster_id()),
