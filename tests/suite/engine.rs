@@ -297,6 +297,12 @@ async fn a_role_trusting_another_namespace_is_refused_and_its_own_namespace_work
         condition(&refused, "Ready").is_some_and(|c| c.message.contains(&role_arn)),
         "the condition names the role"
     );
+    // The refused AssumeRole is all namespace A got: no write anywhere (the emulator's record).
+    let writes = crate::emulator::counts_by(&op_a.access_key, "write").await;
+    assert!(
+        writes.keys().all(|call| call == "STS:AssumeRole"),
+        "{writes:?}"
+    );
 
     let op_b = Operator::start(&ns_b, &[]);
     let api_b: Api<DeliveryPipeline> = Api::namespaced(client, &ns_b);

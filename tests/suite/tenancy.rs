@@ -167,7 +167,12 @@ async fn each_tenant_attack_is_refused_without_an_aws_write_and_the_neighbour_st
                 "staging": [{"accountId": ACCOUNT}],
                 "production": [{"accountId": ACCOUNT}]
             },
-            "sources": {"s3Buckets": [allowed_bucket], "manageBucketNotifications": false},
+            "sources": {
+                "s3Buckets": [allowed_bucket],
+                "codeCommitRepositories": [format!("{team}-*")],
+                "connectionArns": [format!("arn:aws:codeconnections:us-east-1:{ACCOUNT}:connection/{team}-*")],
+                "manageBucketNotifications": false
+            },
             "roles": {
                 "permissionsBoundaryPolicy": boundary.rsplit('/').next().expect("policy name"),
                 "path": path,
@@ -247,6 +252,31 @@ async fn each_tenant_attack_is_refused_without_an_aws_write_and_the_neighbour_st
             "foreign-bucket",
             Box::new(move |dp| with_source(dp, &foreign_bucket)),
             "spec.source.s3.bucket",
+        ),
+        (
+            "foreign-repository",
+            Box::new(|dp| {
+                dp.spec.source.s3 = None;
+                dp.spec.source.code_commit = Some(delivery_operator::api::CodeCommitSource {
+                    repository: "search-service".into(),
+                    branch: "main".into(),
+                });
+            }),
+            "spec.source.codeCommit.repository",
+        ),
+        (
+            "foreign-connection",
+            Box::new(|dp| {
+                dp.spec.source.s3 = None;
+                dp.spec.source.connection = Some(delivery_operator::api::ConnectionSource {
+                    connection_arn: format!(
+                        "arn:aws:codeconnections:us-east-1:{ACCOUNT}:connection/0123abcd-4567-89ef-0123-456789abcdef"
+                    ),
+                    repository: "search/service".into(),
+                    branch: "main".into(),
+                });
+            }),
+            "spec.source.connection.connectionArn",
         ),
         (
             "foreign-role",
