@@ -171,6 +171,41 @@ impl Names {
     }
 }
 
+/// What `update` works on: the desired state, what was observed, and exactly the changes
+/// `Diff::diff` found between them.
+pub struct Update<'a, G: Group> {
+    pub desired: &'a G::Desired,
+    pub observed: &'a G::Observed,
+    pub changes: Vec<ChangeOf<G>>,
+}
+
+impl<'a, G: Group> Update<'a, G> {
+    pub fn new(
+        desired: &'a G::Desired,
+        observed: &'a G::Observed,
+        changes: Vec<ChangeOf<G>>,
+    ) -> Self {
+        Self {
+            desired,
+            observed,
+            changes,
+        }
+    }
+
+    /// Desired, observed and the changes, for a body that names them briefly.
+    pub fn parts(self) -> (&'a G::Desired, &'a G::Observed, Vec<ChangeOf<G>>) {
+        (self.desired, self.observed, self.changes)
+    }
+
+    /// Every change from `observed` to `desired`.
+    pub fn of(desired: &'a G::Desired, observed: &'a G::Observed) -> Self {
+        Self::new(desired, observed, desired.diff(observed).into_changes())
+    }
+}
+
+/// What `update` returns: the state it left (None: `produced` reads what was observed).
+pub type Updated<G> = Result<Option<<G as Group>::Observed>, Failure>;
+
 /// A group's change type.
 pub type ChangeOf<G> = <<G as Group>::Desired as Diff<<G as Group>::Observed>>::Change;
 
@@ -182,7 +217,7 @@ pub type ChangeOf<G> = <<G as Group>::Desired as Diff<<G as Group>::Observed>>::
 /// `create` is safe to repeat after a partial failure (it finds what an interrupted create
 /// left); `update` applies exactly the changes `Desired::diff` found; `delete` is safe to
 /// repeat and works from identity alone, never from another step's outputs.
-pub trait Group: Send + Sync + 'static {
+pub trait Group: Send + Sync + Sized + 'static {
     type Desired: Diff<Self::Observed> + Send + Sync + Serialize;
     /// What `observe` reads. Its `Default` is "nothing there yet": the default `create`
     /// applies the diff from it.
@@ -226,8 +261,7 @@ pub trait Group: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Produced, Failure>> + Send {
         async move {
             let nothing = Self::Observed::default();
-            let changes = desired.diff(&nothing).into_changes();
-            let left = self.update(aws, desired, &nothing, changes).await?;
+            let left = self.update(aws, Update::of(desired, &nothing)).await?;
             Ok(self.produced(
                 &Placement::of(aws),
                 desired,
@@ -240,10 +274,8 @@ pub trait Group: Send + Sync + 'static {
     fn update(
         &self,
         aws: &AwsSession,
-        desired: &Self::Desired,
-        observed: &Self::Observed,
-        changes: Vec<ChangeOf<Self>>,
-    ) -> impl Future<Output = Result<Option<Self::Observed>, Failure>> + Send;
+        update: Update<'_, Self>,
+    ) -> impl Future<Output = Updated<Self>> + Send;
     fn delete(
         &self,
         aws: &AwsSession,
@@ -343,7 +375,10 @@ impl<G: Group> Instance<G> {
         tracing::debug!(kind = %self.kind, changes = ?changes.iter().collect::<Vec<_>>(), "updating");
         let left = self
             .group
-            .update(aws, &desired, &observed, changes.into_changes())
+            .update(
+                aws,
+                Update::new(&desired, &observed, changes.into_changes()),
+            )
             .await?;
         let observed = left.unwrap_or(observed);
         Ok(self.existing(&at, &desired, &observed, Action::Updated, Vec::new()))

@@ -25,5 +25,8 @@ pub mod registry;
 pub mod roles;
 pub mod service;
 
-pub use group::{ChangeOf, Changes, Diff, Group, GroupStep, Instance, Names, Placement, Produced};
+pub use group::{
+    ChangeOf, Changes, Diff, Group, GroupStep, Instance, Names, Placement, Produced, Update,
+    Updated,
+};
 pub use registry::{SessionFor, seed, steps};

@@ -10,7 +10,7 @@ use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricAlarm, Stat
 use self::desired::{Alarm, Alarms, Inputs, Settings};
 use self::diff::{ALARM, Change, Observed, ObservedAlarm};
 use super::kit::{check_owner, deletions, input, retag};
-use super::{Group, Names, Placement, Produced, keys};
+use super::{Group, Names, Placement, Produced, Update, Updated, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::PipelineContext;
@@ -198,13 +198,8 @@ impl Group for AlarmSet {
         deletions(ALARM, observed.keys())
     }
 
-    async fn update(
-        &self,
-        aws: &AwsSession,
-        d: &Alarms,
-        o: &Observed,
-        changes: Vec<Change>,
-    ) -> Result<Option<Observed>, Failure> {
+    async fn update(&self, aws: &AwsSession, update: Update<'_, Self>) -> Updated<Self> {
+        let (d, o, changes) = update.parts();
         let cloudwatch = &aws.cloudwatch();
         for change in changes {
             let creating = matches!(change, Change::Create(_));

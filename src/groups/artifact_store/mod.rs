@@ -17,7 +17,7 @@ use self::desired::{
 };
 use self::diff::{BucketView, Change};
 use super::kit::{check_owner, input, invalid};
-use super::{Diff, Group, Names, Placement, Produced, keys};
+use super::{Group, Names, Placement, Produced, Update, Updated, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession, classify, code, found};
 use crate::desired::PipelineContext;
@@ -286,18 +286,12 @@ impl Group for ArtifactStore {
         created.aws_tolerating("s3:CreateBucket", &["BucketAlreadyOwnedByYou"])?;
         // Then every setting, as an update from an empty bucket.
         let nothing = BucketView::default();
-        self.update(aws, b, &nothing, b.diff(&nothing).into_changes())
-            .await?;
+        self.update(aws, Update::of(b, &nothing)).await?;
         Ok(self.produced(&Placement::of(aws), b, &nothing))
     }
 
-    async fn update(
-        &self,
-        aws: &AwsSession,
-        d: &ArtifactBucket,
-        o: &BucketView,
-        changes: Vec<Change>,
-    ) -> Result<Option<BucketView>, Failure> {
+    async fn update(&self, aws: &AwsSession, update: Update<'_, Self>) -> Updated<Self> {
+        let (d, o, changes) = update.parts();
         let s3 = aws.s3();
         for change in changes {
             match change {

@@ -15,7 +15,7 @@ use crate::desired::PipelineContext;
 use crate::desired::policy::{equivalent, parse};
 use crate::engine::{Drift, Failure, Key, Removal, Values};
 use crate::groups::kit::input;
-use crate::groups::{Changes, Diff, Group, Names, Placement, Produced, keys};
+use crate::groups::{Changes, Diff, Group, Names, Placement, Produced, Update, Updated, keys};
 
 pub struct KeyPolicy {
     ctx: PipelineContext,
@@ -120,13 +120,8 @@ impl Group for KeyPolicy {
         ))
     }
 
-    async fn update(
-        &self,
-        aws: &AwsSession,
-        d: &Desired,
-        o: &Observed,
-        _changes: Vec<Rewrite>,
-    ) -> Result<Option<Observed>, Failure> {
+    async fn update(&self, aws: &AwsSession, update: Update<'_, Self>) -> Updated<Self> {
+        let (d, o, _) = update.parts();
         aws.kms()
             .put_key_policy()
             .key_id(&o.key_id)

@@ -12,7 +12,7 @@ use aws_sdk_kms::types::{KeyMetadata, KeySpec, KeyState as KmsKeyState, KeyUsage
 use self::desired::{ALIAS_TAG, DELETION_WINDOW_DAYS, EncryptionKey as Desired, encryption_key};
 use self::diff::{Change, KeyState, KeyView as Observed};
 use super::kit::{check_owner, retag};
-use super::{Diff, Group, Names, Placement, Produced, keys};
+use super::{Diff, Group, Names, Placement, Produced, Update, Updated, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::PipelineContext;
@@ -216,7 +216,7 @@ impl Group for EncryptionKey {
             };
             let changes = d.diff(&observed).into_changes();
             if !changes.is_empty() {
-                self.update(aws, d, &observed, changes).await?;
+                self.update(aws, Update::new(d, &observed, changes)).await?;
             }
             return Ok(self.produced(&at, d, &observed));
         }
@@ -239,23 +239,15 @@ impl Group for EncryptionKey {
         create_alias(&kms, &d.alias, key_id).await?;
         enable_rotation(&kms, key_id, d).await?;
         let arn = metadata.arn().unwrap_or_default().to_string();
-        Ok(self.produced(
-            &at,
-            d,
-            &Observed {
-                arn,
-                ..Observed::default()
-            },
-        ))
+        let made = Observed {
+            arn,
+            ..Observed::default()
+        };
+        Ok(self.produced(&at, d, &made))
     }
 
-    async fn update(
-        &self,
-        aws: &AwsSession,
-        d: &Desired,
-        o: &Observed,
-        changes: Vec<Change>,
-    ) -> Result<Option<Observed>, Failure> {
+    async fn update(&self, aws: &AwsSession, update: Update<'_, Self>) -> Updated<Self> {
+        let (d, o, changes) = update.parts();
         let kms = &aws.kms();
         let key_id = o.key_id.as_str();
         if o.state == KeyState::Other {

@@ -11,7 +11,7 @@ use aws_smithy_types::error::operation::BuildError;
 use self::desired::{FAILED, Inputs, Rules, SUCCEEDED};
 use self::diff::{Change, Observed, ObservedRule, ObservedTarget};
 use super::kit::{check_owner, deletions, input, retag};
-use super::{Group, Names, Placement, Produced, keys};
+use super::{Group, Names, Placement, Produced, Update, Updated, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::PipelineContext;
@@ -294,13 +294,8 @@ impl Group for EventRules {
         deletions(diff::RULE, observed.keys())
     }
 
-    async fn update(
-        &self,
-        aws: &AwsSession,
-        d: &Rules,
-        o: &Observed,
-        changes: Vec<Change>,
-    ) -> Result<Option<Observed>, Failure> {
+    async fn update(&self, aws: &AwsSession, update: Update<'_, Self>) -> Updated<Self> {
+        let (d, o, changes) = update.parts();
         let events = &aws.events();
         let wanted = |name: &str| d.rules.get(name);
         for change in changes {

@@ -12,7 +12,7 @@ use aws_sdk_ecr::types::{
 use self::desired::{ImageRepository as Desired, Mutability, image_repository};
 use self::diff::{Change, Encryption, RepositoryView as Observed};
 use super::kit::{check_owner, input, invalid, retag};
-use super::{Diff, Group, Names, Placement, Produced, keys};
+use super::{Diff, Group, Names, Placement, Produced, Update, Updated, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession, found};
 use crate::desired::{PipelineContext, policy};
@@ -274,7 +274,7 @@ impl Group for ImageRepository {
             })?;
             let changes = d.diff(&o).into_changes();
             if !changes.is_empty() {
-                self.update(aws, d, &o, changes).await?;
+                self.update(aws, Update::new(d, &o, changes)).await?;
             }
             return Ok(self.produced(&at, d, &o));
         };
@@ -290,13 +290,8 @@ impl Group for ImageRepository {
         Ok(self.produced(&at, d, &repository_of(repo)?))
     }
 
-    async fn update(
-        &self,
-        aws: &AwsSession,
-        d: &Desired,
-        o: &Observed,
-        changes: Vec<Change>,
-    ) -> Result<Option<Observed>, Failure> {
+    async fn update(&self, aws: &AwsSession, update: Update<'_, Self>) -> Updated<Self> {
+        let (d, o, changes) = update.parts();
         // Refused before anything is written: the repository is not the one this spec needs.
         if let Some(encryption) = changes.iter().find_map(|c| match c {
             Change::Encryption(e) => Some(e),

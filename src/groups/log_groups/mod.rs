@@ -7,7 +7,7 @@ pub mod diff;
 use self::desired::LogGroups as Desired;
 use self::diff::{Change, Observed, ObservedLogGroup};
 use super::kit::{check_owner, deletions, input, retag};
-use super::{Group, Names, Placement, Produced, keys};
+use super::{Group, Names, Placement, Produced, Update, Updated, keys};
 use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::{Env, PipelineContext};
 use crate::engine::{Drift, Failure, Key, Removal, Values};
@@ -157,13 +157,8 @@ impl Group for LogGroups {
         deletions(diff::LOG_GROUP, observed.keys())
     }
 
-    async fn update(
-        &self,
-        aws: &AwsSession,
-        d: &Desired,
-        o: &Observed,
-        changes: Vec<Change>,
-    ) -> Result<Option<Observed>, Failure> {
+    async fn update(&self, aws: &AwsSession, update: Update<'_, Self>) -> Updated<Self> {
+        let (d, o, changes) = update.parts();
         let logs = &aws.logs();
         for change in changes {
             match change {

@@ -29,7 +29,7 @@ use self::diff::{
     ObservedVpc, existing_vpc, primary,
 };
 use super::kit::{TagPlan, apply_tags};
-use super::{Group, Names, Placement, Produced, keys};
+use super::{Group, Names, Placement, Produced, Update, Updated, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession, code, found, while_unseen};
 use crate::desired::tags::{ENVIRONMENT_KEY, OWNER_KEY};
@@ -1014,13 +1014,8 @@ impl Group for NetworkGroup {
 
     /// Applies `changes` in order. Returns the state they leave: `produced` needs the IDs EC2
     /// assigned.
-    async fn update(
-        &self,
-        aws: &AwsSession,
-        d: &Network,
-        o: &Observed,
-        changes: Vec<Change>,
-    ) -> Result<Option<Observed>, Failure> {
+    async fn update(&self, aws: &AwsSession, update: Update<'_, Self>) -> Updated<Self> {
+        let (d, o, changes) = update.parts();
         let mut state = o.clone();
         let mut refusal = None;
         let zones = match d {

@@ -9,7 +9,7 @@ use aws_sdk_sns::types::Subscription;
 use self::desired::{Purpose, Topic, topic};
 use self::diff::{Change, TopicView as Observed};
 use super::kit::{check_owner, input, retag};
-use super::{Group, Names, Placement, Produced, keys};
+use super::{Group, Names, Placement, Produced, Update, Updated, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession, found};
 use crate::desired::PipelineContext;
@@ -164,23 +164,15 @@ impl Group for TopicGroup {
         for email in &d.emails {
             subscribe(aws, &arn, email).await?;
         }
-        Ok(self.produced(
-            &at,
-            d,
-            &Observed {
-                arn,
-                ..Observed::default()
-            },
-        ))
+        let made = Observed {
+            arn,
+            ..Observed::default()
+        };
+        Ok(self.produced(&at, d, &made))
     }
 
-    async fn update(
-        &self,
-        aws: &AwsSession,
-        d: &Topic,
-        o: &Observed,
-        changes: Vec<Change>,
-    ) -> Result<Option<Observed>, Failure> {
+    async fn update(&self, aws: &AwsSession, update: Update<'_, Self>) -> Updated<Self> {
+        let (d, o, changes) = update.parts();
         let sns = &aws.sns();
         let arn = o.arn.as_str();
         let set_attribute = |name: &'static str, value: String| async move {

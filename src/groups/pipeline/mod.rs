@@ -15,7 +15,7 @@ use aws_sdk_codepipeline::types::{
 use self::desired::{Action, Inputs, Pipeline, Stage, Structure, Trigger, pipeline};
 use self::diff::{Change, PipelineView, SourceBucketView, View};
 use super::kit::{check_owner, input, invalid, retag};
-use super::{Diff, Group, Names, Placement, Produced, keys};
+use super::{Group, Names, Placement, Produced, Update, Updated, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::{Env, PipelineContext};
@@ -389,18 +389,12 @@ impl Group for DeliveryPipelineGroup {
             pipeline: None,
             source_bucket: self.source_bucket(aws).await?,
         };
-        self.update(aws, d, &view, d.diff(&view).into_changes())
-            .await?;
+        self.update(aws, Update::of(d, &view)).await?;
         Ok(self.produced(&Placement::of(aws), d, &view))
     }
 
-    async fn update(
-        &self,
-        aws: &AwsSession,
-        d: &Pipeline,
-        _o: &View,
-        changes: Vec<Change>,
-    ) -> Result<Option<View>, Failure> {
+    async fn update(&self, aws: &AwsSession, update: Update<'_, Self>) -> Updated<Self> {
+        let (d, _, changes) = update.parts();
         let codepipeline = aws.codepipeline();
         for change in changes {
             match change {

@@ -17,7 +17,7 @@ use aws_sdk_codebuild::types::{
 use self::desired::{Inputs, Project, Stage, project};
 use self::diff::{Change, ProjectView, ReportGroupView, View};
 use super::kit::{TagPlan, check_owner, input, invalid};
-use super::{Group, Names, Placement, Produced, keys};
+use super::{Group, Names, Placement, Produced, Update, Updated, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::PipelineContext;
@@ -334,13 +334,8 @@ impl Group for BuildProject {
         Ok((view != View::default()).then_some(view))
     }
 
-    async fn update(
-        &self,
-        aws: &AwsSession,
-        d: &Project,
-        o: &View,
-        changes: Vec<Change>,
-    ) -> Result<Option<View>, Failure> {
+    async fn update(&self, aws: &AwsSession, update: Update<'_, Self>) -> Updated<Self> {
+        let (d, o, changes) = update.parts();
         let codebuild = aws.codebuild();
         for change in changes {
             match (change, &d.report_group) {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use self::desired::Roles;
 use self::diff::{Change, Observed, ObservedRole};
 use super::kit::{check_owner, deletions, input, retag};
-use super::{Group, Names, Placement, Produced, keys};
+use super::{Group, Names, Placement, Produced, Update, Updated, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::names::role::{BUILDER, DEPLOY, EXECUTION, PIPELINE, SCANNER, TASK, TRIGGER};
@@ -289,13 +289,8 @@ impl Group for RoleSet {
         deletions(diff::ROLE, observed.keys())
     }
 
-    async fn update(
-        &self,
-        aws: &AwsSession,
-        d: &Roles,
-        o: &Observed,
-        changes: Vec<Change>,
-    ) -> Result<Option<Observed>, Failure> {
+    async fn update(&self, aws: &AwsSession, update: Update<'_, Self>) -> Updated<Self> {
+        let (d, o, changes) = update.parts();
         let iam = &aws.iam();
         let role = |name: &str| d.roles.iter().find(|r| r.name == name);
         for change in changes {

@@ -29,7 +29,7 @@ use self::diff::{
     ObservedDeploymentConfiguration, ObservedService, ObservedTaskDefinition, ServiceUpdate,
 };
 use super::kit::{TagPlan, check_owner, input, invalid, retag};
-use super::{Group, Names, Placement, Produced, keys};
+use super::{Group, Names, Placement, Produced, Update, Updated, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession, code};
 use crate::desired::{Env, PipelineContext};
@@ -590,13 +590,8 @@ impl Group for ServiceGroup {
 
     /// Applies `changes` in order (cluster, revision, service) and returns the state they leave,
     /// from AWS's answers (no further reads).
-    async fn update(
-        &self,
-        aws: &AwsSession,
-        d: &Runtime,
-        o: &Observed,
-        changes: Vec<Change>,
-    ) -> Result<Option<Observed>, Failure> {
+    async fn update(&self, aws: &AwsSession, update: Update<'_, Self>) -> Updated<Self> {
+        let (d, o, changes) = update.parts();
         let ecs = aws.ecs();
         let mut state = o.clone();
         for change in changes {
