@@ -56,7 +56,19 @@ class BuildScriptTest(unittest.TestCase):
 
         # The login: a password from ECR for this region, piped to docker for this registry only.
         aws = [call["argv"] for call in sandbox.calls("aws")]
-        self.assertEqual(aws, [["ecr", "get-login-password", "--region", "us-east-1"]])
+        self.assertEqual(
+            aws,
+            [
+                ["ecr", "get-login-password", "--region", "us-east-1"],
+                # Not built before: the tag is looked up, then built and pushed.
+                [
+                    "ecr", "describe-images", "--region", "us-east-1",
+                    "--repository-name", "delivery-operator/hello-1234abcd",
+                    "--image-ids", "imageTag=01234567",
+                    "--query", "imageDetails[0].imageDigest", "--output", "text",
+                ],
+            ],
+        )
         docker = sandbox.calls("docker")
         self.assertEqual(
             docker[0]["argv"], ["login", "--username", "AWS", "--password-stdin", REGISTRY]
@@ -136,6 +148,33 @@ class BuildScriptTest(unittest.TestCase):
         sandbox, result = self.build(CODEBUILD_RESOLVED_SOURCE_VERSION=None)
         self.assertSucceeded(result)
         self.assertEqual((sandbox.dir / "image-tag").read_text(), "build-42\n")
+
+    def test_a_rerun_of_a_source_version_reuses_its_image(self):
+        # A retry, "Release change" or the restart after a pipeline update: the tag exists and
+        # is immutable; pushing a rebuilt image under it would be refused.
+        sandbox, result = self.build(FAKE_EXISTING_TAGS="01234567")
+        self.assertSucceeded(result)
+        docker = [call["argv"][0] for call in sandbox.calls("docker")]
+        self.assertEqual(docker, ["login"], "no build, no push")
+        image = f"{REPOSITORY_URI}:01234567"
+        self.assertEqual(
+            json.loads((sandbox.dir / "imagedefinitions.json").read_text()),
+            [{"name": "app", "imageUri": image}],
+        )
+        self.assertEqual((sandbox.dir / "image-tag").read_text(), "01234567\n")
+        self.assertIn("reusing it", result.stdout)
+
+    def test_another_tag_in_the_repository_does_not_count(self):
+        sandbox, result = self.build(FAKE_EXISTING_TAGS="89abcdef,latest")
+        self.assertSucceeded(result)
+        self.docker_build(sandbox)
+
+    def test_a_lookup_that_fails_otherwise_fails_the_build_before_docker_builds(self):
+        sandbox, result = self.build(FAKE_AWS_FAIL="describe-images")
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("could not look up", result.stderr)
+        self.assertIn("AccessDeniedException", result.stderr)
+        self.assertFalse(any(call["argv"][0] == "build" for call in sandbox.calls("docker")))
 
     def test_a_failing_push_fails_the_build_and_writes_no_artifacts(self):
         sandbox, result = self.build(FAKE_DOCKER_FAIL="push")

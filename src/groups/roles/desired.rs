@@ -202,6 +202,8 @@ pub fn pipeline(ctx: &PipelineContext, kms_key_arn: &str) -> Roles {
                     "ecr:BatchCheckLayerAvailability",
                     "ecr:BatchGetImage",
                     "ecr:CompleteLayerUpload",
+                    // A re-run finds the image of its source version instead of pushing again.
+                    "ecr:DescribeImages",
                     "ecr:GetDownloadUrlForLayer",
                     "ecr:InitiateLayerUpload",
                     "ecr:PutImage",

@@ -63,6 +63,32 @@ echo "build: logging in to $registry"
 aws ecr get-login-password --region "$AWS_REGION" |
   docker login --username AWS --password-stdin "$registry"
 
+write_artifacts() {
+  # JSON from a JSON library: a container name may hold quotes or backslashes.
+  IMAGE_URI="$image" python3 -c '
+import json, os, sys
+json.dump([{"name": os.environ["CONTAINER_NAME"], "imageUri": os.environ["IMAGE_URI"]}], sys.stdout)
+print()
+' > imagedefinitions.json
+  printf '%s\n' "$image_tag" > image-tag
+}
+
+# A re-run of a source version already built (a retry, "Release change", the restart after a
+# pipeline update) reuses its image: tags are immutable, and the image is that source's.
+repository="${REPOSITORY_URI#*/}"
+lookup_errors="$(mktemp)"
+if found="$(aws ecr describe-images --region "$AWS_REGION" --repository-name "$repository" \
+  --image-ids "imageTag=$image_tag" --query 'imageDetails[0].imageDigest' --output text \
+  2> "$lookup_errors")"; then
+  rm -f "$lookup_errors"
+  write_artifacts
+  echo "build: $image is already in the repository ($found): reusing it"
+  exit 0
+fi
+grep -q ImageNotFoundException "$lookup_errors" ||
+  fail "could not look up $image: $(cat "$lookup_errors")"
+rm -f "$lookup_errors"
+
 echo "build: building $image from $DOCKERFILE in $BUILD_CONTEXT"
 docker build \
   --file "$DOCKERFILE" \
@@ -78,11 +104,5 @@ for ref in "${refs[@]}"; do
   docker push "$ref"
 done
 
-# JSON from a JSON library: a container name may hold quotes or backslashes.
-IMAGE_URI="$image" python3 -c '
-import json, os, sys
-json.dump([{"name": os.environ["CONTAINER_NAME"], "imageUri": os.environ["IMAGE_URI"]}], sys.stdout)
-print()
-' > imagedefinitions.json
-printf '%s\n' "$image_tag" > image-tag
+write_artifacts
 echo "build: pushed $image; wrote imagedefinitions.json and image-tag"
