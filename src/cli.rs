@@ -114,6 +114,10 @@ struct RunArgs {
     /// Seconds between drift checks of a pipeline that is in sync.
     #[arg(long, env = "RESYNC_INTERVAL_SECONDS", default_value_t = 600)]
     resync_interval_seconds: u64,
+    /// Seconds between looks at a running execution (two calls; the pipeline's other resources
+    /// wait for the drift check).
+    #[arg(long, env = "EXECUTION_POLL_SECONDS", default_value_t = 30)]
+    execution_poll_seconds: u64,
     /// Seconds between retries of a pipeline stuck on a terminal error.
     #[arg(long, env = "TERMINAL_RETRY_SECONDS", default_value_t = 300)]
     terminal_retry_seconds: u64,
@@ -508,6 +512,7 @@ async fn run(args: RunArgs) -> ExitCode {
             .filter(|n| !n.is_empty())
             .collect(),
         resync_interval: Duration::from_secs(args.resync_interval_seconds),
+        execution_poll: Duration::from_secs(args.execution_poll_seconds),
         terminal_retry: Duration::from_secs(args.terminal_retry_seconds),
         base_backoff: Duration::from_secs(2),
         max_backoff: Duration::from_secs(300),

@@ -1,15 +1,10 @@
 //! The pipeline's last execution, for `status.lastExecution` and `kubectl get`. Read after each
-//! run; while an execution is in progress the pipeline is looked at again every 30 seconds, and
-//! not at all for this when idle.
-
-use std::time::Duration;
+//! run; while an execution is in progress it is looked at again every `--execution-poll-seconds`
+//! (two calls, nothing else of the pipeline), and not at all for this when idle.
 
 use crate::api::{LastExecution, StageStatus};
 use crate::aws::{AwsResultExt, AwsSession};
 use crate::engine::Failure;
-
-/// How often a running execution is looked at.
-pub const WHILE_RUNNING: Duration = Duration::from_secs(30);
 
 pub fn in_progress(execution: &LastExecution) -> bool {
     execution.status == "InProgress" || execution.status == "Stopping"

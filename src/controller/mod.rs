@@ -42,6 +42,8 @@ pub struct Settings {
     pub namespaces: Vec<String>,
     /// Drift check interval for pipelines that are in sync.
     pub resync_interval: Duration,
+    /// How often a running execution is looked at (its two calls only, between drift checks).
+    pub execution_poll: Duration,
     /// Retry interval for terminal errors (bad spec, AccessDenied): slow, since a human must act.
     pub terminal_retry: Duration,
     /// First retry of a transient error; doubles per consecutive failure up to `max_backoff`.
@@ -65,6 +67,15 @@ pub struct Context {
     /// Pipelines whose last reconcile ended with an AWS or spec error that was reported in
     /// status (the reconcile itself returns Ok so the status write happens).
     degraded: Mutex<HashMap<String, bool>>,
+    /// When each pipeline was last checked whole, and for which object (its reconcile trigger):
+    /// until the next check is due, a wake-up for a running execution polls only that.
+    full_checks: Mutex<HashMap<String, FullCheck>>,
+}
+
+#[derive(Clone, Copy)]
+struct FullCheck {
+    trigger: Option<u64>,
+    next_due: Instant,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +135,7 @@ impl Context {
             settings,
             failures: Mutex::new(HashMap::new()),
             degraded: Mutex::new(HashMap::new()),
+            full_checks: Mutex::new(HashMap::new()),
         }
     }
 
@@ -165,6 +177,33 @@ impl Context {
             .ok()
             .and_then(|mut d| d.remove(key))
             .unwrap_or(false)
+    }
+
+    fn checked_whole(&self, key: &str, dp: &DeliveryPipeline) {
+        if let Ok(mut checks) = self.full_checks.lock() {
+            checks.insert(
+                key.to_string(),
+                FullCheck {
+                    trigger: reconcile_trigger(dp),
+                    next_due: Instant::now() + self.settings.resync_interval,
+                },
+            );
+        }
+    }
+
+    /// Whether `dp` was checked whole as it is now and its next whole check is not yet due.
+    fn between_whole_checks(&self, key: &str, dp: &DeliveryPipeline) -> Option<Duration> {
+        let checks = self.full_checks.lock().ok()?;
+        let check = checks.get(key)?;
+        let left = check.next_due.checked_duration_since(Instant::now())?;
+        (check.trigger == reconcile_trigger(dp)).then_some(left)
+    }
+
+    /// A policy or namespace change: the next wake-up checks the pipeline whole.
+    fn forget_whole_check(&self, key: &str) {
+        if let Ok(mut checks) = self.full_checks.lock() {
+            checks.remove(key);
+        }
     }
 
     async fn event(
@@ -231,7 +270,7 @@ where
                 .reflect(writer)
                 .applied_objects()
                 .predicate_filter(reconcile_trigger, Default::default());
-            let affected = affected_by_tenancy_changes(&ctx.tenants, reader.clone());
+            let affected = affected_by_tenancy_changes(ctx.clone(), reader.clone());
             Controller::for_stream(stream, reader)
                 .reconcile_on(affected)
                 .with_config(
@@ -270,10 +309,10 @@ const POLICY_STATUS_INTERVAL: Duration = Duration::from_secs(15);
 /// The pipelines (of those this controller watches) in the namespaces a policy or namespace
 /// label change affects: they are admitted or refused again.
 fn affected_by_tenancy_changes(
-    tenants: &Tenants,
+    ctx: Arc<Context>,
     pipelines: reflector::Store<DeliveryPipeline>,
 ) -> impl futures::Stream<Item = reflector::ObjectRef<DeliveryPipeline>> + Send + 'static {
-    let changes = tenants.changes();
+    let changes = ctx.tenants.changes();
     futures::stream::unfold(changes, |mut changes| async move {
         loop {
             match changes.recv().await {
@@ -289,7 +328,10 @@ fn affected_by_tenancy_changes(
             .state()
             .iter()
             .filter(|dp| dp.namespace().is_some_and(|ns| namespaces.contains(&ns)))
-            .map(|dp| reflector::ObjectRef::from_obj(dp.as_ref()))
+            .map(|dp| {
+                ctx.forget_whole_check(&key_of(dp));
+                reflector::ObjectRef::from_obj(dp.as_ref())
+            })
             .collect();
         futures::stream::iter(refs)
     })
@@ -559,6 +601,9 @@ async fn apply(
         Ok(admitted) => admitted,
         Err(err) => return not_attempted(dp, api, ctx, &key, err).await,
     };
+    if let Some(requeue) = poll_running_execution(dp, api, ctx, &key, &admitted).await? {
+        return Ok(requeue);
+    }
     let Prepared {
         pipeline,
         seed,
@@ -583,7 +628,7 @@ async fn apply(
         match executions::last(&pipeline, name).await {
             Ok(last) => {
                 if last.as_ref().is_some_and(executions::in_progress) {
-                    next = next.min(executions::WHILE_RUNNING);
+                    next = next.min(ctx.settings.execution_poll);
                 }
                 status.last_execution = last;
             }
@@ -621,7 +666,58 @@ async fn apply(
             .retain(|c| c.type_ != status::OUTPUTS_PUBLISHED);
     }
     status::write(api, dp, status).await?;
+    ctx.checked_whole(&key, dp);
     Ok(Requeue::requeue(next))
+}
+
+/// Between whole checks of a pipeline that is Ready, a wake-up for its running execution reads
+/// only the execution (two calls) and writes it to status; None: check the pipeline whole.
+async fn poll_running_execution(
+    dp: &DeliveryPipeline,
+    api: &Api<DeliveryPipeline>,
+    ctx: &Context,
+    key: &str,
+    admitted: &tenants::Admitted,
+) -> Result<Option<Requeue>, Error> {
+    let Some(until_whole) = ctx.between_whole_checks(key, dp) else {
+        return Ok(None);
+    };
+    let Some(recorded) = dp.status.as_ref() else {
+        return Ok(None);
+    };
+    let running = recorded
+        .last_execution
+        .as_ref()
+        .is_some_and(executions::in_progress);
+    let ready = recorded
+        .conditions
+        .iter()
+        .any(|c| c.type_ == crate::api::READY && c.status == engine::conditions::TRUE);
+    let (Some(name), Some(region)) = (
+        recorded.outputs.pipeline_name.as_deref(),
+        recorded.outputs.region.as_deref(),
+    ) else {
+        return Ok(None);
+    };
+    if !running || !ready {
+        return Ok(None);
+    }
+    let origin = origin(dp, &admitted.tenancy);
+    let Ok(pipeline) = sessions::pipeline(&ctx.aws, dp, origin, region).await else {
+        return Ok(None);
+    };
+    let Ok(last) = executions::last(&pipeline, name).await else {
+        return Ok(None);
+    };
+    let still_running = last.as_ref().is_some_and(executions::in_progress);
+    let mut next = recorded.clone();
+    next.last_execution = last;
+    status::write(api, dp, next).await?;
+    Ok(Some(Requeue::requeue(if still_running {
+        ctx.settings.execution_poll.min(until_whole)
+    } else {
+        until_whole
+    })))
 }
 
 /// When to look again: the most urgent error, else the soonest step in progress, else the

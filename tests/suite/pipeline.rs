@@ -18,8 +18,8 @@ use serde_json::json;
 
 use crate::emulator::{self, count};
 use crate::support::{
-    ACCOUNT, REGION, aws_config, condition, counts, ctx_of, eventually, example, gone, kube_client,
-    request_reconcile, s3, sandbox, source_bucket, start, wait_ready,
+    ACCOUNT, Operator, REGION, aws_config, condition, counts, ctx_of, eventually, example, gone,
+    kube_client, request_reconcile, s3, sandbox, source_bucket, start, unique, wait_ready,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -387,4 +387,80 @@ async fn an_s3_source_must_be_versioned_and_gets_its_events_sent_to_eventbridge(
         .expect("notification configuration");
     assert!(got.event_bridge_configuration().is_some());
     assert_eq!(ACCOUNT, ctx_of(&dp).account_id);
+}
+
+/// While an execution runs (an approval may wait days), each wake-up between drift checks reads
+/// the execution alone: exactly ListPipelineExecutions and GetPipelineState (the emulator's
+/// record), nothing of the pipeline's other resources; its end reaches the status.
+#[tokio::test]
+async fn a_running_execution_is_polled_alone_between_drift_checks() {
+    let client = kube_client("admin").await;
+    let ns = unique("e2e-poll");
+    crate::support::create_namespace(&client, &ns).await;
+    let operator = Operator::start(&ns, &[("EXECUTION_POLL_SECONDS", "2")]);
+    let api: Api<DeliveryPipeline> = Api::namespaced(client, &ns);
+    let mut dp = example("minimal.yaml", &ns, "waiting");
+    let bucket = source_bucket(&s3(&aws_config().await), true, true).await;
+    with_source(&mut dp, &bucket);
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    let ready = wait_ready(&api, "waiting", 1).await;
+    let name = ready
+        .status
+        .as_ref()
+        .and_then(|s| s.outputs.pipeline_name.clone())
+        .expect("pipeline name");
+
+    // An execution waiting at the approval.
+    let execution = emulator::pipeline_execution(json!({
+        "pipeline": name,
+        "status": "InProgress",
+        "stages": {"Source": "Succeeded", "Build": "Succeeded", "Test": "Succeeded",
+                   "DeployStaging": "Succeeded", "Approval": "InProgress"},
+        "events": false
+    }))
+    .await;
+    let id = execution["pipelineExecutionId"]
+        .as_str()
+        .expect("execution id")
+        .to_string();
+    request_reconcile(&api, "waiting").await;
+    eventually("the running execution in status", WAIT, || async {
+        let last = api.get("waiting").await.ok()?.status?.last_execution?;
+        (last.id == id && last.status == "InProgress").then_some(())
+    })
+    .await;
+
+    // Two wake-ups in a row: each reads the execution, and only the execution.
+    let first = operator.metrics().await;
+    let boundary = operator.after_reconcile(&first).await;
+    let since = emulator::last_seq(&operator.access_key).await;
+    operator.after_reconcile(&boundary).await;
+    let calls = emulator::calls_after(&operator.access_key, since).await;
+    assert_eq!(
+        count(&calls, "read"),
+        counts(&[
+            ("CodePipeline:ListPipelineExecutions", 1.0),
+            ("CodePipeline:GetPipelineState", 1.0)
+        ]),
+        "a poll between drift checks"
+    );
+    assert_eq!(count(&calls, "write"), BTreeMap::new());
+
+    // The approval is given and the run ends: the status says so.
+    emulator::pipeline_execution(json!({
+        "pipeline": name,
+        "executionId": id,
+        "status": "Succeeded",
+        "stages": {"Approval": "Succeeded", "DeployProduction": "Succeeded"},
+        "events": false
+    }))
+    .await;
+    eventually("the finished execution in status", WAIT, || async {
+        let last = api.get("waiting").await.ok()?.status?.last_execution?;
+        (last.id == id && last.status == "Succeeded").then_some(())
+    })
+    .await;
+    operator.assert_calls_match_record().await;
 }
