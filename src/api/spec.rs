@@ -699,12 +699,14 @@ pub struct Approval {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "schema::email_list")]
     pub notify_emails: Vec<String>,
-    /// Text shown to the approver (1 to 1000 characters, CodePipeline's limits).
+    /// Text shown to the approver (1 to 1000 characters, CodePipeline's limits). Default: the
+    /// image being released (`<repository>:<built tag>`) and the staging service it runs in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 1000))]
     pub custom_data: Option<String>,
     /// Link shown to the approver, e.g. a release checklist. At most 1000 characters
-    /// (CodePipeline's limit for action configuration values).
+    /// (CodePipeline's limit for action configuration values). Default: the staging service's
+    /// health page in the AWS console.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1000), regex(pattern = r"^https?://[^\s]+$"))]
     pub external_entity_link: Option<String>,

@@ -126,6 +126,16 @@ impl PipelineContext {
         self.spec.source.s3.is_some() || self.spec.source.code_commit.is_some()
     }
 
+    /// The AWS console of the pipeline's partition and region.
+    pub fn console(&self) -> String {
+        let region = &self.region;
+        match self.partition() {
+            "aws-cn" => format!("https://{region}.console.amazonaws.cn"),
+            "aws-us-gov" => "https://console.amazonaws-us-gov.com".into(),
+            _ => format!("https://{region}.console.aws.amazon.com"),
+        }
+    }
+
     /// AWS partition of the region (`aws`, `aws-cn`, `aws-us-gov`).
     pub fn partition(&self) -> &'static str {
         partition_of(&self.region)

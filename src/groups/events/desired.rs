@@ -182,7 +182,7 @@ pub fn message(ctx: &PipelineContext) -> InputTransformer {
     ];
     let link = format!(
         "{}/codesuite/codepipeline/pipelines/<pipeline>/executions/<execution>/timeline?region={}",
-        console(ctx.partition(), &ctx.region),
+        ctx.console(),
         ctx.region
     );
     InputTransformer {
@@ -194,15 +194,6 @@ pub fn message(ctx: &PipelineContext) -> InputTransformer {
             "\"Delivery pipeline {}: execution <execution> of CodePipeline <pipeline> <state> at <time>. Details: {link}\"",
             ctx.display_name()
         ),
-    }
-}
-
-/// The AWS console of a partition and region.
-fn console(partition: &str, region: &str) -> String {
-    match partition {
-        "aws-cn" => format!("https://{region}.console.amazonaws.cn"),
-        "aws-us-gov" => "https://console.amazonaws-us-gov.com".into(),
-        _ => format!("https://{region}.console.aws.amazon.com"),
     }
 }
 

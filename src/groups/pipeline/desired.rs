@@ -144,13 +144,21 @@ pub fn pipeline(ctx: &PipelineContext, inputs: &Inputs) -> Pipeline {
         ..action("ImageScan", "Test", "CodeBuild")
     };
     let approval = ctx.spec.approval.clone();
-    let mut approval_config = vec![("NotificationArn", inputs.approval_topic_arn.to_string())];
-    if let Some(data) = approval.custom_data {
-        approval_config.push(("CustomData", data));
-    }
-    if let Some(link) = approval.external_entity_link {
-        approval_config.push(("ExternalEntityLink", link));
-    }
+    let approval_config = vec![
+        ("NotificationArn", inputs.approval_topic_arn.to_string()),
+        (
+            "CustomData",
+            approval
+                .custom_data
+                .unwrap_or_else(|| approval_context(ctx)),
+        ),
+        (
+            "ExternalEntityLink",
+            approval
+                .external_entity_link
+                .unwrap_or_else(|| staging_service_link(ctx)),
+        ),
+    ];
     let approve = Action {
         configuration: approval_config
             .into_iter()
@@ -186,6 +194,35 @@ pub fn pipeline(ctx: &PipelineContext, inputs: &Inputs) -> Pipeline {
 }
 
 /// The source action and, for a connection, its push trigger. Polling is off everywhere:
+/// What the approver is asked, by default: which image, and where it runs in staging. The tag is
+/// the build's variable, resolved by CodePipeline for each execution. At most 1000 characters.
+fn approval_context(ctx: &PipelineContext) -> String {
+    let names = ctx.names();
+    let text = format!(
+        "Release image {}:#{{{BUILD_NAMESPACE}.IMAGE_TAG}} of delivery pipeline {} to production. It runs in staging as ECS service {} (cluster {}, account {}, {}); approve once it behaves there.",
+        names.image_repository(),
+        ctx.display_name(),
+        names.service(Env::Staging),
+        names.cluster(Env::Staging),
+        ctx.environment_account(Env::Staging),
+        ctx.region,
+    );
+    text.chars().take(1000).collect()
+}
+
+/// The staging service's health page in the console, by default the approver's link.
+fn staging_service_link(ctx: &PipelineContext) -> String {
+    let names = ctx.names();
+    let link = format!(
+        "{}/ecs/v2/clusters/{}/services/{}/health?region={}",
+        ctx.console(),
+        names.cluster(Env::Staging),
+        names.service(Env::Staging),
+        ctx.region
+    );
+    link.chars().take(1000).collect()
+}
+
 /// S3 and CodeCommit changes arrive as EventBridge events.
 fn source_action(ctx: &PipelineContext) -> (Action, Option<Trigger>) {
     let source = &ctx.spec.source;
@@ -287,6 +324,32 @@ pub(crate) mod tests {
         assert_eq!(source.configuration["PollForSourceChanges"], "false");
         assert!(p.structure.triggers.is_empty());
         assert!(p.source_bucket.is_some());
+    }
+
+    #[test]
+    fn the_default_approval_names_the_image_and_links_the_staging_service() {
+        let ctx = context(MINIMAL);
+        let p = pipeline(&ctx, &inputs(BTreeMap::new()));
+        let approval = &p.structure.stages[4].actions[0].configuration;
+        let names = ctx.names();
+        let data = &approval["CustomData"];
+        assert!(
+            data.contains(&format!(
+                "{}:#{{BuildVariables.IMAGE_TAG}}",
+                names.image_repository()
+            )),
+            "{data}"
+        );
+        assert!(data.contains(&names.service(Env::Staging)), "{data}");
+        assert!(data.len() <= 1000);
+        assert_eq!(
+            approval["ExternalEntityLink"],
+            format!(
+                "https://us-east-1.console.aws.amazon.com/ecs/v2/clusters/{}/services/{}/health?region=us-east-1",
+                names.cluster(Env::Staging),
+                names.service(Env::Staging)
+            )
+        );
     }
 
     #[test]
