@@ -480,6 +480,12 @@ pub struct ArtifactStore {
     #[serde(default = "defaults::abort_incomplete_upload_days")]
     #[schemars(range(min = 1))]
     pub abort_incomplete_upload_days: i32,
+    /// Days after which artifacts expire (at least 1). CodePipeline writes each execution's
+    /// artifacts under new keys, so without this nothing would ever be removed; keep it longer
+    /// than an execution may wait at the approval, or the production deploy finds no artifact.
+    #[serde(default = "defaults::artifact_expiration_days")]
+    #[schemars(range(min = 1))]
+    pub artifact_expiration_days: i32,
 }
 
 impl Default for ArtifactStore {
@@ -487,6 +493,7 @@ impl Default for ArtifactStore {
         Self {
             noncurrent_version_expiration_days: defaults::noncurrent_version_expiration_days(),
             abort_incomplete_upload_days: defaults::abort_incomplete_upload_days(),
+            artifact_expiration_days: defaults::artifact_expiration_days(),
         }
     }
 }
@@ -796,6 +803,9 @@ pub mod defaults {
         15
     }
     pub fn noncurrent_version_expiration_days() -> i32 {
+        30
+    }
+    pub fn artifact_expiration_days() -> i32 {
         30
     }
     pub fn abort_incomplete_upload_days() -> i32 {

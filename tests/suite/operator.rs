@@ -214,8 +214,12 @@ async fn bucket_tags(s3: &aws_sdk_s3::Client, bucket: &str) -> BTreeMap<String, 
         .collect()
 }
 
-/// (noncurrent-version expiry, abort-incomplete-upload) days of the operator's lifecycle rules.
-async fn lifecycle_days(s3: &aws_sdk_s3::Client, bucket: &str) -> (Option<i32>, Option<i32>) {
+/// (noncurrent-version expiry, abort-incomplete-upload, artifact expiry) days of the
+/// operator's lifecycle rules.
+async fn lifecycle_days(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> (Option<i32>, Option<i32>, Option<i32>) {
     let out = s3
         .get_bucket_lifecycle_configuration()
         .bucket(bucket)
@@ -230,6 +234,7 @@ async fn lifecycle_days(s3: &aws_sdk_s3::Client, bucket: &str) -> (Option<i32>, 
             r.abort_incomplete_multipart_upload()?
                 .days_after_initiation()
         }),
+        rule(artifact_store::RULE_EXPIRE_ARTIFACTS).and_then(|r| r.expiration()?.days()),
     )
 }
 
@@ -408,7 +413,10 @@ async fn minimal_pipeline_reaches_ready_with_every_aws_property_and_updates_mini
         policy::equivalent(&bucket_policy, &desired_bucket.policy),
         "{bucket_policy}"
     );
-    assert_eq!(lifecycle_days(&s3, bucket).await, (Some(30), Some(7)));
+    assert_eq!(
+        lifecycle_days(&s3, bucket).await,
+        (Some(30), Some(7), Some(30))
+    );
     assert_eq!(bucket_tags(&s3, bucket).await, desired_bucket.tags.tags);
 
     // Events for what was created.
@@ -478,7 +486,10 @@ async fn minimal_pipeline_reaches_ready_with_every_aws_property_and_updates_mini
         updated.status.as_ref().and_then(|s| s.observed_generation),
         Some(2)
     );
-    assert_eq!(lifecycle_days(&s3, bucket).await, (Some(45), Some(7)));
+    assert_eq!(
+        lifecycle_days(&s3, bucket).await,
+        (Some(45), Some(7), Some(30))
+    );
     // The condition did not flap: its transition time is the original one.
     assert_eq!(
         condition(&updated, "ArtifactStoreReady").map(|c| c.last_transition_time.clone()),

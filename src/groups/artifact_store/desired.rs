@@ -27,10 +27,12 @@ pub struct ArtifactBucket {
 pub struct Lifecycle {
     pub noncurrent_version_expiration_days: i32,
     pub abort_incomplete_upload_days: i32,
+    pub artifact_expiration_days: i32,
 }
 
 pub const RULE_NONCURRENT: &str = "expire-noncurrent-versions";
 pub const RULE_ABORT_UPLOADS: &str = "abort-incomplete-multipart-uploads";
+pub const RULE_EXPIRE_ARTIFACTS: &str = "expire-artifacts";
 
 pub fn artifact_bucket(ctx: &PipelineContext, kms_key_arn: &str) -> ArtifactBucket {
     let name = ctx.names().artifact_bucket();
@@ -48,6 +50,7 @@ pub fn artifact_bucket(ctx: &PipelineContext, kms_key_arn: &str) -> ArtifactBuck
                 .artifact_store
                 .noncurrent_version_expiration_days,
             abort_incomplete_upload_days: ctx.spec.artifact_store.abort_incomplete_upload_days,
+            artifact_expiration_days: ctx.spec.artifact_store.artifact_expiration_days,
         },
         tags: DesiredTags::of(ctx),
     }
@@ -105,7 +108,8 @@ mod tests {
             b.lifecycle,
             Lifecycle {
                 noncurrent_version_expiration_days: 30,
-                abort_incomplete_upload_days: 7
+                abort_incomplete_upload_days: 7,
+                artifact_expiration_days: 30
             }
         );
     }
@@ -115,12 +119,14 @@ mod tests {
         let mut c = context(FULL);
         c.spec.artifact_store.noncurrent_version_expiration_days = 90;
         c.spec.artifact_store.abort_incomplete_upload_days = 2;
+        c.spec.artifact_store.artifact_expiration_days = 14;
         let b = artifact_bucket(&c, KEY);
         assert_eq!(
             b.lifecycle,
             Lifecycle {
                 noncurrent_version_expiration_days: 90,
-                abort_incomplete_upload_days: 2
+                abort_incomplete_upload_days: 2,
+                artifact_expiration_days: 14
             }
         );
     }

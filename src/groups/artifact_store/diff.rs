@@ -86,8 +86,10 @@ impl Diff<BucketView> for ArtifactBucket {
 
 fn lifecycle_words(l: &Lifecycle) -> String {
     format!(
-        "noncurrent versions expire after {} days, incomplete uploads aborted after {} days",
-        l.noncurrent_version_expiration_days, l.abort_incomplete_upload_days
+        "artifacts expire after {} days, noncurrent versions after {} days, incomplete uploads aborted after {} days",
+        l.artifact_expiration_days,
+        l.noncurrent_version_expiration_days,
+        l.abort_incomplete_upload_days
     )
 }
 

@@ -6,14 +6,16 @@ pub mod diff;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::types::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint,
-    BucketVersioningStatus, CreateBucketConfiguration, Delete, ExpirationStatus, LifecycleRule,
-    LifecycleRuleFilter, NoncurrentVersionExpiration, ObjectIdentifier,
-    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
-    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tagging, VersioningConfiguration,
+    BucketVersioningStatus, CreateBucketConfiguration, Delete, ExpirationStatus,
+    LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, NoncurrentVersionExpiration,
+    ObjectIdentifier, PublicAccessBlockConfiguration, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    Tagging, VersioningConfiguration,
 };
 
 use self::desired::{
-    ArtifactBucket, Lifecycle, RULE_ABORT_UPLOADS, RULE_NONCURRENT, artifact_bucket,
+    ArtifactBucket, Lifecycle, RULE_ABORT_UPLOADS, RULE_EXPIRE_ARTIFACTS, RULE_NONCURRENT,
+    artifact_bucket,
 };
 use self::diff::{BucketView, Change};
 use super::kit::{check_owner, input, invalid};
@@ -146,6 +148,19 @@ fn lifecycle(d: &ArtifactBucket) -> Result<BucketLifecycleConfiguration, Failure
             )
             .build()
             .map_err(invalid(S3_REQUEST))?,
+        // Versioning keeps an expired artifact as a noncurrent version, which the first rule
+        // then removes.
+        LifecycleRule::builder()
+            .id(RULE_EXPIRE_ARTIFACTS)
+            .status(ExpirationStatus::Enabled)
+            .filter(everything())
+            .expiration(
+                LifecycleExpiration::builder()
+                    .days(d.lifecycle.artifact_expiration_days)
+                    .build(),
+            )
+            .build()
+            .map_err(invalid(S3_REQUEST))?,
     ];
     BucketLifecycleConfiguration::builder()
         .set_rules(Some(rules))
@@ -208,9 +223,11 @@ fn lifecycle_of(rules: &[LifecycleRule]) -> Option<Lifecycle> {
     let abort = enabled(RULE_ABORT_UPLOADS)?
         .abort_incomplete_multipart_upload()?
         .days_after_initiation()?;
+    let expire = enabled(RULE_EXPIRE_ARTIFACTS)?.expiration()?.days()?;
     Some(Lifecycle {
         noncurrent_version_expiration_days: noncurrent,
         abort_incomplete_upload_days: abort,
+        artifact_expiration_days: expire,
     })
 }
 
