@@ -510,7 +510,11 @@ pub struct Container {
     /// TCP port the container listens on.
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
-    /// Container health check.
+    /// Container health check, run by ECS inside the container. There is deliberately no
+    /// default: the command runs in the team's image, which may hold no shell or HTTP client
+    /// (distroless), and a default that cannot run would stop every task. Without one, the
+    /// deployment circuit breaker still rolls back tasks that fail to start or exit; with one,
+    /// it also rolls back tasks that run but are unhealthy, which is what a release wants.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
 }
