@@ -305,9 +305,23 @@ def principal_matches(principal: Any, caller: Caller) -> bool:
     return False
 
 
-def evaluate(document: Any, caller: Caller, actions: list[str], context: dict[str, Any], with_principal: bool) -> tuple[bool, str]:
+def resource_matches(statement: dict[str, Any], resource: str | None) -> bool:
+    """Resource / NotResource against the ARN the request acts on (IAM JSON policy elements:
+    "Resource" and "NotResource"; `*` and `?` wildcards, case-sensitive). A trust policy has
+    neither element and no resource (None): its statements apply."""
+    if resource is None:
+        return True
+    if "Resource" in statement:
+        return any(wildcard_match(_text(r), resource) for r in _as_list(statement["Resource"]))
+    if "NotResource" in statement:
+        return not any(wildcard_match(_text(r), resource) for r in _as_list(statement["NotResource"]))
+    raise UnsupportedPolicy("a statement of a resource policy needs Resource or NotResource")
+
+
+def evaluate(document: Any, caller: Caller, actions: list[str], context: dict[str, Any], with_principal: bool, resource: str | None = None) -> tuple[bool, str]:
     """Returns (allowed, reason). Every action must be allowed by some statement and denied by
-    none; an explicit Deny wins (IAM "Policy evaluation logic")."""
+    none; an explicit Deny wins (IAM "Policy evaluation logic"). `resource`: the ARN acted on, for
+    Resource/NotResource (None for a trust policy)."""
     doc = json.loads(document) if isinstance(document, str) else document
     statements = _as_list(doc.get("Statement"))
     allowed = {a: False for a in actions}
@@ -324,6 +338,8 @@ def evaluate(document: Any, caller: Caller, actions: list[str], context: dict[st
                     continue
             else:
                 continue
+        if not resource_matches(statement, resource):
+            continue
         condition = statement.get("Condition")
         applies_condition = conditions_match(condition, context) if condition else True
         if not applies_condition:

@@ -1901,13 +1901,15 @@ def events_target_input(rule, target: dict, event: dict) -> str:
     return json.dumps(event)
 
 
-def events_service_problem(policy, resource_kind: str, actions: list[str], rule) -> str | None:
+def events_service_problem(policy, resource_kind: str, actions: list[str], rule, resource: str | None = None) -> str | None:
     """Whether a resource policy lets events.amazonaws.com act for the rule (aws:SourceArn the
-    rule's ARN, aws:SourceAccount its account)."""
+    rule's ARN, aws:SourceAccount its account) on `resource` (None: a trust policy)."""
     if not policy:
         return f"the {resource_kind} has no policy"
     caller = emu_policy.ServiceCaller(EVENTS_SERVICE, rule.account_id, rule.arn)
-    allowed, reason = emu_policy.evaluate(policy, caller, actions, caller.context(), with_principal=True)
+    allowed, reason = emu_policy.evaluate(
+        policy, caller, actions, caller.context(), with_principal=True, resource=resource
+    )
     return None if allowed else f"{resource_kind} policy: {reason}"
 
 
@@ -1926,7 +1928,7 @@ def events_deliver_sns(rule, target: dict, text: str) -> str | None:
     topic = backend.topics.get(arn)
     if topic is None:
         return "the topic does not exist"
-    problem = events_service_problem(topic.policy, "topic", ["sns:Publish"], rule)
+    problem = events_service_problem(topic.policy, "topic", ["sns:Publish"], rule, resource=arn)
     if problem is not None:
         return problem
     key_id = getattr(topic, "kms_master_key_id", "")
@@ -1940,7 +1942,9 @@ def events_deliver_sns(rule, target: dict, text: str) -> str | None:
             return f"the topic's KMS key {key_id} does not exist"
         if key.key_state != "Enabled":
             return f"the topic's KMS key {key_id} is {key.key_state}"
-        problem = events_service_problem(key.policy, "key", ["kms:GenerateDataKey", "kms:Decrypt"], rule)
+        problem = events_service_problem(
+            key.policy, "key", ["kms:GenerateDataKey", "kms:Decrypt"], rule, resource=key.arn
+        )
         if problem is not None:
             return problem
     backend.publish(text, arn=arn)

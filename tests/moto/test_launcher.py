@@ -113,6 +113,31 @@ class ConditionOperators(unittest.TestCase):
         self.assertFalse(allowed, reason)
 
 
+    def test_resource_and_not_resource_decide_which_statements_apply(self):
+        # IAM JSON policy elements: Resource / NotResource. A topic policy granting one topic
+        # grants no other; NotResource excludes; a Deny on another resource does not apply.
+        caller = emu_policy.ServiceCaller("events.amazonaws.com", DEFAULT, f"arn:aws:events:us-east-1:{DEFAULT}:rule/r")
+        topic = f"arn:aws:sns:us-east-1:{DEFAULT}:alerts"
+        other = f"arn:aws:sns:us-east-1:{DEFAULT}:other"
+        doc = {"Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sns:Publish", "Resource": topic},
+            {"Effect": "Deny", "Principal": "*", "Action": "sns:Publish", "Resource": other},
+        ]}
+        publish = lambda resource: emu_policy.evaluate(doc, caller, ["sns:Publish"], caller.context(), with_principal=True, resource=resource)
+        self.assertTrue(publish(topic)[0])
+        allowed, reason = publish(f"arn:aws:sns:us-east-1:{DEFAULT}:third")
+        self.assertFalse(allowed)
+        self.assertIn("no statement allows", reason)
+        self.assertIn("explicit Deny", publish(other)[1])
+        excluded = {"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "sns:Publish", "NotResource": other}]}
+        allow = lambda resource: emu_policy.evaluate(excluded, caller, ["sns:Publish"], caller.context(), with_principal=True, resource=resource)[0]
+        self.assertTrue(allow(topic))
+        self.assertFalse(allow(other))
+        with self.assertRaises(emu_policy.UnsupportedPolicy):
+            emu_policy.evaluate({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "sns:Publish"}]},
+                                caller, ["sns:Publish"], caller.context(), with_principal=True, resource=topic)
+
+
 @unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
 class ModelValidation(unittest.TestCase):
     """A request outside the service model gets the service's own error; one at the limits passes."""
