@@ -281,10 +281,10 @@ pub trait Group: Send + Sync + Sized + 'static {
         aws: &AwsSession,
         observed: Self::Observed,
     ) -> impl Future<Output = Result<Removal, Failure>> + Send;
-    /// Pure: what `delete` would remove, in words. Empty (the default): the whole group,
-    /// named by its kind.
-    fn removal(&self, _observed: &Self::Observed) -> Vec<Drift> {
-        Vec::new()
+    /// Pure: what `delete` would remove, in words. None (the default): the whole group, named
+    /// by its kind.
+    fn removal(&self, _observed: &Self::Observed) -> Option<Vec<Drift>> {
+        None
     }
     /// Outputs and owned resources once `observed` is in the desired state (after an update,
     /// collections hold exactly the desired members).
@@ -426,14 +426,10 @@ impl<G: Group> Instance<G> {
         let aws = self.session()?;
         Ok(match self.group.observe(aws).await? {
             None => Vec::new(),
-            Some(observed) => {
-                let parts = self.group.removal(&observed);
-                if parts.is_empty() {
-                    vec![Drift::delete(&self.kind)]
-                } else {
-                    parts
-                }
-            }
+            Some(observed) => self
+                .group
+                .removal(&observed)
+                .unwrap_or_else(|| vec![Drift::delete(&self.kind)]),
         })
     }
 

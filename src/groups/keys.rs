@@ -50,6 +50,9 @@ pub const CLUSTER_NAME: Key = Key::new("ClusterName");
 pub const CLUSTER_ARN: Key = Key::new("ClusterArn");
 pub const SERVICE_NAME: Key = Key::new("ServiceName");
 pub const SERVICE_ARN: Key = Key::new("ServiceArn");
+/// The image a service runs (empty before the pipeline's first deployment): the repository's
+/// lifecycle policy keeps it.
+pub const RUNNING_IMAGE: Key = Key::new("RunningImage");
 
 /// The values published in `status.outputs`, by field name (camelCase, as in the CRD). The
 /// field's type and documentation live in `api::status::Outputs`; a new output is a field

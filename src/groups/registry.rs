@@ -42,6 +42,7 @@ pub fn steps(ctx: &PipelineContext, session: &SessionFor<'_>) -> Vec<Box<dyn Gro
     registry.add(notifications::TopicGroup::notifications(ctx));
     registry.add(notifications::TopicGroup::approval(ctx));
     registry.add(image_repository::ImageRepository::new(ctx));
+    registry.add(image_repository::retention::ImageRetention::new(ctx));
     registry.add(log_groups::LogGroups::pipeline(ctx));
     registry.add(roles::RoleSet::pipeline(ctx));
     registry.add(projects::BuildProject::build(ctx));

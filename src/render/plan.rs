@@ -186,7 +186,9 @@ mod tests {
                 .as_str()
                 .is_some_and(|k| k.ends_with(":key/KNOWN-AFTER-CREATE"))
         );
-        let repository = &p.groups["ImageRepositoryReady"];
+        // The repository, then its lifecycle policy (a step of the same condition).
+        let repository = &p.groups["ImageRepositoryReady"][0];
+        assert!(p.groups["ImageRepositoryReady"][1]["policy"]["rules"].is_array());
         assert!(
             repository["kmsKeyArn"]
                 .as_str()

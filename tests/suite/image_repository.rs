@@ -188,7 +188,11 @@ async fn the_repository_is_created_as_specified_resynced_without_writes_and_upda
             ecr_calls(&operator, "write", 0).await
         ),
         (
-            counts(&[("ECR:DescribeRepositories", 1.0)]),
+            // The repository, then its lifecycle policy (the retention step), found absent.
+            counts(&[
+                ("ECR:DescribeRepositories", 1.0),
+                ("ECR:GetLifecyclePolicy", 1.0)
+            ]),
             counts(&[
                 ("ECR:CreateRepository", 1.0),
                 ("ECR:PutLifecyclePolicy", 1.0)

@@ -933,7 +933,14 @@ async fn first_reconcile_makes_exactly_the_creating_calls() {
                     ("CodePipeline:ListPipelineExecutions", 1.0),
                 ],
             ),
-            ("ImageRepository", &[("ECR:DescribeRepositories", 1.0)]),
+            // The repository, then its lifecycle policy (none yet).
+            (
+                "ImageRepository",
+                &[
+                    ("ECR:DescribeRepositories", 1.0),
+                    ("ECR:GetLifecyclePolicy", 1.0),
+                ],
+            ),
             // Per environment: no VPC nor gateway found, then the zones for the subnets.
             (
                 "Network",

@@ -58,6 +58,36 @@ async fn all_calls(operator: &Operator, kind: &str, since: u64) -> BTreeMap<Stri
     )
 }
 
+/// The tags the repository's lifecycle policy keeps whatever is built after them (its first
+/// rule), read from the emulator.
+async fn protected_tags(account: &str, repository_uri: &str) -> Vec<String> {
+    let name = repository_uri
+        .split_once('/')
+        .map(|(_, n)| n)
+        .expect("repository name");
+    let text = aws_sdk_ecr::Client::new(&crate::support::config_for(account).await)
+        .get_lifecycle_policy()
+        .repository_name(name)
+        .send()
+        .await
+        .expect("lifecycle policy")
+        .lifecycle_policy_text
+        .expect("policy text");
+    let policy: serde_json::Value = serde_json::from_str(&text).expect("policy JSON");
+    let rules = policy["rules"].as_array().cloned().unwrap_or_default();
+    rules
+        .iter()
+        .filter(|r| r["selection"]["tagStatus"] == "tagged")
+        .flat_map(|r| {
+            r["selection"]["tagPatternList"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|t| t.as_str().map(str::to_string))
+        .collect()
+}
+
 fn in_accounts(pairs: &[(&str, BTreeMap<String, f64>)]) -> BTreeMap<String, BTreeMap<String, f64>> {
     pairs
         .iter()
@@ -632,14 +662,16 @@ async fn each_environment_gets_its_runtime_the_pipelines_image_is_kept_and_delet
     );
 
     // The pipeline deploys release abc123 to staging, as the ECS deploy action does. The
-    // operator keeps it and scales the service to the spec's count: one UpdateService.
+    // operator keeps it and scales the service to the spec's count: one UpdateService; and the
+    // repository's lifecycle policy now keeps that image whatever is built after it.
     let release = format!("{repository}:{RELEASE}");
     let released = deploy_as_the_pipeline(&ecs, &staging, &release).await;
     let since = resync(&operator, &api, "served").await;
     assert_eq!(
         all_calls(&operator, "write", since).await,
-        counts(&[("ECS:UpdateService", 1.0)])
+        counts(&[("ECS:UpdateService", 1.0), ("ECR:PutLifecyclePolicy", 1.0)])
     );
+    assert_eq!(protected_tags(ACCOUNT, &repository).await, vec![RELEASE]);
     let built = assert_runtime(&ecs, ACCOUNT, &staging, &release, 1).await;
     assert_eq!(built.revision, released);
     let dp = api.get("served").await.expect("get");
@@ -916,7 +948,12 @@ async fn cross_account_runtimes_live_in_their_accounts_and_keep_the_deployed_ima
         ecs_calls(&operator, "write", since).await,
         in_accounts(&[(PRODUCTION_ACCOUNT, counts(&[("ECS:UpdateService", 1.0)]))])
     );
-    assert_eq!(all_calls(&operator, "write", since).await.len(), 1);
+    assert_eq!(
+        all_calls(&operator, "write", since).await,
+        counts(&[("ECS:UpdateService", 1.0), ("ECR:PutLifecyclePolicy", 1.0)]),
+        "the release in production, and the lifecycle policy keeping it"
+    );
+    assert_eq!(protected_tags(ACCOUNT, &repository).await, vec![RELEASE]);
     let built = assert_runtime(
         &production_ecs,
         PRODUCTION_ACCOUNT,

@@ -194,8 +194,8 @@ impl Group for AlarmSet {
         Ok((!observed.is_empty()).then_some(observed))
     }
 
-    fn removal(&self, observed: &Observed) -> Vec<Drift> {
-        deletions(ALARM, observed.keys())
+    fn removal(&self, observed: &Observed) -> Option<Vec<Drift>> {
+        Some(deletions(ALARM, observed.keys()))
     }
 
     async fn update(&self, aws: &AwsSession, update: Update<'_, Self>) -> Updated<Self> {

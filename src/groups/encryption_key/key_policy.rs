@@ -107,8 +107,8 @@ impl Group for KeyPolicy {
     }
 
     /// The key step deletes the key, policy included.
-    fn removal(&self, _o: &Observed) -> Vec<Drift> {
-        Vec::new()
+    fn removal(&self, _o: &Observed) -> Option<Vec<Drift>> {
+        Some(Vec::new())
     }
 
     /// The key step ran just before; an alias not visible yet is KMS catching up.

@@ -290,8 +290,8 @@ impl Group for EventRules {
         Ok((!observed.is_empty()).then_some(observed))
     }
 
-    fn removal(&self, observed: &Observed) -> Vec<Drift> {
-        deletions(diff::RULE, observed.keys())
+    fn removal(&self, observed: &Observed) -> Option<Vec<Drift>> {
+        Some(deletions(diff::RULE, observed.keys()))
     }
 
     async fn update(&self, aws: &AwsSession, update: Update<'_, Self>) -> Updated<Self> {

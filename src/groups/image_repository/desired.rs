@@ -1,6 +1,9 @@
 //! Desired state of the pipeline's ECR image repository: tag mutability, scan on push, KMS
-//! encryption with the pipeline's key, a lifecycle policy keeping the last images, and a
-//! repository policy letting other accounts' environments pull.
+//! encryption with the pipeline's key, and a repository policy letting other accounts'
+//! environments pull; and its lifecycle policy (the retention step's), keeping the last images
+//! and those the services run.
+
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -30,7 +33,6 @@ pub struct ImageRepository {
     pub scan_on_push: bool,
     /// ECR encrypts with this KMS key; it cannot be changed once the repository exists.
     pub kms_key_arn: String,
-    pub lifecycle_policy: Value,
     /// None: the repository has no policy (every environment is in the pipeline's account).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<Value>,
@@ -62,20 +64,47 @@ pub fn mutability(spec: TagMutability) -> Mutability {
     }
 }
 
-/// One rule: expire every image beyond the newest `keep`.
-pub fn lifecycle_policy(keep: i32) -> Value {
-    json!({
-        "rules": [{
+/// A count the images of a few protected tags never exceed: they are never expired.
+const NEVER: i32 = 1000;
+
+/// Expire every image beyond the newest `keep`, except the images `protected` tags name (what
+/// the services run): ECR applies rules in priority order, and an image a higher-priority rule
+/// selects is never expired by a lower one (ECR User Guide, "Lifecycle policy evaluation
+/// rules"). Without the first rule, N newer builds would expire the image production runs, and
+/// a scale-out or a rollback could not pull it.
+pub fn lifecycle_policy(keep: i32, protected: &BTreeSet<String>) -> Value {
+    let mut rules = Vec::new();
+    if !protected.is_empty() {
+        rules.push(json!({
             "rulePriority": 1,
-            "description": format!("Keep the last {keep} images"),
+            "description": "Keep the images the services run",
             "selection": {
-                "tagStatus": "any",
+                "tagStatus": "tagged",
+                "tagPatternList": protected,
                 "countType": "imageCountMoreThan",
-                "countNumber": keep
+                "countNumber": NEVER
             },
             "action": {"type": "expire"}
-        }]
-    })
+        }));
+    }
+    rules.push(json!({
+        "rulePriority": rules.len() + 1,
+        "description": format!("Keep the last {keep} images"),
+        "selection": {
+            "tagStatus": "any",
+            "countType": "imageCountMoreThan",
+            "countNumber": keep
+        },
+        "action": {"type": "expire"}
+    }));
+    json!({ "rules": rules })
+}
+
+/// The tag of `image` when it is in `repository_uri` (`<uri>:<tag>`); an image named by digest,
+/// or from elsewhere (the placeholder before the first deployment), has none to protect.
+pub fn tag_in(repository_uri: &str, image: &str) -> Option<String> {
+    let tag = image.strip_prefix(repository_uri)?.strip_prefix(':')?;
+    (!tag.is_empty() && !tag.contains('@')).then(|| tag.to_string())
 }
 
 /// The task execution roles that pull images from another account: one per environment whose
@@ -112,7 +141,6 @@ pub fn image_repository(ctx: &PipelineContext, kms_key_arn: &str) -> ImageReposi
         mutability: mutability(spec.tag_mutability),
         scan_on_push: spec.scan_on_push,
         kms_key_arn: kms_key_arn.to_string(),
-        lifecycle_policy: lifecycle_policy(spec.keep_last_images),
         policy: repository_policy(ctx),
         tags: DesiredTags::of(ctx),
     }
@@ -175,15 +203,43 @@ mod tests {
 
     #[test]
     fn lifecycle_keeps_the_last_images_of_any_tag() {
-        let mut c = context(MINIMAL);
-        c.spec.image_repository.keep_last_images = 25;
-        let rules = &image_repository(&c, KEY).lifecycle_policy["rules"];
+        let rules = &lifecycle_policy(25, &BTreeSet::new())["rules"];
         assert_eq!(rules.as_array().map(Vec::len), Some(1));
         let rule = &rules[0];
+        assert_eq!(rule["rulePriority"], 1);
         assert_eq!(rule["selection"]["tagStatus"], "any");
         assert_eq!(rule["selection"]["countType"], "imageCountMoreThan");
         assert_eq!(rule["selection"]["countNumber"], 25);
         assert_eq!(rule["action"]["type"], "expire");
+    }
+
+    #[test]
+    fn the_images_the_services_run_are_protected_by_a_first_rule() {
+        let running = BTreeSet::from(["0123abcd".to_string(), "89abcdef".to_string()]);
+        let rules = &lifecycle_policy(10, &running)["rules"];
+        assert_eq!(rules.as_array().map(Vec::len), Some(2));
+        assert_eq!(rules[0]["rulePriority"], 1);
+        assert_eq!(rules[0]["selection"]["tagStatus"], "tagged");
+        assert_eq!(
+            rules[0]["selection"]["tagPatternList"],
+            json!(["0123abcd", "89abcdef"])
+        );
+        assert!(rules[0]["selection"]["countNumber"].as_i64() > Some(2));
+        assert_eq!(rules[1]["rulePriority"], 2);
+        assert_eq!(rules[1]["selection"]["countNumber"], 10);
+    }
+
+    #[test]
+    fn only_tags_of_this_repository_are_protected() {
+        let uri = "123456789012.dkr.ecr.us-east-1.amazonaws.com/delivery-operator/app";
+        assert_eq!(
+            tag_in(uri, &format!("{uri}:0123abcd")),
+            Some("0123abcd".into())
+        );
+        assert_eq!(tag_in(uri, &format!("{uri}@sha256:abc")), None);
+        assert_eq!(tag_in(uri, "public.ecr.aws/nginx/nginx:latest"), None);
+        assert_eq!(tag_in(uri, &format!("{uri}-other:1")), None);
+        assert_eq!(tag_in(uri, &format!("{uri}:")), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::desired::{ImageRepository, Mutability};
 use crate::desired::policy;
 use crate::engine::{Drift, Failure};
-use crate::groups::kit::{TagPlan, json_subset, on_off, tag_change};
+use crate::groups::kit::{TagPlan, on_off, tag_change};
 use crate::groups::{Changes, Diff};
 
 /// How ECR encrypts the repository (`encryptionConfiguration`).
@@ -26,7 +26,6 @@ pub struct RepositoryView {
     pub mutability: Mutability,
     pub scan_on_push: bool,
     pub encryption: Encryption,
-    pub lifecycle_policy: Option<Value>,
     pub policy: Option<Value>,
     pub tags: BTreeMap<String, String>,
 }
@@ -40,7 +39,6 @@ pub enum Change {
     Tags(TagPlan),
     Mutability,
     ScanOnPush,
-    Lifecycle,
     Policy,
     DeletePolicy,
 }
@@ -98,15 +96,6 @@ impl Diff<RepositoryView> for ImageRepository {
             );
             changes.push(Change::ScanOnPush, drift);
         }
-        // ECR may reformat the text; fields it adds do not count.
-        if !o
-            .lifecycle_policy
-            .as_ref()
-            .is_some_and(|p| json_subset(&self.lifecycle_policy, p))
-        {
-            let drift = Drift::field(&repository, "lifecycle policy");
-            changes.push(Change::Lifecycle, drift);
-        }
         match (&self.policy, &o.policy) {
             (Some(want), Some(have)) if policy::equivalent(want, have) => {}
             (Some(_), _) => {
@@ -161,7 +150,6 @@ mod tests {
                 kind: "KMS".into(),
                 kms_key: Some(d.kms_key_arn.clone()),
             },
-            lifecycle_policy: Some(d.lifecycle_policy.clone()),
             policy: d.policy.clone(),
             tags: d.tags.tags.clone(),
             ..RepositoryView::default()
@@ -184,13 +172,6 @@ mod tests {
                 ]);
                 p
             });
-            if let Some(rule) = o
-                .lifecycle_policy
-                .as_mut()
-                .and_then(|p| p["rules"].get_mut(0))
-            {
-                rule["selection"]["countUnit"] = json!(null);
-            }
             assert_eq!(d.diff(&o), vec![], "{manifest}");
         }
     }
@@ -228,16 +209,14 @@ mod tests {
     }
 
     #[test]
-    fn scan_on_push_and_lifecycle_are_updated_in_place() {
+    fn scan_on_push_is_updated_in_place() {
         let mut c = context(MINIMAL);
         let mut o = in_sync(&image_repository(&c, KEY));
-        c.spec.image_repository.keep_last_images = 30;
         c.spec.image_repository.scan_on_push = false;
         let d = image_repository(&c, KEY);
-        assert_eq!(d.diff(&o), vec![Change::ScanOnPush, Change::Lifecycle]);
-        o.lifecycle_policy = None;
+        assert_eq!(d.diff(&o), vec![Change::ScanOnPush]);
         o.scan_on_push = false;
-        assert_eq!(d.diff(&o), vec![Change::Lifecycle]);
+        assert_eq!(d.diff(&o), vec![]);
     }
 
     #[test]
@@ -298,7 +277,7 @@ mod tests {
         let mut o = in_sync(&image_repository(&c, KEY));
         o.encryption.kind = "AES256".into();
         o.encryption.kms_key = None;
-        c.spec.image_repository.keep_last_images = 3;
+        c.spec.image_repository.scan_on_push = false;
         let changes = image_repository(&c, KEY).diff(&o);
         assert!(matches!(changes[0], Change::Encryption(_)), "{changes:?}");
         assert_eq!(changes.len(), 2);

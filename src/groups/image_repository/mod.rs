@@ -2,6 +2,7 @@
 
 pub mod desired;
 pub mod diff;
+pub mod retention;
 
 use aws_sdk_ecr::Client;
 use aws_sdk_ecr::types::{
@@ -116,16 +117,6 @@ fn encryption_of(repo: &Repository) -> Encryption {
     }
 }
 
-async fn put_lifecycle(ecr: &Client, d: &Desired) -> Result<(), Failure> {
-    ecr.put_lifecycle_policy()
-        .repository_name(&d.name)
-        .lifecycle_policy_text(d.lifecycle_policy.to_string())
-        .send()
-        .await
-        .aws("ecr:PutLifecyclePolicy")?;
-    Ok(())
-}
-
 async fn set_policy(ecr: &Client, d: &Desired) -> Result<(), Failure> {
     if let Some(p) = &d.policy {
         ecr.set_repository_policy()
@@ -209,14 +200,6 @@ impl Group for ImageRepository {
             .aws("ecr:ListTagsForResource")?;
         let tags = from_sdk(listed.tags());
         check_owner(&self.ctx, &format!("ECR repository {name}"), &tags)?;
-        let lifecycle = found(
-            ecr.get_lifecycle_policy()
-                .repository_name(&name)
-                .send()
-                .await,
-            "ecr:GetLifecyclePolicy",
-            &["LifecyclePolicyNotFoundException"],
-        )?;
         let repository_policy = found(
             ecr.get_repository_policy()
                 .repository_name(&name)
@@ -226,10 +209,6 @@ impl Group for ImageRepository {
             &["RepositoryPolicyNotFoundException"],
         )?;
         Ok(Some(Observed {
-            lifecycle_policy: lifecycle
-                .as_ref()
-                .and_then(|out| out.lifecycle_policy_text())
-                .and_then(|text| serde_json::from_str(text).ok()),
             // A policy that does not parse still exists: it differs from any desired one.
             policy: repository_policy
                 .as_ref()
@@ -285,7 +264,6 @@ impl Group for ImageRepository {
             )
         })?;
         // A crash from here on leaves a tagged repository that the next diff completes.
-        put_lifecycle(&ecr, d).await?;
         set_policy(&ecr, d).await?;
         Ok(self.produced(&at, d, &repository_of(repo)?))
     }
@@ -324,7 +302,6 @@ impl Group for ImageRepository {
                         .await
                         .aws("ecr:PutImageScanningConfiguration")?;
                 }
-                Change::Lifecycle => put_lifecycle(ecr, d).await?,
                 Change::Policy => set_policy(ecr, d).await?,
                 Change::DeletePolicy => {
                     ecr.delete_repository_policy()

@@ -153,8 +153,8 @@ impl Group for LogGroups {
         Ok((!observed.is_empty()).then_some(observed))
     }
 
-    fn removal(&self, observed: &Observed) -> Vec<Drift> {
-        deletions(diff::LOG_GROUP, observed.keys())
+    fn removal(&self, observed: &Observed) -> Option<Vec<Drift>> {
+        Some(deletions(diff::LOG_GROUP, observed.keys()))
     }
 
     async fn update(&self, aws: &AwsSession, update: Update<'_, Self>) -> Updated<Self> {

@@ -1008,8 +1008,8 @@ impl Group for NetworkGroup {
         Ok(Some(Observed { managed, existing }))
     }
 
-    fn removal(&self, observed: &Observed) -> Vec<Drift> {
-        diff::removal(&observed.managed)
+    fn removal(&self, observed: &Observed) -> Option<Vec<Drift>> {
+        Some(diff::removal(&observed.managed))
     }
 
     /// Applies `changes` in order. Returns the state they leave: `produced` needs the IDs EC2

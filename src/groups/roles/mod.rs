@@ -285,8 +285,8 @@ impl Group for RoleSet {
         Ok((!observed.is_empty()).then_some(observed))
     }
 
-    fn removal(&self, observed: &Observed) -> Vec<Drift> {
-        deletions(diff::ROLE, observed.keys())
+    fn removal(&self, observed: &Observed) -> Option<Vec<Drift>> {
+        Some(deletions(diff::ROLE, observed.keys()))
     }
 
     async fn update(&self, aws: &AwsSession, update: Update<'_, Self>) -> Updated<Self> {

@@ -478,6 +478,7 @@ impl Group for ServiceGroup {
             keys::CLUSTER_ARN.scoped(scope),
             keys::SERVICE_NAME.scoped(scope),
             keys::SERVICE_ARN.scoped(scope),
+            keys::RUNNING_IMAGE.scoped(scope),
         ]
     }
 
@@ -790,7 +791,14 @@ impl Group for ServiceGroup {
             at,
             &format!("task-definition/{}:*", d.task_definition.family),
         );
+        let running = diff::kept_image(d, o);
+        let running = if running == d.placeholder_image {
+            String::new()
+        } else {
+            running
+        };
         let mut produced = Produced::default()
+            .value(keys::RUNNING_IMAGE.scoped(scope), &running)
             .value(keys::CLUSTER_NAME.scoped(scope), &d.cluster.name)
             .value(keys::CLUSTER_ARN.scoped(scope), &cluster_arn)
             .value(keys::SERVICE_NAME.scoped(scope), &d.service.name)
