@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use crate::desired::PipelineContext;
 use crate::desired::tags::{OWNER_KEY, tags};
-use crate::engine::{Failure, Key, Values};
+use crate::engine::{Drift, Failure, Key, Values};
+use crate::groups::Changes;
 
 /// An upstream value a group's desired state needs. The engine runs a step only once its
 /// inputs are known, so a missing one is a bug in the group's declared needs.
@@ -130,13 +131,10 @@ pub fn on_off(on: bool) -> &'static str {
 }
 
 /// The removal of each named resource of one `kind`, in words (`delete <kind> <name>`).
-pub fn deletions<'a>(
-    kind: &str,
-    names: impl IntoIterator<Item = &'a String>,
-) -> Vec<crate::engine::Drift> {
+pub fn deletions<'a>(kind: &str, names: impl IntoIterator<Item = &'a String>) -> Vec<Drift> {
     names
         .into_iter()
-        .map(|name| crate::engine::Drift::delete(format!("{kind} {name}")))
+        .map(|name| Drift::delete(format!("{kind} {name}")))
         .collect()
 }
 
@@ -145,7 +143,7 @@ pub fn tag_drift(
     resource: &str,
     plan: &TagPlan,
     observed: &BTreeMap<String, String>,
-) -> Vec<crate::engine::Drift> {
+) -> Vec<Drift> {
     use crate::engine::Drift;
     let shown = |key: &String| {
         observed
@@ -167,7 +165,7 @@ pub fn tag_drift(
 /// Tag writes on one resource, when it lacks what it must carry: the change `change` makes of
 /// the plan, with one drift per key.
 pub fn tag_change<C>(
-    changes: &mut crate::groups::Changes<C>,
+    changes: &mut Changes<C>,
     resource: &str,
     want: &DesiredTags,
     have: &BTreeMap<String, String>,
@@ -315,4 +313,19 @@ mod tests {
         assert!(!json_subset(&json!({"a": 2}), &actual));
         assert!(!json_subset(&json!({"b": {"c": [2, 1]}}), &actual));
     }
+}
+
+/// The one change of a step that owns a single document (a key policy, a lifecycle policy):
+/// write it whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rewrite;
+
+/// `Rewrite`, worded as `field` of `resource`, unless the document AWS has (if any) already
+/// `matches` the desired one.
+pub fn rewrite_unless(resource: String, field: &str, matches: bool) -> Changes<Rewrite> {
+    let mut changes = Changes::new();
+    if !matches {
+        changes.push(Rewrite, Drift::field(resource, field));
+    }
+    changes
 }

@@ -300,7 +300,10 @@ def run_environment(plan, environment):
     """The project's environment for a run: each value known only after an earlier step is
     replaced by a stand-in of its form. Returns it and the values that have no stand-in."""
     stand_ins = {}
-    repository = (plan["groups"].get("ImageRepositoryReady") or {}).get("name")
+    # A condition of several steps (the repository, its lifecycle policy) renders as a list.
+    group = plan["groups"].get("ImageRepositoryReady") or []
+    parts = group if isinstance(group, list) else [group]
+    repository = next((p["name"] for p in parts if isinstance(p, dict) and p.get("name")), None)
     if repository:
         registry = f"{plan.get('accountId')}.dkr.ecr.{plan.get('region')}.amazonaws.com"
         stand_ins["RepositoryUri"] = f"{registry}/{repository}"

@@ -14,7 +14,7 @@ use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::PipelineContext;
 use crate::desired::policy::{equivalent, parse};
 use crate::engine::{Drift, Failure, Key, Removal, Values};
-use crate::groups::kit::input;
+use crate::groups::kit::{Rewrite, input, rewrite_unless};
 use crate::groups::{Changes, Diff, Group, Names, Placement, Produced, Update, Updated, keys};
 
 pub struct KeyPolicy {
@@ -41,23 +41,15 @@ pub struct Observed {
     policy: Option<Value>,
 }
 
-#[derive(Debug)]
-pub struct Rewrite;
-
 impl Diff<Observed> for Desired {
     type Change = Rewrite;
 
     fn diff(&self, observed: &Observed) -> Changes<Rewrite> {
-        let mut changes = Changes::new();
-        if !observed
+        let same = observed
             .policy
             .as_ref()
-            .is_some_and(|actual| equivalent(actual, &self.policy))
-        {
-            let drift = Drift::field(format!("KMS key {}", self.alias), "key policy");
-            changes.push(Rewrite, drift);
-        }
-        changes
+            .is_some_and(|actual| equivalent(actual, &self.policy));
+        rewrite_unless(format!("KMS key {}", self.alias), "key policy", same)
     }
 }
 

@@ -12,7 +12,7 @@ use super::desired::{lifecycle_policy, tag_in};
 use crate::aws::{AwsResultExt, AwsSession, found};
 use crate::desired::{Env, PipelineContext};
 use crate::engine::{Drift, Failure, Key, Removal, Values};
-use crate::groups::kit::{input, json_subset};
+use crate::groups::kit::{Rewrite, input, json_subset, rewrite_unless};
 use crate::groups::{Changes, Diff, Group, Names, Placement, Produced, Update, Updated, keys};
 
 pub struct ImageRetention {
@@ -40,27 +40,17 @@ pub struct Observed {
     policy: Option<Value>,
 }
 
-#[derive(Debug)]
-pub struct Rewrite;
-
 impl Diff<Observed> for Desired {
     type Change = Rewrite;
 
     fn diff(&self, observed: &Observed) -> Changes<Rewrite> {
-        let mut changes = Changes::new();
         // ECR may reformat the text; fields it adds do not count.
-        if !observed
+        let same = observed
             .policy
             .as_ref()
-            .is_some_and(|actual| json_subset(&self.policy, actual))
-        {
-            let drift = Drift::field(
-                format!("ECR repository {}", self.repository),
-                "lifecycle policy",
-            );
-            changes.push(Rewrite, drift);
-        }
-        changes
+            .is_some_and(|actual| json_subset(&self.policy, actual));
+        let repository = format!("ECR repository {}", self.repository);
+        rewrite_unless(repository, "lifecycle policy", same)
     }
 }
 
