@@ -94,9 +94,12 @@ def _translate(pattern: str) -> str:
 @functools.cache
 def _compiled(pattern: str):
     """Java regular expressions (the models' dialect) mostly compile in Python once the Unicode
-    classes are translated. Any that still do not are not checked (UNCHECKABLE lists them)."""
+    classes are translated. Any that still do not are not checked (UNCHECKABLE lists them).
+    ASCII: in Java `\w`, `\d` and `\s` are ASCII classes (java.util.regex.Pattern, "Predefined
+    character classes", without UNICODE_CHARACTER_CLASS); Python's str patterns would take any
+    Unicode letter or digit, so `rôle` would pass a `[\w+=,.@-]+` IAM name."""
     try:
-        return re.compile(_translate(pattern), re.DOTALL)
+        return re.compile(_translate(pattern), re.DOTALL | re.ASCII)
     except (re.error, ValueError):
         UNCHECKABLE.add(pattern)
         return None

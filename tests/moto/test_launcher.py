@@ -159,6 +159,8 @@ class ModelValidation(unittest.TestCase):
         self.assertRejected(lambda: iam.create_role(RoleName="r" * 65, AssumeRolePolicyDocument=doc), "ValidationError", "roleName")
         self.assertRejected(lambda: iam.create_role(RoleName="has space", AssumeRolePolicyDocument=doc), "ValidationError", "roleName")
         self.assertRejected(lambda: iam.create_role(RoleName=unique("r"), AssumeRolePolicyDocument=doc, MaxSessionDuration=3599), "ValidationError", "maxSessionDuration")
+        # Java's \w is ASCII: a name with a non-ASCII letter breaks IAM's [\w+=,.@-]+ pattern.
+        self.assertRejected(lambda: iam.create_role(RoleName="rôle-" + unique("r"), AssumeRolePolicyDocument=doc), "ValidationError", "roleName")
         name = unique("r") + "+=,.@_-"
         name = name + "x" * (64 - len(name))
         iam.create_role(RoleName=name, AssumeRolePolicyDocument=doc, MaxSessionDuration=43200)
