@@ -177,6 +177,13 @@ class Harness:
             )
         except Exception as e:  # noqa: BLE001
             ident.parse_error = f"{type(e).__name__}: {e}"
+        # moto's JSON parser reads a body that is not JSON as no members at all: AWS refuses it.
+        if ident.params is not None and ident.protocol in ("json", "rest-json") and body.strip():
+            try:
+                json.loads(body)
+            except ValueError as e:
+                ident.params = None
+                ident.parse_error = f"the body is not JSON: {e}"
         return ident
 
     # ---------------------------------------------------------------- responses
@@ -357,7 +364,18 @@ class Harness:
         with self.lock:
             self.records.append(record)
         if ident.service_name and ident.params is None:
-            log(f"not validated ({ident.parse_error}): {ident.service_id} {ident.operation} {ident.method} {ident.path}")
+            # AWS parses every request before acting: one it cannot read is refused, never
+            # served unchecked (the harness used to pass it on to moto unvalidated).
+            code = unparsable_code(ident)
+            log(f"refused, not parsable ({ident.parse_error}): {ident.service_id} {ident.operation} {ident.method} {ident.path} -> {code}")
+            record.update(status=400, rejected=code)
+            return self.error(
+                start_response,
+                ident,
+                code,
+                f"The request could not be parsed as {ident.service_id} {ident.operation or 'any operation'}: {ident.parse_error}",
+                400,
+            )
 
         fault = self.take_fault(ident, body)
         if fault is not None:
@@ -491,6 +509,19 @@ def _buffer(environ: dict[str, Any]) -> bytes:
     if environ.get("wsgi.input_terminated") and "CONTENT_LENGTH" not in environ:
         environ["CONTENT_LENGTH"] = str(len(body))
     return body
+
+
+def unparsable_code(ident) -> str:
+    """The error AWS answers a request it cannot read with, by protocol: an unknown operation, or
+    a body or query string that does not parse."""
+    protocol = ident.protocol or ""
+    if ident.operation is None:
+        return "InvalidAction" if protocol in ("query", "ec2") else "UnknownOperationException"
+    if protocol in ("query", "ec2"):
+        return "MalformedQueryString"
+    if protocol == "rest-xml":
+        return "MalformedXML"
+    return "SerializationException"
 
 
 def _drop(environ: dict[str, Any], start_response):

@@ -153,6 +153,25 @@ class ModelValidation(unittest.TestCase):
         if member:
             self.assertIn(f"'{member}'", error.get("Message", ""), error)
 
+    def test_a_request_that_does_not_parse_is_refused_not_served(self):
+        # AWS reads a request before acting on it: a JSON-protocol body that is not JSON is a
+        # SerializationException, a query string naming no operation is InvalidAction.
+        import urllib.error
+
+        auth = "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=0"
+        request = urllib.request.Request(
+            ENDPOINT + "/", data=b"{not json", method="POST",
+            headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "TrentService.CreateKey", "Authorization": auth},
+        )
+        with self.assertRaises(urllib.error.HTTPError) as ctx:
+            urllib.request.urlopen(request)
+        self.assertEqual(ctx.exception.code, 400)
+        self.assertEqual(json.loads(ctx.exception.read())["__type"], "SerializationException")
+        kms = client("kms")
+        self.assertEqual(
+            [k for k in kms.list_keys()["Keys"] if k["KeyId"] == "not-made"], [],
+        )
+
     def test_iam(self):
         iam = client("iam")
         doc = trust([{"Effect": "Allow", "Principal": {"AWS": DEFAULT}, "Action": "sts:AssumeRole"}])
