@@ -186,6 +186,92 @@ def fix_s3_response_root_elements() -> None:
     BaseXMLSerializer._serialized_result_to_response = serialized_result_to_response
 
 
+def fix_sns_email_subscriptions_wait_for_confirmation() -> None:
+    """AWS: an `email` or `email-json` subscription stays pending until its recipient follows
+    the link in the confirmation message: ListSubscriptions(ByTopic) show its SubscriptionArn as
+    `PendingConfirmation`, GetSubscriptionAttributes reports `PendingConfirmation: true`, and
+    Subscribe answers `pending confirmation` unless ReturnSubscriptionArn is true (Amazon SNS API
+    Reference, Subscribe and ListSubscriptionsByTopic; SNS Developer Guide, "Email
+    notifications"). moto confirms every subscription at once, so a pending subscriber was never
+    seen. Fix: e-mail subscriptions start pending; POST /_harness/sns-confirmations confirms one,
+    as its recipient would."""
+    from moto.sns.models import SNSBackend
+    from moto.sns.responses import SNSResponse
+
+    pending_protocols = ("email", "email-json")
+    original_subscribe = SNSBackend.subscribe
+
+    def subscribe(self, topic_arn, endpoint, protocol):
+        known = self._find_subscription(topic_arn, endpoint, protocol)
+        subscription = original_subscribe(self, topic_arn, endpoint, protocol)
+        if known is None and protocol in pending_protocols:
+            subscription.pending = True
+            subscription.attributes["PendingConfirmation"] = "true"
+        return subscription
+
+    SNSBackend.subscribe = subscribe
+
+    def listed(subscriptions):
+        return [
+            {
+                "SubscriptionArn": "PendingConfirmation" if getattr(s, "pending", False) else s.arn,
+                "Owner": s.owner,
+                "Protocol": s.protocol,
+                "Endpoint": s.endpoint,
+                "TopicArn": s.topic.arn,
+            }
+            for s in subscriptions
+        ]
+
+    def wrap_list(name):
+        original = getattr(SNSResponse, name)
+
+        def patched(self):
+            result = original(self)
+            result.result["Subscriptions"] = listed(result.result["Subscriptions"])
+            return result
+
+        setattr(SNSResponse, name, patched)
+
+    wrap_list("list_subscriptions")
+    wrap_list("list_subscriptions_by_topic")
+
+    original_response = SNSResponse.subscribe
+
+    def subscribe_response(self):
+        result = original_response(self)
+        arn = result.result["SubscriptionArn"]
+        subscription = self.backend.subscriptions.get(arn)
+        wants_arn = str(self._get_param("ReturnSubscriptionArn") or "").lower() == "true"
+        if getattr(subscription, "pending", False) and not wants_arn:
+            result.result["SubscriptionArn"] = "pending confirmation"
+        return result
+
+    SNSResponse.subscribe = subscribe_response
+
+
+def sns_confirmations_endpoint(method: str, query: dict, body: bytes):
+    """POST /_harness/sns-confirmations: the recipient of a pending e-mail subscription confirms
+    it. JSON body: {"topicArn": "...", "endpoint": "team@example.com"}. Answers 200 with the
+    subscription's ARN, 404 when no pending subscription matches."""
+    from moto.sns.models import sns_backends
+
+    if method != "POST":
+        return 405, {"error": "POST only"}
+    request = json.loads(body or b"{}")
+    topic_arn, endpoint = request.get("topicArn", ""), request.get("endpoint", "")
+    parts = topic_arn.split(":")
+    if len(parts) != 6:
+        return 400, {"error": f"not a topic ARN: {topic_arn!r}"}
+    backend = sns_backends[parts[4]][parts[3]]
+    for subscription in backend.subscriptions.values():
+        if subscription.topic.arn == topic_arn and subscription.endpoint == endpoint and getattr(subscription, "pending", False):
+            subscription.pending = False
+            subscription.attributes["PendingConfirmation"] = "false"
+            return 200, {"subscriptionArn": subscription.arn}
+    return 404, {"error": f"no pending subscription of {endpoint} to {topic_arn}"}
+
+
 def fix_policy_conditions_scope_statements() -> None:
     """AWS: a policy statement applies only when its Condition matches; a Deny whose condition
     does not match denies nothing, one whose condition matches denies (IAM User Guide, "Policy
@@ -2686,6 +2772,7 @@ def serve(host: str, port: int) -> None:
     harness.register("/_harness/pipeline-executions", pipeline_executions_endpoint)
     harness.register("/_harness/event-deliveries", event_deliveries_endpoint)
     harness.register("/_harness/ecs-deployments", ecs_deployments_endpoint)
+    harness.register("/_harness/sns-confirmations", sns_confirmations_endpoint)
     run_simple(host, port, harness, threaded=True, request_handler=MotoRequestHandler)
 
 
@@ -2701,6 +2788,7 @@ def main() -> None:
     fix_sts_access_denied_status()
     fix_s3_response_root_elements()
     fix_policy_conditions_scope_statements()
+    fix_sns_email_subscriptions_wait_for_confirmation()
     fix_s3_policy_denial_is_access_denied()
     fix_s3_create_bucket_name_taken_by_another_account()
     fix_s3_notification_configuration_reports_eventbridge()

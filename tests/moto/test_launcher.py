@@ -1445,6 +1445,35 @@ class EventBridge(ServiceErrors, unittest.TestCase):
 
 
 @unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
+class SnsEmailConfirmation(unittest.TestCase):
+    """An e-mail subscription is pending until its recipient confirms it, as in AWS."""
+
+    def test_an_email_subscription_is_pending_until_confirmed(self):
+        sns = client("sns")
+        topic = sns.create_topic(Name=unique("alerts"))["TopicArn"]
+        self.assertEqual(sns.subscribe(TopicArn=topic, Protocol="email", Endpoint="a@example.com")["SubscriptionArn"], "pending confirmation")
+        arn = sns.subscribe(TopicArn=topic, Protocol="email", Endpoint="b@example.com", ReturnSubscriptionArn=True)["SubscriptionArn"]
+        self.assertTrue(arn.startswith(topic + ":"), arn)
+        self.assertEqual(sns.get_subscription_attributes(SubscriptionArn=arn)["Attributes"]["PendingConfirmation"], "true")
+        listed = lambda: {s["Endpoint"]: s["SubscriptionArn"] for s in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]}
+        self.assertEqual(listed(), {"a@example.com": "PendingConfirmation", "b@example.com": "PendingConfirmation"})
+
+        request = urllib.request.Request(
+            f"{ENDPOINT}/_harness/sns-confirmations", method="POST",
+            data=json.dumps({"topicArn": topic, "endpoint": "b@example.com"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request) as r:
+            self.assertEqual(json.loads(r.read())["subscriptionArn"], arn)
+        self.assertEqual(listed(), {"a@example.com": "PendingConfirmation", "b@example.com": arn})
+        self.assertEqual(sns.get_subscription_attributes(SubscriptionArn=arn)["Attributes"]["PendingConfirmation"], "false")
+        # Other protocols need no confirmation here.
+        queue = client("sqs").create_queue(QueueName=unique("q"))["QueueUrl"]
+        queue_arn = client("sqs").get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.assertTrue(sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)["SubscriptionArn"].startswith(topic))
+
+
+@unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
 class S3Notifications(unittest.TestCase):
     def test_eventbridge_delivery_is_reported(self):
         s3 = client("s3")

@@ -283,3 +283,35 @@ pub async fn set_ecs_deployment(
     .await;
     serde_json::from_str(&text).expect("deployments are JSON")
 }
+
+/// The recipients of every pending e-mail subscription of `topic_arn` (in the default account)
+/// confirm them, as following the link in the confirmation message would. Returns the
+/// confirmed endpoints.
+pub async fn confirm_email_subscriptions(topic_arn: &str) -> Vec<String> {
+    let sns = aws_sdk_sns::Client::new(&crate::support::aws_config().await);
+    let listed: Vec<_> = sns
+        .list_subscriptions_by_topic()
+        .topic_arn(topic_arn)
+        .into_paginator()
+        .items()
+        .send()
+        .collect()
+        .await;
+    let mut confirmed = Vec::new();
+    for subscription in listed {
+        let subscription = subscription.expect("list subscriptions");
+        if subscription.subscription_arn() != Some("PendingConfirmation") {
+            continue;
+        }
+        let endpoint = subscription.endpoint().unwrap_or_default().to_string();
+        send(
+            reqwest::Client::new()
+                .post(url("sns-confirmations"))
+                .header("content-type", "application/json")
+                .body(serde_json::json!({"topicArn": topic_arn, "endpoint": endpoint}).to_string()),
+        )
+        .await;
+        confirmed.push(endpoint);
+    }
+    confirmed
+}

@@ -158,6 +158,13 @@ async fn removing_an_email_unsubscribes_exactly_that_subscriber() {
         out
     };
     assert_eq!(endpoints().await, vec!["a@example.com", "b@example.com"]);
+    // Both recipients confirm: AWS can only unsubscribe a confirmed subscription.
+    assert_eq!(
+        crate::emulator::confirm_email_subscriptions(&topic)
+            .await
+            .len(),
+        2
+    );
     let before = operator.settled().await;
 
     api.patch(
@@ -181,6 +188,43 @@ async fn removing_an_email_unsubscribes_exactly_that_subscriber() {
     let inventory = updated.status.expect("status").inventory;
     assert_eq!(inventory.len(), status.inventory.len() - 1);
     assert!(inventory.iter().all(|i| !i.id.ends_with("b@example.com")));
+
+    // A subscriber added and removed again before confirming: AWS has no ARN to unsubscribe
+    // it, so nothing is written and the condition says it expires by itself.
+    for (generation, emails) in [
+        (3, json!(["a@example.com", "c@example.com"])),
+        (4, json!(["a@example.com"])),
+    ] {
+        api.patch(
+            "mail",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"notifications": {"emails": emails}}})),
+        )
+        .await
+        .expect("patch");
+        wait_for(&api, "mail", "Ready at the new generation", |dp| {
+            is_ready(dp)
+                && dp.status.as_ref().and_then(|s| s.observed_generation) == Some(generation)
+        })
+        .await;
+    }
+    let since = operator.settled().await;
+    let pending = wait_for(&api, "mail", "the pending subscriber named", |dp| {
+        condition(dp, "NotificationsReady")
+            .is_some_and(|c| c.reason == "UnconfirmedSubscribersExpire")
+    })
+    .await;
+    let message = condition(&pending, "NotificationsReady")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("c@example.com"), "{message}");
+    assert_eq!(endpoints().await, vec!["a@example.com", "c@example.com"]);
+    assert!(
+        !since
+            .calls_since(&after, "write")
+            .contains_key("SNS:Unsubscribe"),
+        "a pending subscription is not unsubscribed"
+    );
     operator.assert_calls_match_record().await;
 }
 

@@ -572,7 +572,8 @@ async fn one_field_changes_make_exactly_the_needed_writes() {
     assert_eq!(all.len(), 4);
     assert!(all.values().all(|days| *days == 90), "{all:?}");
 
-    // One address added and one removed: one Subscribe and one Unsubscribe.
+    // One address added and one (confirmed) removed: one Subscribe and one Unsubscribe.
+    emulator::confirm_email_subscriptions(&ctx.arns().notification_topic()).await;
     let since = emulator::last_seq(&operator.access_key).await;
     api.patch(
         "tuned",
@@ -631,6 +632,8 @@ async fn hand_edits_to_policies_subscriptions_and_retention_are_restored() {
         .await
         .expect("widen the build role");
     let topic_arn = ctx.arns().notification_topic();
+    // A subscription its recipient confirmed, removed by hand.
+    emulator::confirm_email_subscriptions(&topic_arn).await;
     let subscription = sns
         .list_subscriptions_by_topic()
         .topic_arn(&topic_arn)
