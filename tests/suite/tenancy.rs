@@ -118,6 +118,16 @@ async fn managed_policy(prefix: &str, actions: &[&str]) -> String {
         .to_string()
 }
 
+/// How many IAM roles the pipeline's inventory lists.
+fn owned_roles(dp: &DeliveryPipeline) -> usize {
+    dp.status.as_ref().map_or(0, |s| {
+        s.inventory
+            .iter()
+            .filter(|i| i.kind == "AWS::IAM::Role")
+            .count()
+    })
+}
+
 /// Every role on `path` in `account` (paged), by name.
 async fn roles_on_path(account: &str, path: &str) -> BTreeMap<String, Role> {
     let iam = aws_sdk_iam::Client::new(&crate::support::config_for(account).await);
@@ -201,16 +211,7 @@ async fn each_tenant_attack_is_refused_without_an_aws_write_and_the_neighbour_st
         admitted.message
     );
     let roles = roles_on_path(ACCOUNT, &path).await;
-    let created = ready
-        .status
-        .as_ref()
-        .map(|s| {
-            s.inventory
-                .iter()
-                .filter(|i| i.kind == "AWS::IAM::Role")
-                .count()
-        })
-        .unwrap_or_default();
+    let created = owned_roles(&ready);
     assert!(created >= 5, "the pipeline's roles: {created}");
     assert_eq!(roles.len(), created, "every role is on the policy's path");
     for (name, role) in &roles {
@@ -668,16 +669,7 @@ async fn every_role_in_every_account_carries_its_accounts_boundary() {
         .await
         .expect("create");
     let ready = wait_ready(&api, "bounded", 1).await;
-    let inventory_roles = ready
-        .status
-        .as_ref()
-        .map(|s| {
-            s.inventory
-                .iter()
-                .filter(|i| i.kind == "AWS::IAM::Role")
-                .count()
-        })
-        .unwrap_or_default();
+    let inventory_roles = owned_roles(&ready);
     let mut found = 0;
     for account in accounts {
         let iam = aws_sdk_iam::Client::new(&crate::support::config_for(account).await);
