@@ -432,12 +432,20 @@ async fn a_running_execution_is_polled_alone_between_drift_checks() {
     })
     .await;
 
-    // Two wake-ups in a row: each reads the execution, and only the execution.
-    let first = operator.metrics().await;
-    let boundary = operator.after_reconcile(&first).await;
+    // One wake-up, as the emulator recorded it: every call from one ListPipelineExecutions to
+    // the next. It reads the execution, and only the execution.
     let since = emulator::last_seq(&operator.access_key).await;
-    operator.after_reconcile(&boundary).await;
-    let calls = emulator::calls_after(&operator.access_key, since).await;
+    let calls = eventually("two polls in the record", WAIT, || async {
+        let calls = emulator::calls_after(&operator.access_key, since).await;
+        let polls: Vec<usize> = calls
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.operation == "ListPipelineExecutions")
+            .map(|(i, _)| i)
+            .collect();
+        (polls.len() >= 2).then(|| calls[polls[0]..polls[1]].to_vec())
+    })
+    .await;
     assert_eq!(
         count(&calls, "read"),
         counts(&[
