@@ -621,7 +621,7 @@ async fn apply(
         let status = status::after_apply(dp, &report);
         (report, status)
     };
-    status::compliant(dp, &mut status, &ctx.tenants.governing(dp));
+    status::compliant(dp, &mut status, &admitted.guardrails.policies);
     publish_events(dp, ctx, &report).await;
     let mut next = next_look(&report, ctx, &key);
     if let Some(name) = report.values.get(&groups::keys::PIPELINE_NAME) {

@@ -215,20 +215,6 @@ impl Tenants {
         }
     }
 
-    /// The names of the policies selecting the pipeline's namespace.
-    pub fn governing(&self, dp: &DeliveryPipeline) -> Vec<String> {
-        let labels = self.labels_of(dp);
-        let policies = self.policies.state();
-        Policies {
-            policies: &policies,
-            require_policy: self.require_policy,
-        }
-        .governing(&labels)
-        .iter()
-        .map(|p| p.name_any())
-        .collect()
-    }
-
     fn labels_of(&self, dp: &DeliveryPipeline) -> BTreeMap<String, String> {
         let namespace = dp.namespace().unwrap_or_default();
         self.namespaces

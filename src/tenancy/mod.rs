@@ -24,8 +24,10 @@ pub fn external_id(cluster_id: &str, namespace: &str) -> String {
 }
 
 /// What the policies governing a namespace impose on its pipelines.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Guardrails {
+    /// The names of those policies (none: a single-team install).
+    pub policies: Vec<String>,
     /// Permissions boundary of every role the operator creates.
     pub permissions_boundary_policy: Option<String>,
     /// IAM path of every role the operator creates (`/` when no policy sets one).
@@ -98,23 +100,16 @@ impl Policies<'_> {
                     ),
                 });
             }
-            return Ok(Guardrails {
-                role_path: "/".into(),
-                manage_bucket_notifications: true,
-                ..Guardrails::default()
-            });
+            return Ok(Guardrails::unrestricted());
         }
-        let mut guard = Guardrails {
-            role_path: "/".into(),
-            manage_bucket_notifications: true,
-            ..Guardrails::default()
-        };
+        let mut guard = Guardrails::unrestricted();
         let mut boundary_from: Option<String> = None;
         let mut role_path: Option<String> = None;
         let mut path_from: Option<String> = None;
         for policy in governing {
             let name = policy.name_any();
             check(policy, spec)?;
+            guard.policies.push(name.clone());
             let rules = &policy.spec;
             if let Some(boundary) = &rules.roles.permissions_boundary_policy {
                 agree(
@@ -153,6 +148,18 @@ impl Policies<'_> {
 }
 
 impl Guardrails {
+    /// What a namespace no policy governs gets: roles on `/`, no boundary, notifications managed.
+    fn unrestricted() -> Self {
+        Self {
+            policies: Vec::new(),
+            permissions_boundary_policy: None,
+            role_path: "/".into(),
+            manage_bucket_notifications: true,
+            pipeline_accounts: Vec::new(),
+            environment_accounts: Vec::new(),
+        }
+    }
+
     /// Checks the accounts the sessions resolved to: the pipeline's (`spec.credentials`, or the
     /// operator's own identity) and each environment's (its own, or the pipeline's).
     pub fn admit_accounts(

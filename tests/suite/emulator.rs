@@ -95,6 +95,14 @@ pub async fn pipeline_execution(body: serde_json::Value) -> serde_json::Value {
     serde_json::from_str(&text).expect("execution JSON")
 }
 
+/// [`pipeline_execution`], returning the execution's ID.
+pub async fn pipeline_execution_id(body: serde_json::Value) -> String {
+    pipeline_execution(body).await["pipelineExecutionId"]
+        .as_str()
+        .expect("execution id")
+        .to_string()
+}
+
 /// The executions of `pipeline` in the default account, newest first, as
 /// `GET /_harness/pipeline-executions` lists them.
 pub async fn pipeline_executions(pipeline: &str) -> Vec<serde_json::Value> {

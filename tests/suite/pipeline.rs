@@ -271,7 +271,7 @@ async fn the_last_execution_and_the_outputs_config_map_follow_the_pipeline() {
     );
 
     // A failed execution (the emulator runs none: the test says what happened).
-    let execution = emulator::pipeline_execution(json!({
+    let id = emulator::pipeline_execution_id(json!({
         "pipeline": name,
         "status": "Failed",
         "stages": {"Source": "Succeeded", "Build": "Failed"},
@@ -279,10 +279,6 @@ async fn the_last_execution_and_the_outputs_config_map_follow_the_pipeline() {
         "events": false
     }))
     .await;
-    let id = execution["pipelineExecutionId"]
-        .as_str()
-        .expect("execution id")
-        .to_string();
     request_reconcile(&api, "runner").await;
     let seen = eventually("the failed execution in status", WAIT, || async {
         let dp = api.get("runner").await.ok()?;
@@ -413,7 +409,7 @@ async fn a_running_execution_is_polled_alone_between_drift_checks() {
         .expect("pipeline name");
 
     // An execution waiting at the approval.
-    let execution = emulator::pipeline_execution(json!({
+    let id = emulator::pipeline_execution_id(json!({
         "pipeline": name,
         "status": "InProgress",
         "stages": {"Source": "Succeeded", "Build": "Succeeded", "Test": "Succeeded",
@@ -421,10 +417,6 @@ async fn a_running_execution_is_polled_alone_between_drift_checks() {
         "events": false
     }))
     .await;
-    let id = execution["pipelineExecutionId"]
-        .as_str()
-        .expect("execution id")
-        .to_string();
     request_reconcile(&api, "waiting").await;
     eventually("the running execution in status", WAIT, || async {
         let last = api.get("waiting").await.ok()?.status?.last_execution?;

@@ -118,6 +118,20 @@ async fn managed_policy(prefix: &str, actions: &[&str]) -> String {
         .to_string()
 }
 
+/// The permissions boundary of role `name` in `account`, as IAM reports it (GetRole: ListRoles
+/// leaves it out).
+async fn boundary_of(account: &str, name: &str) -> Option<String> {
+    aws_sdk_iam::Client::new(&crate::support::config_for(account).await)
+        .get_role()
+        .role_name(name)
+        .send()
+        .await
+        .expect("get role")
+        .role?
+        .permissions_boundary?
+        .permissions_boundary_arn
+}
+
 /// How many IAM roles the pipeline's inventory lists.
 fn owned_roles(dp: &DeliveryPipeline) -> usize {
     dp.status.as_ref().map_or(0, |s| {
@@ -215,18 +229,8 @@ async fn each_tenant_attack_is_refused_without_an_aws_write_and_the_neighbour_st
     assert!(created >= 5, "the pipeline's roles: {created}");
     assert_eq!(roles.len(), created, "every role is on the policy's path");
     for (name, role) in &roles {
-        let iam = aws_sdk_iam::Client::new(&aws_config().await);
-        let got = iam
-            .get_role()
-            .role_name(name)
-            .send()
-            .await
-            .expect("get role")
-            .role
-            .expect("role");
         assert_eq!(
-            got.permissions_boundary()
-                .and_then(|b| b.permissions_boundary_arn()),
+            boundary_of(ACCOUNT, name).await.as_deref(),
             Some(boundary.as_str()),
             "{name} carries the boundary"
         );
@@ -670,20 +674,10 @@ async fn every_role_in_every_account_carries_its_accounts_boundary() {
     let inventory_roles = owned_roles(&ready);
     let mut found = 0;
     for account in accounts {
-        let iam = aws_sdk_iam::Client::new(&crate::support::config_for(account).await);
         for role in roles_on_path(account, &path).await.values() {
-            let got = iam
-                .get_role()
-                .role_name(role.role_name())
-                .send()
-                .await
-                .expect("get role")
-                .role
-                .expect("role");
             assert_eq!(
-                got.permissions_boundary()
-                    .and_then(|b| b.permissions_boundary_arn()),
-                Some(format!("arn:aws:iam::{account}:policy/{boundary}").as_str()),
+                boundary_of(account, role.role_name()).await,
+                Some(format!("arn:aws:iam::{account}:policy/{boundary}")),
                 "{} in {account}",
                 role.role_name()
             );
