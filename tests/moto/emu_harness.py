@@ -22,6 +22,11 @@
   - `GET /_harness/event-deliveries?rule=&account=&targetArn=` lists the target invocations
     EventBridge made or refused (and why), `DELETE` clears.
 
+  - `POST /_harness/runs` arms a pipeline: its executions then run (emu_executor.py), every
+    call authorized by emu_authorize.py; `GET ?pipeline=` lists the runs, their steps and every
+    authorization; `POST /_harness/scan-findings` gives a repository's scan findings;
+    `POST /_harness/source-push` pushes a commit to a connection or CodeCommit source.
+
 Control endpoints live under /_harness/, next to moto's own /moto-api/.
 """
 
@@ -107,6 +112,9 @@ class Harness:
         self.seq = itertools.count(1)
         # Further control endpoints, by path: handler(method, query, body) -> (status, payload).
         self.endpoints: dict[str, Any] = {}
+        # Authorization of a request before moto serves it: authorize(ident) -> None or
+        # (code, message, status) (the pipeline runs' authorizer, emu_executor).
+        self.authorize = None
 
     def register(self, path: str, handler) -> None:
         """Adds a control endpoint under /_harness/ (the launcher's emulated state: pipeline
@@ -414,7 +422,15 @@ class Harness:
             return start_response(status, headers, exc_info)
 
         CURRENT.ident = ident
+        CURRENT.cross_account_authorized = False
         try:
+            if self.authorize is not None and ident.params is not None:
+                denial = self.authorize(ident)
+                if denial is not None:
+                    code, message, status = denial
+                    record.update(status=status, rejected=message, denied=True)
+                    log(f"DENIED {ident.service_id}:{ident.operation} from {ident.access_key}: {message}")
+                    return self.error(start_response, ident, code, message, status)
             return self.app(environ, recording_start_response)
         except UnsupportedPolicy as e:
             log(f"ERROR: unsupported policy while serving {ident.service_id}:{ident.operation}: {e}")
@@ -422,6 +438,7 @@ class Harness:
             return self.error(start_response, ident, "InternalFailure", f"test harness: {e}", 500, sender=False)
         finally:
             CURRENT.ident = None
+            CURRENT.cross_account_authorized = False
 
     def validation_error(self, ident: Identity, violations) -> tuple[str, int, str]:
         message = emu_validation.message(violations)

@@ -26,6 +26,7 @@ os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "false")
 import moto  # noqa: E402,F401
 from moto.core.exceptions import ServiceException  # noqa: E402
 
+import emu_executor  # noqa: E402
 import emu_policy  # noqa: E402
 from emu_harness import CURRENT, Harness, log, session_issued  # noqa: E402
 
@@ -1533,6 +1534,7 @@ def codepipeline_start(stored, account: str, region: str, trigger: dict, variabl
     codepipeline_executions(stored).append(execution)
     codepipeline_emit(account, region, stored, execution, None, "InProgress")
     codepipeline_emit(account, region, stored, execution, first, "InProgress")
+    emu_executor.started(stored, account, region, execution)
     return execution
 
 
@@ -1593,7 +1595,7 @@ def codepipeline_action_states(stored, stage_name: str, stage_state: dict | None
                 "status": status,
                 "lastStatusChange": given.get("lastStatusChange") or stage_state["lastStatusChange"],
             }
-            for member in ("summary", "externalExecutionId", "externalExecutionUrl", "errorDetails", "percentComplete"):
+            for member in ("summary", "externalExecutionId", "externalExecutionUrl", "errorDetails", "percentComplete", "token"):
                 if given.get(member) is not None:
                     latest[member] = given[member]
             state["latestExecution"] = latest
@@ -1724,6 +1726,15 @@ def fix_codepipeline_executions() -> None:
     def get_pipeline_state(self):
         return ActionResult(codepipeline_state(stored_or_raise(self, self._get_param("name"))))
 
+    def put_approval_result(self):
+        stored_or_raise(self, self._get_param("pipelineName"))
+        emu_executor.put_approval_result(
+            self._get_param("pipelineName"), self._get_param("stageName"), self._get_param("actionName"),
+            self._get_param("result") or {}, self._get_param("token") or "",
+        )
+        return ActionResult({"approvedAt": codepipeline_now()})
+
+    CodePipelineResponse.put_approval_result = put_approval_result
     CodePipelineResponse.start_pipeline_execution = start_pipeline_execution
     CodePipelineResponse.list_pipeline_executions = list_pipeline_executions
     CodePipelineResponse.get_pipeline_execution = get_pipeline_execution
@@ -2707,6 +2718,58 @@ def ecs_deployments_endpoint(method: str, query: dict, body: bytes):
     return 200, jsonable(service.deployments)
 
 
+def fix_ecr_scan_findings_of_the_test() -> None:
+    """AWS: a repository with scanOnPush scans each image pushed (ECR User Guide, "Scan images
+    for OS vulnerabilities"), and DescribeImageScanFindings returns the scan's findings (API
+    Reference). moto scans nothing on push and answers a fixed result. Fix: an image of a
+    repository that scans on push, or of one a test gave findings (POST /_harness/scan-findings,
+    emu_executor), has a completed scan with those findings (none unless given); others answer
+    as moto does."""
+    from moto.ecr.models import ECRBackend
+
+    original = ECRBackend.describe_image_scan_findings
+
+    def describe_image_scan_findings(self, registry_id, repository_name, image_id):
+        account = registry_id or self.account_id
+        repository = self._get_repository(repository_name, registry_id)
+        image = next((i for i in repository.images if (image_id.get("imageTag") and image_id["imageTag"] in i.image_tags) or i.image_digest == image_id.get("imageDigest")), None)
+        scans_on_push = bool((repository.image_scanning_configuration or {}).get("scanOnPush"))
+        answer = emu_executor.scan_findings_response(account, self.region_name, repository_name, image_id, scans_on_push)
+        if answer is None:
+            return original(self, registry_id, repository_name, image_id)
+        if image is None:
+            from moto.ecr.exceptions import ImageNotFoundException
+
+            raise ImageNotFoundException(image_id=image_id, repository_name=repository_name, registry_id=account)
+        answer["imageId"] = {"imageDigest": image.image_digest, **({"imageTag": image_id["imageTag"]} if image_id.get("imageTag") else {})}
+        return answer
+
+    ECRBackend.describe_image_scan_findings = describe_image_scan_findings
+
+
+def fix_s3_cross_account_access_follows_policies() -> None:
+    """AWS: a principal of another account reaches a bucket when its identity policy and the
+    bucket's policy both allow (IAM User Guide, "Cross-account policy evaluation logic"). moto
+    (MOTO_S3_ALLOW_CROSSACCOUNT_ACCESS=false, set above so that nothing crosses accounts
+    unchecked) refuses every cross-account request. Fix: a request the run authorizer evaluated
+    on both sides (emu_authorize) reaches the bucket in its owner's account."""
+    from moto.s3.models import S3Backend, s3_backends
+
+    original = S3Backend.get_bucket
+
+    def get_bucket(self, bucket_name):
+        if (
+            bucket_name not in self.buckets
+            and getattr(CURRENT, "cross_account_authorized", False)
+            and bucket_name in s3_backends.bucket_accounts
+        ):
+            partition, account = s3_backends.bucket_accounts[bucket_name]
+            return s3_backends[account][partition].buckets[bucket_name]
+        return original(self, bucket_name)
+
+    S3Backend.get_bucket = get_bucket
+
+
 def seed_member_accounts() -> None:
     """Member accounts with a bootstrap role trusted by the default account (what AWS
     Organizations' OrganizationAccountAccessRole provides), so tests can act in them."""
@@ -2773,6 +2836,11 @@ def serve(host: str, port: int) -> None:
     harness.register("/_harness/event-deliveries", event_deliveries_endpoint)
     harness.register("/_harness/ecs-deployments", ecs_deployments_endpoint)
     harness.register("/_harness/sns-confirmations", sns_confirmations_endpoint)
+    harness.register("/_harness/runs", emu_executor.arm)
+    harness.register("/_harness/scan-findings", emu_executor.scan_findings_endpoint)
+    harness.register("/_harness/source-push", emu_executor.source_push)
+    harness.authorize = emu_executor.authorize_request
+    emu_executor.SETTINGS["endpoint"] = f"http://{host}:{port}"
     run_simple(host, port, harness, threaded=True, request_handler=MotoRequestHandler)
 
 
@@ -2780,7 +2848,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--build-tools", help="directory of the AWS CLI and python3 a pipeline run's builds use (scripts/toolchain)")
     args = parser.parse_args()
+    # emu_executor imports this module by name: the same module, not a second copy of its state.
+    sys.modules.setdefault("launcher", sys.modules[__name__])
+    emu_executor.SETTINGS["build_tools"] = args.build_tools
     if sys.prefix == sys.base_prefix:
         sys.exit("launcher.py must run in the pinned moto virtualenv (scripts/toolchain builds it)")
 
@@ -2821,6 +2893,8 @@ def main() -> None:
     fix_ecs_services_keep_their_configuration_and_deployments()
     fix_ecs_delete_cluster_refuses_active_services()
     fix_ecs_family_resolves_to_the_latest_active_revision()
+    fix_ecr_scan_findings_of_the_test()
+    fix_s3_cross_account_access_follows_policies()
     seed_member_accounts()
     seed_after_reset()
 

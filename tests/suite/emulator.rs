@@ -323,3 +323,40 @@ pub async fn confirm_email_subscriptions(topic_arn: &str) -> Vec<String> {
     }
     confirmed
 }
+
+/// Arms `pipeline` (default account and region): its executions from now on run in the
+/// emulator (tests/moto/emu_executor.py). `scenario` adds e.g. `failDeployments`.
+pub async fn arm_runs(pipeline: &str, scenario: serde_json::Value) {
+    let mut body = scenario;
+    body["pipeline"] = serde_json::Value::String(pipeline.to_string());
+    send(
+        reqwest::Client::new()
+            .post(url("runs"))
+            .header("content-type", "application/json")
+            .body(body.to_string()),
+    )
+    .await;
+}
+
+/// The runs of `pipeline`, oldest first: `{executionId, status, steps, authorizations,
+/// approvalRequests, reports, logs, failure}`.
+pub async fn runs(pipeline: &str) -> Vec<serde_json::Value> {
+    let text = send(
+        reqwest::Client::new()
+            .get(url("runs"))
+            .query(&[("pipeline", pipeline)]),
+    )
+    .await;
+    serde_json::from_str(&text).expect("runs JSON")
+}
+
+/// What ECR's scan finds in the images of `repository` (default account): `[{name, severity}]`.
+pub async fn set_scan_findings(repository: &str, findings: serde_json::Value) {
+    send(
+        reqwest::Client::new()
+            .post(url("scan-findings"))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({"repository": repository, "findings": findings}).to_string()),
+    )
+    .await;
+}

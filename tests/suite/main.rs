@@ -17,6 +17,7 @@ mod operations;
 mod operator;
 mod pipeline;
 mod projects;
+mod runs;
 mod runtime;
 mod support;
 mod tenancy;
