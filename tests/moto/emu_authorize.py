@@ -75,9 +75,20 @@ def boundary_document(role) -> Any:
         return json.dumps({"Version": "2012-10-17", "Statement": []})
 
 
+def _implicit_resource(document: Any, resource: str) -> Any:
+    """A resource policy's statements without Resource (ECR repository policies have none) are
+    about the resource the policy is attached to."""
+    doc = json.loads(document) if isinstance(document, str) else document
+    statements = doc.get("Statement")
+    statements = statements if isinstance(statements, list) else [statements]
+    return {**doc, "Statement": [s if ("Resource" in s or "NotResource" in s) else {**s, "Resource": resource} for s in statements]}
+
+
 def _verdict(documents: list[Any], caller, action: str, resource: str, context: dict, with_principal: bool) -> tuple[str, str]:
     """("deny" | "allow" | "none", reason) over several documents."""
     allowed = False
+    if with_principal:
+        documents = [_implicit_resource(d, resource) for d in documents]
     for document in documents:
         ok, reason = emu_policy.evaluate(document, caller, [action], context, with_principal=with_principal, resource=resource)
         if not ok and reason.startswith("explicit Deny"):

@@ -148,15 +148,16 @@ def access_denied_code(ident) -> str:
     return {"S3": "AccessDenied", "STS": "AccessDenied", "SNS": "AuthorizationError"}.get(ident.service_id, "AccessDeniedException")
 
 
-def authorize_direct(run: dict, session: dict, action: str, resource: str) -> None:
+def authorize_direct(run: dict, session: dict, action: str, resource: str, requirement: emu_authorize.Requirement | None = None) -> None:
     """A call a service makes inside AWS on the session's behalf (no API request to send)."""
     from launcher import caller_of
 
     caller = caller_of(session["access_key"])
-    allowed, reason = emu_authorize.decide(caller, emu_authorize.Requirement(action, resource), {"aws:SecureTransport": "true", **caller.context()})
-    record_authorization(run, caller.arn, action, resource, allowed, reason)
+    need = requirement or emu_authorize.Requirement(action, resource)
+    allowed, reason = emu_authorize.decide(caller, need, {"aws:SecureTransport": "true", **caller.context()})
+    record_authorization(run, caller.arn, need.action, need.resource, allowed, reason)
     if not allowed:
-        raise ActionFailed(emu_authorize.denial_message(caller, emu_authorize.Requirement(action, resource), reason), "JobFailed")
+        raise ActionFailed(emu_authorize.denial_message(caller, need, reason), "JobFailed")
 
 
 def client(session: dict, service: str, region: str):
@@ -427,6 +428,12 @@ def source_push(method: str, query: dict, body: bytes):
 
 
 def source_fixture(run, session, action, configuration, variables, artifacts) -> dict:
+    connection = configuration.get("ConnectionArn")
+    if connection:
+        # CodePipeline uses the connection as the pipeline role (CodePipeline User Guide,
+        # "CodeStarSourceConnection": the service role needs UseConnection on it).
+        service = "codeconnections" if connection.split(":")[2] == "codeconnections" else "codestar-connections"
+        authorize_direct(run, session, f"{service}:UseConnection", connection)
     with LOCK:
         push = PUSHES.get((run["account"], run["region"], run["pipeline"]))
     if push is None:
@@ -677,14 +684,12 @@ def deploy_ecs(run, session, action, configuration, artifacts) -> dict:
     except Exception as e:  # noqa: BLE001
         raise aws_error(e)
     step(run, f"deploying {registered['taskDefinitionArn']} to {service_name}")
-    if service_name in (run["scenario"].get("failDeployments") or []):
-        from launcher import ecs_deployments_endpoint
-
-        target = {"account": role["role_arn"].split(":")[4], "region": region, "cluster": cluster, "service": service_name}
-        code, answer = ecs_deployments_endpoint("POST", {}, json.dumps({**target, "rolloutState": "FAILED"}).encode())
-        if code != 200:
-            raise ActionFailed(f"test harness: the deployment could not fail: {answer}", "JobFailed")
-        ecs_deployments_endpoint("POST", {}, json.dumps({**target, "rolloutState": "COMPLETED"}).encode())
+    pull_problem = pull_images(run, registered, service, region)
+    if pull_problem is not None:
+        step(run, f"tasks of {service_name} cannot start: {pull_problem}")
+        fail_deployment(run, role, region, cluster, service_name, pull_problem)
+    elif service_name in (run["scenario"].get("failDeployments") or []):
+        fail_deployment(run, role, region, cluster, service_name, "tasks failed their health checks (the test's scenario)")
     deadline = time.time() + 60 * float(configuration.get("DeploymentTimeout", "60"))
     while True:
         try:
@@ -693,8 +698,9 @@ def deploy_ecs(run, session, action, configuration, artifacts) -> dict:
             raise aws_error(e)
         ours = next((d for d in service["deployments"] if d["taskDefinition"] == registered["taskDefinitionArn"]), None)
         if ours is None or ours.get("rolloutState") == "FAILED":
+            why = (ours or {}).get("rolloutStateReason") or "the deployment was replaced"
             raise ActionFailed(
-                f"Deployment of {registered['taskDefinitionArn']} to service {service_name} failed; the circuit breaker rolled the service back to {service['taskDefinition']}",
+                f"Deployment of {registered['taskDefinitionArn']} to service {service_name} failed ({why}); the circuit breaker rolled the service back to {service['taskDefinition']}",
                 "JobFailed",
             )
         if ours.get("rolloutState") == "COMPLETED" and ours["status"] == "PRIMARY":
@@ -702,6 +708,50 @@ def deploy_ecs(run, session, action, configuration, artifacts) -> dict:
         if time.time() > deadline:
             raise ActionFailed("The deployment timed out", "JobFailed")
         time.sleep(0.5)
+
+
+def fail_deployment(run, role, region, cluster, service_name, why: str) -> None:
+    """The circuit breaker trips: the deployment fails and, with rollback on, the service goes
+    back to the last deployment that completed (launcher.ecs_deployments_endpoint)."""
+    from launcher import ecs_deployments_endpoint
+
+    target = {"account": role["role_arn"].split(":")[4], "region": region, "cluster": cluster, "service": service_name}
+    code, answer = ecs_deployments_endpoint("POST", {}, json.dumps({**target, "rolloutState": "FAILED", "rolloutStateReason": f"ECS deployment circuit breaker: {why}"[:1000]}).encode())
+    if code != 200:
+        raise ActionFailed(f"Deployment to {service_name} never completes: {why}", "JobFailed")
+    ecs_deployments_endpoint("POST", {}, json.dumps({**target, "rolloutState": "COMPLETED"}).encode())
+
+
+def pull_images(run, task_definition: dict, service: dict, region: str) -> str | None:
+    """What starting a task needs before any container runs (ECS Developer Guide, "Amazon ECS
+    task execution IAM role"): ECS assumes the execution role as ecs-tasks.amazonaws.com and
+    pulls each ECR image with it, which the role's policies and the repository's policy (another
+    account's pull) must allow, and the image must still be in the repository. None when every
+    image can be pulled, else why not, as ECS reports it (CannotPullContainerError)."""
+    from moto.ecr.models import ecr_backends
+
+    account = task_definition["taskDefinitionArn"].split(":")[4]
+    execution_role = task_definition.get("executionRoleArn")
+    for container in task_definition["containerDefinitions"]:
+        match = re.fullmatch(r"(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com/([^:@]+)(?::([^@]+))?", container["image"])
+        if match is None:
+            continue
+        if not execution_role:
+            return "CannotPullContainerError: an ECR image needs the task's execution role"
+        registry, image_region, name, tag = match.groups()
+        try:
+            session = issue_session(run, execution_role, "ecs-tasks.amazonaws.com", f"arn:aws:ecs:{region}:{account}:task/{service['clusterArn'].split('/')[-1]}/{uuid.uuid4().hex}", account)
+            authorize_direct(run, session, "ecr:GetAuthorizationToken", "*")
+            repository = ecr_backends[registry][image_region].repositories.get(name)
+            policy = repository.policy if repository is not None else None
+            arn = f"arn:aws:ecr:{image_region}:{registry}:repository/{name}"
+            for action in ("ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"):
+                authorize_direct(run, session, action, arn, emu_authorize.Requirement(action, arn, registry, policy))
+        except ActionFailed as denied:
+            return f"CannotPullContainerError: pull access denied for {container['image']}: {denied}"
+        if repository is None or not any((tag or "latest") in image.image_tags for image in repository.images):
+            return f"CannotPullContainerError: {container['image']}: not found"
+    return None
 
 
 # ---------------------------------------------------------------- approval

@@ -360,3 +360,17 @@ pub async fn set_scan_findings(repository: &str, findings: serde_json::Value) {
     )
     .await;
 }
+
+/// A push of `files` to the connection or CodeCommit source of `pipeline` (default account):
+/// the pipeline starts as its trigger would. Returns the commit ID.
+pub async fn source_push(pipeline: &str, files: serde_json::Value) -> String {
+    let text = send(
+        reqwest::Client::new()
+            .post(url("source-push"))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({"pipeline": pipeline, "files": files}).to_string()),
+    )
+    .await;
+    let answer: serde_json::Value = serde_json::from_str(&text).expect("push JSON");
+    answer["commitId"].as_str().expect("commit").to_string()
+}

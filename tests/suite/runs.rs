@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 use crate::emulator;
 use crate::support::{
-    aws_config, eventually, example, request_reconcile, s3, source_bucket, start, wait_ready,
+    ACCOUNT, aws_config, config_for, eventually, example, request_reconcile, s3, source_bucket,
+    start, wait_ready,
 };
 
 /// A run goes through a real shell, the AWS CLI and several AWS calls per action.
@@ -129,7 +130,12 @@ async fn decide(pipeline: &str, status: ApprovalStatus) {
 
 /// The image the service runs: its task definition's container image, read from ECS.
 async fn running_image(cluster: &str, service: &str) -> String {
-    let ecs = aws_sdk_ecs::Client::new(&aws_config().await);
+    running_image_in(ACCOUNT, cluster, service).await
+}
+
+/// [`running_image`] of a service in `account`.
+async fn running_image_in(account: &str, cluster: &str, service: &str) -> String {
+    let ecs = aws_sdk_ecs::Client::new(&config_for(account).await);
     let described = ecs
         .describe_services()
         .cluster(cluster)
@@ -499,4 +505,79 @@ async fn a_missing_permission_stops_the_run_at_its_action() {
     let denied = denied(&run);
     assert_eq!(denied.len(), 1, "{denied:#?}");
     assert_eq!(denied[0]["action"], "ecr:PutImage");
+}
+
+/// The cross-account example: a push to its connection runs into staging (222222222222) and
+/// production (333333333333) through each account's deploy role, which reads the artifacts in
+/// the pipeline account (bucket and key policies) and whose tasks pull the image across
+/// accounts (repository policy); every call authorized, none denied.
+#[tokio::test]
+async fn the_cross_account_pipeline_runs_into_both_accounts() {
+    let (ns, _operator, api) = start("e2e-runx").await;
+    let dp = example("cross-account.yaml", &ns, "checkout");
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    let ready = wait_ready(&api, "checkout", 1).await;
+    let outputs = ready.status.expect("status").outputs;
+    let pipeline = outputs.pipeline_name.expect("pipeline");
+    let staging = outputs.staging.expect("staging");
+    let production = outputs.production.expect("production");
+    let (staging_account, staging_cluster, staging_service) = (
+        staging.account_id.expect("account"),
+        staging.cluster_name.expect("cluster"),
+        staging.service_name.expect("service"),
+    );
+    let (production_account, production_cluster, production_service) = (
+        production.account_id.expect("account"),
+        production.cluster_name.expect("cluster"),
+        production.service_name.expect("service"),
+    );
+    emulator::arm_runs(&pipeline, json!({})).await;
+    let files: serde_json::Map<String, Value> =
+        APP.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let commit = emulator::source_push(&pipeline, Value::Object(files)).await;
+    let image = format!(
+        "{}:{}",
+        outputs.image_repository_uri.expect("repository"),
+        &commit[..8]
+    );
+
+    wait_run(
+        &pipeline,
+        0,
+        "the run waits for approval",
+        waiting_for_approval,
+    )
+    .await;
+    assert_eq!(
+        running_image_in(&staging_account, &staging_cluster, &staging_service).await,
+        image
+    );
+    decide(&pipeline, ApprovalStatus::Approved).await;
+    let run = wait_run(&pipeline, 0, "the run ends", finished).await;
+    assert_eq!(run["status"], "Succeeded", "{run:#}");
+    assert_eq!(
+        running_image_in(
+            &production_account,
+            &production_cluster,
+            &production_service
+        )
+        .await,
+        image
+    );
+    assert_eq!(denied(&run), Vec::<Value>::new());
+    // The deploy roles of both accounts read the pipeline account's artifacts.
+    let reads: Vec<&Value> = run["authorizations"]
+        .as_array()
+        .expect("authorizations")
+        .iter()
+        .filter(|a| {
+            a["action"] == "s3:GetObject"
+                && a["principal"]
+                    .as_str()
+                    .is_some_and(|p| p.contains("-deploy/"))
+        })
+        .collect();
+    assert_eq!(reads.len(), 2, "{reads:#?}");
 }
