@@ -2718,6 +2718,70 @@ def ecs_deployments_endpoint(method: str, query: dict, body: bytes):
     return 200, jsonable(service.deployments)
 
 
+def ecr_lifecycle_expired(repository) -> list:
+    """The images a repository's lifecycle policy expires now (ECR User Guide, "Lifecycle policy
+    evaluation rules"): rules in rulePriority order; a rule selects the images of its tagStatus
+    (tagged with a tagPrefixList/tagPatternList match, untagged, any) that no higher-priority
+    rule selected ("an image that matches the tagging requirements of a rule cannot be expired
+    by a rule with a lower priority"); imageCountMoreThan N expires all but the newest N of
+    them, sinceImagePushed those pushed longer ago than N days."""
+    import time as _time
+
+    if not repository.lifecycle_policy:
+        return []
+    rules = sorted(json.loads(repository.lifecycle_policy).get("rules") or [], key=lambda r: r["rulePriority"])
+    newest_first = list(reversed(repository.images))  # moto appends in push order
+    claimed: set[int] = set()
+    expired = []
+    for rule in rules:
+        selection = rule["selection"]
+        status = selection.get("tagStatus")
+
+        def matches(image) -> bool:
+            tags = [t for t in image.image_tags if t]
+            if status == "untagged":
+                return not tags
+            if status == "tagged":
+                if not tags:
+                    return False
+                if selection.get("tagPrefixList"):
+                    return any(t.startswith(p) for t in tags for p in selection["tagPrefixList"])
+                if selection.get("tagPatternList"):
+                    return any(wildcard_match(p, t) for t in tags for p in selection["tagPatternList"])
+                return True
+            return True
+
+        selected = [i for i in newest_first if id(i) not in claimed and matches(i)]
+        claimed.update(id(i) for i in selected)
+        if selection.get("countType") == "imageCountMoreThan":
+            expired += selected[int(selection["countNumber"]) :]
+        elif selection.get("countType") == "sinceImagePushed":
+            limit = _time.time() - 86400 * int(selection["countNumber"])
+            expired += [i for i in selected if i.image_pushed_at < limit]
+    return expired
+
+
+def fix_ecr_lifecycle_policy_expires_images() -> None:
+    """AWS: ECR expires the images a repository's lifecycle policy selects (ECR User Guide,
+    "Automate the cleanup of images by using lifecycle policies"; evaluated asynchronously,
+    within 24 hours of a change). moto stores the policy and never applies it. Fix: the policy is
+    applied after every push (the soonest AWS could), so a test sees what a policy would expire
+    (ecr_lifecycle_expired)."""
+    from moto.ecr.models import ECRBackend
+
+    original = ECRBackend.put_image
+
+    def put_image(self, repository_name, *args, **kwargs):
+        result = original(self, repository_name, *args, **kwargs)
+        repository = self._get_repository(repository_name)
+        for image in ecr_lifecycle_expired(repository):
+            repository.images.remove(image)
+            log(f"ECR lifecycle policy of {repository_name} expired {image.image_tags or image.image_digest}")
+        return result
+
+    ECRBackend.put_image = put_image
+
+
 def fix_ecr_scan_findings_of_the_test() -> None:
     """AWS: a repository with scanOnPush scans each image pushed (ECR User Guide, "Scan images
     for OS vulnerabilities"), and DescribeImageScanFindings returns the scan's findings (API
@@ -2894,6 +2958,7 @@ def main() -> None:
     fix_ecs_delete_cluster_refuses_active_services()
     fix_ecs_family_resolves_to_the_latest_active_revision()
     fix_ecr_scan_findings_of_the_test()
+    fix_ecr_lifecycle_policy_expires_images()
     fix_s3_cross_account_access_follows_policies()
     seed_member_accounts()
     seed_after_reset()

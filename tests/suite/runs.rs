@@ -335,6 +335,143 @@ async fn a_source_change_runs_through_every_stage_and_runs_again() {
     assert!(build_log.contains("reusing it"), "{build_log}");
     assert_eq!(running_image(&d.production.0, &d.production.1).await, image);
     assert_eq!(denied(&rerun), Vec::<Value>::new());
+
+    // A pipeline update restarts the execution (restartExecutionOnUpdate): the same revision
+    // once more, green.
+    let name = d.dp.metadata.name.clone().expect("name");
+    d.api
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {
+                "restartExecutionOnUpdate": true,
+                "approval": {"customData": "Release hello once staging is green"}
+            }})),
+        )
+        .await
+        .expect("pipeline update");
+    let restarted = wait_run(
+        &d.pipeline,
+        2,
+        "the restart waits for approval",
+        waiting_for_approval,
+    )
+    .await;
+    assert_eq!(
+        restarted["trigger"]["triggerType"],
+        "StartPipelineExecution"
+    );
+    assert_eq!(
+        restarted["approvalRequests"][0]["approval"]["customData"],
+        "Release hello once staging is green"
+    );
+    decide(&d.pipeline, ApprovalStatus::Approved).await;
+    let restarted = wait_run(&d.pipeline, 2, "the restart ends", finished).await;
+    assert_eq!(restarted["status"], "Succeeded", "{restarted:#}");
+
+    // A spec change of the service (cpu) after deployments keeps the image they deployed.
+    d.api
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"environments": {"staging": {"cpu": 512, "memory": 1024}}}}),
+            ),
+        )
+        .await
+        .expect("cpu change");
+    wait_ready(&d.api, &name, 3).await;
+    assert_eq!(
+        running_image(&d.staging.0, &d.staging.1).await,
+        image,
+        "the cpu change kept the image"
+    );
+}
+
+/// The image production runs outlives twelve newer builds (the repository keeps the last ten):
+/// the lifecycle policy, applied by the emulator after every push, never expires an image a
+/// service runs, and production can still pull it.
+#[tokio::test]
+async fn the_image_production_runs_outlives_twelve_newer_builds() {
+    let (_operator, d) = delivered("e2e-runkeep", "kept").await;
+    let name = d.dp.metadata.name.clone().expect("name");
+    let repository = d
+        .repository_uri
+        .split_once('/')
+        .expect("registry/name")
+        .1
+        .to_string();
+    let first = upload(&d.bucket, APP).await;
+    let released_tag = tag_of(&first);
+    wait_run(
+        &d.pipeline,
+        0,
+        "release waits for approval",
+        waiting_for_approval,
+    )
+    .await;
+    decide(&d.pipeline, ApprovalStatus::Approved).await;
+    let run = wait_run(&d.pipeline, 0, "release ends", finished).await;
+    assert_eq!(run["status"], "Succeeded", "{run:#}");
+
+    // The operator's next look protects what production now runs.
+    request_reconcile(&d.api, &name).await;
+    let ecr = aws_sdk_ecr::Client::new(&aws_config().await);
+    eventually("the released tag protected", RUN_WAIT, || async {
+        let policy = ecr
+            .get_lifecycle_policy()
+            .repository_name(&repository)
+            .send()
+            .await
+            .ok()?;
+        policy
+            .lifecycle_policy_text()?
+            .contains(&format!("\"{released_tag}\""))
+            .then_some(())
+    })
+    .await;
+
+    for build in 1..=12 {
+        let script = format!("#!/bin/sh\necho build {build}\n");
+        upload(&d.bucket, &[APP[0], ("app.sh", script.as_str())]).await;
+        wait_run(
+            &d.pipeline,
+            build,
+            "a candidate waits for approval",
+            waiting_for_approval,
+        )
+        .await;
+        decide(&d.pipeline, ApprovalStatus::Rejected).await;
+        wait_run(&d.pipeline, build, "the candidate is rejected", finished).await;
+    }
+    let mut tags = Vec::new();
+    let mut pages = ecr
+        .list_images()
+        .repository_name(&repository)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.expect("images page");
+        tags.extend(
+            page.image_ids()
+                .iter()
+                .filter_map(|i| i.image_tag().map(str::to_string)),
+        );
+    }
+    assert!(
+        tags.contains(&released_tag),
+        "production's image was expired: {tags:?}"
+    );
+    // Ten newest builds kept, older candidates expired: the policy did run.
+    let candidates = tags
+        .iter()
+        .filter(|t| **t != released_tag && *t != "latest")
+        .count();
+    assert_eq!(candidates, 10, "{tags:?}");
+    assert_eq!(
+        running_image(&d.production.0, &d.production.1).await,
+        format!("{}:{released_tag}", d.repository_uri)
+    );
 }
 
 /// A CRITICAL finding stops the run at Test and staging keeps its image; a rejected approval
