@@ -2137,7 +2137,8 @@ def fix_events_deliver_to_sns_and_codepipeline_targets() -> None:
     "does not match any events" (DisableRule). moto raises NotImplementedError (HTTP 500 for the
     whole PutEvents) for an SNS or CodePipeline target and routes events to disabled rules. Fix:
     deliver to both kinds of target as AWS does, record every invocation, delivered or refused, at
-    GET /_harness/event-deliveries, and skip disabled rules; other targets stay moto's."""
+    GET /_harness/event-deliveries, and skip disabled rules; other targets stay moto's. A rule
+    that matches also counts in AWS/Events TriggeredRules (events_count_triggered)."""
     import copy
 
     from moto.events.models import Rule
@@ -2150,6 +2151,7 @@ def fix_events_deliver_to_sns_and_codepipeline_targets() -> None:
         ours = [t for t in self.targets if t["Arn"].split(":")[2:3] in (["sns"], ["codepipeline"])]
         others = [t for t in self.targets if t not in ours]
         event = event_as_aws(original_event)
+        events_count_triggered(self)
         for target in ours:
             text = events_target_input(self, target, event) if transform_input else json.dumps(event)
             try:
@@ -2166,6 +2168,19 @@ def fix_events_deliver_to_sns_and_codepipeline_targets() -> None:
             original(rest, original_event, transform_input)
 
     Rule.send_to_targets = send_to_targets
+
+
+def events_count_triggered(rule) -> None:
+    """EventBridge publishes TriggeredRules (namespace AWS/Events, dimension RuleName, "the
+    number of rules that have run and matched with any event", Sum) each time a rule matches
+    (EventBridge User Guide, "Monitoring Amazon EventBridge", metrics); moto publishes none, so
+    an alarm on it never sees a data point. Recorded in the rule's account and region."""
+    from moto.cloudwatch.models import cloudwatch_backends
+
+    cloudwatch_backends[rule.account_id][rule.region_name].put_metric_data(
+        "AWS/Events",
+        [{"MetricName": "TriggeredRules", "Value": 1.0, "Unit": "Count", "Dimensions": [{"Name": "RuleName", "Value": rule.name}]}],
+    )
 
 
 def fix_events_put_events_refuses_aws_sources() -> None:

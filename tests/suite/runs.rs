@@ -529,6 +529,60 @@ async fn failures_stop_the_run_where_they_happen() {
         released,
         "staging kept its image"
     );
+    // The FAILED event reached the notifications topic, and the failure alarm's metric (the
+    // rule's AWS/Events TriggeredRules) has its data point.
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&aws_config().await);
+    let alarm_name = format!("{}-failed", d.pipeline);
+    let alarms = cloudwatch
+        .describe_alarms()
+        .alarm_names(&alarm_name)
+        .send()
+        .await
+        .expect("describe alarms");
+    let alarm = alarms.metric_alarms().first().expect("the failure alarm");
+    let rule = alarm
+        .dimensions()
+        .iter()
+        .find(|d| d.name() == Some("RuleName"))
+        .and_then(|d| d.value())
+        .expect("the alarm's rule")
+        .to_string();
+    let deliveries = emulator::event_deliveries(&rule).await;
+    let failed: Vec<&Value> = deliveries
+        .iter()
+        .filter(|e| {
+            e["delivered"] == true
+                && e["input"]
+                    .as_str()
+                    .is_some_and(|i| i.contains(run["executionId"].as_str().unwrap_or("?")))
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{deliveries:#?}");
+    assert!(
+        failed[0]["targetArn"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("-notifications"))
+    );
+    let now = std::time::SystemTime::now();
+    let statistics = cloudwatch
+        .get_metric_statistics()
+        .namespace(alarm.namespace().expect("namespace"))
+        .metric_name(alarm.metric_name().expect("metric"))
+        .dimensions(
+            aws_sdk_cloudwatch::types::Dimension::builder()
+                .name("RuleName")
+                .value(&rule)
+                .build(),
+        )
+        .start_time((now - Duration::from_secs(900)).into())
+        .end_time((now + Duration::from_secs(60)).into())
+        .period(300)
+        .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .send()
+        .await
+        .expect("metric statistics");
+    let sum: f64 = statistics.datapoints().iter().filter_map(|p| p.sum()).sum();
+    assert_eq!(sum, 1.0, "one failed execution so far");
 
     // Without the finding, the same revision reaches the approval, which is rejected.
     emulator::set_scan_findings(&repository, json!([])).await;
