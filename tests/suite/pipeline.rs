@@ -18,8 +18,8 @@ use serde_json::json;
 
 use crate::emulator::{self, count};
 use crate::support::{
-    ACCOUNT, Operator, REGION, aws_config, condition, counts, ctx_of, eventually, example, gone,
-    kube_client, request_reconcile, s3, sandbox, source_bucket, start, unique, wait_ready,
+    ACCOUNT, REGION, aws_config, condition, counts, ctx_of, eventually, example, gone, kube_client,
+    request_reconcile, s3, sandbox, source_bucket, start, wait_ready,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -383,84 +383,4 @@ async fn an_s3_source_must_be_versioned_and_gets_its_events_sent_to_eventbridge(
         .expect("notification configuration");
     assert!(got.event_bridge_configuration().is_some());
     assert_eq!(ACCOUNT, ctx_of(&dp).account_id);
-}
-
-/// While an execution runs (an approval may wait days), each wake-up between drift checks reads
-/// the execution alone: exactly ListPipelineExecutions and GetPipelineState (the emulator's
-/// record), nothing of the pipeline's other resources; its end reaches the status.
-#[tokio::test]
-async fn a_running_execution_is_polled_alone_between_drift_checks() {
-    let client = kube_client("admin").await;
-    let ns = unique("e2e-poll");
-    crate::support::create_namespace(&client, &ns).await;
-    let operator = Operator::start(&ns, &[("EXECUTION_POLL_SECONDS", "2")]);
-    let api: Api<DeliveryPipeline> = Api::namespaced(client, &ns);
-    let mut dp = example("minimal.yaml", &ns, "waiting");
-    let bucket = source_bucket(&s3(&aws_config().await), true, true).await;
-    with_source(&mut dp, &bucket);
-    api.create(&PostParams::default(), &dp)
-        .await
-        .expect("create");
-    let ready = wait_ready(&api, "waiting", 1).await;
-    let name = ready
-        .status
-        .as_ref()
-        .and_then(|s| s.outputs.pipeline_name.clone())
-        .expect("pipeline name");
-
-    // An execution waiting at the approval.
-    let id = emulator::pipeline_execution_id(json!({
-        "pipeline": name,
-        "status": "InProgress",
-        "stages": {"Source": "Succeeded", "Build": "Succeeded", "Test": "Succeeded",
-                   "DeployStaging": "Succeeded", "Approval": "InProgress"},
-        "events": false
-    }))
-    .await;
-    request_reconcile(&api, "waiting").await;
-    eventually("the running execution in status", WAIT, || async {
-        let last = api.get("waiting").await.ok()?.status?.last_execution?;
-        (last.id == id && last.status == "InProgress").then_some(())
-    })
-    .await;
-
-    // One wake-up, as the emulator recorded it: every call from one ListPipelineExecutions to
-    // the next. It reads the execution, and only the execution.
-    let since = emulator::last_seq(&operator.access_key).await;
-    let calls = eventually("two polls in the record", WAIT, || async {
-        let calls = emulator::calls_after(&operator.access_key, since).await;
-        let polls: Vec<usize> = calls
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.operation == "ListPipelineExecutions")
-            .map(|(i, _)| i)
-            .collect();
-        (polls.len() >= 2).then(|| calls[polls[0]..polls[1]].to_vec())
-    })
-    .await;
-    assert_eq!(
-        count(&calls, "read"),
-        counts(&[
-            ("CodePipeline:ListPipelineExecutions", 1.0),
-            ("CodePipeline:GetPipelineState", 1.0)
-        ]),
-        "a poll between drift checks"
-    );
-    assert_eq!(count(&calls, "write"), BTreeMap::new());
-
-    // The approval is given and the run ends: the status says so.
-    emulator::pipeline_execution(json!({
-        "pipeline": name,
-        "executionId": id,
-        "status": "Succeeded",
-        "stages": {"Approval": "Succeeded", "DeployProduction": "Succeeded"},
-        "events": false
-    }))
-    .await;
-    eventually("the finished execution in status", WAIT, || async {
-        let last = api.get("waiting").await.ok()?.status?.last_execution?;
-        (last.id == id && last.status == "Succeeded").then_some(())
-    })
-    .await;
-    operator.assert_calls_match_record().await;
 }

@@ -10,10 +10,10 @@ use delivery_operator::api::{DeliveryPipeline, S3Source};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-use crate::emulator;
+use crate::emulator::{self, count};
 use crate::support::{
-    ACCOUNT, aws_config, config_for, eventually, example, request_reconcile, s3, source_bucket,
-    start, wait_ready,
+    ACCOUNT, Operator, aws_config, config_for, counts, create_namespace, eventually, example,
+    kube_client, request_reconcile, s3, source_bucket, start, unique, wait_ready,
 };
 
 /// A run goes through a real shell, the AWS CLI and several AWS calls per action.
@@ -187,8 +187,17 @@ struct Delivered {
 }
 
 /// The minimal example with its own source bucket, Ready, and armed.
-async fn delivered(prefix: &str, name: &str) -> (crate::support::Operator, Delivered) {
-    let (ns, operator, api) = start(prefix).await;
+async fn delivered(prefix: &str, name: &str) -> (Operator, Delivered) {
+    delivered_with(prefix, name, &[]).await
+}
+
+/// [`delivered`] with settings of the operator (environment variables).
+async fn delivered_with(prefix: &str, name: &str, env: &[(&str, &str)]) -> (Operator, Delivered) {
+    let client = kube_client("admin").await;
+    let ns = unique(prefix);
+    create_namespace(&client, &ns).await;
+    let operator = Operator::start(&ns, env);
+    let api: Api<DeliveryPipeline> = Api::namespaced(client, &ns);
     let bucket = source_bucket(&s3(&aws_config().await), true, true).await;
     let mut dp = example("minimal.yaml", &ns, name);
     with_source(&mut dp, &bucket);
@@ -771,4 +780,63 @@ async fn the_cross_account_pipeline_runs_into_both_accounts() {
         })
         .collect();
     assert_eq!(reads.len(), 2, "{reads:#?}");
+}
+
+/// While a run waits for its approval (for days, in real life), each of the operator's
+/// wake-ups between drift checks reads the execution alone: ListPipelineExecutions and
+/// GetPipelineState, nothing of the pipeline's other resources (the emulator's record); the
+/// run's end reaches the status.
+#[tokio::test]
+async fn while_an_approval_waits_the_operator_reads_only_the_execution() {
+    let (operator, d) =
+        delivered_with("e2e-runpoll", "waiting", &[("EXECUTION_POLL_SECONDS", "2")]).await;
+    let name = d.dp.metadata.name.clone().expect("name");
+    upload(&d.bucket, APP).await;
+    let run = wait_run(
+        &d.pipeline,
+        0,
+        "the run waits for approval",
+        waiting_for_approval,
+    )
+    .await;
+    let id = run["executionId"].as_str().expect("id").to_string();
+    request_reconcile(&d.api, &name).await;
+    eventually("the waiting run in status", RUN_WAIT, || async {
+        let last = d.api.get(&name).await.ok()?.status?.last_execution?;
+        (last.id == id && last.status == "InProgress").then_some(())
+    })
+    .await;
+
+    // Three wake-ups, as the emulator recorded them: from one ListPipelineExecutions to the
+    // fourth. Each reads the execution, and only the execution.
+    let since = emulator::last_seq(&operator.access_key).await;
+    let calls = eventually("four polls in the record", RUN_WAIT, || async {
+        let calls = emulator::calls_after(&operator.access_key, since).await;
+        let polls: Vec<usize> = calls
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.operation == "ListPipelineExecutions")
+            .map(|(i, _)| i)
+            .collect();
+        (polls.len() >= 4).then(|| calls[polls[0]..polls[3]].to_vec())
+    })
+    .await;
+    assert_eq!(
+        count(&calls, "read"),
+        counts(&[
+            ("CodePipeline:ListPipelineExecutions", 3.0),
+            ("CodePipeline:GetPipelineState", 3.0)
+        ]),
+        "three polls between drift checks"
+    );
+    assert_eq!(count(&calls, "write"), std::collections::BTreeMap::new());
+
+    decide(&d.pipeline, ApprovalStatus::Approved).await;
+    wait_run(&d.pipeline, 0, "the run ends", finished).await;
+    eventually("the finished run in status", RUN_WAIT, || async {
+        let last = d.api.get(&name).await.ok()?.status?.last_execution?;
+        (last.id == id && last.status == "Succeeded").then_some(())
+    })
+    .await;
+    operator.assert_calls_match_record().await;
 }
