@@ -111,13 +111,18 @@ def decide(caller, requirement: Requirement, context: dict) -> tuple[bool, str]:
     role = role_of(caller.role_arn) if caller.role_arn else None
     if role is None:
         return False, f"the caller {caller.arn} is not a role session"
+    return decide_with(caller, requirement, context, identity_documents(role), boundary_document(role))
+
+
+def decide_with(caller, requirement: Requirement, context: dict, identity_policies: list[Any], boundary: Any) -> tuple[bool, str]:
+    """`decide` over given documents: the role's identity policies and its boundary (None:
+    none)."""
     context = {**context, **requirement.context}
     action, resource = requirement.action, requirement.resource
-    identity, why = _verdict(identity_documents(role), caller, action, resource, context, with_principal=False)
+    identity, why = _verdict(identity_policies, caller, action, resource, context, with_principal=False)
     if identity == "deny":
         return False, f"with an explicit deny in an identity-based policy ({why})"
-    boundary = boundary_document(role)
-    if boundary is not None and identity == "allow":
+    if boundary is not None:
         bounded, _ = _verdict([boundary], caller, action, resource, context, with_principal=False)
         if bounded != "allow":
             return False, "because no permissions boundary allows the action"
@@ -302,3 +307,60 @@ def requirements(ident) -> list[Requirement] | None:
         parts = role_arn.split(":")
         return [Requirement("sts:AssumeRole", role_arn, parts[4] if len(parts) >= 5 else None, kind="sts")]
     return None
+
+
+# ---------------------------------------------------------------- bucket policies of every request
+
+# IAM action of an S3 operation where it is not "s3:" + the operation's name (Service
+# Authorization Reference, Amazon S3, "Actions defined by Amazon S3": each action's API).
+S3_ACTIONS = {
+    "HeadObject": "s3:GetObject",
+    "HeadBucket": "s3:ListBucket",
+    "ListObjects": "s3:ListBucket",
+    "ListObjectsV2": "s3:ListBucket",
+    "ListObjectVersions": "s3:ListBucketVersions",
+    "ListMultipartUploads": "s3:ListBucketMultipartUploads",
+    "DeleteObjects": "s3:DeleteObject",
+    "GetBucketNotificationConfiguration": "s3:GetBucketNotification",
+    "PutBucketNotificationConfiguration": "s3:PutBucketNotification",
+    "GetBucketEncryption": "s3:GetEncryptionConfiguration",
+    "PutBucketEncryption": "s3:PutEncryptionConfiguration",
+    "DeleteBucketEncryption": "s3:PutEncryptionConfiguration",
+    "GetBucketLifecycleConfiguration": "s3:GetLifecycleConfiguration",
+    "PutBucketLifecycleConfiguration": "s3:PutLifecycleConfiguration",
+    "DeleteBucketLifecycle": "s3:PutLifecycleConfiguration",
+    "GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock",
+    "PutPublicAccessBlock": "s3:PutBucketPublicAccessBlock",
+    "DeletePublicAccessBlock": "s3:PutBucketPublicAccessBlock",
+    "GetBucketOwnershipControls": "s3:GetBucketOwnershipControls",
+    "PutBucketOwnershipControls": "s3:PutBucketOwnershipControls",
+    "DeleteBucketTagging": "s3:PutBucketTagging",
+    "DeleteBucketPolicy": "s3:DeleteBucketPolicy",
+    "CreateMultipartUpload": "s3:PutObject",
+    "UploadPart": "s3:PutObject",
+    "CompleteMultipartUpload": "s3:PutObject",
+    "AbortMultipartUpload": "s3:AbortMultipartUpload",
+    "CopyObject": "s3:PutObject",
+}
+
+
+def s3_explicit_deny(ident, caller, context: dict) -> str | None:
+    """The AccessDenied message when the bucket's policy explicitly denies this request to this
+    caller, for any S3 operation (bucket-level too) and with Principal/NotPrincipal honoured;
+    an explicit deny in a resource-based policy applies whatever allows the caller has (IAM User
+    Guide, "Policy evaluation logic"). None otherwise."""
+    if ident.service_id != "S3" or ident.params is None:
+        return None
+    name = ident.params.get("Bucket")
+    if not name:
+        return None
+    bucket, _ = _s3_bucket(name)
+    if bucket is None or not bucket.policy:
+        return None
+    action = S3_ACTIONS.get(ident.operation, f"s3:{ident.operation}")
+    key = ident.params.get("Key")
+    resource = f"arn:aws:s3:::{name}/{key}" if key else f"arn:aws:s3:::{name}"
+    verdict, why = _verdict([bucket.policy.decode()], caller, action, resource, context, with_principal=True)
+    if verdict != "deny":
+        return None
+    return f"User: {caller.arn} is not authorized to perform: {action} on resource: {resource} with an explicit deny in a resource-based policy"

@@ -26,6 +26,7 @@ os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "false")
 import moto  # noqa: E402,F401
 from moto.core.exceptions import ServiceException  # noqa: E402
 
+import emu_authorize  # noqa: E402
 import emu_executor  # noqa: E402
 import emu_policy  # noqa: E402
 from emu_harness import CURRENT, Harness, log, session_issued  # noqa: E402
@@ -302,7 +303,10 @@ def fix_policy_conditions_scope_statements() -> None:
     IAMPolicyStatement.is_action_permitted = is_action_permitted
 
     def get_permission(self, action, resource):
-        if self.policy is None:
+        # An explicit deny was already applied, Principal and NotPrincipal honoured, to every
+        # S3 request by the harness (launcher.authorize, emu_authorize.s3_explicit_deny); moto's
+        # own evaluation ignores Principal, so a Deny naming someone else would deny everyone.
+        if self.policy is None or getattr(CURRENT, "ident", None) is not None:
             return PermissionResult.NEUTRAL
         return IAMPolicy(self.policy.decode()).is_action_permitted(
             action, resource, incoming_condition_values=request_context()
@@ -2897,6 +2901,17 @@ def seed_after_reset() -> None:
     moto_api_backend.reset = reset
 
 
+def authorize(ident):
+    """The harness's authorization of a request before moto serves it: a bucket policy's explicit
+    deny for every S3 request (emu_authorize.s3_explicit_deny), then every call of a pipeline run
+    (emu_executor.authorize_request)."""
+    if ident.service_id == "S3" and ident.access_key not in emu_executor.SESSIONS:
+        message = emu_authorize.s3_explicit_deny(ident, caller_of(ident.access_key), request_context())
+        if message is not None:
+            return "AccessDenied", message, 403
+    return emu_executor.authorize_request(ident)
+
+
 def serve(host: str, port: int) -> None:
     """moto_server's own WSGI application and request handler, with the harness in front."""
     from moto.moto_server.werkzeug_app import (
@@ -2918,7 +2933,7 @@ def serve(host: str, port: int) -> None:
     harness.register("/_harness/runs", emu_executor.arm)
     harness.register("/_harness/scan-findings", emu_executor.scan_findings_endpoint)
     harness.register("/_harness/source-push", emu_executor.source_push)
-    harness.authorize = emu_executor.authorize_request
+    harness.authorize = authorize
     emu_executor.SETTINGS["endpoint"] = f"http://{host}:{port}"
     run_simple(host, port, harness, threaded=True, request_handler=MotoRequestHandler)
 

@@ -21,6 +21,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import emu_authorize  # noqa: E402
 import emu_policy  # noqa: E402
 
 ENDPOINT = os.environ.get("AWS_ENDPOINT_URL")
@@ -136,6 +137,94 @@ class ConditionOperators(unittest.TestCase):
         with self.assertRaises(emu_policy.UnsupportedPolicy):
             emu_policy.evaluate({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "sns:Publish"}]},
                                 caller, ["sns:Publish"], caller.context(), with_principal=True, resource=topic)
+
+
+def document(*statements: dict) -> dict:
+    return {"Version": "2012-10-17", "Statement": list(statements)}
+
+
+class RunAuthorization(unittest.TestCase):
+    """emu_authorize.decide_with against IAM's evaluation rules (IAM User Guide, "Policy
+    evaluation logic", "Cross-account policy evaluation logic"; KMS Developer Guide, "Key
+    policies"); no emulator needed."""
+
+    BUCKET_OBJECT = "arn:aws:s3:::artifacts/p/a/1"
+
+    def caller(self, account: str = "111111111111") -> emu_policy.Caller:
+        return emu_policy.Caller(account, f"arn:aws:sts::{account}:assumed-role/deploy/s", f"arn:aws:iam::{account}:role/deploy", "AROAX:s")
+
+    def need(self, action="s3:GetObject", resource=BUCKET_OBJECT, account="111111111111", policy=None, kind=""):
+        return emu_authorize.Requirement(action, resource, account, policy, kind=kind)
+
+    def decide(self, need, identity=(), boundary=None, caller=None):
+        return emu_authorize.decide_with(caller or self.caller(), need, {"aws:SecureTransport": "true"}, list(identity), boundary)
+
+    def allow(self, action="s3:GetObject", resource="*", **extra) -> dict:
+        return {"Effect": "Allow", "Action": action, "Resource": resource, **extra}
+
+    def test_same_account_identity_or_resource_policy(self):
+        self.assertEqual(self.decide(self.need(), [document(self.allow())]), (True, "allowed"))
+        allowed, reason = self.decide(self.need(), [document(self.allow("s3:PutObject"))])
+        self.assertFalse(allowed)
+        self.assertEqual(reason, "because no identity-based policy allows the action")
+        by_bucket = document(self.allow(Principal={"AWS": "arn:aws:iam::111111111111:role/deploy"}))
+        self.assertTrue(self.decide(self.need(policy=by_bucket))[0])
+
+    def test_explicit_deny_wins_and_principal_is_honoured(self):
+        deny_me = document({"Effect": "Deny", "Principal": {"AWS": "arn:aws:iam::111111111111:role/deploy"}, "Action": "s3:*", "Resource": "*"})
+        allowed, reason = self.decide(self.need(policy=deny_me), [document(self.allow())])
+        self.assertFalse(allowed)
+        self.assertTrue(reason.startswith("with an explicit deny in a resource-based policy"), reason)
+        deny_other = document({"Effect": "Deny", "Principal": {"AWS": "arn:aws:iam::111111111111:role/other"}, "Action": "s3:*", "Resource": "*"})
+        self.assertTrue(self.decide(self.need(policy=deny_other), [document(self.allow())])[0])
+        deny_all_but_me = document({"Effect": "Deny", "NotPrincipal": {"AWS": "arn:aws:iam::111111111111:role/deploy"}, "Action": "s3:*", "Resource": "*"})
+        self.assertTrue(self.decide(self.need(policy=deny_all_but_me), [document(self.allow())])[0])
+        identity_deny = document(self.allow(), {"Effect": "Deny", "Action": "s3:Get*", "Resource": "*"})
+        self.assertFalse(self.decide(self.need(), [identity_deny])[0])
+
+    def test_resource_and_not_resource(self):
+        self.assertFalse(self.decide(self.need(), [document(self.allow(resource="arn:aws:s3:::other/*"))])[0])
+        self.assertTrue(self.decide(self.need(), [document(self.allow(resource="arn:aws:s3:::artifacts/*"))])[0])
+        not_resource = document({"Effect": "Allow", "Action": "s3:GetObject", "NotResource": "arn:aws:s3:::artifacts/*"})
+        self.assertFalse(self.decide(self.need(), [not_resource])[0])
+
+    def test_cross_account_needs_both_sides(self):
+        need = lambda policy: self.need(account="123456789012", policy=policy)  # noqa: E731
+        bucket = document(self.allow(Principal={"AWS": "arn:aws:iam::111111111111:role/deploy"}))
+        self.assertEqual(self.decide(need(bucket), [])[1], "because no identity-based policy allows the action")
+        self.assertEqual(self.decide(need(None), [document(self.allow())])[1], "because no resource-based policy allows the action")
+        self.assertTrue(self.decide(need(bucket), [document(self.allow())])[0])
+
+    def test_a_permissions_boundary_limits_what_identity_policies_allow(self):
+        boundary = document(self.allow("s3:PutObject"))
+        allowed, reason = self.decide(self.need(), [document(self.allow())], boundary)
+        self.assertFalse(allowed)
+        self.assertEqual(reason, "because no permissions boundary allows the action")
+        self.assertTrue(self.decide(self.need(), [document(self.allow())], document(self.allow("s3:*")))[0])
+
+    def test_a_key_is_reached_through_its_key_policy(self):
+        key = "arn:aws:kms:us-east-1:111111111111:key/k"
+        need = lambda policy, account="111111111111": self.need("kms:Decrypt", key, account, policy, "kms")  # noqa: E731
+        names_account = document(self.allow("kms:*", Principal={"AWS": "arn:aws:iam::111111111111:root"}))
+        names_role = document(self.allow("kms:Decrypt", Principal={"AWS": "arn:aws:iam::111111111111:role/deploy"}))
+        use_key = document(self.allow("kms:Decrypt", key))
+        # The account in the key policy delegates to IAM: the identity policy must allow too.
+        self.assertFalse(self.decide(need(names_account))[0])
+        self.assertTrue(self.decide(need(names_account), [use_key])[0])
+        # Naming the role allows on its own within the account; an IAM allow alone never does.
+        self.assertTrue(self.decide(need(names_role))[0])
+        self.assertFalse(self.decide(need(document(self.allow("kms:*", Principal={"AWS": "arn:aws:iam::222222222222:root"}))), [use_key])[0])
+        self.assertFalse(self.decide(need(None), [use_key])[0])
+        # Another account's key: the key policy naming the role and the identity policy.
+        other_key = lambda policy: self.need("kms:Decrypt", key.replace("111111111111", "123456789012"), "123456789012", policy, "kms")  # noqa: E731
+        self.assertFalse(self.decide(other_key(names_role))[0])
+        self.assertTrue(self.decide(other_key(names_role), [document(self.allow("kms:Decrypt"))])[0])
+
+    def test_a_repository_policy_without_resource_is_about_its_repository(self):
+        repository = "arn:aws:ecr:us-east-1:123456789012:repository/app"
+        pull = document({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111111111111:role/deploy"}, "Action": ["ecr:BatchGetImage"]})
+        need = self.need("ecr:BatchGetImage", repository, "123456789012", pull)
+        self.assertTrue(self.decide(need, [document(self.allow("ecr:BatchGetImage", repository))])[0])
 
 
 @unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
@@ -1837,3 +1926,68 @@ class Record(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
+
+
+@unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
+class RunSupport(ServiceErrors, unittest.TestCase):
+    """What the pipeline runs rely on: bucket policies' explicit denies (Principal and NotPrincipal
+    honoured, every operation), ECR lifecycle policies applied on push, scans on push."""
+
+    def test_a_bucket_policy_deny_applies_to_its_principals_on_every_operation(self):
+        s3 = client("s3")
+        bucket = unique("bucket")
+        s3.create_bucket(Bucket=bucket)
+
+        def deny(**principal) -> str:
+            return json.dumps(document({"Effect": "Deny", **principal, "Action": "s3:GetBucketVersioning", "Resource": f"arn:aws:s3:::{bucket}"}))
+
+        s3.put_bucket_policy(Bucket=bucket, Policy=deny(Principal={"AWS": "arn:aws:iam::111111111111:root"}))
+        s3.get_bucket_versioning(Bucket=bucket)  # another account's principals are denied, not us
+        s3.put_bucket_policy(Bucket=bucket, Policy=deny(NotPrincipal={"AWS": f"arn:aws:iam::{DEFAULT}:root"}))
+        s3.get_bucket_versioning(Bucket=bucket)  # everyone but us
+        s3.put_bucket_policy(Bucket=bucket, Policy=deny(Principal="*"))
+        message = self.assertError(lambda: s3.get_bucket_versioning(Bucket=bucket), "AccessDenied", 403)
+        self.assertIn("s3:GetBucketVersioning", message)
+        self.assertIn("explicit deny in a resource-based policy", message)
+        s3.get_bucket_location(Bucket=bucket)  # another action: not denied
+        s3.delete_bucket_policy(Bucket=bucket)
+        s3.get_bucket_versioning(Bucket=bucket)
+
+    def push(self, ecr, repository: str, tag: str) -> None:
+        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                    "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1, "digest": "sha256:" + uuid.uuid4().hex * 2},
+                    "layers": []}
+        ecr.put_image(repositoryName=repository, imageTag=tag, imageManifest=json.dumps(manifest))
+
+    def tags(self, ecr, repository: str) -> set[str]:
+        found = set()
+        for page in ecr.get_paginator("list_images").paginate(repositoryName=repository):
+            found.update(i.get("imageTag") for i in page["imageIds"] if i.get("imageTag"))
+        return found
+
+    def test_a_lifecycle_policy_expires_on_push_and_a_higher_rule_protects(self):
+        ecr = client("ecr")
+        repository = unique("lifecycle")
+        ecr.create_repository(repositoryName=repository, imageScanningConfiguration={"scanOnPush": True})
+        rules = [
+            {"rulePriority": 1, "selection": {"tagStatus": "tagged", "tagPatternList": ["prod-*"], "countType": "imageCountMoreThan", "countNumber": 1000}, "action": {"type": "expire"}},
+            {"rulePriority": 2, "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 2}, "action": {"type": "expire"}},
+        ]
+        ecr.put_lifecycle_policy(repositoryName=repository, lifecyclePolicyText=json.dumps({"rules": rules}))
+        for tag in ("prod-1", "b1", "b2", "b3", "b4"):
+            self.push(ecr, repository, tag)
+        # prod-1 is selected by rule 1 (never expired); rule 2 keeps the newest two of the rest.
+        self.assertEqual(self.tags(ecr, repository), {"prod-1", "b3", "b4"})
+        # Scan on push: a completed scan, without findings until a test gives some.
+        scan = ecr.describe_image_scan_findings(repositoryName=repository, imageId={"imageTag": "b4"})
+        self.assertEqual(scan["imageScanStatus"]["status"], "COMPLETE")
+        self.assertEqual(scan["imageScanFindings"]["findingSeverityCounts"], {})
+        request = urllib.request.Request(
+            f"{ENDPOINT}/_harness/scan-findings", method="POST",
+            data=json.dumps({"repository": repository, "findings": [{"name": "CVE-1", "severity": "HIGH"}]}).encode(),
+        )
+        urllib.request.urlopen(request).read()
+        scan = ecr.describe_image_scan_findings(repositoryName=repository, imageId={"imageTag": "b4"})
+        self.assertEqual(scan["imageScanFindings"]["findingSeverityCounts"], {"HIGH": 1})
+        self.assertEqual([f["name"] for f in scan["imageScanFindings"]["findings"]], ["CVE-1"])
+        self.assertError(lambda: ecr.describe_image_scan_findings(repositoryName=repository, imageId={"imageTag": "b1"}), "ImageNotFoundException")
