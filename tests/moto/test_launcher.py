@@ -1924,10 +1924,6 @@ class Record(unittest.TestCase):
         )
 
 
-if __name__ == "__main__":
-    unittest.main(verbosity=2)
-
-
 @unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
 class RunSupport(ServiceErrors, unittest.TestCase):
     """What the pipeline runs rely on: bucket policies' explicit denies (Principal and NotPrincipal
@@ -1991,3 +1987,7 @@ class RunSupport(ServiceErrors, unittest.TestCase):
         self.assertEqual(scan["imageScanFindings"]["findingSeverityCounts"], {"HIGH": 1})
         self.assertEqual([f["name"] for f in scan["imageScanFindings"]["findings"]], ["CVE-1"])
         self.assertError(lambda: ecr.describe_image_scan_findings(repositoryName=repository, imageId={"imageTag": "b1"}), "ImageNotFoundException")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
