@@ -29,7 +29,8 @@ we could send (codebuild:StartBuild from the pipeline, report uploads) are autho
 way, directly.
 
 Deliberate limits (docs/testing.md): one action at a time; executions of one pipeline do not
-supersede each other; no build cache, VPC config or secrets in build environments.
+supersede each other; builds run one at a time (they share the machine's /tmp); no build
+cache, VPC config or secrets in build environments.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ APPROVALS: dict[str, dict] = {}
 # Fixture archives for connection and CodeCommit sources: (account, region, pipeline) -> push.
 PUSHES: dict[tuple[str, str, str], dict] = {}
 BUILD_NUMBERS: dict[str, int] = {}
+BUILD_LOCK = threading.Lock()
 
 SETTINGS = {"endpoint": "http://127.0.0.1:5000", "build_tools": None}
 
@@ -488,7 +490,10 @@ def codebuild(run, session, action, configuration, variables, artifacts) -> dict
         except yaml.YAMLError as e:
             raise ActionFailed(f"YAML_FILE_ERROR: {e}", "JobFailed")
         environment = build_environment(run, spec, configuration, build_role, build_id, number, revision, source, workspace, artifacts, inputs)
-        exit_code, output, exported = run_buildspec(buildspec, environment, source, workspace, run["scenario"].get("buildTimeoutSeconds", 300))
+        # One build at a time: a real build has its own container, these share the machine's
+        # /tmp, where a buildspec may write (the operator's write their stage scripts there).
+        with BUILD_LOCK:
+            exit_code, output, exported = run_buildspec(buildspec, environment, source, workspace, run["scenario"].get("buildTimeoutSeconds", 300))
         write_logs(run, build_role, spec, build_id, output)
         upload_reports(run, build_role, spec, buildspec, source)
         if exit_code != 0:
