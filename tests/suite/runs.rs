@@ -636,6 +636,22 @@ async fn failures_stop_the_run_where_they_happen() {
         candidate,
         "rolled back"
     );
+
+    // A source without its Dockerfile: the build fails, saying so, and nothing is deployed.
+    emulator::arm_runs(&d.pipeline, json!({})).await;
+    upload(&d.bucket, &[APP[1]]).await;
+    let run = wait_run(
+        &d.pipeline,
+        4,
+        "the run without a Dockerfile ends",
+        finished,
+    )
+    .await;
+    assert_eq!(run["status"], "Failed");
+    assert_eq!(run["failure"]["stage"], "Build", "{run:#}");
+    let message = run["failure"]["message"].as_str().expect("message");
+    assert!(message.contains("failed to read dockerfile"), "{message}");
+    assert_eq!(running_image(&d.staging.0, &d.staging.1).await, candidate);
     for run in emulator::runs(&d.pipeline).await {
         assert_eq!(denied(&run), Vec::<Value>::new(), "{}", run["executionId"]);
     }
