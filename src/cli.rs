@@ -16,7 +16,7 @@ use kube::ResourceExt;
 use tracing::{error, info, info_span};
 
 use crate::api::{self, DeliveryPipeline};
-use crate::aws::AwsFactory;
+use crate::aws::{AwsFactory, ClientLimits};
 use crate::controller::{self, Context, Settings, Tenants};
 use crate::desired::PipelineContext;
 use crate::leader::{
@@ -118,6 +118,12 @@ struct RunArgs {
     /// wait for the drift check).
     #[arg(long, env = "EXECUTION_POLL_SECONDS", default_value_t = 30)]
     execution_poll_seconds: u64,
+    /// Seconds one AWS request (one attempt) may take before it is abandoned and retried.
+    #[arg(long, env = "AWS_ATTEMPT_TIMEOUT_SECONDS", default_value_t = 20)]
+    aws_attempt_timeout_seconds: u64,
+    /// Seconds one AWS operation may take, its retries included.
+    #[arg(long, env = "AWS_OPERATION_TIMEOUT_SECONDS", default_value_t = 60)]
+    aws_operation_timeout_seconds: u64,
     /// Seconds between retries of a pipeline stuck on a terminal error.
     #[arg(long, env = "TERMINAL_RETRY_SECONDS", default_value_t = 300)]
     terminal_retry_seconds: u64,
@@ -397,6 +403,7 @@ async fn print_diff(args: DiffArgs) -> ExitCode {
         args.aws_endpoint_url,
         Arc::new(Metrics::default()),
         Vec::new(),
+        ClientLimits::default(),
     )
     .await;
     let report = match controller::preview(&dp, &aws, &admitted).await {
@@ -497,10 +504,16 @@ async fn run(args: RunArgs) -> ExitCode {
         .map(|p| p.trim().to_string())
         .filter(|p| !p.is_empty())
         .collect();
+    let limits = ClientLimits {
+        attempt_timeout: Duration::from_secs(args.aws_attempt_timeout_seconds.max(1)),
+        operation_timeout: Duration::from_secs(args.aws_operation_timeout_seconds.max(1)),
+        ..ClientLimits::default()
+    };
     let aws = AwsFactory::new(
         args.aws_endpoint_url.clone(),
         metrics.clone(),
         allowed_roles,
+        limits,
     )
     .await;
     let settings = Settings {

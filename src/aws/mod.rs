@@ -6,7 +6,7 @@ pub mod session;
 pub mod tags;
 
 pub use error::{AwsResultExt, classify, code, found, while_unseen};
-pub use session::{Assume, AwsFactory, AwsSession, SessionKey};
+pub use session::{Assume, AwsFactory, AwsSession, ClientLimits, SessionKey};
 
 /// The partition a region belongs to (the second field of every ARN).
 pub fn partition_of(region: &str) -> &'static str {

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{
@@ -43,6 +45,44 @@ impl SessionKey {
             region: self.region.clone(),
             chain,
         })
+    }
+}
+
+/// How long one AWS call may take, and how it retries. Every client has these: without them a
+/// stalled connection holds a reconcile (and a worker) forever, and a graceful stop hangs.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientLimits {
+    /// One attempt (one HTTP request and its response).
+    pub attempt_timeout: Duration,
+    /// The whole operation, retries included.
+    pub operation_timeout: Duration,
+    /// Attempts per operation (the first included).
+    pub max_attempts: u32,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        Self {
+            attempt_timeout: Duration::from_secs(20),
+            operation_timeout: Duration::from_secs(60),
+            max_attempts: 3,
+        }
+    }
+}
+
+impl ClientLimits {
+    fn timeouts(&self) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(self.attempt_timeout)
+            .operation_timeout(self.operation_timeout)
+            .build()
+    }
+
+    /// Adaptive retries: throttling slows this client's own later calls down (a client-side
+    /// rate limiter), instead of only retrying them.
+    fn retries(&self) -> RetryConfig {
+        RetryConfig::adaptive().with_max_attempts(self.max_attempts)
     }
 }
 
@@ -87,6 +127,9 @@ macro_rules! clients {
                             $sdk::Client::from_conf(
                                 $sdk::config::Builder::from(&self.config)
                                     .interceptor(self.counter.clone())
+                                    .retry_partition($sdk::config::retry::RetryPartition::new(
+                                        self.retry_partition(stringify!($name)),
+                                    ))
                                     .build(),
                             )
                         })
@@ -114,6 +157,14 @@ clients!(
 );
 
 impl AwsSession {
+    /// The SDK shares a retry budget (and the adaptive rate limiter) among the clients of one
+    /// retry partition, by default one per service for the whole process: throttling in one
+    /// account would then slow every account's calls. One partition per service, account and
+    /// region instead, as AWS throttles.
+    fn retry_partition(&self, service: &str) -> String {
+        format!("{service}-{}-{}", self.account_id, self.region)
+    }
+
     pub fn s3(&self) -> aws_sdk_s3::Client {
         self.clients
             .s3
@@ -123,6 +174,9 @@ impl AwsSession {
                         // Emulators and VPC endpoints on a bare host need path-style addressing.
                         .force_path_style(self.path_style_s3)
                         .interceptor(self.counter.clone())
+                        .retry_partition(aws_sdk_s3::config::retry::RetryPartition::new(
+                            self.retry_partition("s3"),
+                        ))
                         .build(),
                 )
             })
@@ -137,8 +191,11 @@ impl AwsFactory {
         endpoint_url: Option<String>,
         metrics: Arc<Metrics>,
         allowed_roles: Vec<String>,
+        limits: ClientLimits,
     ) -> Self {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(limits.timeouts())
+            .retry_config(limits.retries());
         if let Some(url) = &endpoint_url {
             loader = loader.endpoint_url(url);
         }

@@ -646,7 +646,21 @@ async fn apply(
     {
         match outputs::publish(&ctx.client, dp, name, &status.outputs).await {
             Ok(()) => status::outputs_published(dp, &mut status, None),
-            Err(outputs::PublishError::Kube(e)) => return Err(e.into()),
+            Err(outputs::PublishError::Kube(e)) => {
+                // Conditions, inventory and the last execution still reach the status (the
+                // inventory is what a later deletion works from); the reconcile then fails and
+                // is retried with backoff.
+                let message = format!(
+                    "writing ConfigMap {name} (spec.outputs.configMapName) failed: {e}; retrying"
+                );
+                status::outputs_published(
+                    dp,
+                    &mut status,
+                    Some((status::PUBLISH_FAILED, &message)),
+                );
+                status::write(api, dp, status).await?;
+                return Err(e.into());
+            }
             Err(refused @ outputs::PublishError::NotOwned(_)) => {
                 let message = refused.to_string();
                 ctx.event(
@@ -657,7 +671,11 @@ async fn apply(
                     message.clone(),
                 )
                 .await;
-                status::outputs_published(dp, &mut status, Some(&message));
+                status::outputs_published(
+                    dp,
+                    &mut status,
+                    Some((status::CONFIG_MAP_NOT_OWNED, &message)),
+                );
             }
         }
     } else {
@@ -727,30 +745,56 @@ fn next_look(report: &Report, ctx: &Context, key: &str) -> Duration {
     if errors.is_empty() {
         ctx.succeeded(key);
         return engine::conditions::soonest_progress(report)
-            .map_or(ctx.settings.resync_interval, |p| {
+            .map_or(jittered(ctx.settings.resync_interval), |p| {
                 p.min(ctx.settings.resync_interval)
             });
     }
     ctx.mark_degraded(key);
+    soonest_retry(&errors, jittered(ctx.settings.terminal_retry), || {
+        ctx.backoff(key)
+    })
+}
+
+/// When to retry after one failure.
+fn requeue_after(err: &Failure, ctx: &Context, key: &str) -> Duration {
+    soonest_retry(&[err], jittered(ctx.settings.terminal_retry), || {
+        ctx.backoff(key)
+    })
+}
+
+/// The soonest retry the errors of one reconcile call for. Backoff escalates once per
+/// reconcile however many groups failed transiently (five throttled groups are one failed
+/// attempt, not five).
+fn soonest_retry(
+    errors: &[&Failure],
+    terminal: Duration,
+    backoff: impl FnOnce() -> Duration,
+) -> Duration {
+    let backoff = errors
+        .iter()
+        .any(|e| e.class == Class::Retryable)
+        .then(backoff);
     errors
         .iter()
-        .map(|e| requeue_after(e, ctx, key))
+        .map(|e| match e.class {
+            Class::Terminal => terminal,
+            Class::Retryable => backoff.unwrap_or(terminal),
+            Class::InProgress(after) => after,
+        })
         .min()
-        .unwrap_or(ctx.settings.terminal_retry)
+        .unwrap_or(terminal)
+}
+
+/// `interval` spread by ±10%, so pipelines that failed or were checked together do not all
+/// come back in the same second.
+fn jittered(interval: Duration) -> Duration {
+    interval.mul_f64(rand::rng().random_range(0.9..1.1))
 }
 
 /// Event action per group, e.g. `CreateEncryptionKey`: events are aggregated by action and
 /// reason, so each group needs its own action to keep its own event.
 fn action_name(verb: &str, condition: &str) -> String {
     format!("{verb}{}", condition.trim_end_matches("Ready"))
-}
-
-fn requeue_after(err: &Failure, ctx: &Context, key: &str) -> Duration {
-    match err.class {
-        Class::Terminal => ctx.settings.terminal_retry,
-        Class::Retryable => ctx.backoff(key),
-        Class::InProgress(after) => after,
-    }
 }
 
 async fn cleanup(
@@ -873,6 +917,43 @@ pub fn reconcile_request_patch(value: &str) -> Patch<serde_json::Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_escalates_once_per_reconcile_however_many_groups_failed() {
+        let throttled = Failure::retryable("ThrottlingException", "Rate exceeded");
+        let errors = vec![&throttled; 5];
+        let mut escalations = 0;
+        let next = soonest_retry(&errors, Duration::from_secs(300), || {
+            escalations += 1;
+            Duration::from_secs(2)
+        });
+        assert_eq!(escalations, 1);
+        assert_eq!(next, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn the_soonest_error_decides_and_terminal_errors_do_not_escalate_backoff() {
+        let terminal = Failure::terminal("AccessDenied", "no");
+        let pending = Failure {
+            class: Class::InProgress(Duration::from_secs(5)),
+            ..Failure::terminal("Pending", "deleting")
+        };
+        let mut escalations = 0;
+        let next = soonest_retry(&[&terminal, &pending], Duration::from_secs(300), || {
+            escalations += 1;
+            Duration::from_secs(1)
+        });
+        assert_eq!((escalations, next), (0, Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn jitter_spreads_within_ten_percent() {
+        let spread: std::collections::BTreeSet<u128> = (0..50)
+            .map(|_| jittered(Duration::from_secs(600)).as_millis())
+            .collect();
+        assert!(spread.len() > 1, "not spread: {spread:?}");
+        assert!(spread.iter().all(|ms| (540_000..=660_000).contains(ms)));
+    }
     use crate::api::{DeliveryPipelineStatus, Outputs};
 
     fn pipeline(account: Option<&str>, region: Option<&str>) -> DeliveryPipeline {

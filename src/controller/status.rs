@@ -246,19 +246,23 @@ pub const OUTPUTS_PUBLISHED: &str = "OutputsPublished";
 pub const CONFIG_MAP_NOT_OWNED: &str = "ConfigMapNotOwned";
 
 /// Whether the outputs ConfigMap was written (`refused`: why not).
+/// The ConfigMap write failed (the API server refused it, or was unreachable): retried with
+/// backoff, and the rest of the status is written meanwhile.
+pub const PUBLISH_FAILED: &str = "PublishFailed";
+
 pub fn outputs_published(
     dp: &DeliveryPipeline,
     status: &mut DeliveryPipelineStatus,
-    refused: Option<&str>,
+    failed: Option<(&str, &str)>,
 ) {
-    let state = match refused {
+    let state = match failed {
         None => State::new(
             OUTPUTS_PUBLISHED,
             conditions::TRUE,
             "Published",
             "the outputs are in the ConfigMap spec.outputs.configMapName",
         ),
-        Some(message) => State::new(OUTPUTS_PUBLISHED, FALSE, CONFIG_MAP_NOT_OWNED, message),
+        Some((reason, message)) => State::new(OUTPUTS_PUBLISHED, FALSE, reason, message),
     };
     let generation = dp.meta().generation;
     status.conditions = merge(&status.conditions, &[state], &[], generation, &now());

@@ -386,7 +386,10 @@ class Harness:
             )
 
         fault = self.take_fault(ident, body)
-        if fault is not None:
+        # A fault after apply: moto serves the request (the write happens), then the caller gets
+        # the fault instead of the reply (a reply lost, a 500 after commit, a reset connection).
+        after_apply = fault if fault is not None and fault.get("after_apply") else None
+        if fault is not None and after_apply is None:
             if fault.get("latency_ms"):
                 time.sleep(float(fault["latency_ms"]) / 1000.0)
             if fault.get("drop_connection"):
@@ -431,6 +434,8 @@ class Harness:
                     record.update(status=status, rejected=message, denied=True)
                     log(f"DENIED {ident.service_id}:{ident.operation} from {ident.access_key}: {message}")
                     return self.error(start_response, ident, code, message, status)
+            if after_apply is not None:
+                return self.apply_then_fail(environ, start_response, ident, record, after_apply)
             return self.app(environ, recording_start_response)
         except UnsupportedPolicy as e:
             log(f"ERROR: unsupported policy while serving {ident.service_id}:{ident.operation}: {e}")
@@ -439,6 +444,36 @@ class Harness:
         finally:
             CURRENT.ident = None
             CURRENT.cross_account_authorized = False
+
+    def apply_then_fail(self, environ, start_response, ident: Identity, record: dict, fault: dict):
+        applied = {}
+
+        def swallow(status, headers, exc_info=None):
+            applied["status"] = int(status.split(" ", 1)[0])
+            return lambda data: None
+
+        answer = self.app(environ, swallow)
+        try:
+            b"".join(answer)
+        finally:
+            if hasattr(answer, "close"):
+                answer.close()
+        record.update(injected=True, applied=applied.get("status"))
+        if fault.get("drop_connection"):
+            record["dropped"] = True
+            log(f"fault after apply ({applied.get('status')}): dropping the reply to {ident.service_id}:{ident.operation}")
+            return _drop(environ, start_response)
+        status = int(fault.get("http_status") or 500)
+        record["status"] = status
+        log(f"fault after apply ({applied.get('status')}): {ident.service_id}:{ident.operation} -> {fault['error_code']} ({status})")
+        return self.error(
+            start_response,
+            ident,
+            fault["error_code"],
+            fault.get("message") or f"Injected by the test harness after the request was applied: {fault['error_code']}",
+            status,
+            sender=status < 500,
+        )
 
     def validation_error(self, ident: Identity, violations) -> tuple[str, int, str]:
         message = emu_validation.message(violations)
@@ -494,12 +529,14 @@ class Harness:
                         fault = json.loads(body or b"{}")
                     except ValueError as e:
                         return reply(400, {"error": f"fault is not JSON: {e}"})
-                    known = {"service", "operation", "account", "access_key", "resource", "error_code", "http_status", "message", "count", "fraction", "latency_ms", "drop_connection"}
+                    known = {"service", "operation", "account", "access_key", "resource", "error_code", "http_status", "message", "count", "fraction", "latency_ms", "drop_connection", "after_apply"}
                     unknown = set(fault) - known
                     if unknown:
                         return reply(400, {"error": f"unknown fault fields {sorted(unknown)}"})
                     if not (fault.get("error_code") or fault.get("latency_ms") or fault.get("drop_connection")):
                         return reply(400, {"error": "a fault needs error_code, latency_ms or drop_connection"})
+                    if fault.get("after_apply") and not (fault.get("error_code") or fault.get("drop_connection")):
+                        return reply(400, {"error": "after_apply needs error_code or drop_connection: what the caller gets instead of the reply"})
                     fault["id"] = str(uuid.uuid4())
                     fault["hits"] = 0
                     self.faults.append(fault)

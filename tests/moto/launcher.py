@@ -2490,12 +2490,15 @@ def fix_ecs_services_keep_their_configuration_and_deployments() -> None:
       "arn:...:task-definition/family:revision" whatever form was passed); moto stores the
       string as given.
     - CreateService of a service that exists (ACTIVE or DRAINING) in the cluster fails with
-      InvalidParameterException "Creation of service was not idempotent."; moto replaces it.
+      InvalidParameterException "Creation of service was not idempotent." unless it repeats the
+      clientToken of the request that created it, which answers that service ("An identifier
+      that you provide to ensure the idempotency of the request"); moto replaces it.
     - UpdateService of a service that is not ACTIVE fails with ServiceNotActiveException
       ("The specified service isn't active. You can't update a service that's inactive.");
       moto updates it.
     Fix: all of the above; deployments settle at once (the emulator runs no tasks) unless a test
     holds or fails one through /_harness/ecs-deployments (ecs_deployments_endpoint)."""
+    from moto.core.responses import ActionResult
     from moto.ecs.exceptions import InvalidParameterException
     from moto.ecs.models import EC2ContainerServiceBackend
     from moto.ecs.responses import EC2ContainerServiceResponse
@@ -2508,10 +2511,14 @@ def fix_ecs_services_keep_their_configuration_and_deployments() -> None:
         cluster = (self._get_param("cluster") or "default").split("/")[-1]
         name = self._get_param("serviceName")
         existing = backend.services.get(f"{cluster}:{name}")
+        token = self._get_param("clientToken")
         if existing is not None and existing.status in ("ACTIVE", "DRAINING"):
+            if token and getattr(existing, "emulator_client_token", None) == token:
+                return ActionResult({"service": existing})
             raise InvalidParameterException("Creation of service was not idempotent.")
         result = original_create(self)
         service = backend.services[f"{cluster}:{name}"]
+        service.emulator_client_token = token
         service.deployment_configuration = ecs_deployment_configuration(self._get_param("deploymentConfiguration"))
         grace = self._get_param("healthCheckGracePeriodSeconds")
         if grace is not None:

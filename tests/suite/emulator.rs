@@ -68,6 +68,10 @@ pub struct Fault {
     pub latency_ms: Option<u64>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub drop_connection: bool,
+    /// The request reaches moto (the write happens) and the caller gets the fault instead of
+    /// the reply: a reply lost, a 500 after commit, a connection reset after commit.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub after_apply: bool,
 }
 
 fn url(path: &str) -> String {

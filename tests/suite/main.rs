@@ -15,6 +15,7 @@ mod network;
 mod observe;
 mod operations;
 mod operator;
+mod reliability;
 mod pipeline;
 mod projects;
 mod runs;

@@ -684,6 +684,7 @@ impl Group for ServiceGroup {
                         .unwrap_or_else(|| d.task_definition.family.clone());
                     let out = service_call(
                         ecs.create_service()
+                            .client_token(create_token(&s.cluster, &s.name, &revision))
                             .cluster(&s.cluster)
                             .service_name(&s.name)
                             .task_definition(&revision)
@@ -810,4 +811,15 @@ impl Group for ServiceGroup {
         produced.note = diff::awaiting_first_image(scope, d, o);
         produced
     }
+}
+
+/// CreateService's idempotency token: the same for every retry of one creation (an SDK retry
+/// after a reply lost, or the next reconcile after a crash), so ECS answers the service it
+/// already made instead of "Creation of service was not idempotent"; another for a later
+/// creation of the same name, which starts from another task definition revision. At most 36
+/// ASCII characters (ECS API Reference, CreateService, clientToken).
+fn create_token(cluster: &str, service: &str, revision: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{cluster}/{service}/{revision}").as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }

@@ -1,0 +1,225 @@
+//! The operator under AWS faults and failures of its own writes: every call has a bounded
+//! time, a write whose reply was lost is not made twice, and a failed ConfigMap write does not
+//! keep the status (and the inventory a deletion works from) unwritten.
+
+use std::time::{Duration, Instant};
+
+use delivery_operator::api::{DeliveryPipeline, OutputsSpec};
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::json;
+
+use crate::emulator::{self, Fault};
+use crate::support::{
+    Operator, condition, config_for, create_namespace, eventually, example, kube_client, unique,
+    wait_ready,
+};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+async fn namespace(prefix: &str) -> (String, Api<DeliveryPipeline>) {
+    let client = kube_client("admin").await;
+    let ns = unique(prefix);
+    create_namespace(&client, &ns).await;
+    (ns.clone(), Api::namespaced(client, &ns))
+}
+
+/// A call that stalls (the emulator holds it 60 s) is abandoned after the attempt timeout and
+/// retried within the operation timeout; the reconcile ends with `AwsUnreachable` instead of
+/// holding its worker, and the pipeline converges once AWS answers again.
+#[tokio::test]
+async fn a_stalled_aws_call_ends_within_its_timeouts() {
+    let (ns, api) = namespace("rel-stall").await;
+    let operator = Operator::start(
+        &ns,
+        &[
+            ("AWS_ATTEMPT_TIMEOUT_SECONDS", "1"),
+            ("AWS_OPERATION_TIMEOUT_SECONDS", "3"),
+        ],
+    );
+    emulator::inject(Fault {
+        service: Some("KMS".into()),
+        operation: Some("DescribeKey".into()),
+        access_key: Some(operator.access_key.clone()),
+        latency_ms: Some(60_000),
+        ..Fault::default()
+    })
+    .await;
+    let dp = example("minimal.yaml", &ns, "stalled");
+    let started = Instant::now();
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    let reported = eventually("the stalled call reported", WAIT, || async {
+        let dp = api.get("stalled").await.ok()?;
+        condition(&dp, "EncryptionKeyReady")
+            .filter(|c| c.reason == "AwsUnreachable")
+            .cloned()
+    })
+    .await;
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "reported after {elapsed:?}, not within the timeouts: {}",
+        reported.message
+    );
+    // The attempts the emulator saw: each abandoned after a second, at most three in the
+    // three-second operation.
+    let calls = emulator::calls_by(&operator.access_key).await;
+    let attempts = calls
+        .iter()
+        .filter(|c| c.operation == "DescribeKey")
+        .count();
+    assert!((1..=3).contains(&attempts), "{attempts} DescribeKey attempts");
+
+    emulator::clear_faults_for(&operator.access_key).await;
+    wait_ready(&api, "stalled", 1).await;
+}
+
+/// CreateService applied by ECS whose reply is lost (a 500 after commit): the SDK's retry
+/// carries the same client token, ECS answers the service it made, and the environment has one
+/// service; the pipeline reaches Ready without a terminal error.
+#[tokio::test]
+async fn a_lost_create_service_reply_makes_one_service() {
+    let (ns, api) = namespace("rel-lost").await;
+    let operator = Operator::start(&ns, &[]);
+    emulator::inject(Fault {
+        service: Some("ECS".into()),
+        operation: Some("CreateService".into()),
+        access_key: Some(operator.access_key.clone()),
+        error_code: Some("InternalFailure".into()),
+        http_status: Some(500),
+        count: Some(1),
+        after_apply: true,
+        ..Fault::default()
+    })
+    .await;
+    let dp = example("minimal.yaml", &ns, "lost");
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    let ready = wait_ready(&api, "lost", 1).await;
+    let calls = emulator::calls_by(&operator.access_key).await;
+    let creates: Vec<_> = calls
+        .iter()
+        .filter(|c| c.operation == "CreateService")
+        .collect();
+    // Two environments: one creation answered normally, the other applied, its reply lost,
+    // and sent again.
+    assert_eq!(creates.len(), 3, "{creates:#?}");
+    assert_eq!(creates.iter().filter(|c| c.injected).count(), 1);
+    let ecs = aws_sdk_ecs::Client::new(&config_for(crate::support::ACCOUNT).await);
+    for env in ["staging", "production"] {
+        let outputs = ready.status.as_ref().expect("status").outputs.clone();
+        let environment = if env == "staging" {
+            outputs.staging
+        } else {
+            outputs.production
+        }
+        .expect("environment outputs");
+        let cluster = environment.cluster_name.expect("cluster");
+        let mut services = Vec::new();
+        let mut pages = ecs.list_services().cluster(&cluster).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            services.extend(page.expect("services page").service_arns().to_vec());
+        }
+        assert_eq!(services.len(), 1, "{env}: {services:?}");
+    }
+}
+
+/// The API server refuses the outputs ConfigMap: the status is written all the same (the
+/// groups' conditions and the inventory a deletion works from), with `OutputsPublished` False
+/// `PublishFailed`; once the refusal goes, the ConfigMap is written.
+#[tokio::test]
+async fn a_refused_outputs_config_map_still_leaves_the_status_written() {
+    let (ns, api) = namespace("rel-outputs").await;
+    let client = kube_client("admin").await;
+    let _operator = Operator::start(&ns, &[]);
+    let name = unique("refuse-outputs");
+    let policies: Api<ValidatingAdmissionPolicy> = Api::all(client.clone());
+    let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(client.clone());
+    let policy: ValidatingAdmissionPolicy = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": [""], "apiVersions": ["v1"],
+                "operations": ["CREATE", "UPDATE"], "resources": ["configmaps"]
+            }]},
+            "validations": [{
+                "expression": format!("object.metadata.namespace != '{ns}'"),
+                "message": "ConfigMaps are frozen in this namespace"
+            }]
+        }
+    }))
+    .expect("policy");
+    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"policyName": name, "validationActions": ["Deny"]}
+    }))
+    .expect("binding");
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("policy");
+    bindings
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("binding");
+
+    // Admission policies take effect a moment after they are made: wait until one refuses.
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), &ns);
+    eventually("the policy in effect", WAIT, || async {
+        let probe: k8s_openapi::api::core::v1::ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": unique("probe")}})).ok()?;
+        match config_maps.create(&PostParams::default(), &probe).await {
+            Err(kube::Error::Api(e)) if e.code == 422 || e.code == 403 => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+
+    let mut dp = example("minimal.yaml", &ns, "published");
+    dp.spec.outputs = Some(OutputsSpec {
+        config_map_name: Some("published-outputs".into()),
+    });
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    let refused = eventually("the refused ConfigMap reported", WAIT, || async {
+        let dp = api.get("published").await.ok()?;
+        condition(&dp, "OutputsPublished")
+            .filter(|c| c.reason == "PublishFailed")
+            .map(|_| dp.clone())
+    })
+    .await;
+    let status = refused.status.expect("status");
+    assert!(!status.inventory.is_empty(), "the inventory is recorded");
+    for group in ["EncryptionKeyReady", "ArtifactStoreReady", "PipelineReady"] {
+        let c = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == group)
+            .unwrap_or_else(|| panic!("{group} in status"));
+        assert_eq!(c.status, "True", "{group}: {}", c.message);
+    }
+
+    bindings
+        .delete(&name, &DeleteParams::default())
+        .await
+        .expect("binding gone");
+    policies
+        .delete(&name, &DeleteParams::default())
+        .await
+        .expect("policy gone");
+    eventually("the ConfigMap published", WAIT, || async {
+        let dp = api.get("published").await.ok()?;
+        condition(&dp, "OutputsPublished")
+            .filter(|c| c.status == "True")
+            .map(|_| ())
+    })
+    .await;
+}
