@@ -640,6 +640,10 @@ pub struct Environments {
         "message": "managementRoleArn must be a role in the account named by accountId"
     },
     {
+        "rule": "(has(self.accountId) ? self.accountId : '') == (has(oldSelf.accountId) ? oldSelf.accountId : '')",
+        "message": "accountId cannot change: this environment's resources live in the account first given, and would be left behind there; to move an environment, create a new DeliveryPipeline for the new account and delete this one"
+    },
+    {
         "rule": "(self.cpu == 256 && self.memory in [512, 1024, 2048]) || (self.cpu == 512 && self.memory >= 1024 && self.memory <= 4096 && self.memory % 1024 == 0) || (self.cpu == 1024 && self.memory >= 2048 && self.memory <= 8192 && self.memory % 1024 == 0) || (self.cpu == 2048 && self.memory >= 4096 && self.memory <= 16384 && self.memory % 1024 == 0) || (self.cpu == 4096 && self.memory >= 8192 && self.memory <= 30720 && self.memory % 1024 == 0) || (self.cpu == 8192 && self.memory >= 16384 && self.memory <= 61440 && self.memory % 4096 == 0) || (self.cpu == 16384 && self.memory >= 32768 && self.memory <= 122880 && self.memory % 8192 == 0)",
         "message": "cpu and memory must be a valid Fargate combination, e.g. cpu 256 with memory 512, 1024 or 2048; cpu 1024 with memory 2048 to 8192 in steps of 1024"
     }

@@ -276,6 +276,15 @@ pub trait Group: Send + Sync + Sized + 'static {
         aws: &AwsSession,
         update: Update<'_, Self>,
     ) -> impl Future<Output = Updated<Self>> + Send;
+    /// What deletion works from: by default what `observe` reads. A group whose resources can
+    /// exist where `observe` does not look (a KMS key made before its alias, by a reconcile
+    /// that crashed or lost CreateKey's reply) finds them here too, so none is left behind.
+    fn observe_for_deletion(
+        &self,
+        aws: &AwsSession,
+    ) -> impl Future<Output = Result<Option<Self::Observed>, Failure>> + Send {
+        self.observe(aws)
+    }
     fn delete(
         &self,
         aws: &AwsSession,
@@ -435,7 +444,7 @@ impl<G: Group> Instance<G> {
 
     async fn run_delete(&self) -> Result<Removal, Failure> {
         let aws = self.session()?;
-        match self.group.observe(aws).await? {
+        match self.group.observe_for_deletion(aws).await? {
             None => Ok(Removal::Gone),
             Some(observed) => self.group.delete(aws, observed).await,
         }

@@ -72,7 +72,10 @@ async fn a_stalled_aws_call_ends_within_its_timeouts() {
         .iter()
         .filter(|c| c.operation == "DescribeKey")
         .count();
-    assert!((1..=3).contains(&attempts), "{attempts} DescribeKey attempts");
+    assert!(
+        (1..=3).contains(&attempts),
+        "{attempts} DescribeKey attempts"
+    );
 
     emulator::clear_faults_for(&operator.access_key).await;
     wait_ready(&api, "stalled", 1).await;
@@ -121,7 +124,11 @@ async fn a_lost_create_service_reply_makes_one_service() {
         .expect("environment outputs");
         let cluster = environment.cluster_name.expect("cluster");
         let mut services = Vec::new();
-        let mut pages = ecs.list_services().cluster(&cluster).into_paginator().send();
+        let mut pages = ecs
+            .list_services()
+            .cluster(&cluster)
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
             services.extend(page.expect("services page").service_arns().to_vec());
         }
@@ -222,4 +229,83 @@ async fn a_refused_outputs_config_map_still_leaves_the_status_written() {
             .map(|_| ())
     })
     .await;
+}
+
+/// CreateKey is not idempotent: a reply lost and the call sent again (or a crash before
+/// CreateAlias, twice) leaves keys tagged for the pipeline that no alias names. The pipeline
+/// adopts one; its deletion schedules every one of them, not only the aliased key.
+#[tokio::test]
+async fn deletion_removes_every_key_made_for_the_pipeline_even_without_its_alias() {
+    use delivery_operator::groups::encryption_key::desired as encryption_key;
+
+    let (ns, api) = namespace("rel-keys").await;
+    let dp = example("minimal.yaml", &ns, "keys");
+    let desired = encryption_key::encryption_key(&crate::support::ctx_of(&dp));
+    let kms = aws_sdk_kms::Client::new(&config_for(crate::support::ACCOUNT).await);
+    let tags: Vec<aws_sdk_kms::types::Tag> = desired
+        .tags
+        .tags
+        .iter()
+        .map(|(k, v)| {
+            aws_sdk_kms::types::Tag::builder()
+                .tag_key(k)
+                .tag_value(v)
+                .build()
+                .expect("tag")
+        })
+        .collect();
+    let mut strays = Vec::new();
+    for _ in 0..2 {
+        let key = kms
+            .create_key()
+            .description(&desired.description)
+            .policy(desired.initial_policy.to_string())
+            .set_tags(Some(tags.clone()))
+            .send()
+            .await
+            .expect("stray key");
+        strays.push(
+            key.key_metadata()
+                .and_then(|m| m.arn())
+                .expect("arn")
+                .to_string(),
+        );
+    }
+    let _operator = Operator::start(&ns, &[]);
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    let ready = wait_ready(&api, "keys", 1).await;
+    let adopted = ready
+        .status
+        .expect("status")
+        .outputs
+        .kms_key_arn
+        .expect("key");
+    assert!(
+        strays.contains(&adopted),
+        "one of the keys was adopted, none made"
+    );
+
+    api.delete("keys", &DeleteParams::default())
+        .await
+        .expect("delete");
+    crate::support::gone(&api, "keys").await;
+    for key in &strays {
+        let state = kms
+            .describe_key()
+            .key_id(key)
+            .send()
+            .await
+            .expect("describe")
+            .key_metadata()
+            .and_then(|m| m.key_state().cloned())
+            .expect("state");
+        assert_eq!(
+            state,
+            aws_sdk_kms::types::KeyState::PendingDeletion,
+            "{key} (adopted: {})",
+            *key == adopted
+        );
+    }
 }

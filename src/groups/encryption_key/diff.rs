@@ -29,6 +29,11 @@ pub struct KeyView {
     pub rotation_enabled: bool,
     pub rotation_period_days: Option<i32>,
     pub tags: BTreeMap<String, String>,
+    /// Deletion only: other keys made for this alias and owner that no alias names (a
+    /// CreateKey whose reply was lost and was sent again, a crash before CreateAlias).
+    pub strays: Vec<String>,
+    /// Deletion only: whether the alias exists (the observed key is a stray otherwise).
+    pub aliased: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]

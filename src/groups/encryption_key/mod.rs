@@ -37,6 +37,12 @@ impl EncryptionKey {
     /// A usable key tagged for our alias but without it: made by a reconcile that crashed
     /// between CreateKey and CreateAlias.
     async fn find_orphan(&self, aws: &AwsSession, alias: &str) -> Result<Option<String>, Failure> {
+        Ok(self.tagged_keys(aws, alias).await?.into_iter().next())
+    }
+
+    /// Every key tagged for our alias and owner that is not pending deletion, by ARN. (The
+    /// tagging API is eventually consistent: a key made a moment ago may be missing.)
+    async fn tagged_keys(&self, aws: &AwsSession, alias: &str) -> Result<Vec<String>, Failure> {
         use aws_sdk_resourcegroupstagging::types::TagFilter;
         let owner = TagFilter::builder()
             .key(OWNER_KEY)
@@ -51,6 +57,7 @@ impl EncryptionKey {
             .into_paginator()
             .items()
             .send();
+        let mut found = Vec::new();
         while let Some(mapping) = tagged.try_next().await.aws("tag:GetResources")? {
             let Some(arn) = mapping.resource_arn() else {
                 continue;
@@ -67,10 +74,10 @@ impl EncryptionKey {
                 KeyState::Enabled | KeyState::Disabled
             );
             if usable {
-                return Ok(Some(arn.to_string()));
+                found.push(arn.to_string());
             }
         }
-        Ok(None)
+        Ok(found)
     }
 }
 
@@ -194,7 +201,28 @@ impl Group for EncryptionKey {
             rotation_period_days,
             tags,
             key_id,
+            strays: Vec::new(),
+            aliased: true,
         }))
+    }
+
+    async fn observe_for_deletion(&self, aws: &AwsSession) -> Result<Option<Observed>, Failure> {
+        let alias = self.alias();
+        let aliased = self.observe(aws).await?;
+        let mut strays = self.tagged_keys(aws, &alias).await?;
+        match aliased {
+            Some(mut key) => {
+                strays.retain(|arn| *arn != key.arn);
+                key.strays = strays;
+                key.aliased = true;
+                Ok(Some(key))
+            }
+            None if strays.is_empty() => Ok(None),
+            None => Ok(Some(Observed {
+                strays,
+                ..Observed::default()
+            })),
+        }
     }
 
     fn progress(&self, o: &Observed) -> Option<Progress> {
@@ -288,9 +316,10 @@ impl Group for EncryptionKey {
 
     async fn delete(&self, aws: &AwsSession, o: Observed) -> Result<Removal, Failure> {
         let kms = aws.kms();
-        if o.state != KeyState::PendingDeletion {
+        let aliased = (o.aliased && o.state != KeyState::PendingDeletion).then_some(&o.key_id);
+        for key in aliased.into_iter().chain(&o.strays) {
             kms.schedule_key_deletion()
-                .key_id(&o.key_id)
+                .key_id(key)
                 .pending_window_in_days(DELETION_WINDOW_DAYS)
                 .send()
                 .await
