@@ -124,6 +124,10 @@ struct RunArgs {
     /// Seconds one AWS operation may take, its retries included.
     #[arg(long, env = "AWS_OPERATION_TIMEOUT_SECONDS", default_value_t = 60)]
     aws_operation_timeout_seconds: u64,
+    /// Seconds a step may wait for IAM to show a principal (a role just created) before the
+    /// wait is reported as an error: longer than propagation takes means it will not appear.
+    #[arg(long, env = "IAM_PROPAGATION_LIMIT_SECONDS", default_value_t = 120)]
+    iam_propagation_limit_seconds: u64,
     /// Seconds between retries of a pipeline stuck on a terminal error.
     #[arg(long, env = "TERMINAL_RETRY_SECONDS", default_value_t = 300)]
     terminal_retry_seconds: u64,
@@ -531,6 +535,7 @@ async fn run(args: RunArgs) -> ExitCode {
         max_backoff: Duration::from_secs(300),
         instance: identity.clone(),
         max_concurrent_reconciles: args.max_concurrent_reconciles,
+        iam_propagation_limit: Duration::from_secs(args.iam_propagation_limit_seconds),
     };
     let cluster_id = match args.cluster_id {
         Some(id) => id,

@@ -75,7 +75,7 @@ where
             let detail = service.err().message().unwrap_or("no message").to_string();
             if names_unseen_principal(&detail) {
                 Failure::in_progress(
-                    "WaitingForIamPropagation",
+                    WAITING_FOR_IAM,
                     format!(
                         "{operation}: AWS does not see a principal of the policy yet ({code}: {detail}); roles take seconds to become usable after they are created"
                     ),
@@ -110,7 +110,28 @@ where
 }
 
 /// How soon to look again while IAM propagates a new role.
-const IAM_PROPAGATION_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+pub const IAM_PROPAGATION_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The reason of a step waiting for IAM's eventual consistency. The controller turns it into
+/// an error when it lasts longer than propagation can explain (a principal that will never
+/// exist must not be retried as "in progress" forever).
+pub const WAITING_FOR_IAM: &str = "WaitingForIamPropagation";
+
+/// A role this reconcile just created that IAM does not show yet (`NoSuchEntity` on the next
+/// call, IAM being eventually consistent): in progress, not a bad request.
+pub fn role_not_visible_yet(failure: Failure, role: &str) -> Failure {
+    match failure.class {
+        Class::InProgress(after) => Failure::in_progress(
+            WAITING_FOR_IAM,
+            format!(
+                "IAM does not show role {role} yet ({}); a role takes seconds to become visible after it is created",
+                failure.message
+            ),
+            after,
+        ),
+        _ => failure,
+    }
+}
 
 /// A policy names a principal AWS cannot resolve. Every principal the operator writes is a role
 /// it created earlier in the same reconcile graph, so this is IAM's eventual consistency (a new
@@ -118,7 +139,8 @@ const IAM_PROPAGATION_RETRY: std::time::Duration = std::time::Duration::from_sec
 /// per service: IAM and S3 "Invalid principal in policy", KMS "...one or more invalid
 /// principals", ECR "...'Principal not found'", SNS "Policy Error: PrincipalNotFound"; and a
 /// service that cannot yet assume a role it was just given, CodeBuild "CodeBuild is not
-/// authorized to perform: sts:AssumeRole on <role>".
+/// authorized to perform: sts:AssumeRole on <role>", CodePipeline "CodePipeline is not
+/// authorized to perform AssumeRole on role <role>".
 fn names_unseen_principal(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
     [
@@ -126,6 +148,7 @@ fn names_unseen_principal(message: &str) -> bool {
         "principal not found",
         "principalnotfound",
         "codebuild is not authorized to perform: sts:assumerole",
+        "codepipeline is not authorized to perform assumerole",
     ]
     .iter()
     .any(|phrase| message.contains(phrase))
@@ -292,6 +315,19 @@ mod tests {
     }
 
     #[test]
+    fn a_role_iam_does_not_show_yet_is_in_progress_and_other_failures_stay() {
+        let unseen = Failure {
+            class: Class::InProgress(IAM_PROPAGATION_RETRY),
+            ..Failure::terminal("AwsRejectedRequest", "NoSuchEntity: role x")
+        };
+        let e = role_not_visible_yet(unseen, "x");
+        assert_eq!(e.reason, WAITING_FOR_IAM);
+        assert!(e.message.contains("IAM does not show role x yet"), "{}", e.message);
+        let denied = Failure::terminal("AccessDenied", "no");
+        assert_eq!(role_not_visible_yet(denied.clone(), "x"), denied);
+    }
+
+    #[test]
     fn a_principal_aws_does_not_see_yet_is_iam_propagation_in_progress() {
         for (code, message) in [
             (
@@ -314,6 +350,10 @@ mod tests {
             (
                 "InvalidInputException",
                 "CodeBuild is not authorized to perform: sts:AssumeRole on arn:aws:iam::1:role/x",
+            ),
+            (
+                "InvalidStructureException",
+                "CodePipeline is not authorized to perform AssumeRole on role arn:aws:iam::1:role/x",
             ),
         ] {
             let e = classify("op", service_error_with(code, 400, message));

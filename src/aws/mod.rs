@@ -5,7 +5,10 @@ pub mod error;
 pub mod session;
 pub mod tags;
 
-pub use error::{AwsResultExt, classify, code, found, while_unseen};
+pub use error::{
+    AwsResultExt, IAM_PROPAGATION_RETRY, WAITING_FOR_IAM, classify, code, found,
+    role_not_visible_yet, while_unseen,
+};
 pub use session::{Assume, AwsFactory, AwsSession, ClientLimits, SessionKey};
 
 /// The partition a region belongs to (the second field of every ARN).

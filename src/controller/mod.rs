@@ -53,6 +53,9 @@ pub struct Settings {
     pub instance: String,
     /// Pipelines reconciled at once (per watched namespace); bounds the AWS request rate.
     pub max_concurrent_reconciles: u16,
+    /// How long a step may wait for IAM to show a principal before it is an error (a
+    /// principal that never appears is not propagation).
+    pub iam_propagation_limit: Duration,
 }
 
 pub struct Context {
@@ -70,6 +73,8 @@ pub struct Context {
     /// When each pipeline was last checked whole, and for which object (its reconcile trigger):
     /// until the next check is due, a wake-up for a running execution polls only that.
     full_checks: Mutex<HashMap<String, FullCheck>>,
+    /// Since when each (pipeline, step) has been waiting for IAM propagation.
+    iam_waits: Mutex<HashMap<String, Instant>>,
 }
 
 #[derive(Clone, Copy)]
@@ -136,6 +141,7 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             degraded: Mutex::new(HashMap::new()),
             full_checks: Mutex::new(HashMap::new()),
+            iam_waits: Mutex::new(HashMap::new()),
         }
     }
 
@@ -157,6 +163,34 @@ impl Context {
         let capped = exp.min(self.settings.max_backoff);
         let jitter = rand::rng().random_range(0.5..1.0);
         capped.mul_f64(jitter)
+    }
+
+    /// Turns a wait for IAM propagation that outlasted `iam_propagation_limit` into an error,
+    /// and forgets the waits of `key` that ended.
+    fn escalate_long_iam_waits(&self, key: &str, report: &mut Report) {
+        let Ok(mut waits) = self.iam_waits.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        let prefix = format!("{key}/");
+        let mut waiting = std::collections::HashSet::new();
+        for step in &mut report.steps {
+            let Outcome::Failed(failure) = &mut step.outcome else {
+                continue;
+            };
+            if failure.reason != crate::aws::WAITING_FOR_IAM {
+                continue;
+            }
+            let id = format!("{prefix}{}/{}", step.condition, step.kind);
+            let since = *waits.entry(id.clone()).or_insert(now);
+            waiting.insert(id);
+            if let Some(escalated) =
+                unseen_principal_error(failure, now - since, self.settings.iam_propagation_limit)
+            {
+                *failure = escalated;
+            }
+        }
+        waits.retain(|id, _| !id.starts_with(&prefix) || waiting.contains(id));
     }
 
     fn succeeded(&self, key: &str) {
@@ -617,7 +651,8 @@ async fn apply(
         let status = status::after_observe(dp, &report);
         (report, status)
     } else {
-        let report = engine::apply(&steps, seed).await?;
+        let mut report = engine::apply(&steps, seed).await?;
+        ctx.escalate_long_iam_waits(&key, &mut report);
         let status = status::after_apply(dp, &report);
         (report, status)
     };
@@ -752,6 +787,21 @@ fn next_look(report: &Report, ctx: &Context, key: &str) -> Duration {
     ctx.mark_degraded(key);
     soonest_retry(&errors, jittered(ctx.settings.terminal_retry), || {
         ctx.backoff(key)
+    })
+}
+
+/// A principal AWS has not shown for `waited`, longer than propagation takes: an error that
+/// names what to check, retried slowly (None while it may still be propagation).
+fn unseen_principal_error(failure: &Failure, waited: Duration, limit: Duration) -> Option<Failure> {
+    (waited >= limit).then(|| {
+        Failure::terminal(
+            "PrincipalNotFound",
+            format!(
+                "{} — still refused after {} s, longer than IAM takes to propagate: a principal in the policy does not exist (a role deleted by hand, or in an account it cannot be made in); recreating it, or a spec change, retries at once",
+                failure.message,
+                waited.as_secs()
+            ),
+        )
     })
 }
 
@@ -944,6 +994,29 @@ mod tests {
             Duration::from_secs(1)
         });
         assert_eq!((escalations, next), (0, Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_principal_unseen_longer_than_propagation_takes_is_an_error() {
+        let waiting = Failure::in_progress(
+            crate::aws::WAITING_FOR_IAM,
+            "kms:PutKeyPolicy: AWS does not see a principal of the policy yet",
+            Duration::from_secs(10),
+        );
+        let limit = Duration::from_secs(120);
+        assert_eq!(
+            unseen_principal_error(&waiting, Duration::from_secs(30), limit),
+            None
+        );
+        let error =
+            unseen_principal_error(&waiting, Duration::from_secs(125), limit).expect("escalated");
+        assert_eq!(error.class, Class::Terminal);
+        assert_eq!(error.reason, "PrincipalNotFound");
+        assert!(
+            error.message.contains("still refused after 125 s"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]

@@ -309,3 +309,47 @@ async fn deletion_removes_every_key_made_for_the_pipeline_even_without_its_alias
         );
     }
 }
+
+/// A policy whose principal AWS never sees (here KMS refusing the key policy's principals on
+/// every try) is waited for as IAM propagation only as long as propagation can take
+/// (`IAM_PROPAGATION_LIMIT_SECONDS`, 3 s here): then it is an error, `PrincipalNotFound`,
+/// and `Synced` is False, instead of "in progress" every 10 s forever.
+#[tokio::test]
+async fn a_principal_that_never_appears_becomes_an_error() {
+    let (ns, api) = namespace("rel-principal").await;
+    let operator = Operator::start(&ns, &[("IAM_PROPAGATION_LIMIT_SECONDS", "3")]);
+    emulator::inject(Fault {
+        service: Some("KMS".into()),
+        operation: Some("PutKeyPolicy".into()),
+        access_key: Some(operator.access_key.clone()),
+        error_code: Some("MalformedPolicyDocumentException".into()),
+        message: Some("Policy contains a statement with one or more invalid principals.".into()),
+        ..Fault::default()
+    })
+    .await;
+    let dp = example("minimal.yaml", &ns, "unseen");
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    let escalated = eventually("the unseen principal escalated", WAIT, || async {
+        let dp = api.get("unseen").await.ok()?;
+        let c = condition(&dp, "EncryptionKeyReady")?;
+        (c.reason == "PrincipalNotFound").then(|| (c.clone(), dp.clone()))
+    })
+    .await;
+    assert!(
+        escalated.0.message.contains("invalid principals")
+            && escalated
+                .0
+                .message
+                .contains("longer than IAM takes to propagate"),
+        "{}",
+        escalated.0.message
+    );
+    let synced = condition(&escalated.1, "Synced").expect("Synced");
+    assert_eq!(synced.status, "False", "{}", synced.message);
+
+    emulator::clear_faults_for(&operator.access_key).await;
+    crate::support::request_reconcile(&api, "unseen").await;
+    wait_ready(&api, "unseen", 1).await;
+}

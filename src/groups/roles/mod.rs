@@ -12,14 +12,18 @@ use self::diff::{Change, Observed, ObservedRole};
 use super::kit::{check_owner, deletions, input, retag};
 use super::{Group, Names, Placement, Produced, Update, Updated, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
-use crate::aws::{AwsResultExt, AwsSession};
+use crate::aws::{
+    AwsResultExt, AwsSession, IAM_PROPAGATION_RETRY, role_not_visible_yet, while_unseen,
+};
 use crate::desired::names::role::{BUILDER, DEPLOY, EXECUTION, PIPELINE, SCANNER, TASK, TRIGGER};
 use crate::desired::policy::parse;
 use crate::desired::{Env, PipelineContext};
-use crate::engine::{Drift, Failure, Key, Removal, Values};
+use crate::engine::{Class, Drift, Failure, Key, Removal, Values};
 
 const KIND: &str = "AWS::IAM::Role";
 const NOT_FOUND: &[&str] = &["NoSuchEntity"];
+/// `NoSuchEntity` for a role this reconcile created: IAM's eventual consistency.
+const UNSEEN_ROLE: &[(&str, Class)] = &[("NoSuchEntity", Class::InProgress(IAM_PROPAGATION_RETRY))];
 
 pub struct RoleSet {
     ctx: PipelineContext,
@@ -335,13 +339,18 @@ impl Group for RoleSet {
                     else {
                         continue;
                     };
-                    iam.put_role_policy()
-                        .role_name(&name)
-                        .policy_name(&policy)
-                        .policy_document(document.to_string())
-                        .send()
-                        .await
-                        .aws("iam:PutRolePolicy")?;
+                    // Right after CreateRole, IAM may not show the role yet: a few quick
+                    // tries, then "in progress" rather than a bad request.
+                    while_unseen(NOT_FOUND, || {
+                        iam.put_role_policy()
+                            .role_name(&name)
+                            .policy_name(&policy)
+                            .policy_document(document.to_string())
+                            .send()
+                    })
+                    .await
+                    .aws_with("iam:PutRolePolicy", UNSEEN_ROLE)
+                    .map_err(|f| role_not_visible_yet(f, &name))?;
                 }
                 Change::DeletePolicy { role: name, policy } => {
                     delete_policy(aws, &name, &policy).await?;
@@ -350,12 +359,15 @@ impl Group for RoleSet {
                     role: name,
                     policy_arn,
                 } => {
-                    iam.attach_role_policy()
-                        .role_name(&name)
-                        .policy_arn(&policy_arn)
-                        .send()
-                        .await
-                        .aws("iam:AttachRolePolicy")?;
+                    while_unseen(NOT_FOUND, || {
+                        iam.attach_role_policy()
+                            .role_name(&name)
+                            .policy_arn(&policy_arn)
+                            .send()
+                    })
+                    .await
+                    .aws_with("iam:AttachRolePolicy", UNSEEN_ROLE)
+                    .map_err(|f| role_not_visible_yet(f, &name))?;
                 }
                 Change::Detach {
                     role: name,
