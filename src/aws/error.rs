@@ -322,7 +322,11 @@ mod tests {
         };
         let e = role_not_visible_yet(unseen, "x");
         assert_eq!(e.reason, WAITING_FOR_IAM);
-        assert!(e.message.contains("IAM does not show role x yet"), "{}", e.message);
+        assert!(
+            e.message.contains("IAM does not show role x yet"),
+            "{}",
+            e.message
+        );
         let denied = Failure::terminal("AccessDenied", "no");
         assert_eq!(role_not_visible_yet(denied.clone(), "x"), denied);
     }
