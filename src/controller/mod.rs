@@ -28,7 +28,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::api::{DeletionPolicy, DeliveryPipeline, FINALIZER, ManagementPolicy};
 use crate::aws::{AwsFactory, AwsSession};
-use crate::desired::{PipelineContext, Tenancy};
+use crate::desired::{Env, PipelineContext, Tenancy};
 use crate::engine::{self, Action, Class, Failure, Outcome, Removal, Report};
 use crate::groups::{self, GroupStep};
 use crate::metrics::Metrics;
@@ -100,6 +100,27 @@ pub enum Error {
     /// The pipeline is paused: deletion waits (the finalizer stays) until it is resumed.
     #[error("the pipeline is paused; deletion waits until {PAUSED_ANNOTATION} is removed")]
     Paused,
+}
+
+/// `delivery-operator.dev/abandon-unreachable: "true"` on a pipeline being deleted: what the
+/// operator cannot reach (an environment whose role cannot be assumed or whose account is
+/// closed; the pipeline's own credentials gone) is left in AWS, and everything else is deleted.
+/// Without it such a deletion waits, and its condition names the blocker and this annotation.
+pub const ABANDON_ANNOTATION: &str = "delivery-operator.dev/abandon-unreachable";
+
+fn is_abandoning(dp: &DeliveryPipeline) -> bool {
+    dp.annotations()
+        .get(ABANDON_ANNOTATION)
+        .is_some_and(|v| v == "true")
+}
+
+/// The one command that releases a deletion blocked by what cannot be reached.
+fn abandon_command(dp: &DeliveryPipeline) -> String {
+    format!(
+        "kubectl annotate deliverypipeline {} -n {} {ABANDON_ANNOTATION}=true",
+        dp.name_any(),
+        dp.namespace().unwrap_or_default()
+    )
 }
 
 /// `delivery-operator.dev/paused: "true"`: the operator makes no AWS calls for the pipeline
@@ -906,17 +927,72 @@ async fn cleanup(
             .await;
             return Ok(Requeue::await_change());
         }
+        Err(e) if is_abandoning(dp) => {
+            let recorded = dp.status.as_ref().map_or(0, |s| s.inventory.len());
+            ctx.event(
+                dp,
+                EventType::Warning,
+                "Abandoned",
+                "Delete",
+                format!(
+                    "the pipeline's account cannot be reached ({}): its {recorded} recorded AWS resources (status.inventory) are left in AWS",
+                    e.message
+                ),
+            )
+            .await;
+            return Ok(Requeue::await_change());
+        }
         Err(e) => {
-            status::write(api, dp, status::deletion_blocked(dp, &e)).await?;
-            return Err(Error::Aws(e));
+            let blocked = Failure {
+                message: format!(
+                    "{}; restore access, or leave the pipeline's AWS resources in place and finish the deletion: {}",
+                    e.message,
+                    abandon_command(dp)
+                ),
+                ..e
+            };
+            status::write(api, dp, status::deletion_blocked(dp, &blocked)).await?;
+            return Err(Error::Aws(blocked));
         }
     };
-    let steps = group_steps(dp, &ctx.aws, tenancy, &region, pipeline).await;
+    let sessions =
+        sessions::all(&ctx.aws, dp, origin(dp, tenancy), &region, pipeline.clone()).await;
+    let unreachable: Vec<(Env, Failure)> = Env::ALL
+        .into_iter()
+        .filter_map(|env| sessions.of(Some(env)).err().map(|e| (env, e)))
+        .collect();
+    let pctx = PipelineContext::of(dp, &pipeline.account_id, &region).governed(tenancy.clone());
+    let mut steps = groups::steps(&pctx, &|env| sessions.of(env));
+    let abandoning = is_abandoning(dp) && !unreachable.is_empty();
+    if abandoning {
+        // What lives in an environment that cannot be reached stays; nothing else waits for it.
+        steps.retain(|s| {
+            s.environment()
+                .is_none_or(|e| unreachable.iter().all(|(u, _)| *u != e))
+        });
+    }
     // Deletion works from identity (names, tags): it needs no other step's outputs, so it
     // completes whatever partial state the pipeline is in.
     let report = engine::delete(&steps).await?;
     if report.all_gone() {
         info!("every AWS resource is gone");
+        if abandoning {
+            let left: Vec<String> = unreachable
+                .iter()
+                .map(|(env, e)| format!("{} ({})", env.name(), e.message))
+                .collect();
+            ctx.event(
+                dp,
+                EventType::Warning,
+                "Abandoned",
+                "Delete",
+                format!(
+                    "left in AWS because they cannot be reached: the resources of environment {}; everything else was deleted",
+                    left.join(", environment ")
+                ),
+            )
+            .await;
+        }
         // Kubernetes' garbage collector removes the owned ConfigMap too; deleting it here
         // does not depend on one running.
         if let Some(name) = dp
@@ -937,7 +1013,20 @@ async fn cleanup(
         .await;
         return Ok(Requeue::await_change());
     }
-    status::write(api, dp, status::deleting(dp, &report)).await?;
+    let mut deleting = status::deleting(dp, &report);
+    if let Some((env, e)) = unreachable.first().filter(|_| !abandoning) {
+        status::deletion_waits(
+            dp,
+            &mut deleting,
+            &format!(
+                "the {} environment cannot be reached ({}); restore access, or leave its resources in AWS and delete everything else: {}",
+                env.name(),
+                e.message,
+                abandon_command(dp)
+            ),
+        );
+    }
+    status::write(api, dp, deleting).await?;
     let first_error = report.errors().next().cloned();
     Err(Error::DeletionPending(
         first_error

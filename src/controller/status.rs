@@ -286,6 +286,14 @@ pub fn deleting(dp: &DeliveryPipeline, report: &Report) -> DeliveryPipelineStatu
     }
 }
 
+/// The deletion waits for something only a person can fix (an environment that cannot be
+/// reached): `Synced` says what, and how to finish anyway.
+pub fn deletion_waits(dp: &DeliveryPipeline, status: &mut DeliveryPipelineStatus, message: &str) {
+    let states = [State::new(SYNCED, FALSE, "DeletionBlocked", message)];
+    let generation = dp.meta().generation;
+    status.conditions = merge(&status.conditions, &states, &[], generation, &now());
+}
+
 /// Deletion could not start (no session): `Synced` says why; everything else is as it was.
 pub fn deletion_blocked(dp: &DeliveryPipeline, err: &Failure) -> DeliveryPipelineStatus {
     let old = current(dp);

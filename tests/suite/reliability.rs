@@ -353,3 +353,106 @@ async fn a_principal_that_never_appears_becomes_an_error() {
     crate::support::request_reconcile(&api, "unseen").await;
     wait_ready(&api, "unseen", 1).await;
 }
+
+/// A deletion that cannot reach an environment (its management role deleted: an account
+/// closed looks the same) waits, and `Synced` names the blocker and the one command that
+/// resolves it; with the abandon annotation the rest is deleted and the environment's
+/// resources stay where they are.
+#[tokio::test]
+async fn a_deletion_that_cannot_reach_an_environment_waits_until_told_to_abandon_it() {
+    use kube::api::{Patch, PatchParams};
+
+    let (ns, api) = namespace("rel-abandon").await;
+    // A management role of the test's own in 222222222222 (the shared bootstrap role stays).
+    let staging_account = "222222222222";
+    let iam = aws_sdk_iam::Client::new(&crate::support::member_config(staging_account).await);
+    let role_name = unique("rel-mgmt");
+    let trust = json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sts:AssumeRole",
+        "Principal": {"AWS": format!("arn:aws:iam::{}:root", crate::support::ACCOUNT)}
+    }]});
+    iam.create_role()
+        .role_name(&role_name)
+        .assume_role_policy_document(trust.to_string())
+        .send()
+        .await
+        .expect("management role");
+    let role_arn = format!("arn:aws:iam::{staging_account}:role/{role_name}");
+    let mut dp = example("minimal.yaml", &ns, "stranded");
+    dp.spec.environments.staging.account_id = Some(staging_account.into());
+    dp.spec.environments.staging.management_role_arn = Some(role_arn.clone());
+    let operator = Operator::start(&ns, &[]);
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    let ready = wait_ready(&api, "stranded", 1).await;
+    let outputs = ready.status.expect("status").outputs;
+    let cluster = outputs
+        .staging
+        .and_then(|s| s.cluster_name)
+        .expect("staging cluster");
+    let key = outputs.kms_key_arn.expect("key");
+
+    // The role goes; a new operator process can no longer reach staging.
+    drop(operator);
+    iam.delete_role()
+        .role_name(&role_name)
+        .send()
+        .await
+        .expect("role deleted");
+    let _operator = Operator::start(&ns, &[]);
+    api.delete("stranded", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let blocked = eventually("the deletion blocked", WAIT, || async {
+        let dp = api.get("stranded").await.ok()?;
+        condition(&dp, "Synced")
+            .filter(|c| c.reason == "DeletionBlocked")
+            .cloned()
+    })
+    .await;
+    let command = format!(
+        "kubectl annotate deliverypipeline stranded -n {ns} delivery-operator.dev/abandon-unreachable=true"
+    );
+    assert!(
+        blocked.message.contains(&role_arn) && blocked.message.contains(&command),
+        "{}",
+        blocked.message
+    );
+    // Waiting: the pipeline account's key is not deleted before staging lets go of it.
+    assert!(api.get("stranded").await.is_ok());
+
+    api.patch(
+        "stranded",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {
+            "delivery-operator.dev/abandon-unreachable": "true"
+        }}})),
+    )
+    .await
+    .expect("abandon");
+    crate::support::gone(&api, "stranded").await;
+    let kms = aws_sdk_kms::Client::new(&config_for(crate::support::ACCOUNT).await);
+    let state = kms
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .expect("key")
+        .key_metadata()
+        .and_then(|m| m.key_state().cloned());
+    assert_eq!(state, Some(aws_sdk_kms::types::KeyState::PendingDeletion));
+    // Staging's resources were left where they are.
+    let ecs = aws_sdk_ecs::Client::new(&crate::support::member_config(staging_account).await);
+    let clusters = ecs
+        .describe_clusters()
+        .clusters(&cluster)
+        .send()
+        .await
+        .expect("clusters");
+    assert_eq!(
+        clusters.clusters().first().and_then(|c| c.status()),
+        Some("ACTIVE"),
+        "the unreachable environment's cluster stays"
+    );
+}
