@@ -12,7 +12,7 @@ use kube::core::{Selector, SelectorExt};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tracing::warn;
 
 use crate::api::{DeliveryPipeline, DeliveryPolicy};
@@ -24,6 +24,11 @@ pub struct Tenants {
     namespaces: Store<Namespace>,
     /// Namespaces whose pipelines a policy or label change affects.
     changes: broadcast::Sender<Vec<String>>,
+    /// True once both watches have listed. Every reconcile waits on it: a `watch` channel
+    /// wakes all of its waiters, while the reflector stores' own readiness future wakes only
+    /// the last task that polled it (one waker), so with several reconciles starting at once
+    /// the others would wait forever (and hold their pipelines' reconcile slots).
+    listed: watch::Receiver<bool>,
     cluster_id: String,
     require_policy: bool,
 }
@@ -70,10 +75,24 @@ impl Tenants {
         let (policies, policy_writer) = reflector::store::<DeliveryPolicy>();
         let (namespaces, namespace_writer) = reflector::store::<Namespace>();
         let (changes, _) = broadcast::channel(256);
+        let (listed_tx, listed) = watch::channel(false);
+        {
+            // One task waits on the stores (a single waiter) and tells everyone.
+            let (policies, namespaces) = (policies.clone(), namespaces.clone());
+            tokio::spawn(async move {
+                let (p, n) =
+                    futures::join!(policies.wait_until_ready(), namespaces.wait_until_ready());
+                if p.is_err() || n.is_err() {
+                    warn!("the policy or namespace watch stopped before it was ready");
+                }
+                let _ = listed_tx.send(true);
+            });
+        }
         let tenants = Arc::new(Self {
             policies,
             namespaces,
             changes: changes.clone(),
+            listed,
             cluster_id,
             require_policy,
         });
@@ -141,13 +160,9 @@ impl Tenants {
 
     /// Until both watches have listed once: before that, "no policy" would admit everything.
     pub async fn ready(&self) {
-        let (policies, namespaces) = futures::join!(
-            self.policies.wait_until_ready(),
-            self.namespaces.wait_until_ready()
-        );
-        if policies.is_err() || namespaces.is_err() {
-            warn!("the policy or namespace watch stopped before it was ready");
-        }
+        let mut listed = self.listed.clone();
+        // Err: the task ended without saying so (it always does before ending).
+        let _ = listed.wait_for(|listed| *listed).await;
     }
 
     /// What the policies selecting the pipeline's namespace allow it, or why they refuse it.

@@ -162,7 +162,7 @@ async fn assert_topics_match(ctx: &PipelineContext, key: &str) {
 /// What of this pipeline each service still lists in `account`, by listing (not by trusting
 /// the inventory): roles, topics, buckets, key aliases, log groups, repositories, rules,
 /// alarms, ECS clusters, services and task definitions.
-async fn leftovers(ctx: &PipelineContext, account: &str) -> Vec<String> {
+pub(crate) async fn leftovers(ctx: &PipelineContext, account: &str) -> Vec<String> {
     let config = config_for(account).await;
     let names = ctx.names();
     let mark = names.identity_tag();
@@ -335,7 +335,103 @@ async fn leftovers(ctx: &PipelineContext, account: &str) -> Vec<String> {
             .iter()
             .filter_map(|v| v.vpc_id().map(str::to_string)),
     );
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let subnets = ec2
+        .describe_subnets()
+        .filters(owner_filter(ctx))
+        .send()
+        .await
+        .expect("subnets");
+    left.extend(
+        subnets
+            .subnets()
+            .iter()
+            .filter_map(|s| s.subnet_id().map(str::to_string)),
+    );
+    let gateways = ec2
+        .describe_internet_gateways()
+        .filters(owner_filter(ctx))
+        .send()
+        .await
+        .expect("internet gateways");
+    left.extend(
+        gateways
+            .internet_gateways()
+            .iter()
+            .filter_map(|g| g.internet_gateway_id().map(str::to_string)),
+    );
+    let groups = ec2
+        .describe_security_groups()
+        .filters(owner_filter(ctx))
+        .send()
+        .await
+        .expect("security groups");
+    left.extend(
+        groups
+            .security_groups()
+            .iter()
+            .filter_map(|g| g.group_id().map(str::to_string)),
+    );
+    let tables = ec2
+        .describe_route_tables()
+        .filters(owner_filter(ctx))
+        .send()
+        .await
+        .expect("route tables");
+    left.extend(
+        tables
+            .route_tables()
+            .iter()
+            .filter_map(|t| t.route_table_id().map(str::to_string)),
+    );
+    // KMS keys by the pipeline's owner tag (an alias is not proof there is only one), those
+    // not pending deletion (which counts as gone).
+    let tagging = aws_sdk_resourcegroupstagging::Client::new(&config);
+    let tagged: Vec<_> = tagging
+        .get_resources()
+        .resource_type_filters("kms:key")
+        .tag_filters(
+            aws_sdk_resourcegroupstagging::types::TagFilter::builder()
+                .key(delivery_operator::desired::tags::OWNER_KEY)
+                .values(ctx.owner())
+                .build(),
+        )
+        .into_paginator()
+        .items()
+        .send()
+        .collect()
+        .await;
+    let kms = aws_sdk_kms::Client::new(&config);
+    for mapping in tagged {
+        let arn = mapping
+            .expect("tagged keys")
+            .resource_arn()
+            .unwrap_or_default()
+            .to_string();
+        let state = kms
+            .describe_key()
+            .key_id(&arn)
+            .send()
+            .await
+            .expect("describe key")
+            .key_metadata()
+            .and_then(|m| m.key_state().cloned());
+        if state != Some(aws_sdk_kms::types::KeyState::PendingDeletion) {
+            left.push(arn);
+        }
+    }
     left
+}
+
+/// EC2's filter for resources tagged as this pipeline's.
+fn owner_filter(ctx: &PipelineContext) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name(format!(
+            "tag:{}",
+            delivery_operator::desired::tags::OWNER_KEY
+        ))
+        .values(ctx.owner())
+        .build()
 }
 
 fn all_conditions_true(dp: &DeliveryPipeline) {

@@ -456,3 +456,117 @@ async fn a_deletion_that_cannot_reach_an_environment_waits_until_told_to_abandon
         "the unreachable environment's cluster stays"
     );
 }
+
+/// The cross-account pipeline created while its operator is SIGKILLed at random moments
+/// (`CRASHES`, 8 here; `scripts/crash-loop` runs 20), each time restarted: it reaches Ready
+/// with every resource exactly once (each account's inventory, listed from AWS, has exactly
+/// what the same pipeline made without a crash has), and its deletion leaves nothing in any
+/// account.
+#[tokio::test]
+async fn a_pipeline_created_through_repeated_crashes_has_each_resource_once() {
+    use rand::Rng;
+
+    let crashes: usize = std::env::var("CRASHES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(8);
+    let accounts = [crate::support::ACCOUNT, "222222222222", "333333333333"];
+    let (ns, api) = namespace("rel-crash").await;
+
+    // The baseline: the same shape made without a crash.
+    let calm = example("cross-account.yaml", &ns, "calm");
+    let calm_ctx = crate::support::ctx_of(&calm);
+    let phoenix = example("cross-account.yaml", &ns, "phoenix");
+    let phoenix_ctx = crate::support::ctx_of(&phoenix);
+    {
+        let _operator = Operator::start(&ns, &[]);
+        api.create(&PostParams::default(), &calm)
+            .await
+            .expect("create calm");
+        wait_ready(&api, "calm", 1).await;
+    }
+    api.create(&PostParams::default(), &phoenix)
+        .await
+        .expect("create phoenix");
+    for _ in 0..crashes {
+        let operator = Operator::start(&ns, &[]);
+        let moment = rand::rng().random_range(300..3000);
+        tokio::time::sleep(Duration::from_millis(moment)).await;
+        drop(operator); // SIGKILL
+    }
+    let operator = Operator::start(&ns, &[]);
+    wait_ready(&api, "phoenix", 1).await;
+    for account in accounts {
+        let made = crate::identity::leftovers(&phoenix_ctx, account).await;
+        let baseline = crate::identity::leftovers(&calm_ctx, account).await;
+        assert_eq!(
+            made.len(),
+            baseline.len(),
+            "{account}: through crashes {made:#?}, without {baseline:#?}"
+        );
+    }
+
+    for name in ["calm", "phoenix"] {
+        api.delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
+    }
+    crate::support::gone(&api, "calm").await;
+    crate::support::gone(&api, "phoenix").await;
+    for account in accounts {
+        assert_eq!(
+            crate::identity::leftovers(&phoenix_ctx, account).await,
+            Vec::<String>::new(),
+            "{account}"
+        );
+    }
+    drop(operator);
+}
+
+/// A restarted operator reconciles every pipeline it finds. (Every reconcile first waits for
+/// the policy and namespace watches to list; that wait woke only one of the reconciles that
+/// started together, so after a restart all but one pipeline were never looked at again.)
+/// Shown by drift made while no operator runs: each pipeline's log group retention is changed
+/// by hand, and the restarted operator restores every one.
+#[tokio::test]
+async fn a_restarted_operator_reconciles_every_pipeline() {
+    let (ns, api) = namespace("rel-restart").await;
+    let names = ["one", "two", "three"];
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&config_for(crate::support::ACCOUNT).await);
+    let mut desired = std::collections::BTreeMap::new();
+    {
+        let _operator = Operator::start(&ns, &[]);
+        for name in names {
+            api.create(&PostParams::default(), &example("minimal.yaml", &ns, name))
+                .await
+                .expect("create");
+        }
+        for name in names {
+            wait_ready(&api, name, 1).await;
+        }
+    }
+    for name in names {
+        let ctx = crate::support::ctx_of(&example("minimal.yaml", &ns, name));
+        let prefix = format!("/delivery-operator/{}/", ctx.names().base());
+        let groups = crate::support::log_group_retention(&logs, &prefix).await;
+        let (group, retention) = groups.into_iter().next().expect("a log group");
+        logs.put_retention_policy()
+            .log_group_name(&group)
+            .retention_in_days(if retention == 1 { 3 } else { 1 })
+            .send()
+            .await
+            .expect("retention changed by hand");
+        desired.insert(group, retention);
+    }
+    let _operator = Operator::start(&ns, &[]);
+    eventually("every pipeline's drift corrected", WAIT, || async {
+        for (group, retention) in &desired {
+            let now = crate::support::log_group_retention(&logs, group).await;
+            if now.get(group) != Some(retention) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+}
