@@ -128,6 +128,11 @@ struct RunArgs {
     /// wait is reported as an error: longer than propagation takes means it will not appear.
     #[arg(long, env = "IAM_PROPAGATION_LIMIT_SECONDS", default_value_t = 120)]
     iam_propagation_limit_seconds: u64,
+    /// Seconds the reconciles in flight may take to finish after SIGTERM; keep it below the
+    /// pod's termination grace period (the chart sets it 10 s below), so the lease is released
+    /// before the process is killed.
+    #[arg(long, env = "STOP_GRACE_SECONDS", default_value_t = 20)]
+    stop_grace_seconds: u64,
     /// Seconds between retries of a pipeline stuck on a terminal error.
     #[arg(long, env = "TERMINAL_RETRY_SECONDS", default_value_t = 300)]
     terminal_retry_seconds: u64,
@@ -536,6 +541,7 @@ async fn run(args: RunArgs) -> ExitCode {
         instance: identity.clone(),
         max_concurrent_reconciles: args.max_concurrent_reconciles,
         iam_propagation_limit: Duration::from_secs(args.iam_propagation_limit_seconds),
+        stop_grace: Duration::from_secs(args.stop_grace_seconds),
     };
     let cluster_id = match args.cluster_id {
         Some(id) => id,

@@ -56,6 +56,8 @@ pub struct Settings {
     /// How long a step may wait for IAM to show a principal before it is an error (a
     /// principal that never appears is not propagation).
     pub iam_propagation_limit: Duration,
+    /// After a stop signal, how long the reconciles in flight may take to finish.
+    pub stop_grace: Duration,
 }
 
 pub struct Context {

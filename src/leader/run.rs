@@ -71,12 +71,26 @@ pub fn stopped(forced: bool) -> ExitCode {
 }
 
 /// Runs the controller until a shutdown signal; the reconciles in flight finish unless a
-/// second signal comes. Returns whether it was stopped at once.
+/// second signal comes or they outlast `settings.stop_grace` (kept below the pod's termination
+/// grace period, so the lease is still released before Kubernetes kills the process).
+/// Returns whether they were stopped at once.
 pub async fn reconcile_until_stopped(ctx: Arc<Context>, shutdown: &Shutdown) -> bool {
+    let grace = ctx.settings.stop_grace;
+    let outlasted = {
+        let graceful = shutdown.graceful();
+        async move {
+            graceful.await;
+            tokio::time::sleep(grace).await;
+        }
+    };
     tokio::select! {
         () = controller::run(ctx, shutdown.graceful()) => false,
         () = shutdown.clone().signalled(2) => {
             warn!("second shutdown signal: stopping the reconciles in flight");
+            true
+        }
+        () = outlasted => {
+            warn!(grace_seconds = grace.as_secs(), "the reconciles in flight did not finish within the stop grace: stopping them");
             true
         }
     }

@@ -570,3 +570,63 @@ async fn a_restarted_operator_reconciles_every_pipeline() {
     })
     .await;
 }
+
+/// SIGTERM while a reconcile waits on a stalled AWS call: the process gives the reconciles in
+/// flight `STOP_GRACE_SECONDS` (2 s here; the chart sets the pod's termination grace period less
+/// 10 s), then stops them, releases its lease and exits, long before the call's own timeouts.
+#[tokio::test]
+async fn a_stop_signal_ends_the_process_within_its_grace() {
+    let (ns, api) = namespace("rel-stop").await;
+    let mut operator = Operator::start(&ns, &[("STOP_GRACE_SECONDS", "2")]);
+    emulator::inject(Fault {
+        service: Some("KMS".into()),
+        operation: Some("DescribeKey".into()),
+        access_key: Some(operator.access_key.clone()),
+        latency_ms: Some(60_000),
+        ..Fault::default()
+    })
+    .await;
+    api.create(
+        &PostParams::default(),
+        &example("minimal.yaml", &ns, "held"),
+    )
+    .await
+    .expect("create");
+    let key = operator.access_key.clone();
+    eventually("a reconcile holding a stalled call", WAIT, || async {
+        let calls = emulator::calls_by(&key).await;
+        calls
+            .iter()
+            .any(|c| c.operation == "DescribeKey")
+            .then_some(())
+    })
+    .await;
+    let signalled = Instant::now();
+    operator.terminate();
+    let status = loop {
+        if let Some(status) = operator.exited() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(15),
+            "still running 15 s after SIGTERM:\n{}",
+            operator.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let took = signalled.elapsed();
+    emulator::clear_faults_for(&key).await;
+    assert!(
+        !status.success(),
+        "reconciles were cut short: a failure status"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "exited {took:?} after SIGTERM"
+    );
+    let log = operator.log();
+    assert!(
+        log.contains("did not finish within the stop grace") && log.contains("released the lease"),
+        "{log}"
+    );
+}
