@@ -630,3 +630,36 @@ async fn a_stop_signal_ends_the_process_within_its_grace() {
         "{log}"
     );
 }
+
+/// The user's S3 source bucket deleted before the pipeline: deleting the pipeline needs
+/// nothing of it, and completes (it used to read the bucket first and retry every 5 s forever).
+#[tokio::test]
+async fn a_deleted_source_bucket_does_not_hold_the_deletion() {
+    let (ns, api) = namespace("rel-srcgone").await;
+    let _operator = Operator::start(&ns, &[]);
+    let s3 = crate::support::s3(&config_for(crate::support::ACCOUNT).await);
+    let bucket = crate::support::source_bucket(&s3, true, true).await;
+    let mut dp = example("minimal.yaml", &ns, "orphaned");
+    dp.spec.source.s3 = Some(delivery_operator::api::S3Source {
+        bucket: bucket.clone(),
+        object_key: "app.zip".into(),
+    });
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    let ready = wait_ready(&api, "orphaned", 1).await;
+    let ctx = crate::support::ctx_of(&ready);
+    s3.delete_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("the source bucket deleted by its owner");
+    api.delete("orphaned", &DeleteParams::default())
+        .await
+        .expect("delete");
+    crate::support::gone(&api, "orphaned").await;
+    assert_eq!(
+        crate::identity::leftovers(&ctx, crate::support::ACCOUNT).await,
+        Vec::<String>::new()
+    );
+}

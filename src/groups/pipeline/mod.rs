@@ -221,6 +221,40 @@ fn structure_of(p: &PipelineDeclaration) -> Structure {
 }
 
 impl DeliveryPipelineGroup {
+    /// The pipeline as CodePipeline has it, without its source bucket (None: no pipeline).
+    async fn observe_pipeline(&self, aws: &AwsSession) -> Result<Option<View>, Failure> {
+        let codepipeline = aws.codepipeline();
+        let name = self.name();
+        let Some(declaration) = codepipeline
+            .get_pipeline()
+            .name(&name)
+            .send()
+            .await
+            .aws_tolerating("codepipeline:GetPipeline", NOT_FOUND)?
+            .and_then(|got| got.pipeline)
+        else {
+            // `create` checks the source bucket before creating.
+            return Ok(None);
+        };
+        let tags = from_sdk(
+            codepipeline
+                .list_tags_for_resource()
+                .resource_arn(self.ctx.arns().pipeline())
+                .send()
+                .await
+                .aws("codepipeline:ListTagsForResource")?
+                .tags(),
+        );
+        check_owner(&self.ctx, &format!("pipeline {name}"), &tags)?;
+        Ok(Some(View {
+            pipeline: Some(PipelineView {
+                structure: structure_of(&declaration),
+                tags,
+            }),
+            source_bucket: None,
+        }))
+    }
+
     /// What the pipeline needs of an S3 source's bucket (None: not an S3 source).
     async fn source_bucket(&self, aws: &AwsSession) -> Result<Option<SourceBucketView>, Failure> {
         let Some(bucket) = self.ctx.spec.source.s3.as_ref().map(|s3| &s3.bucket) else {
@@ -350,36 +384,18 @@ impl Group for DeliveryPipelineGroup {
     }
 
     async fn observe(&self, aws: &AwsSession) -> Result<Option<View>, Failure> {
-        let codepipeline = aws.codepipeline();
-        let name = self.name();
-        let Some(declaration) = codepipeline
-            .get_pipeline()
-            .name(&name)
-            .send()
-            .await
-            .aws_tolerating("codepipeline:GetPipeline", NOT_FOUND)?
-            .and_then(|got| got.pipeline)
-        else {
-            // `create` checks the source bucket before creating.
+        let Some(mut view) = self.observe_pipeline(aws).await? else {
             return Ok(None);
         };
-        let tags = from_sdk(
-            codepipeline
-                .list_tags_for_resource()
-                .resource_arn(self.ctx.arns().pipeline())
-                .send()
-                .await
-                .aws("codepipeline:ListTagsForResource")?
-                .tags(),
-        );
-        check_owner(&self.ctx, &format!("pipeline {name}"), &tags)?;
-        Ok(Some(View {
-            pipeline: Some(PipelineView {
-                structure: structure_of(&declaration),
-                tags,
-            }),
-            source_bucket: self.source_bucket(aws).await?,
-        }))
+        view.source_bucket = self.source_bucket(aws).await?;
+        Ok(Some(view))
+    }
+
+    /// Deleting the pipeline needs nothing of the source bucket (the user's: its notification
+    /// configuration is left as it is), so a bucket deleted or unreadable meanwhile does not
+    /// hold the deletion.
+    async fn observe_for_deletion(&self, aws: &AwsSession) -> Result<Option<View>, Failure> {
+        self.observe_pipeline(aws).await
     }
 
     /// The update from nothing, once the source bucket is known: an S3 source's bucket must be
