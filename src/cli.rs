@@ -133,6 +133,9 @@ struct RunArgs {
     /// before the process is killed.
     #[arg(long, env = "STOP_GRACE_SECONDS", default_value_t = 20)]
     stop_grace_seconds: u64,
+    /// Seconds one reconcile of a pipeline may take before it is stopped and retried.
+    #[arg(long, env = "RECONCILE_DEADLINE_SECONDS", default_value_t = 300)]
+    reconcile_deadline_seconds: u64,
     /// Seconds between retries of a pipeline stuck on a terminal error.
     #[arg(long, env = "TERMINAL_RETRY_SECONDS", default_value_t = 300)]
     terminal_retry_seconds: u64,
@@ -542,6 +545,7 @@ async fn run(args: RunArgs) -> ExitCode {
         max_concurrent_reconciles: args.max_concurrent_reconciles,
         iam_propagation_limit: Duration::from_secs(args.iam_propagation_limit_seconds),
         stop_grace: Duration::from_secs(args.stop_grace_seconds),
+        reconcile_deadline: Duration::from_secs(args.reconcile_deadline_seconds.max(1)),
     };
     let cluster_id = match args.cluster_id {
         Some(id) => id,

@@ -58,6 +58,8 @@ pub struct Settings {
     pub iam_propagation_limit: Duration,
     /// After a stop signal, how long the reconciles in flight may take to finish.
     pub stop_grace: Duration,
+    /// The longest one reconcile may take before it is stopped and retried.
+    pub reconcile_deadline: Duration,
 }
 
 pub struct Context {
@@ -408,7 +410,7 @@ async fn reconcile(dp: Arc<DeliveryPipeline>, ctx: Arc<Context>) -> Result<Reque
         let api: Api<DeliveryPipeline> = Api::namespaced(ctx.client.clone(), &ns);
         let result = finalizer(&api, FINALIZER, dp, |event| async {
             match event {
-                FinalizerEvent::Apply(dp) => apply(&dp, &api, &ctx).await,
+                FinalizerEvent::Apply(dp) => apply_within_deadline(&dp, &api, &ctx).await,
                 FinalizerEvent::Cleanup(dp) => cleanup(&dp, &api, &ctx).await,
             }
         })
@@ -640,6 +642,32 @@ async fn publish_events(dp: &DeliveryPipeline, ctx: &Context, report: &Report) {
             note,
         )
         .await;
+    }
+}
+
+/// `apply`, cut short at `settings.reconcile_deadline`: every AWS call is bounded, but a long
+/// chain of dependent steps, each near its own timeout, must not hold a worker for longer. A
+/// reconcile cut short says so in `Synced` and is retried with backoff; each step is idempotent,
+/// so the retry goes on from what AWS has.
+async fn apply_within_deadline(
+    dp: &DeliveryPipeline,
+    api: &Api<DeliveryPipeline>,
+    ctx: &Context,
+) -> Result<Requeue, Error> {
+    let deadline = ctx.settings.reconcile_deadline;
+    match tokio::time::timeout(deadline, apply(dp, api, ctx)).await {
+        Ok(result) => result,
+        Err(_) => {
+            let cut = Failure::retryable(
+                "ReconcileDeadlineExceeded",
+                format!(
+                    "the reconcile did not finish within {} s (--reconcile-deadline-seconds) and was stopped; it is retried, going on from what AWS has",
+                    deadline.as_secs()
+                ),
+            );
+            status::write(api, dp, status::not_synced(dp, &cut)).await?;
+            Err(Error::Aws(cut))
+        }
     }
 }
 

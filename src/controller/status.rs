@@ -294,6 +294,18 @@ pub fn deletion_waits(dp: &DeliveryPipeline, status: &mut DeliveryPipelineStatus
     status.conditions = merge(&status.conditions, &states, &[], generation, &now());
 }
 
+/// A reconcile that could not complete: `Synced` says why; every other condition stays as
+/// last written (what the stopped reconcile found is unknown).
+pub fn not_synced(dp: &DeliveryPipeline, err: &Failure) -> DeliveryPipelineStatus {
+    let old = current(dp);
+    let generation = dp.meta().generation;
+    let states = [State::new(SYNCED, FALSE, &err.reason, &err.message)];
+    DeliveryPipelineStatus {
+        conditions: merge(&old.conditions, &states, &[], generation, &now()),
+        ..old
+    }
+}
+
 /// Deletion could not start (no session): `Synced` says why; everything else is as it was.
 pub fn deletion_blocked(dp: &DeliveryPipeline, err: &Failure) -> DeliveryPipelineStatus {
     let old = current(dp);

@@ -663,3 +663,35 @@ async fn a_deleted_source_bucket_does_not_hold_the_deletion() {
         Vec::<String>::new()
     );
 }
+
+/// A reconcile that outlasts `RECONCILE_DEADLINE_SECONDS` (3 s here; every call of it is held
+/// 2 s by the emulator, and the calls depend on each other) is stopped: `Synced` False
+/// `ReconcileDeadlineExceeded`, and the retries go on from what AWS has until the pipeline
+/// is Ready once AWS is fast again.
+#[tokio::test]
+async fn a_reconcile_longer_than_its_deadline_is_stopped_and_retried() {
+    let (ns, api) = namespace("rel-deadline").await;
+    let operator = Operator::start(&ns, &[("RECONCILE_DEADLINE_SECONDS", "3")]);
+    emulator::inject(Fault {
+        access_key: Some(operator.access_key.clone()),
+        latency_ms: Some(2_000),
+        ..Fault::default()
+    })
+    .await;
+    api.create(
+        &PostParams::default(),
+        &example("minimal.yaml", &ns, "slow"),
+    )
+    .await
+    .expect("create");
+    let cut = eventually("the reconcile stopped at its deadline", WAIT, || async {
+        let dp = api.get("slow").await.ok()?;
+        condition(&dp, "Synced")
+            .filter(|c| c.reason == "ReconcileDeadlineExceeded")
+            .cloned()
+    })
+    .await;
+    assert!(cut.message.contains("within 3 s"), "{}", cut.message);
+    emulator::clear_faults_for(&operator.access_key).await;
+    wait_ready(&api, "slow", 1).await;
+}
