@@ -118,6 +118,12 @@ fn is_abandoning(dp: &DeliveryPipeline) -> bool {
         .is_some_and(|v| v == "true")
 }
 
+/// The Warning event that says what a deletion left in AWS.
+async fn abandoned(dp: &DeliveryPipeline, ctx: &Context, message: String) {
+    ctx.event(dp, EventType::Warning, "Abandoned", "Delete", message)
+        .await;
+}
+
 /// The one command that releases a deletion blocked by what cannot be reached.
 fn abandon_command(dp: &DeliveryPipeline) -> String {
     format!(
@@ -507,17 +513,22 @@ fn placement_conflict(dp: &DeliveryPipeline, account_id: &str, region: &str) -> 
 }
 
 /// Every group instance of the pipeline, each with the session of the account it lives in
-/// (an environment whose role cannot be assumed carries that failure instead).
+/// (an environment whose role cannot be assumed carries that failure instead), and the
+/// environments that cannot be reached, with why.
 async fn group_steps(
     dp: &DeliveryPipeline,
     aws: &AwsFactory,
     tenancy: &Tenancy,
     region: &str,
     pipeline: Arc<AwsSession>,
-) -> Vec<Box<dyn GroupStep>> {
+) -> (Vec<Box<dyn GroupStep>>, Vec<(Env, Failure)>) {
     let pctx = PipelineContext::of(dp, &pipeline.account_id, region).governed(tenancy.clone());
     let sessions = sessions::all(aws, dp, origin(dp, tenancy), region, pipeline).await;
-    groups::steps(&pctx, &|env| sessions.of(env))
+    let unreachable = Env::ALL
+        .into_iter()
+        .filter_map(|env| sessions.of(Some(env)).err().map(|e| (env, e)))
+        .collect();
+    (groups::steps(&pctx, &|env| sessions.of(env)), unreachable)
 }
 
 /// Where the pipeline's sessions come from (its namespace, the cluster).
@@ -559,7 +570,7 @@ async fn prepare(
         .admit_accounts(&pipeline.account_id, &dp.spec)
         .map_err(|v| refusal(&v))?;
     let seed = groups::seed(&pipeline.account_id, &region);
-    let steps = group_steps(dp, aws, tenancy, &region, pipeline.clone()).await;
+    let (steps, _) = group_steps(dp, aws, tenancy, &region, pipeline.clone()).await;
     Ok(Prepared {
         pipeline,
         seed,
@@ -959,16 +970,10 @@ async fn cleanup(
         }
         Err(e) if is_abandoning(dp) => {
             let recorded = dp.status.as_ref().map_or(0, |s| s.inventory.len());
-            ctx.event(
-                dp,
-                EventType::Warning,
-                "Abandoned",
-                "Delete",
-                format!(
-                    "the pipeline's account cannot be reached ({}): its {recorded} recorded AWS resources (status.inventory) are left in AWS",
-                    e.message
-                ),
-            )
+            abandoned(dp, ctx, format!(
+                "the pipeline's account cannot be reached ({}): its {recorded} recorded AWS resources (status.inventory) are left in AWS",
+                e.message
+            ))
             .await;
             return Ok(Requeue::await_change());
         }
@@ -985,14 +990,7 @@ async fn cleanup(
             return Err(Error::Aws(blocked));
         }
     };
-    let sessions =
-        sessions::all(&ctx.aws, dp, origin(dp, tenancy), &region, pipeline.clone()).await;
-    let unreachable: Vec<(Env, Failure)> = Env::ALL
-        .into_iter()
-        .filter_map(|env| sessions.of(Some(env)).err().map(|e| (env, e)))
-        .collect();
-    let pctx = PipelineContext::of(dp, &pipeline.account_id, &region).governed(tenancy.clone());
-    let mut steps = groups::steps(&pctx, &|env| sessions.of(env));
+    let (mut steps, unreachable) = group_steps(dp, &ctx.aws, tenancy, &region, pipeline).await;
     let abandoning = is_abandoning(dp) && !unreachable.is_empty();
     if abandoning {
         // What lives in an environment that cannot be reached stays; nothing else waits for it.
@@ -1011,16 +1009,10 @@ async fn cleanup(
                 .iter()
                 .map(|(env, e)| format!("{} ({})", env.name(), e.message))
                 .collect();
-            ctx.event(
-                dp,
-                EventType::Warning,
-                "Abandoned",
-                "Delete",
-                format!(
-                    "left in AWS because they cannot be reached: the resources of environment {}; everything else was deleted",
-                    left.join(", environment ")
-                ),
-            )
+            abandoned(dp, ctx, format!(
+                "left in AWS because they cannot be reached: the resources of environment {}; everything else was deleted",
+                left.join(", environment ")
+            ))
             .await;
         }
         // Kubernetes' garbage collector removes the owned ConfigMap too; deleting it here

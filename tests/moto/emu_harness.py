@@ -392,22 +392,9 @@ class Harness:
         if fault is not None and after_apply is None:
             if fault.get("latency_ms"):
                 time.sleep(float(fault["latency_ms"]) / 1000.0)
-            if fault.get("drop_connection"):
-                record.update(injected=True, dropped=True)
-                log(f"fault: dropping connection for {ident.service_id}:{ident.operation}")
-                return _drop(environ, start_response)
-            if fault.get("error_code"):
-                status = int(fault.get("http_status") or 400)
-                record.update(injected=True, status=status)
-                log(f"fault: {ident.service_id}:{ident.operation} -> {fault['error_code']} ({status})")
-                return self.error(
-                    start_response,
-                    ident,
-                    fault["error_code"],
-                    fault.get("message") or f"Injected by the test harness: {fault['error_code']}",
-                    status,
-                    sender=status < 500,
-                )
+            if fault.get("drop_connection") or fault.get("error_code"):
+                record["injected"] = True
+                return self.answer_fault(environ, start_response, ident, record, fault, "fault", 400)
 
         if ident.params is not None:
             violations = emu_validation.validate(ident.service_name, ident.operation, ident.params)
@@ -459,18 +446,22 @@ class Harness:
             if hasattr(answer, "close"):
                 answer.close()
         record.update(injected=True, applied=applied.get("status"))
+        return self.answer_fault(environ, start_response, ident, record, fault, f"fault after apply ({applied.get('status')})", 500)
+
+    def answer_fault(self, environ, start_response, ident: Identity, record: dict, fault: dict, what: str, default_status: int):
+        """The fault's answer instead of moto's: a dropped connection, or its AWS error."""
         if fault.get("drop_connection"):
             record["dropped"] = True
-            log(f"fault after apply ({applied.get('status')}): dropping the reply to {ident.service_id}:{ident.operation}")
+            log(f"{what}: dropping the connection of {ident.service_id}:{ident.operation}")
             return _drop(environ, start_response)
-        status = int(fault.get("http_status") or 500)
+        status = int(fault.get("http_status") or default_status)
         record["status"] = status
-        log(f"fault after apply ({applied.get('status')}): {ident.service_id}:{ident.operation} -> {fault['error_code']} ({status})")
+        log(f"{what}: {ident.service_id}:{ident.operation} -> {fault['error_code']} ({status})")
         return self.error(
             start_response,
             ident,
             fault["error_code"],
-            fault.get("message") or f"Injected by the test harness after the request was applied: {fault['error_code']}",
+            fault.get("message") or f"Injected by the test harness ({what}): {fault['error_code']}",
             status,
             sender=status < 500,
         )

@@ -82,7 +82,8 @@ async fn leader_and_follower(
     (leader, follower)
 }
 
-async fn exit_of(operator: &mut Operator, timeout: Duration) -> ExitStatus {
+/// The operator's exit status, once it exits within `timeout` (polled every 100 ms).
+pub(crate) async fn exit_of(operator: &mut Operator, timeout: Duration) -> ExitStatus {
     let start = Instant::now();
     loop {
         if let Some(status) = operator.exited() {

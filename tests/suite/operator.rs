@@ -811,34 +811,9 @@ async fn a_key_left_by_a_crash_before_its_alias_is_adopted_not_duplicated() {
     create_namespace(&client, &ns).await;
     let dp = example("minimal.yaml", &ns, "phoenix");
     // What a reconcile that died between CreateKey and CreateAlias leaves behind.
-    let desired = encryption_key::encryption_key(&ctx_of(&dp));
     let aws = aws_config().await;
     let kms = aws_sdk_kms::Client::new(&aws);
-    let tags: Vec<aws_sdk_kms::types::Tag> = desired
-        .tags
-        .tags
-        .iter()
-        .map(|(k, v)| {
-            aws_sdk_kms::types::Tag::builder()
-                .tag_key(k)
-                .tag_value(v)
-                .build()
-                .expect("tag")
-        })
-        .collect();
-    let orphan = kms
-        .create_key()
-        .description(&desired.description)
-        .policy(desired.initial_policy.to_string())
-        .set_tags(Some(tags))
-        .send()
-        .await
-        .expect("orphan key");
-    let orphan_arn = orphan
-        .key_metadata()
-        .and_then(|m| m.arn())
-        .expect("arn")
-        .to_string();
+    let orphan_arn = crate::support::key_left_by_a_crash(&kms, &dp).await;
 
     let operator = Operator::start(&ns, &[]);
     let api: Api<DeliveryPipeline> = Api::namespaced(client, &ns);

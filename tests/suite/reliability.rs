@@ -236,41 +236,13 @@ async fn a_refused_outputs_config_map_still_leaves_the_status_written() {
 /// adopts one; its deletion schedules every one of them, not only the aliased key.
 #[tokio::test]
 async fn deletion_removes_every_key_made_for_the_pipeline_even_without_its_alias() {
-    use delivery_operator::groups::encryption_key::desired as encryption_key;
-
     let (ns, api) = namespace("rel-keys").await;
     let dp = example("minimal.yaml", &ns, "keys");
-    let desired = encryption_key::encryption_key(&crate::support::ctx_of(&dp));
     let kms = aws_sdk_kms::Client::new(&config_for(crate::support::ACCOUNT).await);
-    let tags: Vec<aws_sdk_kms::types::Tag> = desired
-        .tags
-        .tags
-        .iter()
-        .map(|(k, v)| {
-            aws_sdk_kms::types::Tag::builder()
-                .tag_key(k)
-                .tag_value(v)
-                .build()
-                .expect("tag")
-        })
-        .collect();
-    let mut strays = Vec::new();
-    for _ in 0..2 {
-        let key = kms
-            .create_key()
-            .description(&desired.description)
-            .policy(desired.initial_policy.to_string())
-            .set_tags(Some(tags.clone()))
-            .send()
-            .await
-            .expect("stray key");
-        strays.push(
-            key.key_metadata()
-                .and_then(|m| m.arn())
-                .expect("arn")
-                .to_string(),
-        );
-    }
+    let strays = vec![
+        crate::support::key_left_by_a_crash(&kms, &dp).await,
+        crate::support::key_left_by_a_crash(&kms, &dp).await,
+    ];
     let _operator = Operator::start(&ns, &[]);
     api.create(&PostParams::default(), &dp)
         .await
@@ -489,9 +461,13 @@ async fn a_pipeline_created_through_repeated_crashes_has_each_resource_once() {
         .await
         .expect("create phoenix");
     for _ in 0..crashes {
+        // A random moment, as the emulator's record counts it: after the n-th AWS call.
         let operator = Operator::start(&ns, &[]);
-        let moment = rand::rng().random_range(300..3000);
-        tokio::time::sleep(Duration::from_millis(moment)).await;
+        let moment = rand::rng().random_range(1..60);
+        eventually("the moment to crash", WAIT, || async {
+            (emulator::calls_by(&operator.access_key).await.len() >= moment).then_some(())
+        })
+        .await;
         drop(operator); // SIGKILL
     }
     let operator = Operator::start(&ns, &[]);
@@ -603,17 +579,7 @@ async fn a_stop_signal_ends_the_process_within_its_grace() {
     .await;
     let signalled = Instant::now();
     operator.terminate();
-    let status = loop {
-        if let Some(status) = operator.exited() {
-            break status;
-        }
-        assert!(
-            signalled.elapsed() < Duration::from_secs(15),
-            "still running 15 s after SIGTERM:\n{}",
-            operator.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = crate::leader::exit_of(&mut operator, Duration::from_secs(15)).await;
     let took = signalled.elapsed();
     emulator::clear_faults_for(&key).await;
     assert!(

@@ -128,6 +128,29 @@ async fn decide(pipeline: &str, status: ApprovalStatus) {
         .expect("put approval result");
 }
 
+/// Run `index` of `pipeline` reaches its approval, gets `status`, and ends; returns it.
+async fn through_approval(pipeline: &str, index: usize, status: ApprovalStatus) -> Value {
+    wait_run(
+        pipeline,
+        index,
+        "the run waits for approval",
+        waiting_for_approval,
+    )
+    .await;
+    decide(pipeline, status).await;
+    wait_run(pipeline, index, "the run ends", finished).await
+}
+
+/// "Release change": the pipeline runs its source's latest revision again.
+async fn release_change(pipeline: &str) {
+    aws_sdk_codepipeline::Client::new(&aws_config().await)
+        .start_pipeline_execution()
+        .name(pipeline)
+        .send()
+        .await
+        .expect("release change");
+}
+
 /// The image the service runs: its task definition's container image, read from ECS.
 async fn running_image(cluster: &str, service: &str) -> String {
     running_image_in(ACCOUNT, cluster, service).await
@@ -324,21 +347,8 @@ async fn a_source_change_runs_through_every_stage_and_runs_again() {
     assert_eq!(status.stages.len(), 6);
 
     // The same revision again: Release change.
-    aws_sdk_codepipeline::Client::new(&aws_config().await)
-        .start_pipeline_execution()
-        .name(&d.pipeline)
-        .send()
-        .await
-        .expect("release change");
-    wait_run(
-        &d.pipeline,
-        1,
-        "the re-run waits for approval",
-        waiting_for_approval,
-    )
-    .await;
-    decide(&d.pipeline, ApprovalStatus::Approved).await;
-    let rerun = wait_run(&d.pipeline, 1, "the re-run ends", finished).await;
+    release_change(&d.pipeline).await;
+    let rerun = through_approval(&d.pipeline, 1, ApprovalStatus::Approved).await;
     assert_eq!(rerun["status"], "Succeeded", "{rerun:#}");
     let build_log = rerun["logs"][0]["output"].as_str().expect("build log");
     assert!(build_log.contains("reusing it"), "{build_log}");
@@ -412,15 +422,7 @@ async fn the_image_production_runs_outlives_twelve_newer_builds() {
         .to_string();
     let first = upload(&d.bucket, APP).await;
     let released_tag = tag_of(&first);
-    wait_run(
-        &d.pipeline,
-        0,
-        "release waits for approval",
-        waiting_for_approval,
-    )
-    .await;
-    decide(&d.pipeline, ApprovalStatus::Approved).await;
-    let run = wait_run(&d.pipeline, 0, "release ends", finished).await;
+    let run = through_approval(&d.pipeline, 0, ApprovalStatus::Approved).await;
     assert_eq!(run["status"], "Succeeded", "{run:#}");
 
     // The operator's next look protects what production now runs.
@@ -443,15 +445,7 @@ async fn the_image_production_runs_outlives_twelve_newer_builds() {
     for build in 1..=12 {
         let script = format!("#!/bin/sh\necho build {build}\n");
         upload(&d.bucket, &[APP[0], ("app.sh", script.as_str())]).await;
-        wait_run(
-            &d.pipeline,
-            build,
-            "a candidate waits for approval",
-            waiting_for_approval,
-        )
-        .await;
-        decide(&d.pipeline, ApprovalStatus::Rejected).await;
-        wait_run(&d.pipeline, build, "the candidate is rejected", finished).await;
+        through_approval(&d.pipeline, build, ApprovalStatus::Rejected).await;
     }
     let mut tags = Vec::new();
     let mut pages = ecr
@@ -498,15 +492,7 @@ async fn failures_stop_the_run_where_they_happen() {
     // A first release reaches production.
     let first = upload(&d.bucket, APP).await;
     let released = format!("{}:{}", d.repository_uri, tag_of(&first));
-    wait_run(
-        &d.pipeline,
-        0,
-        "release waits for approval",
-        waiting_for_approval,
-    )
-    .await;
-    decide(&d.pipeline, ApprovalStatus::Approved).await;
-    let run = wait_run(&d.pipeline, 0, "release ends", finished).await;
+    let run = through_approval(&d.pipeline, 0, ApprovalStatus::Approved).await;
     assert_eq!(run["status"], "Succeeded", "{run:#}");
 
     // A CRITICAL finding: the gate fails the run at Test.
@@ -595,12 +581,7 @@ async fn failures_stop_the_run_where_they_happen() {
 
     // Without the finding, the same revision reaches the approval, which is rejected.
     emulator::set_scan_findings(&repository, json!([])).await;
-    aws_sdk_codepipeline::Client::new(&aws_config().await)
-        .start_pipeline_execution()
-        .name(&d.pipeline)
-        .send()
-        .await
-        .expect("release change");
+    release_change(&d.pipeline).await;
     wait_run(
         &d.pipeline,
         2,

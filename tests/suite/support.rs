@@ -730,3 +730,32 @@ pub async fn log_group_retention(
         })
         .collect()
 }
+
+/// What a reconcile that died between CreateKey and CreateAlias leaves behind: a key with the
+/// pipeline's description, policy and tags, and no alias. Returns its ARN.
+pub async fn key_left_by_a_crash(kms: &aws_sdk_kms::Client, dp: &DeliveryPipeline) -> String {
+    let desired = delivery_operator::groups::encryption_key::desired::encryption_key(&ctx_of(dp));
+    let tags: Vec<aws_sdk_kms::types::Tag> = desired
+        .tags
+        .tags
+        .iter()
+        .map(|(k, v)| {
+            aws_sdk_kms::types::Tag::builder()
+                .tag_key(k)
+                .tag_value(v)
+                .build()
+                .expect("tag")
+        })
+        .collect();
+    kms.create_key()
+        .description(&desired.description)
+        .policy(desired.initial_policy.to_string())
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .expect("a key without its alias")
+        .key_metadata()
+        .and_then(|m| m.arn())
+        .expect("arn")
+        .to_string()
+}
