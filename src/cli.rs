@@ -118,6 +118,14 @@ struct RunArgs {
     /// wait for the drift check).
     #[arg(long, env = "EXECUTION_POLL_SECONDS", default_value_t = 30)]
     execution_poll_seconds: u64,
+    /// Seconds between drift checks of a Ready pipeline while one of its executions is in
+    /// progress (a manual approval can wait days); its execution is still polled.
+    #[arg(
+        long,
+        env = "DRIFT_CHECK_WHILE_RUNNING_SECONDS",
+        default_value_t = 3600
+    )]
+    drift_check_while_running_seconds: u64,
     /// Seconds one AWS request (one attempt) may take before it is abandoned and retried.
     #[arg(long, env = "AWS_ATTEMPT_TIMEOUT_SECONDS", default_value_t = 20)]
     aws_attempt_timeout_seconds: u64,
@@ -538,6 +546,7 @@ async fn run(args: RunArgs) -> ExitCode {
             .collect(),
         resync_interval: Duration::from_secs(args.resync_interval_seconds),
         execution_poll: Duration::from_secs(args.execution_poll_seconds),
+        drift_check_while_running: Duration::from_secs(args.drift_check_while_running_seconds),
         terminal_retry: Duration::from_secs(args.terminal_retry_seconds),
         base_backoff: Duration::from_secs(2),
         max_backoff: Duration::from_secs(300),

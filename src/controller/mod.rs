@@ -44,6 +44,10 @@ pub struct Settings {
     pub resync_interval: Duration,
     /// How often a running execution is looked at (its two calls only, between drift checks).
     pub execution_poll: Duration,
+    /// Drift check interval while an execution of a Ready pipeline is in progress: polling the
+    /// execution stays two calls, and the whole check waits this long instead of
+    /// `resync_interval` (a spec change still checks at once).
+    pub drift_check_while_running: Duration,
     /// Retry interval for terminal errors (bad spec, AccessDenied): slow, since a human must act.
     pub terminal_retry: Duration,
     /// First retry of a transient error; doubles per consecutive failure up to `max_backoff`.
@@ -84,7 +88,7 @@ pub struct Context {
 #[derive(Clone, Copy)]
 struct FullCheck {
     trigger: Option<u64>,
-    next_due: Instant,
+    checked_at: Instant,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -250,17 +254,31 @@ impl Context {
                 key.to_string(),
                 FullCheck {
                     trigger: reconcile_trigger(dp),
-                    next_due: Instant::now() + self.settings.resync_interval,
+                    checked_at: Instant::now(),
                 },
             );
         }
     }
 
-    /// Whether `dp` was checked whole as it is now and its next whole check is not yet due.
-    fn between_whole_checks(&self, key: &str, dp: &DeliveryPipeline) -> Option<Duration> {
+    /// Whether `dp` was checked whole as it is now and its next whole check is not yet due:
+    /// the time left until it is. While an execution runs, checks are `drift_check_while_running`
+    /// apart instead of `resync_interval`.
+    fn between_whole_checks(
+        &self,
+        key: &str,
+        dp: &DeliveryPipeline,
+        running: bool,
+    ) -> Option<Duration> {
         let checks = self.full_checks.lock().ok()?;
         let check = checks.get(key)?;
-        let left = check.next_due.checked_duration_since(Instant::now())?;
+        let interval = if running {
+            self.settings
+                .drift_check_while_running
+                .max(self.settings.resync_interval)
+        } else {
+            self.settings.resync_interval
+        };
+        let left = (check.checked_at + interval).checked_duration_since(Instant::now())?;
         (check.trigger == reconcile_trigger(dp)).then_some(left)
     }
 
@@ -794,9 +812,6 @@ async fn poll_running_execution(
     key: &str,
     admitted: &tenants::Admitted,
 ) -> Result<Option<Requeue>, Error> {
-    let Some(until_whole) = ctx.between_whole_checks(key, dp) else {
-        return Ok(None);
-    };
     let Some(recorded) = dp.status.as_ref() else {
         return Ok(None);
     };
@@ -804,6 +819,9 @@ async fn poll_running_execution(
         .last_execution
         .as_ref()
         .is_some_and(executions::in_progress);
+    let Some(until_whole) = ctx.between_whole_checks(key, dp, running) else {
+        return Ok(None);
+    };
     let ready = recorded
         .conditions
         .iter()
@@ -831,7 +849,9 @@ async fn poll_running_execution(
     Ok(Some(Requeue::requeue(if still_running {
         ctx.settings.execution_poll.min(until_whole)
     } else {
-        until_whole
+        // The run ended: the whole check is due at its usual interval again (now, if that passed).
+        ctx.between_whole_checks(key, dp, false)
+            .unwrap_or(Duration::ZERO)
     })))
 }
 

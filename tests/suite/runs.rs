@@ -785,8 +785,18 @@ async fn the_cross_account_pipeline_runs_into_both_accounts() {
 /// run's end reaches the status.
 #[tokio::test]
 async fn while_an_approval_waits_the_operator_reads_only_the_execution() {
-    let (operator, d) =
-        delivered_with("e2e-runpoll", "waiting", &[("EXECUTION_POLL_SECONDS", "2")]).await;
+    // Time at 1:30 of production's defaults (poll 30 s, drift check 600 s): a poll every
+    // second and a drift check every 20 s, so the 20 polls of a 10-minute wait span one whole
+    // drift interval, which must not read the pipeline while the execution runs.
+    let (operator, d) = delivered_with(
+        "e2e-runpoll",
+        "waiting",
+        &[
+            ("EXECUTION_POLL_SECONDS", "1"),
+            ("RESYNC_INTERVAL_SECONDS", "20"),
+        ],
+    )
+    .await;
     let name = d.dp.metadata.name.clone().expect("name");
     upload(&d.bucket, APP).await;
     let run = wait_run(
@@ -804,27 +814,37 @@ async fn while_an_approval_waits_the_operator_reads_only_the_execution() {
     })
     .await;
 
-    // Three wake-ups, as the emulator recorded them: from one ListPipelineExecutions to the
-    // fourth. Each reads the execution, and only the execution.
+    // Twenty wake-ups, as the emulator recorded them: from one ListPipelineExecutions to the
+    // twenty-first. Each reads the execution, and only the execution.
     let since = emulator::last_seq(&operator.access_key).await;
-    let calls = eventually("four polls in the record", RUN_WAIT, || async {
-        let calls = emulator::calls_after(&operator.access_key, since).await;
-        let polls: Vec<usize> = calls
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.operation == "ListPipelineExecutions")
-            .map(|(i, _)| i)
-            .collect();
-        (polls.len() >= 4).then(|| calls[polls[0]..polls[3]].to_vec())
-    })
+    let started = std::time::Instant::now();
+    let calls = eventually(
+        "21 polls in the record",
+        Duration::from_secs(120),
+        || async {
+            let calls = emulator::calls_after(&operator.access_key, since).await;
+            let polls: Vec<usize> = calls
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.operation == "ListPipelineExecutions")
+                .map(|(i, _)| i)
+                .collect();
+            (polls.len() >= 21).then(|| calls[polls[0]..polls[20]].to_vec())
+        },
+    )
     .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(20),
+        "the polls spanned a whole drift interval ({:?})",
+        started.elapsed()
+    );
     assert_eq!(
         count(&calls, "read"),
         counts(&[
-            ("CodePipeline:ListPipelineExecutions", 3.0),
-            ("CodePipeline:GetPipelineState", 3.0)
+            ("CodePipeline:ListPipelineExecutions", 20.0),
+            ("CodePipeline:GetPipelineState", 20.0)
         ]),
-        "three polls between drift checks"
+        "twenty polls, and no drift check while the execution runs"
     );
     assert_eq!(count(&calls, "write"), std::collections::BTreeMap::new());
 

@@ -460,9 +460,19 @@ impl Operator {
 
     /// Fails unless the operator's own call metric equals the emulator's record of this
     /// process's access key, per `Service:Operation` and kind, every attempt counted.
+    /// A reconcile may be between the metric's scrape and the record's read: the two are
+    /// compared again until they agree or 30 s pass.
     pub async fn assert_calls_match_record(&self) {
-        let metrics = self.metrics().await;
-        assert_metrics_match_record(&metrics, &self.access_key).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let metrics = self.metrics().await;
+            let differences = metric_record_differences(&metrics, &self.access_key).await;
+            if differences.is_empty() || std::time::Instant::now() >= deadline {
+                assert_no_differences(&self.access_key, &differences);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     pub async fn metrics(&self) -> Metrics {
@@ -523,6 +533,11 @@ pub fn free_port() -> u16 {
 /// Fails unless `metrics` (a `delivery_operator_aws_api_calls_total` exposition) counts exactly
 /// what the emulator recorded for `access_key`, for reads and writes.
 pub async fn assert_metrics_match_record(metrics: &Metrics, access_key: &str) {
+    let differences = metric_record_differences(metrics, access_key).await;
+    assert_no_differences(access_key, &differences);
+}
+
+async fn metric_record_differences(metrics: &Metrics, access_key: &str) -> Vec<String> {
     let calls = crate::emulator::calls_by(access_key).await;
     let mut differences = Vec::new();
     for kind in ["read", "write"] {
@@ -538,6 +553,10 @@ pub async fn assert_metrics_match_record(metrics: &Metrics, access_key: &str) {
             }
         }
     }
+    differences
+}
+
+fn assert_no_differences(access_key: &str, differences: &[String]) {
     assert!(
         differences.is_empty(),
         "the call metric disagrees with the emulator's record for {access_key}:\n  {}",
