@@ -34,6 +34,10 @@ pub struct DeliveryPipelineStatus {
     /// always under `Manage`, which corrects what it finds).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<DriftItem>,
+    /// The value of the `delivery-operator.dev/reconcile-requested-at` annotation the operator
+    /// last acted on: a tool that sets the annotation waits for this field to equal it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
 }
 
 /// One difference between AWS and the spec.

@@ -145,6 +145,7 @@ pub fn after_apply(dp: &DeliveryPipeline, report: &Report) -> DeliveryPipelineSt
         // The controller reads the execution after the run; until then, the last one known.
         last_execution: old.last_execution.clone(),
         drift: Vec::new(),
+        last_handled_reconcile_at: old.last_handled_reconcile_at.clone(),
     }
 }
 
@@ -184,6 +185,7 @@ pub fn after_observe(dp: &DeliveryPipeline, report: &Report) -> DeliveryPipeline
                 desired: d.desired.clone(),
             })
             .collect(),
+        last_handled_reconcile_at: old.last_handled_reconcile_at.clone(),
     }
 }
 
@@ -343,8 +345,13 @@ pub fn paused(dp: &DeliveryPipeline, deleting: bool) -> DeliveryPipelineStatus {
 pub async fn write(
     api: &Api<DeliveryPipeline>,
     dp: &DeliveryPipeline,
-    next: DeliveryPipelineStatus,
+    mut next: DeliveryPipelineStatus,
 ) -> Result<(), kube::Error> {
+    // Every write answers the reconcile request the pipeline carries when it was read.
+    next.last_handled_reconcile_at = dp
+        .annotations()
+        .get(super::RECONCILE_REQUEST_ANNOTATION)
+        .cloned();
     if dp.status.as_ref() == Some(&next) {
         return Ok(());
     }

@@ -639,7 +639,6 @@ async fn an_operators_call_metric_matches_the_emulators_record() {
         },
     )
     .await;
-    operator.settled().await;
     let calls = calls_by(&operator.access_key).await;
     assert!(
         calls.iter().any(|c| c.service == "KMS") && calls.iter().any(|c| c.service == "S3"),

@@ -16,9 +16,10 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::emulator::{self, count};
+use crate::support::reconcile_and_wait;
 use crate::support::{
-    ACCOUNT, Operator, aws_config, counts, ctx_of, example, gone, request_reconcile, s3,
-    source_bucket, start, wait_ready,
+    ACCOUNT, Operator, aws_config, counts, ctx_of, example, gone, s3, source_bucket, start,
+    wait_ready,
 };
 
 /// EventBridge and CloudWatch calls of `kind` the emulator recorded for this operator after
@@ -303,10 +304,8 @@ async fn rules_and_alarms_read_back_and_change_minimally() {
     );
 
     // Nothing to do: exact reads, no writes anywhere.
-    let settled = operator.settled().await;
     let since = emulator::last_seq(&operator.access_key).await;
-    request_reconcile(&api, "watched").await;
-    operator.after_reconcile(&settled).await;
+    reconcile_and_wait(&api, "watched").await;
     assert_eq!(all_calls(&operator, "write", since).await, BTreeMap::new());
     assert_eq!(
         calls(&operator, "read", since).await,
@@ -320,7 +319,7 @@ async fn rules_and_alarms_read_back_and_change_minimally() {
     );
 
     // Hand edits: a disabled rule, a lost target, a changed threshold: one write each.
-    let settled = operator.settled().await;
+    reconcile_and_wait(&api, "watched").await;
     eventbridge
         .disable_rule()
         .name(&failed.name)
@@ -351,8 +350,7 @@ async fn rules_and_alarms_read_back_and_change_minimally() {
         .await
         .expect("edit alarm");
     let since = emulator::last_seq(&operator.access_key).await;
-    request_reconcile(&api, "watched").await;
-    operator.after_reconcile(&settled).await;
+    reconcile_and_wait(&api, "watched").await;
     assert_eq!(
         all_calls(&operator, "write", since).await,
         counts(&[
@@ -366,7 +364,6 @@ async fn rules_and_alarms_read_back_and_change_minimally() {
     assert_alarm_matches(&cloudwatch, failure_alarm).await;
 
     // The success alarm switched off: exactly one DeleteAlarms, nothing else written.
-    operator.settled().await;
     let since = emulator::last_seq(&operator.access_key).await;
     api.patch(
         "watched",
@@ -376,7 +373,6 @@ async fn rules_and_alarms_read_back_and_change_minimally() {
     .await
     .expect("patch monitoring");
     wait_ready(&api, "watched", 2).await;
-    operator.settled().await;
     assert_eq!(
         all_calls(&operator, "write", since).await,
         counts(&[("CloudWatch:DeleteAlarms", 1.0)])
@@ -422,7 +418,6 @@ async fn a_source_that_starts_the_pipeline_itself_loses_the_trigger_rule_and_rol
         .await
         .expect("trigger role exists");
 
-    operator.settled().await;
     let since = emulator::last_seq(&operator.access_key).await;
     api.patch(
         "moved",
@@ -439,7 +434,6 @@ async fn a_source_that_starts_the_pipeline_itself_loses_the_trigger_rule_and_rol
     .await
     .expect("switch the source");
     wait_ready(&api, "moved", 2).await;
-    operator.settled().await;
     assert_eq!(
         all_calls(&operator, "write", since).await,
         counts(&[

@@ -18,9 +18,10 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::emulator::{self, Fault, by_account, count, inject};
+use crate::support::reconcile_and_wait;
 use crate::support::{
     ACCOUNT, aws_config, condition, config_for, counts, ctx_of, eventually, example, gone,
-    log_group_retention, member_config, request_reconcile, s3, start, wait_ready,
+    log_group_retention, member_config, s3, start, wait_ready,
 };
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -548,10 +549,8 @@ async fn cross_account_pipeline_puts_each_resource_in_its_account_and_deletion_l
     }
 
     // A resync with nothing to do: no writes anywhere, and exactly the observing reads.
-    let settled = operator.settled().await;
     let since = emulator::last_seq(&operator.access_key).await;
-    request_reconcile(&api, "spread").await;
-    operator.after_reconcile(&settled).await;
+    reconcile_and_wait(&api, "spread").await;
     let calls = emulator::calls_after(&operator.access_key, since).await;
     assert_eq!(
         by_account(&calls, "write"),
@@ -656,7 +655,6 @@ async fn one_field_changes_make_exactly_the_needed_writes() {
     .await
     .expect("patch retention");
     wait_ready(&api, "tuned", 2).await;
-    operator.settled().await;
     let calls = emulator::calls_after(&operator.access_key, since).await;
     assert_eq!(
         count(&calls, "write"),
@@ -681,7 +679,6 @@ async fn one_field_changes_make_exactly_the_needed_writes() {
     .await
     .expect("patch emails");
     wait_ready(&api, "tuned", 3).await;
-    operator.settled().await;
     let calls = emulator::calls_after(&operator.access_key, since).await;
     assert_eq!(
         count(&calls, "write"),
@@ -712,7 +709,7 @@ async fn hand_edits_to_policies_subscriptions_and_retention_are_restored() {
     let iam = aws_sdk_iam::Client::new(&config);
     let sns = aws_sdk_sns::Client::new(&config);
     let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
-    let settled = operator.settled().await;
+    reconcile_and_wait(&api, "edited").await;
 
     // By hand: the build role may now do anything; the subscriber is removed; the build log
     // group keeps its logs forever.
@@ -753,8 +750,7 @@ async fn hand_edits_to_policies_subscriptions_and_retention_are_restored() {
         .expect("retention removed by hand");
 
     let since = emulator::last_seq(&operator.access_key).await;
-    request_reconcile(&api, "edited").await;
-    operator.after_reconcile(&settled).await;
+    reconcile_and_wait(&api, "edited").await;
     let calls = emulator::calls_after(&operator.access_key, since).await;
     assert_eq!(
         count(&calls, "write"),

@@ -167,7 +167,7 @@ async fn when_the_leader_dies_the_other_replica_takes_over_and_creates_nothing_t
     .await
     .expect("create");
     wait_ready(&api, "first", 1).await;
-    let leader_metrics = leader.settled().await;
+    let leader_metrics = leader.metrics().await;
     let waiting = follower.metrics().await;
     assert_eq!(leader_metrics.leader(), Some(1.0));
     assert_eq!(waiting.leader(), Some(0.0), "the other replica waits");
@@ -197,7 +197,7 @@ async fn when_the_leader_dies_the_other_replica_takes_over_and_creates_nothing_t
     let takeover = killed.elapsed();
     wait_ready(&api, "second", 1).await;
     let second_ready = killed.elapsed();
-    let new_leader = follower.settled().await;
+    let new_leader = follower.metrics().await;
     println!(
         "failover: lease taken {takeover:?} after the leader was killed; the second pipeline Ready after {second_ready:?}"
     );

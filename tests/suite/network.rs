@@ -20,9 +20,10 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::emulator::{self, Fault, inject};
+use crate::support::reconcile_and_wait;
 use crate::support::{
     ACCOUNT, Operator, REGION, condition, config_for, counts, ctx_of, eventually, example, gone,
-    request_reconcile, start, wait_ready,
+    start, wait_ready,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -422,7 +423,6 @@ async fn each_environment_gets_its_own_network_kept_exact_and_removed_completely
         .expect("create");
     let ready = wait_ready(&api, "netted", 1).await;
     let ctx = ctx_of(&dp);
-    operator.settled().await;
 
     // Creation, per environment: VPC, DNS hostnames on, gateway attached, three subnets, the
     // route table with its default route and three associations, the group with its rules.
@@ -469,11 +469,12 @@ async fn each_environment_gets_its_own_network_kept_exact_and_removed_completely
     assert_reported(&ready, Env::Production, ACCOUNT, &production);
 
     // A resync with nothing to do: no EC2 write, one observation of each network.
-    let settled = operator.settled().await;
     let since = emulator::last_seq(&operator.access_key).await;
-    request_reconcile(&api, "netted").await;
-    let after = operator.after_reconcile(&settled).await;
-    assert_eq!(after.calls_since(&settled, "write"), BTreeMap::new());
+    reconcile_and_wait(&api, "netted").await;
+    assert_eq!(
+        emulator::count(&operator.calls_after(since).await, "write"),
+        BTreeMap::new()
+    );
     assert_eq!(ec2_calls(&operator, "write", since).await, BTreeMap::new());
     assert_eq!(
         ec2_calls(&operator, "read", since).await,
@@ -514,10 +515,8 @@ async fn each_environment_gets_its_own_network_kept_exact_and_removed_completely
         .send()
         .await
         .expect("remove the VPC rule by hand");
-    let settled = operator.settled().await;
     let since = emulator::last_seq(&operator.access_key).await;
-    request_reconcile(&api, "netted").await;
-    operator.after_reconcile(&settled).await;
+    reconcile_and_wait(&api, "netted").await;
     assert_eq!(
         ec2_calls(&operator, "write", since).await,
         in_accounts(&[(
@@ -554,10 +553,8 @@ async fn each_environment_gets_its_own_network_kept_exact_and_removed_completely
         .send()
         .await
         .expect("move the subnet by hand");
-    let settled = operator.settled().await;
     let since = emulator::last_seq(&operator.access_key).await;
-    request_reconcile(&api, "netted").await;
-    operator.after_reconcile(&settled).await;
+    reconcile_and_wait(&api, "netted").await;
     assert_eq!(
         ec2_calls(&operator, "write", since).await,
         in_accounts(&[(
@@ -578,7 +575,6 @@ async fn each_environment_gets_its_own_network_kept_exact_and_removed_completely
 
     // Production gets a network of its own: the same VPC with two zones. The third subnet (and
     // its association) goes; the other two keep their blocks.
-    let settled = operator.settled().await;
     let since = emulator::last_seq(&operator.access_key).await;
     let two_zones = json!({"managed": {"cidr": "10.40.0.0/16", "availabilityZones": 2}});
     api.patch(
@@ -589,8 +585,6 @@ async fn each_environment_gets_its_own_network_kept_exact_and_removed_completely
     .await
     .expect("patch");
     let shrunk = wait_ready(&api, "netted", 2).await;
-    operator.after_reconcile(&settled).await;
-    operator.settled().await;
     assert_eq!(
         ec2_calls(&operator, "write", since).await,
         in_accounts(&[(
@@ -688,10 +682,8 @@ async fn cross_account_networks_live_in_their_accounts_and_a_switch_to_existing_
 
     // A resync with nothing to do: one observation in each environment account, none in the
     // pipeline's.
-    let settled = operator.settled().await;
     let since = emulator::last_seq(&operator.access_key).await;
-    request_reconcile(&api, "spread-net").await;
-    operator.after_reconcile(&settled).await;
+    reconcile_and_wait(&api, "spread-net").await;
     assert_eq!(ec2_calls(&operator, "write", since).await, BTreeMap::new());
     assert_eq!(
         ec2_calls(&operator, "read", since).await,
@@ -734,7 +726,6 @@ async fn cross_account_networks_live_in_their_accounts_and_a_switch_to_existing_
         .expect("group id");
 
     // Naming a subnet that does not exist: reported, and the managed network stays.
-    let settled = operator.settled().await;
     let since = emulator::last_seq(&operator.access_key).await;
     let wrong = json!({"existing": {"subnetIds": ["subnet-0123456789abcdef0", subnet], "securityGroupIds": [group]}});
     api.patch(
@@ -755,14 +746,11 @@ async fn cross_account_networks_live_in_their_accounts_and_a_switch_to_existing_
         refused.message,
         "staging network: subnet subnet-0123456789abcdef0 does not exist in account 222222222222 region us-east-1"
     );
-    operator.after_reconcile(&settled).await;
-    operator.settled().await;
     assert_eq!(ec2_calls(&operator, "write", since).await, BTreeMap::new());
     assert_eq!(View::of(&staging_ec2, &ctx, None).await.vpcs.len(), 1);
 
     // The right ones: the managed network of staging is removed, the outputs name the
     // existing one, production is untouched.
-    let settled = operator.settled().await;
     let since = emulator::last_seq(&operator.access_key).await;
     let right = json!({"existing": {"subnetIds": [subnet], "securityGroupIds": [group]}});
     api.patch(
@@ -773,8 +761,6 @@ async fn cross_account_networks_live_in_their_accounts_and_a_switch_to_existing_
     .await
     .expect("patch");
     let moved = wait_ready(&api, "spread-net", 3).await;
-    operator.after_reconcile(&settled).await;
-    operator.settled().await;
     assert_eq!(
         ec2_calls(&operator, "write", since).await,
         in_accounts(&[(

@@ -13,9 +13,10 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::emulator::{self, count};
+use crate::support::reconcile_and_wait;
 use crate::support::{
     Operator, aws_config, condition, create_namespace, ctx_of, eventually, example, kube_client,
-    log_group_retention, request_reconcile, sandbox, start, unique, wait_ready,
+    log_group_retention, sandbox, start, unique, wait_ready,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -78,7 +79,6 @@ async fn observe_only_reports_each_difference_and_writes_nothing() {
         .await
         .expect("create");
     wait_ready(&api, "seen", 1).await;
-    operator.settled().await;
     let created = emulator::calls_by(&operator.access_key).await;
     assert_eq!(
         assert_writes_are_attributed(
@@ -93,9 +93,7 @@ async fn observe_only_reports_each_difference_and_writes_nothing() {
 
     // A managed resync with nothing to do, for its reads.
     let since = emulator::last_seq(&operator.access_key).await;
-    let before = operator.metrics().await;
-    request_reconcile(&api, "seen").await;
-    operator.after_reconcile(&before).await;
+    reconcile_and_wait(&api, "seen").await;
     let resync_reads = count(
         &emulator::calls_after(&operator.access_key, since).await,
         "read",
@@ -118,7 +116,6 @@ async fn observe_only_reports_each_difference_and_writes_nothing() {
         .then_some(dp)
     })
     .await;
-    operator.settled().await;
 
     let calls = emulator::calls_after(&operator.access_key, since).await;
     assert_eq!(
@@ -229,13 +226,12 @@ fn stdout(out: &Output) -> String {
 
 #[tokio::test]
 async fn the_diff_command_shows_what_a_reconcile_would_change() {
-    let (ns, operator, api) = start("e2e-diff").await;
+    let (ns, _operator, api) = start("e2e-diff").await;
     let dp = example("minimal.yaml", &ns, "previewed");
     api.create(&PostParams::default(), &dp)
         .await
         .expect("create");
     wait_ready(&api, "previewed", 1).await;
-    operator.settled().await;
     let dir = sandbox().dir.clone();
     let access_key = emulator::unique_access_key();
 

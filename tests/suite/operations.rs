@@ -22,7 +22,6 @@ async fn a_paused_pipeline_makes_no_aws_calls_and_its_deletion_waits() {
     .await
     .expect("create");
     wait_ready(&api, "held", 1).await;
-    operator.settled().await;
 
     let pause = |value: serde_json::Value| {
         Patch::Merge(json!({"metadata": {"annotations": {PAUSED: value}}}))
@@ -66,7 +65,6 @@ async fn a_paused_pipeline_makes_no_aws_calls_and_its_deletion_waits() {
             .cloned()
     })
     .await;
-    operator.settled().await;
     assert_eq!(
         emulator::calls_after(&operator.access_key, since)
             .await

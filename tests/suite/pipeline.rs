@@ -17,6 +17,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::emulator::{self, count};
+use crate::support::reconcile_and_wait;
 use crate::support::{
     ACCOUNT, REGION, aws_config, condition, counts, ctx_of, eventually, example, gone, kube_client,
     request_reconcile, s3, sandbox, source_bucket, start, wait_ready,
@@ -129,10 +130,8 @@ async fn the_cross_account_pipeline_reads_back_stage_by_stage() {
     );
 
     // Nothing to do: no writes.
-    let settled = operator.settled().await;
     let since = emulator::last_seq(&operator.access_key).await;
-    request_reconcile(&api, "delivery").await;
-    operator.after_reconcile(&settled).await;
+    reconcile_and_wait(&api, "delivery").await;
     let calls = emulator::calls_after(&operator.access_key, since).await;
     assert_eq!(count(&calls, "write"), BTreeMap::new());
 
@@ -146,7 +145,6 @@ async fn the_cross_account_pipeline_reads_back_stage_by_stage() {
     .await
     .expect("patch");
     wait_ready(&api, "delivery", 2).await;
-    operator.settled().await;
     let calls = emulator::calls_after(&operator.access_key, since).await;
     assert_eq!(
         count(&calls, "write"),
@@ -173,7 +171,6 @@ async fn the_cross_account_pipeline_reads_back_stage_by_stage() {
     .await
     .expect("patch");
     wait_ready(&api, "delivery", 3).await;
-    operator.settled().await;
     let since = emulator::last_seq(&operator.access_key).await;
     api.patch(
         "delivery",
@@ -183,7 +180,6 @@ async fn the_cross_account_pipeline_reads_back_stage_by_stage() {
     .await
     .expect("patch");
     wait_ready(&api, "delivery", 4).await;
-    operator.settled().await;
     let calls = emulator::calls_after(&operator.access_key, since).await;
     assert_eq!(
         count(&calls, "write"),
@@ -210,7 +206,7 @@ async fn the_cross_account_pipeline_reads_back_stage_by_stage() {
 
 #[tokio::test]
 async fn the_last_execution_and_the_outputs_config_map_follow_the_pipeline() {
-    let (ns, operator, api) = start("e2e-lastrun").await;
+    let (ns, _operator, api) = start("e2e-lastrun").await;
     let mut dp = example("minimal.yaml", &ns, "runner");
     dp.spec.outputs = Some(OutputsSpec {
         config_map_name: Some("runner-outputs".into()),
@@ -253,7 +249,7 @@ async fn the_last_execution_and_the_outputs_config_map_follow_the_pipeline() {
     assert_eq!(Some(&owner.uid), ready.metadata.uid.as_ref());
     assert_eq!(owner.controller, Some(true));
     // A key removed by hand comes back at the next reconcile.
-    let settled = operator.settled().await;
+    reconcile_and_wait(&api, "runner").await;
     config_maps
         .patch(
             "runner-outputs",
@@ -262,8 +258,7 @@ async fn the_last_execution_and_the_outputs_config_map_follow_the_pipeline() {
         )
         .await
         .expect("edit by hand");
-    request_reconcile(&api, "runner").await;
-    operator.after_reconcile(&settled).await;
+    reconcile_and_wait(&api, "runner").await;
     let cm = config_maps.get("runner-outputs").await.expect("config map");
     assert_eq!(
         cm.data.unwrap_or_default().get("pipelineArn"),

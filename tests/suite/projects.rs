@@ -15,9 +15,8 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::emulator::{self, count};
-use crate::support::{
-    Operator, aws_config, counts, ctx_of, example, gone, request_reconcile, start, wait_ready,
-};
+use crate::support::reconcile_and_wait;
+use crate::support::{Operator, aws_config, counts, ctx_of, example, gone, start, wait_ready};
 
 /// CodeBuild calls of `kind` the emulator recorded for this operator after request `since`.
 async fn codebuild_calls(operator: &Operator, kind: &str, since: u64) -> BTreeMap<String, f64> {
@@ -158,10 +157,8 @@ async fn build_and_scan_projects_match_the_rendering_and_update_minimally() {
     assert_eq!(export.encryption_key(), Some(report.kms_key_arn.as_str()));
 
     // Nothing to do: reads only.
-    let settled = operator.settled().await;
     let since = emulator::last_seq(&operator.access_key).await;
-    request_reconcile(&api, "builder").await;
-    operator.after_reconcile(&settled).await;
+    reconcile_and_wait(&api, "builder").await;
     assert_eq!(
         codebuild_calls(&operator, "write", since).await,
         BTreeMap::new()
@@ -184,7 +181,6 @@ async fn build_and_scan_projects_match_the_rendering_and_update_minimally() {
     .await
     .expect("patch timeout");
     wait_ready(&api, "builder", 2).await;
-    operator.settled().await;
     let calls = emulator::calls_after(&operator.access_key, since).await;
     assert_eq!(
         count(&calls, "write"),
@@ -196,7 +192,7 @@ async fn build_and_scan_projects_match_the_rendering_and_update_minimally() {
     assert_eq!(build.timeout_in_minutes(), Some(45));
 
     // Edited by hand (not privileged: docker cannot run): restored with one UpdateProject.
-    let settled = operator.settled().await;
+    reconcile_and_wait(&api, "builder").await;
     let mut environment = build.environment().cloned().expect("environment");
     environment.privileged_mode = Some(false);
     codebuild
@@ -207,8 +203,7 @@ async fn build_and_scan_projects_match_the_rendering_and_update_minimally() {
         .await
         .expect("edit by hand");
     let since = emulator::last_seq(&operator.access_key).await;
-    request_reconcile(&api, "builder").await;
-    operator.after_reconcile(&settled).await;
+    reconcile_and_wait(&api, "builder").await;
     assert_eq!(
         codebuild_calls(&operator, "write", since).await,
         counts(&[("CodeBuild:UpdateProject", 1.0)])

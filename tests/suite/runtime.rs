@@ -25,9 +25,10 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::emulator::{self, count, set_ecs_deployment};
+use crate::support::reconcile_and_wait;
 use crate::support::{
     ACCOUNT, AWAITING_FIRST_IMAGE, Operator, REGION, condition, config_for, counts, ctx_of,
-    eventually, example, gone, request_reconcile, start, wait_ready,
+    eventually, example, gone, start, wait_ready,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -530,14 +531,11 @@ fn assert_reported(dp: &DeliveryPipeline, env: Env, account: &str, want: &Runtim
     );
 }
 
-/// Asks for a reconcile and waits until it (and any it caused) finished; returns the request
-/// sequence number before it.
+/// Asks for a reconcile and waits until the operator acted on it; returns the request sequence
+/// number before it.
 async fn resync(operator: &Operator, api: &Api<DeliveryPipeline>, name: &str) -> u64 {
-    let settled = operator.settled().await;
-    let since = emulator::last_seq(&operator.access_key).await;
-    request_reconcile(api, name).await;
-    operator.after_reconcile(&settled).await;
-    operator.settled().await;
+    let since = operator.mark().await;
+    reconcile_and_wait(api, name).await;
     since
 }
 
@@ -550,8 +548,7 @@ async fn change(
     spec: serde_json::Value,
     generation: i64,
 ) -> (u64, DeliveryPipeline) {
-    let settled = operator.settled().await;
-    let since = emulator::last_seq(&operator.access_key).await;
+    let since = operator.mark().await;
     api.patch(
         name,
         &PatchParams::default(),
@@ -568,8 +565,6 @@ async fn change(
         },
     )
     .await;
-    operator.after_reconcile(&settled).await;
-    operator.settled().await;
     (since, dp)
 }
 
@@ -582,7 +577,6 @@ async fn each_environment_gets_its_runtime_the_pipelines_image_is_kept_and_delet
         .await
         .expect("create");
     let ready = wait_ready(&api, "served", 1).await;
-    operator.settled().await;
     let mut ctx = ctx_of(&dp);
     let ecs = ecs_in(ACCOUNT).await;
 
@@ -871,7 +865,6 @@ async fn cross_account_runtimes_live_in_their_accounts_and_keep_the_deployed_ima
         .await
         .expect("create");
     let ready = wait_ready(&api, "spread-ecs", 1).await;
-    operator.settled().await;
 
     // Each runtime in its environment's account; nothing in the pipeline's.
     let staging = desired_runtime(&ctx, &ready, Env::Staging);

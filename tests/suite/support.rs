@@ -492,27 +492,32 @@ impl Operator {
         Metrics::parse(&text)
     }
 
-    /// Waits until no reconcile has finished for a while, and returns the metrics then.
-    pub async fn settled(&self) -> Metrics {
-        let mut last = self.metrics().await;
-        loop {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            let now = self.metrics().await;
-            if now.reconciles() == last.reconciles() {
-                return now;
-            }
-            last = now;
-        }
+    /// The emulator's sequence number of this operator's last call: calls after it are
+    /// [`Operator::calls_after`].
+    pub async fn mark(&self) -> u64 {
+        crate::emulator::last_seq(&self.access_key).await
     }
 
-    /// Waits for the next reconcile to finish after `before`, and returns the metrics then.
-    pub async fn after_reconcile(&self, before: &Metrics) -> Metrics {
-        let target = before.reconciles() + 1.0;
-        eventually("a reconcile to finish", Duration::from_secs(60), || async {
-            let m = self.metrics().await;
-            (m.reconciles() >= target).then_some(m)
-        })
-        .await
+    /// This operator's calls after `mark`, from the emulator's record.
+    pub async fn calls_after(&self, mark: u64) -> Vec<crate::emulator::Recorded> {
+        crate::emulator::calls_after(&self.access_key, mark).await
+    }
+
+    /// Every call this operator made, from the emulator's record.
+    pub async fn calls(&self) -> Vec<crate::emulator::Recorded> {
+        crate::emulator::calls_by(&self.access_key).await
+    }
+
+    /// The calls of one requested reconcile of `name` (the emulator's record). The caller has
+    /// waited for the previous reconcile's condition (Ready at a generation, a reason).
+    pub async fn calls_of_reconcile(
+        &self,
+        api: &Api<DeliveryPipeline>,
+        name: &str,
+    ) -> Vec<crate::emulator::Recorded> {
+        let mark = self.mark().await;
+        reconcile_and_wait(api, name).await;
+        self.calls_after(mark).await
     }
 }
 
@@ -614,19 +619,6 @@ impl Metrics {
         }
         out
     }
-
-    /// Calls of `kind` made since `before`, by operation (only those that changed).
-    pub fn calls_since(&self, before: &Metrics, kind: &str) -> BTreeMap<String, f64> {
-        let old = before.aws_calls(kind);
-        self.aws_calls(kind)
-            .into_iter()
-            .map(|(k, v)| {
-                let d = v - old.get(&k).copied().unwrap_or(0.0);
-                (k, d)
-            })
-            .filter(|(_, d)| *d != 0.0)
-            .collect()
-    }
 }
 
 /// A DeliveryPipeline from an example manifest, renamed into `namespace`.
@@ -712,7 +704,7 @@ pub async fn wait_ready(
 }
 
 /// Asks the operator for a reconcile of `name` now.
-pub async fn request_reconcile(api: &Api<DeliveryPipeline>, name: &str) {
+pub async fn request_reconcile(api: &Api<DeliveryPipeline>, name: &str) -> String {
     let value = unique("now");
     api.patch(
         name,
@@ -721,6 +713,24 @@ pub async fn request_reconcile(api: &Api<DeliveryPipeline>, name: &str) {
     )
     .await
     .expect("annotate");
+    value
+}
+
+/// Requests a reconcile and waits until the operator acted on it
+/// (`status.lastHandledReconcileAt`): every reconcile of `name` queued before it has finished,
+/// its AWS calls are all in the emulator's record. Returns the pipeline then.
+pub async fn reconcile_and_wait(api: &Api<DeliveryPipeline>, name: &str) -> DeliveryPipeline {
+    let value = request_reconcile(api, name).await;
+    eventually(
+        "the operator to act on the reconcile request",
+        Duration::from_secs(120),
+        || async {
+            let dp = api.get(name).await.ok()?;
+            let handled = dp.status.as_ref()?.last_handled_reconcile_at.as_deref();
+            (handled == Some(value.as_str())).then_some(dp)
+        },
+    )
+    .await
 }
 
 /// Call counts by `Service:Operation`, as [`Metrics::aws_calls`] and the emulator's record give
