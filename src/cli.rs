@@ -16,7 +16,7 @@ use kube::ResourceExt;
 use tracing::{error, info, info_span};
 
 use crate::api::{self, DeliveryPipeline};
-use crate::aws::{AwsFactory, ClientLimits};
+use crate::aws::{AwsFactory, ClientLimits, RateLimit};
 use crate::controller::{self, Context, Settings, Tenants};
 use crate::desired::PipelineContext;
 use crate::leader::{
@@ -24,6 +24,7 @@ use crate::leader::{
 };
 use crate::metrics::Metrics;
 use crate::render::{drift as diff, operator_policy, plan};
+use std::num::NonZeroU32;
 
 #[derive(Parser)]
 #[command(
@@ -132,6 +133,13 @@ struct RunArgs {
     /// Seconds one AWS operation may take, its retries included.
     #[arg(long, env = "AWS_OPERATION_TIMEOUT_SECONDS", default_value_t = 60)]
     aws_operation_timeout_seconds: u64,
+    /// Requests per second to one AWS service in one account and region (every attempt; a
+    /// request over the rate waits for its turn instead of being throttled by AWS).
+    #[arg(long, env = "AWS_REQUESTS_PER_SECOND", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    aws_requests_per_second: u32,
+    /// Requests to one service, account and region that may go at once above that rate.
+    #[arg(long, env = "AWS_REQUEST_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    aws_request_burst: u32,
     /// Seconds a step may wait for IAM to show a principal (a role just created) before the
     /// wait is reported as an error: longer than propagation takes means it will not appear.
     #[arg(long, env = "IAM_PROPAGATION_LIMIT_SECONDS", default_value_t = 120)]
@@ -527,6 +535,10 @@ async fn run(args: RunArgs) -> ExitCode {
     let limits = ClientLimits {
         attempt_timeout: Duration::from_secs(args.aws_attempt_timeout_seconds.max(1)),
         operation_timeout: Duration::from_secs(args.aws_operation_timeout_seconds.max(1)),
+        rate: RateLimit {
+            per_second: NonZeroU32::new(args.aws_requests_per_second).unwrap_or(NonZeroU32::MIN),
+            burst: NonZeroU32::new(args.aws_request_burst).unwrap_or(NonZeroU32::MIN),
+        },
         ..ClientLimits::default()
     };
     let aws = AwsFactory::new(

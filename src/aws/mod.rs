@@ -2,6 +2,7 @@
 //! classification, tolerated codes and "not yet visible" retries, and the tag adapters.
 
 pub mod error;
+pub mod rate;
 pub mod session;
 pub mod tags;
 
@@ -9,6 +10,7 @@ pub use error::{
     AwsResultExt, IAM_PROPAGATION_RETRY, WAITING_FOR_IAM, classify, code, found,
     role_not_visible_yet, while_unseen,
 };
+pub use rate::RateLimit;
 pub use session::{Assume, AwsFactory, AwsSession, ClientLimits, SessionKey};
 
 /// The partition a region belongs to (the second field of every ARN).

@@ -16,7 +16,10 @@ use aws_credential_types::provider::{
 use futures::future::BoxFuture;
 use tokio::sync::OnceCell;
 
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+
 use super::error::AwsResultExt;
+use super::rate::{RateLimit, RateLimits};
 use crate::engine::{Class, Failure};
 use crate::metrics::{CallCounter, Metrics};
 
@@ -58,6 +61,8 @@ pub struct ClientLimits {
     pub operation_timeout: Duration,
     /// Attempts per operation (the first included).
     pub max_attempts: u32,
+    /// Requests per (service, account, region), every attempt counted.
+    pub rate: RateLimit,
 }
 
 impl Default for ClientLimits {
@@ -66,6 +71,7 @@ impl Default for ClientLimits {
             attempt_timeout: Duration::from_secs(20),
             operation_timeout: Duration::from_secs(60),
             max_attempts: 3,
+            rate: RateLimit::default(),
         }
     }
 }
@@ -94,6 +100,9 @@ pub struct AwsFactory {
     /// Role ARN patterns (`*` matches any run of characters) pipelines may name; empty: any.
     allowed_roles: Vec<String>,
     sessions: Mutex<HashMap<SessionKey, Arc<OnceCell<Arc<AwsSession>>>>>,
+    /// The HTTPS client every AWS client shares (one connection pool).
+    http: SharedHttpClient,
+    rates: Arc<RateLimits>,
 }
 
 /// An identity in one account and region. Clients are built on first use and shared (they are
@@ -105,6 +114,8 @@ pub struct AwsSession {
     config: SdkConfig,
     counter: CallCounter,
     path_style_s3: bool,
+    http: SharedHttpClient,
+    rates: Arc<RateLimits>,
     clients: Clients,
 }
 
@@ -130,6 +141,7 @@ macro_rules! clients {
                                     .retry_partition($sdk::config::retry::RetryPartition::new(
                                         self.retry_partition(stringify!($name)),
                                     ))
+                                    .http_client(self.http_client(stringify!($name)))
                                     .build(),
                             )
                         })
@@ -165,6 +177,13 @@ impl AwsSession {
         format!("{service}-{}-{}", self.account_id, self.region)
     }
 
+    /// The HTTP client of `service`'s clients: each request waits for a token of the bucket of
+    /// its service, account and region first.
+    fn http_client(&self, service: &str) -> SharedHttpClient {
+        self.rates
+            .limited(self.http.clone(), &self.retry_partition(service))
+    }
+
     pub fn s3(&self) -> aws_sdk_s3::Client {
         self.clients
             .s3
@@ -177,6 +196,7 @@ impl AwsSession {
                         .retry_partition(aws_sdk_s3::config::retry::RetryPartition::new(
                             self.retry_partition("s3"),
                         ))
+                        .http_client(self.http_client("s3"))
                         .build(),
                 )
             })
@@ -201,12 +221,15 @@ impl AwsFactory {
         }
         let base = loader.load().await;
         let endpoint_override = endpoint_url.is_some() || base.endpoint_url().is_some();
+        let http = https_client();
         Self {
             base,
             endpoint_override,
             metrics,
             allowed_roles,
             sessions: Mutex::new(HashMap::new()),
+            http,
+            rates: Arc::new(RateLimits::new(limits.rate)),
         }
     }
 
@@ -296,9 +319,28 @@ impl AwsFactory {
             config,
             counter,
             path_style_s3: self.endpoint_override,
+            http: self.http.clone(),
+            rates: self.rates.clone(),
             clients: Clients::default(),
         }))
     }
+}
+
+/// The SDK's default HTTPS client, built as the SDK builds it (rustls with aws-lc, the proxy
+/// from the environment), so every client can share it behind its rate limit.
+fn https_client() -> SharedHttpClient {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector = aws_smithy_http_client::ConnectorBuilder::default()
+            .tls_provider(Provider::Rustls(CryptoMode::AwsLc));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 /// Credentials from `sts:AssumeRole`, made through the parent identity's (counted) STS client

@@ -17,6 +17,8 @@ use crate::support::sandbox;
 #[allow(dead_code)] // every field shows in assertion messages ({:?}); not every test reads each
 pub struct Recorded {
     pub seq: u64,
+    /// When the emulator received it (Unix seconds).
+    pub time: f64,
     /// botocore serviceId, equal to the Rust SDK's metadata service name ("KMS", "S3", "STS").
     pub service: String,
     pub operation: String,

@@ -661,3 +661,55 @@ async fn a_reconcile_longer_than_its_deadline_is_stopped_and_retried() {
     emulator::clear_faults_for(&operator.access_key).await;
     wait_ready(&api, "slow", 1).await;
 }
+
+/// The most calls of one service in one account the emulator received within any `window`.
+fn busiest_window(calls: &[emulator::Recorded], window: f64) -> (String, usize) {
+    let mut by_bucket: std::collections::BTreeMap<(String, String), Vec<f64>> = Default::default();
+    for c in calls {
+        by_bucket
+            .entry((c.service.clone(), c.account.clone()))
+            .or_default()
+            .push(c.time);
+    }
+    let mut busiest = (String::new(), 0);
+    for ((service, account), mut times) in by_bucket {
+        times.sort_by(f64::total_cmp);
+        for (i, start) in times.iter().enumerate() {
+            let within = times[i..]
+                .iter()
+                .take_while(|t| **t < start + window)
+                .count();
+            if within > busiest.1 {
+                busiest = (format!("{service} in {account}"), within);
+            }
+        }
+    }
+    busiest
+}
+
+/// Every request waits for a token of its service, account and region: over the whole creation
+/// of a pipeline, the emulator never received more of one service's calls in one account within
+/// a second than the bucket allows (its burst plus one second's rate).
+#[tokio::test]
+async fn each_service_and_account_is_held_to_its_request_rate() {
+    let (ns, api) = namespace("rel-rate").await;
+    let operator = Operator::start(
+        &ns,
+        &[("AWS_REQUESTS_PER_SECOND", "4"), ("AWS_REQUEST_BURST", "4")],
+    );
+    api.create(
+        &PostParams::default(),
+        &example("minimal.yaml", &ns, "paced"),
+    )
+    .await
+    .expect("create");
+    wait_ready(&api, "paced", 1).await;
+    let calls = operator.calls().await;
+    let (bucket, most) = busiest_window(&calls, 1.0);
+    // GCRA admits the burst at once and then one call per 1/rate s: 4 + 4 within a second.
+    assert!(most <= 8, "{most} calls of {bucket} within one second");
+    // Not vacuous: one bucket had more calls than a second allows, so it was made to wait.
+    let iam = calls.iter().filter(|c| c.service == "IAM").count();
+    assert!(iam > 8, "IAM calls: {iam}");
+    operator.assert_calls_match_record().await;
+}
