@@ -130,7 +130,21 @@ fn inventory(report: &Report, previous: &[InventoryItem]) -> Vec<InventoryItem> 
 pub fn after_apply(dp: &DeliveryPipeline, report: &Report) -> DeliveryPipelineStatus {
     let old = current(dp);
     let generation = dp.meta().generation;
-    let (states, dropped) = conditions::from_apply(report);
+    let (states, dropped) = conditions::from_apply_keeping(report, |type_| {
+        old.conditions
+            .iter()
+            .find(|c| {
+                c.type_ == type_
+                    && c.status == conditions::TRUE
+                    && c.observed_generation == generation
+            })
+            .map(|c| State {
+                type_: c.type_.clone(),
+                status: conditions::TRUE,
+                reason: c.reason.clone(),
+                message: c.message.clone(),
+            })
+    });
     let completed = report.steps.iter().all(|s| s.completed());
     DeliveryPipelineStatus {
         observed_generation: generation,

@@ -133,7 +133,35 @@ fn per_condition(report: &Report) -> (Vec<State>, Vec<String>) {
 /// States of the step conditions, `Ready` and `Synced` after an apply run, plus the condition
 /// types to remove (groups the spec no longer wants, now gone).
 pub fn from_apply(report: &Report) -> (Vec<State>, Vec<String>) {
+    from_apply_keeping(report, |_| None)
+}
+
+/// As [`from_apply`], where a group that was True at this generation (`was_true` gives its
+/// state then) stays True when this run could not look at it: a transient AWS error
+/// (throttling, 5xx, a dropped connection) or a dependency blocked by one. `Ready` reports the
+/// last known state of the resources and `Synced` the error, as Crossplane's Ready and Synced
+/// do; otherwise one throttled read among a resync's hundred flips a running pipeline to not
+/// Ready, and under sustained faults it would never show Ready at all.
+pub fn from_apply_keeping(
+    report: &Report,
+    was_true: impl Fn(&str) -> Option<State>,
+) -> (Vec<State>, Vec<String>) {
     let (mut states, dropped) = per_condition(report);
+    for state in states.iter_mut().filter(|s| s.status != TRUE) {
+        let unseen = report
+            .steps
+            .iter()
+            .filter(|s| s.condition == state.type_)
+            .all(|s| match &s.outcome {
+                Outcome::Failed(f) => f.class == Class::Retryable,
+                Outcome::Blocked { .. } => true,
+                Outcome::Applied(a) => a.progress.is_none() && a.drift.is_empty(),
+                _ => false,
+            });
+        if let Some(previous) = was_true(&state.type_).filter(|_| unseen) {
+            *state = previous;
+        }
+    }
     let ready = ready(&states);
     states.push(ready);
     states.push(match report.errors().next() {

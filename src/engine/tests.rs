@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::conditions::{self, FALSE, READY, SYNCED, TRUE, UNKNOWN};
+use super::conditions::{self, FALSE, READY, SYNCED, State, TRUE, UNKNOWN};
 use super::*;
 
 const A: Key = Key::new("A");
@@ -262,6 +262,54 @@ async fn a_failure_blocks_only_its_dependents() {
     assert_eq!(state(&states, "b").status, UNKNOWN);
     assert_eq!(state(&states, "b").message, "waiting for a");
     assert_eq!(state(&states, SYNCED).status, FALSE);
+    assert_eq!(state(&states, READY).status, FALSE);
+}
+
+#[tokio::test]
+async fn a_transient_error_keeps_what_was_true_and_a_terminal_one_does_not() {
+    let j = journal();
+    let mut throttled = Fake::new("throttled", &[], &[A], &j);
+    throttled.behaviour = Behaviour::Fail(Failure::retryable("Throttled", "slow down"));
+    let mut denied = Fake::new("denied", &[], &[C], &j);
+    denied.behaviour = Behaviour::Fail(Failure::terminal("AccessDenied", "denied"));
+    let steps = boxed(vec![
+        throttled,
+        Fake::new("blocked", &[A], &[B], &j),
+        denied,
+    ]);
+    let report = apply(&steps, seed()).await.expect("graph");
+    let before = |type_: &str| Some(State::new(type_, TRUE, "InSync", ""));
+    let (states, _) = conditions::from_apply_keeping(&report, before);
+    assert_eq!(
+        state(&states, "throttled").status,
+        TRUE,
+        "not seen this time"
+    );
+    assert_eq!(
+        state(&states, "blocked").status,
+        TRUE,
+        "blocked by a transient error"
+    );
+    assert_eq!(
+        state(&states, "denied").status,
+        FALSE,
+        "a terminal error is news"
+    );
+    assert_eq!(state(&states, READY).status, FALSE);
+    assert_eq!(state(&states, SYNCED).status, FALSE);
+
+    // Without the terminal error: Ready stays True while Synced says what failed.
+    let j = journal();
+    let mut throttled = Fake::new("throttled", &[], &[A], &j);
+    throttled.behaviour = Behaviour::Fail(Failure::retryable("Throttled", "slow down"));
+    let steps = boxed(vec![throttled, Fake::new("blocked", &[A], &[B], &j)]);
+    let report = apply(&steps, seed()).await.expect("graph");
+    let (states, _) = conditions::from_apply_keeping(&report, before);
+    assert_eq!(state(&states, READY).status, TRUE);
+    assert_eq!(state(&states, SYNCED).reason, "Throttled");
+    // Never True before: the error shows.
+    let (states, _) = conditions::from_apply_keeping(&report, |_| None);
+    assert_eq!(state(&states, "throttled").status, FALSE);
     assert_eq!(state(&states, READY).status, FALSE);
 }
 

@@ -250,6 +250,10 @@ class Harness:
                     continue
                 if fault.get("access_key") and fault["access_key"] != ident.access_key:
                     continue
+                # A long-term key and every role session assumed from it (the operator's calls in
+                # every account it reaches).
+                if fault.get("origin_key") and fault["origin_key"] != ORIGINS.get(ident.access_key, ident.access_key):
+                    continue
                 if fault.get("resource"):
                     if haystack is None:
                         from urllib.parse import unquote
@@ -455,13 +459,19 @@ class Harness:
             log(f"{what}: dropping the connection of {ident.service_id}:{ident.operation}")
             return _drop(environ, start_response)
         status = int(fault.get("http_status") or default_status)
+        code = fault["error_code"]
+        if ident.service_id == "S3" and code in ("Throttling", "ThrottlingException"):
+            # S3 throttles with 503 SlowDown ("Please reduce your request rate"), not with the
+            # ThrottlingException of the JSON and query services; a 400 to a HEAD request would
+            # carry no code at all.
+            code, status = "SlowDown", 503
         record["status"] = status
-        log(f"{what}: {ident.service_id}:{ident.operation} -> {fault['error_code']} ({status})")
+        log(f"{what}: {ident.service_id}:{ident.operation} -> {code} ({status})")
         return self.error(
             start_response,
             ident,
-            fault["error_code"],
-            fault.get("message") or f"Injected by the test harness ({what}): {fault['error_code']}",
+            code,
+            fault.get("message") or f"Injected by the test harness ({what}): {code}",
             status,
             sender=status < 500,
         )
@@ -520,7 +530,7 @@ class Harness:
                         fault = json.loads(body or b"{}")
                     except ValueError as e:
                         return reply(400, {"error": f"fault is not JSON: {e}"})
-                    known = {"service", "operation", "account", "access_key", "resource", "error_code", "http_status", "message", "count", "fraction", "latency_ms", "drop_connection", "after_apply"}
+                    known = {"service", "operation", "account", "access_key", "origin_key", "resource", "error_code", "http_status", "message", "count", "fraction", "latency_ms", "drop_connection", "after_apply"}
                     unknown = set(fault) - known
                     if unknown:
                         return reply(400, {"error": f"unknown fault fields {sorted(unknown)}"})

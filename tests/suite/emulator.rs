@@ -53,6 +53,9 @@ pub struct Fault {
     pub account: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access_key: Option<String>,
+    /// A long-term key: its own calls and those of every role session assumed from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin_key: Option<String>,
     /// A substring of the request (path, query or body), e.g. a resource name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
@@ -154,6 +157,16 @@ pub async fn clear_faults() {
 }
 
 /// Removes the faults scoped to `access_key`.
+/// Clears the faults injected with `origin_key` set to `key`.
+pub async fn clear_faults_from(key: &str) {
+    send(
+        reqwest::Client::new()
+            .delete(url("faults"))
+            .query(&[("origin_key", key)]),
+    )
+    .await;
+}
+
 pub async fn clear_faults_for(access_key: &str) {
     send(
         reqwest::Client::new()

@@ -713,3 +713,152 @@ async fn each_service_and_account_is_held_to_its_request_rate() {
     assert!(iam > 8, "IAM calls: {iam}");
     operator.assert_calls_match_record().await;
 }
+
+/// Faults the soak injects into every call of the operator (its own key and every role session
+/// assumed from it), as fractions of the calls: throttling, 5xx, connection resets, and replies
+/// lost after AWS applied the write.
+fn soak_faults(origin_key: &str) -> Vec<Fault> {
+    let fault = |fraction: f64| Fault {
+        origin_key: Some(origin_key.to_string()),
+        fraction: Some(fraction),
+        ..Fault::default()
+    };
+    vec![
+        Fault {
+            error_code: Some("ThrottlingException".into()),
+            http_status: Some(400),
+            message: Some("Rate exceeded".into()),
+            ..fault(0.20)
+        },
+        Fault {
+            error_code: Some("InternalFailure".into()),
+            http_status: Some(500),
+            ..fault(0.05)
+        },
+        Fault {
+            drop_connection: true,
+            ..fault(0.02)
+        },
+        Fault {
+            error_code: Some("InternalFailure".into()),
+            http_status: Some(500),
+            after_apply: true,
+            ..fault(0.02)
+        },
+    ]
+}
+
+/// The soak: whole pipelines of both examples' shapes (three accounts) created while 20% of
+/// the operator's calls are throttled, 5% answered 5xx, 2% reset and 2% lose their reply after
+/// AWS applied them. All become Ready; each account's inventory, listed from the emulator, holds
+/// exactly what the same shape holds when made without faults; all deleted, nothing is left.
+/// `SOAK_PIPELINES` sets the size (2 in `make test`; `scripts/soak` runs 20).
+#[tokio::test]
+async fn whole_pipelines_converge_under_injected_faults_and_leave_nothing() {
+    let size: usize = std::env::var("SOAK_PIPELINES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2);
+    let accounts = [crate::support::ACCOUNT, "222222222222", "333333333333"];
+    let shapes = ["minimal.yaml", "cross-account.yaml"];
+    let (ns, api) = namespace("rel-soak").await;
+    let env = [
+        ("AWS_REQUESTS_PER_SECOND", "50"),
+        ("AWS_REQUEST_BURST", "50"),
+    ];
+
+    // The baselines: one of each shape, made without a fault (in a namespace of their own),
+    // counted, and deleted.
+    let mut baseline = std::collections::BTreeMap::new();
+    {
+        let (calm_ns, calm_api) = namespace("rel-calm").await;
+        let _calm = Operator::start(&calm_ns, &env);
+        for (i, shape) in shapes.iter().enumerate() {
+            let name = format!("calm{i}");
+            let dp = example(shape, &calm_ns, &name);
+            calm_api
+                .create(&PostParams::default(), &dp)
+                .await
+                .expect("create");
+            wait_ready(&calm_api, &name, 1).await;
+            let ctx = crate::support::ctx_of(&dp);
+            for account in accounts {
+                let made = crate::identity::leftovers(&ctx, account).await.len();
+                baseline.insert((*shape, account), made);
+            }
+            calm_api
+                .delete(&name, &DeleteParams::default())
+                .await
+                .expect("delete");
+            crate::support::gone(&calm_api, &name).await;
+        }
+    }
+
+    let operator = Operator::start(&ns, &env);
+    for fault in soak_faults(&operator.access_key) {
+        emulator::inject(fault).await;
+    }
+    let started = Instant::now();
+    let pipelines: Vec<(&str, DeliveryPipeline)> = (0..size)
+        .map(|i| {
+            let shape = shapes[i % shapes.len()];
+            (shape, example(shape, &ns, &format!("soak{i:02}")))
+        })
+        .collect();
+    for (_, dp) in &pipelines {
+        api.create(&PostParams::default(), dp)
+            .await
+            .expect("create");
+    }
+    let slow = Duration::from_secs(600);
+    for (_, dp) in &pipelines {
+        let name = dp.metadata.name.clone().expect("name");
+        eventually(&format!("{name} Ready under faults"), slow, || async {
+            let dp = api.get(&name).await.ok()?;
+            crate::support::is_ready(&dp).then_some(())
+        })
+        .await;
+    }
+    let ready_after = started.elapsed();
+    let calls = operator.calls().await;
+    let faulted = calls.iter().filter(|c| c.injected || c.dropped).count();
+    println!(
+        "soak: {size} pipelines Ready after {ready_after:?} under faults; {} calls, {faulted} answered by a fault",
+        calls.len()
+    );
+    assert!(faulted > 0, "no fault was injected");
+    emulator::clear_faults_from(&operator.access_key).await;
+
+    for (shape, dp) in &pipelines {
+        let ctx = crate::support::ctx_of(dp);
+        for account in accounts {
+            let made = crate::identity::leftovers(&ctx, account).await;
+            assert_eq!(
+                made.len(),
+                baseline[&(*shape, account)],
+                "{} in {account}: {made:#?}",
+                dp.metadata.name.as_deref().unwrap_or_default()
+            );
+        }
+    }
+
+    for (_, dp) in &pipelines {
+        api.delete(
+            dp.metadata.name.as_deref().expect("name"),
+            &DeleteParams::default(),
+        )
+        .await
+        .expect("delete");
+    }
+    for (_, dp) in &pipelines {
+        crate::support::gone(&api, dp.metadata.name.as_deref().expect("name")).await;
+        let ctx = crate::support::ctx_of(dp);
+        for account in accounts {
+            assert_eq!(
+                crate::identity::leftovers(&ctx, account).await,
+                Vec::<String>::new(),
+                "{account}"
+            );
+        }
+    }
+}
