@@ -104,6 +104,12 @@ enum PlanFormat {
     Json,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum RetryMode {
+    Standard,
+    Adaptive,
+}
+
 #[derive(clap::Args)]
 struct RunArgs {
     /// Namespace to watch (repeatable); all namespaces when absent.
@@ -140,6 +146,10 @@ struct RunArgs {
     /// Requests to one service, account and region that may go at once above that rate.
     #[arg(long, env = "AWS_REQUEST_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     aws_request_burst: u32,
+    /// The AWS SDK's retry mode: `standard`, or `adaptive` (the SDK's own client-side rate
+    /// limiter on top of the request rate above, cut on every throttle).
+    #[arg(long, env = "AWS_RETRY_MODE", value_enum, default_value_t = RetryMode::Standard)]
+    aws_retry_mode: RetryMode,
     /// Seconds a step may wait for IAM to show a principal (a role just created) before the
     /// wait is reported as an error: longer than propagation takes means it will not appear.
     #[arg(long, env = "IAM_PROPAGATION_LIMIT_SECONDS", default_value_t = 120)]
@@ -539,6 +549,7 @@ async fn run(args: RunArgs) -> ExitCode {
             per_second: NonZeroU32::new(args.aws_requests_per_second).unwrap_or(NonZeroU32::MIN),
             burst: NonZeroU32::new(args.aws_request_burst).unwrap_or(NonZeroU32::MIN),
         },
+        adaptive: args.aws_retry_mode == RetryMode::Adaptive,
         ..ClientLimits::default()
     };
     let aws = AwsFactory::new(

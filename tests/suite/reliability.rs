@@ -862,3 +862,100 @@ async fn whole_pipelines_converge_under_injected_faults_and_leave_nothing() {
         }
     }
 }
+
+/// Creates `names` in `api` and waits until every one is Ready; returns how long that took.
+async fn all_ready(api: &Api<DeliveryPipeline>, ns: &str, names: &[String]) -> Duration {
+    let started = Instant::now();
+    for name in names {
+        api.create(&PostParams::default(), &example("minimal.yaml", ns, name))
+            .await
+            .expect("create");
+    }
+    for name in names {
+        eventually(
+            &format!("{name} Ready"),
+            Duration::from_secs(600),
+            || async {
+                let dp = api.get(name).await.ok()?;
+                crate::support::is_ready(&dp).then_some(())
+            },
+        )
+        .await;
+    }
+    started.elapsed()
+}
+
+/// One pipeline whose role lacks one action (logs:CreateLogGroup, refused by AWS for its log
+/// groups only) among healthy ones: its condition names the action, it is not retried while
+/// the others are made (a terminal error waits for the slow retry, holding no worker), and the
+/// healthy ones reach Ready; the time they take beside it is measured against the same number
+/// alone, in the same run. `FAIRNESS_PIPELINES` sets how many healthy ones (6 in `make test`;
+/// the figure in docs/testing.md is for 20).
+#[tokio::test]
+async fn one_pipeline_denied_an_action_does_not_slow_the_others() {
+    let size: usize = std::env::var("FAIRNESS_PIPELINES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(6);
+    let env = [
+        ("AWS_REQUESTS_PER_SECOND", "100"),
+        ("AWS_REQUEST_BURST", "100"),
+    ];
+    let names: Vec<String> = (0..size).map(|i| format!("ok{i:02}")).collect();
+
+    let (alone_ns, alone_api) = namespace("rel-alone").await;
+    let alone_operator = Operator::start(&alone_ns, &env);
+    let alone = all_ready(&alone_api, &alone_ns, &names).await;
+    drop(alone_operator);
+
+    let (ns, api) = namespace("rel-beside").await;
+    let operator = Operator::start(&ns, &env);
+    let bad = example("minimal.yaml", &ns, "denied");
+    let bad_name = crate::support::ctx_of(&bad).names().base();
+    emulator::inject(Fault {
+        service: Some("CloudWatch Logs".into()),
+        operation: Some("CreateLogGroup".into()),
+        resource: Some(bad_name.clone()),
+        error_code: Some("AccessDeniedException".into()),
+        http_status: Some(400),
+        message: Some(format!(
+            "User: arn:aws:sts::{}:assumed-role/operator/session is not authorized to perform: logs:CreateLogGroup on resource: arn:aws:logs:us-east-1:{}:log-group:/delivery-operator/{bad_name}/ because no identity-based policy allows the logs:CreateLogGroup action",
+            crate::support::ACCOUNT,
+            crate::support::ACCOUNT
+        )),
+        ..Fault::default()
+    })
+    .await;
+    api.create(&PostParams::default(), &bad)
+        .await
+        .expect("create the denied one");
+    let beside = all_ready(&api, &ns, &names).await;
+    println!(
+        "fairness: {size} healthy pipelines Ready in {alone:?} alone and {beside:?} beside one denied an action (ratio {:.2})",
+        beside.as_secs_f64() / alone.as_secs_f64()
+    );
+
+    let denied = eventually("the denied pipeline's condition", WAIT, || async {
+        let dp = api.get("denied").await.ok()?;
+        dp.status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.status == "False" && c.message.contains("logs:CreateLogGroup"))
+            .cloned()
+    })
+    .await;
+    assert_eq!(denied.reason, "AccessDenied", "{denied:?}");
+    // Tried in one reconcile (one call per log group at most), not again while the others
+    // were made: the terminal retry is minutes away.
+    let tries = operator
+        .calls()
+        .await
+        .iter()
+        .filter(|c| c.operation == "CreateLogGroup" && c.injected)
+        .count();
+    assert!(
+        (1..=4).contains(&tries),
+        "{tries} denied CreateLogGroup calls"
+    );
+}
