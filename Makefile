@@ -1,7 +1,6 @@
 # delivery-operator: common tasks. `make demo` and `make test` are the two entry points.
 SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/delivery-operator/target
-BIN := $(CARGO_TARGET_DIR)/debug/delivery-operator
 
 .PHONY: demo test toolchain sandbox sandbox-down build crds lint unit fmt
 
@@ -26,12 +25,13 @@ sandbox:
 sandbox-down:
 	scripts/sandbox down
 
+## The one build make test and make demo share (static, debug profile, test binaries included).
 build:
-	cargo build
+	scripts/build
 
 ## Regenerate crds/ (and the chart's copy, which templates/crd.yaml installs) from the Rust types.
-crds: build
-	$(BIN) crd --output-dir crds
+crds:
+	"$$(scripts/build)" crd --output-dir crds
 	cp crds/deliverypipelines.yaml crds/deliverypolicies.yaml charts/delivery-operator/files/crds/
 
 fmt:
@@ -42,4 +42,4 @@ lint:
 	cargo clippy --all-targets -- -D warnings
 
 unit:
-	cargo test --lib --bins
+	scripts/build --run --lib --bins

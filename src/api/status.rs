@@ -34,6 +34,12 @@ pub struct DeliveryPipelineStatus {
     /// always under `Manage`, which corrects what it finds).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<DriftItem>,
+    /// When the operator last read every AWS resource of the pipeline and found each as the
+    /// spec at `observedGeneration` wants it (nothing to change, nothing to wait for). A
+    /// restarted operator, or a new leader, does not check the pipeline again before
+    /// `--resync-interval-seconds` from then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<String>,
     /// The value of the `delivery-operator.dev/reconcile-requested-at` annotation the operator
     /// last acted on: a tool that sets the annotation waits for this field to equal it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -83,6 +83,9 @@ pub struct Context {
     full_checks: Mutex<HashMap<String, FullCheck>>,
     /// Since when each (pipeline, step) has been waiting for IAM propagation.
     iam_waits: Mutex<HashMap<String, Instant>>,
+    /// Pipelines this process has looked at: only the first look may trust a `verifiedAt`
+    /// another process (or this one before a restart) wrote.
+    seen: Mutex<std::collections::HashSet<String>>,
 }
 
 #[derive(Clone, Copy)]
@@ -112,7 +115,8 @@ pub enum Error {
 
 /// `delivery-operator.dev/abandon-unreachable: "true"` on a pipeline being deleted: what the
 /// operator cannot reach (an environment whose role cannot be assumed or whose account is
-/// closed; the pipeline's own credentials gone) is left in AWS, and everything else is deleted.
+/// closed; the pipeline's own credentials gone) or AWS refuses to delete (AccessDenied, or any
+/// other error that a retry cannot change) is left in AWS, and everything else is deleted.
 /// Without it such a deletion waits, and its condition names the blocker and this annotation.
 pub const ABANDON_ANNOTATION: &str = "delivery-operator.dev/abandon-unreachable";
 
@@ -177,6 +181,7 @@ impl Context {
             degraded: Mutex::new(HashMap::new()),
             full_checks: Mutex::new(HashMap::new()),
             iam_waits: Mutex::new(HashMap::new()),
+            seen: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -287,6 +292,33 @@ impl Context {
         if let Ok(mut checks) = self.full_checks.lock() {
             checks.remove(key);
         }
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.insert(key.to_string());
+        }
+    }
+
+    /// This process's first look at a pipeline verified whole, as it is now, less than a
+    /// resync interval ago (by an earlier process or another replica): the time until its
+    /// next check is due, which it waits without an AWS call. A restart costs nothing.
+    fn verified_before_this_process(&self, key: &str, dp: &DeliveryPipeline) -> Option<Duration> {
+        let first = self.seen.lock().ok()?.insert(key.to_string());
+        if !first {
+            return None;
+        }
+        let left = status::verified_within(dp, self.settings.resync_interval, chrono::Utc::now())?;
+        // The whole check it stands for, so a running execution's polls and the next
+        // resync count from it.
+        if let Ok(mut checks) = self.full_checks.lock() {
+            let age = self.settings.resync_interval.saturating_sub(left);
+            checks.insert(
+                key.to_string(),
+                FullCheck {
+                    trigger: reconcile_trigger(dp),
+                    checked_at: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
+                },
+            );
+        }
+        Some(left)
     }
 
     async fn event(
@@ -715,6 +747,10 @@ async fn apply(
         Ok(admitted) => admitted,
         Err(err) => return not_attempted(dp, api, ctx, &key, err).await,
     };
+    if let Some(left) = ctx.verified_before_this_process(&key, dp) {
+        info!(next_check_in = ?left, "verified whole within the resync interval; no AWS call until then");
+        return Ok(Requeue::requeue(left));
+    }
     if let Some(requeue) = poll_running_execution(dp, api, ctx, &key, &admitted).await? {
         return Ok(requeue);
     }
@@ -1021,7 +1057,17 @@ async fn cleanup(
     }
     // Deletion works from identity (names, tags): it needs no other step's outputs, so it
     // completes whatever partial state the pipeline is in.
-    let report = engine::delete(&steps).await?;
+    let mut report = engine::delete(&steps).await?;
+    let refused = refused_deletions(&report);
+    if is_abandoning(dp) && !refused.is_empty() {
+        // Left in AWS as asked; deleting again without them frees what waited for them.
+        let mut index = 0;
+        steps.retain(|_| {
+            index += 1;
+            !refused.iter().any(|(i, _)| *i == index - 1)
+        });
+        report = engine::delete(&steps).await?;
+    }
     if report.all_gone() {
         info!("every AWS resource is gone");
         if abandoning {
@@ -1033,6 +1079,18 @@ async fn cleanup(
                 "left in AWS because they cannot be reached: the resources of environment {}; everything else was deleted",
                 left.join(", environment ")
             ))
+            .await;
+        }
+        if !refused.is_empty() {
+            let left: Vec<&str> = refused.iter().map(|(_, m)| m.as_str()).collect();
+            abandoned(
+                dp,
+                ctx,
+                format!(
+                    "left in AWS because AWS refused to delete them: {}; everything else was deleted",
+                    left.join("; ")
+                ),
+            )
             .await;
         }
         // Kubernetes' garbage collector removes the owned ConfigMap too; deleting it here
@@ -1067,6 +1125,20 @@ async fn cleanup(
                 abandon_command(dp)
             ),
         );
+    } else if let Some((_, refusal)) = refused.first().filter(|_| !is_abandoning(dp)) {
+        let message = format!(
+            "AWS refuses to delete {refusal}; allow it (or remove what prevents it), or leave what AWS refuses in AWS and delete everything else: {}",
+            abandon_command(dp)
+        );
+        status::deletion_waits(dp, &mut deleting, &message);
+        status::write(api, dp, deleting).await?;
+        // A retry cannot change a refusal: looked at again slowly, unless something else of
+        // the pipeline is still on its way out.
+        return Err(if only_refusals_left(&report) {
+            Error::Aws(Failure::terminal(status::DELETION_BLOCKED, message))
+        } else {
+            Error::DeletionPending(message)
+        });
     }
     status::write(api, dp, deleting).await?;
     let first_error = report.errors().next().cloned();
@@ -1075,6 +1147,31 @@ async fn cleanup(
             .map(|e| e.message)
             .unwrap_or_else(|| "waiting for AWS to finish deleting".into()),
     ))
+}
+
+/// The steps of a deletion run that AWS refused with an error a retry cannot change (the
+/// operator's identity denied the delete, a resource AWS will not delete): their index and
+/// "<kind> (<error>)".
+fn refused_deletions(report: &Report) -> Vec<(usize, String)> {
+    report
+        .steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, step)| {
+            step.failure()
+                .filter(|f| f.class == Class::Terminal)
+                .map(|f| (i, format!("{} ({})", step.kind, f.message)))
+        })
+        .collect()
+}
+
+/// Whether every step not gone yet is refused, or waits for one that is.
+fn only_refusals_left(report: &Report) -> bool {
+    report.steps.iter().all(|step| match &step.outcome {
+        Outcome::Removed(Removal::Gone) | Outcome::Blocked { .. } => true,
+        Outcome::Failed(f) => f.class == Class::Terminal,
+        _ => false,
+    })
 }
 
 /// What the administrators' policies allow the pipeline (waiting for their first listing), or

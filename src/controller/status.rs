@@ -159,8 +159,42 @@ pub fn after_apply(dp: &DeliveryPipeline, report: &Report) -> DeliveryPipelineSt
         // The controller reads the execution after the run; until then, the last one known.
         last_execution: old.last_execution.clone(),
         drift: Vec::new(),
+        verified_at: completed.then(now),
         last_handled_reconcile_at: old.last_handled_reconcile_at.clone(),
     }
+}
+
+/// How long until `dp`'s next whole check is due, when its status says it was verified whole
+/// (`verifiedAt`) as it is now (same generation, reconcile request answered, Ready and Synced,
+/// no execution running) less than `interval` before `now`; None when it must be checked now.
+pub fn verified_within(
+    dp: &DeliveryPipeline,
+    interval: std::time::Duration,
+    now: chrono::DateTime<Utc>,
+) -> Option<std::time::Duration> {
+    let status = dp.status.as_ref()?;
+    let current = status.observed_generation == dp.meta().generation
+        && status.last_handled_reconcile_at.as_ref()
+            == dp.annotations().get(super::RECONCILE_REQUEST_ANNOTATION)
+        && [READY, SYNCED].iter().all(|type_| {
+            status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == *type_ && c.status == conditions::TRUE)
+        })
+        && !status
+            .last_execution
+            .as_ref()
+            .is_some_and(super::executions::in_progress);
+    if !current {
+        return None;
+    }
+    let verified = chrono::DateTime::parse_from_rfc3339(status.verified_at.as_deref()?).ok()?;
+    let age = now
+        .signed_duration_since(verified.with_timezone(&Utc))
+        .to_std()
+        .ok()?;
+    interval.checked_sub(age).filter(|left| !left.is_zero())
 }
 
 /// After an observe-only run: conditions name the differences, `drift` lists them; outputs and
@@ -199,6 +233,8 @@ pub fn after_observe(dp: &DeliveryPipeline, report: &Report) -> DeliveryPipeline
                 desired: d.desired.clone(),
             })
             .collect(),
+        // Observe-only reads every time it wakes: nothing to skip after a restart.
+        verified_at: None,
         last_handled_reconcile_at: old.last_handled_reconcile_at.clone(),
     }
 }
@@ -302,10 +338,14 @@ pub fn deleting(dp: &DeliveryPipeline, report: &Report) -> DeliveryPipelineStatu
     }
 }
 
+/// `Synced` reason of a deletion that waits for a person (access to restore, or the abandon
+/// annotation).
+pub const DELETION_BLOCKED: &str = "DeletionBlocked";
+
 /// The deletion waits for something only a person can fix (an environment that cannot be
 /// reached): `Synced` says what, and how to finish anyway.
 pub fn deletion_waits(dp: &DeliveryPipeline, status: &mut DeliveryPipelineStatus, message: &str) {
-    let states = [State::new(SYNCED, FALSE, "DeletionBlocked", message)];
+    let states = [State::new(SYNCED, FALSE, DELETION_BLOCKED, message)];
     let generation = dp.meta().generation;
     status.conditions = merge(&status.conditions, &states, &[], generation, &now());
 }
@@ -517,5 +557,74 @@ mod tests {
             "t3",
         );
         assert_eq!(flipped[0].last_transition_time, "t3");
+    }
+
+    fn verified(generation: i64, verified_at: &str) -> DeliveryPipeline {
+        let mut dp: DeliveryPipeline =
+            serde_yaml::from_str(include_str!("../../examples/minimal.yaml")).expect("example");
+        dp.metadata.generation = Some(generation);
+        let condition = |type_: &str| Condition {
+            type_: type_.into(),
+            status: conditions::TRUE.into(),
+            reason: "InSync".into(),
+            message: String::new(),
+            last_transition_time: "2026-12-06T10:00:00Z".into(),
+            observed_generation: Some(2),
+        };
+        dp.status = Some(DeliveryPipelineStatus {
+            observed_generation: Some(2),
+            conditions: vec![condition(READY), condition(SYNCED)],
+            verified_at: Some(verified_at.into()),
+            ..Default::default()
+        });
+        dp
+    }
+
+    #[test]
+    fn a_pipeline_verified_as_it_is_now_waits_for_the_rest_of_its_interval() {
+        use std::time::Duration;
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-06T10:10:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let interval = Duration::from_secs(600);
+        let dp = verified(2, "2026-12-06T10:06:00Z");
+        assert_eq!(
+            verified_within(&dp, interval, now),
+            Some(Duration::from_secs(360))
+        );
+        // Verified longer ago than the interval, or never: check now.
+        assert_eq!(
+            verified_within(&verified(2, "2026-12-06T09:59:00Z"), interval, now),
+            None
+        );
+        let mut never = verified(2, "x");
+        never.status.as_mut().expect("status").verified_at = None;
+        assert_eq!(verified_within(&never, interval, now), None);
+        // The spec changed since.
+        assert_eq!(
+            verified_within(&verified(3, "2026-12-06T10:06:00Z"), interval, now),
+            None
+        );
+        // A reconcile was requested and not yet answered.
+        let mut requested = verified(2, "2026-12-06T10:06:00Z");
+        requested.metadata.annotations = Some(
+            [(
+                super::super::RECONCILE_REQUEST_ANNOTATION.to_string(),
+                "now".to_string(),
+            )]
+            .into(),
+        );
+        assert_eq!(verified_within(&requested, interval, now), None);
+        // Not Ready.
+        let mut failing = verified(2, "2026-12-06T10:06:00Z");
+        failing.status.as_mut().expect("status").conditions[0].status = FALSE.into();
+        assert_eq!(verified_within(&failing, interval, now), None);
+        // An execution runs: it is polled, so the pipeline is looked at now.
+        let mut running = verified(2, "2026-12-06T10:06:00Z");
+        running.status.as_mut().expect("status").last_execution = Some(crate::api::LastExecution {
+            status: "InProgress".into(),
+            ..Default::default()
+        });
+        assert_eq!(verified_within(&running, interval, now), None);
     }
 }

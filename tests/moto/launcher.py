@@ -29,6 +29,7 @@ from moto.core.exceptions import ServiceException  # noqa: E402
 import emu_authorize  # noqa: E402
 import emu_executor  # noqa: E402
 import emu_policy  # noqa: E402
+import emu_propagation  # noqa: E402
 from emu_harness import CURRENT, Harness, log, session_issued  # noqa: E402
 
 # Accounts that exist in every test run, as in an AWS Organization whose member accounts carry a
@@ -98,6 +99,8 @@ def fix_sts_assume_role_evaluates_trust_policy() -> None:
             role = iam_backends[parts[4]][parts[1]].get_role_by_arn(role_arn)
         except Exception:
             log(f"AssumeRole denied: {role_arn} does not exist")
+            raise denied
+        if emu_propagation.not_visible_yet(role_arn, "sts:AssumeRole"):
             raise denied
         tags = self._get_param("Tags") or []
         context = caller.context()
@@ -543,7 +546,9 @@ def principal_exists(arn: str) -> bool:
     except Exception:
         return False
     if kind == "role":
-        return any(role.arn == arn for role in backend.get_roles())
+        return any(role.arn == arn for role in backend.get_roles()) and not emu_propagation.not_visible_yet(
+            arn, "a policy naming it as a principal"
+        )
     return any(user.arn == arn for user in backend.users.values())
 
 
@@ -893,7 +898,7 @@ def codebuild_role_problem(service_role: str, account: str, region: str, project
         role = next((r for r in backend.get_roles() if r.arn == service_role), None)
     else:
         role = next((r for r in backend.get_roles() if r.name == service_role), None)
-    if role is None:
+    if role is None or emu_propagation.not_visible_yet(role.arn, "CodeBuild"):
         return f"role {service_role} does not exist"
     caller = emu_policy.ServiceCaller(CODEBUILD_SERVICE, account, project_arn)
     allowed, reason = emu_policy.evaluate(
@@ -1340,7 +1345,7 @@ def codepipeline_role_problem(role_arn: str, account: str, region: str, pipeline
     if role_account != account or partition != get_partition(region):
         return f"{role_arn} is not a role of the pipeline's account {account}"
     role = next((r for r in iam_backends[account][partition].get_roles() if r.arn == role_arn), None)
-    if role is None:
+    if role is None or emu_propagation.not_visible_yet(role_arn, "CodePipeline"):
         return f"role {role_arn} does not exist"
     caller = emu_policy.ServiceCaller(CODEPIPELINE_SERVICE, account, pipeline_arn)
     allowed, reason = emu_policy.evaluate(
@@ -2067,7 +2072,7 @@ def events_deliver_codepipeline(rule, target: dict, event: dict) -> str | None:
     role = None
     if match is not None:
         role = next((r for r in iam_backends[match.group(2)][match.group(1)].get_roles() if r.arn == role_arn), None)
-    if role is None:
+    if role is None or emu_propagation.not_visible_yet(role_arn, "EventBridge"):
         return f"role {role_arn} does not exist"
     problem = events_service_problem(role.assume_role_policy_document, "role trust", ["sts:AssumeRole"], rule)
     if problem is not None:
@@ -2940,6 +2945,7 @@ def serve(host: str, port: int) -> None:
     harness.register("/_harness/runs", emu_executor.arm)
     harness.register("/_harness/scan-findings", emu_executor.scan_findings_endpoint)
     harness.register("/_harness/source-push", emu_executor.source_push)
+    harness.register("/_harness/iam-propagation", emu_propagation.endpoint)
     harness.authorize = authorize
     emu_executor.SETTINGS["endpoint"] = f"http://{host}:{port}"
     run_simple(host, port, harness, threaded=True, request_handler=MotoRequestHandler)
@@ -2974,6 +2980,7 @@ def main() -> None:
     fix_sns_topic_policy_principals_must_exist()
     fix_iam_trust_policy_principals_must_exist()
     fix_iam_role_policy_size_quotas()
+    emu_propagation.install()
     fix_ecr_tag_mutability_exclusions_are_wildcards()
     fix_codebuild_create_project_as_aws()
     fix_codebuild_update_project()

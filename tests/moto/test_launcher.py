@@ -1562,6 +1562,63 @@ class SnsEmailConfirmation(unittest.TestCase):
         self.assertTrue(sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)["SubscriptionArn"].startswith(topic))
 
 
+def harness(method: str, path: str, payload: dict | None = None):
+    request = urllib.request.Request(
+        f"{ENDPOINT}/_harness/{path}", method=method,
+        data=json.dumps(payload).encode() if payload is not None else None,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as r:
+        return json.loads(r.read())
+
+
+@unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
+class IamPropagation(ServiceErrors, unittest.TestCase):
+    """A role a test chose to propagate slowly is refused, as not there, by STS and by resource
+    policies until its delay has passed, then accepted; roles outside the chosen names are seen at
+    once; every refusal is in the harness's record."""
+
+    def test_a_new_role_is_refused_until_it_has_propagated(self):
+        import time
+
+        iam, sts, kms = client("iam"), client("sts"), client("kms")
+        fragment = unique("slow")
+        harness("POST", "iam-propagation", {"match": fragment, "seconds": 2})
+        name = f"{fragment}-role"
+        arn = iam.create_role(
+            RoleName=name,
+            AssumeRolePolicyDocument=trust([{"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{DEFAULT}:root"}, "Action": "sts:AssumeRole"}]),
+        )["Role"]["Arn"]
+        self.assertError(lambda: sts.assume_role(RoleArn=arn, RoleSessionName="s"), "AccessDenied", 403)
+        key = kms.create_key()["KeyMetadata"]["KeyId"]
+        policy = allow([f"arn:aws:iam::{DEFAULT}:root", arn], "kms:*")
+        self.assertError(lambda: kms.put_key_policy(KeyId=key, PolicyName="default", Policy=policy), "MalformedPolicyDocumentException")
+        # A role whose name does not match is seen at once.
+        other = iam.create_role(
+            RoleName=unique("quick"),
+            AssumeRolePolicyDocument=trust([{"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{DEFAULT}:root"}, "Action": "sts:AssumeRole"}]),
+        )["Role"]["Arn"]
+        sts.assume_role(RoleArn=other, RoleSessionName="s")
+        deadline = time.time() + 30
+        while True:
+            try:
+                sts.assume_role(RoleArn=arn, RoleSessionName="s")
+                break
+            except Exception:  # noqa: BLE001
+                self.assertLess(time.time(), deadline, "the role never became visible")
+                time.sleep(0.2)
+        kms.put_key_policy(KeyId=key, PolicyName="default", Policy=policy)
+        uses = {r["use"] for r in harness("GET", f"iam-propagation?match={fragment}")["refusals"]}
+        self.assertTrue({"sts:AssumeRole", "a policy naming it as a principal"} <= uses, uses)
+        self.assertFalse(any("quick" in r["role"] for r in harness("GET", "iam-propagation")["refusals"]))
+        # A trust-policy change propagates again.
+        iam.update_assume_role_policy(
+            RoleName=name,
+            PolicyDocument=trust([{"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{DEFAULT}:root"}, "Action": "sts:AssumeRole"}]),
+        )
+        self.assertError(lambda: sts.assume_role(RoleArn=arn, RoleSessionName="s"), "AccessDenied", 403)
+
+
 @unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
 class S3Notifications(unittest.TestCase):
     def test_eventbridge_delivery_is_reported(self):

@@ -167,6 +167,16 @@ pub async fn clear_faults_from(key: &str) {
     .await;
 }
 
+/// Removes the fault `inject` answered with this ID.
+pub async fn remove_fault(id: &str) {
+    send(
+        reqwest::Client::new()
+            .delete(url("faults"))
+            .query(&[("id", id)]),
+    )
+    .await;
+}
+
 pub async fn clear_faults_for(access_key: &str) {
     send(
         reqwest::Client::new()
@@ -392,4 +402,33 @@ pub async fn source_push(pipeline: &str, files: serde_json::Value) -> String {
     .await;
     let answer: serde_json::Value = serde_json::from_str(&text).expect("push JSON");
     answer["commitId"].as_str().expect("commit").to_string()
+}
+
+/// IAM's eventual consistency for the roles whose names contain `fragment`: each create or
+/// trust-policy change is invisible to STS, the services and resource policies for `seconds`.
+pub async fn slow_iam_propagation(fragment: &str, seconds: f64) {
+    send(
+        reqwest::Client::new()
+            .post(url("iam-propagation"))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({"match": fragment, "seconds": seconds}).to_string()),
+    )
+    .await;
+}
+
+/// What the emulator refused because a role matching `fragment` had not propagated yet: the
+/// use ("sts:AssumeRole", "CodeBuild", "a policy naming it as a principal", ...) per refusal.
+pub async fn propagation_refusals(fragment: &str) -> Vec<String> {
+    let text =
+        send(reqwest::Client::new().get(format!("{}?match={fragment}", url("iam-propagation"))))
+            .await;
+    let v: serde_json::Value = serde_json::from_str(&text).expect("refusals are JSON");
+    v["refusals"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r["use"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -147,12 +147,17 @@ async fn removing_an_email_unsubscribes_exactly_that_subscriber() {
         let mut out: Vec<String> = sns
             .list_subscriptions_by_topic()
             .topic_arn(&topic)
+            .into_paginator()
+            .items()
             .send()
+            .collect::<Vec<_>>()
             .await
-            .expect("list subscriptions")
-            .subscriptions()
-            .iter()
-            .filter_map(|s| s.endpoint().map(str::to_string))
+            .into_iter()
+            .filter_map(|s| {
+                s.expect("list subscriptions")
+                    .endpoint()
+                    .map(str::to_string)
+            })
             .collect();
         out.sort();
         out

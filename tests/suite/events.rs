@@ -67,16 +67,27 @@ fn desired_alarms(ctx: &PipelineContext) -> alarms::Alarms {
 }
 
 async fn rule_names(client: &aws_sdk_eventbridge::Client, prefix: &str) -> Vec<String> {
-    client
-        .list_rules()
-        .name_prefix(prefix)
-        .send()
-        .await
-        .expect("list rules")
-        .rules()
-        .iter()
-        .filter_map(|r| r.name().map(str::to_string))
-        .collect()
+    // ListRules has no paginator in the SDK: follow NextToken by hand.
+    let mut names = Vec::new();
+    let mut token = None;
+    loop {
+        let page = client
+            .list_rules()
+            .name_prefix(prefix)
+            .set_next_token(token)
+            .send()
+            .await
+            .expect("list rules");
+        names.extend(
+            page.rules()
+                .iter()
+                .filter_map(|r| r.name().map(str::to_string)),
+        );
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            return names;
+        }
+    }
 }
 
 async fn alarm_names(client: &aws_sdk_cloudwatch::Client, prefix: &str) -> Vec<String> {
@@ -106,6 +117,7 @@ async fn assert_rule_matches(client: &aws_sdk_eventbridge::Client, want: &Rule) 
     let pattern: Value =
         serde_json::from_str(got.event_pattern().expect("pattern")).expect("pattern is JSON");
     assert_eq!(pattern, want.event_pattern, "{name}");
+    // One page holds them all: a rule has at most 5 targets (EventBridge quotas).
     let targets = client
         .list_targets_by_rule()
         .rule(name)

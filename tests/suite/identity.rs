@@ -78,12 +78,13 @@ async fn assert_role_matches(iam: &aws_sdk_iam::Client, want: &Role) {
     let names: BTreeSet<String> = iam
         .list_role_policies()
         .role_name(&want.name)
+        .into_paginator()
+        .items()
         .send()
+        .collect::<Vec<_>>()
         .await
-        .expect("list role policies")
-        .policy_names()
-        .iter()
-        .cloned()
+        .into_iter()
+        .map(|n| n.expect("list role policies"))
         .collect();
     assert_eq!(
         names,
@@ -112,12 +113,17 @@ async fn assert_role_matches(iam: &aws_sdk_iam::Client, want: &Role) {
     let attached: BTreeSet<String> = iam
         .list_attached_role_policies()
         .role_name(&want.name)
+        .into_paginator()
+        .items()
         .send()
+        .collect::<Vec<_>>()
         .await
-        .expect("attached policies")
-        .attached_policies()
-        .iter()
-        .filter_map(|p| p.policy_arn().map(str::to_string))
+        .into_iter()
+        .filter_map(|p| {
+            p.expect("attached policies")
+                .policy_arn()
+                .map(str::to_string)
+        })
         .collect();
     assert_eq!(attached, want.managed_policy_arns, "{}", want.name);
 }
@@ -125,12 +131,13 @@ async fn assert_role_matches(iam: &aws_sdk_iam::Client, want: &Role) {
 async fn subscribers(sns: &aws_sdk_sns::Client, topic_arn: &str) -> BTreeSet<String> {
     sns.list_subscriptions_by_topic()
         .topic_arn(topic_arn)
+        .into_paginator()
+        .items()
         .send()
+        .collect::<Vec<_>>()
         .await
-        .expect("subscriptions")
-        .subscriptions()
-        .iter()
-        .filter_map(|s| s.endpoint().map(str::to_string))
+        .into_iter()
+        .filter_map(|s| s.expect("subscriptions").endpoint().map(str::to_string))
         .collect()
 }
 
@@ -730,12 +737,17 @@ async fn hand_edits_to_policies_subscriptions_and_retention_are_restored() {
     let subscription = sns
         .list_subscriptions_by_topic()
         .topic_arn(&topic_arn)
+        .into_paginator()
+        .items()
         .send()
+        .collect::<Vec<_>>()
         .await
-        .expect("subscriptions")
-        .subscriptions()
-        .first()
-        .and_then(|s| s.subscription_arn().map(str::to_string))
+        .into_iter()
+        .find_map(|s| {
+            s.expect("subscriptions")
+                .subscription_arn()
+                .map(str::to_string)
+        })
         .expect("one subscription");
     sns.unsubscribe()
         .subscription_arn(&subscription)

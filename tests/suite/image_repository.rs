@@ -254,13 +254,15 @@ async fn deletion_removes_the_repository_even_with_images_in_it() {
         .send()
         .await
         .expect("push an image");
-    let images = ecr
+    let images: Vec<_> = ecr
         .list_images()
         .repository_name(&name)
+        .into_paginator()
+        .items()
         .send()
-        .await
-        .expect("images");
-    assert_eq!(images.image_ids().len(), 1);
+        .collect()
+        .await;
+    assert_eq!(images.len(), 1, "{images:?}");
 
     let since = last_seq(&operator).await;
     api.delete("scrapped", &DeleteParams::default())

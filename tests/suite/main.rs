@@ -20,5 +20,6 @@ mod projects;
 mod reliability;
 mod runs;
 mod runtime;
+mod scale;
 mod support;
 mod tenancy;

@@ -192,14 +192,15 @@ async fn the_cross_account_pipeline_reads_back_stage_by_stage() {
     gone(&api, "delivery").await;
     let pipelines = aws_sdk_codepipeline::Client::new(&aws_config().await)
         .list_pipelines()
+        .into_paginator()
+        .items()
         .send()
-        .await
-        .expect("list pipelines");
+        .collect::<Vec<_>>()
+        .await;
     assert!(
         pipelines
-            .pipelines()
-            .iter()
-            .all(|p| p.name() != Some(name.as_str())),
+            .into_iter()
+            .all(|p| p.expect("list pipelines").name() != Some(name.as_str())),
         "the pipeline is gone"
     );
 }

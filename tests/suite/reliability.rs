@@ -959,3 +959,254 @@ async fn one_pipeline_denied_an_action_does_not_slow_the_others() {
         "{tries} denied CreateLogGroup calls"
     );
 }
+
+/// Every role of the cross-account pipeline takes 6 s to propagate (the emulator hides each
+/// create and trust change from STS, the services that assume roles and resource policies
+/// naming them, as IAM's eventual consistency does): the pipeline reaches Ready within the
+/// usual wait (no 5-minute terminal retry), `Synced` is never False in any status version the
+/// apiserver's watch delivered, and the emulator's record shows propagation did refuse calls.
+#[tokio::test]
+async fn roles_that_take_seconds_to_propagate_are_waited_for_without_an_error() {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+
+    let (ns, api) = namespace("rel-propagate").await;
+    let dp = example("cross-account.yaml", &ns, "propagating");
+    let fragment = crate::support::ctx_of(&dp).names().identity_tag();
+    emulator::slow_iam_propagation(&fragment, 6.0).await;
+    let _operator = Operator::start(&ns, &[]);
+    let mut versions = watcher(
+        api.clone(),
+        watcher::Config::default().fields("metadata.name=propagating"),
+    )
+    .applied_objects()
+    .boxed();
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    let mut not_synced = Vec::new();
+    let watched = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(Ok(seen)) = versions.next().await {
+            if let Some(c) = condition(&seen, "Synced").filter(|c| c.status == "False") {
+                not_synced.push(format!("{}: {}", c.reason, c.message));
+            }
+            if crate::support::is_ready(&seen) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        watched,
+        Ok(true),
+        "Ready within 120 s while roles propagate"
+    );
+    assert!(not_synced.is_empty(), "Synced went False: {not_synced:?}");
+    let refusals = emulator::propagation_refusals(&fragment).await;
+    assert!(
+        refusals
+            .iter()
+            .any(|u| u == "a policy naming it as a principal"),
+        "propagation refused nothing, so this test showed nothing: {refusals:?}"
+    );
+    api.delete("propagating", &DeleteParams::default())
+        .await
+        .expect("delete");
+    crate::support::gone(&api, "propagating").await;
+}
+
+/// AWS refuses to delete the pipeline's log groups (the operator's identity denied
+/// logs:DeleteLogGroup on them): the deletion waits with `Synced` `DeletionBlocked` naming
+/// what is refused, the denied action and the one command that finishes anyway; once
+/// annotated, the pipeline is gone, a Warning event says what was left, and the account
+/// holds nothing of the pipeline but those log groups (listed from AWS).
+#[tokio::test]
+async fn a_deletion_aws_refuses_waits_until_told_to_leave_what_is_refused() {
+    use kube::api::{ListParams, Patch, PatchParams};
+
+    let (ns, api) = namespace("rel-refused").await;
+    let dp = example("minimal.yaml", &ns, "refused");
+    let ctx = crate::support::ctx_of(&dp);
+    let prefix = format!("/delivery-operator/{}/", ctx.names().base());
+    let _operator = Operator::start(&ns, &[]);
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    wait_ready(&api, "refused", 1).await;
+    let denied = emulator::inject(Fault {
+        service: Some("CloudWatch Logs".into()),
+        operation: Some("DeleteLogGroup".into()),
+        resource: Some(prefix.clone()),
+        error_code: Some("AccessDeniedException".into()),
+        http_status: Some(400),
+        message: Some(format!(
+            "User: arn:aws:iam::{0}:user/operator is not authorized to perform: logs:DeleteLogGroup on resource: arn:aws:logs:us-east-1:{0}:log-group:{prefix}* because no identity-based policy allows the logs:DeleteLogGroup action",
+            crate::support::ACCOUNT
+        )),
+        ..Fault::default()
+    })
+    .await;
+    api.delete("refused", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let blocked = eventually("the deletion blocked", WAIT, || async {
+        let dp = api.get("refused").await.ok()?;
+        condition(&dp, "Synced")
+            .filter(|c| c.reason == "DeletionBlocked")
+            .cloned()
+    })
+    .await;
+    let command = format!(
+        "kubectl annotate deliverypipeline refused -n {ns} delivery-operator.dev/abandon-unreachable=true"
+    );
+    for part in ["log group", "logs:DeleteLogGroup", command.as_str()] {
+        assert!(
+            blocked.message.contains(part),
+            "{part}: {}",
+            blocked.message
+        );
+    }
+
+    api.patch(
+        "refused",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {
+            "delivery-operator.dev/abandon-unreachable": "true"
+        }}})),
+    )
+    .await
+    .expect("abandon");
+    crate::support::gone(&api, "refused").await;
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(kube_client("admin").await, &ns);
+    let abandoned: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("Abandoned"))
+        .filter_map(|e| e.message)
+        .collect();
+    assert!(
+        abandoned
+            .iter()
+            .any(|m| m.contains("AWS refused to delete")),
+        "{abandoned:?}"
+    );
+    emulator::remove_fault(&denied).await;
+    let left = crate::identity::leftovers(&ctx, crate::support::ACCOUNT).await;
+    assert!(!left.is_empty(), "the refused log groups stay");
+    assert!(
+        left.iter().all(|l| l.starts_with(&prefix)),
+        "only the refused log groups are left: {left:?}"
+    );
+}
+
+/// A control plane of its own (in `$SANDBOX_DIR/apiserver-restart` under `make test`): stopping
+/// the shared one would fail every other test. It uses the shared emulator.
+fn restartable_sandbox() -> &'static crate::support::Sandbox {
+    static SANDBOX: std::sync::OnceLock<crate::support::Sandbox> = std::sync::OnceLock::new();
+    SANDBOX.get_or_init(|| {
+        let dir = match std::env::var("SANDBOX_DIR") {
+            Ok(d) => std::path::PathBuf::from(d).join("apiserver-restart"),
+            Err(_) => std::env::temp_dir()
+                .join(format!("delivery-operator-restart-{}", std::process::id())),
+        };
+        let sb = crate::support::Sandbox::up(dir);
+        sb.install_crds_and_rbac();
+        sb
+    })
+}
+
+/// The API server stops while a reconcile is in the middle of its AWS calls (a CreateBucket the
+/// emulator holds 3 s) and comes back once that call was answered: the same operator process
+/// (no exit, no restart) brings the pipeline to Ready, and each account's inventory (listed
+/// from AWS) has exactly what the same pipeline made without the outage has; both deleted,
+/// nothing left. The outage is shorter than the renew deadline the test gives the operator
+/// (30 s): a longer one makes the leader exit by design (it can no longer prove it leads).
+#[tokio::test]
+async fn an_api_server_restart_mid_reconcile_is_ridden_out() {
+    let sb = restartable_sandbox();
+    let admin = sb.client(&sb.kubeconfig("admin")).await;
+    let ns = unique("rel-apiserver");
+    create_namespace(&admin, &ns).await;
+    let api: Api<DeliveryPipeline> = Api::namespaced(admin, &ns);
+    let kubeconfig = sb.kubeconfig("operator");
+    let env = [
+        ("KUBECONFIG", kubeconfig.to_str().expect("path")),
+        ("LEADER_ELECT_LEASE_DURATION_SECONDS", "40"),
+        ("LEADER_ELECT_RENEW_DEADLINE_SECONDS", "30"),
+    ];
+    let mut operator = Operator::start(&ns, &env);
+    let calm = example("minimal.yaml", &ns, "calm");
+    let calm_ctx = crate::support::ctx_of(&calm);
+    api.create(&PostParams::default(), &calm)
+        .await
+        .expect("create calm");
+    wait_ready(&api, "calm", 1).await;
+
+    let outage = example("minimal.yaml", &ns, "outage");
+    let outage_ctx = crate::support::ctx_of(&outage);
+    let bucket = outage_ctx.names().artifact_bucket();
+    emulator::inject(Fault {
+        service: Some("S3".into()),
+        operation: Some("CreateBucket".into()),
+        resource: Some(bucket.clone()),
+        latency_ms: Some(3000),
+        count: Some(1),
+        ..Fault::default()
+    })
+    .await;
+    let mark = operator.mark().await;
+    api.create(&PostParams::default(), &outage)
+        .await
+        .expect("create outage");
+    let create_bucket = |answered: bool| {
+        let operator = &operator;
+        async move {
+            operator
+                .calls_after(mark)
+                .await
+                .into_iter()
+                .find(|c| c.operation == "CreateBucket" && (c.status != 0) == answered)
+        }
+    };
+    let held = eventually("CreateBucket held", WAIT, || create_bucket(false)).await;
+    sb.stop_apiserver();
+    eventually(
+        "CreateBucket answered while the API server is down",
+        WAIT,
+        || async {
+            let answered = create_bucket(true).await?;
+            // The reconcile went on after it.
+            let later = operator.calls_after(answered.seq).await.into_iter().next();
+            later.map(|_| ())
+        },
+    )
+    .await;
+    sb.start_apiserver();
+    wait_ready(&api, "outage", 1).await;
+    assert_eq!(operator.exited(), None, "the operator rode out the outage");
+    assert!(held.seq > mark);
+    let made = crate::identity::leftovers(&outage_ctx, crate::support::ACCOUNT).await;
+    let baseline = crate::identity::leftovers(&calm_ctx, crate::support::ACCOUNT).await;
+    assert_eq!(
+        made.len(),
+        baseline.len(),
+        "through the outage {made:#?}, without {baseline:#?}"
+    );
+    for name in ["calm", "outage"] {
+        api.delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
+    }
+    crate::support::gone(&api, "calm").await;
+    crate::support::gone(&api, "outage").await;
+    assert_eq!(
+        crate::identity::leftovers(&outage_ctx, crate::support::ACCOUNT).await,
+        Vec::<String>::new()
+    );
+    drop(operator);
+}

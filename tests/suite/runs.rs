@@ -660,13 +660,18 @@ async fn a_missing_permission_stops_the_run_at_its_action() {
     .await;
     let iam = aws_sdk_iam::Client::new(&aws_config().await);
     let role = format!("{}-build", d.pipeline);
-    let policies = iam
+    let policy_name = iam
         .list_role_policies()
         .role_name(&role)
+        .into_paginator()
+        .items()
         .send()
+        .collect::<Vec<_>>()
         .await
+        .into_iter()
+        .next()
+        .expect("one inline policy")
         .expect("policies");
-    let policy_name = policies.policy_names()[0].clone();
     let document = iam
         .get_role_policy()
         .role_name(&role)

@@ -433,12 +433,18 @@ pub(crate) async fn leftovers(ctx: &PipelineContext, account: &str) -> Vec<Strin
     let names = ctx.names();
     let mut left = Vec::new();
     let clusters: BTreeSet<String> = Env::ALL.iter().map(|e| names.cluster(*e)).collect();
-    let listed = ecs.list_clusters().send().await.expect("list clusters");
+    // Every list pages: the account is shared by every test.
+    let listed: Vec<_> = ecs
+        .list_clusters()
+        .into_paginator()
+        .items()
+        .send()
+        .collect()
+        .await;
     let ours: Vec<String> = listed
-        .cluster_arns()
-        .iter()
+        .into_iter()
+        .map(|a| a.expect("list clusters"))
         .filter(|a| clusters.contains(a.rsplit('/').next().unwrap_or_default()))
-        .cloned()
         .collect();
     if !ours.is_empty() {
         let described = ecs
@@ -453,26 +459,34 @@ pub(crate) async fn leftovers(ctx: &PipelineContext, account: &str) -> Vec<Strin
             .filter(|c| c.status() == Some("ACTIVE"))
         {
             let arn = c.cluster_arn().unwrap_or_default().to_string();
-            let services = ecs
+            let services: Vec<_> = ecs
                 .list_services()
                 .cluster(&arn)
+                .into_paginator()
+                .items()
                 .send()
-                .await
-                .expect("list services");
-            left.extend(services.service_arns().iter().cloned());
+                .collect()
+                .await;
+            left.extend(services.into_iter().map(|s| s.expect("list services")));
             left.push(arn);
         }
     }
     for env in Env::ALL {
         for status in [TaskDefinitionStatus::Active, TaskDefinitionStatus::Inactive] {
-            let revisions = ecs
+            let revisions: Vec<_> = ecs
                 .list_task_definitions()
                 .family_prefix(names.service(env))
                 .status(status)
+                .into_paginator()
+                .items()
                 .send()
-                .await
-                .expect("list task definitions");
-            left.extend(revisions.task_definition_arns().iter().cloned());
+                .collect()
+                .await;
+            left.extend(
+                revisions
+                    .into_iter()
+                    .map(|r| r.expect("list task definitions")),
+            );
         }
     }
     left

@@ -80,6 +80,68 @@ impl Sandbox {
         }
     }
 
+    /// The CRDs (established) and the operator's RBAC, as an installation has them.
+    pub fn install_crds_and_rbac(&self) {
+        let out = self
+            .kubectl()
+            .args(["apply", "--server-side", "--force-conflicts", "-f"])
+            .arg(repo_root().join("crds"))
+            .output()
+            .expect("kubectl apply crd");
+        assert!(
+            out.status.success(),
+            "CRD install failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = self
+            .kubectl()
+            .args([
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/deliverypipelines.pipelines.delivery-operator.dev",
+                "crd/deliverypolicies.pipelines.delivery-operator.dev",
+            ])
+            .output()
+            .expect("kubectl wait");
+        assert!(
+            out.status.success(),
+            "CRD not established: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The operator runs as a service-account identity limited to the shipped RBAC.
+        let out = self
+            .kubectl()
+            .args(["apply", "-f"])
+            .arg(repo_root().join("deploy/rbac.yaml"))
+            .output()
+            .expect("rbac");
+        assert!(
+            out.status.success(),
+            "RBAC install failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stops this sandbox's API server (etcd and the emulator keep running).
+    pub fn stop_apiserver(&self) {
+        self.sandbox_command("stop-apiserver");
+    }
+
+    /// Starts the API server `stop_apiserver` stopped, on the same port; returns once it is ready.
+    pub fn start_apiserver(&self) {
+        self.sandbox_command("start-apiserver");
+    }
+
+    fn sandbox_command(&self, command: &str) {
+        let status = Command::new(repo_root().join("scripts/sandbox"))
+            .arg(command)
+            .env("SANDBOX_DIR", &self.dir)
+            .status()
+            .expect("run scripts/sandbox");
+        assert!(status.success(), "scripts/sandbox {command} failed");
+    }
+
     /// A client of this sandbox's API server with the identity of `kubeconfig`.
     pub async fn client(&self, kubeconfig: &Path) -> Client {
         let kubeconfig = Kubeconfig::read_from(kubeconfig).expect("read kubeconfig");
@@ -115,45 +177,7 @@ pub fn sandbox() -> &'static Sandbox {
                 std::env::temp_dir().join(format!("delivery-operator-test-{}", std::process::id())),
             ),
         };
-        let out = sandbox
-            .kubectl()
-            .args(["apply", "--server-side", "--force-conflicts", "-f"])
-            .arg(repo_root().join("crds"))
-            .output()
-            .expect("kubectl apply crd");
-        assert!(
-            out.status.success(),
-            "CRD install failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = sandbox
-            .kubectl()
-            .args([
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "crd/deliverypipelines.pipelines.delivery-operator.dev",
-                "crd/deliverypolicies.pipelines.delivery-operator.dev",
-            ])
-            .output()
-            .expect("kubectl wait");
-        assert!(
-            out.status.success(),
-            "CRD not established: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // The operator runs as a service-account identity limited to the shipped RBAC.
-        let out = sandbox
-            .kubectl()
-            .args(["apply", "-f"])
-            .arg(repo_root().join("deploy/rbac.yaml"))
-            .output()
-            .expect("rbac");
-        assert!(
-            out.status.success(),
-            "RBAC install failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        sandbox.install_crds_and_rbac();
         sandbox
     })
 }
