@@ -332,7 +332,7 @@ impl Context {
         let event = Event {
             type_,
             reason: reason.into(),
-            note: Some(note),
+            note: Some(event_note(note)),
             action: action.into(),
             secondary: None,
         };
@@ -340,6 +340,21 @@ impl Context {
             warn!(error = %e, "could not publish event");
         }
     }
+}
+
+/// The API server refuses an event whose note is longer than 1024 bytes (events.k8s.io/v1):
+/// a longer one is cut at a character boundary and says so.
+fn event_note(note: String) -> String {
+    const LIMIT: usize = 1024;
+    if note.len() <= LIMIT {
+        return note;
+    }
+    let marker = " [...]";
+    let mut end = LIMIT - marker.len();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{marker}", &note[..end])
 }
 
 /// What decides whether a watch event is worth a reconcile: spec changes (generation),
@@ -350,7 +365,12 @@ fn reconcile_trigger(dp: &DeliveryPipeline) -> Option<u64> {
     dp.meta().generation.hash(&mut h);
     dp.meta().deletion_timestamp.is_some().hash(&mut h);
     dp.finalizers().hash(&mut h);
-    for annotation in [RECONCILE_REQUEST_ANNOTATION, PAUSED_ANNOTATION] {
+    // The abandon annotation releases a deletion that waits slowly: it must wake it at once.
+    for annotation in [
+        RECONCILE_REQUEST_ANNOTATION,
+        PAUSED_ANNOTATION,
+        ABANDON_ANNOTATION,
+    ] {
         dp.annotations().get(annotation).hash(&mut h);
     }
     Some(h.finish())
@@ -1059,6 +1079,7 @@ async fn cleanup(
     // completes whatever partial state the pipeline is in.
     let mut report = engine::delete(&steps).await?;
     let refused = refused_deletions(&report);
+    let kinds: Vec<String> = report.steps.iter().map(|s| s.kind.clone()).collect();
     if is_abandoning(dp) && !refused.is_empty() {
         // Left in AWS as asked; deleting again without them frees what waited for them.
         let mut index = 0;
@@ -1082,7 +1103,7 @@ async fn cleanup(
             .await;
         }
         if !refused.is_empty() {
-            let left: Vec<&str> = refused.iter().map(|(_, m)| m.as_str()).collect();
+            let left: Vec<&str> = refused.iter().map(|(i, _)| kinds[*i].as_str()).collect();
             abandoned(
                 dp,
                 ctx,
@@ -1195,6 +1216,15 @@ pub fn reconcile_request_patch(value: &str) -> Patch<serde_json::Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_note_is_cut_to_what_the_api_server_accepts() {
+        assert_eq!(event_note("short".into()), "short");
+        let long = "é".repeat(600); // 1200 bytes
+        let cut = event_note(long);
+        assert!(cut.len() <= 1024, "{}", cut.len());
+        assert!(cut.ends_with(" [...]"));
+    }
 
     #[test]
     fn backoff_escalates_once_per_reconcile_however_many_groups_failed() {

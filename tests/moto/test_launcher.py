@@ -1589,7 +1589,7 @@ class IamPropagation(ServiceErrors, unittest.TestCase):
             RoleName=name,
             AssumeRolePolicyDocument=trust([{"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{DEFAULT}:root"}, "Action": "sts:AssumeRole"}]),
         )["Role"]["Arn"]
-        self.assertError(lambda: sts.assume_role(RoleArn=arn, RoleSessionName="s"), "AccessDenied", 403)
+        self.assertError(lambda: sts.assume_role(RoleArn=arn, RoleSessionName="session"), "AccessDenied", 403)
         key = kms.create_key()["KeyMetadata"]["KeyId"]
         policy = allow([f"arn:aws:iam::{DEFAULT}:root", arn], "kms:*")
         self.assertError(lambda: kms.put_key_policy(KeyId=key, PolicyName="default", Policy=policy), "MalformedPolicyDocumentException")
@@ -1598,11 +1598,11 @@ class IamPropagation(ServiceErrors, unittest.TestCase):
             RoleName=unique("quick"),
             AssumeRolePolicyDocument=trust([{"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{DEFAULT}:root"}, "Action": "sts:AssumeRole"}]),
         )["Role"]["Arn"]
-        sts.assume_role(RoleArn=other, RoleSessionName="s")
+        sts.assume_role(RoleArn=other, RoleSessionName="session")
         deadline = time.time() + 30
         while True:
             try:
-                sts.assume_role(RoleArn=arn, RoleSessionName="s")
+                sts.assume_role(RoleArn=arn, RoleSessionName="session")
                 break
             except Exception:  # noqa: BLE001
                 self.assertLess(time.time(), deadline, "the role never became visible")
@@ -1616,7 +1616,7 @@ class IamPropagation(ServiceErrors, unittest.TestCase):
             RoleName=name,
             PolicyDocument=trust([{"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{DEFAULT}:root"}, "Action": "sts:AssumeRole"}]),
         )
-        self.assertError(lambda: sts.assume_role(RoleArn=arn, RoleSessionName="s"), "AccessDenied", 403)
+        self.assertError(lambda: sts.assume_role(RoleArn=arn, RoleSessionName="session"), "AccessDenied", 403)
 
 
 @unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
