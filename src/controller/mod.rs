@@ -4,6 +4,7 @@
 mod executions;
 mod outputs;
 mod sessions;
+pub mod shard;
 mod status;
 pub mod tenants;
 

@@ -906,7 +906,6 @@ async fn one_pipeline_denied_an_action_does_not_slow_the_others() {
     let (alone_ns, alone_api) = namespace("rel-alone").await;
     let alone_operator = Operator::start(&alone_ns, &env);
     let alone = all_ready(&alone_api, &alone_ns, &names).await;
-    drop(alone_operator);
 
     let (ns, api) = namespace("rel-beside").await;
     let operator = Operator::start(&ns, &env);
@@ -958,6 +957,21 @@ async fn one_pipeline_denied_an_action_does_not_slow_the_others() {
         (1..=4).contains(&tries),
         "{tries} denied CreateLogGroup calls"
     );
+
+    for (api, names) in [
+        (&alone_api, names.clone()),
+        (&api, [names.clone(), vec!["denied".to_string()]].concat()),
+    ] {
+        for name in &names {
+            api.delete(name, &DeleteParams::default())
+                .await
+                .expect("delete");
+        }
+        for name in &names {
+            crate::support::gone(api, name).await;
+        }
+    }
+    drop(alone_operator);
 }
 
 /// Every role of the cross-account pipeline takes 6 s to propagate (the emulator hides each

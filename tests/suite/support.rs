@@ -314,16 +314,17 @@ pub async fn start(prefix: &str) -> (String, Operator, Api<DeliveryPipeline>) {
 
 /// Waits until the object is gone from the API server (its finalizer released).
 pub async fn gone(api: &Api<DeliveryPipeline>, name: &str) {
-    eventually(
-        &format!("{name} deleted"),
-        Duration::from_secs(90),
-        || async {
-            match api.get(name).await {
-                Err(kube::Error::Api(e)) if e.code == 404 => Some(()),
-                _ => None,
-            }
-        },
-    )
+    gone_within(api, name, Duration::from_secs(90)).await
+}
+
+/// As [`gone`], for deletions queued behind many others.
+pub async fn gone_within(api: &Api<DeliveryPipeline>, name: &str, wait: Duration) {
+    eventually(&format!("{name} deleted"), wait, || async {
+        match api.get(name).await {
+            Err(kube::Error::Api(e)) if e.code == 404 => Some(()),
+            _ => None,
+        }
+    })
     .await
 }
 
