@@ -1562,16 +1562,6 @@ class SnsEmailConfirmation(unittest.TestCase):
         self.assertTrue(sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)["SubscriptionArn"].startswith(topic))
 
 
-def harness(method: str, path: str, payload: dict | None = None):
-    request = urllib.request.Request(
-        f"{ENDPOINT}/_harness/{path}", method=method,
-        data=json.dumps(payload).encode() if payload is not None else None,
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request) as r:
-        return json.loads(r.read())
-
-
 @unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
 class IamPropagation(ServiceErrors, unittest.TestCase):
     """A role a test chose to propagate slowly is refused, as not there, by STS and by resource
@@ -1583,7 +1573,7 @@ class IamPropagation(ServiceErrors, unittest.TestCase):
 
         iam, sts, kms = client("iam"), client("sts"), client("kms")
         fragment = unique("slow")
-        harness("POST", "iam-propagation", {"match": fragment, "seconds": 2})
+        self.assertEqual(harness("POST", "/_harness/iam-propagation", {"match": fragment, "seconds": 2})[0], 200)
         name = f"{fragment}-role"
         arn = iam.create_role(
             RoleName=name,
@@ -1608,9 +1598,9 @@ class IamPropagation(ServiceErrors, unittest.TestCase):
                 self.assertLess(time.time(), deadline, "the role never became visible")
                 time.sleep(0.2)
         kms.put_key_policy(KeyId=key, PolicyName="default", Policy=policy)
-        uses = {r["use"] for r in harness("GET", f"iam-propagation?match={fragment}")["refusals"]}
+        uses = {r["use"] for r in harness("GET", "/_harness/iam-propagation", query=f"?match={fragment}")[1]["refusals"]}
         self.assertTrue({"sts:AssumeRole", "a policy naming it as a principal"} <= uses, uses)
-        self.assertFalse(any("quick" in r["role"] for r in harness("GET", "iam-propagation")["refusals"]))
+        self.assertFalse(any("quick" in r["role"] for r in harness("GET", "/_harness/iam-propagation")[1]["refusals"]))
         # A trust-policy change propagates again.
         iam.update_assume_role_policy(
             RoleName=name,
