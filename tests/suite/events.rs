@@ -66,7 +66,7 @@ fn desired_alarms(ctx: &PipelineContext) -> alarms::Alarms {
     )
 }
 
-async fn rule_names(client: &aws_sdk_eventbridge::Client, prefix: &str) -> Vec<String> {
+pub(crate) async fn rule_names(client: &aws_sdk_eventbridge::Client, prefix: &str) -> Vec<String> {
     // ListRules has no paginator in the SDK: follow NextToken by hand.
     let mut names = Vec::new();
     let mut token = None;

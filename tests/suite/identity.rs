@@ -14,7 +14,7 @@ use delivery_operator::groups::artifact_store::desired as artifact_store;
 use delivery_operator::groups::encryption_key::desired as encryption_key;
 use delivery_operator::groups::notifications::desired::{Purpose, topic};
 use delivery_operator::groups::roles::desired::{self as roles, Role};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::emulator::{self, Fault, by_account, count, inject};
@@ -248,27 +248,13 @@ pub(crate) async fn leftovers(ctx: &PipelineContext, account: &str) -> Vec<Strin
             })
             .filter(|r| *r == names.image_repository()),
     );
-    // ListRules has no paginator in the SDK: follow NextToken by hand.
-    let events = aws_sdk_eventbridge::Client::new(&config);
-    let mut token = None;
-    loop {
-        let page = events
-            .list_rules()
-            .name_prefix(names.rule_prefix())
-            .set_next_token(token)
-            .send()
-            .await
-            .expect("rules");
-        left.extend(
-            page.rules()
-                .iter()
-                .filter_map(|r| r.name().map(str::to_string)),
-        );
-        token = page.next_token().map(str::to_string);
-        if token.is_none() {
-            break;
-        }
-    }
+    left.extend(
+        crate::events::rule_names(
+            &aws_sdk_eventbridge::Client::new(&config),
+            &names.rule_prefix(),
+        )
+        .await,
+    );
     let alarms: Vec<_> = aws_sdk_cloudwatch::Client::new(&config)
         .describe_alarms()
         .alarm_name_prefix(names.alarm_prefix())
@@ -838,13 +824,8 @@ async fn a_role_not_yet_visible_to_iam_is_waited_for_not_failed() {
         .expect("the deploy role exists once IAM caught up");
     assert!(role.role().is_some());
     // In progress is not an error: no Warning event was published for it.
-    let events: Api<k8s_openapi::api::core::v1::Event> =
-        Api::namespaced(crate::support::kube_client("admin").await, &ns);
-    let warnings: Vec<String> = events
-        .list(&Default::default())
+    let warnings: Vec<String> = crate::support::events_in(&ns)
         .await
-        .expect("events")
-        .items
         .into_iter()
         .filter(|e| e.type_.as_deref() == Some("Warning"))
         .filter_map(|e| e.message)

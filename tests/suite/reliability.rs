@@ -330,10 +330,45 @@ async fn a_principal_that_never_appears_becomes_an_error() {
 /// closed looks the same) waits, and `Synced` names the blocker and the one command that
 /// resolves it; with the abandon annotation the rest is deleted and the environment's
 /// resources stay where they are.
+/// Deletes `name` and waits for `Synced` `DeletionBlocked`: the condition and the one command
+/// it must name.
+async fn delete_until_blocked(
+    api: &Api<DeliveryPipeline>,
+    ns: &str,
+    name: &str,
+) -> (delivery_operator::api::Condition, String) {
+    api.delete(name, &DeleteParams::default())
+        .await
+        .expect("delete");
+    let blocked = eventually("the deletion blocked", WAIT, || async {
+        let dp = api.get(name).await.ok()?;
+        condition(&dp, "Synced")
+            .filter(|c| c.reason == "DeletionBlocked")
+            .cloned()
+    })
+    .await;
+    let command = format!(
+        "kubectl annotate deliverypipeline {name} -n {ns} delivery-operator.dev/abandon-unreachable=true"
+    );
+    (blocked, command)
+}
+
+/// What the command a blocked deletion names does.
+async fn abandon(api: &Api<DeliveryPipeline>, name: &str) {
+    use kube::api::{Patch, PatchParams};
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {
+            "delivery-operator.dev/abandon-unreachable": "true"
+        }}})),
+    )
+    .await
+    .expect("abandon");
+}
+
 #[tokio::test]
 async fn a_deletion_that_cannot_reach_an_environment_waits_until_told_to_abandon_it() {
-    use kube::api::{Patch, PatchParams};
-
     let (ns, api) = namespace("rel-abandon").await;
     // A management role of the test's own in 222222222222 (the shared bootstrap role stays).
     let staging_account = "222222222222";
@@ -373,19 +408,7 @@ async fn a_deletion_that_cannot_reach_an_environment_waits_until_told_to_abandon
         .await
         .expect("role deleted");
     let _operator = Operator::start(&ns, &[]);
-    api.delete("stranded", &DeleteParams::default())
-        .await
-        .expect("delete");
-    let blocked = eventually("the deletion blocked", WAIT, || async {
-        let dp = api.get("stranded").await.ok()?;
-        condition(&dp, "Synced")
-            .filter(|c| c.reason == "DeletionBlocked")
-            .cloned()
-    })
-    .await;
-    let command = format!(
-        "kubectl annotate deliverypipeline stranded -n {ns} delivery-operator.dev/abandon-unreachable=true"
-    );
+    let (blocked, command) = delete_until_blocked(&api, &ns, "stranded").await;
     assert!(
         blocked.message.contains(&role_arn) && blocked.message.contains(&command),
         "{}",
@@ -394,15 +417,7 @@ async fn a_deletion_that_cannot_reach_an_environment_waits_until_told_to_abandon
     // Waiting: the pipeline account's key is not deleted before staging lets go of it.
     assert!(api.get("stranded").await.is_ok());
 
-    api.patch(
-        "stranded",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"annotations": {
-            "delivery-operator.dev/abandon-unreachable": "true"
-        }}})),
-    )
-    .await
-    .expect("abandon");
+    abandon(&api, "stranded").await;
     crate::support::gone(&api, "stranded").await;
     let kms = aws_sdk_kms::Client::new(&config_for(crate::support::ACCOUNT).await);
     let state = kms
@@ -503,7 +518,9 @@ async fn a_pipeline_created_through_repeated_crashes_has_each_resource_once() {
 /// the policy and namespace watches to list; that wait woke only one of the reconciles that
 /// started together, so after a restart all but one pipeline were never looked at again.)
 /// Shown by drift made while no operator runs: each pipeline's log group retention is changed
-/// by hand, and the restarted operator restores every one.
+/// by hand, and the restarted operator restores every one once its check is due (a pipeline
+/// verified less than a resync interval before the restart is not read until then; the
+/// restarted operator runs with a 5 s interval so that is soon).
 #[tokio::test]
 async fn a_restarted_operator_reconciles_every_pipeline() {
     let (ns, api) = namespace("rel-restart").await;
@@ -534,7 +551,7 @@ async fn a_restarted_operator_reconciles_every_pipeline() {
             .expect("retention changed by hand");
         desired.insert(group, retention);
     }
-    let _operator = Operator::start(&ns, &[]);
+    let _operator = Operator::start(&ns, &[("RESYNC_INTERVAL_SECONDS", "5")]);
     eventually("every pipeline's drift corrected", WAIT, || async {
         for (group, retention) in &desired {
             let now = crate::support::log_group_retention(&logs, group).await;
@@ -1037,8 +1054,6 @@ async fn roles_that_take_seconds_to_propagate_are_waited_for_without_an_error() 
 /// holds nothing of the pipeline but those log groups (listed from AWS).
 #[tokio::test]
 async fn a_deletion_aws_refuses_waits_until_told_to_leave_what_is_refused() {
-    use kube::api::{ListParams, Patch, PatchParams};
-
     let (ns, api) = namespace("rel-refused").await;
     let dp = example("minimal.yaml", &ns, "refused");
     let ctx = crate::support::ctx_of(&dp);
@@ -1061,19 +1076,7 @@ async fn a_deletion_aws_refuses_waits_until_told_to_leave_what_is_refused() {
         ..Fault::default()
     })
     .await;
-    api.delete("refused", &DeleteParams::default())
-        .await
-        .expect("delete");
-    let blocked = eventually("the deletion blocked", WAIT, || async {
-        let dp = api.get("refused").await.ok()?;
-        condition(&dp, "Synced")
-            .filter(|c| c.reason == "DeletionBlocked")
-            .cloned()
-    })
-    .await;
-    let command = format!(
-        "kubectl annotate deliverypipeline refused -n {ns} delivery-operator.dev/abandon-unreachable=true"
-    );
+    let (blocked, command) = delete_until_blocked(&api, &ns, "refused").await;
     for part in ["log group", "logs:DeleteLogGroup", command.as_str()] {
         assert!(
             blocked.message.contains(part),
@@ -1082,23 +1085,10 @@ async fn a_deletion_aws_refuses_waits_until_told_to_leave_what_is_refused() {
         );
     }
 
-    api.patch(
-        "refused",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"annotations": {
-            "delivery-operator.dev/abandon-unreachable": "true"
-        }}})),
-    )
-    .await
-    .expect("abandon");
+    abandon(&api, "refused").await;
     crate::support::gone(&api, "refused").await;
-    let events: Api<k8s_openapi::api::core::v1::Event> =
-        Api::namespaced(kube_client("admin").await, &ns);
-    let abandoned: Vec<String> = events
-        .list(&ListParams::default())
+    let abandoned: Vec<String> = crate::support::events_in(&ns)
         .await
-        .expect("events")
-        .items
         .into_iter()
         .filter(|e| e.reason.as_deref() == Some("Abandoned"))
         .filter_map(|e| e.message)

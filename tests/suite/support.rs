@@ -313,6 +313,22 @@ pub async fn start(prefix: &str) -> (String, Operator, Api<DeliveryPipeline>) {
 }
 
 /// Waits until the object is gone from the API server (its finalizer released).
+/// Every event in `ns`, listed page by page.
+pub async fn events_in(ns: &str) -> Vec<k8s_openapi::api::core::v1::Event> {
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(kube_client("admin").await, ns);
+    let mut all = Vec::new();
+    let mut params = kube::api::ListParams::default().limit(50);
+    loop {
+        let page = events.list(&params).await.expect("events");
+        all.extend(page.items);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return all,
+        }
+    }
+}
+
 pub async fn gone(api: &Api<DeliveryPipeline>, name: &str) {
     gone_within(api, name, Duration::from_secs(90)).await
 }
