@@ -924,9 +924,24 @@ fn next_look(report: &Report, ctx: &Context, key: &str) -> Duration {
             });
     }
     ctx.mark_degraded(key);
+    if changed_aws(report) {
+        // Backoff counts reconciles that got nowhere: one that created or updated something
+        // is not a repeat of the last failure. (Under steady throttling nearly every reconcile
+        // of a whole pipeline meets one failed call; escalating anyway stalled creations at
+        // the 5-minute cap while each attempt still made progress.)
+        ctx.succeeded(key);
+    }
     soonest_retry(&errors, jittered(ctx.settings.terminal_retry), || {
         ctx.backoff(key)
     })
+}
+
+/// Whether a reconcile wrote to AWS (a step created or updated its resource).
+fn changed_aws(report: &Report) -> bool {
+    report
+        .steps
+        .iter()
+        .any(|step| matches!(&step.outcome, Outcome::Applied(a) if a.action != Action::Unchanged))
 }
 
 /// A principal AWS has not shown for `waited`, longer than propagation takes: an error that
@@ -1225,6 +1240,39 @@ mod tests {
         let cut = event_note(long);
         assert!(cut.len() <= 1024, "{}", cut.len());
         assert!(cut.ends_with(" [...]"));
+    }
+
+    #[test]
+    fn a_reconcile_that_wrote_to_aws_made_progress() {
+        let step = |action: Option<Action>| engine::StepReport {
+            condition: "C".into(),
+            kind: "thing".into(),
+            wanted: true,
+            outcome: match action {
+                Some(action) => Outcome::Applied(engine::Applied {
+                    action,
+                    values: engine::Values::new(),
+                    owned: Vec::new(),
+                    progress: None,
+                    note: None,
+                    drift: Vec::new(),
+                }),
+                None => Outcome::Failed(Failure::retryable("Throttled", "throttled")),
+            },
+        };
+        let report = |steps| Report {
+            steps,
+            values: engine::Values::new(),
+        };
+        assert!(changed_aws(&report(vec![
+            step(None),
+            step(Some(Action::Created))
+        ])));
+        assert!(changed_aws(&report(vec![step(Some(Action::Updated))])));
+        assert!(!changed_aws(&report(vec![
+            step(None),
+            step(Some(Action::Unchanged))
+        ])));
     }
 
     #[test]
