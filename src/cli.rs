@@ -150,6 +150,10 @@ struct RunArgs {
     /// limiter on top of the request rate above, cut on every throttle).
     #[arg(long, env = "AWS_RETRY_MODE", value_enum, default_value_t = RetryMode::Standard)]
     aws_retry_mode: RetryMode,
+    /// Attempts per AWS operation, the first included (each within the attempt timeout, all
+    /// within the operation timeout).
+    #[arg(long, env = "AWS_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=10))]
+    aws_max_attempts: u32,
     /// Seconds a step may wait for IAM to show a principal (a role just created) before the
     /// wait is reported as an error: longer than propagation takes means it will not appear.
     #[arg(long, env = "IAM_PROPAGATION_LIMIT_SECONDS", default_value_t = 120)]
@@ -550,6 +554,7 @@ async fn run(args: RunArgs) -> ExitCode {
             burst: NonZeroU32::new(args.aws_request_burst).unwrap_or(NonZeroU32::MIN),
         },
         adaptive: args.aws_retry_mode == RetryMode::Adaptive,
+        max_attempts: args.aws_max_attempts,
         ..ClientLimits::default()
     };
     let aws = AwsFactory::new(
