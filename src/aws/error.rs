@@ -17,6 +17,24 @@ const ACCESS_DENIED: &[&str] = &[
     "SignatureDoesNotMatch",
 ];
 
+/// "It exists already" on a create: after a reply lost on the way back (the SDK's retry of a
+/// request AWS had applied, or a crash after it), the resource is most likely the pipeline's
+/// own. Looked at again soon: the next reconcile reads it and adopts it (or refuses it, when
+/// its tags say it belongs to someone else). `BucketAlreadyExists` (another account's bucket)
+/// is not here: that one is terminal.
+const ALREADY_EXISTS: &[&str] = &[
+    "EntityAlreadyExists",
+    "ResourceAlreadyExistsException",
+    "AlreadyExistsException",
+    "RepositoryAlreadyExistsException",
+    "RouteAlreadyExists",
+    "InvalidSubnet.Conflict",
+    "InvalidGroup.Duplicate",
+];
+
+/// How soon a create answered "already exists" is looked at again.
+const ALREADY_EXISTS_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
 const THROTTLED: &[&str] = &[
     "Throttling",
     "ThrottlingException",
@@ -80,6 +98,14 @@ where
                         "{operation}: AWS does not see a principal of the policy yet ({code}: {detail}); roles take seconds to become usable after they are created"
                     ),
                     IAM_PROPAGATION_RETRY,
+                )
+            } else if ALREADY_EXISTS.contains(&code.as_str()) {
+                Failure::in_progress(
+                    "AlreadyExists",
+                    format!(
+                        "{operation}: it exists already ({code}: {detail}); an earlier attempt whose reply was lost may have made it, so it is read again"
+                    ),
+                    ALREADY_EXISTS_RETRY,
                 )
             } else if ACCESS_DENIED.contains(&code.as_str()) {
                 Failure::terminal(
@@ -305,6 +331,21 @@ mod tests {
             let e = classify("op", service_error(code, status));
             assert_eq!(e.reason, "AwsServerError", "{code}");
         }
+    }
+
+    #[test]
+    fn already_exists_on_a_create_is_read_again_soon_but_another_accounts_bucket_is_terminal() {
+        for code in [
+            "EntityAlreadyExists",
+            "RouteAlreadyExists",
+            "ResourceAlreadyExistsException",
+        ] {
+            let e = classify("x:Create", service_error(code, 400));
+            assert_eq!(e.class, Class::InProgress(ALREADY_EXISTS_RETRY), "{code}");
+            assert_eq!(e.reason, "AlreadyExists");
+        }
+        let taken = classify("s3:CreateBucket", service_error("BucketAlreadyExists", 409));
+        assert_eq!(taken.class, Class::Terminal);
     }
 
     #[test]
