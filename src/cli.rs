@@ -555,7 +555,6 @@ async fn run(args: RunArgs) -> ExitCode {
         },
         adaptive: args.aws_retry_mode == RetryMode::Adaptive,
         max_attempts: args.aws_max_attempts,
-        ..ClientLimits::default()
     };
     let aws = AwsFactory::new(
         args.aws_endpoint_url.clone(),
