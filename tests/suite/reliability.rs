@@ -1214,3 +1214,55 @@ async fn an_api_server_restart_mid_reconcile_is_ridden_out() {
     );
     drop(operator);
 }
+
+/// Replies lost after AWS applied the request, for creates and an attach that are not
+/// idempotent: the SDK's retry is answered "already exists" / "already associated". Each is
+/// read again at once (the attach taken as done), so the pipeline is Ready within the usual
+/// wait instead of after the 5-minute terminal retry these answers used to get.
+#[tokio::test]
+async fn retries_answered_already_exists_do_not_wait_the_terminal_retry() {
+    let (ns, api) = namespace("rel-exists").await;
+    let operator = Operator::start(&ns, &[]);
+    for (service, operation) in [
+        ("EC2", "AttachInternetGateway"),
+        ("EC2", "CreateRoute"),
+        ("IAM", "CreateRole"),
+        ("CodeBuild", "CreateReportGroup"),
+    ] {
+        emulator::inject(Fault {
+            service: Some(service.into()),
+            operation: Some(operation.into()),
+            access_key: Some(operator.access_key.clone()),
+            error_code: Some("InternalFailure".into()),
+            http_status: Some(500),
+            count: Some(1),
+            after_apply: true,
+            ..Fault::default()
+        })
+        .await;
+    }
+    api.create(
+        &PostParams::default(),
+        &example("minimal.yaml", &ns, "twice"),
+    )
+    .await
+    .expect("create");
+    wait_ready(&api, "twice", 1).await;
+    let calls = emulator::calls_by(&operator.access_key).await;
+    for operation in [
+        "AttachInternetGateway",
+        "CreateRoute",
+        "CreateRole",
+        "CreateReportGroup",
+    ] {
+        let retried_after_apply = calls
+            .iter()
+            .filter(|c| c.operation == operation && c.injected)
+            .count();
+        assert_eq!(retried_after_apply, 1, "{operation}: one reply lost");
+    }
+    api.delete("twice", &DeleteParams::default())
+        .await
+        .expect("delete");
+    crate::support::gone(&api, "twice").await;
+}

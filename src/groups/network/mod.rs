@@ -720,13 +720,19 @@ impl Apply<'_> {
     async fn attach_gateway(&mut self) -> Result<(), Failure> {
         let vpc = self.id(Part::Vpc, "VPC")?;
         let gateway = self.id(Part::InternetGateway, "internet gateway")?;
-        consistent("ec2:AttachInternetGateway", || {
-            self.ec2
-                .attach_internet_gateway()
-                .internet_gateway_id(&gateway)
-                .vpc_id(&vpc)
-                .send()
-        })
+        // Already attached: the SDK's retry of an attach whose reply was lost (the gateway is
+        // the pipeline's own; where it is attached is read on the next reconcile).
+        tolerant(
+            "ec2:AttachInternetGateway",
+            &["Resource.AlreadyAssociated"],
+            || {
+                self.ec2
+                    .attach_internet_gateway()
+                    .internet_gateway_id(&gateway)
+                    .vpc_id(&vpc)
+                    .send()
+            },
+        )
         .await?;
         if let Some(g) = self.state.gateways.iter_mut().find(|g| g.id == gateway) {
             g.attached.push(vpc);
