@@ -2865,6 +2865,39 @@ def fix_s3_cross_account_access_follows_policies() -> None:
     S3Backend.get_bucket = get_bucket
 
 
+def fix_ec2_create_route_table_client_token() -> None:
+    """AWS: CreateRouteTable takes ClientToken, "unique, case-sensitive identifier that you
+    provide to ensure the idempotency of the request" (EC2 API Reference, CreateRouteTable;
+    "Ensuring idempotency in Amazon EC2 API requests": a repeated request with the same token
+    returns the result of the first, creating nothing). moto ignores the token, so an SDK retry
+    after a lost reply made a second table. Fix: per account and region, a token seen before
+    with the same VPC answers the table it created (while that table exists)."""
+    from moto.ec2.responses.route_tables import RouteTables
+
+    original = RouteTables.create_route_table
+    made: dict[tuple[str, str, str], tuple[str, str]] = {}
+
+    def create_route_table(self):
+        from moto.core.responses import ActionResult
+
+        token = self._get_param("ClientToken")
+        vpc_id = self._get_param("VpcId")
+        key = (self.current_account, self.region, token or "")
+        if token and key in made and made[key][0] == vpc_id:
+            try:
+                table = self.ec2_backend.get_route_table(made[key][1])
+                log(f"CreateRouteTable: ClientToken {token} seen, answering {table.id}")
+                return ActionResult({"RouteTable": table})
+            except Exception:  # noqa: BLE001  (deleted since: a new one)
+                pass
+        result = original(self)
+        if token:
+            made[key] = (vpc_id, result.result["RouteTable"].id)
+        return result
+
+    RouteTables.create_route_table = create_route_table
+
+
 def seed_member_accounts() -> None:
     """Member accounts with a bootstrap role trusted by the default account (what AWS
     Organizations' OrganizationAccountAccessRole provides), so tests can act in them."""
@@ -2981,6 +3014,7 @@ def main() -> None:
     fix_iam_trust_policy_principals_must_exist()
     fix_iam_role_policy_size_quotas()
     emu_propagation.install()
+    fix_ec2_create_route_table_client_token()
     fix_ecr_tag_mutability_exclusions_are_wildcards()
     fix_codebuild_create_project_as_aws()
     fix_codebuild_update_project()

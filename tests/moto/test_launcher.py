@@ -1563,6 +1563,24 @@ class SnsEmailConfirmation(unittest.TestCase):
 
 
 @unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
+class Ec2ClientToken(unittest.TestCase):
+    """CreateRouteTable with a ClientToken seen before answers the table it made, as EC2's
+    idempotency does; another token makes another table."""
+
+    def test_a_repeated_token_makes_one_route_table(self):
+        ec2 = client("ec2")
+        vpc = ec2.create_vpc(CidrBlock="10.77.0.0/16")["Vpc"]["VpcId"]
+        token = unique("token")
+        first = ec2.create_route_table(VpcId=vpc, ClientToken=token)["RouteTable"]["RouteTableId"]
+        again = ec2.create_route_table(VpcId=vpc, ClientToken=token)["RouteTable"]["RouteTableId"]
+        other = ec2.create_route_table(VpcId=vpc, ClientToken=unique("token"))["RouteTable"]["RouteTableId"]
+        self.assertEqual(first, again)
+        self.assertNotEqual(first, other)
+        tables = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"]
+        self.assertEqual(len(tables), 3, tables)  # the main table, and the two made
+
+
+@unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
 class IamPropagation(ServiceErrors, unittest.TestCase):
     """A role a test chose to propagate slowly is refused, as not there, by STS and by resource
     policies until its delay has passed, then accepted; roles outside the chosen names are seen at

@@ -1223,12 +1223,13 @@ async fn an_api_server_restart_mid_reconcile_is_ridden_out() {
 async fn retries_answered_already_exists_do_not_wait_the_terminal_retry() {
     let (ns, api) = namespace("rel-exists").await;
     let operator = Operator::start(&ns, &[]);
-    for (service, operation) in [
+    let lost = [
         ("EC2", "AttachInternetGateway"),
         ("EC2", "CreateRoute"),
         ("IAM", "CreateRole"),
         ("CodeBuild", "CreateReportGroup"),
-    ] {
+    ];
+    for (service, operation) in lost {
         emulator::inject(Fault {
             service: Some(service.into()),
             operation: Some(operation.into()),
@@ -1249,12 +1250,7 @@ async fn retries_answered_already_exists_do_not_wait_the_terminal_retry() {
     .expect("create");
     wait_ready(&api, "twice", 1).await;
     let calls = emulator::calls_by(&operator.access_key).await;
-    for operation in [
-        "AttachInternetGateway",
-        "CreateRoute",
-        "CreateRole",
-        "CreateReportGroup",
-    ] {
+    for (_, operation) in lost {
         let retried_after_apply = calls
             .iter()
             .filter(|c| c.operation == operation && c.injected)
@@ -1265,4 +1261,44 @@ async fn retries_answered_already_exists_do_not_wait_the_terminal_retry() {
         .await
         .expect("delete");
     crate::support::gone(&api, "twice").await;
+}
+
+/// Replies of CreateVpc, CreateInternetGateway and CreateRouteTable lost after AWS applied
+/// them (and nothing else failing, so the reconcile that made them is the one that says
+/// Ready): EC2 has no client token for the first two, so they are sent once and the next
+/// reconcile adopts what the lost attempt made; the route table's create carries a token.
+/// Exactly one VPC, gateway and route table per environment when Ready (an SDK retry used to
+/// make a second VPC, removed only at the next resync: the soak at 20 found it).
+#[tokio::test]
+async fn lost_replies_of_ec2_creates_make_each_network_part_once() {
+    let (ns, api) = namespace("rel-ec2-once").await;
+    let operator = Operator::start(&ns, &[]);
+    for operation in ["CreateVpc", "CreateInternetGateway", "CreateRouteTable"] {
+        emulator::inject(Fault {
+            service: Some("EC2".into()),
+            operation: Some(operation.into()),
+            access_key: Some(operator.access_key.clone()),
+            error_code: Some("InternalFailure".into()),
+            http_status: Some(500),
+            count: Some(1),
+            after_apply: true,
+            ..Fault::default()
+        })
+        .await;
+    }
+    let dp = example("minimal.yaml", &ns, "once");
+    api.create(&PostParams::default(), &dp)
+        .await
+        .expect("create");
+    wait_ready(&api, "once", 1).await;
+    let made =
+        crate::identity::leftovers(&crate::support::ctx_of(&dp), crate::support::ACCOUNT).await;
+    for prefix in ["vpc-", "igw-", "rtb-"] {
+        let n = made.iter().filter(|m| m.starts_with(prefix)).count();
+        assert_eq!(n, 2, "{prefix}: one per environment: {made:#?}");
+    }
+    api.delete("once", &DeleteParams::default())
+        .await
+        .expect("delete");
+    crate::support::gone(&api, "once").await;
 }

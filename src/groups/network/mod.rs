@@ -152,6 +152,21 @@ fn arn(at: &Placement, part: Part, id: &str) -> String {
 /// A call on a resource that may have been created a moment ago: EC2's eventual consistency
 /// ("...NotFound" for an ID it just returned) is waited out briefly, then reported as in
 /// progress.
+/// For creates EC2 cannot make idempotent (CreateVpc and CreateInternetGateway take no client
+/// token): no SDK retry, since a retry after a lost reply would make a second one. The
+/// reconcile fails instead, and the next one finds what the first attempt made by its tags.
+fn sent_once() -> aws_sdk_ec2::config::Builder {
+    aws_sdk_ec2::config::Builder::default()
+        .retry_config(aws_sdk_ec2::config::retry::RetryConfig::disabled())
+}
+
+/// A fresh idempotency token for one create (its SDK retries reuse it).
+fn client_token() -> String {
+    use rand::Rng;
+    let bytes: [u8; 16] = rand::rng().random();
+    hex::encode(bytes)
+}
+
 async fn consistent<T, E, F, Fut>(operation: &str, call: F) -> Result<T, Failure>
 where
     F: FnMut() -> Fut,
@@ -662,6 +677,8 @@ impl Apply<'_> {
             .create_vpc()
             .cidr_block(&cidr)
             .tag_specifications(spec)
+            .customize()
+            .config_override(sent_once())
             .send()
             .await
             .aws("ec2:CreateVpc")?;
@@ -704,6 +721,8 @@ impl Apply<'_> {
             .ec2
             .create_internet_gateway()
             .tag_specifications(spec)
+            .customize()
+            .config_override(sent_once())
             .send()
             .await
             .aws("ec2:CreateInternetGateway")?;
@@ -774,11 +793,14 @@ impl Apply<'_> {
     async fn create_route_table(&mut self) -> Result<(), Failure> {
         let vpc = self.id(Part::Vpc, "VPC")?;
         let (tags, spec) = self.tagged(Part::RouteTable, None)?;
+        // The SDK's retries of one call carry the same token: EC2 makes one table for it.
+        let token = client_token();
         let out = consistent("ec2:CreateRouteTable", || {
             self.ec2
                 .create_route_table()
                 .vpc_id(&vpc)
                 .tag_specifications(spec.clone())
+                .client_token(&token)
                 .send()
         })
         .await?;
