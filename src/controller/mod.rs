@@ -1095,13 +1095,12 @@ async fn cleanup(
     // completes whatever partial state the pipeline is in.
     let mut report = engine::delete(&steps).await?;
     let refused = refused_deletions(&report);
-    let kinds: Vec<String> = report.steps.iter().map(|s| s.kind.clone()).collect();
     if is_abandoning(dp) && !refused.is_empty() {
         // Left in AWS as asked; deleting again without them frees what waited for them.
         let mut index = 0;
         steps.retain(|_| {
             index += 1;
-            !refused.iter().any(|(i, _)| *i == index - 1)
+            refused.iter().all(|r| r.index != index - 1)
         });
         report = engine::delete(&steps).await?;
     }
@@ -1119,7 +1118,7 @@ async fn cleanup(
             .await;
         }
         if !refused.is_empty() {
-            let left: Vec<&str> = refused.iter().map(|(i, _)| kinds[*i].as_str()).collect();
+            let left: Vec<&str> = refused.iter().map(|r| r.kind.as_str()).collect();
             abandoned(
                 dp,
                 ctx,
@@ -1162,7 +1161,7 @@ async fn cleanup(
                 abandon_command(dp)
             ),
         );
-    } else if let Some((_, refusal)) = refused.first().filter(|_| !is_abandoning(dp)) {
+    } else if let Some(refusal) = refused.first().filter(|_| !is_abandoning(dp)) {
         let message = format!(
             "AWS refuses to delete {refusal}; allow it (or remove what prevents it), or leave what AWS refuses in AWS and delete everything else: {}",
             abandon_command(dp)
@@ -1186,18 +1185,33 @@ async fn cleanup(
     ))
 }
 
-/// The steps of a deletion run that AWS refused with an error a retry cannot change (the
-/// operator's identity denied the delete, a resource AWS will not delete): their index and
-/// "<kind> (<error>)".
-fn refused_deletions(report: &Report) -> Vec<(usize, String)> {
+/// A step of a deletion run that AWS refused with an error a retry cannot change (the
+/// operator's identity denied the delete, a resource AWS will not delete).
+struct Refusal {
+    index: usize,
+    kind: String,
+    message: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.kind, self.message)
+    }
+}
+
+fn refused_deletions(report: &Report) -> Vec<Refusal> {
     report
         .steps
         .iter()
         .enumerate()
-        .filter_map(|(i, step)| {
+        .filter_map(|(index, step)| {
             step.failure()
                 .filter(|f| f.class == Class::Terminal)
-                .map(|f| (i, format!("{} ({})", step.kind, f.message)))
+                .map(|f| Refusal {
+                    index,
+                    kind: step.kind.clone(),
+                    message: f.message.clone(),
+                })
         })
         .collect()
 }

@@ -156,34 +156,29 @@ pub async fn clear_faults() {
     send(reqwest::Client::new().delete(url("faults"))).await;
 }
 
-/// Removes the faults scoped to `access_key`.
-/// Clears the faults injected with `origin_key` set to `key`.
-pub async fn clear_faults_from(key: &str) {
+/// Removes the faults whose `field` (a field of [`Fault`], or `id`) equals `value`.
+async fn remove_faults_where(field: &str, value: &str) {
     send(
         reqwest::Client::new()
             .delete(url("faults"))
-            .query(&[("origin_key", key)]),
+            .query(&[(field, value)]),
     )
     .await;
+}
+
+/// Clears the faults injected with `origin_key` set to `key`.
+pub async fn clear_faults_from(key: &str) {
+    remove_faults_where("origin_key", key).await;
 }
 
 /// Removes the fault `inject` answered with this ID.
 pub async fn remove_fault(id: &str) {
-    send(
-        reqwest::Client::new()
-            .delete(url("faults"))
-            .query(&[("id", id)]),
-    )
-    .await;
+    remove_faults_where("id", id).await;
 }
 
+/// Removes the faults scoped to `access_key`.
 pub async fn clear_faults_for(access_key: &str) {
-    send(
-        reqwest::Client::new()
-            .delete(url("faults"))
-            .query(&[("access_key", access_key)]),
-    )
-    .await;
+    remove_faults_where("access_key", access_key).await;
 }
 
 /// Every request made with `access_key` or with role sessions assumed from it, in arrival order.

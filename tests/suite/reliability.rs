@@ -26,6 +26,21 @@ async fn namespace(prefix: &str) -> (String, Api<DeliveryPipeline>) {
     (ns.clone(), Api::namespaced(client, &ns))
 }
 
+/// The next `operation` of `access_key` is applied by AWS and answered with a 500: its reply
+/// is lost.
+fn reply_lost_once(service: &str, operation: &str, access_key: &str) -> Fault {
+    Fault {
+        service: Some(service.into()),
+        operation: Some(operation.into()),
+        access_key: Some(access_key.into()),
+        error_code: Some("InternalFailure".into()),
+        http_status: Some(500),
+        count: Some(1),
+        after_apply: true,
+        ..Fault::default()
+    }
+}
+
 /// A call that stalls (the emulator holds it 60 s) is abandoned after the attempt timeout and
 /// retried within the operation timeout; the reconcile ends with `AwsUnreachable` instead of
 /// holding its worker, and the pipeline converges once AWS answers again.
@@ -88,16 +103,11 @@ async fn a_stalled_aws_call_ends_within_its_timeouts() {
 async fn a_lost_create_service_reply_makes_one_service() {
     let (ns, api) = namespace("rel-lost").await;
     let operator = Operator::start(&ns, &[]);
-    emulator::inject(Fault {
-        service: Some("ECS".into()),
-        operation: Some("CreateService".into()),
-        access_key: Some(operator.access_key.clone()),
-        error_code: Some("InternalFailure".into()),
-        http_status: Some(500),
-        count: Some(1),
-        after_apply: true,
-        ..Fault::default()
-    })
+    emulator::inject(reply_lost_once(
+        "ECS",
+        "CreateService",
+        &operator.access_key,
+    ))
     .await;
     let dp = example("minimal.yaml", &ns, "lost");
     api.create(&PostParams::default(), &dp)
@@ -1230,17 +1240,7 @@ async fn retries_answered_already_exists_do_not_wait_the_terminal_retry() {
         ("CodeBuild", "CreateReportGroup"),
     ];
     for (service, operation) in lost {
-        emulator::inject(Fault {
-            service: Some(service.into()),
-            operation: Some(operation.into()),
-            access_key: Some(operator.access_key.clone()),
-            error_code: Some("InternalFailure".into()),
-            http_status: Some(500),
-            count: Some(1),
-            after_apply: true,
-            ..Fault::default()
-        })
-        .await;
+        emulator::inject(reply_lost_once(service, operation, &operator.access_key)).await;
     }
     api.create(
         &PostParams::default(),
@@ -1274,17 +1274,7 @@ async fn lost_replies_of_ec2_creates_make_each_network_part_once() {
     let (ns, api) = namespace("rel-ec2-once").await;
     let operator = Operator::start(&ns, &[]);
     for operation in ["CreateVpc", "CreateInternetGateway", "CreateRouteTable"] {
-        emulator::inject(Fault {
-            service: Some("EC2".into()),
-            operation: Some(operation.into()),
-            access_key: Some(operator.access_key.clone()),
-            error_code: Some("InternalFailure".into()),
-            http_status: Some(500),
-            count: Some(1),
-            after_apply: true,
-            ..Fault::default()
-        })
-        .await;
+        emulator::inject(reply_lost_once("EC2", operation, &operator.access_key)).await;
     }
     let dp = example("minimal.yaml", &ns, "once");
     api.create(&PostParams::default(), &dp)

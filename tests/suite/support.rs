@@ -499,20 +499,50 @@ impl Operator {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The log without its terminal colours, for matching `field=value` pairs.
+    pub fn plain_log(&self) -> String {
+        let mut plain = String::new();
+        let log = self.log();
+        let mut chars = log.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // An escape sequence runs to its final letter (`m` for colours).
+                for e in chars.by_ref() {
+                    if e.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                plain.push(c);
+            }
+        }
+        plain
+    }
+
     /// Fails unless the operator's own call metric equals the emulator's record of this
     /// process's access key, per `Service:Operation` and kind, every attempt counted.
     /// A reconcile may be between the metric's scrape and the record's read: the two are
     /// compared again until they agree or 30 s pass.
     pub async fn assert_calls_match_record(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
+        let agreed = tokio::time::timeout(
+            Duration::from_secs(30),
+            eventually(
+                "the call metric to agree with the record",
+                Duration::MAX,
+                || async {
+                    let metrics = self.metrics().await;
+                    metric_record_differences(&metrics, &self.access_key)
+                        .await
+                        .is_empty()
+                        .then_some(())
+                },
+            ),
+        )
+        .await;
+        if agreed.is_err() {
             let metrics = self.metrics().await;
             let differences = metric_record_differences(&metrics, &self.access_key).await;
-            if differences.is_empty() || std::time::Instant::now() >= deadline {
-                assert_no_differences(&self.access_key, &differences);
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert_no_differences(&self.access_key, &differences);
         }
     }
 
