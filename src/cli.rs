@@ -13,14 +13,16 @@ use axum::routing::get;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Parser, Subcommand};
 use kube::ResourceExt;
-use tracing::{error, info, info_span};
+use tracing::{Instrument, error, info, info_span};
 
 use crate::api::{self, DeliveryPipeline};
 use crate::aws::{AwsFactory, ClientLimits, RateLimit};
-use crate::controller::{self, Context, Settings, Tenants};
+use crate::controller::shard::Shard;
+use crate::controller::{self, Context, Scope, Settings, Tenants};
 use crate::desired::PipelineContext;
 use crate::leader::{
-    self, LeaderElector, Shutdown, Timing, lead, reconcile_until_stopped, stopped,
+    self, LeaderElector, ShardLease, Shutdown, Timing, lead, lead_shards, reconcile_until_stopped,
+    shard_lease_name, stopped,
 };
 use crate::metrics::Metrics;
 use crate::render::{drift as diff, operator_policy, plan};
@@ -226,6 +228,17 @@ struct RunArgs {
     /// kubeconfig's namespace (or the in-cluster one), else `default`.
     #[arg(long, env = "POD_NAMESPACE")]
     leader_elect_lease_namespace: Option<String>,
+    /// Split the pipelines into this many shards by UID, each reconciled by the holder of its
+    /// own Lease (`<lease name>-shard-<i>-of-<n>`), its watch filtered by the API server
+    /// (`shardSelector`, feature gate `ShardedListAndWatch`) and again by the operator.
+    /// Every replica must run with the same count. 1: one leader reconciles everything.
+    #[arg(long, env = "SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    shards: u32,
+    /// The most shards one replica holds at a time. With 1 (the default), N replicas share N
+    /// shards and a shard whose replica stopped waits for a replica without one (a spare, or
+    /// the stopped one restarted); above 1, a replica also takes over a stopped replica's shard.
+    #[arg(long, env = "MAX_SHARDS_PER_REPLICA", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    max_shards_per_replica: u32,
     /// Seconds another replica's claim on the lease lasts after it last changed, measured on
     /// the waiting replica's own clock.
     #[arg(
@@ -531,10 +544,23 @@ async fn run(args: RunArgs) -> ExitCode {
     } else {
         None
     };
-    let client = match kube::Client::try_default().await {
+    if args.shards > 1 && timing.is_none() {
+        error!(
+            "cannot start: --shards above 1 needs leader election (each shard is owned by the holder of its Lease)"
+        );
+        return ExitCode::FAILURE;
+    }
+    let kube_config = match kube::Config::infer().await {
         Ok(c) => c,
         Err(e) => {
             error!(error = %e, "no Kubernetes configuration (kubeconfig or in-cluster)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let client = match kube::Client::try_from(kube_config.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            error!(error = %e, "cannot build a Kubernetes client");
             return ExitCode::FAILURE;
         }
     };
@@ -629,15 +655,47 @@ async fn run(args: RunArgs) -> ExitCode {
     info!(addr = %args.metrics_addr, %identity, "delivery-operator started");
     let Some(timing) = timing else {
         metrics.leader.set(1);
-        let forced = reconcile_until_stopped(ctx, &shutdown).await;
+        let forced = reconcile_until_stopped(ctx, Scope::all(client), &shutdown).await;
         return stopped(forced);
     };
     let namespace = args
         .leader_elect_lease_namespace
         .filter(|n| !n.trim().is_empty())
         .unwrap_or_else(|| client.default_namespace().to_string());
+    if args.shards > 1 {
+        let mut leases = Vec::new();
+        for index in 0..args.shards {
+            let Ok(shard) = Shard::new(index, args.shards) else {
+                continue;
+            };
+            let watch = match controller::shard::watch_client(kube_config.clone(), shard) {
+                Ok(c) => c,
+                Err(e) => {
+                    error!(error = %e, "cannot build a Kubernetes client");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let lease = shard_lease_name(&args.leader_elect_lease_name, shard);
+            leases.push(ShardLease {
+                shard,
+                elector: LeaderElector::new(client.clone(), &namespace, &lease, &identity, timing),
+                scope: Scope::shard(shard, watch),
+            });
+        }
+        let span = info_span!("sharding", shards = args.shards, %identity);
+        return lead_shards(
+            leases,
+            args.max_shards_per_replica as usize,
+            timing.retry_period,
+            ctx,
+            metrics,
+            shutdown,
+        )
+        .instrument(span)
+        .await;
+    }
     let elector = LeaderElector::new(
-        client,
+        client.clone(),
         &namespace,
         &args.leader_elect_lease_name,
         &identity,
@@ -648,5 +706,5 @@ async fn run(args: RunArgs) -> ExitCode {
         lease = %format!("{namespace}/{}", args.leader_elect_lease_name),
         %identity
     );
-    lead(elector, span, ctx, metrics, shutdown).await
+    lead(elector, span, ctx, Scope::all(client), metrics, shutdown).await
 }

@@ -40,6 +40,8 @@ pub struct Metrics {
     /// 1 while this replica runs the controller (it holds the lease, or leader election is
     /// off), 0 while it waits.
     pub leader: Gauge,
+    /// Shards of the pipelines whose leases this replica holds (sharded operators).
+    pub shards_held: Gauge,
 }
 
 impl Default for Metrics {
@@ -69,12 +71,19 @@ impl Default for Metrics {
             "1 while this replica runs the controller (holds the leader-election lease), else 0",
             leader.clone(),
         );
+        let shards_held = Gauge::default();
+        registry.register(
+            "shards_held",
+            "Shards of the pipelines whose leases this replica holds (with --shards above 1)",
+            shards_held.clone(),
+        );
         Self {
             registry,
             reconciles,
             reconcile_duration,
             aws_calls,
             leader,
+            shards_held,
         }
     }
 }

@@ -15,7 +15,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, Patch};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -377,21 +377,60 @@ fn reconcile_trigger(dp: &DeliveryPipeline) -> Option<u64> {
     Some(h.finish())
 }
 
+/// Which pipelines a controller reconciles: all it watches, or one shard of them.
+#[derive(Clone)]
+pub struct Scope {
+    shard: Option<shard::Shard>,
+    /// The client its watches go through (for a shard, one that asks the API server for the
+    /// shard's objects only).
+    watch: Client,
+}
+
+impl Scope {
+    pub fn all(client: Client) -> Self {
+        Self {
+            shard: None,
+            watch: client,
+        }
+    }
+
+    pub fn shard(shard: shard::Shard, watch: Client) -> Self {
+        Self {
+            shard: Some(shard),
+            watch,
+        }
+    }
+
+    /// Whether a watch event is this scope's: the API server filters a shard's watch, and
+    /// this filters again for a server that does not (a shard selector it ignores).
+    fn admits(&self, event: &watcher::Event<DeliveryPipeline>) -> bool {
+        let Some(shard) = self.shard else {
+            return true;
+        };
+        match event {
+            watcher::Event::Apply(dp)
+            | watcher::Event::InitApply(dp)
+            | watcher::Event::Delete(dp) => dp.uid().is_some_and(|uid| shard.contains(&uid)),
+            watcher::Event::Init | watcher::Event::InitDone => true,
+        }
+    }
+}
+
 /// Runs until `shutdown` resolves, then lets the reconciles in flight finish. One controller
 /// per watched namespace (or one for all), so the operator needs RBAC only where it works.
 /// Dropping the returned future instead stops every reconcile at its next await, which is
-/// what losing the leader lease does.
-pub async fn run<S>(ctx: Arc<Context>, shutdown: S)
+/// what losing the leader lease (or a shard's lease) does.
+pub async fn run<S>(ctx: Arc<Context>, scope: Scope, shutdown: S)
 where
     S: std::future::Future<Output = ()> + Clone + Send + Sync + 'static,
 {
     let apis: Vec<Api<DeliveryPipeline>> = if ctx.settings.namespaces.is_empty() {
-        vec![Api::all(ctx.client.clone())]
+        vec![Api::all(scope.watch.clone())]
     } else {
         ctx.settings
             .namespaces
             .iter()
-            .map(|ns| Api::namespaced(ctx.client.clone(), ns))
+            .map(|ns| Api::namespaced(scope.watch.clone(), ns))
             .collect()
     };
     let cluster_wide = ctx.settings.namespaces.is_empty();
@@ -401,8 +440,10 @@ where
         .map(|api| {
             let (reader, writer) = reflector::store();
             readers.push(reader.clone());
+            let in_scope = scope.clone();
             let stream = watcher(api, watcher::Config::default())
                 .default_backoff()
+                .try_filter(move |event| std::future::ready(in_scope.admits(event)))
                 .reflect(writer)
                 .applied_objects()
                 .predicate_filter(reconcile_trigger, Default::default());
@@ -422,13 +463,30 @@ where
                 })
         })
         .collect();
-    // Only a cluster-wide operator sees every pipeline a policy governs.
+    // Only a cluster-wide operator sees every pipeline a policy governs; of shards, the
+    // holder of the first counts them, from a watch of its own over every shard.
     let reach = async {
-        match readers.pop() {
-            Some(pipelines) if cluster_wide => {
+        match (readers.pop(), scope.shard) {
+            (Some(pipelines), None) if cluster_wide => {
                 ctx.tenants
                     .publish_reach(ctx.client.clone(), pipelines, POLICY_STATUS_INTERVAL)
                     .await
+            }
+            (_, Some(shard)) if cluster_wide && shard.index() == 0 => {
+                let (pipelines, writer) = reflector::store();
+                let feed = watcher(
+                    Api::<DeliveryPipeline>::all(ctx.client.clone()),
+                    watcher::Config::default(),
+                )
+                .default_backoff()
+                .reflect(writer)
+                .for_each(|_| std::future::ready(()));
+                let publish = ctx.tenants.publish_reach(
+                    ctx.client.clone(),
+                    pipelines,
+                    POLICY_STATUS_INTERVAL,
+                );
+                futures::future::join(feed, publish).await;
             }
             _ => futures::future::pending().await,
         }

@@ -56,6 +56,47 @@ impl Shard {
     }
 }
 
+impl Shard {
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+}
+
+/// A client whose lists and watches of DeliveryPipelines carry this shard's `shardSelector`,
+/// so the API server sends only the shard's objects (kube-rs' watcher has no such
+/// parameter: a request layer adds it). Every other request is sent unchanged.
+pub fn watch_client(config: kube::Config, shard: Shard) -> Result<kube::Client, kube::Error> {
+    let selector = shard.selector();
+    let layer =
+        tower::util::MapRequestLayer::new(move |request| with_shard_selector(request, &selector));
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&layer)
+        .build())
+}
+
+/// Adds `shardSelector` to a GET of the pipelines collection (a list or a watch).
+fn with_shard_selector<B>(mut request: http::Request<B>, selector: &str) -> http::Request<B> {
+    let uri = request.uri();
+    if request.method() != http::Method::GET || !uri.path().ends_with("/deliverypipelines") {
+        return request;
+    }
+    let encoded: String = form_urlencoded::byte_serialize(selector.as_bytes()).collect();
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{}?{query}&shardSelector={encoded}", uri.path()),
+        None => format!("{}?shardSelector={encoded}", uri.path()),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = path_and_query.parse().ok();
+    if let Ok(with_selector) = http::Uri::from_parts(parts) {
+        *request.uri_mut() = with_selector;
+    }
+    request
+}
+
 impl std::fmt::Display for Shard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.index, self.count)
@@ -65,6 +106,53 @@ impl std::fmt::Display for Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_and_watches_of_pipelines_carry_the_selector_and_nothing_else_does() {
+        let selector = Shard::new(1, 3).expect("shard").selector();
+        let sent = |method: http::Method, uri: &str| {
+            let request = http::Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(())
+                .expect("request");
+            with_shard_selector(request, &selector).uri().to_string()
+        };
+        let watch = sent(
+            http::Method::GET,
+            "/apis/pipelines.delivery-operator.dev/v1alpha1/namespaces/a/deliverypipelines?watch=true&resourceVersion=7",
+        );
+        let query: Vec<(String, String)> =
+            form_urlencoded::parse(watch.split_once('?').expect("query").1.as_bytes())
+                .into_owned()
+                .collect();
+        assert!(query.contains(&("watch".into(), "true".into())), "{watch}");
+        assert!(
+            query.contains(&("shardSelector".into(), selector.clone())),
+            "{watch}"
+        );
+        let list = sent(
+            http::Method::GET,
+            "/apis/pipelines.delivery-operator.dev/v1alpha1/deliverypipelines",
+        );
+        assert!(list.contains("?shardSelector="), "{list}");
+        for (method, uri) in [
+            (
+                http::Method::GET,
+                "/apis/pipelines.delivery-operator.dev/v1alpha1/namespaces/a/deliverypipelines/one",
+            ),
+            (
+                http::Method::PATCH,
+                "/apis/pipelines.delivery-operator.dev/v1alpha1/namespaces/a/deliverypipelines/one/status",
+            ),
+            (
+                http::Method::GET,
+                "/apis/coordination.k8s.io/v1/namespaces/s/leases",
+            ),
+        ] {
+            assert!(!sent(method, uri).contains("shardSelector"), "{uri}");
+        }
+    }
 
     #[test]
     fn shards_split_the_hash_space_without_gap_or_overlap() {

@@ -275,7 +275,7 @@ fn created(name: &str, identity: &str, timing: Timing, now: MicroTime) -> Lease 
 
 /// `base` stretched by up to a fifth, so replicas that started together do not keep asking
 /// at the same instant.
-fn jittered(base: Duration) -> Duration {
+pub(super) fn jittered(base: Duration) -> Duration {
     base.mul_f64(1.0 + rand::rng().random_range(0.0..0.2))
 }
 
@@ -427,6 +427,28 @@ impl LeaderElector {
                 Err(e) => warn!(error = %e, "could not read or write the lease; retrying"),
             }
             sleep(jittered(self.timing.retry_period)).await;
+        }
+    }
+
+    /// One attempt to take the lease: the instant the winning write was sent, or None when it
+    /// is held by another replica (or the API server could not be reached). For a replica
+    /// that looks at several leases (shards) in turn instead of waiting on one.
+    pub async fn try_acquire(&mut self) -> Option<Instant> {
+        let sent = Instant::now();
+        match self.try_acquire_or_renew(false).await {
+            Ok(Attempt::Leading) => {
+                info!(lease = %self.name, identity = %self.identity, "acquired the lease");
+                Some(sent)
+            }
+            Ok(Attempt::NotOurs { holder, remaining }) => {
+                debug!(lease = %self.name, holder = holder.as_deref().unwrap_or(""), expires_in = ?remaining, "held by another replica");
+                None
+            }
+            Ok(Attempt::Conflict) => None,
+            Err(e) => {
+                warn!(lease = %self.name, error = %e, "could not read or write the lease");
+                None
+            }
         }
     }
 

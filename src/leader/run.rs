@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tracing::{Instrument, error, info, warn};
 
 use super::LeaderElector;
-use crate::controller::{self, Context};
+use crate::controller::{self, Context, Scope};
 use crate::metrics::Metrics;
 
 /// Waits for the lease, then runs the controller while holding it. Losing it stops every
@@ -22,6 +22,7 @@ pub async fn lead(
     mut elector: LeaderElector,
     span: tracing::Span,
     ctx: Arc<Context>,
+    scope: Scope,
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
 ) -> ExitCode {
@@ -34,7 +35,7 @@ pub async fn lead(
     };
     metrics.leader.set(1);
     let lost = tokio::select! {
-        forced = reconcile_until_stopped(ctx, &shutdown) => Err(forced),
+        forced = reconcile_until_stopped(ctx, scope, &shutdown) => Err(forced),
         lost = elector.hold(since).instrument(span.clone()) => Ok(lost),
     };
     metrics.leader.set(0);
@@ -74,7 +75,7 @@ pub fn stopped(forced: bool) -> ExitCode {
 /// second signal comes or they outlast `settings.stop_grace` (kept below the pod's termination
 /// grace period, so the lease is still released before Kubernetes kills the process).
 /// Returns whether they were stopped at once.
-pub async fn reconcile_until_stopped(ctx: Arc<Context>, shutdown: &Shutdown) -> bool {
+pub async fn reconcile_until_stopped(ctx: Arc<Context>, scope: Scope, shutdown: &Shutdown) -> bool {
     let grace = ctx.settings.stop_grace;
     let outlasted = {
         let graceful = shutdown.graceful();
@@ -84,7 +85,7 @@ pub async fn reconcile_until_stopped(ctx: Arc<Context>, shutdown: &Shutdown) -> 
         }
     };
     tokio::select! {
-        () = controller::run(ctx, shutdown.graceful()) => false,
+        () = controller::run(ctx, scope, shutdown.graceful()) => false,
         () = shutdown.clone().signalled(2) => {
             warn!("second shutdown signal: stopping the reconciles in flight");
             true

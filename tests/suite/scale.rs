@@ -1,14 +1,19 @@
 //! What the operator costs at rest: a restart (or a new leader) trusts what the status says was
 //! verified whole within the resync interval, and makes no AWS call until it is due.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use delivery_operator::api::DeliveryPipeline;
+use delivery_operator::controller::shard::Shard;
+use delivery_operator::desired::tags::OWNER_KEY;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams};
 
 use crate::support::{
-    Operator, create_namespace, eventually, example, kube_client, reconcile_and_wait, unique,
-    wait_ready,
+    LEASE_NAMESPACE, Operator, create_namespace, ctx_of, eventually, example, kube_client,
+    reconcile_and_wait, unique, wait_ready,
 };
 
 const WAIT: Duration = Duration::from_secs(180);
@@ -82,6 +87,251 @@ async fn a_restart_with_ready_pipelines_makes_no_aws_call_until_they_are_due() {
         !second.calls().await.is_empty(),
         "a requested reconcile reads AWS"
     );
+
+    for name in &names {
+        api.delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
+    }
+    for name in &names {
+        crate::support::gone_within(&api, name, WAIT).await;
+    }
+}
+
+/// Flags for a replica of a sharded operator: `shards` shards on leases named after `lease`,
+/// a 4 s lease renewed every second and given up after 3 s, at most two shards a replica.
+fn sharded(lease: &str, shards: u32) -> Vec<String> {
+    [
+        "--leader-elect-lease-name",
+        lease,
+        "--leader-elect-lease-duration-seconds",
+        "4",
+        "--leader-elect-renew-deadline-seconds",
+        "3",
+        "--leader-elect-retry-period-seconds",
+        "1",
+        "--shards",
+        &shards.to_string(),
+        "--max-shards-per-replica",
+        "2",
+        "--aws-requests-per-second",
+        "100",
+        "--aws-request-burst",
+        "100",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// The identity holding each shard's lease (all of them held).
+async fn shard_holders(lease: &str, shards: u32) -> Option<Vec<String>> {
+    let leases: Api<Lease> = Api::namespaced(kube_client("admin").await, LEASE_NAMESPACE);
+    let mut holders = Vec::new();
+    for index in 0..shards {
+        let got = leases
+            .get_opt(&format!("{lease}-shard-{index}-of-{shards}"))
+            .await
+            .ok()??;
+        holders.push(got.spec?.holder_identity.filter(|h| !h.is_empty())?);
+    }
+    Some(holders)
+}
+
+/// The artifact buckets each replica's S3 calls named (the emulator's record, per access key).
+async fn buckets_touched(replicas: &[Operator], since: &[u64]) -> Vec<BTreeSet<String>> {
+    let mut touched = Vec::new();
+    for (replica, mark) in replicas.iter().zip(since) {
+        let buckets = replica
+            .calls_after(*mark)
+            .await
+            .iter()
+            .filter(|c| c.service == "S3")
+            .filter_map(|c| {
+                c.path
+                    .trim_start_matches('/')
+                    .split(['/', '?'])
+                    .next()
+                    .map(str::to_string)
+            })
+            .filter(|b| !b.is_empty())
+            .collect();
+        touched.push(buckets);
+    }
+    touched
+}
+
+/// VPCs in the pipeline account tagged as `dp`'s (every page).
+async fn vpcs_of(ec2: &aws_sdk_ec2::Client, dp: &DeliveryPipeline) -> usize {
+    let filter = aws_sdk_ec2::types::Filter::builder()
+        .name(format!("tag:{OWNER_KEY}"))
+        .values(ctx_of(dp).owner())
+        .build();
+    let vpcs: Vec<_> = ec2
+        .describe_vpcs()
+        .filters(filter)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .expect("describe vpcs");
+    vpcs.len()
+}
+
+/// Three replicas share three shards (server-side sharded watch, one Lease per shard) over 30
+/// whole pipelines: every pipeline is Ready, and the emulator's record shows each pipeline's
+/// bucket touched by exactly one replica, the holder of the pipeline's shard (computed from
+/// its UID). Then the holder of one shard is killed: another replica holds its lease within
+/// the lease duration and retry period (measured, printed), reconciles that shard's pipelines
+/// when asked (no other replica does), and no resource exists twice (one bucket and two VPCs
+/// per pipeline, read from the emulator).
+#[tokio::test]
+async fn three_replicas_share_three_shards_and_take_over_a_killed_ones() {
+    const SHARDS: u32 = 3;
+    let size: usize = std::env::var("SHARDED_PIPELINES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(30);
+    let client = kube_client("admin").await;
+    let ns = unique("scale-shards");
+    create_namespace(&client, &ns).await;
+    let api: Api<DeliveryPipeline> = Api::namespaced(client, &ns);
+    let lease = unique("shards");
+    let args = sharded(&lease, SHARDS);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut replicas: Vec<Operator> = ["a", "b", "c"]
+        .iter()
+        .map(|r| Operator::start_replica(&ns, &unique(&format!("shard-replica-{r}")), &args))
+        .collect();
+    let holders = eventually("every shard's lease held", WAIT, || {
+        shard_holders(&lease, SHARDS)
+    })
+    .await;
+    for holder in &holders {
+        assert!(
+            replicas.iter().any(|r| &r.identity == holder),
+            "{holder} is one of the replicas"
+        );
+    }
+    let marks: Vec<u64> = futures::future::join_all(replicas.iter().map(|r| r.mark())).await;
+
+    let names: Vec<String> = (0..size).map(|i| format!("s{i:03}")).collect();
+    for name in &names {
+        api.create(&PostParams::default(), &example("minimal.yaml", &ns, name))
+            .await
+            .expect("create");
+    }
+    let mut pipelines = Vec::new();
+    for name in &names {
+        pipelines.push(wait_ready(&api, name, 1).await);
+    }
+    let shard_of = |dp: &DeliveryPipeline| {
+        let uid = dp.uid().expect("uid");
+        (0..SHARDS)
+            .find(|i| Shard::new(*i, SHARDS).expect("shard").contains(&uid))
+            .expect("a shard") as usize
+    };
+    let touched = buckets_touched(&replicas, &marks).await;
+    for dp in &pipelines {
+        let bucket = ctx_of(dp).names().artifact_bucket();
+        let by: Vec<&str> = replicas
+            .iter()
+            .zip(&touched)
+            .filter(|(_, buckets)| buckets.contains(&bucket))
+            .map(|(r, _)| r.identity.as_str())
+            .collect();
+        assert_eq!(
+            by,
+            vec![holders[shard_of(dp)].as_str()],
+            "{}: reconciled by exactly the holder of its shard {}",
+            dp.name_any(),
+            shard_of(dp)
+        );
+    }
+    let per_shard: Vec<usize> = (0..SHARDS as usize)
+        .map(|s| pipelines.iter().filter(|dp| shard_of(dp) == s).count())
+        .collect();
+    println!("sharding: {size} pipelines over shards {per_shard:?}, holders {holders:?}");
+
+    // The holder of the fullest shard is killed, as a crashed node would stop it.
+    let shard = (0..SHARDS as usize)
+        .max_by_key(|s| per_shard[*s])
+        .expect("a shard");
+    let victim = replicas
+        .iter()
+        .position(|r| r.identity == holders[shard])
+        .expect("the holder");
+    let killed_at = std::time::Instant::now();
+    replicas[victim].kill();
+    let taker = eventually("another replica holding the shard", WAIT, || async {
+        let now = shard_holders(&lease, SHARDS).await?;
+        (now[shard] != holders[shard]).then(|| now[shard].clone())
+    })
+    .await;
+    println!(
+        "sharding: shard {shard} taken over by {taker} {:.1} s after its holder was killed (lease 4 s, retry 1 s)",
+        killed_at.elapsed().as_secs_f64()
+    );
+    let taker_index = replicas
+        .iter()
+        .position(|r| r.identity == taker)
+        .expect("the taker is a replica");
+    assert_ne!(taker_index, victim);
+    let marks: Vec<u64> = futures::future::join_all(replicas.iter().map(|r| r.mark())).await;
+    let in_shard: Vec<&DeliveryPipeline> = pipelines
+        .iter()
+        .filter(|dp| shard_of(dp) == shard)
+        .collect();
+    for dp in &in_shard {
+        reconcile_and_wait(&api, &dp.name_any()).await;
+    }
+    let touched = buckets_touched(&replicas, &marks).await;
+    for dp in &in_shard {
+        let bucket = ctx_of(dp).names().artifact_bucket();
+        for (i, buckets) in touched.iter().enumerate() {
+            assert_eq!(
+                buckets.contains(&bucket),
+                i == taker_index,
+                "{}: after the takeover only {taker} reconciles it ({} did: {})",
+                dp.name_any(),
+                replicas[i].identity,
+                buckets.contains(&bucket)
+            );
+        }
+    }
+
+    let config = crate::support::aws_config().await;
+    let s3 = crate::support::s3(&config);
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let buckets: BTreeSet<String> = {
+        s3.list_buckets()
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .expect("list buckets")
+            .iter()
+            .flat_map(|page| {
+                page.buckets()
+                    .iter()
+                    .filter_map(|b| b.name().map(str::to_string))
+            })
+            .collect()
+    };
+    for dp in &pipelines {
+        assert!(
+            buckets.contains(&ctx_of(dp).names().artifact_bucket()),
+            "{}",
+            dp.name_any()
+        );
+        assert_eq!(
+            vpcs_of(&ec2, dp).await,
+            2,
+            "{}: one VPC per environment",
+            dp.name_any()
+        );
+    }
 
     for name in &names {
         api.delete(name, &DeleteParams::default())
