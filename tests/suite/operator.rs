@@ -126,7 +126,7 @@ const SERVICE_CREATE: &[(&str, f64)] = &[
 const ROLES_CREATE: &[(&str, f64)] = &[("IAM:CreateRole", 8.0), ("IAM:PutRolePolicy", 6.0)];
 
 /// The reads of one reconcile of an up-to-date pipeline: each group observed once.
-fn observe_reads() -> BTreeMap<&'static str, BTreeMap<String, f64>> {
+pub fn observe_reads() -> BTreeMap<&'static str, BTreeMap<String, f64>> {
     by_group(counts(&[
         // Two topics: notifications and approval.
         ("SNS:GetTopicAttributes", 2.0),
@@ -854,6 +854,21 @@ async fn a_key_left_by_a_crash_before_its_alias_is_adopted_not_duplicated() {
     assert!(rotation.key_rotation_enabled());
 }
 
+/// The writes that create the minimal example's whole pipeline, per group.
+fn create_writes_by_group() -> BTreeMap<&'static str, BTreeMap<String, f64>> {
+    creation_writes(&[
+        ("KMS:CreateKey", 1.0),
+        ("KMS:CreateAlias", 1.0),
+        ("KMS:EnableKeyRotation", 1.0),
+        ("KMS:PutKeyPolicy", 1.0),
+    ])
+}
+
+/// The same, by `Service:Operation`.
+pub fn create_writes() -> BTreeMap<String, f64> {
+    create_writes_by_group().into_values().flatten().collect()
+}
+
 #[tokio::test]
 async fn first_reconcile_makes_exactly_the_creating_calls() {
     let (ns, operator, api) = start("e2e-count").await;
@@ -865,15 +880,7 @@ async fn first_reconcile_makes_exactly_the_creating_calls() {
     .expect("create");
     wait_ready(&api, "counted", 1).await;
     let calls = operator.calls().await;
-    assert_eq!(
-        by_group(count(&calls, "write")),
-        creation_writes(&[
-            ("KMS:CreateKey", 1.0),
-            ("KMS:CreateAlias", 1.0),
-            ("KMS:EnableKeyRotation", 1.0),
-            ("KMS:PutKeyPolicy", 1.0)
-        ])
-    );
+    assert_eq!(by_group(count(&calls, "write")), create_writes_by_group());
     // Reads: the identity once, each absent group observed once, the orphan-key search.
     assert_eq!(
         by_group(count(&calls, "read")),

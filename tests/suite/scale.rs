@@ -9,11 +9,12 @@ use delivery_operator::controller::shard::Shard;
 use delivery_operator::desired::tags::OWNER_KEY;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
+use crate::emulator::count;
 use crate::support::{
     LEASE_NAMESPACE, Operator, create_namespace, ctx_of, eventually, example, kube_client,
-    reconcile_and_wait, unique, wait_ready,
+    reconcile_and_wait, request_reconcile, unique, wait_ready,
 };
 
 const WAIT: Duration = Duration::from_secs(180);
@@ -340,5 +341,142 @@ async fn three_replicas_share_three_shards_and_take_over_a_killed_ones() {
     }
     for name in &names {
         crate::support::gone_within(&api, name, WAIT).await;
+    }
+}
+
+/// Every pipeline in `api`'s namespace, read page by page.
+async fn all_pipelines(api: &Api<DeliveryPipeline>) -> Vec<DeliveryPipeline> {
+    let mut all = Vec::new();
+    let mut params = ListParams::default().limit(100);
+    loop {
+        let page = api.list(&params).await.expect("list pipelines");
+        all.extend(page.items);
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return all,
+        }
+    }
+}
+
+/// The bench (`scripts/bench N` runs it with `BENCH_PIPELINES=N`, optionally on a release
+/// build through `OPERATOR_BINARY`; `make test` runs 3): N whole pipelines (the minimal
+/// example) through one operator. Reports time to all Ready, AWS calls per pipeline to create
+/// and per no-op resync from the emulator's record, and the operator's peak RSS; asserts the
+/// writes to create and the reads of a no-op resync exactly, N times one pipeline's (so
+/// pipelines do not cost each other calls).
+#[tokio::test]
+async fn bench_whole_pipelines_time_calls_and_memory() {
+    let size: usize = std::env::var("BENCH_PIPELINES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3);
+    let client = kube_client("admin").await;
+    let ns = unique("bench");
+    create_namespace(&client, &ns).await;
+    let api: Api<DeliveryPipeline> = Api::namespaced(client, &ns);
+    let concurrency = std::env::var("BENCH_CONCURRENCY").unwrap_or_else(|_| "8".into());
+    // The emulator is one account: the per-service request rate of one account is not what is
+    // measured here (at the default 10 per second, 1,000 pipelines' EC2 calls alone queue for
+    // most of an hour).
+    let env = [
+        ("AWS_REQUESTS_PER_SECOND", "1000"),
+        ("AWS_REQUEST_BURST", "1000"),
+        ("MAX_CONCURRENT_RECONCILES", concurrency.as_str()),
+        ("RUST_LOG", "warn"),
+    ];
+    let operator = Operator::start(&ns, &env);
+    let names: Vec<String> = (0..size).map(|i| format!("b{i:04}")).collect();
+    let started = std::time::Instant::now();
+    for name in &names {
+        api.create(&PostParams::default(), &example("minimal.yaml", &ns, name))
+            .await
+            .expect("create");
+    }
+    let wait = WAIT + Duration::from_secs(3 * size as u64);
+    eventually("every pipeline Ready", wait, || async {
+        let ready = all_pipelines(&api)
+            .await
+            .iter()
+            .filter(|dp| {
+                crate::support::is_ready(dp)
+                    && dp.status.as_ref().and_then(|s| s.observed_generation) == Some(1)
+            })
+            .count();
+        (ready == size).then_some(())
+    })
+    .await;
+    let to_ready = started.elapsed();
+    let created = operator.calls().await;
+    let n = size as f64;
+    let writes: f64 = count(&created, "write").values().sum();
+    let create_reads: f64 = count(&created, "read").values().sum();
+    let expected_writes: std::collections::BTreeMap<String, f64> = crate::operator::create_writes()
+        .into_iter()
+        .map(|(call, per)| (call, per * n))
+        .collect();
+    assert_eq!(
+        count(&created, "write"),
+        expected_writes,
+        "writes to create {size} pipelines"
+    );
+
+    let mark = operator.mark().await;
+    let mut requests = Vec::new();
+    for name in &names {
+        requests.push((name.clone(), request_reconcile(&api, name).await));
+    }
+    eventually("every reconcile request handled", wait, || async {
+        let pipelines = all_pipelines(&api).await;
+        requests
+            .iter()
+            .all(|(name, token)| {
+                pipelines.iter().any(|dp| {
+                    &dp.name_any() == name
+                        && dp
+                            .status
+                            .as_ref()
+                            .and_then(|s| s.last_handled_reconcile_at.as_deref())
+                            == Some(token.as_str())
+                })
+            })
+            .then_some(())
+    })
+    .await;
+    let resync = operator.calls_after(mark).await;
+    assert_eq!(
+        count(&resync, "write").len(),
+        0,
+        "a no-op resync writes nothing"
+    );
+    let expected: std::collections::BTreeMap<String, f64> = crate::operator::observe_reads()
+        .into_values()
+        .flatten()
+        .map(|(call, per)| (call, per * n))
+        .collect();
+    assert_eq!(
+        count(&resync, "read"),
+        expected,
+        "reads of {size} no-op resyncs"
+    );
+    let resync_reads: f64 = expected.values().sum();
+    let rss = operator.peak_rss_kib();
+    println!(
+        "bench: {size} pipelines: all Ready in {:.1} s; per pipeline {:.1} reads + {:.0} writes to create, {:.0} reads per no-op resync ({:.0} per hour at the 10-minute resync); peak RSS {:.1} MiB",
+        to_ready.as_secs_f64(),
+        create_reads / n,
+        writes / n,
+        resync_reads / n,
+        6.0 * resync_reads,
+        rss as f64 / 1024.0
+    );
+    if std::env::var_os("BENCH_KEEP").is_none() {
+        for name in &names {
+            api.delete(name, &DeleteParams::default())
+                .await
+                .expect("delete");
+        }
+        for name in &names {
+            crate::support::gone_within(&api, name, wait).await;
+        }
     }
 }

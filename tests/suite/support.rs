@@ -451,7 +451,23 @@ impl Operator {
 
     /// The operator binary, not yet configured.
     pub fn command() -> Command {
-        Command::new(env!("CARGO_BIN_EXE_delivery-operator"))
+        // The bench may run another build of the same source (`scripts/bench` with
+        // PROFILE=release).
+        match std::env::var_os("OPERATOR_BINARY") {
+            Some(binary) => Command::new(binary),
+            None => Command::new(env!("CARGO_BIN_EXE_delivery-operator")),
+        }
+    }
+
+    /// The process's peak resident memory so far (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the operator's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM")
     }
 
     /// Starts `cmd` (from [`Operator::command`], configured by the caller) whose metrics listen
