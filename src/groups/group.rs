@@ -252,6 +252,16 @@ pub trait Group: Send + Sync + Sized + 'static {
         &self,
         aws: &AwsSession,
     ) -> impl Future<Output = Result<Option<Self::Observed>, Failure>> + Send;
+    /// `observe` when the upstream values are known (a reconcile or a preview, not a
+    /// deletion): a group that would otherwise read again what an upstream step just read
+    /// (the key policy step resolving the key's alias) takes it from `inputs`.
+    fn observe_with(
+        &self,
+        aws: &AwsSession,
+        _inputs: &Values,
+    ) -> impl Future<Output = Result<Option<Self::Observed>, Failure>> + Send {
+        self.observe(aws)
+    }
     /// Makes the group's resources. Default: the update from nothing (right for collections
     /// and for resources whose creation is one call among the changes).
     fn create(
@@ -366,7 +376,7 @@ impl<G: Group> Instance<G> {
 
     async fn run_apply(&self, inputs: &Values) -> Result<Applied, Failure> {
         let (aws, at, desired) = self.prepare(inputs)?;
-        let Some(observed) = self.group.observe(aws).await? else {
+        let Some(observed) = self.group.observe_with(aws, inputs).await? else {
             let produced = self.group.create(aws, &desired).await?;
             return Ok(Applied {
                 action: Action::Created,
@@ -416,7 +426,7 @@ impl<G: Group> Instance<G> {
 
     async fn run_preview(&self, inputs: &Values) -> Result<Applied, Failure> {
         let (aws, at, desired) = self.prepare(inputs)?;
-        let Some(observed) = self.group.observe(aws).await? else {
+        let Some(observed) = self.group.observe_with(aws, inputs).await? else {
             // Dependents are compared against the names and ARNs it would have.
             return Ok(Applied {
                 action: Action::Unchanged,

@@ -561,11 +561,10 @@ async fn cross_account_pipeline_puts_each_resource_in_its_account_and_deletion_l
     assert_eq!(
         reads.get(ACCOUNT),
         Some(&counts(&[
-            ("KMS:DescribeKey", 2.0),
+            ("KMS:DescribeKey", 1.0),
             ("KMS:GetKeyPolicy", 1.0),
             ("KMS:GetKeyRotationStatus", 1.0),
             ("KMS:ListResourceTags", 1.0),
-            ("S3:HeadBucket", 1.0),
             ("S3:GetBucketEncryption", 1.0),
             ("S3:GetBucketLifecycleConfiguration", 1.0),
             ("S3:GetBucketPolicy", 1.0),

@@ -45,7 +45,11 @@ impl ArtifactStore {
 }
 
 /// The bucket's settings; a setting S3 reports as absent ("NoSuch...") is `None`/false.
-async fn read(s3: &Client, name: &str) -> Result<BucketView, Failure> {
+async fn read(
+    s3: &Client,
+    name: &str,
+    tags: std::collections::BTreeMap<String, String>,
+) -> Result<BucketView, Failure> {
     let encryption = found(
         s3.get_bucket_encryption().bucket(name).send().await,
         "s3:GetBucketEncryption",
@@ -79,11 +83,6 @@ async fn read(s3: &Client, name: &str) -> Result<BucketView, Failure> {
         "s3:GetBucketPolicy",
         &["NoSuchBucketPolicy"],
     )?;
-    let tags = found(
-        s3.get_bucket_tagging().bucket(name).send().await,
-        "s3:GetBucketTagging",
-        &["NoSuchTagSet"],
-    )?;
     Ok(BucketView {
         bucket_key_enabled: rule.and_then(|r| r.bucket_key_enabled()).unwrap_or(false),
         encryption_key: rule
@@ -102,7 +101,7 @@ async fn read(s3: &Client, name: &str) -> Result<BucketView, Failure> {
             }),
         lifecycle: lifecycle.and_then(|out| lifecycle_of(out.rules())),
         policy: policy.and_then(|out| out.policy().and_then(policy::parse)),
-        tags: tags.map(|out| from_sdk(out.tag_set())).unwrap_or_default(),
+        tags,
     })
 }
 
@@ -263,9 +262,16 @@ impl Group for ArtifactStore {
     async fn observe(&self, aws: &AwsSession) -> Result<Option<BucketView>, Failure> {
         let name = self.name();
         let s3 = aws.s3();
-        match s3.head_bucket().bucket(&name).send().await {
-            Ok(_) => {}
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+        // The tags are read first: the answer also says whether the bucket exists and is this
+        // account's (what a HeadBucket would say), and the ownership check needs them before
+        // anything else is read.
+        let tags = match s3.get_bucket_tagging().bucket(&name).send().await {
+            Ok(out) => from_sdk(out.tag_set()),
+            Err(e) if code(&e) == Some("NoSuchTagSet") => Default::default(),
+            Err(e)
+                if code(&e) == Some("NoSuchBucket")
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
+            {
                 return Ok(None);
             }
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
@@ -276,10 +282,10 @@ impl Group for ArtifactStore {
                     ),
                 ));
             }
-            Err(e) => return Err(classify("s3:HeadBucket", e)),
-        }
-        let view = read(&s3, &name).await?;
-        check_owner(&self.ctx, &format!("S3 bucket {name}"), &view.tags)?;
+            Err(e) => return Err(classify("s3:GetBucketTagging", e)),
+        };
+        check_owner(&self.ctx, &format!("S3 bucket {name}"), &tags)?;
+        let view = read(&s3, &name, tags).await?;
         Ok(Some(view))
     }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::desired::{key_policy, key_users};
 use super::key_by_alias;
-use crate::aws::{AwsResultExt, AwsSession};
+use crate::aws::{AwsResultExt, AwsSession, found};
 use crate::desired::PipelineContext;
 use crate::desired::policy::{equivalent, parse};
 use crate::engine::{Drift, Failure, Key, Removal, Values};
@@ -96,6 +96,39 @@ impl Group for KeyPolicy {
             .policy()
             .and_then(parse);
         Ok(Some(Observed { key_id, policy }))
+    }
+
+    /// The key step resolved the alias a moment ago: its key ARN is read from there, not
+    /// from a second DescribeKey (a preview's placeholder for a key not made yet is no ARN).
+    async fn observe_with(
+        &self,
+        aws: &AwsSession,
+        inputs: &Values,
+    ) -> Result<Option<Observed>, Failure> {
+        let Some(key_arn) = inputs
+            .get(&keys::KMS_KEY_ARN)
+            .filter(|arn| arn.starts_with("arn:"))
+        else {
+            return self.observe(aws).await;
+        };
+        let Some(got) = found(
+            aws.kms()
+                .get_key_policy()
+                .key_id(key_arn)
+                .policy_name("default")
+                .send()
+                .await,
+            "kms:GetKeyPolicy",
+            &["NotFoundException"],
+        )?
+        else {
+            return Ok(None);
+        };
+        let key_id = key_arn.rsplit('/').next().unwrap_or(key_arn).to_string();
+        Ok(Some(Observed {
+            key_id,
+            policy: got.policy().and_then(parse),
+        }))
     }
 
     /// The key step deletes the key, policy included.

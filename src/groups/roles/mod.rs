@@ -76,6 +76,32 @@ impl RoleSet {
         }
     }
 
+    /// The roles a resync looks for: those wanted, and those a spec change may have left
+    /// (the trigger role once the source is a connection). Not the deploy role of an
+    /// environment in the pipeline's account: environments cannot change account (refused at
+    /// admission), so it never existed there, and reading it cannot find drift.
+    fn possible(&self) -> Vec<(String, Key)> {
+        self.outputs()
+            .into_iter()
+            .filter(|(_, key)| self.has_deploy_role() || key.name != keys::DEPLOY_ROLE_ARN.name)
+            .collect()
+    }
+
+    async fn observe_roles(
+        &self,
+        aws: &AwsSession,
+        names: Vec<(String, Key)>,
+    ) -> Result<Option<Observed>, Failure> {
+        let mut observed = Observed::new();
+        for (name, _) in names {
+            if let Some(role) = observe_role(aws, &name).await? {
+                check_owner(&self.ctx, &diff::words(&name), &role.tags)?;
+                observed.insert(name, role);
+            }
+        }
+        Ok((!observed.is_empty()).then_some(observed))
+    }
+
     fn has_deploy_role(&self) -> bool {
         self.env.is_some_and(|env| self.ctx.is_cross_account(env))
     }
@@ -279,14 +305,12 @@ impl Group for RoleSet {
     }
 
     async fn observe(&self, aws: &AwsSession) -> Result<Option<Observed>, Failure> {
-        let mut observed = Observed::new();
-        for (name, _) in self.outputs() {
-            if let Some(role) = observe_role(aws, &name).await? {
-                check_owner(&self.ctx, &diff::words(&name), &role.tags)?;
-                observed.insert(name, role);
-            }
-        }
-        Ok((!observed.is_empty()).then_some(observed))
+        self.observe_roles(aws, self.possible()).await
+    }
+
+    /// Deletion looks for every role this instance could ever have made.
+    async fn observe_for_deletion(&self, aws: &AwsSession) -> Result<Option<Observed>, Failure> {
+        self.observe_roles(aws, self.outputs()).await
     }
 
     fn removal(&self, observed: &Observed) -> Option<Vec<Drift>> {
