@@ -442,7 +442,7 @@ fn all_conditions_true(dp: &DeliveryPipeline) {
 /// group (listed, tags read), three role names looked up (execution, task, deploy), each
 /// found with its inline policies (execution and deploy have one) and attachments, its
 /// network (each part listed by tags, the VPC's two DNS attributes), and its ECS runtime (the
-/// cluster, the service, the revision it runs).
+/// cluster, the service; not the revision it runs, which this process registered).
 fn environment_observe_reads() -> BTreeMap<String, f64> {
     counts(&[
         ("CloudWatch Logs:DescribeLogGroups", 1.0),
@@ -459,7 +459,6 @@ fn environment_observe_reads() -> BTreeMap<String, f64> {
         ("EC2:DescribeSecurityGroups", 1.0),
         ("ECS:DescribeClusters", 1.0),
         ("ECS:DescribeServices", 1.0),
-        ("ECS:DescribeTaskDefinition", 1.0),
     ])
 }
 

@@ -181,10 +181,10 @@ pub fn observe_reads() -> BTreeMap<&'static str, BTreeMap<String, f64>> {
         // Alarms listed by prefix; each alarm's tags.
         ("CloudWatch:DescribeAlarms", 1.0),
         ("CloudWatch:ListTagsForResource", 2.0),
-        // Two runtimes: the cluster, the service, the revision it runs.
+        // Two runtimes: the cluster, the service (the revision it runs was registered by this
+        // process, and revisions never change).
         ("ECS:DescribeClusters", 2.0),
         ("ECS:DescribeServices", 2.0),
-        ("ECS:DescribeTaskDefinition", 2.0),
     ]))
 }
 

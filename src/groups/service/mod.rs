@@ -194,6 +194,39 @@ fn observed_container(c: &ContainerDefinition) -> ObservedContainer {
     }
 }
 
+/// What each task definition revision holds, by ARN. A revision never changes once registered
+/// (AWS: a change is a new revision; deregistering one leaves its content), so a resync reads
+/// the revision a service runs once per process instead of on every check: a deployment moves
+/// the service to another ARN, which is read then. Bounded: when full it starts again empty.
+mod revisions {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+
+    use super::ObservedTaskDefinition;
+
+    /// Two environments of 2,000 pipelines, with room for the revisions deployments make.
+    const KEPT: usize = 8192;
+
+    static REVISIONS: LazyLock<Mutex<HashMap<String, ObservedTaskDefinition>>> =
+        LazyLock::new(Mutex::default);
+
+    pub fn remembered(arn: &str) -> Option<ObservedTaskDefinition> {
+        REVISIONS.lock().ok()?.get(arn).cloned()
+    }
+
+    pub fn remember(t: &ObservedTaskDefinition) {
+        if t.arn.is_empty() {
+            return;
+        }
+        if let Ok(mut revisions) = REVISIONS.lock() {
+            if revisions.len() >= KEPT {
+                revisions.clear();
+            }
+            revisions.insert(t.arn.clone(), t.clone());
+        }
+    }
+}
+
 fn observed_task_definition(t: &aws_sdk_ecs::types::TaskDefinition) -> ObservedTaskDefinition {
     ObservedTaskDefinition {
         arn: t.task_definition_arn().unwrap_or_default().to_string(),
@@ -575,13 +608,25 @@ impl Group for ServiceGroup {
             // No service: the family's latest active revision, if any, is reused.
             None => (&service_name, &["ClientException"]),
         };
-        let task_definition = ecs
-            .describe_task_definition()
-            .task_definition(revision)
-            .send()
-            .await
-            .aws_tolerating("ecs:DescribeTaskDefinition", missing)?
-            .and_then(|out| out.task_definition().map(observed_task_definition));
+        let known = service
+            .as_ref()
+            .and_then(|s| revisions::remembered(&s.task_definition));
+        let task_definition = match known {
+            Some(known) => Some(known),
+            None => {
+                let read = ecs
+                    .describe_task_definition()
+                    .task_definition(revision)
+                    .send()
+                    .await
+                    .aws_tolerating("ecs:DescribeTaskDefinition", missing)?
+                    .and_then(|out| out.task_definition().map(observed_task_definition));
+                if let Some(t) = &read {
+                    revisions::remember(t);
+                }
+                read
+            }
+        };
         Ok(Some(Observed {
             cluster: Some(cluster),
             service,
@@ -673,7 +718,9 @@ impl Group for ServiceGroup {
                             "ecs:RegisterTaskDefinition answered without the revision",
                         )
                     })?;
-                    state.task_definition = Some(observed_task_definition(registered));
+                    let registered = observed_task_definition(registered);
+                    revisions::remember(&registered);
+                    state.task_definition = Some(registered);
                 }
                 Change::CreateService { desired_count } => {
                     let s = &d.service;
