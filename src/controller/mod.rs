@@ -416,6 +416,19 @@ impl Scope {
     }
 }
 
+/// What the controller's cache keeps of a pipeline: what triggers a reconcile and what tenancy
+/// reads (metadata, spec), not the status (its inventory and conditions are most of the
+/// object, ~16 KB of ~18 KB) nor the managed fields and kubectl's last-applied copy of the
+/// spec. Each reconcile reads the whole object fresh (`reconcile`), so at 1,000 pipelines the
+/// cache holds a few MiB instead of tens.
+fn slim(dp: &mut DeliveryPipeline) {
+    dp.status = None;
+    dp.metadata.managed_fields = None;
+    if let Some(annotations) = dp.metadata.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
 /// Runs until `shutdown` resolves, then lets the reconciles in flight finish. One controller
 /// per watched namespace (or one for all), so the operator needs RBAC only where it works.
 /// Dropping the returned future instead stops every reconcile at its next await, which is
@@ -444,6 +457,7 @@ where
             let stream = watcher(api, watcher::Config::default())
                 .default_backoff()
                 .try_filter(move |event| std::future::ready(in_scope.admits(event)))
+                .modify(slim)
                 .reflect(writer)
                 .applied_objects()
                 .predicate_filter(reconcile_trigger, Default::default());
@@ -535,14 +549,19 @@ fn key_of(dp: &DeliveryPipeline) -> String {
     format!("{}/{}", dp.namespace().unwrap_or_default(), dp.name_any())
 }
 
-async fn reconcile(dp: Arc<DeliveryPipeline>, ctx: Arc<Context>) -> Result<Requeue, Error> {
-    let ns = dp.namespace().ok_or(Error::NoNamespace)?;
-    let key = key_of(&dp);
+async fn reconcile(cached: Arc<DeliveryPipeline>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let ns = cached.namespace().ok_or(Error::NoNamespace)?;
+    let key = key_of(&cached);
     // `pipeline`, not `name`: JSON logs put each span's own name under "name".
-    let span = info_span!("reconcile", pipeline = %key, namespace = %ns, generation = dp.meta().generation);
+    let span = info_span!("reconcile", pipeline = %key, namespace = %ns, generation = cached.meta().generation);
     async move {
         let started = Instant::now();
         let api: Api<DeliveryPipeline> = Api::namespaced(ctx.client.clone(), &ns);
+        // The cache keeps no status (`slim`): the reconcile works on the object as stored.
+        let Some(dp) = api.get_opt(&cached.name_any()).await? else {
+            return Ok(Requeue::await_change());
+        };
+        let dp = Arc::new(dp);
         let result = finalizer(&api, FINALIZER, dp, |event| async {
             match event {
                 FinalizerEvent::Apply(dp) => apply_within_deadline(&dp, &api, &ctx).await,
