@@ -2,7 +2,7 @@
 //! per-key once-cell, so one slow AssumeRole stalls only the pipelines that need that role), with
 //! an endpoint override for emulators and the call counter on every client, built lazily.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -130,8 +130,31 @@ pub struct AwsSession {
     path_style_s3: bool,
     http: SharedHttpClient,
     rates: Arc<RateLimits>,
-    clients: Clients,
+    /// Shared with the copies made for one reconcile: clients are built once per session.
+    clients: Arc<Clients>,
+    /// The tags of one reconcile's resources in this account and region, read once for all of
+    /// its steps (`tags_of`); only a session made for one reconcile has one.
+    tag_snapshot: Option<OnceCell<TagSnapshot>>,
 }
+
+/// Tags by resource ARN, of the resources carrying one owner tag.
+struct TagSnapshot {
+    owner: (String, String),
+    tags: HashMap<String, BTreeMap<String, String>>,
+}
+
+/// The services whose tags `tags_of` reads in one request (each group reads its other
+/// resources' tags with the resource: IAM's GetRole, EC2's and ECS's descriptions, CodeBuild's
+/// batch reads, the bucket's tag read that also says it exists).
+const SNAPSHOT_SERVICES: [&str; 7] = [
+    "kms",
+    "sns",
+    "ecr",
+    "codepipeline",
+    "events",
+    "cloudwatch",
+    "logs",
+];
 
 /// Declares a lazily built client per service: a field of `Clients` and an accessor on
 /// `AwsSession`, each with the call counter.
@@ -183,6 +206,82 @@ clients!(
 );
 
 impl AwsSession {
+    /// The same identity for one reconcile: its steps share the clients (and connections) and
+    /// one tag read per account and region (`tags_of`), which the next reconcile makes afresh.
+    pub fn for_one_reconcile(&self) -> Arc<AwsSession> {
+        Arc::new(AwsSession {
+            account_id: self.account_id.clone(),
+            region: self.region.clone(),
+            partition: self.partition,
+            config: self.config.clone(),
+            counter: self.counter.clone(),
+            path_style_s3: self.path_style_s3,
+            http: self.http.clone(),
+            rates: self.rates.clone(),
+            clients: self.clients.clone(),
+            tag_snapshot: Some(OnceCell::new()),
+        })
+    }
+
+    /// The tags of `arn`, from one `tag:GetResources` this reconcile makes in this account and
+    /// region for every resource tagged `owner` (key, value) of the services in
+    /// `SNAPSHOT_SERVICES`: one read instead of one per resource. None when the snapshot
+    /// cannot say: a session not made for one reconcile, another owner, or a resource missing
+    /// from it (untagged, another owner's, or not visible yet: the tagging API is eventually
+    /// consistent); the caller then reads the resource's own tags, so a resource claimed by
+    /// another pipeline is still refused.
+    pub async fn tags_of(
+        &self,
+        owner: (&str, &str),
+        arn: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, Failure> {
+        let Some(cell) = &self.tag_snapshot else {
+            return Ok(None);
+        };
+        let snapshot = cell
+            .get_or_try_init(|| self.read_tag_snapshot(owner))
+            .await?;
+        if snapshot.owner.0 != owner.0 || snapshot.owner.1 != owner.1 {
+            return Ok(None);
+        }
+        Ok(snapshot.tags.get(tagging_arn(arn)).cloned())
+    }
+
+    async fn read_tag_snapshot(&self, owner: (&str, &str)) -> Result<TagSnapshot, Failure> {
+        use aws_sdk_resourcegroupstagging::types::TagFilter;
+        let filter = TagFilter::builder().key(owner.0).values(owner.1).build();
+        let mappings: Vec<_> = self
+            .tagging()
+            .get_resources()
+            .tag_filters(filter)
+            .set_resource_type_filters(Some(
+                SNAPSHOT_SERVICES.iter().map(|s| s.to_string()).collect(),
+            ))
+            .resources_per_page(100)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .aws("tag:GetResources")?;
+        let tags = mappings
+            .iter()
+            .filter_map(|m| {
+                let arn = m.resource_arn()?;
+                let tags = m
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .collect();
+                Some((tagging_arn(arn).to_string(), tags))
+            })
+            .collect();
+        Ok(TagSnapshot {
+            owner: (owner.0.to_string(), owner.1.to_string()),
+            tags,
+        })
+    }
+
     /// The SDK shares a retry budget (and, in adaptive mode, its rate limiter) among the clients of one
     /// retry partition, by default one per service for the whole process: throttling in one
     /// account would then slow every account's calls. One partition per service, account and
@@ -335,9 +434,16 @@ impl AwsFactory {
             path_style_s3: self.endpoint_override,
             http: self.http.clone(),
             rates: self.rates.clone(),
-            clients: Clients::default(),
+            clients: Arc::default(),
+            tag_snapshot: None,
         }))
     }
+}
+
+/// The ARN the tagging API names a resource by: a log group's without the `:*` its
+/// description carries.
+fn tagging_arn(arn: &str) -> &str {
+    arn.strip_suffix(":*").unwrap_or(arn)
 }
 
 /// The SDK's default HTTPS client, built as the SDK builds it (rustls with aws-lc, the proxy

@@ -671,7 +671,9 @@ async fn group_steps(
     pipeline: Arc<AwsSession>,
 ) -> (Vec<Box<dyn GroupStep>>, Vec<(Env, Failure)>) {
     let pctx = PipelineContext::of(dp, &pipeline.account_id, region).governed(tenancy.clone());
-    let sessions = sessions::all(aws, dp, origin(dp, tenancy), region, pipeline).await;
+    let sessions = sessions::all(aws, dp, origin(dp, tenancy), region, pipeline)
+        .await
+        .for_one_reconcile();
     let unreachable = Env::ALL
         .into_iter()
         .filter_map(|env| sessions.of(Some(env)).err().map(|e| (env, e)))

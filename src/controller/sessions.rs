@@ -31,6 +31,30 @@ impl Sessions {
     }
 }
 
+impl Sessions {
+    /// The same sessions for one reconcile (`AwsSession::for_one_reconcile`: one tag read per
+    /// account and region for all its steps); environments that share the pipeline's account
+    /// keep sharing its session.
+    pub fn for_one_reconcile(self) -> Self {
+        let mut made: Vec<(Arc<AwsSession>, Arc<AwsSession>)> = Vec::new();
+        let mut fresh = |session: Result<Arc<AwsSession>, Failure>| {
+            session.map(|shared| {
+                if let Some((_, done)) = made.iter().find(|(from, _)| Arc::ptr_eq(from, &shared)) {
+                    return done.clone();
+                }
+                let one = shared.for_one_reconcile();
+                made.push((shared, one.clone()));
+                one
+            })
+        };
+        Sessions {
+            pipeline: fresh(self.pipeline),
+            staging: fresh(self.staging),
+            production: fresh(self.production),
+        }
+    }
+}
+
 /// Where a pipeline's sessions come from: its namespace and the operator's cluster identity,
 /// which make the external ID of every AssumeRole (see `tenancy::external_id`).
 #[derive(Clone, Copy)]

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::aws::AwsSession;
 use crate::desired::PipelineContext;
 use crate::desired::tags::{OWNER_KEY, tags};
 use crate::engine::{Drift, Failure, Key, Values};
@@ -175,6 +176,26 @@ pub fn tag_change<C>(
     if !plan.is_empty() {
         let drift = tag_drift(resource, &plan, have);
         changes.push_all(change(plan), drift);
+    }
+}
+
+/// The tags of `arn`: from the reconcile's one tag read of the account
+/// (`AwsSession::tags_of`), else from `read`, the resource's own tag read (None: the resource
+/// is gone).
+pub async fn tags_of<F, Fut>(
+    aws: &AwsSession,
+    ctx: &PipelineContext,
+    arn: &str,
+    read: F,
+) -> Result<Option<BTreeMap<String, String>>, Failure>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<BTreeMap<String, String>>, Failure>>,
+{
+    let owner = ctx.owner();
+    match aws.tags_of((OWNER_KEY, &owner), arn).await? {
+        Some(tags) => Ok(Some(tags)),
+        None => read().await,
     }
 }
 

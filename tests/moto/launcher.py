@@ -2957,6 +2957,91 @@ def authorize(ident):
     return emu_executor.authorize_request(ident)
 
 
+def fix_tagging_api_covers_ecr_codepipeline_and_event_rules() -> None:
+    """AWS (Resource Groups Tagging API Reference, GetResources; "Services that support the
+    Resource Groups Tagging API"): GetResources returns ECR repositories, CodePipeline pipelines
+    and EventBridge rules with their tags, and ResourceTypeFilters limits it to the services
+    named; it never fails because resources are being created meanwhile. moto's tagging API
+    knows none of those three (its EventBridge backend reports event buses only), reads every
+    service's resources whatever the filter, and answers HTTP 500 ("dictionary changed size
+    during iteration") when another request creates a resource of a service it is reading.
+    Fix: ECR repositories, CodePipeline pipelines and EventBridge rules take part; services the
+    filter leaves out are not read; a read that met a concurrent change is read again."""
+    from moto.codepipeline.models import CodePipelineBackend
+    from moto.core.resource_tagging import TaggableResourcesMixin, TaggedResource, match_resource_type
+    from moto.ecr.models import ECRBackend
+    from moto.events.models import EventsBackend
+    from moto.resourcegroupstaggingapi.models import ResourceGroupsTaggingAPIBackend
+
+    def ecr_resources(self):
+        for repository in list(self.repositories.values()):
+            yield TaggedResource(
+                arn=repository.arn,
+                tags=self.tagger.get_tag_dict_for_resource(repository.arn),
+                resource_type="ecr:repository",
+            )
+
+    def codepipeline_resources(self):
+        for pipeline in list(self.pipelines.values()):
+            yield TaggedResource(
+                arn=pipeline.metadata["pipelineArn"],
+                tags=dict(pipeline.tags),
+                resource_type="codepipeline:pipeline",
+            )
+
+    original_event_resources = EventsBackend.iter_tagged_resources
+
+    def event_resources(self):
+        yield from original_event_resources(self)
+        for bus in list(self.event_buses.values()):
+            for rule in list(bus.rules.values()):
+                yield TaggedResource(
+                    arn=rule.arn,
+                    tags=self.tagger.get_tag_dict_for_resource(rule.arn),
+                    resource_type="events:rule",
+                )
+
+    for backend, namespace, resources in (
+        (ECRBackend, "ecr", ecr_resources),
+        (CodePipelineBackend, "codepipeline", codepipeline_resources),
+    ):
+        if not issubclass(backend, TaggableResourcesMixin):
+            backend.__bases__ = backend.__bases__ + (TaggableResourcesMixin,)
+        backend.SERVICE_NAMESPACE = namespace
+        backend.iter_tagged_resources = resources
+    EventsBackend.iter_tagged_resources = event_resources
+
+
+    def resources_of(backend):
+        for _ in range(20):
+            try:
+                return list(backend.iter_tagged_resources())
+            except RuntimeError:  # a dict changed size: another request wrote meanwhile
+                continue
+        return list(backend.iter_tagged_resources())
+
+    def generator(self, tag_filters=None, resource_type_filters=None, resource_arn_list=None):
+        from moto.core.resource_tagging import iter_taggable_backends, make_tag_matcher
+
+        services = {f.split(":", 1)[0] for f in (resource_type_filters or [])}
+        tag_matcher = make_tag_matcher(tag_filters)
+        for backend in iter_taggable_backends(self.account_id, self.region_name):
+            if services and getattr(backend, "SERVICE_NAMESPACE", "") not in services:
+                continue
+            for resource in resources_of(backend):
+                if not resource.tags and not resource.extra.get("include_untagged"):
+                    continue
+                if not match_resource_type(resource.resource_type, resource_type_filters):
+                    continue
+                if not tag_matcher(resource.tags):
+                    continue
+                if resource_arn_list and resource.arn not in resource_arn_list:
+                    continue
+                yield resource
+
+    ResourceGroupsTaggingAPIBackend._get_resources_generator = generator
+
+
 def serve(host: str, port: int) -> None:
     """moto_server's own WSGI application and request handler, with the harness in front."""
     from moto.moto_server.werkzeug_app import (
@@ -3015,6 +3100,7 @@ def main() -> None:
     fix_iam_role_policy_size_quotas()
     emu_propagation.install()
     fix_ec2_create_route_table_client_token()
+    fix_tagging_api_covers_ecr_codepipeline_and_event_rules()
     fix_ecr_tag_mutability_exclusions_are_wildcards()
     fix_codebuild_create_project_as_aws()
     fix_codebuild_update_project()

@@ -1581,6 +1581,40 @@ class Ec2ClientToken(unittest.TestCase):
 
 
 @unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
+class TaggingApi(unittest.TestCase):
+    """GetResources, as AWS serves it, covers ECR repositories, CodePipeline pipelines and
+    EventBridge rules with their tags (beside KMS, SNS, logs and alarms), filtered by tags and
+    by service."""
+
+    def test_repositories_pipelines_and_rules_are_found_by_their_tags(self):
+        owner = unique("owner")
+        tags = [{"Key": "owner", "Value": owner}]
+        repository = client("ecr").create_repository(
+            repositoryName=unique("repo"), tags=tags
+        )["repository"]["repositoryArn"]
+        name, _ = CodePipeline.create(self, tags=[{"key": "owner", "value": owner}])
+        pipeline = client("codepipeline").get_pipeline(name=name)["metadata"]["pipelineArn"]
+        rule = client("events").put_rule(
+            Name=unique("rule"), EventPattern=json.dumps({"source": ["aws.codepipeline"]}), Tags=tags
+        )["RuleArn"]
+        topic = client("sns").create_topic(Name=unique("topic"), Tags=tags)["TopicArn"]
+        client("ecr").create_repository(repositoryName=unique("other"), tags=[{"Key": "owner", "Value": "someone else"}])
+        tagging = client("resourcegroupstaggingapi")
+        pages = tagging.get_paginator("get_resources").paginate(
+            TagFilters=[{"Key": "owner", "Values": [owner]}],
+            ResourceTypeFilters=["ecr", "codepipeline", "events", "sns"],
+        )
+        found = {r["ResourceARN"]: r["Tags"] for page in pages for r in page["ResourceTagMappingList"]}
+        self.assertEqual(set(found), {repository, pipeline, rule, topic})
+        for arn, got in found.items():
+            self.assertEqual(got, [{"Key": "owner", "Value": owner}], arn)
+        only_rules = tagging.get_resources(
+            TagFilters=[{"Key": "owner", "Values": [owner]}], ResourceTypeFilters=["events"]
+        )["ResourceTagMappingList"]
+        self.assertEqual([r["ResourceARN"] for r in only_rules], [rule])
+
+
+@unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
 class IamPropagation(ServiceErrors, unittest.TestCase):
     """A role a test chose to propagate slowly is refused, as not there, by STS and by resource
     policies until its delay has passed, then accepted; roles outside the chosen names are seen at

@@ -439,14 +439,14 @@ fn all_conditions_true(dp: &DeliveryPipeline) {
 }
 
 /// The reads one up-to-date reconcile makes in each environment account: its application log
-/// group (listed, tags read), three role names looked up (execution, task, deploy), each
+/// group (listed; its tags from the account's one tag read), three role names looked up (execution, task, deploy), each
 /// found with its inline policies (execution and deploy have one) and attachments, its
 /// network (each part listed by tags, the VPC's two DNS attributes), and its ECS runtime (the
 /// cluster, the service; not the revision it runs, which this process registered).
 fn environment_observe_reads() -> BTreeMap<String, f64> {
     counts(&[
         ("CloudWatch Logs:DescribeLogGroups", 1.0),
-        ("CloudWatch Logs:ListTagsForResource", 1.0),
+        ("Resource Groups Tagging API:GetResources", 1.0),
         ("IAM:GetRole", 3.0),
         ("IAM:ListRolePolicies", 3.0),
         ("IAM:GetRolePolicy", 2.0),
@@ -560,10 +560,11 @@ async fn cross_account_pipeline_puts_each_resource_in_its_account_and_deletion_l
     assert_eq!(
         reads.get(ACCOUNT),
         Some(&counts(&[
+            // The tags of the key, topics, log groups, repository, pipeline, rules and alarms.
+            ("Resource Groups Tagging API:GetResources", 1.0),
             ("KMS:DescribeKey", 1.0),
             ("KMS:GetKeyPolicy", 1.0),
             ("KMS:GetKeyRotationStatus", 1.0),
-            ("KMS:ListResourceTags", 1.0),
             ("S3:GetBucketEncryption", 1.0),
             ("S3:GetBucketLifecycleConfiguration", 1.0),
             ("S3:GetBucketPolicy", 1.0),
@@ -571,10 +572,8 @@ async fn cross_account_pipeline_puts_each_resource_in_its_account_and_deletion_l
             ("S3:GetBucketVersioning", 1.0),
             ("S3:GetPublicAccessBlock", 1.0),
             ("SNS:GetTopicAttributes", 2.0),
-            ("SNS:ListTagsForResource", 2.0),
             ("SNS:ListSubscriptionsByTopic", 2.0),
             ("CloudWatch Logs:DescribeLogGroups", 1.0),
-            ("CloudWatch Logs:ListTagsForResource", 2.0),
             // Pipeline, build, scan found; the trigger role looked up too (a connection source
             // has none; one left from an S3 source would be removed).
             ("IAM:GetRole", 4.0),
@@ -582,20 +581,16 @@ async fn cross_account_pipeline_puts_each_resource_in_its_account_and_deletion_l
             ("IAM:GetRolePolicy", 3.0),
             ("IAM:ListAttachedRolePolicies", 3.0),
             ("ECR:DescribeRepositories", 1.0),
-            ("ECR:ListTagsForResource", 1.0),
             ("ECR:GetLifecyclePolicy", 1.0),
             ("ECR:GetRepositoryPolicy", 1.0),
             ("CodeBuild:BatchGetProjects", 2.0),
             ("CodeBuild:BatchGetReportGroups", 1.0),
             ("CodePipeline:GetPipeline", 1.0),
-            ("CodePipeline:ListTagsForResource", 1.0),
             ("CodePipeline:ListPipelineExecutions", 1.0),
             // The failed and succeeded rules (a connection source has no trigger rule).
             ("EventBridge:ListRules", 1.0),
-            ("EventBridge:ListTagsForResource", 2.0),
             ("EventBridge:ListTargetsByRule", 2.0),
             ("CloudWatch:DescribeAlarms", 1.0),
-            ("CloudWatch:ListTagsForResource", 2.0),
         ])),
         "pipeline account"
     );

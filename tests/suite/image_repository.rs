@@ -26,10 +26,10 @@ use crate::support::{
 
 const WAIT: Duration = Duration::from_secs(90);
 
-/// The reads of one observation of the repository.
+/// The ECR reads of one observation of the repository (its tags come from the account's one
+/// tag read of the reconcile, `tag:GetResources`).
 const OBSERVE: &[(&str, f64)] = &[
     ("ECR:DescribeRepositories", 1.0),
-    ("ECR:ListTagsForResource", 1.0),
     ("ECR:GetLifecyclePolicy", 1.0),
     ("ECR:GetRepositoryPolicy", 1.0),
 ];

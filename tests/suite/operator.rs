@@ -125,16 +125,17 @@ const SERVICE_CREATE: &[(&str, f64)] = &[
 /// inline policy.
 const ROLES_CREATE: &[(&str, f64)] = &[("IAM:CreateRole", 8.0), ("IAM:PutRolePolicy", 6.0)];
 
-/// The reads of one reconcile of an up-to-date pipeline: each group observed once.
+/// The reads of one reconcile of an up-to-date pipeline: each group observed once. The tags
+/// of the key, topics, log groups, repository, pipeline, rules and alarms come from one
+/// tag:GetResources for the account (the other resources' tags come with their own reads).
 pub fn observe_reads() -> BTreeMap<&'static str, BTreeMap<String, f64>> {
     by_group(counts(&[
+        ("Resource Groups Tagging API:GetResources", 1.0),
         // Two topics: notifications and approval.
         ("SNS:GetTopicAttributes", 2.0),
-        ("SNS:ListTagsForResource", 2.0),
         ("SNS:ListSubscriptionsByTopic", 2.0),
-        // Three scopes listed (pipeline, staging, production); four log groups' tags read.
+        // Three scopes listed (pipeline, staging, production).
         ("CloudWatch Logs:DescribeLogGroups", 3.0),
-        ("CloudWatch Logs:ListTagsForResource", 4.0),
         // The key step resolves the alias; the key policy step reads the policy of that key.
         ("KMS:DescribeKey", 1.0),
         ("KMS:GetKeyPolicy", 1.0),
@@ -149,7 +150,6 @@ pub fn observe_reads() -> BTreeMap<&'static str, BTreeMap<String, f64>> {
         // Build and scan projects, the scan's report group.
         ("CodeBuild:BatchGetProjects", 2.0),
         ("CodeBuild:BatchGetReportGroups", 1.0),
-        ("KMS:ListResourceTags", 1.0),
         ("S3:GetBucketEncryption", 1.0),
         ("S3:GetBucketLifecycleConfiguration", 1.0),
         ("S3:GetBucketPolicy", 1.0),
@@ -158,12 +158,10 @@ pub fn observe_reads() -> BTreeMap<&'static str, BTreeMap<String, f64>> {
         ("S3:GetBucketVersioning", 2.0),
         ("S3:GetBucketNotificationConfiguration", 1.0),
         ("CodePipeline:GetPipeline", 1.0),
-        ("CodePipeline:ListTagsForResource", 1.0),
         // status.lastExecution: no execution yet, so no GetPipelineState.
         ("CodePipeline:ListPipelineExecutions", 1.0),
         ("S3:GetPublicAccessBlock", 1.0),
         ("ECR:DescribeRepositories", 1.0),
-        ("ECR:ListTagsForResource", 1.0),
         ("ECR:GetLifecyclePolicy", 1.0),
         ("ECR:GetRepositoryPolicy", 1.0),
         // Two networks (staging, production): each part listed by tags, the VPC's two DNS
@@ -174,13 +172,11 @@ pub fn observe_reads() -> BTreeMap<&'static str, BTreeMap<String, f64>> {
         ("EC2:DescribeSubnets", 2.0),
         ("EC2:DescribeRouteTables", 2.0),
         ("EC2:DescribeSecurityGroups", 2.0),
-        // Rules listed by prefix; each rule's tags and targets (failed, succeeded, source).
+        // Rules listed by prefix; each rule's targets (failed, succeeded, source).
         ("EventBridge:ListRules", 1.0),
-        ("EventBridge:ListTagsForResource", 3.0),
         ("EventBridge:ListTargetsByRule", 3.0),
-        // Alarms listed by prefix; each alarm's tags.
+        // Alarms listed by prefix.
         ("CloudWatch:DescribeAlarms", 1.0),
-        ("CloudWatch:ListTagsForResource", 2.0),
         // Two runtimes: the cluster, the service (the revision it runs was registered by this
         // process, and revisions never change).
         ("ECS:DescribeClusters", 2.0),

@@ -9,7 +9,7 @@ use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricAlarm, Stat
 
 use self::desired::{Alarm, Alarms, Inputs, Settings};
 use self::diff::{ALARM, Change, Observed, ObservedAlarm};
-use super::kit::{check_owner, deletions, input, retag};
+use super::kit::{check_owner, deletions, input, retag, tags_of};
 use super::{Group, Names, Placement, Produced, Update, Updated, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession};
@@ -171,16 +171,19 @@ impl Group for AlarmSet {
             if !name.starts_with(&prefix) {
                 continue;
             }
-            let Some(tagged) = cloudwatch
-                .list_tags_for_resource()
-                .resource_arn(arn)
-                .send()
-                .await
-                .aws_tolerating("cloudwatch:ListTagsForResource", NOT_FOUND)?
+            let Some(tags) = tags_of(aws, &self.ctx, arn, || async {
+                Ok(cloudwatch
+                    .list_tags_for_resource()
+                    .resource_arn(arn)
+                    .send()
+                    .await
+                    .aws_tolerating("cloudwatch:ListTagsForResource", NOT_FOUND)?
+                    .map(|tagged| from_sdk(tagged.tags())))
+            })
+            .await?
             else {
                 continue;
             };
-            let tags = from_sdk(tagged.tags());
             check_owner(&self.ctx, &diff::words(name), &tags)?;
             observed.insert(
                 name.to_string(),

@@ -11,7 +11,7 @@ use aws_sdk_kms::types::{KeyMetadata, KeySpec, KeyState as KmsKeyState, KeyUsage
 
 use self::desired::{ALIAS_TAG, DELETION_WINDOW_DAYS, EncryptionKey as Desired, encryption_key};
 use self::diff::{Change, KeyState, KeyView as Observed};
-use super::kit::{check_owner, retag};
+use super::kit::{check_owner, retag, tags_of};
 use super::{Diff, Group, Names, Placement, Produced, Update, Updated, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession};
@@ -161,16 +161,21 @@ impl Group for EncryptionKey {
             return Ok(None);
         };
         let key_id = metadata.key_id().to_string();
-        let tags: Vec<Tag> = kms
-            .list_resource_tags()
-            .key_id(&key_id)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .aws("kms:ListResourceTags")?;
-        let tags = from_sdk(&tags);
+        let key_arn = metadata.arn().unwrap_or_default().to_string();
+        let tags = tags_of(aws, &self.ctx, &key_arn, || async {
+            let tags: Vec<Tag> = kms
+                .list_resource_tags()
+                .key_id(&key_id)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .aws("kms:ListResourceTags")?;
+            Ok(Some(from_sdk(&tags)))
+        })
+        .await?
+        .unwrap_or_default();
         check_owner(
             &self.ctx,
             &format!("the KMS key behind alias {alias}"),

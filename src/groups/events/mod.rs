@@ -10,7 +10,7 @@ use aws_smithy_types::error::operation::BuildError;
 
 use self::desired::{FAILED, Inputs, Rules, SUCCEEDED};
 use self::diff::{Change, Observed, ObservedRule, ObservedTarget};
-use super::kit::{check_owner, deletions, input, retag};
+use super::kit::{check_owner, deletions, input, retag, tags_of};
 use super::{Group, Names, Placement, Produced, Update, Updated, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession};
@@ -248,16 +248,19 @@ impl Group for EventRules {
                 continue;
             }
             // A rule deleted between the listing and these reads is simply not there.
-            let Some(tagged) = events
-                .list_tags_for_resource()
-                .resource_arn(arn)
-                .send()
-                .await
-                .aws_tolerating("events:ListTagsForResource", NOT_FOUND)?
+            let Some(tags) = tags_of(aws, &self.ctx, arn, || async {
+                Ok(events
+                    .list_tags_for_resource()
+                    .resource_arn(arn)
+                    .send()
+                    .await
+                    .aws_tolerating("events:ListTagsForResource", NOT_FOUND)?
+                    .map(|tagged| from_sdk(tagged.tags())))
+            })
+            .await?
             else {
                 continue;
             };
-            let tags = from_sdk(tagged.tags());
             check_owner(&self.ctx, &diff::words(name), &tags)?;
             // A rule has at most five targets: one page.
             let Some(targets) = events

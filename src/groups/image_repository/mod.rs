@@ -12,7 +12,7 @@ use aws_sdk_ecr::types::{
 
 use self::desired::{ImageRepository as Desired, Mutability, image_repository};
 use self::diff::{Change, Encryption, RepositoryView as Observed};
-use super::kit::{check_owner, input, invalid, retag};
+use super::kit::{check_owner, input, invalid, retag, tags_of};
 use super::{Diff, Group, Names, Placement, Produced, Update, Updated, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession, found};
@@ -192,13 +192,17 @@ impl Group for ImageRepository {
             return Ok(None);
         };
         let repository = repository_of(repo)?;
-        let listed = ecr
-            .list_tags_for_resource()
-            .resource_arn(&repository.arn)
-            .send()
-            .await
-            .aws("ecr:ListTagsForResource")?;
-        let tags = from_sdk(listed.tags());
+        let tags = tags_of(aws, &self.ctx, &repository.arn, || async {
+            let listed = ecr
+                .list_tags_for_resource()
+                .resource_arn(&repository.arn)
+                .send()
+                .await
+                .aws("ecr:ListTagsForResource")?;
+            Ok(Some(from_sdk(listed.tags())))
+        })
+        .await?
+        .unwrap_or_default();
         check_owner(&self.ctx, &format!("ECR repository {name}"), &tags)?;
         let repository_policy = found(
             ecr.get_repository_policy()

@@ -6,7 +6,7 @@ pub mod diff;
 
 use self::desired::LogGroups as Desired;
 use self::diff::{Change, Observed, ObservedLogGroup};
-use super::kit::{check_owner, deletions, input, retag};
+use super::kit::{check_owner, deletions, input, retag, tags_of};
 use super::{Group, Names, Placement, Produced, Update, Updated, keys};
 use crate::aws::{AwsResultExt, AwsSession};
 use crate::desired::{Env, PipelineContext};
@@ -42,7 +42,7 @@ impl LogGroups {
     }
 }
 
-async fn list(aws: &AwsSession, prefix: &str) -> Result<Observed, Failure> {
+async fn list(aws: &AwsSession, ctx: &PipelineContext, prefix: &str) -> Result<Observed, Failure> {
     let logs = aws.logs();
     let groups: Vec<_> = logs
         .describe_log_groups()
@@ -64,16 +64,21 @@ async fn list(aws: &AwsSession, prefix: &str) -> Result<Observed, Failure> {
             .map(str::to_string)
             .or_else(|| g.arn().map(|a| a.trim_end_matches(":*").to_string()))
             .unwrap_or_default();
-        let tags = logs
-            .list_tags_for_resource()
-            .resource_arn(&arn)
-            .send()
-            .await
-            .aws("logs:ListTagsForResource")?
-            .tags
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+        let tags = tags_of(aws, ctx, &arn, || async {
+            Ok(Some(
+                logs.list_tags_for_resource()
+                    .resource_arn(&arn)
+                    .send()
+                    .await
+                    .aws("logs:ListTagsForResource")?
+                    .tags
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
+            ))
+        })
+        .await?
+        .unwrap_or_default();
         observed.insert(
             name.to_string(),
             ObservedLogGroup {
@@ -146,7 +151,7 @@ impl Group for LogGroups {
     }
 
     async fn observe(&self, aws: &AwsSession) -> Result<Option<Observed>, Failure> {
-        let observed = list(aws, &self.prefix()).await?;
+        let observed = list(aws, &self.ctx, &self.prefix()).await?;
         for (name, g) in &observed {
             check_owner(&self.ctx, &diff::words(name), &g.tags)?;
         }

@@ -8,7 +8,7 @@ use aws_sdk_sns::types::Subscription;
 
 use self::desired::{Purpose, Topic, topic};
 use self::diff::{Change, TopicView as Observed};
-use super::kit::{check_owner, input, retag};
+use super::kit::{check_owner, input, retag, tags_of};
 use super::{Group, Names, Placement, Produced, Update, Updated, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession, found};
@@ -113,13 +113,17 @@ impl Group for TopicGroup {
         else {
             return Ok(None);
         };
-        let listed = sns
-            .list_tags_for_resource()
-            .resource_arn(&arn)
-            .send()
-            .await
-            .aws("sns:ListTagsForResource")?;
-        let tags = from_sdk(listed.tags());
+        let tags = tags_of(aws, &self.ctx, &arn, || async {
+            let listed = sns
+                .list_tags_for_resource()
+                .resource_arn(&arn)
+                .send()
+                .await
+                .aws("sns:ListTagsForResource")?;
+            Ok(Some(from_sdk(listed.tags())))
+        })
+        .await?
+        .unwrap_or_default();
         check_owner(&self.ctx, &format!("SNS topic {arn}"), &tags)?;
         let subscriptions: Vec<Subscription> = sns
             .list_subscriptions_by_topic()

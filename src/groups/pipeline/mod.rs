@@ -14,7 +14,7 @@ use aws_sdk_codepipeline::types::{
 
 use self::desired::{Action, Inputs, Pipeline, Stage, Structure, Trigger, pipeline};
 use self::diff::{Change, PipelineView, SourceBucketView, View};
-use super::kit::{check_owner, input, invalid, retag};
+use super::kit::{check_owner, input, invalid, retag, tags_of};
 use super::{Group, Names, Placement, Produced, Update, Updated, keys};
 use crate::aws::tags::{from_sdk, to_sdk};
 use crate::aws::{AwsResultExt, AwsSession};
@@ -236,15 +236,20 @@ impl DeliveryPipelineGroup {
             // `create` checks the source bucket before creating.
             return Ok(None);
         };
-        let tags = from_sdk(
-            codepipeline
-                .list_tags_for_resource()
-                .resource_arn(self.ctx.arns().pipeline())
-                .send()
-                .await
-                .aws("codepipeline:ListTagsForResource")?
-                .tags(),
-        );
+        let arn = self.ctx.arns().pipeline();
+        let tags = tags_of(aws, &self.ctx, &arn, || async {
+            Ok(Some(from_sdk(
+                codepipeline
+                    .list_tags_for_resource()
+                    .resource_arn(&arn)
+                    .send()
+                    .await
+                    .aws("codepipeline:ListTagsForResource")?
+                    .tags(),
+            )))
+        })
+        .await?
+        .unwrap_or_default();
         check_owner(&self.ctx, &format!("pipeline {name}"), &tags)?;
         Ok(Some(View {
             pipeline: Some(PipelineView {
