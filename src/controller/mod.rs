@@ -740,29 +740,30 @@ pub async fn preview(
     Ok(engine::preview(&steps, seed).await?)
 }
 
-/// Events for what a run did: Normal for changes, Warning for errors; nothing for steps that
-/// are unchanged or still in progress.
+/// Events for what a run did: one Normal event per kind of change (created, updated, deleted)
+/// naming every resource it changed, and one per step for drift left in place and for errors;
+/// nothing for steps that are unchanged or still in progress. One event per change and not per
+/// step: creating a pipeline changes some twenty groups, and at a thousand pipelines twenty
+/// events each would be most of what the API server stores and the recorder keeps.
 async fn publish_events(dp: &DeliveryPipeline, ctx: &Context, report: &Report) {
+    // (reason, action, what was done to the kinds listed)
+    let mut changed: Vec<(&str, &str, Vec<&str>)> = vec![
+        ("Created", "Create", Vec::new()),
+        ("Updated", "Update", Vec::new()),
+        ("Deleted", "Delete", Vec::new()),
+    ];
     for step in &report.steps {
+        let change = match &step.outcome {
+            Outcome::Applied(a) if a.action == Action::Created => Some(0),
+            Outcome::Applied(a) if a.action == Action::Updated => Some(1),
+            Outcome::Removed(Removal::Gone) if !step.wanted => Some(2),
+            _ => None,
+        };
+        if let Some(i) = change {
+            changed[i].2.push(&step.kind);
+            continue;
+        }
         let (type_, reason, verb, note) = match &step.outcome {
-            Outcome::Applied(a) if a.action == Action::Created => (
-                EventType::Normal,
-                "Created".to_string(),
-                "Create",
-                format!("created {}", step.kind),
-            ),
-            Outcome::Applied(a) if a.action == Action::Updated => (
-                EventType::Normal,
-                "Updated".to_string(),
-                "Update",
-                format!("updated {} to match the spec", step.kind),
-            ),
-            Outcome::Removed(Removal::Gone) if !step.wanted => (
-                EventType::Normal,
-                "Deleted".to_string(),
-                "Delete",
-                format!("deleted {}: the spec no longer asks for it", step.kind),
-            ),
             Outcome::Applied(a) if !a.drift.is_empty() => (
                 EventType::Normal,
                 "Drifted".to_string(),
@@ -803,6 +804,19 @@ async fn publish_events(dp: &DeliveryPipeline, ctx: &Context, report: &Report) {
             note,
         )
         .await;
+    }
+    for (reason, action, kinds) in changed {
+        if kinds.is_empty() {
+            continue;
+        }
+        let kinds = kinds.join(", ");
+        let note = match reason {
+            "Updated" => format!("updated {kinds} to match the spec"),
+            "Deleted" => format!("deleted {kinds}: the spec no longer asks for them"),
+            _ => format!("created {kinds}"),
+        };
+        info!(%reason, "{note}");
+        ctx.event(dp, EventType::Normal, reason, action, note).await;
     }
 }
 
