@@ -480,3 +480,138 @@ async fn bench_whole_pipelines_time_calls_and_memory() {
         }
     }
 }
+
+/// A replica holding two shards loses one of them (an administrator writes another holder into
+/// that shard's Lease and keeps renewing it): the replica says so, keeps the other shard, and
+/// reconciles nothing of the lost one: a reconcile asked for on a pipeline of the lost shard
+/// and then one on a pipeline of the kept shard, only the second is handled and the emulator's
+/// record has no call on the first's bucket. When the intruder stops renewing, the replica takes
+/// the shard back (its claim expired) and handles the waiting request.
+#[tokio::test]
+async fn a_replica_that_loses_a_shards_lease_stops_that_shard_only() {
+    const SHARDS: u32 = 2;
+    let client = kube_client("admin").await;
+    let ns = unique("scale-shard-loss");
+    create_namespace(&client, &ns).await;
+    let api: Api<DeliveryPipeline> = Api::namespaced(client.clone(), &ns);
+    let lease = unique("shard-loss");
+    let args = sharded(&lease, SHARDS);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let replica = Operator::start_replica(&ns, &unique("shard-replica"), &args);
+    let shard_of = |dp: &DeliveryPipeline| {
+        let uid = dp.uid().expect("uid");
+        (0..SHARDS)
+            .find(|i| Shard::new(*i, SHARDS).expect("shard").contains(&uid))
+            .expect("a shard")
+    };
+    // Pipelines until both shards have one (UIDs are random).
+    let mut by_shard: [Option<String>; 2] = [None, None];
+    let mut names = Vec::new();
+    for i in 0..32 {
+        if by_shard.iter().all(Option::is_some) {
+            break;
+        }
+        let name = format!("l{i:02}");
+        let made = api
+            .create(&PostParams::default(), &example("minimal.yaml", &ns, &name))
+            .await
+            .expect("create");
+        by_shard[shard_of(&made) as usize].get_or_insert(name.clone());
+        names.push(name);
+    }
+    let [Some(lost), Some(kept)] = by_shard else {
+        panic!("no pipeline in one of the shards after 32: {names:?}");
+    };
+    for name in &names {
+        wait_ready(&api, name, 1).await;
+    }
+    let lost_dp = api.get(&lost).await.expect("get");
+    let lost_shard = shard_of(&lost_dp);
+    let lost_lease = format!("{lease}-shard-{lost_shard}-of-{SHARDS}");
+    let leases: Api<Lease> = Api::namespaced(client, LEASE_NAMESPACE);
+
+    // The intruder holds the lost shard's Lease, renewing it every 500 ms until told to stop.
+    let intrude = |leases: Api<Lease>, name: String| async move {
+        loop {
+            if let Ok(mut current) = leases.get(&name).await {
+                if let Some(spec) = current.spec.as_mut() {
+                    spec.holder_identity = Some("intruder".into());
+                    spec.renew_time =
+                        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                            k8s_openapi::jiff::Timestamp::now(),
+                        ));
+                }
+                let _ = leases
+                    .replace(&name, &PostParams::default(), &current)
+                    .await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    let intruder = tokio::spawn(intrude(leases.clone(), lost_lease.clone()));
+    eventually("the replica saying it lost the shard", WAIT, || async {
+        let log = replica.plain_log();
+        log.lines()
+            .any(|l| {
+                l.contains("lost the shard's lease")
+                    && l.contains(&format!("shard={lost_shard}/{SHARDS}"))
+            })
+            .then_some(())
+    })
+    .await;
+    let mark = replica.mark().await;
+    let waiting = request_reconcile(&api, &lost).await;
+    reconcile_and_wait(&api, &kept).await;
+    let handled = |dp: &DeliveryPipeline| {
+        dp.status
+            .as_ref()
+            .and_then(|s| s.last_handled_reconcile_at.clone())
+    };
+    assert_ne!(
+        handled(&api.get(&lost).await.expect("get")),
+        Some(waiting.clone()),
+        "the lost shard's pipeline was reconciled while another held its shard"
+    );
+    let lost_bucket = ctx_of(&lost_dp).names().artifact_bucket();
+    let touched: Vec<_> = replica
+        .calls_after(mark)
+        .await
+        .into_iter()
+        .filter(|c| c.service == "S3" && c.path.trim_start_matches('/').starts_with(&lost_bucket))
+        .collect();
+    assert!(
+        touched.is_empty(),
+        "calls on the lost shard's bucket: {touched:?}"
+    );
+    let kept_bucket = ctx_of(&api.get(&kept).await.expect("get"))
+        .names()
+        .artifact_bucket();
+    assert!(
+        replica
+            .calls_after(mark)
+            .await
+            .iter()
+            .any(|c| c.service == "S3" && c.path.trim_start_matches('/').starts_with(&kept_bucket)),
+        "the kept shard's reconcile read its bucket"
+    );
+
+    intruder.abort();
+    eventually(
+        "the replica holding the shard again and handling the request",
+        WAIT,
+        || async {
+            let dp = api.get(&lost).await.ok()?;
+            (handled(&dp) == Some(waiting.clone())).then_some(())
+        },
+    )
+    .await;
+
+    for name in &names {
+        api.delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
+    }
+    for name in &names {
+        crate::support::gone_within(&api, name, WAIT).await;
+    }
+}
