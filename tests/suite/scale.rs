@@ -393,7 +393,10 @@ async fn bench_whole_pipelines_time_calls_and_memory() {
             .expect("create");
     }
     let wait = WAIT + Duration::from_secs(3 * size as u64);
+    // Listing every pipeline is heavy at a thousand (~18 KB each): look at most every 2 s.
+    let pause = Duration::from_millis((2 * size as u64).min(2000));
     eventually("every pipeline Ready", wait, || async {
+        tokio::time::sleep(pause).await;
         let ready = all_pipelines(&api)
             .await
             .iter()
@@ -426,6 +429,7 @@ async fn bench_whole_pipelines_time_calls_and_memory() {
         requests.push((name.clone(), request_reconcile(&api, name).await));
     }
     eventually("every reconcile request handled", wait, || async {
+        tokio::time::sleep(pause).await;
         let pipelines = all_pipelines(&api).await;
         requests
             .iter()
