@@ -56,6 +56,14 @@ CREDENTIAL = re.compile(r"Credential=([A-Za-z0-9]+)/")
 # The request being served on this thread (the policy evaluator reads the caller from it).
 CURRENT = threading.local()
 
+# moto serves one request at a time. Its backends read and write plain dicts from whichever
+# request thread werkzeug runs, and iterating one while another request adds to it fails with
+# HTTP 500 ("dictionary changed size during iteration": CreateRole, GetRole, CreateSubnet and
+# GetResources were seen failing so with hundreds of pipelines created together), which AWS never
+# answers. moto holds the interpreter lock while it works anyway, so this costs little; the
+# harness's own waits (injected latency) happen outside it.
+MOTO = threading.RLock()
+
 # Role-session access key -> the long-term key it was (transitively) assumed from, so that the
 # record of one client includes the calls it made in other accounts through role sessions.
 ORIGINS: dict[str, str] = {}
@@ -273,12 +281,22 @@ class Harness:
 
     # ---------------------------------------------------------------- WSGI
 
+    def moto(self, environ: dict[str, Any], start_response):
+        """moto's answer, one request at a time (see MOTO), read whole inside the lock."""
+        with MOTO:
+            answer = self.app(environ, start_response)
+            try:
+                return [b"".join(answer)]
+            finally:
+                if hasattr(answer, "close"):
+                    answer.close()
+
     def __call__(self, environ: dict[str, Any], start_response):
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_harness/"):
             return self.control(environ, start_response)
         if path.startswith("/moto-api") or path == "/favicon.ico":
-            return self.app(environ, start_response)
+            return self.moto(environ, start_response)
         if environ.get("HTTP_SMITHY_PROTOCOL") == "rpc-v2-cbor" or CBOR_PATH.match(path):
             return self.serve_cbor(environ, start_response)
         return self.serve(environ, start_response)
@@ -427,7 +445,7 @@ class Harness:
                     return self.error(start_response, ident, code, message, status)
             if after_apply is not None:
                 return self.apply_then_fail(environ, start_response, ident, record, after_apply)
-            return self.app(environ, recording_start_response)
+            return self.moto(environ, recording_start_response)
         except UnsupportedPolicy as e:
             log(f"ERROR: unsupported policy while serving {ident.service_id}:{ident.operation}: {e}")
             record["status"] = 500
@@ -443,7 +461,7 @@ class Harness:
             applied["status"] = int(status.split(" ", 1)[0])
             return lambda data: None
 
-        answer = self.app(environ, swallow)
+        answer = self.moto(environ, swallow)
         try:
             b"".join(answer)
         finally:
