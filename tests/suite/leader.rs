@@ -11,15 +11,14 @@ use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 
 use crate::emulator::{self, Fault, Recorded};
 use crate::support::{
-    LEASE_NAMESPACE, Operator, create_namespace, eventually, example, kube_client, unique,
-    wait_ready,
+    LEASE_NAMESPACE, Operator, claim_lease, create_namespace, eventually, example, kube_client,
+    unique, wait_ready,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -270,16 +269,8 @@ async fn a_leader_whose_lease_is_taken_stops_at_once_mid_reconcile() {
 
     // An administrator hands the lease to someone else (read and replaced until no renewal
     // came in between).
-    eventually("the lease taken by an administrator", WAIT, || async {
-        let mut current = leases.get(&lease).await.ok()?;
-        if let Some(spec) = current.spec.as_mut() {
-            spec.holder_identity = Some("intruder".into());
-            spec.renew_time = Some(MicroTime(Timestamp::now()));
-        }
-        leases
-            .replace(&lease, &PostParams::default(), &current)
-            .await
-            .ok()
+    eventually("the lease taken by an administrator", WAIT, || {
+        claim_lease(&leases, &lease, "intruder")
     })
     .await;
     let taken = Instant::now();

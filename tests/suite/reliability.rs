@@ -13,18 +13,11 @@ use serde_json::json;
 
 use crate::emulator::{self, Fault};
 use crate::support::{
-    Operator, condition, config_for, create_namespace, eventually, example, kube_client, unique,
-    wait_ready,
+    Operator, condition, config_for, create_namespace, eventually, example, kube_client, namespace,
+    unique, wait_ready,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
-
-async fn namespace(prefix: &str) -> (String, Api<DeliveryPipeline>) {
-    let client = kube_client("admin").await;
-    let ns = unique(prefix);
-    create_namespace(&client, &ns).await;
-    (ns.clone(), Api::namespaced(client, &ns))
-}
 
 /// The next `operation` of `access_key` is applied by AWS and answered with a 500: its reply
 /// is lost.

@@ -9,12 +9,12 @@ use delivery_operator::controller::shard::Shard;
 use delivery_operator::desired::tags::OWNER_KEY;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 
 use crate::emulator::count;
 use crate::support::{
-    LEASE_NAMESPACE, Operator, create_namespace, ctx_of, eventually, example, kube_client,
-    reconcile_and_wait, request_reconcile, unique, wait_ready,
+    LEASE_NAMESPACE, Operator, claim_lease, ctx_of, eventually, example, kube_client, namespace,
+    reconcile_and_wait, request_reconcile, size_from, unique, wait_ready,
 };
 
 const WAIT: Duration = Duration::from_secs(180);
@@ -26,14 +26,8 @@ const WAIT: Duration = Duration::from_secs(180);
 /// then reads AWS at once (the skip is for what was verified, not a stopped operator).
 #[tokio::test]
 async fn a_restart_with_ready_pipelines_makes_no_aws_call_until_they_are_due() {
-    let size: usize = std::env::var("RESTART_PIPELINES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(10);
-    let client = kube_client("admin").await;
-    let ns = unique("scale-restart");
-    create_namespace(&client, &ns).await;
-    let api: Api<DeliveryPipeline> = Api::namespaced(client, &ns);
+    let size = size_from("RESTART_PIPELINES", 10);
+    let (ns, api) = namespace("scale-restart").await;
     let names: Vec<String> = (0..size).map(|i| format!("p{i:03}")).collect();
     // The request rate is not what this test is about: many deletions at the default rate
     // queue for minutes.
@@ -139,25 +133,37 @@ async fn shard_holders(lease: &str, shards: u32) -> Option<Vec<String>> {
     Some(holders)
 }
 
+/// The shard of `shards` a pipeline's UID puts it in.
+fn shard_of(dp: &DeliveryPipeline, shards: u32) -> u32 {
+    let uid = dp.uid().expect("uid");
+    (0..shards)
+        .find(|i| Shard::new(*i, shards).expect("shard").contains(&uid))
+        .expect("a shard")
+}
+
+/// The buckets `operator`'s S3 calls after request `mark` named (the emulator's record).
+async fn buckets_named(operator: &Operator, mark: u64) -> BTreeSet<String> {
+    operator
+        .calls_after(mark)
+        .await
+        .iter()
+        .filter(|c| c.service == "S3")
+        .filter_map(|c| {
+            c.path
+                .trim_start_matches('/')
+                .split(['/', '?'])
+                .next()
+                .map(str::to_string)
+        })
+        .filter(|b| !b.is_empty())
+        .collect()
+}
+
 /// The artifact buckets each replica's S3 calls named (the emulator's record, per access key).
 async fn buckets_touched(replicas: &[Operator], since: &[u64]) -> Vec<BTreeSet<String>> {
     let mut touched = Vec::new();
     for (replica, mark) in replicas.iter().zip(since) {
-        let buckets = replica
-            .calls_after(*mark)
-            .await
-            .iter()
-            .filter(|c| c.service == "S3")
-            .filter_map(|c| {
-                c.path
-                    .trim_start_matches('/')
-                    .split(['/', '?'])
-                    .next()
-                    .map(str::to_string)
-            })
-            .filter(|b| !b.is_empty())
-            .collect();
-        touched.push(buckets);
+        touched.push(buckets_named(replica, *mark).await);
     }
     touched
 }
@@ -190,14 +196,8 @@ async fn vpcs_of(ec2: &aws_sdk_ec2::Client, dp: &DeliveryPipeline) -> usize {
 #[tokio::test]
 async fn three_replicas_share_three_shards_and_take_over_a_killed_ones() {
     const SHARDS: u32 = 3;
-    let size: usize = std::env::var("SHARDED_PIPELINES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(30);
-    let client = kube_client("admin").await;
-    let ns = unique("scale-shards");
-    create_namespace(&client, &ns).await;
-    let api: Api<DeliveryPipeline> = Api::namespaced(client, &ns);
+    let size = size_from("SHARDED_PIPELINES", 30);
+    let (ns, api) = namespace("scale-shards").await;
     let lease = unique("shards");
     let args = sharded(&lease, SHARDS);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -227,12 +227,7 @@ async fn three_replicas_share_three_shards_and_take_over_a_killed_ones() {
     for name in &names {
         pipelines.push(wait_ready(&api, name, 1).await);
     }
-    let shard_of = |dp: &DeliveryPipeline| {
-        let uid = dp.uid().expect("uid");
-        (0..SHARDS)
-            .find(|i| Shard::new(*i, SHARDS).expect("shard").contains(&uid))
-            .expect("a shard") as usize
-    };
+    let shard_of = |dp: &DeliveryPipeline| shard_of(dp, SHARDS) as usize;
     let touched = buckets_touched(&replicas, &marks).await;
     for dp in &pipelines {
         let bucket = ctx_of(dp).names().artifact_bucket();
@@ -344,18 +339,36 @@ async fn three_replicas_share_three_shards_and_take_over_a_killed_ones() {
     }
 }
 
-/// Every pipeline in `api`'s namespace, read page by page.
-async fn all_pipelines(api: &Api<DeliveryPipeline>) -> Vec<DeliveryPipeline> {
-    let mut all = Vec::new();
-    let mut params = ListParams::default().limit(100);
-    loop {
-        let page = api.list(&params).await.expect("list pipelines");
-        all.extend(page.items);
-        match page.metadata.continue_ {
-            Some(token) if !token.is_empty() => params = params.continue_token(&token),
-            _ => return all,
+/// Waits (until `deadline`) for every one of `size` pipelines in `api`'s namespace to satisfy
+/// `done`, watching them: each change the API server sends is checked as it comes, so nothing
+/// lists the whole namespace again and again (at a thousand pipelines, ~18 MB a listing).
+async fn until_every(
+    api: &Api<DeliveryPipeline>,
+    size: usize,
+    what: &str,
+    deadline: Duration,
+    done: impl Fn(&DeliveryPipeline) -> bool,
+) {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, reflector, watcher};
+    let (pipelines, writer) = reflector::store();
+    let mut changes = watcher(api.clone(), watcher::Config::default())
+        .reflect(writer)
+        .applied_objects()
+        .boxed();
+    let watched = tokio::time::timeout(deadline, async {
+        while let Some(change) = changes.next().await {
+            change.expect("watch pipelines");
+            if pipelines.state().iter().filter(|dp| done(dp)).count() == size {
+                return;
+            }
         }
-    }
+    })
+    .await;
+    assert!(
+        watched.is_ok(),
+        "timed out after {deadline:?} waiting for {what}"
+    );
 }
 
 /// The bench (`scripts/bench N` runs it with `BENCH_PIPELINES=N`, optionally on a release
@@ -366,14 +379,8 @@ async fn all_pipelines(api: &Api<DeliveryPipeline>) -> Vec<DeliveryPipeline> {
 /// pipelines do not cost each other calls).
 #[tokio::test]
 async fn bench_whole_pipelines_time_calls_and_memory() {
-    let size: usize = std::env::var("BENCH_PIPELINES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(3);
-    let client = kube_client("admin").await;
-    let ns = unique("bench");
-    create_namespace(&client, &ns).await;
-    let api: Api<DeliveryPipeline> = Api::namespaced(client, &ns);
+    let size = size_from("BENCH_PIPELINES", 3);
+    let (ns, api) = namespace("bench").await;
     let concurrency = std::env::var("BENCH_CONCURRENCY").unwrap_or_else(|_| "8".into());
     // The emulator is one account: the per-service request rate of one account is not what is
     // measured here (at the default 10 per second, 1,000 pipelines' EC2 calls alone queue for
@@ -393,19 +400,9 @@ async fn bench_whole_pipelines_time_calls_and_memory() {
             .expect("create");
     }
     let wait = WAIT + Duration::from_secs(3 * size as u64);
-    // Listing every pipeline is heavy at a thousand (~18 KB each): look at most every 2 s.
-    let pause = Duration::from_millis((2 * size as u64).min(2000));
-    eventually("every pipeline Ready", wait, || async {
-        tokio::time::sleep(pause).await;
-        let ready = all_pipelines(&api)
-            .await
-            .iter()
-            .filter(|dp| {
-                crate::support::is_ready(dp)
-                    && dp.status.as_ref().and_then(|s| s.observed_generation) == Some(1)
-            })
-            .count();
-        (ready == size).then_some(())
+    until_every(&api, size, "every pipeline Ready", wait, |dp| {
+        crate::support::is_ready(dp)
+            && dp.status.as_ref().and_then(|s| s.observed_generation) == Some(1)
     })
     .await;
     let to_ready = started.elapsed();
@@ -428,22 +425,13 @@ async fn bench_whole_pipelines_time_calls_and_memory() {
     for name in &names {
         requests.push((name.clone(), request_reconcile(&api, name).await));
     }
-    eventually("every reconcile request handled", wait, || async {
-        tokio::time::sleep(pause).await;
-        let pipelines = all_pipelines(&api).await;
-        requests
-            .iter()
-            .all(|(name, token)| {
-                pipelines.iter().any(|dp| {
-                    &dp.name_any() == name
-                        && dp
-                            .status
-                            .as_ref()
-                            .and_then(|s| s.last_handled_reconcile_at.as_deref())
-                            == Some(token.as_str())
-                })
-            })
-            .then_some(())
+    let requests: std::collections::BTreeMap<String, String> = requests.into_iter().collect();
+    until_every(&api, size, "every reconcile request handled", wait, |dp| {
+        let handled = dp
+            .status
+            .as_ref()
+            .and_then(|s| s.last_handled_reconcile_at.as_deref());
+        handled.is_some() && handled == requests.get(&dp.name_any()).map(String::as_str)
     })
     .await;
     let resync = operator.calls_after(mark).await;
@@ -494,20 +482,12 @@ async fn bench_whole_pipelines_time_calls_and_memory() {
 #[tokio::test]
 async fn a_replica_that_loses_a_shards_lease_stops_that_shard_only() {
     const SHARDS: u32 = 2;
-    let client = kube_client("admin").await;
-    let ns = unique("scale-shard-loss");
-    create_namespace(&client, &ns).await;
-    let api: Api<DeliveryPipeline> = Api::namespaced(client.clone(), &ns);
+    let (ns, api) = namespace("scale-shard-loss").await;
     let lease = unique("shard-loss");
     let args = sharded(&lease, SHARDS);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let replica = Operator::start_replica(&ns, &unique("shard-replica"), &args);
-    let shard_of = |dp: &DeliveryPipeline| {
-        let uid = dp.uid().expect("uid");
-        (0..SHARDS)
-            .find(|i| Shard::new(*i, SHARDS).expect("shard").contains(&uid))
-            .expect("a shard")
-    };
+    let shard_of = |dp: &DeliveryPipeline| shard_of(dp, SHARDS);
     // Pipelines until both shards have one (UIDs are random).
     let mut by_shard: [Option<String>; 2] = [None, None];
     let mut names = Vec::new();
@@ -532,24 +512,15 @@ async fn a_replica_that_loses_a_shards_lease_stops_that_shard_only() {
     let lost_dp = api.get(&lost).await.expect("get");
     let lost_shard = shard_of(&lost_dp);
     let lost_lease = format!("{lease}-shard-{lost_shard}-of-{SHARDS}");
-    let leases: Api<Lease> = Api::namespaced(client, LEASE_NAMESPACE);
+    let leases: Api<Lease> = Api::namespaced(kube_client("admin").await, LEASE_NAMESPACE);
 
-    // The intruder holds the lost shard's Lease, renewing it every 500 ms until told to stop.
+    // The intruder holds the lost shard's Lease as a replica would: it renews it every 500 ms
+    // (its renewal period, faster than the 4 s lease) until it is stopped.
     let intrude = |leases: Api<Lease>, name: String| async move {
+        let mut renewals = tokio::time::interval(Duration::from_millis(500));
         loop {
-            if let Ok(mut current) = leases.get(&name).await {
-                if let Some(spec) = current.spec.as_mut() {
-                    spec.holder_identity = Some("intruder".into());
-                    spec.renew_time =
-                        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
-                            k8s_openapi::jiff::Timestamp::now(),
-                        ));
-                }
-                let _ = leases
-                    .replace(&name, &PostParams::default(), &current)
-                    .await;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            renewals.tick().await;
+            claim_lease(&leases, &name, "intruder").await;
         }
     };
     let intruder = tokio::spawn(intrude(leases.clone(), lost_lease.clone()));
@@ -576,27 +547,18 @@ async fn a_replica_that_loses_a_shards_lease_stops_that_shard_only() {
         Some(waiting.clone()),
         "the lost shard's pipeline was reconciled while another held its shard"
     );
+    let touched = buckets_named(&replica, mark).await;
     let lost_bucket = ctx_of(&lost_dp).names().artifact_bucket();
-    let touched: Vec<_> = replica
-        .calls_after(mark)
-        .await
-        .into_iter()
-        .filter(|c| c.service == "S3" && c.path.trim_start_matches('/').starts_with(&lost_bucket))
-        .collect();
-    assert!(
-        touched.is_empty(),
-        "calls on the lost shard's bucket: {touched:?}"
-    );
     let kept_bucket = ctx_of(&api.get(&kept).await.expect("get"))
         .names()
         .artifact_bucket();
     assert!(
-        replica
-            .calls_after(mark)
-            .await
-            .iter()
-            .any(|c| c.service == "S3" && c.path.trim_start_matches('/').starts_with(&kept_bucket)),
-        "the kept shard's reconcile read its bucket"
+        !touched.contains(&lost_bucket),
+        "calls on the lost shard's bucket: {touched:?}"
+    );
+    assert!(
+        touched.contains(&kept_bucket),
+        "the kept shard's reconcile read its bucket: {touched:?}"
     );
 
     intruder.abort();

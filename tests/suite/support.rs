@@ -303,6 +303,42 @@ pub async fn create_namespace(client: &Client, name: &str) {
         .expect("create namespace");
 }
 
+/// A fresh namespace named after `prefix`, and the pipelines API in it.
+pub async fn namespace(prefix: &str) -> (String, Api<DeliveryPipeline>) {
+    let client = kube_client("admin").await;
+    let ns = unique(prefix);
+    create_namespace(&client, &ns).await;
+    (ns.clone(), Api::namespaced(client, &ns))
+}
+
+/// A test's size from the environment variable `var` (`default` when unset).
+pub fn size_from(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One attempt to write `holder` into Lease `name` as its holder, renewed now (an
+/// administrator taking the lease); the Lease written, or None when it changed meanwhile.
+pub async fn claim_lease(
+    leases: &Api<k8s_openapi::api::coordination::v1::Lease>,
+    name: &str,
+    holder: &str,
+) -> Option<k8s_openapi::api::coordination::v1::Lease> {
+    let mut current = leases.get(name).await.ok()?;
+    if let Some(spec) = current.spec.as_mut() {
+        spec.holder_identity = Some(holder.into());
+        spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+            k8s_openapi::jiff::Timestamp::now(),
+        ));
+    }
+    leases
+        .replace(name, &kube::api::PostParams::default(), &current)
+        .await
+        .ok()
+}
+
 /// A fresh namespace with an operator watching it.
 pub async fn start(prefix: &str) -> (String, Operator, Api<DeliveryPipeline>) {
     let client = kube_client("admin").await;
