@@ -135,6 +135,12 @@ struct RunArgs {
         default_value_t = 3600
     )]
     drift_check_while_running_seconds: u64,
+    /// Seconds a whole check of a pipeline's IAM roles is trusted by the resyncs after it: IAM
+    /// is global and throttled account-wide, and its roles are four reads each. A spec or
+    /// policy change, a reconcile request and a restart check IAM at once; 0 reads IAM every
+    /// resync.
+    #[arg(long, env = "IAM_CHECK_INTERVAL_SECONDS", default_value_t = 3600)]
+    iam_check_interval_seconds: u64,
     /// Seconds one AWS request (one attempt) may take before it is abandoned and retried.
     #[arg(long, env = "AWS_ATTEMPT_TIMEOUT_SECONDS", default_value_t = 20)]
     aws_attempt_timeout_seconds: u64,
@@ -608,6 +614,7 @@ async fn run(args: RunArgs) -> ExitCode {
         iam_propagation_limit: Duration::from_secs(args.iam_propagation_limit_seconds),
         stop_grace: Duration::from_secs(args.stop_grace_seconds),
         reconcile_deadline: Duration::from_secs(args.reconcile_deadline_seconds.max(1)),
+        iam_check_interval: Duration::from_secs(args.iam_check_interval_seconds),
     };
     let cluster_id = match args.cluster_id {
         Some(id) => id,

@@ -2,7 +2,9 @@
 //! per-key once-cell, so one slow AssumeRole stalls only the pipelines that need that role), with
 //! an endpoint override for emulators and the call counter on every client, built lazily.
 
+use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -135,7 +137,13 @@ pub struct AwsSession {
     /// The tags of one reconcile's resources in this account and region, read once for all of
     /// its steps (`tags_of`); only a session made for one reconcile has one.
     tag_snapshot: Option<OnceCell<TagSnapshot>>,
+    /// Reads several steps of one reconcile share (`once_per_reconcile`); only a session made
+    /// for one reconcile has them.
+    shared_reads: Option<SharedReads>,
 }
+
+/// One answer per key, made by the first step that asks; the others wait for it.
+type SharedReads = Mutex<HashMap<String, Arc<OnceCell<Arc<dyn Any + Send + Sync>>>>>;
 
 /// Tags by resource ARN, of the resources carrying one owner tag.
 struct TagSnapshot {
@@ -220,6 +228,42 @@ impl AwsSession {
             rates: self.rates.clone(),
             clients: self.clients.clone(),
             tag_snapshot: Some(OnceCell::new()),
+            shared_reads: Some(Mutex::default()),
+        })
+    }
+
+    /// `read`'s answer, made once per reconcile for every step that asks with the same `key`
+    /// in this account and region (e.g. one `DescribeLogGroups` for the log groups of every
+    /// scope, one `DescribeVpcs` for every environment's network). A session not made for one
+    /// reconcile reads every time. Only for observing: a step reads what the reconcile found
+    /// when it began, as if it had read it itself first.
+    pub async fn once_per_reconcile<T, F, Fut>(&self, key: &str, read: F) -> Result<Arc<T>, Failure>
+    where
+        T: Any + Send + Sync,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let Some(shared) = &self.shared_reads else {
+            return Ok(Arc::new(read().await?));
+        };
+        let cell = {
+            let mut cells = shared
+                .lock()
+                .map_err(|_| Failure::terminal("Internal", "shared reads lock poisoned"))?;
+            cells.entry(key.to_string()).or_default().clone()
+        };
+        let answer = cell
+            .get_or_try_init(|| async {
+                let answer: Arc<dyn Any + Send + Sync> = Arc::new(read().await?);
+                Ok::<_, Failure>(answer)
+            })
+            .await?
+            .clone();
+        answer.downcast::<T>().map_err(|_| {
+            Failure::terminal(
+                "Internal",
+                format!("shared read {key} was made with another type"),
+            )
         })
     }
 
@@ -436,6 +480,7 @@ impl AwsFactory {
             rates: self.rates.clone(),
             clients: Arc::default(),
             tag_snapshot: None,
+            shared_reads: None,
         }))
     }
 }

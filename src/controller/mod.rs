@@ -31,6 +31,7 @@ use crate::api::{DeletionPolicy, DeliveryPipeline, FINALIZER, ManagementPolicy};
 use crate::aws::{AwsFactory, AwsSession};
 use crate::desired::{Env, PipelineContext, Tenancy};
 use crate::engine::{self, Action, Class, Failure, Outcome, Removal, Report};
+use crate::groups::cadence::{Cadence, PipelineCadence};
 use crate::groups::{self, GroupStep};
 use crate::metrics::Metrics;
 
@@ -65,6 +66,9 @@ pub struct Settings {
     pub stop_grace: Duration,
     /// The longest one reconcile may take before it is stopped and retried.
     pub reconcile_deadline: Duration,
+    /// How long a whole check of a pipeline's IAM roles is trusted by the resyncs after it
+    /// (IAM is global and throttled account-wide); zero: every resync reads IAM.
+    pub iam_check_interval: Duration,
 }
 
 pub struct Context {
@@ -87,6 +91,8 @@ pub struct Context {
     /// Pipelines this process has looked at: only the first look may trust a `verifiedAt`
     /// another process (or this one before a restart) wrote.
     seen: Mutex<std::collections::HashSet<String>>,
+    /// When the groups checked less often than every resync (IAM) were last checked whole.
+    cadence: Cadence,
 }
 
 #[derive(Clone, Copy)]
@@ -177,12 +183,13 @@ impl Context {
             tenants,
             metrics,
             recorder,
-            settings,
             failures: Mutex::new(HashMap::new()),
             degraded: Mutex::new(HashMap::new()),
             full_checks: Mutex::new(HashMap::new()),
             iam_waits: Mutex::new(HashMap::new()),
             seen: Mutex::new(std::collections::HashSet::new()),
+            cadence: Cadence::new(settings.iam_check_interval),
+            settings,
         }
     }
 
@@ -288,13 +295,27 @@ impl Context {
         (check.trigger == reconcile_trigger(dp)).then_some(left)
     }
 
-    /// A policy or namespace change: the next wake-up checks the pipeline whole.
+    /// A policy or namespace change: the next wake-up checks the pipeline whole, IAM too.
     fn forget_whole_check(&self, key: &str) {
         if let Ok(mut checks) = self.full_checks.lock() {
             checks.remove(key);
         }
+        self.cadence.forget(key);
         if let Ok(mut seen) = self.seen.lock() {
             seen.insert(key.to_string());
+        }
+    }
+
+    /// A reconcile for a changed object (spec, annotations such as a reconcile request) checks
+    /// every group, IAM too: only a plain resync trusts IAM's last check.
+    fn forget_cadence_if_changed(&self, key: &str, dp: &DeliveryPipeline) {
+        let unchanged = self.full_checks.lock().ok().is_some_and(|checks| {
+            checks
+                .get(key)
+                .is_some_and(|check| check.trigger == reconcile_trigger(dp))
+        });
+        if !unchanged {
+            self.cadence.forget(key);
         }
     }
 
@@ -669,6 +690,7 @@ async fn group_steps(
     tenancy: &Tenancy,
     region: &str,
     pipeline: Arc<AwsSession>,
+    cadence: Option<&PipelineCadence>,
 ) -> (Vec<Box<dyn GroupStep>>, Vec<(Env, Failure)>) {
     let pctx = PipelineContext::of(dp, &pipeline.account_id, region).governed(tenancy.clone());
     let sessions = sessions::all(aws, dp, origin(dp, tenancy), region, pipeline)
@@ -678,7 +700,10 @@ async fn group_steps(
         .into_iter()
         .filter_map(|env| sessions.of(Some(env)).err().map(|e| (env, e)))
         .collect();
-    (groups::steps(&pctx, &|env| sessions.of(env)), unreachable)
+    (
+        groups::steps(&pctx, &|env| sessions.of(env), cadence),
+        unreachable,
+    )
 }
 
 /// Where the pipeline's sessions come from (its namespace, the cluster).
@@ -703,6 +728,7 @@ async fn prepare(
     dp: &DeliveryPipeline,
     aws: &AwsFactory,
     admitted: &tenants::Admitted,
+    cadence: Option<&PipelineCadence>,
 ) -> Result<Prepared, Failure> {
     let region = region_of(dp, aws).ok_or_else(|| {
         Failure::terminal(
@@ -720,7 +746,7 @@ async fn prepare(
         .admit_accounts(&pipeline.account_id, &dp.spec)
         .map_err(|v| refusal(&v))?;
     let seed = groups::seed(&pipeline.account_id, &region);
-    let (steps, _) = group_steps(dp, aws, tenancy, &region, pipeline.clone()).await;
+    let (steps, _) = group_steps(dp, aws, tenancy, &region, pipeline.clone(), cadence).await;
     Ok(Prepared {
         pipeline,
         seed,
@@ -736,7 +762,7 @@ pub async fn preview(
     aws: &AwsFactory,
     admitted: &tenants::Admitted,
 ) -> Result<Report, Error> {
-    let Prepared { seed, steps, .. } = prepare(dp, aws, admitted).await?;
+    let Prepared { seed, steps, .. } = prepare(dp, aws, admitted, None).await?;
     Ok(engine::preview(&steps, seed).await?)
 }
 
@@ -868,11 +894,13 @@ async fn apply(
     if let Some(requeue) = poll_running_execution(dp, api, ctx, &key, &admitted).await? {
         return Ok(requeue);
     }
+    ctx.forget_cadence_if_changed(&key, dp);
+    let cadence = ctx.cadence.of(&key);
     let Prepared {
         pipeline,
         seed,
         steps,
-    } = match prepare(dp, &ctx.aws, &admitted).await {
+    } = match prepare(dp, &ctx.aws, &admitted, Some(&cadence)).await {
         Ok(prepared) => prepared,
         Err(err) => return not_attempted(dp, api, ctx, &key, err).await,
     };
@@ -1175,7 +1203,9 @@ async fn cleanup(
             return Err(Error::Aws(blocked));
         }
     };
-    let (mut steps, unreachable) = group_steps(dp, &ctx.aws, tenancy, &region, pipeline).await;
+    ctx.cadence.forget(&key_of(dp));
+    let (mut steps, unreachable) =
+        group_steps(dp, &ctx.aws, tenancy, &region, pipeline, None).await;
     let abandoning = is_abandoning(dp) && !unreachable.is_empty();
     if abandoning {
         // What lives in an environment that cannot be reached stays; nothing else waits for it.

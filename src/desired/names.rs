@@ -96,7 +96,13 @@ impl<'a> Names<'a> {
     /// Prefix of every CloudWatch log group of one scope (`pipeline`, `staging`, `production`),
     /// so each scope's log groups are found (and removed) as a collection.
     pub fn log_group_prefix(&self, scope: &str) -> String {
-        format!("/delivery-operator/{}/{scope}/", self.base())
+        format!("{}{scope}/", self.log_group_root())
+    }
+
+    /// Prefix of every CloudWatch log group of this pipeline, whatever its scope (the trailing
+    /// `/` keeps another pipeline whose base name starts with this one's out).
+    pub fn log_group_root(&self) -> String {
+        format!("/delivery-operator/{}/", self.base())
     }
 
     /// SNS topic for pipeline notifications (256 characters allowed).

@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use tracing::Instrument;
 
+use super::cadence::PipelineCadence;
 use crate::aws::AwsSession;
 use crate::desired::Env;
 use crate::engine::{
@@ -262,6 +263,13 @@ pub trait Group: Send + Sync + Sized + 'static {
     ) -> impl Future<Output = Result<Option<Self::Observed>, Failure>> + Send {
         self.observe(aws)
     }
+    /// What the group produces without reading AWS, when it may be checked less often than
+    /// every resync (`cadence.rs`): between its whole checks a resync trusts the last one and
+    /// takes its outputs and inventory from the desired state. None (the default): it is read
+    /// every resync.
+    fn unobserved(&self, _at: &Placement, _desired: &Self::Desired) -> Option<Produced> {
+        None
+    }
     /// Makes the group's resources. Default: the update from nothing (right for collections
     /// and for resources whose creation is one call among the changes).
     fn create(
@@ -338,16 +346,23 @@ pub struct Instance<G: Group> {
     condition: String,
     kind: String,
     session: Result<Arc<AwsSession>, Failure>,
+    /// When a group checked less often than every resync was last checked (None: always read).
+    cadence: Option<PipelineCadence>,
 }
 
 impl<G: Group> Instance<G> {
-    pub fn boxed(group: G, session: Result<Arc<AwsSession>, Failure>) -> Box<dyn GroupStep> {
+    pub fn boxed(
+        group: G,
+        session: Result<Arc<AwsSession>, Failure>,
+        cadence: Option<PipelineCadence>,
+    ) -> Box<dyn GroupStep> {
         let (condition, kind) = group.names().in_environment(group.environment());
         Box::new(Self {
             condition,
             kind,
             group,
             session,
+            cadence,
         })
     }
 
@@ -376,8 +391,42 @@ impl<G: Group> Instance<G> {
 
     async fn run_apply(&self, inputs: &Values) -> Result<Applied, Failure> {
         let (aws, at, desired) = self.prepare(inputs)?;
+        let cadence = self
+            .cadence
+            .as_ref()
+            .filter(|_| self.group.unobserved(&at, &desired).is_some());
+        if let Some(cadence) = cadence
+            && cadence.fresh(&self.condition, &desired)
+            && let Some(produced) = self.group.unobserved(&at, &desired)
+        {
+            return Ok(Applied {
+                action: Action::Unchanged,
+                values: produced.values,
+                owned: produced.owned,
+                progress: None,
+                note: None,
+                drift: Vec::new(),
+            });
+        }
+        let applied = self.check_whole(aws, &at, &desired, inputs).await?;
+        if let Some(cadence) = cadence
+            && applied.progress.is_none()
+        {
+            cadence.checked(&self.condition, &desired);
+        }
+        Ok(applied)
+    }
+
+    /// Reads the group and corrects what differs from `desired`.
+    async fn check_whole(
+        &self,
+        aws: &AwsSession,
+        at: &Placement,
+        desired: &G::Desired,
+        inputs: &Values,
+    ) -> Result<Applied, Failure> {
         let Some(observed) = self.group.observe_with(aws, inputs).await? else {
-            let produced = self.group.create(aws, &desired).await?;
+            let produced = self.group.create(aws, desired).await?;
             return Ok(Applied {
                 action: Action::Created,
                 values: produced.values,
@@ -389,18 +438,15 @@ impl<G: Group> Instance<G> {
         };
         let changes = desired.diff(&observed);
         if changes.is_empty() {
-            return Ok(self.existing(&at, &desired, &observed, Action::Unchanged, Vec::new()));
+            return Ok(self.existing(at, desired, &observed, Action::Unchanged, Vec::new()));
         }
         tracing::debug!(kind = %self.kind, changes = ?changes.iter().collect::<Vec<_>>(), "updating");
         let left = self
             .group
-            .update(
-                aws,
-                Update::new(&desired, &observed, changes.into_changes()),
-            )
+            .update(aws, Update::new(desired, &observed, changes.into_changes()))
             .await?;
         let observed = left.unwrap_or(observed);
-        Ok(self.existing(&at, &desired, &observed, Action::Updated, Vec::new()))
+        Ok(self.existing(at, desired, &observed, Action::Updated, Vec::new()))
     }
 
     /// What an existing resource gives the run: its outputs and inventory, and its progress

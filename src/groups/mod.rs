@@ -10,6 +10,7 @@
 
 pub mod alarms;
 pub mod artifact_store;
+pub mod cadence;
 pub mod encryption_key;
 pub mod events;
 pub mod group;

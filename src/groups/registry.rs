@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::cadence::PipelineCadence;
 use super::group::{Group, GroupStep, Instance};
 use super::{
     alarms, artifact_store, encryption_key, events, image_repository, keys, log_groups, network,
@@ -20,20 +21,28 @@ pub type SessionFor<'a> = dyn Fn(Option<Env>) -> Result<Arc<AwsSession>, Failure
 
 struct Registry<'a> {
     session: &'a SessionFor<'a>,
+    cadence: Option<&'a PipelineCadence>,
     steps: Vec<Box<dyn GroupStep>>,
 }
 
 impl Registry<'_> {
     fn add<G: Group>(&mut self, group: G) {
         let session = (self.session)(group.environment());
-        self.steps.push(Instance::boxed(group, session));
+        self.steps
+            .push(Instance::boxed(group, session, self.cadence.cloned()));
     }
 }
 
-/// Every group instance of one pipeline, each with its session.
-pub fn steps(ctx: &PipelineContext, session: &SessionFor<'_>) -> Vec<Box<dyn GroupStep>> {
+/// Every group instance of one pipeline, each with its session; with `cadence`, the groups
+/// that may be checked less often than every resync trust their last check until it is due.
+pub fn steps(
+    ctx: &PipelineContext,
+    session: &SessionFor<'_>,
+    cadence: Option<&PipelineCadence>,
+) -> Vec<Box<dyn GroupStep>> {
     let mut registry = Registry {
         session,
+        cadence,
         steps: Vec::new(),
     };
     registry.add(encryption_key::EncryptionKey::new(ctx));

@@ -57,7 +57,7 @@ fn offline(
 }
 
 pub fn plan(ctx: &PipelineContext) -> Plan {
-    let steps = groups::steps(ctx, &offline);
+    let steps = groups::steps(ctx, &offline, None);
     let placement_of = |step: &dyn groups::GroupStep| Placement {
         account_id: step
             .environment()
@@ -216,7 +216,7 @@ mod tests {
     #[test]
     fn the_registry_forms_a_valid_graph() {
         let c = context(FULL);
-        let steps = crate::groups::steps(&c, &offline);
+        let steps = crate::groups::steps(&c, &offline, None);
         let seed = crate::groups::seed("123456789012", "us-east-1");
         let graph = crate::engine::Graph::build(&steps, &seed.keys().copied().collect());
         assert!(graph.is_ok(), "{:?}", graph.err());

@@ -134,8 +134,9 @@ pub fn observe_reads() -> BTreeMap<&'static str, BTreeMap<String, f64>> {
         // Two topics: notifications and approval.
         ("SNS:GetTopicAttributes", 2.0),
         ("SNS:ListSubscriptionsByTopic", 2.0),
-        // Three scopes listed (pipeline, staging, production).
-        ("CloudWatch Logs:DescribeLogGroups", 3.0),
+        // One listing for the three scopes (pipeline, staging, production), all in the
+        // pipeline's account.
+        ("CloudWatch Logs:DescribeLogGroups", 1.0),
         // The key step resolves the alias; the key policy step reads the policy of that key.
         ("KMS:DescribeKey", 1.0),
         ("KMS:GetKeyPolicy", 1.0),
@@ -164,22 +165,22 @@ pub fn observe_reads() -> BTreeMap<&'static str, BTreeMap<String, f64>> {
         ("ECR:DescribeRepositories", 1.0),
         ("ECR:GetLifecyclePolicy", 1.0),
         ("ECR:GetRepositoryPolicy", 1.0),
-        // Two networks (staging, production): each part listed by tags, the VPC's two DNS
-        // attributes read.
-        ("EC2:DescribeVpcs", 2.0),
+        // Two networks (staging, production) in one account: each part listed once by the
+        // pipeline's owner tag for both, each VPC's two DNS attributes read.
+        ("EC2:DescribeVpcs", 1.0),
         ("EC2:DescribeVpcAttribute", 4.0),
-        ("EC2:DescribeInternetGateways", 2.0),
-        ("EC2:DescribeSubnets", 2.0),
-        ("EC2:DescribeRouteTables", 2.0),
-        ("EC2:DescribeSecurityGroups", 2.0),
+        ("EC2:DescribeInternetGateways", 1.0),
+        ("EC2:DescribeSubnets", 1.0),
+        ("EC2:DescribeRouteTables", 1.0),
+        ("EC2:DescribeSecurityGroups", 1.0),
         // Rules listed by prefix; each rule's targets (failed, succeeded, source).
         ("EventBridge:ListRules", 1.0),
         ("EventBridge:ListTargetsByRule", 3.0),
         // Alarms listed by prefix.
         ("CloudWatch:DescribeAlarms", 1.0),
-        // Two runtimes: the cluster, the service (the revision it runs was registered by this
-        // process, and revisions never change).
-        ("ECS:DescribeClusters", 2.0),
+        // Two runtimes: both clusters in one description, each service (the revision it runs
+        // was registered by this process, and revisions never change).
+        ("ECS:DescribeClusters", 1.0),
         ("ECS:DescribeServices", 2.0),
     ]))
 }

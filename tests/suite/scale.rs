@@ -581,3 +581,58 @@ async fn a_replica_that_loses_a_shards_lease_stops_that_shard_only() {
         crate::support::gone_within(&api, name, WAIT).await;
     }
 }
+
+/// IAM is checked whole at most every `--iam-check-interval-seconds` (default an hour): a
+/// plain resync between two IAM checks reads exactly what a checked reconcile reads except
+/// the roles (30 reads of the minimal example), and writes nothing; a reconcile request then
+/// reads the roles again. Counts from the emulator's record, with a 6-second resync so the
+/// resyncs come by the timer, not by a request.
+#[tokio::test]
+async fn a_resync_between_iam_checks_reads_everything_but_the_roles() {
+    let (ns, api) = namespace("scale-iam").await;
+    let operator = Operator::start(&ns, &[("RESYNC_INTERVAL_SECONDS", "6")]);
+    api.create(&PostParams::default(), &example("minimal.yaml", &ns, "web"))
+        .await
+        .expect("create");
+    wait_ready(&api, "web", 1).await;
+    let verified = |dp: &DeliveryPipeline| dp.status.as_ref().and_then(|s| s.verified_at.clone());
+    let checked_by_timer = |before: Option<String>| {
+        let api = api.clone();
+        async move {
+            until_every(&api, 1, "a resync by the timer", WAIT, |dp| {
+                verified(dp).is_some() && verified(dp) != before
+            })
+            .await;
+        }
+    };
+    // One resync to settle on, then one measured: the calls between two recorded checks.
+    checked_by_timer(verified(&api.get("web").await.expect("get"))).await;
+    let before = verified(&api.get("web").await.expect("get"));
+    let mark = operator.mark().await;
+    checked_by_timer(before).await;
+    let resync = operator.calls_after(mark).await;
+    assert_eq!(
+        count(&resync, "write").len(),
+        0,
+        "a no-op resync writes nothing"
+    );
+    let mut expected = crate::operator::observe_reads();
+    let roles = expected.remove("Roles").expect("the roles' reads");
+    assert_eq!(
+        count(&resync, "read"),
+        expected.into_values().flatten().collect(),
+        "a resync between IAM checks"
+    );
+    // A reconcile request checks the roles too.
+    let requested = operator.calls_of_reconcile(&api, "web").await;
+    let iam: std::collections::BTreeMap<String, f64> = count(&requested, "read")
+        .into_iter()
+        .filter(|(call, _)| call.starts_with("IAM:"))
+        .collect();
+    assert_eq!(iam, roles, "a requested check reads the roles");
+
+    api.delete("web", &DeleteParams::default())
+        .await
+        .expect("delete");
+    crate::support::gone_within(&api, "web", WAIT).await;
+}

@@ -42,20 +42,28 @@ impl LogGroups {
     }
 }
 
+/// This scope's log groups (`prefix`), from one `DescribeLogGroups` per reconcile, account and
+/// region for every scope of the pipeline (the environments in the pipeline's account share it).
 async fn list(aws: &AwsSession, ctx: &PipelineContext, prefix: &str) -> Result<Observed, Failure> {
     let logs = aws.logs();
-    let groups: Vec<_> = logs
-        .describe_log_groups()
-        .log_group_name_prefix(prefix)
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .aws("logs:DescribeLogGroups")?;
+    let root = ctx.names().log_group_root();
+    let all = aws
+        .once_per_reconcile(&format!("logs:DescribeLogGroups {root}"), || async {
+            let groups: Vec<_> = logs
+                .describe_log_groups()
+                .log_group_name_prefix(&root)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .aws("logs:DescribeLogGroups")?;
+            Ok(groups)
+        })
+        .await?;
     let mut observed = Observed::new();
-    for g in groups {
-        let Some(name) = g.log_group_name() else {
+    for g in all.iter() {
+        let Some(name) = g.log_group_name().filter(|n| n.starts_with(prefix)) else {
             continue;
         };
         // `arn` ends in `:*`; tagging takes the ARN without it.

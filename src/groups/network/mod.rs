@@ -67,16 +67,19 @@ impl NetworkGroup {
         }
     }
 
-    /// Filters matching what this environment's network tagged as `part`.
+    /// Filters matching what this pipeline's networks (every environment's) tagged as `part`:
+    /// one Describe per part and reconcile serves the environments sharing an account.
     fn filters(&self, part: Part) -> Vec<Filter> {
         let owner = self.ctx.owner();
-        [
-            (OWNER_KEY, owner.as_str()),
-            (ENVIRONMENT_KEY, self.env.name()),
-            (desired::PART_KEY, part.tag()),
-        ]
-        .map(|(key, value)| filter(&format!("tag:{key}"), [value.to_string()]))
-        .into()
+        [(OWNER_KEY, owner.as_str()), (desired::PART_KEY, part.tag())]
+            .map(|(key, value)| filter(&format!("tag:{key}"), [value.to_string()]))
+            .into()
+    }
+
+    /// Whether a part carrying `tags` is this environment's.
+    fn is_mine(&self, tags: &[aws_sdk_ec2::types::Tag]) -> bool {
+        tags.iter()
+            .any(|t| t.key() == Some(ENVIRONMENT_KEY) && t.value() == Some(self.env.name()))
     }
 }
 
@@ -376,19 +379,29 @@ impl NetworkGroup {
     /// interrupted between CreateInternetGateway and CreateVpc's successor).
     async fn observe_managed(&self, aws: &AwsSession) -> Result<ObservedManaged, Failure> {
         let ec2 = aws.ec2();
-        // One Describe call, filtered to what this environment tagged as `part`.
+        // One Describe call per part and reconcile, filtered to what this pipeline tagged as
+        // `part`; each environment keeps what it tagged as its own.
+        let owner = self.ctx.owner();
         macro_rules! tagged {
-            ($method:ident, $part:expr, $op:literal) => {
-                ec2.$method()
-                    .set_filters(Some(self.filters($part)))
-                    .send()
-                    .await
-                    .aws($op)?
+            ($method:ident, $items:ident, $part:expr, $op:literal) => {
+                aws.once_per_reconcile(&format!("{} {owner}", $op), || async {
+                    ec2.$method()
+                        .set_filters(Some(self.filters($part)))
+                        .send()
+                        .await
+                        .aws($op)
+                })
+                .await?
+                .$items()
+                .iter()
+                .filter(|item| self.is_mine(item.tags()))
+                .cloned()
+                .collect::<Vec<_>>()
             };
         }
         let mut o = ObservedManaged::default();
-        let vpcs = tagged!(describe_vpcs, Part::Vpc, "ec2:DescribeVpcs");
-        for v in vpcs.vpcs() {
+        let vpcs = tagged!(describe_vpcs, vpcs, Part::Vpc, "ec2:DescribeVpcs");
+        for v in &vpcs {
             let Some(id) = v.vpc_id() else { continue };
             o.vpcs.push(ObservedVpc {
                 id: id.to_string(),
@@ -401,11 +414,11 @@ impl NetworkGroup {
         }
         let gateways = tagged!(
             describe_internet_gateways,
+            internet_gateways,
             Part::InternetGateway,
             "ec2:DescribeInternetGateways"
         );
         o.gateways = gateways
-            .internet_gateways()
             .iter()
             .filter_map(|g| {
                 Some(ObservedGateway {
@@ -428,9 +441,13 @@ impl NetworkGroup {
         if o.vpcs.is_empty() {
             return Ok(o);
         }
-        let subnets = tagged!(describe_subnets, Part::Subnet, "ec2:DescribeSubnets");
+        let subnets = tagged!(
+            describe_subnets,
+            subnets,
+            Part::Subnet,
+            "ec2:DescribeSubnets"
+        );
         o.subnets = subnets
-            .subnets()
             .iter()
             .filter_map(|s| {
                 let tags = from_sdk(s.tags());
@@ -446,11 +463,11 @@ impl NetworkGroup {
             .collect();
         let tables = tagged!(
             describe_route_tables,
+            route_tables,
             Part::RouteTable,
             "ec2:DescribeRouteTables"
         );
         o.route_tables = tables
-            .route_tables()
             .iter()
             .filter_map(|t| {
                 Some(ObservedRouteTable {
@@ -483,11 +500,11 @@ impl NetworkGroup {
             .collect();
         let groups = tagged!(
             describe_security_groups,
+            security_groups,
             Part::SecurityGroup,
             "ec2:DescribeSecurityGroups"
         );
         o.security_groups = groups
-            .security_groups()
             .iter()
             .filter_map(|g| {
                 Some(ObservedSecurityGroup {

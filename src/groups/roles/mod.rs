@@ -420,6 +420,12 @@ impl Group for RoleSet {
         Ok(Removal::Gone)
     }
 
+    /// IAM is checked whole at most every `--iam-check-interval-seconds` (it is global and
+    /// throttled account-wide); between checks a resync takes the ARNs from the names.
+    fn unobserved(&self, at: &Placement, desired: &Roles) -> Option<Produced> {
+        Some(self.produced(at, desired, &Observed::new()))
+    }
+
     fn produced(&self, at: &Placement, d: &Roles, _o: &Observed) -> Produced {
         let outputs: BTreeMap<String, Key> = self.outputs().into_iter().collect();
         let start = match self.env {

@@ -554,19 +554,33 @@ impl Group for ServiceGroup {
     async fn observe(&self, aws: &AwsSession) -> Result<Option<Observed>, Failure> {
         let ecs = aws.ecs();
         let (cluster_name, service_name) = (self.cluster_name(), self.service_name());
-        let clusters = ecs
-            .describe_clusters()
-            .clusters(&cluster_name)
-            .include(ClusterField::Settings)
-            .include(ClusterField::Tags)
-            .send()
-            .await
-            .aws("ecs:DescribeClusters")?;
+        // One DescribeClusters per reconcile for the clusters of every environment in this
+        // account (it takes up to 100 names); each instance picks its own.
+        let account = self.ctx.environment_account(self.env);
+        let neighbours: Vec<String> = Env::ALL
+            .into_iter()
+            .filter(|env| self.ctx.environment_account(*env) == account)
+            .map(|env| self.ctx.names().cluster(env))
+            .collect();
+        let clusters = aws
+            .once_per_reconcile(
+                &format!("ecs:DescribeClusters {}", neighbours.join(" ")),
+                || async {
+                    ecs.describe_clusters()
+                        .set_clusters(Some(neighbours.clone()))
+                        .include(ClusterField::Settings)
+                        .include(ClusterField::Tags)
+                        .send()
+                        .await
+                        .aws("ecs:DescribeClusters")
+                },
+            )
+            .await?;
         // A deleted cluster stays visible as INACTIVE for a while.
         let Some(cluster) = clusters
             .clusters()
             .iter()
-            .find(|c| c.status() == Some(ACTIVE))
+            .find(|c| c.cluster_name() == Some(cluster_name.as_str()) && c.status() == Some(ACTIVE))
             .map(observed_cluster)
         else {
             return Ok(None);
