@@ -583,7 +583,7 @@ async fn cross_account_pipeline_puts_each_resource_in_its_account_and_deletion_l
             ("ECR:DescribeRepositories", 1.0),
             ("ECR:GetLifecyclePolicy", 1.0),
             ("ECR:GetRepositoryPolicy", 1.0),
-            ("CodeBuild:BatchGetProjects", 2.0),
+            ("CodeBuild:BatchGetProjects", 1.0),
             ("CodeBuild:BatchGetReportGroups", 1.0),
             ("CodePipeline:GetPipeline", 1.0),
             ("CodePipeline:ListPipelineExecutions", 1.0),

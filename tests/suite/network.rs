@@ -47,16 +47,16 @@ async fn ec2_calls(
     emulator::service_calls_by_account(&operator.access_key, "EC2", kind, since).await
 }
 
-/// The reads of one observation of one managed network: each part listed by its tags, the
-/// VPC's two DNS attributes.
+/// The reads of `networks` networks in one account: each part listed once for all of them
+/// (by the pipeline's owner tag), each VPC's two DNS attributes.
 fn observe(networks: f64) -> BTreeMap<String, f64> {
     counts(&[
-        ("EC2:DescribeVpcs", networks),
+        ("EC2:DescribeVpcs", 1.0),
         ("EC2:DescribeVpcAttribute", 2.0 * networks),
-        ("EC2:DescribeInternetGateways", networks),
-        ("EC2:DescribeSubnets", networks),
-        ("EC2:DescribeRouteTables", networks),
-        ("EC2:DescribeSecurityGroups", networks),
+        ("EC2:DescribeInternetGateways", 1.0),
+        ("EC2:DescribeSubnets", 1.0),
+        ("EC2:DescribeRouteTables", 1.0),
+        ("EC2:DescribeSecurityGroups", 1.0),
     ])
 }
 
@@ -451,8 +451,9 @@ async fn each_environment_gets_its_own_network_kept_exact_and_removed_completely
         in_accounts(&[(
             ACCOUNT,
             counts(&[
-                ("EC2:DescribeVpcs", 2.0),
-                ("EC2:DescribeInternetGateways", 2.0),
+                // One listing per part for both environments; each environment's zones.
+                ("EC2:DescribeVpcs", 1.0),
+                ("EC2:DescribeInternetGateways", 1.0),
                 ("EC2:DescribeAvailabilityZones", 2.0),
             ])
         )])

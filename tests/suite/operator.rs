@@ -148,8 +148,8 @@ pub fn observe_reads() -> BTreeMap<&'static str, BTreeMap<String, f64>> {
         ("IAM:ListRolePolicies", 8.0),
         ("IAM:GetRolePolicy", 6.0),
         ("IAM:ListAttachedRolePolicies", 8.0),
-        // Build and scan projects, the scan's report group.
-        ("CodeBuild:BatchGetProjects", 2.0),
+        // Build and scan projects in one read, the scan's report group.
+        ("CodeBuild:BatchGetProjects", 1.0),
         ("CodeBuild:BatchGetReportGroups", 1.0),
         ("S3:GetBucketEncryption", 1.0),
         ("S3:GetBucketLifecycleConfiguration", 1.0),
@@ -912,12 +912,13 @@ async fn first_reconcile_makes_exactly_the_creating_calls() {
                 ],
             ),
             ("Notifications", &[("SNS:GetTopicAttributes", 2.0)]),
-            ("LogGroups", &[("CloudWatch Logs:DescribeLogGroups", 3.0)]),
+            // One listing for the three scopes.
+            ("LogGroups", &[("CloudWatch Logs:DescribeLogGroups", 1.0)]),
             ("Roles", &[("IAM:GetRole", 8.0)]),
             (
                 "Projects",
                 &[
-                    ("CodeBuild:BatchGetProjects", 2.0),
+                    ("CodeBuild:BatchGetProjects", 1.0),
                     ("CodeBuild:BatchGetReportGroups", 1.0),
                 ],
             ),
@@ -937,19 +938,20 @@ async fn first_reconcile_makes_exactly_the_creating_calls() {
                     ("ECR:GetLifecyclePolicy", 1.0),
                 ],
             ),
-            // Per environment: no VPC nor gateway found, then the zones for the subnets.
+            // No VPC nor gateway found (one listing each for both environments), then the
+            // zones for each environment's subnets.
             (
                 "Network",
                 &[
-                    ("EC2:DescribeVpcs", 2.0),
-                    ("EC2:DescribeInternetGateways", 2.0),
+                    ("EC2:DescribeVpcs", 1.0),
+                    ("EC2:DescribeInternetGateways", 1.0),
                     ("EC2:DescribeAvailabilityZones", 2.0),
                 ],
             ),
             ("EventRules", &[("EventBridge:ListRules", 1.0)]),
             ("Alarms", &[("CloudWatch:DescribeAlarms", 1.0)]),
-            // Per environment: no cluster found, so no service to look for.
-            ("Service", &[("ECS:DescribeClusters", 2.0)]),
+            // No cluster found (one description for both), so no service to look for.
+            ("Service", &[("ECS:DescribeClusters", 1.0)]),
         ])
     );
     // The emulator's own record of this operator's requests says the same.

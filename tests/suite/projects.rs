@@ -166,7 +166,8 @@ async fn build_and_scan_projects_match_the_rendering_and_update_minimally() {
     assert_eq!(
         codebuild_calls(&operator, "read", since).await,
         counts(&[
-            ("CodeBuild:BatchGetProjects", 2.0),
+            // Build and scan in one read.
+            ("CodeBuild:BatchGetProjects", 1.0),
             ("CodeBuild:BatchGetReportGroups", 1.0),
         ])
     );

@@ -96,11 +96,12 @@ fn in_accounts(pairs: &[(&str, BTreeMap<String, f64>)]) -> BTreeMap<String, BTre
         .collect()
 }
 
-/// `runtimes` observations: the cluster and the service. The revision it runs is not read
-/// again: this process registered it or read it before, and a revision never changes.
+/// The reads of `runtimes` runtimes in one account: their clusters in one description, each
+/// service. The revision a service runs is not read again: this process registered it or read
+/// it before, and a revision never changes.
 fn observe(runtimes: f64) -> BTreeMap<String, f64> {
     counts(&[
-        ("ECS:DescribeClusters", runtimes),
+        ("ECS:DescribeClusters", 1.0),
         ("ECS:DescribeServices", runtimes),
     ])
 }
@@ -609,7 +610,8 @@ async fn each_environment_gets_its_runtime_the_pipelines_image_is_kept_and_delet
     );
     assert_eq!(
         ecs_calls(&operator, "read", 0).await,
-        in_accounts(&[(ACCOUNT, counts(&[("ECS:DescribeClusters", 2.0)]))])
+        // Both clusters looked for in one description.
+        in_accounts(&[(ACCOUNT, counts(&[("ECS:DescribeClusters", 1.0)]))])
     );
 
     // Before the pipeline's first deployment: the placeholder image, no task, and the condition

@@ -297,12 +297,23 @@ impl Group for BuildProject {
     async fn observe(&self, aws: &AwsSession) -> Result<Option<View>, Failure> {
         let codebuild = aws.codebuild();
         let name = self.name();
-        let found = codebuild
-            .batch_get_projects()
-            .names(&name)
-            .send()
-            .await
-            .aws("codebuild:BatchGetProjects")?;
+        // One BatchGetProjects per reconcile for the build and scan projects.
+        let both: Vec<String> = [Stage::Build, Stage::Scan]
+            .map(|stage| self.ctx.names().project(stage.purpose()))
+            .into();
+        let found = aws
+            .once_per_reconcile(
+                &format!("codebuild:BatchGetProjects {}", both.join(" ")),
+                || async {
+                    codebuild
+                        .batch_get_projects()
+                        .set_names(Some(both.clone()))
+                        .send()
+                        .await
+                        .aws("codebuild:BatchGetProjects")
+                },
+            )
+            .await?;
         let project = found.projects().iter().find(|p| p.name() == Some(&name));
         if let Some(p) = project {
             check_owner(
