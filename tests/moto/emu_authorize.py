@@ -44,7 +44,10 @@ def role_of(role_arn: str):
     if len(parts) < 6:
         return None
     backend = iam_backends[parts[4]][parts[1]]
-    return next((r for r in backend.get_roles() if r.arn == role_arn), None)
+    try:
+        return backend.get_role_by_arn(role_arn)  # indexed (launcher.perf_iam_role_lookups)
+    except Exception:  # noqa: BLE001  (NotFoundException: no such role)
+        return None
 
 
 def managed_document(policy) -> str | None:

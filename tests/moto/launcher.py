@@ -546,7 +546,7 @@ def principal_exists(arn: str) -> bool:
     except Exception:
         return False
     if kind == "role":
-        return any(role.arn == arn for role in backend.get_roles()) and not emu_propagation.not_visible_yet(
+        return role_with_arn(backend, arn) is not None and not emu_propagation.not_visible_yet(
             arn, "a policy naming it as a principal"
         )
     return any(user.arn == arn for user in backend.users.values())
@@ -895,9 +895,9 @@ def codebuild_role_problem(service_role: str, account: str, region: str, project
     except Exception:  # noqa: BLE001
         return f"account {role_account} has no IAM backend"
     if service_role.startswith("arn:"):
-        role = next((r for r in backend.get_roles() if r.arn == service_role), None)
+        role = role_with_arn(backend, service_role)
     else:
-        role = next((r for r in backend.get_roles() if r.name == service_role), None)
+        role = role_named(backend, service_role)
     if role is None or emu_propagation.not_visible_yet(role.arn, "CodeBuild"):
         return f"role {service_role} does not exist"
     caller = emu_policy.ServiceCaller(CODEBUILD_SERVICE, account, project_arn)
@@ -1344,7 +1344,7 @@ def codepipeline_role_problem(role_arn: str, account: str, region: str, pipeline
     partition, role_account, _name = match.groups()
     if role_account != account or partition != get_partition(region):
         return f"{role_arn} is not a role of the pipeline's account {account}"
-    role = next((r for r in iam_backends[account][partition].get_roles() if r.arn == role_arn), None)
+    role = role_with_arn(iam_backends[account][partition], role_arn)
     if role is None or emu_propagation.not_visible_yet(role_arn, "CodePipeline"):
         return f"role {role_arn} does not exist"
     caller = emu_policy.ServiceCaller(CODEPIPELINE_SERVICE, account, pipeline_arn)
@@ -2071,7 +2071,7 @@ def events_deliver_codepipeline(rule, target: dict, event: dict) -> str | None:
     match = re.fullmatch(r"arn:([^:]+):iam::([0-9]{12}):role/(?:.+/)?([^/]+)", role_arn)
     role = None
     if match is not None:
-        role = next((r for r in iam_backends[match.group(2)][match.group(1)].get_roles() if r.arn == role_arn), None)
+        role = role_with_arn(iam_backends[match.group(2)][match.group(1)], role_arn)
     if role is None or emu_propagation.not_visible_yet(role_arn, "EventBridge"):
         return f"role {role_arn} does not exist"
     problem = events_service_problem(role.assume_role_policy_document, "role trust", ["sts:AssumeRole"], rule)
@@ -3012,26 +3012,138 @@ def fix_tagging_api_covers_ecr_codepipeline_and_event_rules() -> None:
     EventsBackend.iter_tagged_resources = event_resources
 
 
-    def resources_of(backend):
+    # Performance (the answers are moto's): with tag filters, the backends the operator reads are
+    # walked by `tagged_with`, which yields what their iter_tagged_resources yields (the same
+    # resources, built the same way, in the same order) less those whose tags fail the first tag
+    # filter, which the generator below would drop anyway; it reads each resource's tags from
+    # where its iter_tagged_resources reads them before building anything. A backend whose
+    # iter_tagged_resources is not the one replicated here is walked in full.
+    from moto.cloudwatch.models import CloudWatchBackend
+    from moto.kms.models import KmsBackend
+    from moto.logs.models import LogsBackend
+    from moto.sns.models import SNSBackend
+
+    def kms_tagged(self, ok):
+        store = self.tagger.tags
+        for key in self.list_keys():
+            if ok(store.get(key.id)):
+                yield TaggedResource(arn=key.arn, tags=self.tagger.get_tag_dict_for_resource(key.id), resource_type="kms:key")
+
+    def sns_tagged(self, ok):
+        for topic in self.topics.values():
+            if ok(topic._tags):
+                yield TaggedResource(arn=topic.arn, tags=dict(topic._tags or {}), resource_type="sns:topic")
+
+    def logs_tagged(self, ok):
+        store = self.tagger.tags
+        for group in self.groups.values():
+            if ok(store.get(group.arn)):
+                yield TaggedResource(arn=group.arn, tags=self.tagger.get_tag_dict_for_resource(group.arn), resource_type="logs:loggroup")
+
+    def cloudwatch_tagged(self, ok):
+        store = self.tagger.tags
+        partition = self.partition
+        for alarm in self.alarms.values():
+            arn = f"arn:{partition}:cloudwatch:{self.region_name}:{self.account_id}:alarm:{alarm.name}"
+            if ok(store.get(arn)):
+                yield TaggedResource(arn=arn, tags=self.tagger.get_tag_dict_for_resource(arn), resource_type="cloudwatch:alarm")
+        for rule in self.insight_rules.values():
+            arn = f"arn:{partition}:cloudwatch:{self.region_name}:{self.account_id}:insight-rule/{rule.name}"
+            if ok(store.get(arn)):
+                yield TaggedResource(arn=arn, tags=self.tagger.get_tag_dict_for_resource(arn), resource_type="cloudwatch:insight-rule")
+
+    def events_tagged(self, ok):
+        store = self.tagger.tags
+        for bus in self.event_buses.values():
+            if ok(store.get(bus.arn)):
+                yield TaggedResource(arn=bus.arn, tags=self.tagger.get_tag_dict_for_resource(bus.arn), resource_type="events:event-bus")
+        for bus in list(self.event_buses.values()):
+            for rule in list(bus.rules.values()):
+                arn = rule.arn
+                if ok(store.get(arn)):
+                    yield TaggedResource(arn=arn, tags=self.tagger.get_tag_dict_for_resource(arn), resource_type="events:rule")
+
+    def ecr_tagged(self, ok):
+        store = self.tagger.tags
+        for repository in list(self.repositories.values()):
+            arn = repository.arn
+            if ok(store.get(arn)):
+                yield TaggedResource(arn=arn, tags=self.tagger.get_tag_dict_for_resource(arn), resource_type="ecr:repository")
+
+    def codepipeline_tagged(self, ok):
+        for pipeline in list(self.pipelines.values()):
+            if ok(pipeline.tags):
+                yield TaggedResource(arn=pipeline.metadata["pipelineArn"], tags=dict(pipeline.tags), resource_type="codepipeline:pipeline")
+
+    tagged_with = {
+        KmsBackend.iter_tagged_resources: kms_tagged,
+        SNSBackend.iter_tagged_resources: sns_tagged,
+        LogsBackend.iter_tagged_resources: logs_tagged,
+        CloudWatchBackend.iter_tagged_resources: cloudwatch_tagged,
+        event_resources: events_tagged,
+        ecr_resources: ecr_tagged,
+        codepipeline_resources: codepipeline_tagged,
+    }
+
+    def resources_of(backend, first=None):
+        walk = tagged_with.get(getattr(type(backend), "iter_tagged_resources", None)) if first is not None else None
+        if walk is not None:
+            key, values = first
+
+            def ok(tags) -> bool:
+                return bool(tags) and key in tags and (not values or tags[key] in values)
+
+            def read():
+                return list(walk(backend, ok))
+        else:
+
+            def read():
+                return list(backend.iter_tagged_resources())
+
         for _ in range(20):
             try:
-                return list(backend.iter_tagged_resources())
+                return read()
             except RuntimeError:  # a dict changed size: another request wrote meanwhile
                 continue
-        return list(backend.iter_tagged_resources())
+        return read()
 
     def generator(self, tag_filters=None, resource_type_filters=None, resource_arn_list=None):
-        from moto.core.resource_tagging import iter_taggable_backends, make_tag_matcher
+        from moto.core.resource_tagging import iter_taggable_backends
 
         services = {f.split(":", 1)[0] for f in (resource_type_filters or [])}
-        tag_matcher = make_tag_matcher(tag_filters)
+        # Performance (the answers are moto's): the type filter decided once per resource type,
+        # and the tag filters checked against the resource's tag dict directly; moto's
+        # make_tag_matcher builds a dict of lists per resource for the same test (a tag dict
+        # holds one value per key: "a Value in Values" is "the key's value in Values").
+        type_decided: dict = {}
+        filters = list(tag_filters or [])
+
+        def tag_matcher(tags) -> bool:
+            for f in filters:
+                key = f["Key"]
+                values = f.get("Values") or []
+                if key not in tags:
+                    return False
+                if values and tags[key] not in values:
+                    return False
+            return True
+
+        first = None
+        if filters and isinstance(filters[0], dict) and isinstance(filters[0].get("Key"), str):
+            values = filters[0].get("Values") or []
+            if isinstance(values, list) and all(isinstance(v, str) for v in values):
+                first = (filters[0]["Key"], values)
         for backend in iter_taggable_backends(self.account_id, self.region_name):
             if services and getattr(backend, "SERVICE_NAMESPACE", "") not in services:
                 continue
-            for resource in resources_of(backend):
+            for resource in resources_of(backend, first):
                 if not resource.tags and not resource.extra.get("include_untagged"):
                     continue
-                if not match_resource_type(resource.resource_type, resource_type_filters):
+                kind = resource.resource_type
+                matches_type = type_decided.get(kind)
+                if matches_type is None:
+                    matches_type = type_decided[kind] = match_resource_type(kind, resource_type_filters)
+                if not matches_type:
                     continue
                 if not tag_matcher(resource.tags):
                     continue
@@ -3040,6 +3152,309 @@ def fix_tagging_api_covers_ecr_codepipeline_and_event_rules() -> None:
                 yield resource
 
     ResourceGroupsTaggingAPIBackend._get_resources_generator = generator
+
+
+# ---------------------------------------------------------------- performance indexes
+#
+# Not AWS behaviours but the test bed's speed: moto answers a filtered read by scanning every
+# resource of the account, so with a thousand pipelines each request costs thousands of
+# resources and a benchmark's run grows quadratically. The patches below make those reads cheap
+# and keep every answer exactly what moto (with the fixes above) answers: the same resources, in
+# the same order, the same errors. `test_launcher.py` (`PerformanceIndexes`) compares each fast
+# path with the full scan it replaces.
+
+
+def perf_backend_for_host() -> None:
+    """Performance, not an AWS behaviour; moto's answers are unchanged. moto_server picks the
+    backend of every request from its host name (`get_backend_for_host`, twice per request: the
+    harness identifies the request, then moto dispatches it) by listing moto's package directory
+    (an `os.listdir` and a `stat` per service, ~200) and then trying ~180 URL patterns in turn:
+    about half a millisecond each time, whatever the request. Both inputs are fixed while the
+    server runs, so the backend found for a host is remembered (a host no backend serves is
+    looked up each time, as moto does, so its warning is still printed)."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    original = DomainDispatcherApplication.get_backend_for_host
+    found: dict = {}
+
+    def get_backend_for_host(self, host):
+        if not isinstance(host, str):
+            return original(self, host)
+        key = (id(self.backend_url_patterns), host)
+        backend = found.get(key)
+        if backend is None:
+            backend = original(self, host)
+            if backend:
+                found[key] = backend
+        return backend
+
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host
+
+
+def perf_kms_symmetric_keys_skip_the_rsa_key() -> None:
+    """Performance, not an AWS behaviour; moto's answers are unchanged. moto 5.2.5 generates an
+    RSA-2048 private key for every KMS key it creates, SYMMETRIC_DEFAULT ones included (whose
+    key is used only if one signs with it, which KMS refuses): tens of milliseconds of CPU per
+    CreateKey, the largest single cost of creating a pipeline in the emulator. Fix: for a
+    SYMMETRIC_DEFAULT key the RSA key is generated the first time anything uses it (the same
+    random key moto would have made, later); asymmetric specs are generated at once, as moto
+    does."""
+    from moto.kms import models as kms_models
+
+    original = kms_models.generate_private_key
+
+    class PrivateKeyOnFirstUse:
+        def __init__(self, key_spec):
+            self._key_spec = key_spec
+            self._key = None
+
+        def __getattr__(self, name):
+            if name.startswith("__"):
+                raise AttributeError(name)
+            if self._key is None:
+                self._key = original(self._key_spec)
+            return getattr(self._key, name)
+
+    def generate_private_key(key_spec):
+        if key_spec == "SYMMETRIC_DEFAULT":
+            return PrivateKeyOnFirstUse(key_spec)
+        return original(key_spec)
+
+    kms_models.generate_private_key = generate_private_key
+
+
+def perf_service_models_load_once() -> None:
+    """Performance, not an AWS behaviour; moto's answers are unchanged. The service models (moto's
+    `get_service_model`, the harness's `emu_validation.botocore_model`) are cached, but a cache
+    does not stop the first requests of a service, arriving together on werkzeug's threads, from
+    each parsing the model (EC2's takes seconds, and the threads share one interpreter lock):
+    with 8 concurrent reconciles most of the emulator's first minute went to that. Fix: one
+    thread loads a model, the others wait for it. And moto lists a response class's methods
+    (`inspect.getmembers`) on every request to check the action exists: the list is remembered
+    per class (classes are patched only before the server starts)."""
+    import moto.core.responses as core_responses
+    import moto.core.routing as core_routing
+    import moto.core.utils as core_utils
+
+    import emu_validation
+
+    def single_flight(load):
+        guard = threading.Lock()
+        locks: dict = {}
+
+        def loaded(name):
+            with guard:
+                lock = locks.setdefault(name, threading.Lock())
+            with lock:
+                return load(name)
+
+        return loaded
+
+    moto_model = single_flight(core_utils.get_service_model)
+    for module in (core_utils, core_routing, core_responses):
+        if getattr(module, "get_service_model", None) is core_utils.get_service_model:
+            module.get_service_model = moto_model
+    core_utils.get_service_model = moto_model
+    emu_validation.botocore_model = single_flight(emu_validation.botocore_model)
+
+    original_method_names = core_utils.method_names_from_class
+    names: dict = {}
+
+    def method_names_from_class(clazz):
+        found = names.get(clazz)
+        if found is None:
+            found = names[clazz] = original_method_names(clazz)
+        return list(found)
+
+    core_responses.method_names_from_class = method_names_from_class
+
+
+def perf_ec2_tag_filters() -> None:
+    """Performance, not an AWS behaviour; moto's answers are unchanged. EC2 Describe* with a
+    `tag:KEY` filter builds, for every resource of the region, its tag list and matches each value
+    with fnmatch (and for security groups and internet gateways translates the filter to a
+    regular expression anew per resource). A filter value without a wildcard (`*`, `?`, `[`) can
+    only match itself, so such a filter is answered by looking the resource's own entry of the
+    backend's tag store up (what `fix_ec2_tags_are_read_per_resource` reads), filter by filter in
+    the order given, as moto applies them; wildcard values, `tag-key`/`tag-value` and every other
+    filter take moto's own path. The translation of a filter value to a regular expression (a pure
+    function) is cached."""
+    import functools
+
+    from moto.ec2 import utils as ec2_utils
+    from moto.ec2.models.core import TaggedEC2Resource
+
+    per_resource = TaggedEC2Resource.get_tags  # fix_ec2_tags_are_read_per_resource's
+
+    def own_tags(obj):
+        """obj's tags as its get_tags reads them, or None for an object that reads them otherwise
+        (no subclass of TaggedEC2Resource answers a `tag:` filter itself: they defer to it)."""
+        if getattr(type(obj), "get_tags", None) is not per_resource:
+            return None
+        resource_id = getattr(obj, "id", None)
+        if not resource_id:
+            return {}
+        return obj.ec2_backend.tags.get(resource_id, {})
+
+    def literal(values):
+        """The filter's values when each can match only itself (fnmatch and moto's filter regular
+        expressions treat only `*`, `?` and `[` specially), else None."""
+        if not isinstance(values, list):
+            return None
+        for value in values:
+            if not isinstance(value, str) or "*" in value or "?" in value or "[" in value:
+                return None
+        return values
+
+    original_get_filter_value = TaggedEC2Resource.get_filter_value
+
+    def get_filter_value(self, filter_name, method_name=None):
+        if isinstance(filter_name, str) and filter_name.startswith("tag:"):
+            tags = own_tags(self)
+            if tags is not None:
+                return tags.get(filter_name[4:])
+        return original_get_filter_value(self, filter_name, method_name)
+
+    TaggedEC2Resource.get_filter_value = get_filter_value
+
+    original_generic_filter = ec2_utils.generic_filter
+
+    def generic_filter(filters, objects):
+        if filters:
+            for name, values in filters.items():
+                wanted = literal(values) if isinstance(name, str) and name.startswith("tag:") else None
+                if wanted is None:
+                    objects = [obj for obj in objects if ec2_utils.is_filter_matching(obj, name, values)]
+                    continue
+                key = name[4:]
+                kept = []
+                for obj in objects:
+                    tags = own_tags(obj)
+                    if tags is None:
+                        if ec2_utils.is_filter_matching(obj, name, values):
+                            kept.append(obj)
+                    elif tags.get(key) in wanted:
+                        kept.append(obj)
+                objects = kept
+        return objects
+
+    original_tag_filter_matches = ec2_utils.tag_filter_matches
+
+    def tag_filter_matches(obj, filter_name, filter_values):
+        if filter_name.startswith("tag:") and literal(filter_values) is not None:
+            tags = own_tags(obj)
+            if tags is not None:
+                key = filter_name[4:]
+                return key in tags and tags[key] in filter_values
+        return original_tag_filter_matches(obj, filter_name, filter_values)
+
+    original_to_re = ec2_utils.simple_aws_filter_to_re
+    to_re = functools.lru_cache(maxsize=65536)(original_to_re)
+
+    for replaced, replacement in (
+        (original_generic_filter, generic_filter),
+        (original_tag_filter_matches, tag_filter_matches),
+        (original_to_re, to_re),
+    ):
+        for name, module in list(sys.modules.items()):
+            if not (name == "moto.ec2" or name.startswith("moto.ec2.")) or module is None:
+                continue
+            for attribute, value in list(vars(module).items()):
+                if value is replaced:
+                    setattr(module, attribute, replacement)
+
+
+def perf_iam_role_lookups() -> None:
+    """Performance, not an AWS behaviour; moto's answers are unchanged. moto finds a role by name
+    (GetRole, every role-policy call, trust checks) or by ARN by scanning every role of the
+    account, computing each one's ARN. Fix: an index by name and by ARN per IAM backend, built
+    from one scan in moto's order (the first of equal names wins, as the scan's does: CreateRole
+    refuses a name in use, so there is one), kept current by CreateRole and rebuilt after
+    DeleteRole or whenever the role count disagrees; a hit is checked against the backend's own
+    dict. Errors as moto raises them."""
+    from moto.iam import models as iam_models
+
+    IAMBackend = iam_models.IAMBackend
+    KEY = "_perf_role_index"
+
+    def index(backend):
+        idx = backend.__dict__.get(KEY)
+        roles = backend.roles
+        if idx is None or idx["roles"] is not roles or idx["count"] != len(roles):
+            snapshot = list(roles.values())
+            by_name: dict = {}
+            by_arn: dict = {}
+            for role in snapshot:
+                by_name.setdefault(role.name, role)
+                by_arn.setdefault(role.arn, role)
+            idx = {"roles": roles, "count": len(snapshot), "name": by_name, "arn": by_arn}
+            backend.__dict__[KEY] = idx
+        return idx
+
+    def lookup(backend, kind: str, value):
+        for _ in range(2):
+            idx = index(backend)
+            try:
+                role = idx[kind].get(value)
+            except TypeError:  # unhashable: no role has it
+                return None
+            if role is None or backend.roles.get(role.id) is role:
+                return role
+            backend.__dict__.pop(KEY, None)  # a deleted role: rebuild
+        return None
+
+    original_create_role = IAMBackend.create_role
+    original_delete_role = IAMBackend.delete_role
+
+    def create_role(self, *args, **kwargs):
+        role = original_create_role(self, *args, **kwargs)
+        idx = self.__dict__.get(KEY)
+        if idx is not None and idx["roles"] is self.roles and idx["count"] == len(self.roles) - 1:
+            idx["name"].setdefault(role.name, role)
+            idx["arn"].setdefault(role.arn, role)
+            idx["count"] += 1
+        else:
+            self.__dict__.pop(KEY, None)
+        return role
+
+    def delete_role(self, role_name):
+        try:
+            return original_delete_role(self, role_name)
+        finally:
+            self.__dict__.pop(KEY, None)
+
+    def get_role(self, role_name):
+        role = lookup(self, "name", role_name)
+        if role is None:
+            raise iam_models.NotFoundException(f"Role {role_name} not found")
+        return role
+
+    def get_role_by_arn(self, arn):
+        role = lookup(self, "arn", arn)
+        if role is None:
+            raise iam_models.NotFoundException(f"Role {arn} not found")
+        return role
+
+    IAMBackend.create_role = create_role
+    IAMBackend.delete_role = delete_role
+    IAMBackend.get_role = get_role
+    IAMBackend.get_role_by_arn = get_role_by_arn
+
+
+def role_with_arn(backend, arn: str):
+    """The IAM backend's role with this ARN, or None (`perf_iam_role_lookups` indexes it)."""
+    try:
+        return backend.get_role_by_arn(arn)
+    except Exception:  # noqa: BLE001  (NotFoundException)
+        return None
+
+
+def role_named(backend, name: str):
+    """The IAM backend's role with this name, or None (`perf_iam_role_lookups` indexes it)."""
+    try:
+        return backend.get_role(name)
+    except Exception:  # noqa: BLE001  (NotFoundException)
+        return None
 
 
 def serve(host: str, port: int) -> None:
@@ -3066,7 +3481,21 @@ def serve(host: str, port: int) -> None:
     harness.register("/_harness/iam-propagation", emu_propagation.endpoint)
     harness.authorize = authorize
     emu_executor.SETTINGS["endpoint"] = f"http://{host}:{port}"
-    run_simple(host, port, harness, threaded=True, request_handler=MotoRequestHandler)
+
+    class RequestHandler(MotoRequestHandler):
+        """werkzeug's access log keeps the requests that failed (4xx, 5xx): one line per
+        request written to moto.log was an eighth of the emulator's CPU with hundreds of
+        pipelines, and the harness records every request anyway (`/_harness/requests`)."""
+
+        def log_request(self, code="-", size="-"):
+            try:
+                if int(getattr(code, "value", code)) < 400:
+                    return
+            except (TypeError, ValueError):
+                pass
+            super().log_request(code, size)
+
+    run_simple(host, port, harness, threaded=True, request_handler=RequestHandler)
 
 
 def main() -> None:
@@ -3124,6 +3553,11 @@ def main() -> None:
     fix_ecr_scan_findings_of_the_test()
     fix_ecr_lifecycle_policy_expires_images()
     fix_s3_cross_account_access_follows_policies()
+    perf_backend_for_host()
+    perf_service_models_load_once()
+    perf_kms_symmetric_keys_skip_the_rsa_key()
+    perf_ec2_tag_filters()
+    perf_iam_role_lookups()
     seed_member_accounts()
     seed_after_reset()
 

@@ -1141,7 +1141,9 @@ class CodePipeline(ServiceErrors, unittest.TestCase):
                 for member, value in declared_action.items():
                     self.assertEqual(action[member], value, f"{stage['name']}.{member}")
         self.assertEqual(metadata["pipelineArn"], pipeline_arn(name))
-        self.assertEqual(metadata["created"], metadata["updated"])
+        # New: updated is created (moto reads the clock twice, so allow the request's own time).
+        self.assertLessEqual(metadata["created"], metadata["updated"])
+        self.assertLess((metadata["updated"] - metadata["created"]).total_seconds(), 1)
         # JSON numbers (epoch seconds), as AWS writes timestamps in the JSON protocol.
         body = json.loads(seen[-1]["body"])
         self.assertIsInstance(body["metadata"]["created"], (int, float))
@@ -2086,6 +2088,305 @@ class RunSupport(ServiceErrors, unittest.TestCase):
         self.assertEqual(scan["imageScanFindings"]["findingSeverityCounts"], {"HIGH": 1})
         self.assertEqual([f["name"] for f in scan["imageScanFindings"]["findings"]], ["CVE-1"])
         self.assertError(lambda: ecr.describe_image_scan_findings(repositoryName=repository, imageId={"imageTag": "b1"}), "ImageNotFoundException")
+
+
+# The performance indexes (launcher.perf_*) must not change an answer. The EC2 one is compared
+# in a fresh interpreter with moto's own functions (before and after the patch, on the same
+# resources); the others against the emulator, with the full scan they replace as the oracle.
+EC2_EQUIVALENCE = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import launcher
+from moto.ec2.models import ec2_backends
+
+launcher.fix_ec2_tags_are_read_per_resource()
+ec2 = ec2_backends["123456789012"]["us-east-1"]
+for i in range(12):
+    owner, env, part = f"ns/p{i % 4}", ("staging", "production")[i % 2], "net"
+    vpc = ec2.create_vpc(cidr_block=f"10.{i}.0.0/16")
+    subnet = ec2.create_subnet(vpc.id, f"10.{i}.1.0/24", availability_zone="us-east-1a")
+    table = ec2.create_route_table(vpc.id)
+    group = ec2.create_security_group(f"g{i}", "a group", vpc.id)
+    igw = ec2.create_internet_gateway()
+    ec2.attach_internet_gateway(igw.id, vpc.id)
+    tags = {"owner": owner, "env": env, "part": part, "odd[1]": "x*y?"}
+    if i % 3 == 0:
+        tags.pop("env")
+    if i % 5 == 0:
+        tags["owner"] = ""
+    ec2.create_tags([vpc.id, subnet.id, table.id, group.id, igw.id], tags)
+
+FILTERS = [
+    {"tag:owner": ["ns/p1"]},
+    {"tag:owner": ["ns/p1", "ns/p2"], "tag:env": ["staging"]},
+    {"tag:owner": ["ns/p2"], "tag:env": ["production"], "tag:part": ["net"]},
+    {"tag:env": ["staging"], "tag:owner": ["ns/p3"]},
+    {"tag:owner": [""]},
+    {"tag:owner": []},
+    {"tag:missing": ["x"]},
+    {"tag:owner": ["ns/p*"], "tag:env": ["staging"]},
+    {"tag:owner": ["ns/p?"]},
+    {"tag:owner": ["[n]s/p1"]},
+    {"tag:odd[1]": ["x*y?"]},
+    {"tag-key": ["env"], "tag:owner": ["ns/p0"]},
+    {"tag-value": ["staging"]},
+    {"tag:owner": ["ns/p1"], "no-such-filter": ["x"]},
+    {"no-such-filter": ["x"], "tag:owner": ["no-one"]},
+    {"tag:owner": ["no-one"], "no-such-filter": ["x"]},
+    {"vpc-id": [], "tag:owner": ["ns/p1"]},
+]
+
+def answer(call):
+    try:
+        return [getattr(r, "id", None) for r in call()]
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
+
+def answers():
+    out = []
+    for f in FILTERS:
+        out.append([
+            answer(lambda: ec2.describe_vpcs(filters=f)),
+            answer(lambda: ec2.describe_subnets(filters=f)),
+            answer(lambda: ec2.describe_route_tables(filters=f)),
+            answer(lambda: ec2.describe_security_groups(filters=f)),
+            answer(lambda: ec2.describe_internet_gateways(filters=f)),
+        ])
+    return out
+
+before = answers()
+launcher.perf_ec2_tag_filters()
+after = answers()
+print(json.dumps({"before": before, "after": after, "fast": launcher.__name__}))
+"""
+
+TAGGING_EQUIVALENCE = r"""
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+os.environ.pop("AWS_ENDPOINT_URL", None)  # the mock, not the running emulator
+os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+import boto3
+from moto import mock_aws
+import launcher
+
+CASES = [
+    {},
+    {"TagFilters": [{"Key": "owner", "Values": ["a"]}]},
+    {"TagFilters": [{"Key": "owner", "Values": ["a", "b"]}, {"Key": "tier"}]},
+    {"TagFilters": [{"Key": "owner", "Values": ["b"]}, {"Key": "tier", "Values": ["silver"]}], "ResourceTypeFilters": ["kms", "sns:topic"]},
+    {"TagFilters": [{"Key": "owner"}], "ResourceTypeFilters": ["logs", "kms:key"]},
+    {"TagFilters": [{"Key": "owner", "Values": [""]}]},
+    {"TagFilters": [{"Key": "nobody", "Values": ["a"]}]},
+    {"ResourceTypeFilters": ["sns"]},
+]
+
+with mock_aws():
+    kms, sns, logs = (boto3.client(s, region_name="us-east-1") for s in ("kms", "sns", "logs"))
+    for i in range(9):
+        tags = {"owner": "abc"[i % 3] if i % 4 else "", "tier": ["gold", "silver"][i % 2]}
+        if i % 5 == 0:
+            tags.pop("tier")
+        kms.create_key(Tags=[{"TagKey": k, "TagValue": v} for k, v in tags.items()])
+        sns.create_topic(Name=f"t{i}", Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+        logs.create_log_group(logGroupName=f"/g/{i}", tags=tags)
+    kms.create_key()
+    sns.create_topic(Name="untagged")
+    tagging = boto3.client("resourcegroupstaggingapi", region_name="us-east-1")
+
+    def answers():
+        out = []
+        for case in CASES:
+            pages = tagging.get_paginator("get_resources").paginate(ResourcesPerPage=4, **case)
+            out.append([(r["ResourceARN"], r["Tags"]) for p in pages for r in p["ResourceTagMappingList"]])
+        return out
+
+    before = answers()
+    launcher.fix_tagging_api_covers_ecr_codepipeline_and_event_rules()
+    after = answers()
+print(json.dumps({"before": before, "after": after}))
+"""
+
+KMS_EQUIVALENCE = r"""
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+os.environ.pop("AWS_ENDPOINT_URL", None)  # the mock, not the running emulator
+os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+import boto3
+from botocore.exceptions import ClientError
+from moto import mock_aws
+import launcher
+
+def outcome(call):
+    try:
+        answer = call()
+        answer.pop("ResponseMetadata", None)
+        return {"ok": sorted(answer)}
+    except ClientError as e:
+        return {"error": e.response["Error"]["Code"]}
+
+def answers(kms):
+    out = []
+    for spec in ("SYMMETRIC_DEFAULT", "RSA_2048", "ECC_NIST_P256"):
+        usage = "ENCRYPT_DECRYPT" if spec != "ECC_NIST_P256" else "SIGN_VERIFY"
+        key = kms.create_key(KeySpec=spec, KeyUsage=usage)["KeyMetadata"]["KeyId"]
+        out.append(outcome(lambda: kms.describe_key(KeyId=key)))
+        out.append(outcome(lambda: kms.get_public_key(KeyId=key)))
+        out.append(outcome(lambda: kms.sign(KeyId=key, Message=b"m", SigningAlgorithm="RSASSA_PSS_SHA_256")))
+        if usage == "ENCRYPT_DECRYPT":
+            blob = kms.encrypt(KeyId=key, Plaintext=b"secret")["CiphertextBlob"]
+            out.append(kms.decrypt(CiphertextBlob=blob)["Plaintext"].decode())
+    return out
+
+with mock_aws():
+    kms = boto3.client("kms", region_name="us-east-1")
+    before = answers(kms)
+    launcher.perf_kms_symmetric_keys_skip_the_rsa_key()
+    after = answers(kms)
+    from moto.kms.models import kms_backends
+    lazy = [type(k.private_key).__name__ for k in kms_backends["123456789012"]["us-east-1"].keys.values()]
+print(json.dumps({"before": before, "after": after, "lazy": lazy}))
+"""
+
+
+@unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
+class PerformanceIndexes(unittest.TestCase):
+    """launcher.perf_*: indexes and caches that keep moto's answers exactly as they were."""
+
+    def test_ec2_tag_filters_answer_as_moto_does(self):
+        import subprocess
+
+        here = os.path.dirname(os.path.abspath(__file__))
+        out = subprocess.run(
+            [sys.executable, "-c", EC2_EQUIVALENCE, here], capture_output=True, text=True, check=True
+        ).stdout
+        result = json.loads(out.strip().splitlines()[-1])
+        self.assertEqual(result["after"], result["before"])
+        # The cases are not vacuous: some answers hold resources, some are errors.
+        flat = [a for case in result["before"] for a in case]
+        self.assertTrue(any(isinstance(a, list) and a for a in flat))
+        self.assertTrue(any(isinstance(a, str) for a in flat))
+
+    def test_get_resources_answers_as_moto_does(self):
+        """moto's own GetResources (every backend read whole, moto's tag matcher) and the fixed
+        one (launcher.fix_tagging_api_covers_ecr_codepipeline_and_event_rules, with its fast
+        walk of the tag filter's candidates) give the same pages for KMS, SNS and Logs."""
+        import subprocess
+
+        here = os.path.dirname(os.path.abspath(__file__))
+        out = subprocess.run(
+            [sys.executable, "-c", TAGGING_EQUIVALENCE, here], capture_output=True, text=True, check=True
+        ).stdout
+        result = json.loads(out.strip().splitlines()[-1])
+        self.assertEqual(result["after"], result["before"])
+        self.assertTrue(all(result["before"][i] for i in (1, 2, 3, 4, 5)), [len(a) for a in result["before"]])
+
+    def test_kms_keys_answer_as_moto_does(self):
+        """Symmetric keys made without their RSA key (launcher.perf_kms_symmetric_keys_skip_the_rsa_key)
+        answer DescribeKey, GetPublicKey, Sign, Encrypt and Decrypt as moto's do."""
+        import subprocess
+
+        here = os.path.dirname(os.path.abspath(__file__))
+        out = subprocess.run(
+            [sys.executable, "-c", KMS_EQUIVALENCE, here], capture_output=True, text=True, check=True
+        ).stdout
+        result = json.loads(out.strip().splitlines()[-1])
+        self.assertEqual(result["after"], result["before"])
+        self.assertIn("PrivateKeyOnFirstUse", result["lazy"])
+
+    def test_ec2_tag_filters_through_the_api(self):
+        """A literal value (the fast path) finds what the same value as a one-letter fnmatch
+        class (moto's own path) finds, for each Describe* the operator filters by tags."""
+        ec2 = client("ec2")
+        owner = unique("owner")
+        vpc = ec2.create_vpc(CidrBlock="10.78.0.0/16")["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.78.1.0/24")["Subnet"]["SubnetId"]
+        table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+        group = ec2.create_security_group(GroupName=unique("g"), Description="d", VpcId=vpc)["GroupId"]
+        igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+        ec2.create_tags(Resources=[vpc, subnet, table, group, igw], Tags=[{"Key": "owner", "Value": owner}, {"Key": "part", "Value": "a"}])
+        calls = [
+            (ec2.describe_vpcs, "Vpcs", "VpcId", vpc),
+            (ec2.describe_subnets, "Subnets", "SubnetId", subnet),
+            (ec2.describe_route_tables, "RouteTables", "RouteTableId", table),
+            (ec2.describe_security_groups, "SecurityGroups", "GroupId", group),
+            (ec2.describe_internet_gateways, "InternetGateways", "InternetGatewayId", igw),
+        ]
+        for call, field, id_field, made in calls:
+            def ids(value, part="a"):
+                found = call(Filters=[{"Name": "tag:owner", "Values": [value]}, {"Name": "tag:part", "Values": [part]}])[field]
+                return [r[id_field] for r in found]
+
+            self.assertEqual(ids(owner), [made], field)
+            self.assertEqual(ids(owner), ids("[" + owner[0] + "]" + owner[1:]), field)
+            self.assertEqual(ids(owner, "b"), [], field)
+
+    def test_roles_are_found_by_name_and_arn_as_they_come_and_go(self):
+        from botocore.exceptions import ClientError
+
+        iam = client("iam")
+        name = unique("perf-role")
+        document = trust([{"Effect": "Allow", "Principal": {"Service": "codebuild.amazonaws.com"}, "Action": "sts:AssumeRole"}])
+        with self.assertRaises(ClientError) as missing:
+            iam.get_role(RoleName=name)
+        self.assertEqual(missing.exception.response["Error"]["Code"], "NoSuchEntity")
+        self.assertEqual(missing.exception.response["Error"]["Message"], f"Role {name} not found")
+        arn = iam.create_role(RoleName=name, Path="/perf/", AssumeRolePolicyDocument=document)["Role"]["Arn"]
+        self.assertEqual(iam.get_role(RoleName=name)["Role"]["Arn"], arn)
+        with self.assertRaises(ClientError) as taken:
+            iam.create_role(RoleName=name, AssumeRolePolicyDocument=document)
+        self.assertEqual(taken.exception.response["Error"]["Code"], "EntityAlreadyExists")
+        # A resource policy naming the role by ARN finds it (launcher.principal_exists).
+        topic = client("sns").create_topic(Name=unique("perf-topic"))["TopicArn"]
+        client("sns").set_topic_attributes(TopicArn=topic, AttributeName="Policy", AttributeValue=allow(arn, "sns:Publish", topic))
+        listed = [r["Arn"] for page in iam.get_paginator("list_roles").paginate(PathPrefix="/perf/") for r in page["Roles"]]
+        self.assertIn(arn, listed)
+        iam.delete_role(RoleName=name)
+        with self.assertRaises(ClientError) as gone:
+            iam.get_role(RoleName=name)
+        self.assertEqual(gone.exception.response["Error"]["Code"], "NoSuchEntity")
+        with self.assertRaises(ClientError):
+            client("sns").set_topic_attributes(TopicArn=topic, AttributeName="Policy", AttributeValue=allow(arn, "sns:Publish", topic))
+        again = iam.create_role(RoleName=name, AssumeRolePolicyDocument=document)["Role"]["Arn"]
+        self.assertEqual(iam.get_role(RoleName=name)["Role"]["Arn"], again)
+        self.assertNotEqual(again, arn)  # another path: another ARN
+
+    def test_get_resources_answers_what_the_full_listing_holds(self):
+        """TagFilters and ResourceTypeFilters answer, in the same order, the resources that the
+        unfiltered listing holds and the filters select."""
+        owner = unique("owner")
+        other = unique("owner")
+        tags = lambda o, extra=(): [{"Key": "owner", "Value": o}, *extra]  # noqa: E731
+        made = []
+        for o in (owner, other, owner):
+            made.append(client("sns").create_topic(Name=unique("t"), Tags=tags(o, [{"Key": "tier", "Value": "gold"}]))["TopicArn"])
+            made.append(client("logs").create_log_group(logGroupName=unique("/perf/g"), tags={"owner": o}) or None)
+            made.append(client("ecr").create_repository(repositoryName=unique("perf"), tags=tags(o))["repository"]["repositoryArn"])
+            made.append(client("events").put_rule(Name=unique("perf"), ScheduleExpression="rate(1 day)", Tags=tags(o))["RuleArn"])
+        tagging = client("resourcegroupstaggingapi")
+
+        def listing(**kwargs):
+            pages = tagging.get_paginator("get_resources").paginate(**kwargs)
+            return [(r["ResourceARN"], {t["Key"]: t["Value"] for t in r["Tags"]}) for p in pages for r in p["ResourceTagMappingList"]]
+
+        everything = listing()
+        types = ["sns", "logs", "ecr", "events:rule", "kms:key"]
+
+        def kind_ok(arn):
+            service, kind = arn.split(":")[2], arn.split(":")[5].split("/")[0]
+            return service in types or f"{service}:{kind}" in types
+
+        for filters in (
+            [{"Key": "owner", "Values": [owner]}],
+            [{"Key": "owner", "Values": [owner, other]}, {"Key": "tier"}],
+            [{"Key": "owner", "Values": [owner]}, {"Key": "tier", "Values": ["silver"]}],
+            [{"Key": "owner"}],
+        ):
+            expected = [
+                (arn, t) for arn, t in everything
+                if kind_ok(arn) and all(f["Key"] in t and (not f.get("Values") or t[f["Key"]] in f["Values"]) for f in filters)
+            ]
+            self.assertEqual(listing(TagFilters=filters, ResourceTypeFilters=types), expected, filters)
+        self.assertEqual(len(listing(TagFilters=[{"Key": "owner", "Values": [owner]}], ResourceTypeFilters=types)), 8)
 
 
 if __name__ == "__main__":

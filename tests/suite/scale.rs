@@ -468,6 +468,13 @@ async fn bench_whole_pipelines_time_calls_and_memory() {
         (6.0 * resync_reads - 5.0 * iam_reads) / n,
         rss as f64 / 1024.0
     );
+    let mib = |field: &str| operator.memory_kib(field) as f64 / 1024.0;
+    println!(
+        "bench: memory now: resident {:.1} MiB = heap {:.1} (RssAnon) + code {:.1} (RssFile)",
+        mib("VmRSS"),
+        mib("RssAnon"),
+        mib("RssFile")
+    );
     if std::env::var_os("BENCH_KEEP").is_none() {
         for name in &names {
             api.delete(name, &DeleteParams::default())

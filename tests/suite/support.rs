@@ -497,13 +497,19 @@ impl Operator {
 
     /// The process's peak resident memory so far (VmHWM), in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
+        self.memory_kib("VmHWM")
+    }
+
+    /// One line of the operator's `/proc/PID/status`, in KiB: `VmHWM` (peak resident), `VmRSS`,
+    /// `RssAnon` (heap and stacks), `RssFile` (the binary's code pages).
+    pub fn memory_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .expect("the operator's /proc status");
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM")
+            .unwrap_or_else(|| panic!("{field} in the operator's /proc status"))
     }
 
     /// Starts `cmd` (from [`Operator::command`], configured by the caller) whose metrics listen
