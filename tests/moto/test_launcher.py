@@ -2248,18 +2248,22 @@ print(json.dumps({"before": before, "after": after, "lazy": lazy}))
 """
 
 
+def in_fresh_interpreter(script: str) -> dict:
+    """Runs `script` (which patches moto itself and prints one JSON line last) in a new Python
+    process, so moto's unpatched paths can be compared with the patched ones."""
+    import subprocess
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = subprocess.run([sys.executable, "-c", script, here], capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 @unittest.skipUnless(ENDPOINT, "needs a running emulator (AWS_ENDPOINT_URL)")
 class PerformanceIndexes(unittest.TestCase):
     """launcher.perf_*: indexes and caches that keep moto's answers exactly as they were."""
 
     def test_ec2_tag_filters_answer_as_moto_does(self):
-        import subprocess
-
-        here = os.path.dirname(os.path.abspath(__file__))
-        out = subprocess.run(
-            [sys.executable, "-c", EC2_EQUIVALENCE, here], capture_output=True, text=True, check=True
-        ).stdout
-        result = json.loads(out.strip().splitlines()[-1])
+        result = in_fresh_interpreter(EC2_EQUIVALENCE)
         self.assertEqual(result["after"], result["before"])
         # The cases are not vacuous: some answers hold resources, some are errors.
         flat = [a for case in result["before"] for a in case]
@@ -2270,26 +2274,14 @@ class PerformanceIndexes(unittest.TestCase):
         """moto's own GetResources (every backend read whole, moto's tag matcher) and the fixed
         one (launcher.fix_tagging_api_covers_ecr_codepipeline_and_event_rules, with its fast
         walk of the tag filter's candidates) give the same pages for KMS, SNS and Logs."""
-        import subprocess
-
-        here = os.path.dirname(os.path.abspath(__file__))
-        out = subprocess.run(
-            [sys.executable, "-c", TAGGING_EQUIVALENCE, here], capture_output=True, text=True, check=True
-        ).stdout
-        result = json.loads(out.strip().splitlines()[-1])
+        result = in_fresh_interpreter(TAGGING_EQUIVALENCE)
         self.assertEqual(result["after"], result["before"])
         self.assertTrue(all(result["before"][i] for i in (1, 2, 3, 4, 5)), [len(a) for a in result["before"]])
 
     def test_kms_keys_answer_as_moto_does(self):
         """Symmetric keys made without their RSA key (launcher.perf_kms_symmetric_keys_skip_the_rsa_key)
         answer DescribeKey, GetPublicKey, Sign, Encrypt and Decrypt as moto's do."""
-        import subprocess
-
-        here = os.path.dirname(os.path.abspath(__file__))
-        out = subprocess.run(
-            [sys.executable, "-c", KMS_EQUIVALENCE, here], capture_output=True, text=True, check=True
-        ).stdout
-        result = json.loads(out.strip().splitlines()[-1])
+        result = in_fresh_interpreter(KMS_EQUIVALENCE)
         self.assertEqual(result["after"], result["before"])
         self.assertIn("PrivateKeyOnFirstUse", result["lazy"])
 
