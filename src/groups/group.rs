@@ -391,13 +391,14 @@ impl<G: Group> Instance<G> {
 
     async fn run_apply(&self, inputs: &Values) -> Result<Applied, Failure> {
         let (aws, at, desired) = self.prepare(inputs)?;
-        let cadence = self
+        // A group checked less often than every resync, between its checks: trust the last.
+        let sparse = self
             .cadence
             .as_ref()
-            .filter(|_| self.group.unobserved(&at, &desired).is_some());
-        if let Some(cadence) = cadence
+            .zip(self.group.unobserved(&at, &desired));
+        let cadence = sparse.as_ref().map(|(cadence, _)| *cadence);
+        if let Some((cadence, produced)) = sparse
             && cadence.fresh(&self.condition, &desired)
-            && let Some(produced) = self.group.unobserved(&at, &desired)
         {
             return Ok(Applied {
                 action: Action::Unchanged,

@@ -83,14 +83,7 @@ async fn a_restart_with_ready_pipelines_makes_no_aws_call_until_they_are_due() {
         "a requested reconcile reads AWS"
     );
 
-    for name in &names {
-        api.delete(name, &DeleteParams::default())
-            .await
-            .expect("delete");
-    }
-    for name in &names {
-        crate::support::gone_within(&api, name, WAIT).await;
-    }
+    delete_all(&api, &names, WAIT).await;
 }
 
 /// Flags for a replica of a sharded operator: `shards` shards on leases named after `lease`,
@@ -329,14 +322,7 @@ async fn three_replicas_share_three_shards_and_take_over_a_killed_ones() {
         );
     }
 
-    for name in &names {
-        api.delete(name, &DeleteParams::default())
-            .await
-            .expect("delete");
-    }
-    for name in &names {
-        crate::support::gone_within(&api, name, WAIT).await;
-    }
+    delete_all(&api, &names, WAIT).await;
 }
 
 /// Waits (until `deadline`) for every one of `size` pipelines in `api`'s namespace to satisfy
@@ -476,14 +462,7 @@ async fn bench_whole_pipelines_time_calls_and_memory() {
         mib("RssFile")
     );
     if std::env::var_os("BENCH_KEEP").is_none() {
-        for name in &names {
-            api.delete(name, &DeleteParams::default())
-                .await
-                .expect("delete");
-        }
-        for name in &names {
-            crate::support::gone_within(&api, name, wait).await;
-        }
+        delete_all(&api, &names, wait).await;
     }
 }
 
@@ -586,14 +565,7 @@ async fn a_replica_that_loses_a_shards_lease_stops_that_shard_only() {
     )
     .await;
 
-    for name in &names {
-        api.delete(name, &DeleteParams::default())
-            .await
-            .expect("delete");
-    }
-    for name in &names {
-        crate::support::gone_within(&api, name, WAIT).await;
-    }
+    delete_all(&api, &names, WAIT).await;
 }
 
 /// IAM is checked whole at most every `--iam-check-interval-seconds` (default an hour): a
@@ -649,4 +621,16 @@ async fn a_resync_between_iam_checks_reads_everything_but_the_roles() {
         .await
         .expect("delete");
     crate::support::gone_within(&api, "web", WAIT).await;
+}
+
+/// Deletes every pipeline of `names` and waits (up to `wait` each) until each is gone.
+async fn delete_all(api: &Api<DeliveryPipeline>, names: &[String], wait: Duration) {
+    for name in names {
+        api.delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
+    }
+    for name in names {
+        crate::support::gone_within(api, name, wait).await;
+    }
 }
